@@ -1,0 +1,60 @@
+import copy
+
+import pytest
+import yaml
+
+from tru.config import load_params, parse_params
+from tru.errors import ConfigError
+
+from conftest import ROOT
+
+
+def raw():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_repo_params_are_valid():
+    p = load_params(ROOT / "params.yaml")
+    assert p.model.backbone == "mgcn" and p.split.fractions == (0.8, 0.1, 0.1)
+
+
+def test_unknown_key_is_named():
+    r = raw()
+    r["train"]["learning_rate"] = 0.1
+    with pytest.raises(ConfigError, match=r"unknown key 'train.learning_rate'"):
+        parse_params(r)
+
+
+def test_missing_key_is_named():
+    r = raw()
+    del r["model"]["mgcn"]["knn_k"]
+    with pytest.raises(ConfigError, match=r"missing key 'model.mgcn.knn_k'"):
+        parse_params(r)
+
+
+def test_wrong_type_and_bad_values_are_named():
+    r = raw()
+    r["train"]["batch_size"] = "many"
+    with pytest.raises(ConfigError, match=r"'train.batch_size'"):
+        parse_params(r)
+    r = raw()
+    r["split"]["fractions"] = [0.5, 0.1, 0.1]
+    with pytest.raises(ConfigError, match="split.fractions"):
+        parse_params(r)
+
+
+def test_mmrec_source_needs_a_folder():
+    r = copy.deepcopy(raw())
+    r["data"]["source"] = "mmrec"
+    r["data"]["mmrec_dir"] = ""
+    with pytest.raises(ConfigError, match="mmrec_dir"):
+        parse_params(r)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)

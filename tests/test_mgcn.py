@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+
+from tru.models import build_backbone
+from tru.models.graph import knn_graph, normalized_bipartite
+
+
+def small_params(params):
+    return params.model.mgcn.model_copy(update={"embedding_dim": 16, "knn_k": 5}).model_dump()
+
+
+def test_forward_shapes_and_every_branch_gets_gradients(params, tiny_data):
+    d = tiny_data
+    torch.manual_seed(0)
+    model = build_backbone("mgcn", small_params(params), d.n_users, d.n_items, d.features)
+    model.set_graph(d.train)
+    u, i = model.embeddings()
+    assert u.shape == (d.n_users, 16) and i.shape == (d.n_items, 16)
+    users = torch.as_tensor(d.train[:32, 0])
+    pos = torch.as_tensor(d.train[:32, 1])
+    neg = torch.as_tensor((d.train[:32, 1] + 1) % d.n_items)
+    loss, parts = model.loss(users, pos, neg)
+    assert torch.isfinite(loss) and set(parts) == {"bpr", "reg", "cl"}
+    loss.backward()
+    branches = model.branches()
+    assert set(branches) == {"id", "signal", "noise", "fusion"}
+    named = dict(model.named_parameters())
+    # every parameter belongs to exactly one branch and to exactly one selection module
+    flat = [n for names in branches.values() for n in names]
+    assert sorted(flat) == sorted(named)
+    mods = [n for names in model.selection_modules().values() for n in names]
+    assert sorted(mods) == sorted(named)
+    for branch, names in branches.items():
+        grad = sum(float(named[n].grad.abs().sum()) for n in names if named[n].grad is not None)
+        assert grad > 0, f"branch {branch} got no gradient"
+
+
+def test_all_zero_feature_rows_stay_finite(params, tiny_data):
+    d = tiny_data
+    feats = dict(d.features)
+    feats["signal"] = feats["signal"].copy()
+    feats["signal"][:10] = 0.0  # items without content (ML-100k: 438 without KG links)
+    model = build_backbone("mgcn", small_params(params), d.n_users, d.n_items, feats)
+    model.set_graph(d.train)
+    loss, _ = model.loss(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([2, 3]))
+    assert torch.isfinite(loss)
+    g = model.knn["signal"].to_dense()
+    assert torch.isfinite(g).all()
+    # a content-less item keeps only its self-loop and is nobody's neighbour
+    for item in range(10):
+        assert torch.nonzero(g[item]).flatten().tolist() == [item]
+        assert int((g[10:, item] != 0).sum()) == 0
+
+
+def test_knn_graph_rows_and_deleted_items():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(30, 5)).astype(np.float32)
+    g = knn_graph(x, k=4).to_dense()
+    assert ((g != 0).sum(1) == 4).all()
+    assert (torch.diagonal(g) > 0).all()
+    active = np.ones(30, dtype=bool)
+    active[[3, 7]] = False
+    g2 = knn_graph(x, k=4, active=active).to_dense()
+    assert float(g2[:, [3, 7]].abs().sum()) == 0 and float(g2[[3, 7]].abs().sum()) == 0
+
+
+def test_bipartite_normalisation_symmetric_and_isolated_nodes_finite():
+    pairs = np.array([[0, 0], [0, 1], [1, 1]])
+    a = normalized_bipartite(pairs, n_users=3, n_items=3).to_dense()
+    assert torch.allclose(a, a.T)
+    # edge (u0, i1): deg(u0) = 2, deg(i1) = 2 -> 1/2
+    assert a[0, 3 + 1].item() == pytest.approx(0.5)
+    assert float(a[2].abs().sum()) == 0  # user 2 has no edges
+    assert torch.isfinite(a).all()
+
+
+def test_graph_rebuilt_from_given_pairs(params, tiny_data):
+    d = tiny_data
+    model = build_backbone("mgcn", small_params(params), d.n_users, d.n_items, d.features)
+    model.set_graph(d.train)
+    before = model.norm_adj.to_dense()
+    keep = d.train[d.train[:, 0] != 0]
+    model.set_graph(keep)
+    after = model.norm_adj.to_dense()
+    assert float(before[0].abs().sum()) > 0 and float(after[0].abs().sum()) == 0

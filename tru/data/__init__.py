@@ -1,0 +1,1 @@
+"""Data: fetch, featurize, MMRec-format folders, splits, synthetic generator."""

@@ -1,0 +1,75 @@
+"""The split dataset in memory: what training, evaluation and unlearning read.
+
+On disk (written by `tru split`, see tru/data/split.py) a split folder holds
+`train.parquet`, `valid.parquet`, `test.parquet` (columns user, item, timestamp; 0-based
+indices into the dataset folder's ids) and `split.json` (counts, n_users, n_items,
+modality dims, the dataset folder it came from and the hashes of its inputs).
+Features are read from the dataset folder named in split.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tru.data.mmrec import read_features
+from tru.errors import DataError
+from tru.io import read_json
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class InteractionData:
+    name: str
+    n_users: int
+    n_items: int
+    train: np.ndarray  # [n, 2] int64 (user, item)
+    valid: np.ndarray
+    test: np.ndarray
+    features: dict[str, np.ndarray]  # modality -> [n_items, dim] float32
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.features)
+
+    def pairs(self, split: str) -> np.ndarray:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}")
+        return getattr(self, split)
+
+    def per_user(self, split: str) -> list[np.ndarray]:
+        """Item indices per user (row u = items of user u in `split`, sorted)."""
+        return group_by_user(self.pairs(split), self.n_users)
+
+
+def group_by_user(pairs: np.ndarray, n_users: int) -> list[np.ndarray]:
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    sorted_pairs = pairs[order]
+    bounds = np.searchsorted(sorted_pairs[:, 0], np.arange(n_users + 1))
+    return [sorted_pairs[bounds[u] : bounds[u + 1], 1] for u in range(n_users)]
+
+
+def _read_pairs(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"{path}: split file not found (run `tru split` first)")
+    df = pd.read_parquet(path, columns=["user", "item"])
+    return df.to_numpy(dtype=np.int64).reshape(-1, 2)
+
+
+def load_split(split_dir: str | Path, dataset_dir: str | Path | None = None) -> InteractionData:
+    split_dir = Path(split_dir)
+    meta_path = split_dir / "split.json"
+    if not meta_path.is_file():
+        raise DataError(f"{meta_path}: not found (run `tru split` first)")
+    meta = read_json(meta_path)
+    ds_dir = Path(dataset_dir) if dataset_dir is not None else Path(meta["dataset_dir"])
+    features = read_features(ds_dir)
+    for modality, arr in features.items():
+        if arr.shape[0] != meta["n_items"]:
+            raise DataError(f"{ds_dir / (modality + '_feat.npy')}: has {arr.shape[0]} rows, the split has {meta['n_items']} items")
+    parts = {s: _read_pairs(split_dir / f"{s}.parquet") for s in SPLITS}
+    return InteractionData(meta["name"], int(meta["n_users"]), int(meta["n_items"]), features=features, **parts)

@@ -1,0 +1,103 @@
+"""Full-ranking metrics with MMRec semantics.
+
+Recall@K = hits in the top K / |positives| per row; NDCG@K = DCG / ideal DCG, the ideal
+placing min(|positives|, K) hits first. Rows without a positive are skipped; the result
+is the mean over the rest. Excluded items (a row's training items, say) are masked before
+ranking, so they can neither be recommended nor counted: a positive that is also excluded
+is dropped from that row's positives. Ties in score are broken by the lower item index
+(a stable sort), so the result never depends on the sort kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+Rows = Sequence[Sequence[int] | np.ndarray]
+
+
+def _row_index(rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = [len(r) for r in rows]
+    row_ids = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor(lengths, dtype=torch.long))
+    cols = torch.as_tensor(np.concatenate([np.asarray(r, dtype=np.int64) for r in rows]) if rows else np.zeros(0, np.int64))
+    return row_ids, cols.long()
+
+
+class RankAccumulator:
+    """Sums per-row Recall/NDCG over batches of rows; `result()` gives the means."""
+
+    def __init__(self, ks: Sequence[int]):
+        if not ks or min(ks) < 1:
+            raise ValueError("ks must be positive cut-offs")
+        self.ks = sorted(set(int(k) for k in ks))
+        self.sums = {f"{m}@{k}": 0.0 for k in self.ks for m in ("recall", "ndcg")}
+        self.rows = 0
+
+    def add(self, scores: torch.Tensor, positives: Rows, exclude: Rows | None = None) -> None:
+        if scores.dim() != 2 or scores.shape[0] != len(positives):
+            raise ValueError(f"scores must be [rows, items] with one positives list per row; got {tuple(scores.shape)} and {len(positives)}")
+        n_rows, n_items = scores.shape
+        scores = scores.detach().to(torch.float32).clone()
+        pos_mask = torch.zeros(n_rows, n_items, dtype=torch.bool)
+        r, c = _row_index(positives)
+        pos_mask[r, c] = True
+        if exclude is not None:
+            if len(exclude) != n_rows:
+                raise ValueError("exclude needs one list per row")
+            r, c = _row_index(exclude)
+            scores[r, c] = float("-inf")
+            pos_mask[r, c] = False
+        n_pos = pos_mask.sum(1)
+        keep = n_pos > 0
+        if not bool(keep.any()):
+            return
+        scores, pos_mask, n_pos = scores[keep], pos_mask[keep], n_pos[keep].to(torch.float64)
+        k_max = min(max(self.ks), n_items)
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k_max]
+        hits = torch.gather(pos_mask, 1, order).to(torch.float64)
+        discount = 1.0 / torch.log2(torch.arange(2, k_max + 2, dtype=torch.float64))
+        cum_disc = torch.cumsum(discount, 0)
+        for k in self.ks:
+            kk = min(k, k_max)
+            h = hits[:, :kk]
+            self.sums[f"recall@{k}"] += float((h.sum(1) / n_pos).sum())
+            dcg = (h * discount[:kk]).sum(1)
+            ideal = cum_disc[(torch.clamp(n_pos, max=kk) - 1).long()]
+            self.sums[f"ndcg@{k}"] += float((dcg / ideal).sum())
+        self.rows += int(keep.sum())
+
+    def result(self) -> dict[str, float]:
+        out = {key: (val / self.rows if self.rows else 0.0) for key, val in self.sums.items()}
+        out["n_rows"] = self.rows
+        return out
+
+
+def rank_metrics(scores: torch.Tensor, positives: Rows, exclude: Rows | None = None, ks: Sequence[int] = (10, 20)) -> dict:
+    """Recall@K and NDCG@K for a full score matrix [n_users, n_items]; keys 'recall@10', 'ndcg@20', ..."""
+    acc = RankAccumulator(ks)
+    acc.add(scores, positives, exclude)
+    return acc.result()
+
+
+def ranked_metrics_batched(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    users: np.ndarray,
+    positives: Rows,
+    exclude: Rows | None,
+    ks: Sequence[int] = (10, 20),
+    batch_users: int = 4096,
+) -> dict:
+    """rank_metrics over `users` in batches: score_fn(user_ids) -> [batch, n_items].
+
+    `positives[j]` / `exclude[j]` belong to `users[j]`; memory is bounded by the batch size.
+    """
+    acc = RankAccumulator(ks)
+    for start in range(0, len(users), batch_users):
+        idx = slice(start, start + batch_users)
+        batch = torch.as_tensor(np.asarray(users[idx]), dtype=torch.long)
+        with torch.no_grad():
+            scores = score_fn(batch)
+        acc.add(scores, positives[idx], exclude[idx] if exclude is not None else None)
+    return acc.result()

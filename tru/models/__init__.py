@@ -1,0 +1,6 @@
+"""Backbones: a small contract (tru.models.base) and a registry of implementations."""
+
+from tru.models.base import BACKBONES, Recommender, build_backbone, register_backbone
+from tru.models import mgcn as _mgcn  # noqa: F401  (registers "mgcn")
+
+__all__ = ["BACKBONES", "Recommender", "build_backbone", "register_backbone"]

@@ -1,0 +1,84 @@
+"""The backbone contract. Unlearning, audits and reports talk to a backbone only through
+this interface, so they never name a backbone's attributes.
+
+A backbone is built from (its params section, n_users, n_items, modality features) and
+- `set_graph(pairs, active_items)` rebuilds every structure derived from data;
+- `loss(users, pos, neg)` gives the training loss of a batch (and its parts);
+- `embeddings()` gives final user and item embeddings; scores are their dot products;
+- `branches()` names its parameter groups: "id", one per modality, "fusion";
+- `selection_modules()` lists named parameter groups for layer selection;
+- `user_rows()` / `item_rows()` name the parameters whose rows belong to one user / item
+  (for exact erasure of private parameters), with their initialisation.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+BACKBONES: dict[str, type["Recommender"]] = {}
+
+
+def register_backbone(name: str) -> Callable[[type["Recommender"]], type["Recommender"]]:
+    def deco(cls: type["Recommender"]) -> type["Recommender"]:
+        if name in BACKBONES:
+            raise ValueError(f"backbone {name!r} registered twice")
+        BACKBONES[name] = cls
+        cls.backbone_name = name
+        return cls
+
+    return deco
+
+
+class Recommender(nn.Module):
+    backbone_name = "abstract"
+
+    def __init__(self, n_users: int, n_items: int):
+        super().__init__()
+        self.n_users = n_users
+        self.n_items = n_items
+
+    # --- data-derived structures -------------------------------------------------
+    def set_graph(self, pairs: np.ndarray, active_items: np.ndarray | None = None) -> None:
+        raise NotImplementedError
+
+    # --- training ------------------------------------------------------------------
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    # --- inference -----------------------------------------------------------------
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def score_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Computes the embeddings once; returns users -> full score rows [batch, n_items]."""
+        with torch.no_grad():
+            u, i = self.embeddings()
+        it = i.T.contiguous()
+        return lambda users: u[users] @ it
+
+    # --- structure for unlearning ---------------------------------------------------------
+    def branches(self) -> dict[str, list[str]]:
+        raise NotImplementedError
+
+    def selection_modules(self) -> dict[str, list[str]]:
+        raise NotImplementedError
+
+    def user_rows(self) -> list[str]:
+        return []
+
+    def item_rows(self) -> list[str]:
+        return []
+
+    def config(self) -> dict:
+        """Everything needed to rebuild the module (with the data), as plain JSON."""
+        raise NotImplementedError
+
+
+def build_backbone(name: str, params: dict, n_users: int, n_items: int, features: dict[str, np.ndarray]) -> Recommender:
+    if name not in BACKBONES:
+        raise KeyError(f"unknown backbone {name!r}; registered: {', '.join(sorted(BACKBONES))}")
+    return BACKBONES[name](params=params, n_users=n_users, n_items=n_items, features=features)

@@ -1,0 +1,156 @@
+"""MGCN (Yu, Tan, Lu, Bao; ACM MM 2023) in plain PyTorch, for any number of modalities.
+
+1. Behaviour-guided purifier: per modality m, item_m = item_id ⊙ sigmoid(W_g (W_t feat_m)).
+2. User-item view: LightGCN over the normalised bipartite graph, mean of layers 0..L.
+3. Item-item views: item_m propagated over the modality's fixed kNN graph; users get R item_m.
+4. Behaviour-aware fuser: attention over the modality views gives a common part; each
+   view minus the common part is gated by a preference gate on the user-item view;
+   side = (sum of specific parts + common) / (M + 1); final = content + side.
+5. Loss: BPR + reg_weight * L2 of the batch's final embeddings / batch + cl_weight *
+   (InfoNCE(side, content) for the batch's items and users, temperature cl_temperature).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tru.models.base import Recommender, register_backbone
+from tru.models.graph import knn_graph, normalized_bipartite, user_item_block
+
+
+def _info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    a = F.normalize(a, dim=1)
+    b = F.normalize(b, dim=1)
+    logits = a @ b.T / temperature
+    return F.cross_entropy(logits, torch.arange(a.shape[0]))
+
+
+class ModalityBranch(nn.Module):
+    def __init__(self, features: np.ndarray, dim: int):
+        super().__init__()
+        feats = torch.as_tensor(np.asarray(features), dtype=torch.float32).clone()
+        self.feat = nn.Parameter(feats)  # trainable, as in MGCN (from_pretrained, freeze=False)
+        self.trs = nn.Linear(feats.shape[1], dim)
+        self.gate = nn.Sequential(nn.Linear(dim, dim), nn.Sigmoid())
+        self.prefer = nn.Sequential(nn.Linear(dim, dim), nn.Sigmoid())
+
+
+@register_backbone("mgcn")
+class MGCN(Recommender):
+    def __init__(self, params: dict, n_users: int, n_items: int, features: dict[str, np.ndarray]):
+        super().__init__(n_users, n_items)
+        if not features:
+            raise ValueError("MGCN needs at least one modality")
+        self.params = dict(params)
+        d = int(params["embedding_dim"])
+        self.n_ui_layers = int(params["n_ui_layers"])
+        self.n_mm_layers = int(params["n_mm_layers"])
+        self.knn_k = int(params["knn_k"])
+        self.reg_weight = float(params["reg_weight"])
+        self.cl_weight = float(params["cl_weight"])
+        self.cl_temperature = float(params["cl_temperature"])
+        self.modality_names = list(features)
+        self.modality_dims = {m: int(np.asarray(f).shape[1]) for m, f in features.items()}
+        self._raw_features = {m: np.asarray(f, dtype=np.float32) for m, f in features.items()}
+
+        self.user_embedding = nn.Parameter(torch.empty(n_users, d))
+        self.item_embedding = nn.Parameter(torch.empty(n_items, d))
+        nn.init.xavier_uniform_(self.user_embedding)
+        nn.init.xavier_uniform_(self.item_embedding)
+        self.modal = nn.ModuleDict({m: ModalityBranch(f, d) for m, f in features.items()})
+        self.query_common = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, 1, bias=False))
+
+        self.norm_adj: torch.Tensor | None = None
+        self.R: torch.Tensor | None = None
+        self.knn: dict[str, torch.Tensor] = {}
+        self._knn_key: tuple | None = None
+
+    # --- derived structures ---------------------------------------------------------
+    def set_graph(self, pairs: np.ndarray, active_items: np.ndarray | None = None) -> None:
+        self.norm_adj = normalized_bipartite(pairs, self.n_users, self.n_items)
+        self.R = user_item_block(pairs, self.n_users, self.n_items)
+        key = (self.knn_k, None if active_items is None else np.asarray(active_items, dtype=bool).tobytes())
+        if key != self._knn_key:  # the cache key holds every input of the kNN graphs
+            self.knn = {m: knn_graph(f, self.knn_k, active_items) for m, f in self._raw_features.items()}
+            self._knn_key = key
+
+    # --- forward ----------------------------------------------------------------------
+    def _forward(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.norm_adj is None:
+            raise RuntimeError("call set_graph(train_pairs) before using the model")
+        item_id = self.item_embedding
+        ego = torch.cat([self.user_embedding, item_id], dim=0)
+        layers = [ego]
+        for _ in range(self.n_ui_layers):
+            ego = torch.sparse.mm(self.norm_adj, ego)
+            layers.append(ego)
+        content = torch.stack(layers, dim=1).mean(dim=1)
+
+        views = []
+        for m, branch in self.modal.items():
+            item_m = item_id * branch.gate(branch.trs(branch.feat))
+            for _ in range(self.n_mm_layers):
+                item_m = torch.sparse.mm(self.knn[m], item_m)
+            user_m = torch.sparse.mm(self.R, item_m)
+            views.append(torch.cat([user_m, item_m], dim=0))
+        att = torch.softmax(torch.cat([self.query_common(v) for v in views], dim=-1), dim=-1)
+        common = sum(att[:, j : j + 1] * v for j, v in enumerate(views))
+        side = common
+        for (m, branch), v in zip(self.modal.items(), views):
+            side = side + branch.prefer(content) * (v - common)
+        side = side / (len(views) + 1)
+        return content + side, side, content
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        final, _, _ = self._forward()
+        return final[: self.n_users], final[self.n_users :]
+
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        final, side, content = self._forward()
+        u_all, i_all = final[: self.n_users], final[self.n_users :]
+        u, p, n = u_all[users], i_all[pos], i_all[neg]
+        bpr = -F.logsigmoid((u * p).sum(1) - (u * n).sum(1)).mean()
+        reg = self.reg_weight * 0.5 * (u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum()) / users.shape[0]
+        total = bpr + reg
+        cl = torch.zeros(())
+        if self.cl_weight > 0:
+            s_u, s_i = side[: self.n_users], side[self.n_users :]
+            c_u, c_i = content[: self.n_users], content[self.n_users :]
+            cl = _info_nce(s_i[pos], c_i[pos], self.cl_temperature) + _info_nce(s_u[users], c_u[users], self.cl_temperature)
+            total = total + self.cl_weight * cl
+        return total, {"bpr": float(bpr), "reg": float(reg), "cl": float(cl)}
+
+    # --- structure for unlearning ---------------------------------------------------------
+    def branches(self) -> dict[str, list[str]]:
+        out = {"id": ["user_embedding", "item_embedding"]}
+        for m in self.modal:
+            out[m] = [n for n, _ in self.named_parameters() if n.startswith(f"modal.{m}.")]
+        out["fusion"] = [n for n, _ in self.named_parameters() if n.startswith("query_common.")]
+        return out
+
+    def selection_modules(self) -> dict[str, list[str]]:
+        out = {"user_embedding": ["user_embedding"], "item_embedding": ["item_embedding"]}
+        for m in self.modal:
+            for part in ("feat", "trs", "gate", "prefer"):
+                prefix = f"modal.{m}.{part}"
+                out[f"{m}.{part}"] = [n for n, _ in self.named_parameters() if n == prefix or n.startswith(prefix + ".")]
+        out["fusion.query_common"] = [n for n, _ in self.named_parameters() if n.startswith("query_common.")]
+        return out
+
+    def user_rows(self) -> list[str]:
+        return ["user_embedding"]
+
+    def item_rows(self) -> list[str]:
+        return ["item_embedding"] + [f"modal.{m}.feat" for m in self.modal]
+
+    def config(self) -> dict:
+        return {
+            "backbone": self.backbone_name,
+            "params": self.params,
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "modalities": self.modality_dims,
+        }

@@ -1,0 +1,106 @@
+"""One function per pipeline stage. The `tru` CLI (hence every DVC stage) and the Prefect
+tasks call these and nothing else, so both produce the same files with the same hashes.
+
+Each function takes validated params and the paths it reads and writes, and returns a
+small JSON-able summary (paths and hashes, never tensors or frames).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tru.config import Params
+from tru.io import sha256_file, sha256_tree, write_json
+
+DEFAULT_PATHS = {
+    "raw": "data/raw",
+    "split": "data/split",
+    "model": "data/models/base",
+    "train_log": "reports/train/train_log.json",
+    "metrics": "reports/train/metrics.json",
+}
+
+
+def fetch_stage(params: Params, raw_dir: str | Path = DEFAULT_PATHS["raw"]) -> dict:
+    from tru.data.build import fetch
+
+    info = fetch(params, raw_dir)
+    return {"raw_dir": str(raw_dir), "sha256": sha256_tree(raw_dir), "info": info}
+
+
+def featurize_stage(params: Params, raw_dir: str | Path = DEFAULT_PATHS["raw"], out_dir: str | Path | None = None) -> dict:
+    from tru.data.build import build_dataset
+
+    out_dir = Path(out_dir or params.data.dataset_dir)
+    manifest = build_dataset(params, raw_dir, out_dir)
+    return {"dataset_dir": str(out_dir), "sha256": sha256_tree(out_dir), "manifest": manifest}
+
+
+def split_stage(params: Params, dataset_dir: str | Path | None = None, out_dir: str | Path = DEFAULT_PATHS["split"]) -> dict:
+    from tru.data.mmrec import load_folder
+    from tru.data.split import make_split
+
+    dataset_dir = Path(dataset_dir or params.data.dataset_dir)
+    folder = load_folder(dataset_dir)
+    summary = make_split(folder, params.split, params.seed, Path(out_dir), dataset_dir)
+    return {"split_dir": str(out_dir), "sha256": sha256_tree(out_dir), "summary": summary}
+
+
+def train_stage(
+    params: Params,
+    split_dir: str | Path = DEFAULT_PATHS["split"],
+    out_dir: str | Path = DEFAULT_PATHS["model"],
+    log_path: str | Path = DEFAULT_PATHS["train_log"],
+    progress: bool = True,
+) -> dict:
+    from tru.checkpoint import save_checkpoint
+    from tru.data.dataset import load_split
+    from tru.models import build_backbone
+    from tru.train import EvalSet, fit, seed_everything
+
+    data = load_split(split_dir)
+    seed_everything(params.seed, params.train.threads)
+    model = build_backbone(params.model.backbone, getattr(params.model, params.model.backbone).model_dump(),
+                           data.n_users, data.n_items, data.features)
+    valid = EvalSet.build(data.valid, data.train, data.n_users)
+    result = fit(model, data.train, valid, params.train, params.seed, progress=progress, desc="train")
+    digest = save_checkpoint(out_dir, result.model, {
+        "seed": params.seed,
+        "train": params.train.model_dump(),
+        "best_epoch": result.best_epoch,
+        "best_valid": result.best_valid,
+        "data": {"split_sha256": sha256_tree(split_dir), "dataset": data.name},
+    })
+    seconds = [h["seconds"] for h in result.history]
+    write_json(log_path, {
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "total_seconds": result.seconds,
+        "history": result.history,
+        "median_epoch_seconds": sorted(seconds)[len(seconds) // 2] if seconds else 0.0,
+    })
+    return {"checkpoint": str(out_dir), "weights_sha256": digest, "best_epoch": result.best_epoch,
+            "best_valid": result.best_valid, "seconds": result.seconds}
+
+
+def evaluate_stage(
+    params: Params,
+    checkpoint: str | Path = DEFAULT_PATHS["model"],
+    split_dir: str | Path = DEFAULT_PATHS["split"],
+    out_path: str | Path = DEFAULT_PATHS["metrics"],
+) -> dict:
+    from tru.checkpoint import load_checkpoint
+    from tru.data.dataset import load_split
+    from tru.train import EvalSet, evaluate, seed_everything
+
+    seed_everything(params.seed, params.train.threads)
+    data = load_split(split_dir)
+    model, _ = load_checkpoint(checkpoint, data.features)
+    model.set_graph(data.train)
+    out = {}
+    for split in ("valid", "test"):
+        metrics = evaluate(model, EvalSet.build(data.pairs(split), data.train, data.n_users),
+                           ks=params.evaluate.ks, batch_users=params.train.eval_batch_users)
+        out[split] = {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
+    write_json(out_path, out)
+    return {"metrics": str(out_path), "sha256": sha256_file(out_path), "values": out}

@@ -1,0 +1,162 @@
+"""The training recipe: Adam, BPR with one uniform negative per positive, early stopping
+on validation Recall@20 (never on test). Seeded and deterministic on CPU.
+
+`fit` is the one implementation: base training and Retrain (from scratch on the retain
+set) both call it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from tru.config import TrainParams
+from tru.data.dataset import group_by_user
+from tru.metrics import ranked_metrics_batched
+from tru.models.base import Recommender
+
+
+def seed_everything(seed: int, threads: int | None = None) -> None:
+    """Seed every generator and make torch deterministic: two runs, one checkpoint hash."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+@dataclass
+class EvalSet:
+    """Users to rank, their positives and the items masked for them (their training items)."""
+
+    users: np.ndarray
+    positives: list[np.ndarray]
+    exclude: list[np.ndarray]
+
+    @classmethod
+    def build(cls, eval_pairs: np.ndarray, exclude_pairs: np.ndarray, n_users: int) -> "EvalSet":
+        pos = group_by_user(eval_pairs, n_users)
+        exc = group_by_user(exclude_pairs, n_users)
+        users = np.array([u for u in range(n_users) if len(pos[u])], dtype=np.int64)
+        return cls(users, [pos[u] for u in users], [exc[u] for u in users])
+
+
+def evaluate(model: Recommender, eval_set: EvalSet, ks=(10, 20), batch_users: int = 4096) -> dict:
+    was_training = model.training
+    model.eval()
+    try:
+        score = model.score_fn()
+        return ranked_metrics_batched(score, eval_set.users, eval_set.positives, eval_set.exclude, ks, batch_users)
+    finally:
+        model.train(was_training)
+
+
+class NegativeSampler:
+    """Uniform negatives among candidate items the user has not interacted with in training."""
+
+    def __init__(self, pairs: np.ndarray, n_items: int, candidates: np.ndarray | None = None):
+        self.n_items = n_items
+        self.keys = np.unique(pairs[:, 0].astype(np.int64) * n_items + pairs[:, 1])
+        self.candidates = np.arange(n_items) if candidates is None else np.asarray(candidates, dtype=np.int64)
+
+    def sample(self, users: np.ndarray, rng: np.random.Generator, max_rounds: int = 50) -> np.ndarray:
+        neg = self.candidates[rng.integers(0, len(self.candidates), size=len(users))]
+        for _ in range(max_rounds):
+            clash = np.isin(users * self.n_items + neg, self.keys)
+            if not clash.any():
+                break
+            neg[clash] = self.candidates[rng.integers(0, len(self.candidates), size=int(clash.sum()))]
+        return neg
+
+
+@dataclass
+class FitResult:
+    model: Recommender
+    best_epoch: int
+    best_valid: dict
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def fit(
+    model: Recommender,
+    train_pairs: np.ndarray,
+    valid_set: EvalSet | None,
+    params: TrainParams,
+    seed: int,
+    candidates: np.ndarray | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> FitResult:
+    """Train `model` on `train_pairs` (graph set from them) with early stopping on valid Recall@20.
+
+    Returns the model at its best validation epoch. With max_epochs = 0 the model is returned as is.
+    """
+    t0 = time.perf_counter()
+    seed_everything(seed, params.threads)
+    rng = np.random.default_rng(seed)
+    model.set_graph(train_pairs, None if candidates is None else np.isin(np.arange(model.n_items), candidates))
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=params.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: params.lr_decay ** (e / params.lr_decay_every))
+    sampler = NegativeSampler(train_pairs, model.n_items, candidates)
+    best_state = copy.deepcopy(model.state_dict())
+    best_epoch, best_valid, best_key = 0, {}, -1.0
+    history: list[dict] = []
+    bad = 0
+    bar = tqdm(range(1, params.max_epochs + 1), desc=desc, unit="epoch", disable=not progress or None,
+               dynamic_ncols=True, leave=False)
+    for epoch in bar:
+        e0 = time.perf_counter()
+        order = rng.permutation(len(train_pairs))
+        users_all = train_pairs[order, 0]
+        items_all = train_pairs[order, 1]
+        negs_all = sampler.sample(users_all, rng)
+        total, parts_sum, n_batches = 0.0, {}, 0
+        for s in range(0, len(order), params.batch_size):
+            u = torch.as_tensor(users_all[s : s + params.batch_size])
+            p = torch.as_tensor(items_all[s : s + params.batch_size])
+            n = torch.as_tensor(negs_all[s : s + params.batch_size])
+            loss, parts = model.loss(u, p, n)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss)
+            n_batches += 1
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v
+        sched.step()
+        row = {"epoch": epoch, "loss": total / max(n_batches, 1), "seconds": time.perf_counter() - e0}
+        row.update({k: v / max(n_batches, 1) for k, v in parts_sum.items()})
+        if valid_set is not None and epoch % params.eval_every == 0:
+            metrics = evaluate(model, valid_set, ks=(20,), batch_users=params.eval_batch_users)
+            row["valid_recall@20"] = metrics["recall@20"]
+            row["valid_ndcg@20"] = metrics["ndcg@20"]
+            if metrics["recall@20"] > best_key:
+                best_key, best_epoch, best_valid, bad = metrics["recall@20"], epoch, metrics, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad += 1
+            bar.set_postfix(loss=f"{row['loss']:.4f}", valid_r20=f"{metrics['recall@20']:.4f}", best=best_epoch)
+        else:
+            best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+        history.append(row)
+        if bad >= params.patience:
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(model, best_epoch, best_valid, history, time.perf_counter() - t0)
+
+
+def default_threads() -> int:
+    return max(1, min(os.cpu_count() or 1, 2))
