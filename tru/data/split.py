@@ -1,0 +1,132 @@
+"""Train / valid / test split of an MMRec folder, written as a split folder.
+
+Two recipes:
+- the folder's .inter has x_label: used as given (0 train, 1 valid, 2 test); no rating
+  filter, no de-duplication, no fraction check: the dataset's own split is authoritative
+  (this is how MMRec's Amazon sets are published). A given split that repeats a
+  (user, item) pair or holds out users with no training rows fails validation;
+- otherwise: implicit feedback (rating >= min_rating), repeated (user, item) pairs reduced
+  to their earliest occurrence, then a per-user chronological split. Each user's rows are
+  ordered by timestamp, ties broken by a seeded random permutation; with n rows,
+  n_train = max(1, round(f_train * n)), n_valid = min(round(f_valid * n), n - n_train),
+  the rest is test. round() is Python's (half to even), so a user with 5 rows gets
+  4/0/1 and one with 2 rows 2/0/0; users with a single row are train-only.
+
+Output (see tru/data/dataset.py for the reader): train/valid/test.parquet with int64
+columns user, item, timestamp, sorted by (user, timestamp, item), and split.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tru.config import SplitParams
+from tru.data.mmrec import FEAT_SUFFIX, MMRecFolder
+from tru.data.validate import SPLIT_NAMES, validate_split
+from tru.errors import DataError
+from tru.io import atomic_path, sha256_file, write_json
+
+COLUMNS = ("user", "item", "timestamp")
+
+
+def _given_split(inter: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    frame = pd.DataFrame(
+        {"user": inter["userID"], "item": inter["itemID"], "timestamp": inter["timestamp"], "label": inter["x_label"]}
+    )
+    return {s: frame.loc[frame["label"] == k, list(COLUMNS)] for k, s in enumerate(SPLIT_NAMES)}
+
+
+def _chronological_split(
+    inter: pd.DataFrame, params: SplitParams, seed: int
+) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    positive = inter[inter["rating"] >= params.min_rating]
+    frame = pd.DataFrame(
+        {
+            "user": positive["userID"].to_numpy(np.int64),
+            "item": positive["itemID"].to_numpy(np.int64),
+            "timestamp": positive["timestamp"].to_numpy(np.int64),
+        }
+    )
+    rng = np.random.default_rng(seed)
+    tie = rng.permutation(len(frame))
+    order = np.lexsort((tie, frame["timestamp"].to_numpy(), frame["user"].to_numpy()))
+    frame = frame.iloc[order].reset_index(drop=True)
+    first = ~frame.duplicated(["user", "item"], keep="first")  # earliest occurrence of a repeated pair
+    n_duplicates = int((~first).sum())
+    frame = frame[first.to_numpy()].reset_index(drop=True)
+
+    by_user = frame.groupby("user", sort=False)
+    rank = by_user.cumcount().to_numpy()
+    n = by_user["user"].transform("size").to_numpy()
+    f_train, f_valid, _ = params.fractions
+    n_train = np.maximum(1, np.round(f_train * n)).astype(np.int64)
+    n_valid = np.minimum(np.round(f_valid * n).astype(np.int64), n - n_train)
+    label = np.where(rank < n_train, 0, np.where(rank < n_train + n_valid, 1, 2))
+    parts = {s: frame.loc[label == k, list(COLUMNS)] for k, s in enumerate(SPLIT_NAMES)}
+    stats = {
+        "input_rows": len(inter),
+        "below_min_rating": len(inter) - len(positive),
+        "duplicate_pairs_dropped": n_duplicates,
+    }
+    return parts, stats
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    table = pa.table({c: pa.array(frame[c].to_numpy(np.int64), type=pa.int64()) for c in COLUMNS})
+    pq.write_table(table, path, compression="zstd", write_statistics=True)
+
+
+def make_split(folder: MMRecFolder, params: SplitParams, seed: int, out_dir: Path, dataset_dir: Path) -> dict:
+    """Split `folder` (see the module docstring), validate, write `out_dir`; return split.json."""
+    inter = folder.interactions
+    if folder.has_split:
+        parts = _given_split(inter)
+        stats = {"input_rows": len(inter)}
+        recipe: dict = {"method": "x_label"}
+        target = None
+    else:
+        parts, stats = _chronological_split(inter, params, seed)
+        recipe = {
+            "method": "chronological",
+            "min_rating": params.min_rating,
+            "fractions": list(params.fractions),
+            "seed": seed,
+        }
+        target = params.fractions
+    parts = {
+        s: df.sort_values(["user", "timestamp", "item"], kind="stable").reset_index(drop=True)
+        for s, df in parts.items()
+    }
+    if len(parts["train"]) == 0:
+        raise DataError(f"{folder.path}: the split leaves no training interactions (check split.min_rating)")
+
+    validate_split(
+        parts["train"], parts["valid"], parts["test"], folder.n_users, folder.n_items, target, params.fraction_tolerance
+    )
+
+    total = sum(len(df) for df in parts.values())
+    inputs = [folder.path / f"{folder.name}.inter"] + [folder.path / f"{m}{FEAT_SUFFIX}" for m in sorted(folder.features)]
+    meta = {
+        "name": folder.name,
+        "n_users": int(folder.n_users),
+        "n_items": int(folder.n_items),
+        "modalities": {m: int(a.shape[1]) for m, a in folder.features.items()},
+        "dataset_dir": Path(dataset_dir).as_posix(),
+        "counts": {s: len(df) for s, df in parts.items()},
+        "users": {s: int(df["user"].nunique()) for s, df in parts.items()},
+        "fractions": {s: round(len(df) / total, 6) for s, df in parts.items()},
+        "recipe": recipe,
+        "filtering": stats,
+        "sha256": {p.name: sha256_file(p) for p in inputs},
+    }
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        for s, df in parts.items():
+            _write_parquet(df, tmp / f"{s}.parquet")
+        write_json(tmp / "split.json", meta)
+    return meta
