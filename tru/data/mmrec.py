@@ -111,17 +111,19 @@ def load_folder(path: str | Path, name: str | None = None, require_features: boo
     if (path / "user_map.tsv").is_file():
         user_map = pd.read_csv(path / "user_map.tsv", sep="\t", dtype={"raw_id": str}, keep_default_na=False)
 
+    rows = {m: int(a.shape[0]) for m, a in features.items()}
     if item_map is not None:
         n_items = len(item_map)
+        for modality, n in rows.items():
+            if n != n_items:
+                raise DataError(f"{path / (modality + FEAT_SUFFIX)}: has {n} rows but item_map.tsv lists {n_items} items")
     elif features:
-        n_items = next(iter(features.values())).shape[0]
+        if len(set(rows.values())) > 1:
+            listing = ", ".join(f"{m}{FEAT_SUFFIX} has {n} rows" for m, n in rows.items())
+            raise DataError(f"{path}: feature files disagree on the item count ({listing})")
+        n_items = next(iter(rows.values()))
     else:
         n_items = int(inter["itemID"].max()) + 1
-    for modality, arr in features.items():
-        if arr.shape[0] != n_items:
-            raise DataError(
-                f"{path / (modality + FEAT_SUFFIX)}: has {arr.shape[0]} rows but the dataset has {n_items} items"
-            )
     n_users = len(user_map) if user_map is not None else int(inter["userID"].max()) + 1
 
     if int(inter["itemID"].max()) >= n_items:

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over tru.stages (the one implementation of each step)."""

@@ -1,0 +1,134 @@
+"""End to end: `dvc repro` of the stages on tiny synthetic data in a temporary git repo,
+and the CLI's one-line errors on bad input."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tru.cli import app
+from tru.io import read_json, sha256_file
+
+from conftest import ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def tiny_params(dst: Path) -> None:
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["data"].update({"source": "synthetic", "name": "tiny", "dataset_dir": "data/datasets/tiny"})
+    p["synthetic"].update({"n_users": 80, "n_items": 50, "n_interactions": 1600})
+    p["model"]["mgcn"].update({"embedding_dim": 16, "knn_k": 5})
+    p["train"].update({"max_epochs": 3, "batch_size": 256})
+    (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+def run(cmd, cwd):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}"
+    return res.stdout
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    d = tmp_path_factory.mktemp("repo")
+    shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
+    shutil.copytree(ROOT / "tru", d / "tru", ignore=shutil.ignore_patterns("__pycache__"))
+    tiny_params(d)
+    run(["git", "init", "-q"], d)
+    run([str(BIN / "dvc"), "init", "-q"], d)
+    run([str(BIN / "dvc"), "config", "core.analytics", "false"], d)
+    run([str(BIN / "dvc"), "repro"], d)
+    return d
+
+
+def test_dvc_repro_runs_every_stage(repo):
+    metrics = read_json(repo / "reports/train/metrics.json")
+    for split in ("valid", "test"):
+        assert set(metrics[split]) >= {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
+        assert 0.0 <= metrics[split]["recall@20"] <= 1.0
+    assert (repo / "data/models/base/model.safetensors").is_file()
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"fetch", "featurize", "split", "train", "evaluate"}
+    status = run([str(BIN / "dvc"), "status"], repo)
+    assert "up to date" in status
+
+
+def test_forced_repro_gives_the_same_checkpoint_and_metrics(repo):
+    before = sha256_file(repo / "data/models/base/model.safetensors")
+    metrics_before = (repo / "reports/train/metrics.json").read_bytes()
+    run([str(BIN / "dvc"), "repro", "--force", "--single-item", "train"], repo)
+    run([str(BIN / "dvc"), "repro", "evaluate"], repo)
+    assert sha256_file(repo / "data/models/base/model.safetensors") == before
+    assert (repo / "reports/train/metrics.json").read_bytes() == metrics_before
+
+
+# --- bad input: one clear line, non-zero exit, nothing half-written ----------------------
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def mmrec_folder(d: Path, n_items=6, feat_rows=None, drop=None) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    inter = pd.DataFrame({"userID": [0, 0, 1, 1, 2], "itemID": [0, 1, 1, 2, 3], "rating": [5, 4, 5, 4, 5],
+                          "timestamp": [1, 2, 3, 4, 5], "x_label": [0, 2, 0, 1, 0]})
+    if drop:
+        inter = inter.drop(columns=[drop])
+    inter.to_csv(d / "mini.inter", sep="\t", index=False)
+    np.save(d / "text_feat.npy", np.ones((feat_rows or n_items, 3), dtype=np.float32))
+    return d
+
+
+def test_feature_row_count_mismatch_is_one_clear_line(tmp_path, params):
+    ds = mmrec_folder(tmp_path / "ds")
+    np.save(ds / "image_feat.npy", np.ones((5, 2), dtype=np.float32))
+    res = invoke("split", "--params", ROOT / "params.yaml", "--dataset", ds, "--out", tmp_path / "split")
+    assert res.exit_code != 0
+    assert res.output.strip().count("\n") == 0 and "image_feat.npy has 5 rows" in res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "split").exists()
+
+
+def test_inter_missing_column_is_named(tmp_path):
+    ds = mmrec_folder(tmp_path / "ds", drop="timestamp")
+    res = invoke("split", "--params", ROOT / "params.yaml", "--dataset", ds, "--out", tmp_path / "split")
+    assert res.exit_code != 0 and "missing column(s) timestamp" in res.output and "mini.inter" in res.output
+    assert not (tmp_path / "split").exists()
+
+
+def test_missing_feature_file_and_folder(tmp_path):
+    ds = mmrec_folder(tmp_path / "ds")
+    (ds / "text_feat.npy").unlink()
+    res = invoke("split", "--params", ROOT / "params.yaml", "--dataset", ds, "--out", tmp_path / "split")
+    assert res.exit_code != 0 and "no *_feat.npy" in res.output
+    res = invoke("split", "--params", ROOT / "params.yaml", "--dataset", tmp_path / "nope", "--out", tmp_path / "split")
+    assert res.exit_code != 0 and "dataset folder not found" in res.output
+
+
+def test_mmrec_x_label_split_used_as_given(tmp_path):
+    ds = mmrec_folder(tmp_path / "ds")
+    res = invoke("split", "--params", ROOT / "params.yaml", "--dataset", ds, "--out", tmp_path / "split")
+    assert res.exit_code == 0, res.output
+    meta = read_json(tmp_path / "split" / "split.json")
+    assert meta["n_items"] == 6  # from the feature rows, not the largest itemID (3)
+    assert meta["counts"]["train"] == 3 and meta["counts"]["valid"] == 1 and meta["counts"]["test"] == 1
+
+
+def test_unknown_params_key_exits_with_its_name(tmp_path):
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["train"]["epochz"] = 3
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    res = invoke("split", "--params", tmp_path / "params.yaml", "--dataset", tmp_path)
+    assert res.exit_code != 0 and "unknown key 'train.epochz'" in res.output
