@@ -132,3 +132,18 @@ def test_unknown_params_key_exits_with_its_name(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
     res = invoke("split", "--params", tmp_path / "params.yaml", "--dataset", tmp_path)
     assert res.exit_code != 0 and "unknown key 'train.epochz'" in res.output
+
+
+def test_prefect_flow_writes_the_same_artifacts_as_dvc(repo, tmp_path, monkeypatch):
+    """One implementation of each step: the Prefect flow and `dvc repro` give identical files."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.train import base_training
+
+    tiny_params(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with prefect_test_harness(server_startup_timeout=90):
+        hashes = base_training(str(tmp_path / "params.yaml"))
+    assert hashes["checkpoint"] == sha256_file(repo / "data/models/base/model.safetensors")
+    assert (tmp_path / "reports/train/metrics.json").read_bytes() == (repo / "reports/train/metrics.json").read_bytes()
+    assert (tmp_path / "data/split/train.parquet").read_bytes() == (repo / "data/split/train.parquet").read_bytes()

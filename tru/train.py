@@ -29,6 +29,9 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
+    # deterministic mode also NaN-fills every new empty tensor; our kernels never read
+    # uninitialised memory, and the fill costs a sizeable share of each step
+    torch.utils.deterministic.fill_uninitialized_memory = False
     if threads is not None:
         torch.set_num_threads(threads)
 
@@ -105,7 +108,7 @@ def fit(
     rng = np.random.default_rng(seed)
     model.set_graph(train_pairs, None if candidates is None else np.isin(np.arange(model.n_items), candidates))
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=params.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=params.lr, fused=True)  # fused: ~12% faster steps on CPU
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: params.lr_decay ** (e / params.lr_decay_every))
     sampler = NegativeSampler(train_pairs, model.n_items, candidates)
     best_state = copy.deepcopy(model.state_dict())
@@ -129,15 +132,18 @@ def fit(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss)
+            total += float(loss.detach())
             n_batches += 1
             for k, v in parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + v
         sched.step()
+        # "seconds" is the training pass alone (as MMRec reports it); validation is timed apart
         row = {"epoch": epoch, "loss": total / max(n_batches, 1), "seconds": time.perf_counter() - e0}
         row.update({k: v / max(n_batches, 1) for k, v in parts_sum.items()})
         if valid_set is not None and epoch % params.eval_every == 0:
+            v0 = time.perf_counter()
             metrics = evaluate(model, valid_set, ks=(20,), batch_users=params.eval_batch_users)
+            row["eval_seconds"] = time.perf_counter() - v0
             row["valid_recall@20"] = metrics["recall@20"]
             row["valid_ndcg@20"] = metrics["ndcg@20"]
             if metrics["recall@20"] > best_key:

@@ -5,16 +5,53 @@ retain set so that forgotten edges stop flowing through message passing.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
 
-def _csr(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+class SparseOp:
+    """A fixed sparse matrix with its transpose precomputed, for `A @ x` with autograd.
+
+    torch's own backward for a CSR product transposes A on every call (a sort); the graphs
+    never change during training, so the transpose is built once here.
+    """
+
+    def __init__(self, matrix: torch.Tensor):
+        self.matrix = matrix
+        self.transpose = matrix.to_sparse_coo().t().coalesce().to_sparse_csr()
+        self.shape = tuple(matrix.shape)
+
+    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
+        return _SpMM.apply(self.matrix, self.transpose, x)
+
+    def to_dense(self) -> torch.Tensor:
+        return self.matrix.to_dense()
+
+    def _nnz(self) -> int:
+        return int(self.matrix._nnz())
+
+
+class _SpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.a_t = a_t
+        return torch.sparse.mm(a, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, None, torch.sparse.mm(ctx.a_t, grad)
+
+
+def _csr(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple[int, int]) -> SparseOp:
     coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, shape, check_invariants=False).coalesce()
-    return coo.to_sparse_csr()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return SparseOp(coo.to_sparse_csr())
 
 
-def normalized_bipartite(pairs: np.ndarray, n_users: int, n_items: int, self_loops: bool = False) -> torch.Tensor:
+def normalized_bipartite(pairs: np.ndarray, n_users: int, n_items: int, self_loops: bool = False) -> SparseOp:
     """Symmetric-normalised adjacency D^-1/2 A D^-1/2 of the (users + items) bipartite graph, CSR.
 
     Isolated nodes (a user with no retained interactions, a deleted item) get no edges and
@@ -35,7 +72,7 @@ def normalized_bipartite(pairs: np.ndarray, n_users: int, n_items: int, self_loo
     return _csr(rows, cols, vals, (n, n))
 
 
-def user_item_block(pairs: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:
+def user_item_block(pairs: np.ndarray, n_users: int, n_items: int) -> SparseOp:
     """The user->item block R of the symmetric-normalised bipartite adjacency, CSR [n_users, n_items]."""
     pairs = np.unique(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), axis=0)
     u = torch.as_tensor(pairs[:, 0])
@@ -46,7 +83,7 @@ def user_item_block(pairs: np.ndarray, n_users: int, n_items: int) -> torch.Tens
     return _csr(u, i, vals, (n_users, n_items))
 
 
-def knn_graph(features: np.ndarray | torch.Tensor, k: int, active: np.ndarray | None = None, block: int = 2048) -> torch.Tensor:
+def knn_graph(features: np.ndarray | torch.Tensor, k: int, active: np.ndarray | None = None, block: int = 2048) -> SparseOp:
     """Item-item kNN graph on cosine similarity of raw features, row-normalised as in MGCN
     (D^-1/2 A D^-1/2 with row degrees), CSR [n_items, n_items].
 

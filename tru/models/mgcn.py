@@ -22,10 +22,12 @@ from tru.models.graph import knn_graph, normalized_bipartite, user_item_block
 
 
 def _info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    a = F.normalize(a, dim=1)
+    """InfoNCE between two views of the same nodes (row j of `a` and of `b`), the other rows
+    as negatives. Callers pass each node once: a node repeated in a batch would otherwise
+    count its own copies as negatives (SimGCL de-duplicates the same way)."""
+    a = F.normalize(a, dim=1) * (1.0 / temperature)
     b = F.normalize(b, dim=1)
-    logits = a @ b.T / temperature
-    return F.cross_entropy(logits, torch.arange(a.shape[0]))
+    return F.cross_entropy(a @ b.T, torch.arange(a.shape[0]))
 
 
 class ModalityBranch(nn.Module):
@@ -85,7 +87,7 @@ class MGCN(Recommender):
         ego = torch.cat([self.user_embedding, item_id], dim=0)
         layers = [ego]
         for _ in range(self.n_ui_layers):
-            ego = torch.sparse.mm(self.norm_adj, ego)
+            ego = self.norm_adj @ ego
             layers.append(ego)
         content = torch.stack(layers, dim=1).mean(dim=1)
 
@@ -93,8 +95,8 @@ class MGCN(Recommender):
         for m, branch in self.modal.items():
             item_m = item_id * branch.gate(branch.trs(branch.feat))
             for _ in range(self.n_mm_layers):
-                item_m = torch.sparse.mm(self.knn[m], item_m)
-            user_m = torch.sparse.mm(self.R, item_m)
+                item_m = self.knn[m] @ item_m
+            user_m = self.R @ item_m
             views.append(torch.cat([user_m, item_m], dim=0))
         att = torch.softmax(torch.cat([self.query_common(v) for v in views], dim=-1), dim=-1)
         common = sum(att[:, j : j + 1] * v for j, v in enumerate(views))
@@ -119,9 +121,11 @@ class MGCN(Recommender):
         if self.cl_weight > 0:
             s_u, s_i = side[: self.n_users], side[self.n_users :]
             c_u, c_i = content[: self.n_users], content[self.n_users :]
-            cl = _info_nce(s_i[pos], c_i[pos], self.cl_temperature) + _info_nce(s_u[users], c_u[users], self.cl_temperature)
+            items, batch_users = torch.unique(pos), torch.unique(users)
+            cl = _info_nce(s_i[items], c_i[items], self.cl_temperature) + _info_nce(
+                s_u[batch_users], c_u[batch_users], self.cl_temperature)
             total = total + self.cl_weight * cl
-        return total, {"bpr": float(bpr), "reg": float(reg), "cl": float(cl)}
+        return total, {"bpr": float(bpr.detach()), "reg": float(reg.detach()), "cl": float(cl.detach())}
 
     # --- structure for unlearning ---------------------------------------------------------
     def branches(self) -> dict[str, list[str]]:
