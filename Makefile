@@ -16,7 +16,7 @@ export MPLCONFIGDIR := $(CURDIR)/.mplconfig
 export SOURCE_DATE_EPOCH ?= 1767225600
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test bench venv clean-venv
+.PHONY: run test bench venv key clean-venv
 
 venv: $(STAMP)
 
@@ -27,10 +27,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# Base pipeline, then the deletion batches: a demo request file the first time (none
+# registered yet), then whatever waits in the inbox; an empty inbox changes nothing.
+run: $(STAMP) key
 	$(BIN)/dvc config --local core.analytics false
 	$(BIN)/dvc repro
-	@echo "metrics: reports/train/metrics.json"; cat reports/train/metrics.json
+	@grep -q 'id:' batches.yaml || $(BIN)/tru demo-requests
+	$(BIN)/tru ingest
+	$(BIN)/dvc repro
+	$(BIN)/tru status
+
+# The pseudonymisation key: $$TRU_PSEUDONYM_KEY in production; a local git-ignored file otherwise.
+key:
+	@if [ -z "$$TRU_PSEUDONYM_KEY" ] && [ ! -s .tru-secret ]; then \
+	  $(BIN)/python -c 'import secrets; print(secrets.token_hex(32))' > .tru-secret; chmod 600 .tru-secret; \
+	  echo "generated a local pseudonymisation key in .tru-secret (git-ignored; production sets TRU_PSEUDONYM_KEY)"; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

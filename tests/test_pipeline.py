@@ -31,7 +31,8 @@ def tiny_params(dst: Path) -> None:
 
 
 def run(cmd, cwd):
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
+           "TRU_PSEUDONYM_KEY": "00112233445566778899aabbccddeeff"}
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}"
     return res.stdout
@@ -41,6 +42,7 @@ def run(cmd, cwd):
 def repo(tmp_path_factory):
     d = tmp_path_factory.mktemp("repo")
     shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
+    shutil.copy(ROOT / "batches.yaml", d / "batches.yaml")
     shutil.copytree(ROOT / "tru", d / "tru", ignore=shutil.ignore_patterns("__pycache__"))
     tiny_params(d)
     run(["git", "init", "-q"], d)
@@ -69,6 +71,29 @@ def test_forced_repro_gives_the_same_checkpoint_and_metrics(repo):
     run([str(BIN / "dvc"), "repro", "evaluate"], repo)
     assert sha256_file(repo / "data/models/base/model.safetensors") == before
     assert (repo / "reports/train/metrics.json").read_bytes() == metrics_before
+
+
+def test_a_deletion_batch_through_ingest_sets_and_map(repo):
+    tru = str(BIN / "tru")
+    run([tru, "demo-requests", "data/deletions/inbox/demo.jsonl"], repo)
+    out = run([tru, "ingest"], repo)
+    assert "rejected 3" in out  # the demo's three bad rows
+    batches = yaml.safe_load((repo / "batches.yaml").read_text())["batches"]
+    assert len(batches) == 1 and batches[0]["prior"] == "data/split"
+    b = batches[0]["id"]
+    assert not list((repo / "data/deletions/inbox").iterdir())  # archived, never deleted
+    assert list((repo / f"data/deletions/batches/{b}/input").iterdir())
+    assert (repo / f"data/deletions/batches/{b}/input.dvc").is_file()
+    run([str(BIN / "dvc"), "repro"], repo)
+    comp = read_json(repo / f"reports/{b}/components.json")
+    assert comp["counts"]["forget_interactions"] > 0 and comp["heat_map"]["modules"]
+    sets = read_json(repo / f"data/batches/{b}/sets/split.json")
+    assert sets["batch"]["targets"]["users"] >= 1 and sets["batch"]["targets"]["items"] == 3
+    assert "up to date" in run([str(BIN / "dvc"), "status"], repo)
+    # an empty inbox: nothing to ingest, nothing to reproduce
+    assert "inbox empty" in run([tru, "ingest"], repo)
+    assert "Data and pipelines are up to date" in run([str(BIN / "dvc"), "repro"], repo) or \
+        "didn't change" in run([str(BIN / "dvc"), "repro"], repo)
 
 
 # --- bad input: one clear line, non-zero exit, nothing half-written ----------------------

@@ -131,6 +131,93 @@ def evaluate(params: Path = ParamsOpt, checkpoint: Path = typer.Option(Path("dat
         typer.echo(f"{split_name}: " + "  ".join(f"{k} {v:.4f}" for k, v in vals.items() if k != "n_rows"))
 
 
+@app.command()
+@stage
+def ingest(files: Optional[list[Path]] = typer.Argument(None, help="request files (JSONL, CSV, Parquet); default: the inbox"),
+           params: Path = ParamsOpt, inbox: Path = typer.Option(Path("data/deletions/inbox")),
+           dvc: bool = typer.Option(True, help="version the batch's inputs and ledger with `dvc add`")) -> None:
+    """Take the pending deletion requests as one batch: validate, record in the ledger, archive."""
+    from tru.stages import ingest_stage
+
+    s = ingest_stage(_params(params), inbox, files)
+    if s["batch_id"] is None:
+        typer.echo("inbox empty: nothing to ingest")
+        return
+    if dvc and Path(".dvc").is_dir():
+        from tru.batches import input_dir
+        from tru.requests.ledger import requests_path
+        from tru.dvcio import dvc_add
+
+        dvc_add([input_dir(s["batch_id"]), requests_path("data/ledger", s["batch_id"])])
+    typer.echo(f"batch {s['batch_id']}: {s['rows']} rows, " + ", ".join(f"{k} {v}" for k, v in s["by_status"].items()))
+    typer.echo(f"next: dvc repro (or tru sets --batch {s['batch_id']} && tru map --batch {s['batch_id']})")
+
+
+@app.command()
+@stage
+def sets(batch: str = typer.Option(..., "--batch", "-b"), params: Path = ParamsOpt) -> None:
+    """Build the batch's forget and retain sets (cumulative over batches)."""
+    from tru.stages import sets_stage
+
+    s = sets_stage(_params(params), batch)
+    b = s["batch"]
+    typer.echo(f"batch {batch}: forget {b['forget']} interactions of {b['affected_users']} users and "
+               f"{b['target_items']} items; retain {b['retain']}; held out {b['heldout']}")
+
+
+@app.command("map")
+@stage
+def map_cmd(batch: str = typer.Option(..., "--batch", "-b"), params: Path = ParamsOpt) -> None:
+    """Map the batch to model components: counts, target items, rebuilds, deletion heat map."""
+    from tru.stages import map_stage
+
+    s = map_stage(_params(params), batch)
+    typer.echo(f"wrote {s['components']} in {s['seconds']:.2f} s")
+
+
+@app.command()
+@stage
+def status() -> None:
+    """Where things stand: base-model metrics and, per deletion batch, requests and components."""
+    from tru import batches
+    from tru.io import read_json
+    from tru.requests.ledger import read_ledger
+
+    metrics = Path("reports/train/metrics.json")
+    if metrics.is_file():
+        t = read_json(metrics)["test"]
+        typer.echo(f"base model: test Recall@20 {t['recall@20']:.4f}  NDCG@20 {t['ndcg@20']:.4f}  ({metrics})")
+    ids = [b["id"] for b in batches.read_batches()]
+    if not ids:
+        typer.echo("no deletion batch yet (put request files in data/deletions/inbox/, then `tru ingest`)")
+        return
+    ledger = read_ledger(batches.LEDGER, columns=["batch_id", "kind", "status"]) if batches.LEDGER.is_dir() else None
+    for b in ids:
+        line = f"batch {b}:"
+        if ledger is not None:
+            mine = ledger[ledger["batch_id"] == b]
+            line += " requests " + ", ".join(f"{k} {v}" for k, v in mine["status"].value_counts().sort_index().items())
+        comp_path = batches.report_dir(b) / "components.json"
+        if comp_path.is_file():
+            c = read_json(comp_path)
+            top = ", ".join(r["name"] for r in c["heat_map"].get("modules", [])[:3])
+            line += (f"; forget {c['counts']['forget_interactions']} interactions of {c['counts']['affected_users']} users,"
+                     f" {c['counts']['target_items']} target items; most deletion-sensitive modules: {top} ({comp_path})")
+        typer.echo(line)
+
+
+@app.command("demo-requests")
+@stage
+def demo_requests_cmd(out: Path = typer.Argument(Path("data/deletions/inbox/demo.jsonl")), params: Path = ParamsOpt,
+                      split_dir: Path = typer.Option(Path("data/split"), "--split")) -> None:
+    """Write a demo request file (users, items, interactions and a few bad rows) into the inbox."""
+    from tru.requests.demo import demo_requests
+
+    p = _params(params)
+    counts = demo_requests(p.data.dataset_dir, split_dir, out, seed=p.seed)
+    typer.echo(f"wrote {out}: {counts}")
+
+
 @bench_app.command("train")
 @stage
 def bench_train(params: Path = ParamsOpt, out: Path = typer.Option(Path("reports/bench/train_ml100k.json")),

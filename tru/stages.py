@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tru.config import Params
-from tru.io import sha256_file, sha256_tree, write_json
+from tru.io import read_json, sha256_file, sha256_tree, write_json
 
 DEFAULT_PATHS = {
     "raw": "data/raw",
@@ -104,3 +104,83 @@ def evaluate_stage(
         out[split] = {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
     write_json(out_path, out)
     return {"metrics": str(out_path), "sha256": sha256_file(out_path), "values": out}
+
+
+# --- deletion batches ---------------------------------------------------------------------
+
+
+def ingest_stage(params: Params, inbox: str | Path | None = None, files: list[str | Path] | None = None,
+                 now=None, batches_file: str | Path | None = None, split_dir: str | Path = DEFAULT_PATHS["split"]) -> dict:
+    """Take the pending inbox files (or the given `files`, copied into the inbox first) as one
+    batch: validate every row, write the batch's ledger, archive the inputs, register the batch.
+
+    An empty inbox changes nothing. An unreadable file raises DataError and changes nothing.
+    """
+    import shutil
+
+    from tru import batches
+    from tru.requests.ingest import Catalog, ingest_batch
+    from tru.requests.pseudonym import load_key
+
+    inbox = Path(inbox or batches.INBOX)
+    batches_file = Path(batches_file or batches.BATCHES_FILE)
+    key = load_key()
+    if files:
+        inbox.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            f = Path(f)
+            if not f.is_file():
+                from tru.errors import DataError
+
+                raise DataError(f"{f}: no such file")
+            shutil.copy2(f, inbox / f.name)
+    catalog = Catalog.from_dataset(params.data.dataset_dir, split_dir)
+    summary = ingest_batch(inbox, batches.ARCHIVE, batches.LEDGER, catalog, key, now=now)
+    if summary["batch_id"] is not None:
+        summary["registered"] = batches.register_batch(summary["batch_id"], batches_file)
+    return summary
+
+
+def sets_stage(params: Params, batch_id: str, batches_file: str | Path | None = None) -> dict:
+    """Forget / retain sets of a batch from its ledger and the sets its predecessor left."""
+    import pyarrow.parquet as pq
+
+    from tru import batches
+    from tru.requests.ledger import requests_path
+    from tru.requests.sets import build_sets
+
+    entry = batches.batch_entry(batch_id, batches_file or batches.BATCHES_FILE)
+    requests = pq.read_table(requests_path(batches.LEDGER, batch_id)).to_pandas()
+    out = batches.sets_dir(batch_id)
+    meta = build_sets(entry["prior"], requests, batch_id, out)
+    return {"sets_dir": str(out), "sha256": sha256_tree(out), "batch": meta["batch"]}
+
+
+def map_stage(params: Params, batch_id: str, batches_file: str | Path | None = None, probe_size: int = 2048) -> dict:
+    """components.json: what the batch touches, what to rebuild, and the deletion heat map."""
+    import numpy as np
+
+    from tru import batches
+    from tru.checkpoint import load_checkpoint
+    from tru.data.dataset import load_split, read_pairs
+    from tru.train import seed_everything
+    from tru.unlearning.components import map_components
+
+    entry = batches.batch_entry(batch_id, batches_file or batches.BATCHES_FILE)
+    seed_everything(params.seed, params.train.threads)
+    prior = load_split(entry["prior"], params.data.dataset_dir)
+    sets = batches.sets_dir(batch_id)
+    forget = read_pairs(sets / "forget.parquet")
+    meta = read_json(sets / "split.json")
+    new_items = np.setdiff1d(np.asarray(meta["deleted_items"], np.int64), prior.deleted_items)
+    model, _ = load_checkpoint(entry["base_model"], prior.features)
+    model.set_graph(prior.train, prior.active_items)
+    components = map_components(model, prior.train, forget, new_items, meta["batch"]["targets"],
+                                seed=params.seed, probe_size=probe_size)
+    seconds = components.pop("seconds")
+    components["batch"] = batch_id
+    components["base_model"] = entry["base_model"]
+    out = batches.report_dir(batch_id) / "components.json"
+    write_json(out, components)
+    write_json(batches.report_dir(batch_id) / "timings" / "map.json", {"map_seconds": seconds})
+    return {"components": str(out), "sha256": sha256_file(out), "seconds": seconds}

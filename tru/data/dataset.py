@@ -9,7 +9,7 @@ Features are read from the dataset folder named in split.json.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,22 @@ class InteractionData:
     valid: np.ndarray
     test: np.ndarray
     features: dict[str, np.ndarray]  # modality -> [n_items, dim] float32
+    deleted_users: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    deleted_items: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @property
+    def candidates(self) -> np.ndarray:
+        """Items that may be recommended: every item but the deleted ones."""
+        return np.setdiff1d(np.arange(self.n_items), self.deleted_items)
+
+    @property
+    def active_items(self) -> np.ndarray | None:
+        """Boolean mask of non-deleted items, or None when nothing was deleted."""
+        if len(self.deleted_items) == 0:
+            return None
+        mask = np.ones(self.n_items, dtype=bool)
+        mask[self.deleted_items] = False
+        return mask
 
     @property
     def modalities(self) -> list[str]:
@@ -72,4 +88,14 @@ def load_split(split_dir: str | Path, dataset_dir: str | Path | None = None) -> 
         if arr.shape[0] != meta["n_items"]:
             raise DataError(f"{ds_dir / (modality + '_feat.npy')}: has {arr.shape[0]} rows, the split has {meta['n_items']} items")
     parts = {s: _read_pairs(split_dir / f"{s}.parquet") for s in SPLITS}
-    return InteractionData(meta["name"], int(meta["n_users"]), int(meta["n_items"]), features=features, **parts)
+    return InteractionData(
+        meta["name"], int(meta["n_users"]), int(meta["n_items"]), features=features,
+        deleted_users=np.asarray(meta.get("deleted_users", []), dtype=np.int64),
+        deleted_items=np.asarray(meta.get("deleted_items", []), dtype=np.int64),
+        **parts,
+    )
+
+
+def read_pairs(path: str | Path) -> np.ndarray:
+    """(user, item) pairs of one parquet file of a split or sets folder (forget.parquet, ...)."""
+    return _read_pairs(Path(path))

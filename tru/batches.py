@@ -1,0 +1,93 @@
+"""The batch registry (`batches.yaml`): which deletion batches exist, in order, and what each
+starts from. dvc.yaml loops over it (`foreach`), so `dvc repro` rebuilds batch N from
+batch N-1; the nightly run appends to it. Tracked by git: it is lineage.
+
+Layout per batch B (every path derives from the id, so nothing else needs recording):
+- data/deletions/batches/B/input/  the request files as received (archived from the inbox)
+- data/ledger/B/                    the ledger of B (append-only Parquet)
+- data/batches/B/sets/              forget / retain sets (a split-like folder)
+- reports/B/                        components.json and, later, metrics, audits, evidence
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tru.errors import DataError
+from tru.io import atomic_path
+
+BATCHES_FILE = Path("batches.yaml")
+INBOX = Path("data/deletions/inbox")
+ARCHIVE = Path("data/deletions/batches")
+LEDGER = Path("data/ledger")
+BATCH_DATA = Path("data/batches")
+REPORTS = Path("reports")
+BASE_SETS = "data/split"
+BASE_MODEL = "data/models/base"
+
+HEADER = (
+    "# Deletion batches, oldest first; written by `tru ingest`, read by dvc.yaml (foreach).\n"
+    "# Each batch starts from the sets (`prior`) and model (`base_model`) its predecessor left.\n"
+)
+
+
+def input_dir(batch_id: str) -> Path:
+    return ARCHIVE / batch_id / "input"
+
+
+def sets_dir(batch_id: str) -> Path:
+    return BATCH_DATA / batch_id / "sets"
+
+
+def report_dir(batch_id: str) -> Path:
+    return REPORTS / batch_id
+
+
+def read_batches(path: str | Path = BATCHES_FILE) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = yaml.safe_load(path.read_text()) or {}
+    batches = data.get("batches") or []
+    if not isinstance(batches, list) or not all(isinstance(b, dict) and "id" in b for b in batches):
+        raise DataError(f"{path}: `batches` must be a list of mappings with an `id`")
+    return batches
+
+
+def batch_entry(batch_id: str, path: str | Path = BATCHES_FILE) -> dict:
+    for b in read_batches(path):
+        if b["id"] == batch_id:
+            return b
+    known = ", ".join(b["id"] for b in read_batches(path)) or "none"
+    raise DataError(f"{path}: no batch {batch_id!r} (known: {known})")
+
+
+def previous_batches(batch_id: str, path: str | Path = BATCHES_FILE) -> list[str]:
+    ids = [b["id"] for b in read_batches(path)]
+    return ids[: ids.index(batch_id)] if batch_id in ids else ids
+
+
+def register_batch(batch_id: str, path: str | Path = BATCHES_FILE, model_of=None) -> dict:
+    """Append batch `batch_id` to the registry; it starts where the last batch ended.
+
+    `model_of(batch_id)` names the model a finished batch promoted (None until the erasure
+    stages exist, in which case the base model carries on)."""
+    batches = read_batches(path)
+    if any(b["id"] == batch_id for b in batches):
+        raise DataError(f"{path}: batch {batch_id} is already registered")
+    if batches and batch_id <= batches[-1]["id"]:
+        raise DataError(f"batch {batch_id} is not newer than the last batch {batches[-1]['id']}")
+    prior = sets_dir(batches[-1]["id"]).as_posix() if batches else BASE_SETS
+    base_model = (model_of(batches[-1]["id"]) if batches and model_of else None) or (
+        batches[-1]["base_model"] if batches else BASE_MODEL)
+    entry = {"id": batch_id, "prior": prior, "base_model": base_model}
+    write_batches(batches + [entry], path)
+    return entry
+
+
+def write_batches(batches: list[dict], path: str | Path = BATCHES_FILE) -> None:
+    with atomic_path(path) as tmp:
+        body = yaml.safe_dump({"batches": batches}, sort_keys=False, default_flow_style=False)
+        tmp.write_text(HEADER + body)

@@ -1,0 +1,19 @@
+"""The few places tru talks to DVC itself (the stages never do: DVC calls them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tru.errors import TruError
+
+
+def dvc_add(paths: list[str | Path], root: str | Path = ".") -> None:
+    """`dvc add` inputs that no stage produces (a batch's archived requests and its ledger),
+    so the DVC cache and remote version them and `dvc repro` can rebuild the batch."""
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            repo.add([str(p) for p in paths])
+    except Exception as err:  # DVC raises many types; the user needs one line
+        raise TruError(f"dvc add {' '.join(map(str, paths))} failed: {err}") from None

@@ -1,0 +1,152 @@
+"""Forget and retain sets of a batch, cumulative over batches.
+
+A batch's sets folder has the layout of a split folder (so `tru.data.dataset.load_split`
+reads it unchanged) plus what the erasure needs:
+
+- `train.parquet`: the retain set D_r (training interactions minus everything erased so far);
+- `valid.parquet`, `test.parquet`: evaluation rows of retained users and items;
+- `forget.parquet`: D_f, the training interactions this batch erases;
+- `heldout.parquet`: the valid/test rows of users and items deleted in this batch: they leave
+  evaluation and become the held-out comparison of the membership audit;
+- `split.json`: the split metadata, plus `batch` (id, previous sets, counts) and the
+  cumulative `deleted_users` and `deleted_items` (deleted items leave the candidate set).
+
+Rules: a user request forgets every retained training interaction of the user; an item
+request every retained interaction with the item; an interaction request that pair. The
+same target requested twice is erased once. Batch N starts from batch N-1's sets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tru.errors import DataError, ValidationFailed
+from tru.io import atomic_path, read_json, sha256_file, write_json
+
+COLUMNS = ("user", "item", "timestamp")
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: not found")
+    return pd.read_parquet(path, columns=list(COLUMNS))
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    frame = frame.sort_values(["user", "timestamp", "item"], kind="stable")
+    table = pa.table({c: pa.array(frame[c].to_numpy(np.int64), type=pa.int64()) for c in COLUMNS})
+    pq.write_table(table, path, compression="zstd", write_statistics=True)
+
+
+def _keys(frame: pd.DataFrame, n_items: int) -> np.ndarray:
+    return frame["user"].to_numpy(np.int64) * n_items + frame["item"].to_numpy(np.int64)
+
+
+def targets_from_ledger(requests: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Accepted requests of a batch -> de-duplicated target users, items and (user, item) pairs."""
+    acc = requests[requests["status"] == "accepted"]
+    users = np.unique(acc.loc[acc["kind"] == "user", "user_index"].to_numpy(np.int64))
+    items = np.unique(acc.loc[acc["kind"] == "item", "item_index"].to_numpy(np.int64))
+    inter = acc.loc[acc["kind"] == "interaction", ["user_index", "item_index"]].to_numpy(np.int64).reshape(-1, 2)
+    pairs = np.unique(inter, axis=0) if len(inter) else inter
+    if (users < 0).any() or (items < 0).any() or (pairs < 0).any():
+        raise DataError("an accepted request has an unresolved id (index -1): the ledger is inconsistent")
+    return {"users": users, "items": items, "pairs": pairs}
+
+
+def build_sets(prior_dir: str | Path, requests: pd.DataFrame, batch_id: str, out_dir: str | Path) -> dict:
+    """Apply one batch's accepted requests to the prior sets (a split folder or the previous
+    batch's sets folder) and write this batch's sets folder; returns its split.json."""
+    prior_dir, out_dir = Path(prior_dir), Path(out_dir)
+    meta = read_json(prior_dir / "split.json")
+    n_items = int(meta["n_items"])
+    train, valid, test = (_read(prior_dir / f"{s}.parquet") for s in ("train", "valid", "test"))
+    t = targets_from_ledger(requests)
+    pair_keys = t["pairs"][:, 0] * n_items + t["pairs"][:, 1] if len(t["pairs"]) else np.zeros(0, np.int64)
+
+    def hit(frame: pd.DataFrame) -> np.ndarray:
+        return (
+            frame["user"].isin(t["users"]).to_numpy()
+            | frame["item"].isin(t["items"]).to_numpy()
+            | np.isin(_keys(frame, n_items), pair_keys)
+        )
+
+    f_mask = hit(train)
+    forget, retain = train[f_mask], train[~f_mask]
+    v_mask, s_mask = hit(valid), hit(test)
+    heldout = pd.concat([valid[v_mask], test[s_mask]], ignore_index=True)
+    valid, test = valid[~v_mask], test[~s_mask]
+
+    validate_sets(train, forget, retain, n_items)
+
+    deleted_users = sorted(set(meta.get("deleted_users", [])) | set(t["users"].tolist()))
+    deleted_items = sorted(set(meta.get("deleted_items", [])) | set(t["items"].tolist()))
+    out_meta = {k: v for k, v in meta.items() if k not in ("batch",)}
+    out_meta.update({
+        "counts": {"train": len(retain), "valid": len(valid), "test": len(test)},
+        "users": {"train": int(retain["user"].nunique()), "valid": int(valid["user"].nunique()),
+                  "test": int(test["user"].nunique())},
+        "deleted_users": deleted_users,
+        "deleted_items": deleted_items,
+        "batch": {
+            "id": batch_id,
+            "prior": prior_dir.as_posix(),
+            "prior_train_sha256": sha256_file(prior_dir / "train.parquet"),
+            "targets": {"users": len(t["users"]), "items": len(t["items"]), "interactions": len(t["pairs"])},
+            "forget": len(forget),
+            "retain": len(retain),
+            "heldout": len(heldout),
+            "affected_users": int(forget["user"].nunique()),
+            "target_items": int(forget["item"].nunique()),
+        },
+    })
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        for name, frame in (("train", retain), ("valid", valid), ("test", test), ("forget", forget), ("heldout", heldout)):
+            _write(frame, tmp / f"{name}.parquet")
+        write_json(tmp / "split.json", out_meta)
+    return out_meta
+
+
+def validate_sets(prior_retain: pd.DataFrame, forget: pd.DataFrame, retain: pd.DataFrame, n_items: int) -> None:
+    """Great Expectations: forget and retain are disjoint and their union is the prior retain set."""
+    from tru.data.validate import _gx
+
+    gx, gxe, ProgressBarsConfig = _gx()
+    prior_keys = _keys(prior_retain, n_items)
+    membership = pd.DataFrame({
+        "pair": prior_keys,
+        "places": np.isin(prior_keys, _keys(forget, n_items)).astype(int) + np.isin(prior_keys, _keys(retain, n_items)).astype(int),
+    })
+    union = pd.DataFrame({"pair": np.concatenate([_keys(forget, n_items), _keys(retain, n_items)])})
+    union["in_prior"] = np.isin(union["pair"].to_numpy(), prior_keys)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    source = context.data_sources.add_pandas(name="sets")
+    checks = {
+        "membership": (membership, [gxe.ExpectColumnValuesToBeInSet(column="places", value_set=[1])],
+                       "prior retain pairs not in exactly one of forget/retain"),
+        "union": (union, [gxe.ExpectColumnValuesToBeInSet(column="in_prior", value_set=[True]),
+                          gxe.ExpectColumnValuesToBeUnique(column="pair"),
+                          gxe.ExpectTableRowCountToEqual(value=len(prior_keys))],
+                  "forget ∪ retain differs from the prior retain set"),
+    }
+    failures = []
+    for name, (frame, expectations, what) in checks.items():
+        bd = source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe(name)
+        suite = context.suites.add(gx.ExpectationSuite(name=f"sets_{name}"))
+        for e in expectations:
+            suite.add_expectation(e)
+        vd = context.validation_definitions.add(gx.ValidationDefinition(name=f"sets_{name}", data=bd, suite=suite))
+        res = vd.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
+        for r in res.results:
+            if not r.success:
+                n = (r.result or {}).get("unexpected_count", (r.result or {}).get("observed_value"))
+                failures.append(f"{r.expectation_config.type} ({what}): {n}")
+    if failures:
+        raise ValidationFailed("forget/retain validation failed: " + "; ".join(failures))
