@@ -48,6 +48,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/tru bench train
+	$(BIN)/tru bench ingest
+	$(BIN)/tru bench unlearn
 
 clean-venv:
 	rm -rf $(VENV)

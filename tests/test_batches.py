@@ -124,3 +124,16 @@ def test_components_map_lists_knn_neighbours_of_a_deleted_item(world, params):
     # the deleted user's own embedding row is pulled by the forget side only
     by_name = {r["name"]: r for r in heat["modules"]}
     assert by_name["user_embedding"]["forget_energy"] > 0
+
+
+def test_sets_validation_catches_overlap_and_loss():
+    from tru.errors import ValidationFailed
+    from tru.requests.sets import validate_sets
+
+    prior = pd.DataFrame({"user": [0, 0, 1, 2], "item": [0, 1, 1, 2], "timestamp": [1, 2, 3, 4]})
+    forget, retain = prior.iloc[:1], prior.iloc[1:]
+    validate_sets(prior, forget, retain, n_items=3)  # a clean partition passes
+    with pytest.raises(ValidationFailed, match="exactly one of forget/retain"):
+        validate_sets(prior, forget, prior, n_items=3)  # overlap
+    with pytest.raises(ValidationFailed, match="differs from the prior retain set"):
+        validate_sets(prior, forget, retain.iloc[:-1], n_items=3)  # a pair lost

@@ -42,7 +42,7 @@ def run(cmd, cwd):
 def repo(tmp_path_factory):
     d = tmp_path_factory.mktemp("repo")
     shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
-    shutil.copy(ROOT / "batches.yaml", d / "batches.yaml")
+    (d / "batches.yaml").write_text("batches: []\n")  # a fresh project: no deletion batch yet
     shutil.copytree(ROOT / "tru", d / "tru", ignore=shutil.ignore_patterns("__pycache__"))
     tiny_params(d)
     run(["git", "init", "-q"], d)

@@ -178,3 +178,200 @@ def bench_train(params: Params, out: str | Path, seeds: list[int], baby_epoch: b
     write_json(out, result)
     _plot_curves(runs, pop, out.with_suffix(".png"))
     return result
+
+
+def _ingest_rows(rows: int, workdir: str) -> dict:
+    """Generate `rows` requests against an Amazon-Baby-sized catalog (95% valid) and ingest them."""
+    import json as _json
+    from datetime import datetime, timezone
+
+    from tru.requests.ingest import Catalog, ingest_batch
+
+    root = Path(workdir)
+    inbox = root / "inbox"
+    inbox.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    n_users, n_items, n_pairs = 19_445, 7_050, 160_792
+    users = [f"A{i:08d}" for i in range(n_users)]
+    items = [f"B{i:09d}" for i in range(n_items)]
+    pairs = np.unique(np.stack([rng.integers(0, n_users, 2 * n_pairs), rng.integers(0, n_items, 2 * n_pairs)], 1), axis=0)[:n_pairs]
+    kinds = rng.choice(4, rows, p=[0.25, 0.10, 0.60, 0.05])
+    pick = rng.integers(0, len(pairs), rows)
+    with open(inbox / "big.jsonl", "w") as f:
+        for r in range(rows):
+            u, i = pairs[pick[r]]
+            k = kinds[r]
+            if k == 0:
+                row = {"request_id": f"req-{r:09d}", "kind": "user", "user_id": users[u], "received_at": "2026-11-28T10:00:00Z"}
+            elif k == 1:
+                row = {"request_id": f"req-{r:09d}", "kind": "item", "item_id": items[i], "received_at": "2026-11-28T10:00:00+01:00"}
+            elif k == 2:
+                row = {"request_id": f"req-{r:09d}", "kind": "interaction", "user_id": users[u], "item_id": items[i],
+                       "received_at": "2026-11-28"}
+            else:  # bad rows: path-like id, unknown kind, wrong type, bad time
+                row = {"request_id": f"../req-{r}", "kind": "account", "user_id": 12, "received_at": "later"}
+            f.write(_json.dumps(row) + "\n")
+    size_mb = (inbox / "big.jsonl").stat().st_size / 1e6
+    catalog = Catalog(users, items, pairs)
+    before = _peak_rss_mb()
+    t0 = time.perf_counter()
+    summary = ingest_batch(inbox, root / "batches", root / "ledger", catalog, b"k" * 32,
+                           now=datetime(2026, 11, 28, 23, tzinfo=timezone.utc))
+    return {"rows": summary["rows"], "by_status": summary["by_status"], "input_mb": round(size_mb, 1),
+            "ingest_seconds": round(time.perf_counter() - t0, 1), "peak_rss_mb_before_ingest": round(before),
+            "peak_rss_mb": round(_peak_rss_mb()), "ledger_mb": round(Path(summary["ledger"]).stat().st_size / 1e6, 1)}
+
+
+def bench_ingest(out: str | Path, rows: int = 1_000_000) -> dict:
+    """Ingest a generated file of `rows` requests in a child process: wall time, peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = _in_child(_ingest_rows, rows, tmp)
+    result["environment"] = {"python": platform.python_version(), "cpus": mp.cpu_count()}
+    write_json(out, result)
+    return result
+
+
+# ------------------------------------------------------------------- unlearning benchmark
+
+REGIMES = {"user": 0.05, "item": 0.02, "interaction": 0.05}
+VARIANTS = {
+    # name: (method, unlearn overrides, tru switch overrides)
+    "retrain": ("retrain", {}, {}),
+    "reverse_repair": ("reverse_repair", {}, {}),
+    "gradient_ascent": ("gradient_ascent", {}, {}),
+    "tru": ("tru", {}, {}),
+    "tru_no_gate": ("tru", {}, {"gate": False}),
+    "tru_no_scaling": ("tru", {}, {"scaling": False}),
+    "tru_no_selection": ("tru", {}, {"selection": False}),
+    "tru_no_exact": ("tru", {"exact_erasure": False}, {}),
+    "reverse_repair_no_exact": ("reverse_repair", {"exact_erasure": False}, {}),
+}
+
+
+def regime_context(params: Params, regime: str, seed: int, split_dir: str | Path = "data/split",
+                   checkpoint: str | Path = "data/models/base"):
+    """A deletion of the given regime drawn with `seed` from the default dataset, in memory."""
+    from dataclasses import replace
+
+    from tru.checkpoint import load_checkpoint
+    from tru.data.dataset import load_split
+    from tru.unlearning.methods import UnlearnContext
+
+    prior = load_split(split_dir)
+    base, _ = load_checkpoint(checkpoint, prior.features)
+    base.set_graph(prior.train)
+    rng = np.random.default_rng(seed)
+    share = REGIMES[regime]
+    users = items = np.zeros(0, np.int64)
+    if regime == "user":
+        active = np.unique(prior.train[:, 0])
+        users = np.sort(rng.choice(active, size=max(1, round(share * len(active))), replace=False))
+        hit = lambda p: np.isin(p[:, 0], users)
+    elif regime == "item":
+        active = np.unique(prior.train[:, 1])
+        items = np.sort(rng.choice(active, size=max(1, round(share * len(active))), replace=False))
+        hit = lambda p: np.isin(p[:, 1], items)
+    else:
+        chosen = np.zeros(len(prior.train), bool)
+        chosen[rng.choice(len(prior.train), size=max(1, round(share * len(prior.train))), replace=False)] = True
+        keys = prior.train[chosen, 0] * prior.n_items + prior.train[chosen, 1]
+        hit = lambda p: np.isin(p[:, 0] * prior.n_items + p[:, 1], keys)
+    forget = prior.train[hit(prior.train)]
+    heldout = np.concatenate([prior.valid[hit(prior.valid)], prior.test[hit(prior.test)]]) if regime != "interaction" \
+        else np.zeros((0, 2), np.int64)
+    keep = lambda p: p[~hit(p)]
+    data = replace(prior, train=keep(prior.train), valid=keep(prior.valid), test=keep(prior.test),
+                   deleted_users=users, deleted_items=items)
+    return UnlearnContext(base=base, prior=prior, data=data, forget=forget, heldout=heldout,
+                          new_users=users, new_items=items, seed=seed)
+
+
+def _unlearn_cell(params_json: str, regime: str, seed: int, variant: str) -> dict:
+    from tru.config import Params
+    from tru.stages import batch_metrics
+    from tru.unlearning.methods import run_method
+    from tru.unlearning.repair import final_repair
+
+    params = Params.model_validate_json(params_json)
+    method, over, tru_over = VARIANTS[variant]
+    up = params.unlearn.model_copy(update={**over, "tru": params.unlearn.tru.model_copy(update=tru_over)})
+    params = params.model_copy(update={"unlearn": up})
+    ctx = regime_context(params, regime, seed)
+    t0 = time.perf_counter()
+    res = run_method(method, ctx, params)
+    model, repair_epochs = res.model, 0
+    if method != "retrain":
+        model, rlog = final_repair(model, ctx, params.repair, up.repair_lr, up.repair_batch_size, ctx.seed, params.train.threads)
+        repair_epochs = rlog["epochs_run"]
+    seconds = time.perf_counter() - t0
+    m = batch_metrics(model, ctx)
+    epochs = res.log.get("epochs", [])
+    return {
+        "regime": regime, "seed": seed, "method": variant, "seconds": round(seconds, 2),
+        "retain_recall@20": m["retain"]["recall@20"], "retain_ndcg@20": m["retain"]["ndcg@20"],
+        "forget_recall@20": m["forget"]["recall@20"], "forget_ndcg@20": m["forget"]["ndcg@20"],
+        "epochs": len(epochs) if method != "retrain" else res.log.get("best_epoch"), "repair_epochs": repair_epochs,
+        "forget_pairs": len(ctx.forget), "peak_rss_mb": round(_peak_rss_mb()),
+    }
+
+
+def _original_cell(params_json: str, regime: str, seed: int) -> dict:
+    from tru.config import Params
+    from tru.stages import batch_metrics
+
+    params = Params.model_validate_json(params_json)
+    ctx = regime_context(params, regime, seed)
+    m = batch_metrics(ctx.base, ctx)
+    return {"regime": regime, "seed": seed, "method": "original", "seconds": 0.0,
+            "retain_recall@20": m["retain"]["recall@20"], "retain_ndcg@20": m["retain"]["ndcg@20"],
+            "forget_recall@20": m["forget"]["recall@20"], "forget_ndcg@20": m["forget"]["ndcg@20"],
+            "epochs": 0, "repair_epochs": 0, "forget_pairs": len(ctx.forget), "peak_rss_mb": round(_peak_rss_mb())}
+
+
+def bench_unlearn(params: Params, out: str | Path, seeds: list[int], regimes: list[str], methods: list[str]) -> list[dict]:
+    """Resumable: cells already in `out` (regime, seed, method) are skipped."""
+    import pandas as pd
+
+    out = Path(out)
+    done = pd.read_csv(out).to_dict("records") if out.is_file() else []
+    have = {(r["regime"], int(r["seed"]), r["method"]) for r in done}
+    pj = params.model_dump_json()
+    for seed in seeds:
+        for regime in regimes:
+            for method in ["original"] + methods:
+                if (regime, seed, method) in have:
+                    continue
+                row = _in_child(_original_cell, pj, regime, seed) if method == "original" else \
+                    _in_child(_unlearn_cell, pj, regime, seed, method)
+                done.append(row)
+                print(f"{regime:12s} seed {seed} {method:24s} retain R@20 {row['retain_recall@20']:.4f}  "
+                      f"forget R@20 {row['forget_recall@20']:.4f}  {row['seconds']:.1f} s", flush=True)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                pd.DataFrame(done).to_csv(out, index=False)
+    _plot_unlearn(pd.DataFrame(done), out.with_suffix(".png"))
+    return done
+
+
+def _plot_unlearn(df, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    regimes = [r for r in REGIMES if r in set(df["regime"])]
+    fig, axes = plt.subplots(1, len(regimes), figsize=(4.2 * len(regimes), 3.8), dpi=120, squeeze=False)
+    g = df.groupby(["regime", "method"])[["retain_recall@20", "forget_recall@20"]].mean().reset_index()
+    for ax, regime in zip(axes[0], regimes):
+        sub = g[g["regime"] == regime]
+        for _, r in sub.iterrows():
+            ax.scatter(r["forget_recall@20"], r["retain_recall@20"], s=30)
+            ax.annotate(r["method"], (r["forget_recall@20"], r["retain_recall@20"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.set_title(f"{regime}-level deletion")
+        ax.set_xlabel("forget Recall@20 (lower is better)")
+        ax.set_ylabel("retain test Recall@20 (higher is better)")
+        ax.grid(alpha=0.3)
+    fig.suptitle("ML-100k, MGCN: retain vs forget (mean over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)

@@ -122,10 +122,17 @@ def train(params: Path = ParamsOpt, split_dir: Path = typer.Option(Path("data/sp
 @stage
 def evaluate(params: Path = ParamsOpt, checkpoint: Path = typer.Option(Path("data/models/base")),
              split_dir: Path = typer.Option(Path("data/split"), "--split"),
-             out: Path = typer.Option(Path("reports/train/metrics.json"))) -> None:
-    """Full-ranking Recall/NDCG@K on the valid and test splits."""
-    from tru.stages import evaluate_stage
+             out: Path = typer.Option(Path("reports/train/metrics.json")),
+             batch: Optional[str] = typer.Option(None, "--batch", "-b", help="evaluate a deletion batch instead")) -> None:
+    """Full-ranking Recall/NDCG@K on the valid and test splits, or a batch's retain/forget metrics."""
+    from tru.stages import evaluate_batch_stage, evaluate_stage
 
+    if batch:
+        s = evaluate_batch_stage(_params(params), batch)
+        for name, vals in s["values"].items():
+            if isinstance(vals, dict):
+                typer.echo(f"{name:9s} " + "  ".join(f"{k} R@20 {v['recall@20']:.4f}" for k, v in vals.items()))
+        return
     s = evaluate_stage(_params(params), checkpoint, split_dir, out)
     for split_name, vals in s["values"].items():
         typer.echo(f"{split_name}: " + "  ".join(f"{k} {v:.4f}" for k, v in vals.items() if k != "n_rows"))
@@ -206,6 +213,28 @@ def status() -> None:
         typer.echo(line)
 
 
+@app.command()
+@stage
+def erase(batch: str = typer.Option(..., "--batch", "-b"), params: Path = ParamsOpt,
+          method: Optional[str] = typer.Option(None, help="unlearning method (default: unlearn.method)"),
+          out: Optional[Path] = typer.Option(None, help="checkpoint folder (default: data/batches/B/unlearned, or .../retrain)")) -> None:
+    """Unlearn the batch from its base model (exact erasure, graph rebuild, then the method)."""
+    from tru.stages import erase_stage
+
+    s = erase_stage(_params(params), batch, method, out)
+    typer.echo(f"{s['method']}: wrote {s['checkpoint']} in {s['seconds']:.1f} s (sha256 {s['weights_sha256'][:12]}…)")
+
+
+@app.command()
+@stage
+def repair(batch: str = typer.Option(..., "--batch", "-b"), params: Path = ParamsOpt) -> None:
+    """Final retain-side repair of the unlearned model (0 epochs when utility is within tolerance)."""
+    from tru.stages import repair_stage
+
+    s = repair_stage(_params(params), batch)
+    typer.echo(f"repaired in {s['epochs']} epoch(s): {s['checkpoint']}")
+
+
 @app.command("demo-requests")
 @stage
 def demo_requests_cmd(out: Path = typer.Argument(Path("data/deletions/inbox/demo.jsonl")), params: Path = ParamsOpt,
@@ -228,6 +257,30 @@ def bench_train(params: Path = ParamsOpt, out: Path = typer.Option(Path("reports
 
     result = run(_params(params), out, [int(s) for s in seeds.split(",") if s.strip()], baby_epoch)
     _print(result["summary"])
+
+
+@bench_app.command("ingest")
+@stage
+def bench_ingest_cmd(out: Path = typer.Option(Path("reports/bench/ingest_1m.json")),
+                     rows: int = typer.Option(1_000_000, help="requests to generate and ingest")) -> None:
+    """Ingest a generated request file (default 1,000,000 rows): seconds and peak RSS."""
+    from tru.bench import bench_ingest
+
+    _print(bench_ingest(out, rows))
+
+
+@bench_app.command("unlearn")
+@stage
+def bench_unlearn_cmd(params: Path = ParamsOpt, out: Path = typer.Option(Path("reports/bench/unlearn_ml100k.csv")),
+                      seeds: str = typer.Option("1,2,3"), regimes: str = typer.Option("user,item,interaction"),
+                      methods: str = typer.Option(",".join(["retrain", "reverse_repair", "gradient_ascent", "tru",
+                                                           "tru_no_gate", "tru_no_scaling", "tru_no_selection",
+                                                           "tru_no_exact", "reverse_repair_no_exact"]))) -> None:
+    """Unlearning benchmark on the default dataset (resumable; one CSV row per cell) + plot."""
+    from tru.bench import bench_unlearn
+
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()]
+    bench_unlearn(_params(params), out, [int(x) for x in split(seeds)], split(regimes), split(methods))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -109,6 +109,47 @@ class TrainParams(Section):
     threads: int = Field(ge=1)
 
 
+class TRUParams(Section):
+    gate: bool
+    scaling: bool
+    selection: bool
+    gate_k: int = Field(gt=0)
+    gate_lambda: float = Field(ge=0)
+    gate_temperature: float = Field(gt=0)
+    scale_gamma: float = Field(ge=0)
+    scale_min: float = Field(gt=0)
+    scale_max: float = Field(gt=0)
+    capacity_rho: float = Field(gt=0, le=1)
+    probe_size: int = Field(gt=0)
+
+
+class StopParams(Section):
+    mia_auc_margin: float = Field(ge=0, le=0.5)
+    retain_tolerance: float = Field(ge=0, lt=1)
+
+
+class UnlearnParams(Section):
+    method: str
+    exact_erasure: bool
+    rebuild_graphs: bool
+    max_epochs: int = Field(ge=0)
+    lr: float = Field(gt=0)
+    forget_batch_size: int = Field(gt=0)
+    repair_lr: float = Field(gt=0)
+    repair_sample: int = Field(ge=0)
+    repair_batch_size: int = Field(gt=0)
+    ascent_epochs: int = Field(ge=0)
+    stop: StopParams
+    tru: TRUParams
+
+
+class RepairParams(Section):
+    max_epochs: int = Field(ge=0)
+    patience: int = Field(ge=1)
+    tolerance: float = Field(ge=0, lt=1)
+    sample: int = Field(ge=0)
+
+
 class EvaluateParams(Section):
     ks: list[int]
 
@@ -122,6 +163,8 @@ class Params(Section):
     split: SplitParams
     model: ModelParams
     train: TrainParams
+    unlearn: UnlearnParams
+    repair: RepairParams
     evaluate: EvaluateParams
 
 

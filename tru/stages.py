@@ -137,7 +137,8 @@ def ingest_stage(params: Params, inbox: str | Path | None = None, files: list[st
     catalog = Catalog.from_dataset(params.data.dataset_dir, split_dir)
     summary = ingest_batch(inbox, batches.ARCHIVE, batches.LEDGER, catalog, key, now=now)
     if summary["batch_id"] is not None:
-        summary["registered"] = batches.register_batch(summary["batch_id"], batches_file)
+        summary["registered"] = batches.register_batch(
+            summary["batch_id"], batches_file, model_of=lambda b: (batches.BATCH_DATA / b / "model").as_posix())
     return summary
 
 
@@ -184,3 +185,139 @@ def map_stage(params: Params, batch_id: str, batches_file: str | Path | None = N
     write_json(out, components)
     write_json(batches.report_dir(batch_id) / "timings" / "map.json", {"map_seconds": seconds})
     return {"components": str(out), "sha256": sha256_file(out), "seconds": seconds}
+
+
+# --- erasure ----------------------------------------------------------------------------------
+
+
+def batch_seed(seed: int, batch_id: str) -> int:
+    """A seed derived from the run's seed and the batch id (stable across runs and machines)."""
+    import hashlib
+
+    return (seed + int(hashlib.sha256(batch_id.encode()).hexdigest()[:8], 16)) % (2**31)
+
+
+def split_timings(obj, path: str = ""):
+    """Move every wall-clock figure ("seconds") out of a log, so the log itself stays
+    byte-identical across runs; returns (log, {path: seconds})."""
+    timings = {}
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            where = f"{path}.{k}" if path else k
+            if k == "seconds" or k.endswith("_seconds"):
+                timings[where] = v
+                continue
+            out[k], t = split_timings(v, where)
+            timings.update(t)
+        return out, timings
+    if isinstance(obj, list):
+        out = []
+        for j, v in enumerate(obj):
+            o, t = split_timings(v, f"{path}[{j}]")
+            out.append(o)
+            timings.update(t)
+        return out, timings
+    return obj, timings
+
+
+def load_context(params: Params, batch_id: str, batches_file: str | Path | None = None):
+    """Everything an unlearning method needs for a batch, read from the batch's files."""
+    import numpy as np
+
+    from tru import batches
+    from tru.checkpoint import load_checkpoint
+    from tru.data.dataset import load_split, read_pairs
+    from tru.unlearning.methods import UnlearnContext
+
+    entry = batches.batch_entry(batch_id, batches_file or batches.BATCHES_FILE)
+    prior = load_split(entry["prior"], params.data.dataset_dir)
+    sets = batches.sets_dir(batch_id)
+    data = load_split(sets, params.data.dataset_dir)
+    base, _ = load_checkpoint(entry["base_model"], prior.features)
+    base.set_graph(prior.train, prior.active_items)
+    return UnlearnContext(
+        base=base, prior=prior, data=data,
+        forget=read_pairs(sets / "forget.parquet"), heldout=read_pairs(sets / "heldout.parquet"),
+        new_users=np.setdiff1d(data.deleted_users, prior.deleted_users),
+        new_items=np.setdiff1d(data.deleted_items, prior.deleted_items),
+        seed=batch_seed(params.seed, batch_id),
+    ), entry
+
+
+def erase_stage(params: Params, batch_id: str, method: str | None = None, out_dir: str | Path | None = None,
+                batches_file: str | Path | None = None) -> dict:
+    """Run the unlearning method on the batch; write the unlearned checkpoint and update_log.json."""
+    from tru import batches
+    from tru.checkpoint import save_checkpoint
+    from tru.unlearning.methods import run_method
+
+    method = method or params.unlearn.method
+    ctx, entry = load_context(params, batch_id, batches_file)
+    result = run_method(method, ctx, params)
+    out = Path(out_dir) if out_dir else batches.BATCH_DATA / batch_id / ("retrain" if method == "retrain" else "unlearned")
+    digest = save_checkpoint(out, result.model, {"batch": batch_id, "method": method, "base_model": entry["base_model"],
+                                                 "seed": ctx.seed, "unlearn": params.unlearn.model_dump()})
+    log, timings = split_timings(result.log)
+    name = "retrain" if method == "retrain" else "update"
+    write_json(batches.report_dir(batch_id) / f"{name}_log.json", {"batch": batch_id, "method": method, **log})
+    write_json(batches.report_dir(batch_id) / "timings" / f"{name}.json", {"total_seconds": result.seconds, **timings})
+    return {"checkpoint": str(out), "weights_sha256": digest, "method": method, "seconds": result.seconds}
+
+
+def repair_stage(params: Params, batch_id: str, batches_file: str | Path | None = None) -> dict:
+    """Final retain-side repair of the unlearned model -> the batch's model."""
+    from tru import batches
+    from tru.checkpoint import load_checkpoint, save_checkpoint
+    from tru.unlearning.repair import final_repair
+
+    ctx, entry = load_context(params, batch_id, batches_file)
+    src = batches.BATCH_DATA / batch_id / "unlearned"
+    model, meta = load_checkpoint(src, ctx.data.features)
+    model.set_graph(ctx.data.train, ctx.data.active_items) if params.unlearn.rebuild_graphs else \
+        model.set_graph(ctx.prior.train, ctx.prior.active_items)
+    model, log = final_repair(model, ctx, params.repair, params.unlearn.repair_lr, params.unlearn.repair_batch_size,
+                              ctx.seed, params.train.threads)
+    out = batches.BATCH_DATA / batch_id / "model"
+    digest = save_checkpoint(out, model, {"batch": batch_id, "method": meta["method"], "repaired_from": str(src),
+                                          "seed": ctx.seed, "repair": params.repair.model_dump()})
+    log, timings = split_timings(log)
+    write_json(batches.report_dir(batch_id) / "repair_log.json", {"batch": batch_id, **log})
+    write_json(batches.report_dir(batch_id) / "timings" / "repair.json", timings)
+    return {"checkpoint": str(out), "weights_sha256": digest, "epochs": log["epochs_run"]}
+
+
+def batch_metrics(model, ctx, ks=(20,)) -> dict:
+    from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval
+
+    model.eval()
+    out = {}
+    for name, es in (("retain", retain_eval(ctx.data, "test")), ("retain_valid", retain_eval(ctx.data, "valid")),
+                     ("forget", forget_eval(ctx.data, ctx.forget))):
+        m = rank_metrics_of(model, es, ks)
+        out[name] = {k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}
+    return out
+
+
+def evaluate_batch_stage(params: Params, batch_id: str, batches_file: str | Path | None = None) -> dict:
+    """reports/<batch>/metrics.json: original, unlearned and (when run) retrain."""
+    from tru import batches
+    from tru.checkpoint import load_checkpoint
+
+    ctx, _ = load_context(params, batch_id, batches_file)
+    out = {"batch": batch_id, "original": batch_metrics(ctx.base, ctx)}
+    for name, folder in (("unlearned", "model"), ("retrain", "retrain")):
+        path = batches.BATCH_DATA / batch_id / folder
+        if (path / "model.safetensors").is_file():
+            model, _ = load_checkpoint(path, ctx.data.features)
+            model.set_graph(ctx.data.train, ctx.data.active_items)
+            out[name] = batch_metrics(model, ctx)
+    seconds = {}
+    for name in ("update", "repair", "retrain"):
+        t = batches.report_dir(batch_id) / "timings" / f"{name}.json"
+        if t.is_file():
+            seconds[name] = read_json(t).get("total_seconds", read_json(t).get("seconds"))
+    path = batches.report_dir(batch_id) / "metrics.json"
+    write_json(path, out)
+    write_json(batches.report_dir(batch_id) / "timings" / "methods.json", seconds)
+    return {"metrics": str(path), "values": out, "seconds": seconds}

@@ -26,6 +26,24 @@ def _gx():
     return gx, gxe, ProgressBarsConfig
 
 
+def run_expectations(prefix: str, frames: dict[str, tuple[pd.DataFrame, list]]):
+    """Validate each named frame against its expectations in one ephemeral GX context;
+    yields (name, validation result). Progress bars off: this runs inside pipeline stages."""
+    gx, _, ProgressBarsConfig = _gx()
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    source = context.data_sources.add_pandas(name=prefix)
+    for name, (frame, expectations) in frames.items():
+        batch_definition = source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe(name)
+        suite = context.suites.add(gx.ExpectationSuite(name=f"{prefix}_{name}"))
+        for expectation in expectations:
+            suite.add_expectation(expectation)
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{prefix}_{name}", data=batch_definition, suite=suite)
+        )
+        yield name, definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
+
+
 def _describe(result, ranges: dict[str, tuple[float, float]]) -> str:
     cfg = result.expectation_config
     kind = cfg.type
@@ -76,7 +94,7 @@ def validate_split(
 
     The message names each failed expectation and how many rows broke it.
     """
-    gx, gxe, ProgressBarsConfig = _gx()
+    _, gxe, _ = _gx()
     parts = {"train": train, "valid": valid, "test": test}
     pairs = pd.concat(
         [pd.DataFrame({"user": df["user"].to_numpy(np.int64), "item": df["item"].to_numpy(np.int64)}) for df in parts.values()],
@@ -114,19 +132,8 @@ def validate_split(
             [gxe.ExpectColumnValuesToBeBetween(column="fraction_deviation", min_value=0.0, max_value=tolerance)],
         )
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    source = context.data_sources.add_pandas(name="split")
     failures = []
-    for name, (frame, expectations) in frames.items():
-        batch_definition = source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe(name)
-        suite = context.suites.add(gx.ExpectationSuite(name=f"split_{name}"))
-        for expectation in expectations:
-            suite.add_expectation(expectation)
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"split_{name}", data=batch_definition, suite=suite)
-        )
-        outcome = definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
+    for name, outcome in run_expectations("split", frames):
         failures += [_describe(r, ranges) for r in outcome.results if not r.success]
         if name == "heldout" and not outcome.success:
             users = np.unique(heldout_users[~has_train])

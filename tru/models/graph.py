@@ -23,6 +23,9 @@ class SparseOp:
         self.transpose = matrix.to_sparse_coo().t().coalesce().to_sparse_csr()
         self.shape = tuple(matrix.shape)
 
+    def __deepcopy__(self, memo) -> "SparseOp":
+        return self  # immutable: a copied model shares its graphs until set_graph replaces them
+
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
         return _SpMM.apply(self.matrix, self.transpose, x)
 

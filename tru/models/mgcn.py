@@ -150,6 +150,24 @@ class MGCN(Recommender):
     def item_rows(self) -> list[str]:
         return ["item_embedding"] + [f"modal.{m}.feat" for m in self.modal]
 
+    @torch.no_grad()
+    def erase_rows(self, users: np.ndarray, items: np.ndarray, generator: torch.Generator) -> list[str]:
+        users = torch.as_tensor(np.asarray(users, dtype=np.int64))
+        items = torch.as_tensor(np.asarray(items, dtype=np.int64))
+        changed = []
+        for name, table, rows in (("user_embedding", self.user_embedding, users), ("item_embedding", self.item_embedding, items)):
+            if len(rows):
+                # xavier_uniform over the whole table, as at construction: U(-b, b)
+                bound = (6.0 / (table.shape[0] + table.shape[1])) ** 0.5
+                table[rows] = (torch.rand(len(rows), table.shape[1], generator=generator) * 2 - 1) * bound
+                changed.append(name)
+        if len(items):
+            for m, branch in self.modal.items():
+                # a deleted item's feature rows get no gradient in a retrain: they stay raw
+                branch.feat[items] = torch.as_tensor(self._raw_features[m][items.numpy()])
+                changed.append(f"modal.{m}.feat")
+        return changed
+
     def config(self) -> dict:
         return {
             "backbone": self.backbone_name,

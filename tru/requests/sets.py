@@ -115,9 +115,9 @@ def build_sets(prior_dir: str | Path, requests: pd.DataFrame, batch_id: str, out
 
 def validate_sets(prior_retain: pd.DataFrame, forget: pd.DataFrame, retain: pd.DataFrame, n_items: int) -> None:
     """Great Expectations: forget and retain are disjoint and their union is the prior retain set."""
-    from tru.data.validate import _gx
+    from tru.data.validate import _gx, run_expectations
 
-    gx, gxe, ProgressBarsConfig = _gx()
+    _, gxe, _ = _gx()
     prior_keys = _keys(prior_retain, n_items)
     membership = pd.DataFrame({
         "pair": prior_keys,
@@ -125,28 +125,19 @@ def validate_sets(prior_retain: pd.DataFrame, forget: pd.DataFrame, retain: pd.D
     })
     union = pd.DataFrame({"pair": np.concatenate([_keys(forget, n_items), _keys(retain, n_items)])})
     union["in_prior"] = np.isin(union["pair"].to_numpy(), prior_keys)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    source = context.data_sources.add_pandas(name="sets")
-    checks = {
-        "membership": (membership, [gxe.ExpectColumnValuesToBeInSet(column="places", value_set=[1])],
-                       "prior retain pairs not in exactly one of forget/retain"),
+    frames = {
+        "membership": (membership, [gxe.ExpectColumnValuesToBeInSet(column="places", value_set=[1])]),
         "union": (union, [gxe.ExpectColumnValuesToBeInSet(column="in_prior", value_set=[True]),
                           gxe.ExpectColumnValuesToBeUnique(column="pair"),
-                          gxe.ExpectTableRowCountToEqual(value=len(prior_keys))],
-                  "forget ∪ retain differs from the prior retain set"),
+                          gxe.ExpectTableRowCountToEqual(value=len(prior_keys))]),
     }
+    what = {"membership": "prior retain pairs not in exactly one of forget/retain",
+            "union": "forget ∪ retain differs from the prior retain set"}
     failures = []
-    for name, (frame, expectations, what) in checks.items():
-        bd = source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe(name)
-        suite = context.suites.add(gx.ExpectationSuite(name=f"sets_{name}"))
-        for e in expectations:
-            suite.add_expectation(e)
-        vd = context.validation_definitions.add(gx.ValidationDefinition(name=f"sets_{name}", data=bd, suite=suite))
-        res = vd.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
-        for r in res.results:
+    for name, outcome in run_expectations("sets", frames):
+        for r in outcome.results:
             if not r.success:
                 n = (r.result or {}).get("unexpected_count", (r.result or {}).get("observed_value"))
-                failures.append(f"{r.expectation_config.type} ({what}): {n}")
+                failures.append(f"{r.expectation_config.type} ({what[name]}): {n}")
     if failures:
         raise ValidationFailed("forget/retain validation failed: " + "; ".join(failures))

