@@ -353,25 +353,34 @@ def bench_unlearn(params: Params, out: str | Path, seeds: list[int], regimes: li
 
 
 def _plot_unlearn(df, path: Path) -> None:
+    """Retain vs forget per regime: one marker per method (mean over seeds, bars = min..max)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     regimes = [r for r in REGIMES if r in set(df["regime"])]
-    fig, axes = plt.subplots(1, len(regimes), figsize=(4.2 * len(regimes), 3.8), dpi=120, squeeze=False)
-    g = df.groupby(["regime", "method"])[["retain_recall@20", "forget_recall@20"]].mean().reset_index()
+    methods = list(dict.fromkeys(df["method"]))
+    markers = "osD^v<>pPX*h"
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, len(regimes), figsize=(4.4 * len(regimes), 4.2), dpi=120, squeeze=False)
     for ax, regime in zip(axes[0], regimes):
-        sub = g[g["regime"] == regime]
-        for _, r in sub.iterrows():
-            ax.scatter(r["forget_recall@20"], r["retain_recall@20"], s=30)
-            ax.annotate(r["method"], (r["forget_recall@20"], r["retain_recall@20"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
-        ax.set_title(f"{regime}-level deletion")
+        sub = df[df["regime"] == regime]
+        for k, method in enumerate(methods):
+            cell = sub[sub["method"] == method]
+            if cell.empty:
+                continue
+            x, y = cell["forget_recall@20"], cell["retain_recall@20"]
+            ax.errorbar(x.mean(), y.mean(), xerr=[[x.mean() - x.min()], [x.max() - x.mean()]],
+                        yerr=[[y.mean() - y.min()], [y.max() - y.mean()]], fmt=markers[k % len(markers)],
+                        color=colours(k % 10), capsize=2, markersize=6, label=method)
+        ax.set_title(f"{regime}-level deletion ({sub['seed'].nunique()} seed(s))")
         ax.set_xlabel("forget Recall@20 (lower is better)")
         ax.set_ylabel("retain test Recall@20 (higher is better)")
         ax.grid(alpha=0.3)
-    fig.suptitle("ML-100k, MGCN: retain vs forget (mean over seeds)")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8, frameon=False)
+    fig.suptitle("ML-100k, MGCN: retain vs forget per method (mean over seeds; bars: min to max)")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
