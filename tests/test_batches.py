@@ -1,7 +1,6 @@
 """Forget/retain sets over cumulative batches, and the component map."""
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np

@@ -80,7 +80,7 @@ def by_row(ledger: pd.DataFrame) -> dict[tuple[str, int], dict]:
 
 
 def test_status_accounting_on_every_bad_input(dirs, catalog, key):
-    a = write_jsonl(
+    write_jsonl(
         dirs["inbox"] / "a.jsonl",
         [
             req("r-ok-user", "user", "alice", reason="<b>delete me</b> من فضلك 👋🏽 \u202eRTL"),  # 1

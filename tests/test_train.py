@@ -4,7 +4,6 @@ import torch
 
 from tru.checkpoint import load_checkpoint, save_checkpoint
 from tru.errors import DataError
-from tru.io import sha256_file
 from tru.models import build_backbone
 from tru.train import EvalSet, NegativeSampler, evaluate, fit, seed_everything
 

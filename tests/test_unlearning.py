@@ -1,6 +1,5 @@
 """TRU's mechanisms in isolation and the methods end to end, on tiny synthetic data."""
 
-import copy
 from dataclasses import replace
 
 import numpy as np
@@ -91,18 +90,24 @@ def test_selection_covers_rho_and_zeroes_the_rest(world):
 
 
 def test_gate_is_zero_outside_top_k():
+    from tru.unlearning.mechanisms import gate_penalty
+
     torch.manual_seed(0)
-    user_emb = torch.randn(3, 8)
-    item_emb = torch.randn(30, 8)
+    user_emb = torch.randn(3, 8, requires_grad=True)
+    item_emb = torch.randn(30, 8, requires_grad=True)
     users = torch.tensor([0, 0, 1, 2])
-    scores = user_emb @ item_emb.T
+    scores = (user_emb @ item_emb.T).detach()
     top = scores[0].argsort(descending=True)
     items = torch.tensor([int(top[0]), int(top[-1]), int(scores[1].argmax()), int(scores[2].argmin())])
     mask = torch.zeros(3, 30, dtype=torch.bool)
     gate, margin, in_top = ranking_gate(user_emb, item_emb, users, items, mask, k=5, temperature=0.1)
     assert in_top.tolist() == [True, False, True, False]
     assert gate[1] == 0 and gate[3] == 0 and gate[0] > 0.5 and gate[2] > 0.5
-    assert margin.requires_grad is False or True  # margin carries the gradient used by the penalty
+    # the penalty pushes only the pairs still in the top-K: no gradient reaches the others
+    gate_penalty(gate, margin, lam=1.0).backward()
+    assert float(item_emb.grad[items[1]].abs().sum()) == 0 and float(item_emb.grad[items[3]].abs().sum()) == 0
+    assert float(item_emb.grad[items[0]].abs().sum()) > 0 and float(item_emb.grad[items[2]].abs().sum()) > 0
+    assert float(user_emb.grad[2].abs().sum()) == 0  # user 2's only pair is outside its top-K
 
 
 def test_retrain_equals_training_from_scratch_on_the_retain_set(world, tmp_path):
