@@ -271,7 +271,7 @@ def bench_ingest_cmd(out: Path = typer.Option(Path("reports/bench/ingest_1m.json
 
 @bench_app.command("unlearn")
 @stage
-def bench_unlearn_cmd(params: Path = ParamsOpt, out: Path = typer.Option(Path("reports/bench/unlearn_ml100k.csv")),
+def bench_unlearn_cmd(params: Path = ParamsOpt, out: Path = typer.Option(Path("reports/bench/unlearn_movielens100k.csv")),
                       seeds: str = typer.Option("1,2,3"), regimes: str = typer.Option("user,item,interaction"),
                       methods: str = typer.Option(",".join(["retrain", "reverse_repair", "gradient_ascent", "tru",
                                                            "tru_no_gate", "tru_no_scaling", "tru_no_selection",
