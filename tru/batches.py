@@ -64,11 +64,6 @@ def batch_entry(batch_id: str, path: str | Path = BATCHES_FILE) -> dict:
     raise DataError(f"{path}: no batch {batch_id!r} (known: {known})")
 
 
-def previous_batches(batch_id: str, path: str | Path = BATCHES_FILE) -> list[str]:
-    ids = [b["id"] for b in read_batches(path)]
-    return ids[: ids.index(batch_id)] if batch_id in ids else ids
-
-
 def register_batch(batch_id: str, path: str | Path = BATCHES_FILE, model_of=None) -> dict:
     """Append batch `batch_id` to the registry; it starts where the last batch ended.
 

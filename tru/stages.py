@@ -274,7 +274,9 @@ def repair_stage(params: Params, batch_id: str, batches_file: str | Path | None 
     ctx, entry = load_context(params, batch_id, batches_file)
     src = batches.BATCH_DATA / batch_id / "unlearned"
     model, meta = load_checkpoint(src, ctx.data.features)
-    model.set_graph(ctx.data.train, ctx.data.active_items) if params.unlearn.rebuild_graphs else \
+    if params.unlearn.rebuild_graphs:
+        model.set_graph(ctx.data.train, ctx.data.active_items)
+    else:
         model.set_graph(ctx.prior.train, ctx.prior.active_items)
     model, log = final_repair(model, ctx, params.repair, params.unlearn.repair_lr, params.unlearn.repair_batch_size,
                               ctx.seed, params.train.threads)
@@ -316,7 +318,8 @@ def evaluate_batch_stage(params: Params, batch_id: str, batches_file: str | Path
     for name in ("update", "repair", "retrain"):
         t = batches.report_dir(batch_id) / "timings" / f"{name}.json"
         if t.is_file():
-            seconds[name] = read_json(t).get("total_seconds", read_json(t).get("seconds"))
+            recorded = read_json(t)
+            seconds[name] = recorded.get("total_seconds", recorded.get("seconds"))
     path = batches.report_dir(batch_id) / "metrics.json"
     write_json(path, out)
     write_json(batches.report_dir(batch_id) / "timings" / "methods.json", seconds)

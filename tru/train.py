@@ -8,7 +8,6 @@ set) both call it.
 from __future__ import annotations
 
 import copy
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -162,7 +161,3 @@ def fit(
     model.load_state_dict(best_state)
     model.eval()
     return FitResult(model, best_epoch, best_valid, history, time.perf_counter() - t0)
-
-
-def default_threads() -> int:
-    return max(1, min(os.cpu_count() or 1, 2))

@@ -7,8 +7,8 @@ A backbone is built from (its params section, n_users, n_items, modality feature
 - `embeddings()` gives final user and item embeddings; scores are their dot products;
 - `branches()` names its parameter groups: "id", one per modality, "fusion";
 - `selection_modules()` lists named parameter groups for layer selection;
-- `user_rows()` / `item_rows()` name the parameters whose rows belong to one user / item, and
-  `erase_rows()` resets them exactly (what a retrain leaves for an entity without data).
+- `erase_rows()` resets the parameter rows private to deleted users / items exactly (what a
+  retrain leaves for an entity without data).
 """
 
 from __future__ import annotations
@@ -67,16 +67,9 @@ class Recommender(nn.Module):
     def selection_modules(self) -> dict[str, list[str]]:
         raise NotImplementedError
 
-    def user_rows(self) -> list[str]:
-        return []
-
-    def item_rows(self) -> list[str]:
-        return []
-
     def erase_rows(self, users: np.ndarray, items: np.ndarray, generator: torch.Generator) -> list[str]:
-        """Exact erasure of parameters private to deleted entities: set the rows of `user_rows()`
-        for `users` and of `item_rows()` for `items` to what a retrain leaves for an entity
-        without interactions (a fresh draw from the initialisation, or the raw features).
+        """Exact erasure of parameters private to deleted entities: set the rows that belong to
+        `users` and `items` alone to what a retrain leaves for an entity without interactions (a fresh draw from the initialisation, or the raw features).
         Returns the names of the parameters it changed."""
         raise NotImplementedError
 

@@ -144,12 +144,6 @@ class MGCN(Recommender):
         out["fusion.query_common"] = [n for n, _ in self.named_parameters() if n.startswith("query_common.")]
         return out
 
-    def user_rows(self) -> list[str]:
-        return ["user_embedding"]
-
-    def item_rows(self) -> list[str]:
-        return ["item_embedding"] + [f"modal.{m}.feat" for m in self.modal]
-
     @torch.no_grad()
     def erase_rows(self, users: np.ndarray, items: np.ndarray, generator: torch.Generator) -> list[str]:
         users = torch.as_tensor(np.asarray(users, dtype=np.int64))
