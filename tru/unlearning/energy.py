@@ -22,14 +22,24 @@ EPS = 1e-12
 
 
 def reverse_bpr_from(u_emb: torch.Tensor, i_emb: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
-                     neg: torch.Tensor) -> torch.Tensor:
-    """L_rev = -mean log sigmoid(s(u, j) - s(u, i)): push each forgotten item i below a sampled j."""
+                     neg: torch.Tensor, original_users: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """L_rev = -mean log sigmoid(s(u, j) - s(u, i)): push each forgotten item i below a sampled j.
+
+    `original_users` = (theta_0's user representations, mask of deleted users): a deleted
+    user's pairs are reversed against the representation that pushed the items in training
+    (fixed), not against the fresh row the exact erasure drew. Reversing against the fresh
+    row would push the items away from a vector that never saw them: "anti-memory" that a
+    membership attack reads as easily as memory."""
     u = u_emb[users]
+    if original_users is not None:
+        ref, deleted = original_users
+        u = torch.where(deleted[users].unsqueeze(1), ref[users], u)
     return -F.logsigmoid((u * i_emb[neg]).sum(1) - (u * i_emb[pos]).sum(1)).mean()
 
 
-def reverse_bpr(model: Recommender, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    return reverse_bpr_from(*model.embeddings(), users, pos, neg)
+def reverse_bpr(model: Recommender, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+                original_users: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    return reverse_bpr_from(*model.embeddings(), users, pos, neg, original_users)
 
 
 def probe(pairs: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -70,6 +80,7 @@ def gradient_energies(
     sampler: NegativeSampler,
     rng: np.random.Generator,
     probe_size: int = 2048,
+    original_users: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Energies:
     """E_f and E_r of every parameter tensor on one seeded probe batch per side.
 
@@ -85,7 +96,7 @@ def gradient_energies(
         fn = torch.as_tensor(sampler.sample(f[:, 0], rng))
         ru, ri = torch.as_tensor(r[:, 0]), torch.as_tensor(r[:, 1])
         rn = torch.as_tensor(sampler.sample(r[:, 0], rng))
-        forget = _grad_sq(model, reverse_bpr(model, fu, fi, fn))
+        forget = _grad_sq(model, reverse_bpr(model, fu, fi, fn, original_users))
         retain_loss, _ = model.loss(ru, ri, rn)
         retain = _grad_sq(model, retain_loss)
     finally:

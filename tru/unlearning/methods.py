@@ -74,8 +74,13 @@ class UnlearnContext:
         non = self.non_members
         if len(self.forget) == 0 or len(non) == 0:
             return self.forget[:0], non[:0]
-        users = np.intersect1d(self.forget[:, 0], non[:, 0])
-        return self.forget[np.isin(self.forget[:, 0], users)], non[np.isin(non[:, 0], users)]
+        # a deleted item is gone from the catalogue: (u, deleted item) is not a membership
+        # question any model could answer differently (every model, retrain included, scores a
+        # re-drawn item row alike), and would make every model look leaky
+        forget = self.forget[~np.isin(self.forget[:, 1], self.data.deleted_items)]
+        non = non[~np.isin(non[:, 1], self.data.deleted_items)]
+        users = np.intersect1d(forget[:, 0], non[:, 0])
+        return forget[np.isin(forget[:, 0], users)], non[np.isin(non[:, 0], users)]
 
 
 @dataclass
@@ -112,6 +117,39 @@ def prepare(ctx: UnlearnContext, params: Params) -> tuple[Recommender, dict]:
     else:
         model.set_graph(ctx.prior.train, ctx.prior.active_items)
     return model, log
+
+
+def original_users(ctx: UnlearnContext) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """theta_0's final user representations and the mask of this batch's deleted users."""
+    if len(ctx.new_users) == 0:
+        return None
+    with torch.no_grad():
+        ref = ctx.base.embeddings()[0].detach().clone()
+    deleted = torch.zeros(ref.shape[0], dtype=torch.bool)
+    deleted[torch.as_tensor(ctx.new_users)] = True
+    return ref, deleted
+
+
+def erased_row_guard(model: Recommender, base: Recommender) -> Callable[[], None]:
+    """After `prepare`: a function that puts back the rows the exact erasure reset. Called
+    after every optimiser step, it keeps them where a retrain leaves them: an approximate step
+    that moved a deleted user's fresh row away from its forgotten items would write
+    "anti-memory" into it, which a membership attack reads as easily as memory."""
+    ref = dict(base.named_parameters())
+    guards = []
+    for name, p in model.named_parameters():
+        if p.dim() < 2:
+            continue
+        rows = (p.detach() != ref[name].detach()).any(dim=1)
+        if rows.any():
+            guards.append((p, rows, p.detach()[rows].clone()))
+
+    def restore() -> None:
+        with torch.no_grad():
+            for p, rows, values in guards:
+                p[rows] = values
+
+    return restore
 
 
 def neighbourhood_sample(ctx: UnlearnContext, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -177,6 +215,7 @@ def retrain(ctx: UnlearnContext, params: Params) -> UnlearnResult:
 def gradient_ascent(ctx: UnlearnContext, params: Params) -> UnlearnResult:
     seed_everything(ctx.seed, params.train.threads)
     model, log = prepare(ctx, params)
+    guard = erased_row_guard(model, ctx.base)
     rng = np.random.default_rng(ctx.seed)
     sampler = NegativeSampler(ctx.prior.train, model.n_items, ctx.data.candidates)
     opt = torch.optim.Adam(model.parameters(), lr=params.unlearn.lr)
@@ -193,6 +232,7 @@ def gradient_ascent(ctx: UnlearnContext, params: Params) -> UnlearnResult:
             opt.zero_grad(set_to_none=True)
             (-loss).backward()
             opt.step()
+            guard()
             total += float(loss.detach())
         epochs.append({"epoch": epoch, "ascent_loss": total, "seconds": time.perf_counter() - e0, **probe_metrics(model, ctx)})
     log.update({"method": "gradient_ascent", "epochs": epochs})
@@ -218,6 +258,8 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
     up = params.unlearn
     seed_everything(ctx.seed, params.train.threads)
     model, log = prepare(ctx, params)
+    guard = erased_row_guard(model, ctx.base)
+    original = original_users(ctx) if params.unlearn.exact_erasure else None
     log["method"] = "tru" if mechanisms is not None else "reverse_repair"
     if mechanisms is not None:
         log["mechanisms"] = {"gate": mechanisms.gate, "scaling": mechanisms.scaling, "selection": mechanisms.selection}
@@ -242,7 +284,8 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         scales = {b: 1.0 for b in model.branches()}
         selected = list(modules)
         if mechanisms is not None and (mechanisms.scaling or mechanisms.selection) and len(ctx.forget):
-            energies = gradient_energies(model, ctx.forget, ctx.data.train, retain_sampler, rng, mechanisms.probe_size)
+            energies = gradient_energies(model, ctx.forget, ctx.data.train, retain_sampler, rng, mechanisms.probe_size,
+                                         original)
             branch_e = energies.group(model.branches())
             module_e = energies.group(modules)
             row["branch_energy"] = branch_e
@@ -266,6 +309,8 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
             neg = torch.as_tensor(prior_sampler.sample(b[:, 0], rng))
             opt_rev.zero_grad(set_to_none=True)
             u_emb, i_emb = model.embeddings()
+            if original is not None:  # deleted users: theta_0's representation (see reverse_bpr_from)
+                u_emb = torch.where(original[1].unsqueeze(1), original[0], u_emb)
             loss = reverse_bpr_from(u_emb, i_emb, u, i, neg)
             loss.backward(retain_graph=mechanisms is not None and mechanisms.gate)
             if mechanisms is not None and mechanisms.gate:
@@ -284,6 +329,7 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
                 gated_pairs += len(b)
             rev_total += float(loss.detach())
             opt_rev.step()
+            guard()
         row["reverse_loss"] = rev_total
         if mechanisms is not None and mechanisms.gate:
             row["gate"] = {"pairs_in_top_k": active, "pairs": gated_pairs, "penalty": gate_total}
@@ -291,6 +337,7 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         # repair pass on (a neighbourhood of) D_r
         repair_pairs = neighbourhood_sample(ctx, up.repair_sample, rng)
         row["repair_loss"] = repair_pass(model, repair_pairs, retain_sampler, opt_rep, up.repair_batch_size, rng)
+        guard()
         row["repair_pairs"] = int(len(repair_pairs))
         row.update(probe_metrics(model, ctx))
         row["seconds"] = time.perf_counter() - e0
