@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/tru bench train
 	$(BIN)/tru bench ingest
 	$(BIN)/tru bench unlearn
+	$(BIN)/tru bench audit
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,6 +1,7 @@
 """End to end: `dvc repro` of the stages on tiny synthetic data in a temporary git repo,
 and the CLI's one-line errors on bad input."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -27,15 +28,22 @@ def tiny_params(dst: Path) -> None:
     p["synthetic"].update({"n_users": 80, "n_items": 50, "n_interactions": 1600})
     p["model"]["mgcn"].update({"embedding_dim": 16, "knn_k": 5})
     p["train"].update({"max_epochs": 3, "batch_size": 256})
+    p["canary"].update({"users": 4, "profile_length": 8, "triggers": 2, "target_popularity": [0, 40],
+                        "trigger_popularity": [1, 10_000]})
+    p["audit"]["mia"].update({"bootstrap": 20})
+    # a 3-epoch model on 80 users: the gate's plumbing is under test here, not its calibration
+    # (tests/test_audit.py checks that a broken erasure fails and a good one passes)
+    p["audit"]["gate"].update({"max_retain_drop": 0.5, "max_mia_balanced_accuracy": 0.95,
+                               "max_forget_recall_ratio": 1.5, "max_backdoor_asr": 1.0})
     (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 
 
-def run(cmd, cwd):
+def run(cmd, cwd, expect: int = 0):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
            "TRU_PSEUDONYM_KEY": "00112233445566778899aabbccddeeff"}
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}"
-    return res.stdout
+    assert res.returncode == expect, f"{' '.join(cmd)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}"
+    return res.stdout + res.stderr if expect else res.stdout
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +98,74 @@ def test_a_deletion_batch_through_ingest_sets_and_map(repo):
     sets = read_json(repo / f"data/batches/{b}/sets/split.json")
     assert sets["batch"]["targets"]["users"] >= 1 and sets["batch"]["targets"]["items"] == 3
     assert "up to date" in run([str(BIN / "dvc"), "status"], repo)
+    # the audit gate passed: promoted, every accepted request erased, the canary's effect measured
+    audit = read_json(repo / f"reports/{b}/audit.json")
+    assert audit["verdict"] == "pass" and audit["promoted"]
+    assert {c["name"] for c in audit["checks"]} == {"retain_recall_drop", "mia_balanced_accuracy",
+                                                   "forget_recall_ratio", "backdoor_asr"}
+    assert audit["backdoor"]["enabled"] and audit["backdoor"]["deleted_by_this_batch"]
+    assert set(audit["membership"]["models"]) == {"original", "unlearned"}
+    status = ledger_status(repo, b)
+    assert set(status["status"]) == {"erased", "rejected"} and (status["status"] == "erased").sum() > 10
+    assert "current model: data/batches/" + b + "/model" in run([tru, "status"], repo)
     # an empty inbox: nothing to ingest, nothing to reproduce
     assert "inbox empty" in run([tru, "ingest"], repo)
     assert "Data and pipelines are up to date" in run([str(BIN / "dvc"), "repro"], repo) or \
         "didn't change" in run([str(BIN / "dvc"), "repro"], repo)
+
+
+def ledger_status(repo: Path, batch: str) -> pd.DataFrame:
+    from tru.requests.ledger import read_ledger
+
+    cwd = os.getcwd()
+    try:
+        os.chdir(repo)
+        led = read_ledger("data/ledger", columns=["batch_id", "request_id", "status"])
+    finally:
+        os.chdir(cwd)
+    return led[led["batch_id"] == batch]
+
+
+def test_a_failed_gate_keeps_the_model_and_the_retrain_fallback_clears_it(repo):
+    tru = str(BIN / "tru")
+    first = yaml.safe_load((repo / "batches.yaml").read_text())["batches"][-1]["id"]
+    users = pd.read_parquet(repo / f"data/batches/{first}/sets/train.parquet")["user"].unique()[:3]
+    raw = pd.read_csv(repo / "data/datasets/tiny/user_map.tsv", sep="\t", dtype={"raw_id": str}).set_index("userID")["raw_id"]
+    inbox = repo / "data/deletions/inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    rows = [{"request_id": f"second-{k}", "kind": "user", "user_id": raw[int(u)], "received_at": "2026-02-01T00:00:00Z"}
+            for k, u in enumerate(users)]
+    (inbox / "second.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run([tru, "ingest"], repo)
+    second = yaml.safe_load((repo / "batches.yaml").read_text())["batches"][-1]
+    b = second["id"]
+    assert second["base_model"] == f"data/batches/{first}/model" and second["method"] == "tru"
+    for cmd in (["sets"], ["erase"], ["repair"]):
+        run([tru, *cmd, "--batch", b], repo)
+    strict = yaml.safe_load((repo / "params.yaml").read_text())
+    strict["audit"]["gate"]["max_forget_recall_ratio"] = 0.0  # nothing short of forgetting everything passes
+    (repo / "strict.yaml").write_text(yaml.safe_dump(strict, sort_keys=False))
+    out = run([tru, "audit", "--batch", b, "--params", "strict.yaml"], repo, expect=4)
+    assert "audit gate failed" in out and "forget_recall_ratio" in out
+    assert read_json(repo / f"reports/{b}/audit.json")["verdict"] == "fail"
+    assert f"current model: data/batches/{first}/model" in run([tru, "status"], repo)
+    status = ledger_status(repo, b)
+    assert set(status["status"]) == {"needs_review"}  # nothing marked erased
+    # no new batch while this one awaits review; the request file stays in the inbox
+    (inbox / "third.jsonl").write_text(json.dumps({**rows[0], "request_id": "third-0"}) + "\n")
+    out = run([tru, "ingest"], repo, expect=2)
+    assert f"batch {b} failed its audit gate" in out and (inbox / "third.jsonl").is_file()
+    (inbox / "third.jsonl").unlink()
+    # the fallback: retrain the batch, through DVC, and the gate passes
+    out = run([tru, "erase", "--batch", b, "--method", "retrain"], repo)
+    assert "audit gate pass" in out
+    assert yaml.safe_load((repo / "batches.yaml").read_text())["batches"][-1]["method"] == "retrain"
+    assert read_json(repo / f"reports/{b}/audit.json")["verdict"] == "pass"
+    assert set(ledger_status(repo, b)["status"]) == {"erased"}
+    assert (repo / f"data/ledger/{b}/gate/status-audit.parquet").is_file()  # needs_review, kept
+    assert (repo / f"data/ledger/{b}/gate/status-review.parquet").is_file()  # then erased
+    assert f"current model: data/batches/{b}/model" in run([tru, "status"], repo)
+    assert "up to date" in run([str(BIN / "dvc"), "status"], repo)
 
 
 # --- bad input: one clear line, non-zero exit, nothing half-written ----------------------
@@ -148,7 +220,8 @@ def test_mmrec_x_label_split_used_as_given(tmp_path):
     assert res.exit_code == 0, res.output
     meta = read_json(tmp_path / "split" / "split.json")
     assert meta["n_items"] == 6  # from the feature rows, not the largest itemID (3)
-    assert meta["counts"]["train"] == 3 and meta["counts"]["valid"] == 1 and meta["counts"]["test"] == 1
+    canary_rows = meta["canary"]["rows"] if "canary" in meta else 0  # the backdoor canary joins train only
+    assert meta["counts"]["train"] == 3 + canary_rows and meta["counts"]["valid"] == 1 and meta["counts"]["test"] == 1
 
 
 def test_unknown_params_key_exits_with_its_name(tmp_path):

@@ -6,7 +6,11 @@ Layout per batch B (every path derives from the id, so nothing else needs record
 - data/deletions/batches/B/input/  the request files as received (archived from the inbox)
 - data/ledger/B/                    the ledger of B (append-only Parquet)
 - data/batches/B/sets/              forget / retain sets (a split-like folder)
-- reports/B/                        components.json and, later, metrics, audits, evidence
+- reports/B/                        components.json, metrics, audit.json, evidence
+
+Promotion: a batch's model (data/batches/B/model) becomes the current model only when its
+audit gate passed (reports/B/audit.json). The next batch starts from it; while the last batch
+has not passed, no new batch is registered (its requests wait in the inbox).
 """
 
 from __future__ import annotations
@@ -64,11 +68,60 @@ def batch_entry(batch_id: str, path: str | Path = BATCHES_FILE) -> dict:
     raise DataError(f"{path}: no batch {batch_id!r} (known: {known})")
 
 
-def register_batch(batch_id: str, path: str | Path = BATCHES_FILE, model_of=None) -> dict:
-    """Append batch `batch_id` to the registry; it starts where the last batch ended.
+def gate_verdict(batch_id: str) -> str | None:
+    """"pass" or "fail" from the batch's audit.json; None when it has not been audited."""
+    import json
 
-    `model_of(batch_id)` names the model a finished batch promoted (None until the erasure
-    stages exist, in which case the base model carries on)."""
+    path = report_dir(batch_id) / "audit.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("verdict")
+
+
+def promoted_model(batch_id: str) -> str:
+    return (BATCH_DATA / batch_id / "model").as_posix()
+
+
+def current_model(path: str | Path = BATCHES_FILE) -> str:
+    """The model now serving: the model of the last batch whose audit gate passed, else the base."""
+    current = BASE_MODEL
+    for b in read_batches(path):
+        if gate_verdict(b["id"]) == "pass":
+            current = promoted_model(b["id"])
+    return current
+
+
+def check_ready_for_next(path: str | Path = BATCHES_FILE) -> None:
+    """Raise DataError unless the last batch passed its audit gate (one batch at a time)."""
+    batches = read_batches(path)
+    if not batches:
+        return
+    last = batches[-1]["id"]
+    verdict = gate_verdict(last)
+    if verdict == "fail":
+        raise DataError(f"batch {last} failed its audit gate and awaits review: clear it with "
+                        f"`tru erase --batch {last} --method retrain` (new requests stay in the inbox)")
+    if verdict is None:
+        raise DataError(f"batch {last} has not been audited yet: run `dvc repro` first (new requests stay in the inbox)")
+
+
+def set_method(batch_id: str, method: str, path: str | Path = BATCHES_FILE) -> dict:
+    """Change the unlearning method of a registered batch (the retrain fallback)."""
+    batches = read_batches(path)
+    for b in batches:
+        if b["id"] == batch_id:
+            b["method"] = method
+            write_batches(batches, path)
+            return b
+    raise DataError(f"{path}: no batch {batch_id!r}")
+
+
+def register_batch(batch_id: str, path: str | Path = BATCHES_FILE, model_of=None, method: str = "tru") -> dict:
+    """Append batch `batch_id` to the registry; it starts where the last batch ended, and is
+    erased with `method` (recorded, so `dvc repro` of an old batch uses what it used).
+
+    `model_of(batch_id)` names the model a finished batch promoted (None: the last batch's
+    own base model carries on)."""
     batches = read_batches(path)
     if any(b["id"] == batch_id for b in batches):
         raise DataError(f"{path}: batch {batch_id} is already registered")
@@ -77,7 +130,7 @@ def register_batch(batch_id: str, path: str | Path = BATCHES_FILE, model_of=None
     prior = sets_dir(batches[-1]["id"]).as_posix() if batches else BASE_SETS
     base_model = (model_of(batches[-1]["id"]) if batches and model_of else None) or (
         batches[-1]["base_model"] if batches else BASE_MODEL)
-    entry = {"id": batch_id, "prior": prior, "base_model": base_model}
+    entry = {"id": batch_id, "prior": prior, "base_model": base_model, "method": method}
     write_batches(batches + [entry], path)
     return entry
 

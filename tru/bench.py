@@ -249,8 +249,10 @@ VARIANTS = {
 
 
 def regime_context(params: Params, regime: str, seed: int, split_dir: str | Path = "data/split",
-                   checkpoint: str | Path = "data/models/base"):
-    """A deletion of the given regime drawn with `seed` from the default dataset, in memory."""
+                   checkpoint: str | Path = "data/models/base", delete_canary: bool = False):
+    """A deletion of the given regime drawn with `seed` from the default dataset, in memory.
+    The backdoor canary's fake users (when the split has them) are never drawn; with
+    `delete_canary` they are deleted too (user regime)."""
     from dataclasses import replace
 
     from tru.checkpoint import load_checkpoint
@@ -263,17 +265,23 @@ def regime_context(params: Params, regime: str, seed: int, split_dir: str | Path
     rng = np.random.default_rng(seed)
     share = REGIMES[regime]
     users = items = np.zeros(0, np.int64)
+    from tru.audit.canary import load as load_canary
+
+    fake = np.asarray((load_canary(split_dir) or {}).get("fake_users", []), np.int64)
     if regime == "user":
-        active = np.unique(prior.train[:, 0])
+        active = np.setdiff1d(np.unique(prior.train[:, 0]), fake)
         users = np.sort(rng.choice(active, size=max(1, round(share * len(active))), replace=False))
+        if delete_canary:
+            users = np.union1d(users, fake)
         hit = lambda p: np.isin(p[:, 0], users)
     elif regime == "item":
         active = np.unique(prior.train[:, 1])
         items = np.sort(rng.choice(active, size=max(1, round(share * len(active))), replace=False))
         hit = lambda p: np.isin(p[:, 1], items)
     else:
+        real = np.flatnonzero(~np.isin(prior.train[:, 0], fake))
         chosen = np.zeros(len(prior.train), bool)
-        chosen[rng.choice(len(prior.train), size=max(1, round(share * len(prior.train))), replace=False)] = True
+        chosen[rng.choice(real, size=max(1, round(share * len(real))), replace=False)] = True
         keys = prior.train[chosen, 0] * prior.n_items + prior.train[chosen, 1]
         hit = lambda p: np.isin(p[:, 0] * prior.n_items + p[:, 1], keys)
     forget = prior.train[hit(prior.train)]
@@ -382,5 +390,118 @@ def _plot_unlearn(df, path: Path) -> None:
     fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8, frameon=False)
     fig.suptitle("ML-100k, MGCN: retain vs forget per method (mean over seeds; bars: min to max)")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------ audit benchmark
+
+AUDIT_METHODS = ("original", "retrain", "reverse_repair", "tru")
+
+
+def _audit_cell(params_json: str, seed: int, method: str) -> dict:
+    """User-level deletion (5% of real users plus the backdoor canary's fake users) from the
+    canary-trained base model: the erasure by `method`, then the membership and backdoor
+    audits exactly as `tru audit` runs them."""
+    from tru.audit import canary as canary_mod
+    from tru.audit.mia import membership_audit
+    from tru.config import Params
+    from tru.stages import batch_metrics
+    from tru.unlearning.methods import run_method
+    from tru.unlearning.repair import final_repair
+
+    params = Params.model_validate_json(params_json)
+    canary = canary_mod.load("data/split")
+    ctx = regime_context(params, "user", seed, delete_canary=True)
+    t0 = time.perf_counter()
+    if method == "original":
+        model = ctx.base
+    else:
+        model = run_method(method, ctx, params).model
+        if method != "retrain":
+            model, _ = final_repair(model, ctx, params.repair, params.unlearn.repair_lr, params.unlearn.repair_batch_size,
+                                    ctx.seed, params.train.threads)
+        model.set_graph(ctx.data.train, ctx.data.active_items)
+    seconds = time.perf_counter() - t0
+    model.eval()
+    ap = params.audit
+    name = "original" if method == "original" else "audited"
+    mia = membership_audit({name: model}, ctx.base, *ctx.membership_pairs(), ctx.data.train, ctx.data.n_users,
+                           ctx.data.candidates, ctx.seed, ap.mia.folds, ap.mia.bootstrap, ap.mia.max_per_class)
+    fake = np.asarray(canary["fake_users"], np.int64)
+    normal = np.setdiff1d(np.unique(ctx.data.train[:, 0]), fake)
+    bd = canary_mod.backdoor_metrics(model, canary, normal, ctx.data.train, ctx.data.n_users, ap.k,
+                                     candidates=ctx.data.candidates)
+    m = batch_metrics(model, ctx)
+    single = mia["models"][name]
+    best = single[single["best"]]
+    row = {"seed": seed, "method": method, "seconds": round(seconds, 2),
+           "mia_balanced_accuracy": best["balanced_accuracy"], "mia_ba_ci_low": best["balanced_accuracy_ci"][0],
+           "mia_ba_ci_high": best["balanced_accuracy_ci"][1], "mia_auc": best["auc"],
+           "mia_tpr_at_1pct_fpr": best["tpr_at_1pct_fpr"], "mia_attack": single["best"],
+           "mia_ba_lr": single["lr"]["balanced_accuracy"], "mia_ba_gbm": single["gbm"]["balanced_accuracy"]}
+    if name in mia["difference"]:
+        d = mia["difference"][name]
+        row["mia_difference_ba"] = d[d["best"]]["balanced_accuracy"]
+    row.update({"backdoor_asr": bd["asr"], "backdoor_asr_trigger_users": bd["asr_trigger_users"],
+                "target_median_rank": bd["median_rank"],
+                "retain_recall@20": m["retain"]["recall@20"], "forget_recall@20": m["forget"]["recall@20"],
+                "members": mia["n_members"], "non_members": mia["n_non_members"], "per_class": mia["sample_per_class"],
+                "peak_rss_mb": round(_peak_rss_mb())})
+    return row
+
+
+def bench_audit(params: Params, out: str | Path, seeds: list[int], methods: list[str]) -> list[dict]:
+    """Resumable (finished (seed, method) cells are skipped). Needs the canary-trained base
+    model of the default pipeline (`make run` with canary.enabled)."""
+    import pandas as pd
+
+    from tru.audit.canary import load as load_canary
+    from tru.errors import DataError
+
+    if not load_canary("data/split"):
+        raise DataError("data/split has no backdoor canary: set canary.enabled and run `make run` (or `dvc repro`) first")
+    out = Path(out)
+    done = pd.read_csv(out).to_dict("records") if out.is_file() else []
+    have = {(int(r["seed"]), r["method"]) for r in done}
+    pj = params.model_dump_json()
+    for seed in seeds:
+        for method in methods:
+            if (seed, method) in have:
+                continue
+            row = _in_child(_audit_cell, pj, seed, method)
+            done.append(row)
+            print(f"seed {seed} {method:15s} MIA BA {row['mia_balanced_accuracy']:.3f} "
+                  f"[{row['mia_ba_ci_low']:.3f}, {row['mia_ba_ci_high']:.3f}]  ASR {row['backdoor_asr']:.3f}  "
+                  f"retain R@20 {row['retain_recall@20']:.4f}  {row['seconds']:.1f} s", flush=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(done).to_csv(out, index=False)
+    _plot_audit(pd.DataFrame(done), out.with_suffix(".png"))
+    return done
+
+
+def _plot_audit(df, path: Path) -> None:
+    """Two panels: membership attack balanced accuracy and backdoor ASR per method (mean over
+    seeds, one dot per seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = [m for m in AUDIT_METHODS if m in set(df["method"])]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=120)
+    for ax, col, label in ((axes[0], "mia_balanced_accuracy", "membership attack balanced accuracy"),
+                           (axes[1], "backdoor_asr", "backdoor attack success rate (top-20)")):
+        for k, m in enumerate(methods):
+            v = df.loc[df["method"] == m, col]
+            ax.bar(k, v.mean(), color="0.8", edgecolor="0.3")
+            ax.plot([k] * len(v), v, "o", color="C0", markersize=4)
+        ax.set_xticks(range(len(methods)), methods)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].axhline(0.5, color="C3", lw=1, ls="--", label="chance")
+    axes[0].legend(frameon=False, fontsize=8)
+    fig.suptitle(f"ML-100k, MGCN, user-level 5% + canary: audits ({df['seed'].nunique()} seeds; bars = mean)")
+    fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)

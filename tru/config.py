@@ -82,6 +82,25 @@ class SplitParams(Section):
         return v
 
 
+class CanaryParams(Section):
+    enabled: bool
+    users: float = Field(gt=0)  # < 1: share of real users; >= 1: a count
+    profile_length: int = Field(ge=2)
+    triggers: int = Field(ge=1)
+    target_popularity: tuple[int, int]
+    trigger_popularity: tuple[int, int]
+
+    @model_validator(mode="after")
+    def _profile_holds_triggers(self) -> "CanaryParams":
+        if self.profile_length < self.triggers + 1:
+            raise ValueError("canary.profile_length must hold the triggers and the target")
+        for name in ("target_popularity", "trigger_popularity"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"canary.{name} must be [low, high] with 0 <= low <= high")
+        return self
+
+
 class MGCNParams(Section):
     embedding_dim: int = Field(gt=0)
     n_ui_layers: int = Field(ge=0)
@@ -150,6 +169,27 @@ class RepairParams(Section):
     sample: int = Field(ge=0)
 
 
+class MIAParams(Section):
+    folds: int = Field(ge=2)
+    bootstrap: int = Field(ge=0)
+    max_per_class: int = Field(gt=0)
+
+
+class GateParams(Section):
+    max_retain_drop: float = Field(ge=0, le=1)
+    max_mia_balanced_accuracy: float = Field(ge=0.5, le=1)
+    max_forget_recall_ratio: float = Field(ge=0)
+    max_backdoor_asr: float = Field(ge=0, le=1)
+
+
+class AuditParams(Section):
+    k: int = Field(gt=0)
+    exposure_min_removed_share: float = Field(ge=0, le=1)
+    mia: MIAParams
+    shift_flag_ratio: float = Field(gt=1)
+    gate: GateParams
+
+
 class EvaluateParams(Section):
     ks: list[int]
 
@@ -161,10 +201,12 @@ class Params(Section):
     featurize: FeaturizeParams
     synthetic: SyntheticParams
     split: SplitParams
+    canary: CanaryParams
     model: ModelParams
     train: TrainParams
     unlearn: UnlearnParams
     repair: RepairParams
+    audit: AuditParams
     evaluate: EvaluateParams
 
 

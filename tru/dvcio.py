@@ -17,3 +17,14 @@ def dvc_add(paths: list[str | Path], root: str | Path = ".") -> None:
             repo.add([str(p) for p in paths])
     except Exception as err:  # DVC raises many types; the user needs one line
         raise TruError(f"dvc add {' '.join(map(str, paths))} failed: {err}") from None
+
+
+def dvc_repro(targets: list[str], root: str | Path = ".") -> None:
+    """`dvc repro` of the given stages (and what they depend on), as the pipeline defines them."""
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            repo.reproduce(targets=targets)
+    except Exception as err:
+        raise TruError(f"dvc repro {' '.join(targets)} failed: {err}") from None

@@ -19,3 +19,9 @@ class ValidationFailed(TruError):
     """A data expectation (Great Expectations) failed."""
 
     exit_code = 3
+
+
+class AuditGateFailed(TruError):
+    """The audit gate refused an erasure: the model is not promoted, requests need review."""
+
+    exit_code = 4

@@ -42,7 +42,7 @@ def split_stage(params: Params, dataset_dir: str | Path | None = None, out_dir: 
 
     dataset_dir = Path(dataset_dir or params.data.dataset_dir)
     folder = load_folder(dataset_dir)
-    summary = make_split(folder, params.split, params.seed, Path(out_dir), dataset_dir)
+    summary = make_split(folder, params.split, params.seed, Path(out_dir), dataset_dir, params.canary)
     return {"split_dir": str(out_dir), "sha256": sha256_tree(out_dir), "summary": summary}
 
 
@@ -134,11 +134,15 @@ def ingest_stage(params: Params, inbox: str | Path | None = None, files: list[st
 
                 raise DataError(f"{f}: no such file")
             shutil.copy2(f, inbox / f.name)
+    from tru.requests.ingest import pending_files
+
+    if pending_files(inbox):
+        batches.check_ready_for_next(batches_file)
     catalog = Catalog.from_dataset(params.data.dataset_dir, split_dir)
     summary = ingest_batch(inbox, batches.ARCHIVE, batches.LEDGER, catalog, key, now=now)
     if summary["batch_id"] is not None:
         summary["registered"] = batches.register_batch(
-            summary["batch_id"], batches_file, model_of=lambda b: (batches.BATCH_DATA / b / "model").as_posix())
+            summary["batch_id"], batches_file, model_of=batches.promoted_model, method=params.unlearn.method)
     return summary
 
 
@@ -252,14 +256,21 @@ def erase_stage(params: Params, batch_id: str, method: str | None = None, out_di
     from tru.checkpoint import save_checkpoint
     from tru.unlearning.methods import run_method
 
-    method = method or params.unlearn.method
     ctx, entry = load_context(params, batch_id, batches_file)
+    own = entry.get("method", params.unlearn.method)
+    method = method or own
+    if out_dir is None and method != own and method != "retrain":
+        from tru.errors import ConfigError
+
+        raise ConfigError(f"batch {batch_id} is erased with {own!r}: run another method with --out DIR "
+                          f"(or `--method retrain` for the reference retrain)")
     result = run_method(method, ctx, params)
-    out = Path(out_dir) if out_dir else batches.BATCH_DATA / batch_id / ("retrain" if method == "retrain" else "unlearned")
+    # the batch's own method writes the batch's erasure; `retrain` otherwise is the reference
+    out = Path(out_dir) if out_dir else batches.BATCH_DATA / batch_id / ("unlearned" if method == own else "retrain")
     digest = save_checkpoint(out, result.model, {"batch": batch_id, "method": method, "base_model": entry["base_model"],
                                                  "seed": ctx.seed, "unlearn": params.unlearn.model_dump()})
     log, timings = split_timings(result.log)
-    name = "retrain" if method == "retrain" else "update"
+    name = "update" if method == own else "retrain"
     write_json(batches.report_dir(batch_id) / f"{name}_log.json", {"batch": batch_id, "method": method, **log})
     write_json(batches.report_dir(batch_id) / "timings" / f"{name}.json", {"total_seconds": result.seconds, **timings})
     return {"checkpoint": str(out), "weights_sha256": digest, "method": method, "seconds": result.seconds}
@@ -324,3 +335,88 @@ def evaluate_batch_stage(params: Params, batch_id: str, batches_file: str | Path
     write_json(path, out)
     write_json(batches.report_dir(batch_id) / "timings" / "methods.json", seconds)
     return {"metrics": str(path), "values": out, "seconds": seconds}
+
+
+# --- audits -----------------------------------------------------------------------------------
+
+
+def _batch_models(ctx, batch_id: str) -> dict:
+    """original, unlearned (the batch's repaired model) and, when run, the reference retrain."""
+    from tru import batches
+    from tru.checkpoint import load_checkpoint
+    from tru.errors import DataError
+
+    models = {"original": ctx.base}
+    for name, folder in (("unlearned", "model"), ("retrain", "retrain")):
+        path = batches.BATCH_DATA / batch_id / folder
+        if (path / "model.safetensors").is_file():
+            model, _ = load_checkpoint(path, ctx.data.features)
+            model.set_graph(ctx.data.train, ctx.data.active_items)
+            model.eval()
+            models[name] = model
+        elif name == "unlearned":
+            raise DataError(f"{path}: no model for batch {batch_id} (run `tru erase` and `tru repair` first)")
+    return models
+
+
+def audit_stage(params: Params, batch_id: str, batches_file: str | Path | None = None) -> dict:
+    """reports/<batch>/audit.json and the gate: on pass the batch's model is promoted and its
+    accepted requests become `erased`; on fail they become `needs_review`, the current model
+    stays, and AuditGateFailed (exit status 4) names the failed checks."""
+    from datetime import timedelta
+
+    import pyarrow.parquet as pq
+
+    from tru import batches
+    from tru.audit import canary as canary_mod
+    from tru.audit.gate import failure_message
+    from tru.audit.run import audit_batch
+    from tru.errors import AuditGateFailed
+    from tru.requests.ledger import GATE_DIR, append_status, batch_time, requests_path
+    from tru.requests.schema import ACCEPTED, ERASED, NEEDS_REVIEW
+    from tru.train import seed_everything
+
+    seed_everything(params.seed, params.train.threads)
+    ctx, entry = load_context(params, batch_id, batches_file)
+    models = _batch_models(ctx, batch_id)
+    metrics = {name: batch_metrics(m, ctx) for name, m in models.items()}
+    result = audit_batch(ctx, models, metrics, params, canary_mod.load(batches.sets_dir(batch_id)))
+    passed = result["verdict"] == "pass"
+    audit = {"batch": batch_id, "method": entry.get("method", params.unlearn.method),
+             "verdict": result["verdict"], "promoted": passed,
+             "current_model": batches.promoted_model(batch_id) if passed else entry["base_model"],
+             **{k: v for k, v in result.items() if k != "verdict"},
+             "metrics": metrics}
+    path = batches.report_dir(batch_id) / "audit.json"
+    write_json(path, audit)
+
+    # the ledger: every accepted request of the batch moves on (deterministic time: the batch's)
+    req = pq.read_table(requests_path(batches.LEDGER, batch_id), columns=["request_id", "status"]).to_pandas()
+    ids = sorted(req.loc[req["status"] == ACCEPTED, "request_id"].tolist())
+    status = ERASED if passed else NEEDS_REVIEW
+    reason = None if passed else "audit gate failed: " + ", ".join(result["failed"])
+    # a batch that failed before and passes now (the retrain fallback) records a review event
+    # after its audit event, so the ledger keeps both; failing again changes nothing
+    stage, at = "audit", batch_time(batch_id) + timedelta(seconds=1)
+    earlier = batches.LEDGER / batch_id / GATE_DIR / "status-audit.parquet"
+    if earlier.is_file() and set(pq.read_table(earlier, columns=["status"]).column("status").to_pylist()) == {NEEDS_REVIEW}:
+        stage, at = ("review", at + timedelta(seconds=1)) if passed else (None, at)
+    if stage is not None:
+        append_status(batches.LEDGER, batch_id, stage, ids, status, at, reason)
+    summary = {"audit": str(path), "verdict": result["verdict"], "failed": result["failed"], "requests": len(ids),
+               "status": status}
+    if not passed:
+        raise AuditGateFailed(failure_message(batch_id, result))
+    return summary
+
+
+# --- evidence ---------------------------------------------------------------------------------
+
+
+def report_stage(params: Params, batch_id: str, batches_file: str | Path | None = None) -> dict:
+    """reports/<batch>/evidence.pdf, manifest.json and evidence.sha256 (tru/evidence)."""
+    from tru.evidence import render_pdf
+    from tru.evidence.layout import manifest_path
+
+    pdf = render_pdf(batch_id, Path("."), batches_file=batches_file)
+    return {"pdf": str(pdf), "sha256": sha256_file(pdf), "manifest": str(manifest_path(batch_id))}

@@ -81,8 +81,12 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     pq.write_table(table, path, compression="zstd", write_statistics=True)
 
 
-def make_split(folder: MMRecFolder, params: SplitParams, seed: int, out_dir: Path, dataset_dir: Path) -> dict:
-    """Split `folder` (see the module docstring), validate, write `out_dir`; return split.json."""
+def make_split(folder: MMRecFolder, params: SplitParams, seed: int, out_dir: Path, dataset_dir: Path,
+               canary=None) -> dict:
+    """Split `folder` (see the module docstring), validate, write `out_dir`; return split.json.
+
+    With `canary` (params.canary, enabled) the backdoor canary's fake users are appended to
+    the training split after validation (tru/audit/canary.py) and described in split.json."""
     inter = folder.interactions
     if folder.has_split:
         parts = _given_split(inter)
@@ -109,11 +113,18 @@ def make_split(folder: MMRecFolder, params: SplitParams, seed: int, out_dir: Pat
         parts["train"], parts["valid"], parts["test"], folder.n_users, folder.n_items, target, params.fraction_tolerance
     )
 
+    n_users = int(folder.n_users)
+    canary_meta = None
+    if canary is not None and canary.enabled:
+        from tru.audit.canary import inject
+
+        parts["train"], canary_meta = inject(parts["train"], n_users, int(folder.n_items), canary, seed)
+        n_users += len(canary_meta["fake_users"])
     total = sum(len(df) for df in parts.values())
     inputs = [folder.path / f"{folder.name}.inter"] + [folder.path / f"{m}{FEAT_SUFFIX}" for m in sorted(folder.features)]
     meta = {
         "name": folder.name,
-        "n_users": int(folder.n_users),
+        "n_users": n_users,
         "n_items": int(folder.n_items),
         "modalities": {m: int(a.shape[1]) for m, a in folder.features.items()},
         "dataset_dir": Path(dataset_dir).as_posix(),
@@ -124,6 +135,8 @@ def make_split(folder: MMRecFolder, params: SplitParams, seed: int, out_dir: Pat
         "filtering": stats,
         "sha256": {p.name: sha256_file(p) for p in inputs},
     }
+    if canary_meta is not None:
+        meta["canary"] = canary_meta
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         for s, df in parts.items():

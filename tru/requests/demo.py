@@ -1,6 +1,6 @@
 """A demo deletion batch for `make run`: a request file that mixes user, item and
-interaction requests drawn (seeded) from the dataset, plus a few bad rows that show how
-rejections are recorded. Nothing here is used by the pipeline itself."""
+interaction requests drawn (seeded) from the dataset, the backdoor canary's fake users when
+the split has them, plus a few bad rows that show how rejections are recorded. Nothing here is used by the pipeline itself."""
 
 from __future__ import annotations
 
@@ -26,13 +26,15 @@ def demo_requests(dataset_dir: str | Path, split_dir: str | Path, out: str | Pat
     """Write a JSON Lines request file at `out`; returns counts by kind."""
     dataset_dir, split_dir = Path(dataset_dir), Path(split_dir)
     meta = json.loads((split_dir / "split.json").read_text())
-    users = _raw_ids(dataset_dir / "user_map.tsv", "userID", meta["n_users"])
+    canary = meta.get("canary") or {}
+    fake = list(canary.get("fake_users", []))
+    users = _raw_ids(dataset_dir / "user_map.tsv", "userID", meta["n_users"] - len(fake)) + list(canary.get("raw_ids", []))
     items = _raw_ids(dataset_dir / "item_map.tsv", "itemID", meta["n_items"])
     train = pd.read_parquet(split_dir / "train.parquet", columns=["user", "item"]).to_numpy()
     rng = np.random.default_rng(seed)
-    active = np.unique(train[:, 0])
+    active = np.setdiff1d(np.unique(train[:, 0]), fake)
     del_users = rng.choice(active, size=max(1, int(round(user_share * len(active)))), replace=False)
-    rest = train[~np.isin(train[:, 0], del_users)]
+    rest = train[~np.isin(train[:, 0], np.r_[del_users, fake])]
     counts = np.bincount(rest[:, 1], minlength=meta["n_items"])
     mid = np.flatnonzero((counts >= 5) & (counts <= 50))  # items with a modest audience
     del_items = rng.choice(mid if len(mid) >= n_items else np.flatnonzero(counts), size=n_items, replace=False)
@@ -42,6 +44,9 @@ def demo_requests(dataset_dir: str | Path, split_dir: str | Path, out: str | Pat
     for k, u in enumerate(sorted(del_users.tolist())):
         rows.append({"request_id": f"demo-user-{k:04d}", "kind": "user", "user_id": users[u], "item_id": None,
                      "received_at": received_at, "reason": "account deleted"})
+    for k, u in enumerate(fake):  # the backdoor canary: deleting it is what the audit checks
+        rows.append({"request_id": f"demo-canary-{k:04d}", "kind": "user", "user_id": users[u], "item_id": None,
+                     "received_at": received_at, "reason": "backdoor canary (fake account) removed by the audit"})
     for k, i in enumerate(sorted(del_items.tolist())):
         rows.append({"request_id": f"demo-item-{k:04d}", "kind": "item", "user_id": None, "item_id": items[i],
                      "received_at": received_at, "reason": "product withdrawn by the seller"})
@@ -57,4 +62,4 @@ def demo_requests(dataset_dir: str | Path, split_dir: str | Path, out: str | Pat
                  "received_at": received_at, "reason": "<script>alert('x')</script> path-like id"})
     with atomic_path(out) as tmp:
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return {"user": len(del_users), "item": int(n_items), "interaction": int(len(pairs)), "bad": 3}
+    return {"user": len(del_users), "canary": len(fake), "item": int(n_items), "interaction": int(len(pairs)), "bad": 3}

@@ -132,7 +132,9 @@ class Catalog:
             raise DataError(f"{meta_path}: not found (run `tru split` first)")
         meta = read_json(meta_path)
         n_users, n_items = int(meta["n_users"]), int(meta["n_items"])
-        user_ids = cls._read_map(dataset_dir / "user_map.tsv", "userID", n_users)
+        canary = meta.get("canary") or {}  # the backdoor canary's fake users follow the real ones
+        fake = list(canary.get("raw_ids", []))
+        user_ids = cls._read_map(dataset_dir / "user_map.tsv", "userID", n_users - len(fake)) + fake
         item_ids = cls._read_map(dataset_dir / "item_map.tsv", "itemID", n_items)
         parts = []
         for split in ("train", "valid", "test"):

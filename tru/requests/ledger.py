@@ -5,6 +5,9 @@ Layout::
     <ledger_dir>/<batch_id>/requests.parquet        written once by ingest: one row per input row
     <ledger_dir>/<batch_id>/status-<stage>.parquet  written once by a later stage: status events
                                                     (accepted -> erased / needs_review)
+    <ledger_dir>/<batch_id>/gate/status-audit.parquet   the same, from the audit gate (and
+    <ledger_dir>/<batch_id>/gate/status-review.parquet  from a review after a failed gate); one
+                                                    folder, so the audit stage can own it in DVC
 
 Why Parquet files per batch rather than one SQLite database:
 
@@ -49,6 +52,8 @@ from tru.requests.schema import (
 )
 
 REQUESTS_FILE = "requests.parquet"
+GATE_DIR = "gate"  # the audit gate's events (audit, review): one DVC output of the audit stage
+GATE_STAGES = ("audit", "review")
 BATCH_ID_REGEX = re.compile(r"^b(\d{8}T\d{6})Z$")
 STAGE_REGEX = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 META_KEY = b"tru.batch"  # Parquet key-value metadata: batch id, inputs (name, sha256, rows)
@@ -179,7 +184,7 @@ def batch_metadata(ledger_dir: str | Path, batch_id: str) -> dict:
 
 def _status_files(batch_dir: Path) -> list[tuple[str, Path]]:
     found = []
-    for p in batch_dir.glob("status-*.parquet"):
+    for p in [*batch_dir.glob("status-*.parquet"), *batch_dir.glob(f"{GATE_DIR}/status-*.parquet")]:
         stage = p.name[len("status-") : -len(".parquet")]
         if stage not in STAGE_ORDER:
             raise DataError(f"{p}: unknown stage {stage!r} (known, in order: {', '.join(STAGE_ORDER)})")
@@ -270,7 +275,7 @@ def append_status(
     ids = list(request_ids)
     if len(set(ids)) != len(ids):
         raise DataError(f"append_status({stage}): the same request_id is listed more than once")
-    path = batch_dir / f"status-{stage}.parquet"
+    path = (batch_dir / GATE_DIR if stage in GATE_STAGES else batch_dir) / f"status-{stage}.parquet"
     later = [s for s, _ in _status_files(batch_dir) if STAGE_ORDER.index(s) > STAGE_ORDER.index(stage)]
     if later:
         raise DataError(f"{path}: stage {stage} cannot record after the later stage(s) {', '.join(later)}")
@@ -304,6 +309,7 @@ def append_status(
     settled = [r for r in ids if state[r] not in (ACCEPTED, NEEDS_REVIEW)]
     if settled:
         raise DataError(f"append_status({stage}): {len(settled)} request(s) of batch {batch_id} are already {state[settled[0]]}")
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression=COMPRESSION)
     return path

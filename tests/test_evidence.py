@@ -1,0 +1,270 @@
+"""Compliance evidence of one deletion batch: collect, manifest, verify, HTML, PDF, lookup.
+
+The batch is a fixed small project tree under tests/fixtures/evidence/ (hand-written JSON in
+the formats the stages write, tiny checkpoints); its ledger is written here through the real
+ledger API (LedgerWriter, append_status), with a fixed pseudonymisation key.
+
+Golden file: tests/golden/evidence.html is the rendered HTML of that batch, with the plots'
+data URIs and the hashes of Parquet files (their bytes depend on the pyarrow version)
+replaced by placeholders. After an intended change to the templates or the fixture,
+regenerate it with
+
+    TRU_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/test_evidence.py -k golden
+
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from tru.errors import DataError
+from tru.evidence import (
+    build_manifest,
+    collect,
+    get_request,
+    render_html,
+    render_pdf,
+    verify,
+    write_manifest,
+)
+from tru.evidence.plots import branch_scales
+from tru.requests import append_status, batch_time, subject
+from tru.requests.ledger import LedgerWriter
+from tru.requests.schema import LEDGER_SCHEMA
+
+FIXTURE = Path(__file__).parent / "fixtures" / "evidence"
+GOLDEN = Path(__file__).parent / "golden" / "evidence.html"
+B = "b20260101T020000Z"
+KEY = bytes.fromhex("0f" * 32)
+SECTION_TITLES = ("Summary", "Requests", "Component map", "Branch scales and layer selection", "Ranking gate and exposure",
+                  "Metrics", "Audits", "Runtime", "Artifact manifest", "How to reproduce", "Limits")
+
+INJECTION = "<script>alert(1)</script> <b>bold</b>"
+LONG_WORD = "Erasure" + "x" * 400 + "END"
+WORLD_TEXT = f"مراجعة يدوية مطلوبة · בדיקה ידנית נדרשת · 需要人工审核 · 手動確認 · {LONG_WORD}"
+# request_id -> (ingest status, ingest reason, duplicate_of); later stages add events below
+INGEST = {
+    "req-0001": ("accepted", None, None),
+    "req-0002": ("accepted", None, None),
+    "req-0003": ("accepted", None, None),
+    "req-0004": ("accepted", None, None),
+    "req-0005": ("accepted", None, None),
+    "req-0006": ("accepted", None, None),
+    "req-0007": ("rejected", "unknown user_id (not in the dataset)", None),
+    "req-0008": ("rejected", "unknown item_id (not in the dataset)", None),
+    "req-0009": ("accepted", "same target as an earlier request (see duplicate_of); erased once", "req-0001"),
+    "req-0010": ("rejected", "kind 'account<script>' is not one of user, item, interaction", None),
+    "req-0011": ("already_erased", "interaction already erased in batch b20251201T020000Z", None),
+    "req-0012": ("accepted", None, None),
+}
+
+
+def _requests() -> list[dict]:
+    path = FIXTURE / "data" / "deletions" / "batches" / B / "input" / "requests.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def raw_texts() -> list[str]:
+    """Everything of the ledger that must never reach the evidence: raw ids, request ids and
+    the requesters' own text."""
+    out = []
+    for r in _requests():
+        out += [r["request_id"], r.get("user_id"), r.get("item_id"), r.get("reason")]
+    return [t for t in out if t]
+
+
+def write_ledger(root: Path) -> None:
+    rows = _requests()
+    recorded = "2026-01-01T02:00:00Z"
+    cols = {name: [] for name in LEDGER_SCHEMA.names}
+    for line, r in enumerate(rows, 1):
+        status, reason, dup = INGEST[r["request_id"]]
+        valid_kind = r["kind"] in ("user", "item", "interaction")
+        values = {
+            "batch_id": B, "source": "requests.jsonl", "line": line, "request_id": r["request_id"], "kind": r["kind"],
+            "user_id": r.get("user_id"), "item_id": r.get("item_id"), "user_index": -1, "item_index": -1,
+            "subject": subject(KEY, r["kind"], r.get("user_id"), r.get("item_id")) if valid_kind else None,
+            "status": status, "reason": reason, "duplicate_of": dup, "received_at": r["received_at"],
+            "recorded_at": recorded, "request_reason": r.get("reason"),
+        }
+        for k, v in values.items():
+            cols[k].append(v)
+    ledger = root / "data" / "ledger"
+    with LedgerWriter(ledger, B) as w:
+        w.write(pa.table(cols, schema=LEDGER_SCHEMA))
+        w.close([{"name": "requests.jsonl", "rows": len(rows)}])
+    at = batch_time(B)
+    append_status(ledger, B, "unlearn", ["req-0001", "req-0002", "req-0003", "req-0004", "req-0009", "req-0012"], "erased", at)
+    append_status(ledger, B, "audit", ["req-0005", "req-0006"], "needs_review", at, reason=INJECTION)
+    append_status(ledger, B, "review", ["req-0006"], "needs_review", at, reason=WORLD_TEXT)
+
+
+def make_batch(root: Path) -> Path:
+    shutil.copytree(FIXTURE, root, dirs_exist_ok=True)
+    write_ledger(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """The fixture batch with its evidence rendered once: (root, pdf bytes, html)."""
+    root = make_batch(tmp_path_factory.mktemp("batch"))
+    pdf = render_pdf(B, root)
+    return root, pdf.read_bytes(), render_html(collect(B, root))
+
+
+def pdf_text(data: bytes) -> str:
+    from pypdf import PdfReader
+
+    text = "\n".join(page.extract_text() or "" for page in PdfReader(io.BytesIO(data)).pages)
+    return text.replace("\x00", "")  # pypdf reads some two-byte runs of WeasyPrint's fonts with NULs between
+
+
+def normalise(html: str) -> str:
+    """Placeholders for what depends on library versions, not on our templates or inputs."""
+    html = re.sub(r'data:image/svg\+xml;base64,[A-Za-z0-9+/=]+', "data:image/svg+xml;base64,PLOT", html)
+    html = re.sub(r"(\d+ files, )[0-9,]+( bytes)", r"\1TOTAL\2", html)
+    return re.sub(r'(\.parquet</td><td class="n">)[0-9,]+(</td><td class="hash">)[0-9a-f]{64}', r"\1BYTES\2PARQUET-SHA256", html)
+
+
+# ---------------------------------------------------------------------------------- tests
+
+
+def test_html_matches_golden(rendered):
+    _, _, html = rendered
+    got = normalise(html)
+    if os.environ.get("TRU_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(got, encoding="utf-8")
+    assert GOLDEN.is_file(), "no golden file yet: run with TRU_UPDATE_GOLDEN=1 (see the module docstring)"
+    assert got == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_pdf_has_every_section_and_no_raw_id(rendered):
+    _, data, html = rendered
+    assert data.startswith(b"%PDF-")
+    text = pdf_text(data)
+    for title in SECTION_TITLES:
+        assert title in text, title
+        assert f"<h2>{title}</h2>" in html
+    assert "FAIL" in text and "mia_balanced_accuracy" in text  # the gate's verdict and its failed check
+    for raw in raw_texts():
+        assert raw not in text, raw
+        assert raw not in html, raw
+    # pseudonyms are there instead: every subject of the ledger rows shown
+    pseudo = subject(KEY, "user", "rawuser-0001", None)
+    assert pseudo in html and pseudo[:16] in text.replace("\n", "")
+
+
+def test_pdf_is_byte_identical_when_rendered_again(rendered):
+    root, first, _ = rendered
+    again = render_pdf(B, root, out=root / "again.pdf").read_bytes()
+    assert again == first
+    from pypdf import PdfReader
+
+    meta = PdfReader(io.BytesIO(first)).metadata
+    assert meta["/CreationDate"].startswith("D:20260101020000")  # the batch's time, not the wall clock
+    assert meta["/Title"] == f"Erasure evidence: batch {B}"
+
+
+def test_external_text_is_escaped_and_wraps(rendered):
+    root, data, html = rendered
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;bold&lt;/b&gt;" in html
+    assert "<script>" not in html and "<b>bold</b>" not in html
+    assert LONG_WORD in html and "مراجعة يدوية" in html and "בדיקה ידנית" in html and "需要人工审核" in html
+    text = pdf_text(data)
+    assert "<script>alert(1)</script>" in text.replace("\n", " ")  # shown as text, not run or dropped
+    assert "Erasurexxxx" in text  # the long word is laid out (wrapped), not lost
+    # the requests table is cut at 200 rows, with a count of the rest
+    ev = collect(B, root)
+    ev["requests"] = ev["requests"] * 40  # 480 rows
+    ev["request_counts"]["total"] = 480
+    many = render_html(ev)
+    assert many.count('<td class="subject">') == 200
+    assert "… and 280 more requests" in many
+
+
+def test_manifest_lists_every_artifact_sorted(rendered):
+    root, _, _ = rendered
+    manifest = json.loads((root / "reports" / B / "manifest.json").read_text())
+    paths = [f["path"] for f in manifest["files"]]
+    assert paths == sorted(paths)
+    for expected in (f"data/deletions/batches/{B}/input/requests.jsonl", f"data/ledger/{B}/requests.parquet",
+                     f"data/ledger/{B}/gate/status-review.parquet", f"data/batches/{B}/sets/forget.parquet",
+                     f"data/batches/{B}/unlearned/model.safetensors", f"data/batches/{B}/model/model.safetensors",
+                     f"data/batches/{B}/retrain/model.safetensors", "data/models/base/model.safetensors",
+                     f"reports/{B}/audit.json", f"reports/{B}/timings/methods.json"):
+        assert expected in paths, expected
+    assert not any(p.endswith(("manifest.json", "evidence.pdf", "evidence.sha256")) for p in paths)
+    assert manifest["git_commit"] == "unknown"  # the fixture root is not a git checkout
+    # the batch's stages; not `train`, not batch 1's erase, not the report stage (its lock holds the last PDF's hash)
+    assert sorted(manifest["dvc_lock"]) == ["erase@0", "map@0", "repair@0", "sets@0"]
+    assert manifest == build_manifest(B, root)  # deterministic
+    write_manifest(B, root)
+    assert json.loads((root / "reports" / B / "manifest.json").read_text()) == manifest
+
+
+def test_verify_names_a_flipped_byte_in_a_checkpoint(rendered, tmp_path):
+    root = shutil.copytree(rendered[0], tmp_path / "batch")
+    assert verify(B, root) == []
+    ckpt = root / "data" / "batches" / B / "model" / "model.safetensors"
+    data = bytearray(ckpt.read_bytes())
+    data[-1] ^= 0x01
+    ckpt.write_bytes(bytes(data))
+    problems = verify(B, root)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"data/batches/{B}/model/model.safetensors: changed")
+    ckpt.unlink()
+    (root / "reports" / B / "evidence.pdf").write_bytes(b"%PDF-1.7 tampered")
+    (root / "data" / "batches" / B / "model" / "extra.bin").write_bytes(b"x")
+    problems = verify(B, root)
+    assert f"data/batches/{B}/model/model.safetensors: missing" in problems
+    assert any(p.startswith(f"reports/{B}/evidence.pdf: changed") for p in problems)
+    assert any(p.startswith(f"data/batches/{B}/model/extra.bin: not in the manifest") for p in problems)
+
+
+def test_missing_optional_inputs_show_not_run(tmp_path):
+    root = make_batch(tmp_path)
+    for name in ("update_log.json", "repair_log.json"):
+        (root / "reports" / B / name).unlink()
+    shutil.rmtree(root / "reports" / B / "timings")
+    (root / "dvc.lock").unlink()
+    ev = collect(B, root)
+    ev["audit"] = {"verdict": "pass", "checks": []}  # an audit that recorded nothing else
+    del ev["metrics"]["retrain"]
+    html = render_html(ev)
+    for title in SECTION_TITLES:
+        assert f"<h2>{title}</h2>" in html
+    assert "Not run: there is no update log" in html and "Final repair: not run" in html
+    assert "Membership inference: not run" in html and "Backdoor audit: not run" in html
+    assert html.count("not run") >= 10
+    (root / "reports" / B / "audit.json").unlink()
+    with pytest.raises(DataError, match=r"audit\.json: missing"):
+        collect(B, root)
+
+
+def test_get_request_finds_batch_status_and_pdf(rendered):
+    root, _, _ = rendered
+    found = get_request("req-0006", root)
+    assert found["batch"] == B and found["status"] == "needs_review" and found["stage"] == "review"
+    assert found["pdf"] == f"reports/{B}/evidence.pdf" and found["pdf_exists"] is True
+    assert found["subject"] == subject(KEY, "user", "rawuser-0005", None)
+    assert get_request("req-0001", root)["status"] == "erased"
+    with pytest.raises(DataError, match=r"'req-9999' is not in the ledger"):
+        get_request("req-9999", root)
+
+
+def test_plots_are_deterministic_svg():
+    epochs = [{"epoch": e, "branch_scales": {"id": 1.0 + e / 10, "text": 0.5}} for e in (1, 2, 3)]
+    first, second = branch_scales(epochs), branch_scales(epochs)
+    assert first == second and first.startswith("data:image/svg+xml;base64,")
+    assert branch_scales([]) is None

@@ -1,0 +1,44 @@
+"""The audit gate: every check against its params.yaml threshold (`audit.gate`); the
+unlearned model is promoted only when all applicable checks pass. No check needs a retrain:
+production batches do not run one."""
+
+from __future__ import annotations
+
+GATE_FAILED_EXIT = 4  # `tru audit` exit status when the gate refuses the erasure (1: crash, 2: bad input, 3: data expectations)
+
+
+def _check(name: str, description: str, value, threshold: float, op: str = "<=") -> dict:
+    if value is None:
+        return {"name": name, "description": description, "value": None, "threshold": threshold, "op": op,
+                "passed": None, "note": "not applicable to this batch"}
+    passed = value <= threshold if op == "<=" else value >= threshold
+    return {"name": name, "description": description, "value": round(float(value), 6), "threshold": threshold,
+            "op": op, "passed": bool(passed)}
+
+
+def evaluate_gate(metrics: dict, mia_ba: float | None, backdoor_asr: float | None, gate) -> dict:
+    """`metrics`: {"original": {...}, "unlearned": {...}} as in reports/<batch>/metrics.json."""
+    o, u = metrics["original"], metrics["unlearned"]
+    o_ret, u_ret = o["retain"]["recall@20"], u["retain"]["recall@20"]
+    drop = (o_ret - u_ret) / o_ret if o_ret > 0 else None
+    o_f, u_f = o["forget"]["recall@20"], u["forget"]["recall@20"]
+    ratio = u_f / o_f if o["forget"].get("n_rows", 1) and o_f > 0 else None
+    checks = [
+        _check("retain_recall_drop", "relative drop of retain test Recall@20 from the original model",
+               drop, gate.max_retain_drop),
+        _check("mia_balanced_accuracy", "best membership attack (forgotten vs held-out pairs) on the unlearned model",
+               mia_ba, gate.max_mia_balanced_accuracy),
+        _check("forget_recall_ratio", "forget Recall@20 of the unlearned model / of the original",
+               ratio, gate.max_forget_recall_ratio),
+        _check("backdoor_asr", "backdoor canary attack success rate after the erasure (batches that delete the canary)",
+               backdoor_asr, gate.max_backdoor_asr),
+    ]
+    failed = [c["name"] for c in checks if c["passed"] is False]
+    return {"verdict": "fail" if failed else "pass", "checks": checks, "failed": failed}
+
+
+def failure_message(batch_id: str, result: dict) -> str:
+    parts = [f"{c['name']} = {c['value']} (allowed {c['op']} {c['threshold']})" for c in result["checks"] if c["passed"] is False]
+    return (f"audit gate failed for batch {batch_id}: " + "; ".join(parts) +
+            f". The model is not promoted and the batch's requests are needs_review; clear it with "
+            f"`tru erase --batch {batch_id} --method retrain`.")

@@ -1,0 +1,180 @@
+"""The artifact manifest of a batch (reports/<B>/manifest.json): the SHA-256 of every input
+and output, the git commit and the dvc.lock stage hashes; and `verify`, which recomputes
+every hash and names each file that changed, vanished or appeared.
+
+The PDF cannot hold its own hash (it contains the manifest), so its hash and the manifest's
+go to a sidecar, reports/<B>/evidence.sha256, in `sha256sum -c` format.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tru import batches
+from tru.errors import DataError
+from tru.evidence import layout
+from tru.evidence.lineage import dvc_stages, git_commit
+from tru.io import atomic_path, read_json, sha256_file, write_json
+from tru.requests.ledger import check_batch_id
+
+
+def base_model_dir(batch_id: str, root: Path, batches_file: str | Path | None = None) -> str | None:
+    """The model folder the batch started from: its batches.yaml entry, else components.json."""
+    path = root / Path(batches_file) if batches_file else root / batches.BATCHES_FILE  # relative: to root
+    try:
+        return str(batches.batch_entry(batch_id, path)["base_model"])
+    except (DataError, KeyError):
+        pass
+    comp = root / layout.report_dir(batch_id) / "components.json"
+    if comp.is_file():
+        value = read_json(comp).get("base_model")
+        return str(value) if value else None
+    return None
+
+
+ROLE_ORDER = ("request files", "ledger", "forget / retain sets", "unlearned model", "batch model (repaired)",
+              "retrain reference", "base model", "reports")
+
+
+def _groups(batch_id: str, base_model: str | None) -> list[tuple[str, Path]]:
+    """(role, folder) of every artifact of the batch, relative to the root."""
+    data = batches.BATCH_DATA / batch_id
+    groups = [
+        ("request files", batches.input_dir(batch_id)),
+        ("ledger", batches.LEDGER / batch_id),
+        ("forget / retain sets", data / "sets"),
+        ("unlearned model", data / "unlearned"),
+        ("batch model (repaired)", data / "model"),
+        ("retrain reference", data / "retrain"),
+    ]
+    if base_model:
+        groups.append(("base model", Path(base_model)))
+    groups.append(("reports", layout.report_dir(batch_id)))
+    return groups
+
+
+def _files(root: Path, folder: Path, batch_id: str) -> list[Path]:
+    """Files under root/folder, relative to root; hidden names (DVC's .gitignore, temporary
+    files of atomic writes) and the report stage's own files are left out."""
+    base = root / folder
+    if base.is_file():
+        return [folder]
+    if not base.is_dir():
+        return []
+    own = {(layout.report_dir(batch_id) / name).as_posix() for name in layout.OWN_FILES}
+    out = []
+    for p in base.rglob("*"):
+        rel = p.relative_to(root)
+        if not p.is_file() or any(part.startswith(".") for part in rel.parts) or rel.as_posix() in own:
+            continue
+        out.append(rel)
+    return out
+
+
+def artifact_files(batch_id: str, root: str | Path, base_model: str | None) -> dict[str, str]:
+    """posix path (relative to root) -> role, for every artifact file of the batch now on disk."""
+    root = Path(root)
+    found: dict[str, str] = {}
+    for role, folder in _groups(batch_id, base_model):
+        for rel in _files(root, folder, batch_id):
+            found.setdefault(rel.as_posix(), role)
+    return dict(sorted(found.items()))
+
+
+def build_manifest(batch_id: str, root: str | Path = Path("."), batches_file: str | Path | None = None) -> dict:
+    """SHA-256 (and size) of every input and output of the batch, sorted by path, with the
+    git commit and the batch's dvc.lock stage hashes."""
+    check_batch_id(batch_id)
+    root = Path(root)
+    base_model = base_model_dir(batch_id, root, batches_file)
+    files = [
+        {"path": path, "role": role, "sha256": sha256_file(root / path), "bytes": (root / path).stat().st_size}
+        for path, role in artifact_files(batch_id, root, base_model).items()
+    ]
+    stages = {name: {"cmd": s["cmd"], "deps": s["deps"], "outs": s["outs"]} for name, s in dvc_stages(batch_id, root).items()}
+    return {
+        "batch": batch_id,
+        "algorithm": "sha256",
+        "base_model": base_model,
+        "git_commit": git_commit(root),
+        "files": files,
+        "dvc_lock": stages,
+    }
+
+
+def manifest_json(manifest: dict) -> str:
+    """The manifest's bytes as written (deterministic: sorted keys, fixed separators)."""
+    return json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_manifest(batch_id: str, root: str | Path = Path("."), manifest: dict | None = None,
+                   batches_file: str | Path | None = None) -> Path:
+    """Write reports/<B>/manifest.json (atomically); builds the manifest unless given."""
+    root = Path(root)
+    manifest = manifest if manifest is not None else build_manifest(batch_id, root, batches_file)
+    path = root / layout.manifest_path(batch_id)
+    write_json(path, manifest)
+    return path
+
+
+def write_sidecar(batch_id: str, root: str | Path = Path(".")) -> Path:
+    """reports/<B>/evidence.sha256: the PDF's and the manifest's hashes (`sha256sum -c`)."""
+    root = Path(root)
+    lines = [f"{sha256_file(root / layout.report_dir(batch_id) / name)}  {name}\n"
+             for name in (layout.PDF, layout.MANIFEST) if (root / layout.report_dir(batch_id) / name).is_file()]
+    path = root / layout.sidecar_path(batch_id)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(lines))
+    return path
+
+
+def _short(digest: str) -> str:
+    return digest[:12] + "…"
+
+
+def verify(batch_id: str, root: str | Path = Path(".")) -> list[str]:
+    """Recompute every hash the batch's manifest and sidecar record. Returns the problems, one
+    line per file ("<path>: changed / missing / not in the manifest"); empty when all match."""
+    check_batch_id(batch_id)
+    root = Path(root)
+    problems = []
+    rep = layout.report_dir(batch_id)
+    manifest_file = root / layout.manifest_path(batch_id)
+    sidecar = root / layout.sidecar_path(batch_id)
+
+    if sidecar.is_file():
+        for line in sidecar.read_text().splitlines():
+            digest, _, name = line.partition("  ")
+            where = (rep / name.strip()).as_posix()
+            if not (root / where).is_file():
+                problems.append(f"{where}: missing")
+            elif sha256_file(root / where) != digest.strip():
+                problems.append(f"{where}: changed (recorded sha256 {_short(digest)}, now {_short(sha256_file(root / where))})")
+    else:
+        problems.append(f"{layout.sidecar_path(batch_id).as_posix()}: missing (the PDF's and the manifest's own hashes)")
+
+    if not manifest_file.is_file():
+        problems.append(f"{layout.manifest_path(batch_id).as_posix()}: missing (run the report stage first)")
+        return problems
+    try:
+        manifest = read_json(manifest_file)
+        recorded = {f["path"]: f["sha256"] for f in manifest["files"]}
+    except (ValueError, KeyError, TypeError):
+        problems.append(f"{layout.manifest_path(batch_id).as_posix()}: not a valid manifest")
+        return problems
+    if manifest.get("batch") != batch_id:
+        problems.append(f"{layout.manifest_path(batch_id).as_posix()}: is the manifest of batch {manifest.get('batch')!r}")
+
+    for path, digest in sorted(recorded.items()):
+        file = root / path
+        if not file.is_file():
+            problems.append(f"{path}: missing")
+            continue
+        now = sha256_file(file)
+        if now != digest:
+            problems.append(f"{path}: changed (recorded sha256 {_short(digest)}, now {_short(now)})")
+    for path in artifact_files(batch_id, root, manifest.get("base_model")):
+        if path not in recorded:
+            problems.append(f"{path}: not in the manifest (added after the evidence was made)")
+    return problems

@@ -1,0 +1,120 @@
+"""Render the evidence: Jinja2 templates kept in the package (autoescape on, undefined names
+are errors) to HTML, then WeasyPrint to PDF.
+
+Deterministic: the PDF's dates come from the batch id (the time the batch was cut), its file
+identifier from the batch id and the manifest, the plots are byte-stable SVG; so the same
+inputs give a byte-identical PDF on the same software stack, whenever it is rendered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+
+from tru.evidence import layout
+from tru.evidence.collect import collect
+from tru.evidence.manifest import manifest_json, write_manifest, write_sidecar
+from tru.evidence.sections import SECTIONS, number
+from tru.io import atomic_path
+from tru.requests.ledger import batch_time
+
+NOT_RUN = "not run"
+MISSING = "—"
+
+
+def _num(value, digits: int = 3) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return MISSING if value is None else str(value)
+
+
+def _pct(value, digits: int = 1) -> str:
+    v = number(value)
+    return MISSING if v is None else f"{100 * v:.{digits}f}%"
+
+
+def _ci(pair, digits: int = 3) -> str:
+    if isinstance(pair, (list, tuple)) and len(pair) == 2 and all(number(x) is not None for x in pair):
+        return f"[{pair[0]:.{digits}f}, {pair[1]:.{digits}f}]"
+    return ""
+
+
+def _sci(value, digits: int = 2) -> str:
+    v = number(value)
+    return MISSING if v is None else f"{v:.{digits}e}"
+
+
+def _secs(value) -> str:
+    v = number(value)
+    return NOT_RUN if v is None else f"{v:,.1f} s"
+
+
+def environment():
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(loader=PackageLoader("tru.evidence", "templates"), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters.update(num=_num, pct=_pct, ci=_ci, secs=_secs, sci=_sci)
+    env.globals.update(NOT_RUN=NOT_RUN, MISSING=MISSING)
+    return env
+
+
+def render_html(evidence: dict) -> str:
+    """The evidence as one self-contained HTML page (CSS inline, plots as data URIs)."""
+    env = environment()
+    sections = [{"key": s.key, "title": s.title, "template": s.template, "ctx": s.build(evidence)} for s in SECTIONS]
+    return env.get_template("evidence.html.j2").render(ev=evidence, sections=sections)
+
+
+def _identifier(evidence: dict) -> bytes:
+    digest = hashlib.sha256(evidence["batch"].encode() + b"\0" + manifest_json(evidence["manifest"]).encode())
+    return digest.hexdigest()[:32].encode("ascii")
+
+
+@contextlib.contextmanager
+def _source_date_epoch(seconds: int):
+    """SOURCE_DATE_EPOCH for the duration of the block: fontTools stamps the embedded font
+    subsets with it (else with the wall clock). Not thread-safe: the environment is global."""
+    old = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = str(seconds)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SOURCE_DATE_EPOCH", None)
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = old
+
+
+def pdf_bytes(evidence: dict, html: str | None = None) -> bytes:
+    """The PDF of `evidence`. Every date in it is the batch's time (from its id), whatever the
+    clock or SOURCE_DATE_EPOCH say, so re-rendering the same inputs gives the same bytes."""
+    from weasyprint import HTML
+
+    html = render_html(evidence) if html is None else html
+    with _source_date_epoch(int(batch_time(evidence["batch"]).timestamp())):
+        doc = HTML(string=html, base_url=None).render()
+        return doc.write_pdf(pdf_identifier=_identifier(evidence), uncompressed_pdf=False)
+
+
+def render_pdf(batch_id: str, root: str | Path = Path("."), out: str | Path | None = None,
+               batches_file: str | Path | None = None) -> Path:
+    """Collect the batch's evidence, write reports/<B>/manifest.json, render the PDF to `out`
+    (default reports/<B>/evidence.pdf; written atomically) and, for the default path, the
+    sidecar reports/<B>/evidence.sha256 with the PDF's and the manifest's hashes."""
+    root = Path(root)
+    evidence = collect(batch_id, root, batches_file)
+    write_manifest(batch_id, root, evidence["manifest"])
+    data = pdf_bytes(evidence)
+    target = Path(out) if out is not None else root / layout.pdf_path(batch_id)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    if out is None:
+        write_sidecar(batch_id, root)
+    return target
