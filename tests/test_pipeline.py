@@ -140,7 +140,7 @@ def test_a_failed_gate_keeps_the_model_and_the_retrain_fallback_clears_it(repo):
     second = yaml.safe_load((repo / "batches.yaml").read_text())["batches"][-1]
     b = second["id"]
     assert second["base_model"] == f"data/batches/{first}/model" and second["method"] == "tru"
-    for cmd in (["sets"], ["erase"], ["repair"]):
+    for cmd in (["sets"], ["erase"], ["repair"], ["evaluate"]):
         run([tru, *cmd, "--batch", b], repo)
     strict = yaml.safe_load((repo / "params.yaml").read_text())
     strict["audit"]["gate"]["max_forget_recall_ratio"] = 0.0  # nothing short of forgetting everything passes

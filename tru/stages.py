@@ -379,7 +379,18 @@ def audit_stage(params: Params, batch_id: str, batches_file: str | Path | None =
     seed_everything(params.seed, params.train.threads)
     ctx, entry = load_context(params, batch_id, batches_file)
     models = _batch_models(ctx, batch_id)
-    metrics = {name: batch_metrics(m, ctx) for name, m in models.items()}
+    metrics_path = batches.report_dir(batch_id) / "metrics.json"  # written by `tru evaluate --batch`
+    if not metrics_path.is_file():
+        from tru.errors import DataError
+
+        raise DataError(f"{metrics_path}: not found (run `tru evaluate --batch {batch_id}` first)")
+    recorded = read_json(metrics_path)
+    metrics = {name: recorded[name] for name in models if name in recorded}
+    if set(metrics) != set(models):
+        from tru.errors import DataError
+
+        raise DataError(f"{metrics_path}: has {sorted(metrics)}, the batch has models {sorted(models)} "
+                        f"(rerun `tru evaluate --batch {batch_id}`)")
     result = audit_batch(ctx, models, metrics, params, canary_mod.load(batches.sets_dir(batch_id)))
     passed = result["verdict"] == "pass"
     audit = {"batch": batch_id, "method": entry.get("method", params.unlearn.method),
