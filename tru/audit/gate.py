@@ -4,9 +4,6 @@ production batches do not run one."""
 
 from __future__ import annotations
 
-GATE_FAILED_EXIT = 4  # `tru audit` exit status when the gate refuses the erasure (1: crash, 2: bad input, 3: data expectations)
-
-
 def _check(name: str, description: str, value, threshold: float, op: str = "<=") -> dict:
     if value is None:
         return {"name": name, "description": description, "value": None, "threshold": threshold, "op": op,
