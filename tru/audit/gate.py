@@ -4,6 +4,7 @@ production batches do not run one."""
 
 from __future__ import annotations
 
+
 def _check(name: str, description: str, value, threshold: float, op: str = "<=") -> dict:
     if value is None:
         return {"name": name, "description": description, "value": None, "threshold": threshold, "op": op,
