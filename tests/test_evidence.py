@@ -5,8 +5,8 @@ the formats the stages write, tiny checkpoints); its ledger is written here thro
 ledger API (LedgerWriter, append_status), with a fixed pseudonymisation key.
 
 Golden file: tests/golden/evidence.html is the rendered HTML of that batch, with the plots'
-data URIs and the hashes of Parquet files (their bytes depend on the pyarrow version)
-replaced by placeholders. After an intended change to the templates or the fixture,
+data URIs, the hashes of Parquet files (their bytes depend on the pyarrow version) and the
+code digest (it changes with every edit of the package) replaced by placeholders. After an intended change to the templates or the fixture,
 regenerate it with
 
     TRU_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/test_evidence.py -k golden
@@ -16,17 +16,20 @@ and review the diff.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import yaml
 
-from tru.errors import DataError
+from tru.errors import DataError, TruError
 from tru.evidence import (
     build_manifest,
     collect,
@@ -36,7 +39,9 @@ from tru.evidence import (
     verify,
     write_manifest,
 )
+from tru.evidence.lineage import code_digest
 from tru.evidence.plots import branch_scales
+from tru.evidence.render import pdf_bytes
 from tru.requests import append_status, batch_time, subject
 from tru.requests.ledger import LedgerWriter
 from tru.requests.schema import LEDGER_SCHEMA
@@ -46,7 +51,7 @@ GOLDEN = Path(__file__).parent / "golden" / "evidence.html"
 B = "b20260101T020000Z"
 KEY = bytes.fromhex("0f" * 32)
 SECTION_TITLES = ("Summary", "Requests", "Component map", "Branch scales and layer selection", "Ranking gate and exposure",
-                  "Metrics", "Audits", "Runtime", "Artifact manifest", "How to reproduce", "Limits")
+                  "Metrics", "Audits", "Work done", "Artifact manifest", "How to reproduce", "Limits")
 
 INJECTION = "<script>alert(1)</script> <b>bold</b>"
 LONG_WORD = "Erasure" + "x" * 400 + "END"
@@ -133,6 +138,8 @@ def normalise(html: str) -> str:
     """Placeholders for what depends on library versions, not on our templates or inputs."""
     html = re.sub(r'data:image/svg\+xml;base64,[A-Za-z0-9+/=]+', "data:image/svg+xml;base64,PLOT", html)
     html = re.sub(r"(\d+ files, )[0-9,]+( bytes)", r"\1TOTAL\2", html)
+    digest = code_digest()
+    html = html.replace(digest, "CODE-DIGEST").replace(digest[:16], "CODE-DIGEST")
     return re.sub(r'(\.parquet</td><td class="n">)[0-9,]+(</td><td class="hash">)[0-9a-f]{64}', r"\1BYTES\2PARQUET-SHA256", html)
 
 
@@ -176,6 +183,89 @@ def test_pdf_is_byte_identical_when_rendered_again(rendered):
     assert meta["/Title"] == f"Erasure evidence: batch {B}"
 
 
+def _git(cwd: Path, *args: str) -> str:
+    """git in `cwd`, ignoring the user's and the system's configuration."""
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    out = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, env=env, check=True)
+    return out.stdout.strip()
+
+
+def _scaled(obj):
+    """Every number in a JSON value, changed (as another run's wall clock would)."""
+    if isinstance(obj, dict):
+        return {k: _scaled(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_scaled(v) for v in obj]
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        return round(obj * 3.7 + 1.25, 6)
+    return obj
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_pdf_is_identical_in_a_clone_with_other_timings(rendered, tmp_path):
+    """What an auditor's reproduction changes: another folder, a git checkout with its own
+    HEAD and origin URL (the original is no checkout at all), other wall-clock seconds, and
+    dvc.lock with or without the report stage's own entry (missing when a batch's PDF is first
+    rendered, present when a reproduction renders it again). None of it may change a byte of
+    the PDF or of the manifest."""
+    root, first, _ = rendered
+    clone = shutil.copytree(root, tmp_path / "elsewhere" / "clone")
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())
+    del lock["stages"]["report@0"]
+    (clone / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    timings = sorted((clone / "reports" / B / "timings").glob("*.json"))
+    assert len(timings) == 5
+    for path in timings:
+        before = json.loads(path.read_text())
+        after = _scaled(before)
+        path.write_text(json.dumps(after, indent=2, sort_keys=True) + "\n")
+        assert path.read_bytes() != (root / path.relative_to(clone)).read_bytes()
+        assert all(after[k] != v for k, v in before.items()), path.name  # every value changed
+    _git(clone, "init", "-q")
+    _git(clone, "remote", "add", "origin", "https://git.example.com/compliance/tru.git")
+    _git(clone, "add", "-A")
+    _git(clone, "commit", "-q", "-m", "batch recorded", "--no-gpg-sign")
+    assert re.fullmatch(r"[0-9a-f]{40}", _git(clone, "rev-parse", "HEAD"))
+    assert _git(clone, "config", "--get", "remote.origin.url") == "https://git.example.com/compliance/tru.git"
+    assert not (root / ".git").exists()  # the original: no checkout, no HEAD, no origin
+
+    again = render_pdf(B, clone).read_bytes()
+    assert hashlib.sha256(again).hexdigest() == hashlib.sha256(first).hexdigest()
+    for name in ("manifest.json", "evidence.sha256"):  # the sidecar holds the PDF's and the manifest's hashes
+        assert (clone / "reports" / B / name).read_bytes() == (root / "reports" / B / name).read_bytes(), name
+    assert verify(B, clone) == []  # new timings are no problem: they are not artifacts
+    html = render_html(collect(B, clone))
+    assert "git.example.com" not in html and _git(clone, "rev-parse", "HEAD") not in html
+    assert str(tmp_path) not in html and str(root) not in html  # no absolute path either
+    assert "dvc repro --force --single-item sets@0 map@0 erase@0 repair@0 report@0\n" in html
+
+
+def test_code_digest_covers_sources_only(tmp_path):
+    pkg = tmp_path / "pkg"
+    files = {"a.py": b"print(1)\n", "sub/b.html.j2": b"<p>{{ x }}</p>\n", "sub/c.css": b"p { margin: 0 }\n"}
+    ignored = {"notes.txt": b"x", "__pycache__/a.cpython-311.pyc": b"x", "sub/__pycache__/d.py": b"x",
+               ".hidden/e.py": b"x", "sub/.f.py": b"x"}
+    for rel, data in {**files, **ignored}.items():
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_bytes(data)
+    expected = hashlib.sha256()
+    for rel in sorted(files):
+        expected.update(rel.encode() + b"\0" + str(len(files[rel])).encode() + b"\0" + files[rel])
+    assert code_digest(pkg) == expected.hexdigest()
+    (pkg / "sub" / "c.css").write_bytes(b"p { margin: 1px }\n")
+    assert code_digest.__wrapped__(pkg) != expected.hexdigest()  # uncached: the content counts
+    assert re.fullmatch(r"[0-9a-f]{64}", code_digest())  # the running package
+
+
+def test_pdf_refuses_fonts_the_stylesheet_does_not_name(monkeypatch):
+    html = '<p style="font-family: \'DejaVu Sans\'">x</p>'
+    assert pdf_bytes({"batch": B}, html).startswith(b"%PDF-")
+    monkeypatch.setattr("tru.evidence.render.stylesheet_fonts", lambda: {"Noto Sans"})
+    with pytest.raises(TruError, match="DejaVu Sans"):
+        pdf_bytes({"batch": B}, html)
+
+
 def test_external_text_is_escaped_and_wraps(rendered):
     root, data, html = rendered
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;bold&lt;/b&gt;" in html
@@ -202,10 +292,16 @@ def test_manifest_lists_every_artifact_sorted(rendered):
                      f"data/ledger/{B}/gate/status-review.parquet", f"data/batches/{B}/sets/forget.parquet",
                      f"data/batches/{B}/unlearned/model.safetensors", f"data/batches/{B}/model/model.safetensors",
                      f"data/batches/{B}/retrain/model.safetensors", "data/models/base/model.safetensors",
-                     f"reports/{B}/audit.json", f"reports/{B}/timings/methods.json"):
+                     f"reports/{B}/audit.json", f"reports/{B}/update_log.json"):
         assert expected in paths, expected
     assert not any(p.endswith(("manifest.json", "evidence.pdf", "evidence.sha256")) for p in paths)
-    assert manifest["git_commit"] == "unknown"  # the fixture root is not a git checkout
+    # wall-clock timings differ on every run: in no file list, in no dvc.lock hash of the manifest
+    assert (root / "reports" / B / "timings" / "methods.json").is_file()
+    assert not any("/timings/" in p for p in paths)
+    locked = [e["path"] for st in manifest["dvc_lock"].values() for e in st["deps"] + st["outs"]]
+    assert f"reports/{B}/components.json" in locked and not any("/timings/" in p for p in locked)
+    # the code by its content, not by a commit (a clone that reproduces the batch has another HEAD)
+    assert manifest["code_digest"] == code_digest() and "git_commit" not in manifest
     # the batch's stages; not `train`, not batch 1's erase, not the report stage (its lock holds the last PDF's hash)
     assert sorted(manifest["dvc_lock"]) == ["erase@0", "map@0", "repair@0", "sets@0"]
     assert manifest == build_manifest(B, root)  # deterministic

@@ -3,6 +3,9 @@
 components.json, metrics.json and audit.json are required; every other file is optional and
 shows as "not run" in the PDF. Ledger rows pass through `public_view` and then a whitelist of
 columns, so no raw id, request id or requester's text can reach the HTML or the PDF.
+
+Only what a rerun of the batch's stages reproduces is read: never the wall-clock timings
+(reports/<B>/timings/), the git commit or the remote's URL, nor anything of the machine.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import yaml
 from tru import batches
 from tru.errors import DataError
 from tru.evidence import layout
-from tru.evidence.lineage import dvc_stages, repo_url
+from tru.evidence.lineage import dvc_stages, repro_stages
 from tru.evidence.manifest import build_manifest
 from tru.requests.ledger import (
     batch_time,
@@ -25,11 +28,12 @@ from tru.requests.ledger import (
     iso_utc,
     public_view,
     read_ledger,
+    requests_path,
 )
 from tru.requests.schema import KINDS, STATUSES
 
 REQUIRED = ("components", "metrics", "audit")
-OPTIONAL = ("update_log", "repair_log")
+OPTIONAL = ("update_log", "repair_log", "retrain_log")
 # the only ledger columns the evidence keeps (after public_view): a new ledger column stays
 # out of the PDF until someone decides it is safe
 PUBLIC_FIELDS = ("kind", "subject", "status", "reason", "received_at", "status_at", "stage", "duplicate_target")
@@ -84,13 +88,6 @@ def request_counts(pairs: dict[tuple[str, str], int]) -> dict:
             "by_status": {s: sum(table[k][s] for k in kinds) for s in statuses}, "total": sum(pairs.values())}
 
 
-def _timings(rep: Path) -> dict:
-    folder = rep / "timings"
-    if not folder.is_dir():
-        return {}
-    return {p.stem: _read(p, False) for p in sorted(folder.glob("*.json"))}
-
-
 def _params(stages: dict, root: Path) -> dict:
     """Params the batch's stages ran with: dvc.lock's record, else params.yaml now."""
     used: dict = {}
@@ -123,15 +120,15 @@ def collect(batch_id: str, root: str | Path = Path("."), batches_file: str | Pat
         "batch": batch_id,
         "batch_time": iso_utc(batch_time(batch_id)),
         **files,
-        "timings": _timings(rep),
         "requests": rows,
         "request_counts": counts,
         "manifest": manifest,
-        "git_commit": manifest["git_commit"],
-        "repo_url": repo_url(root),
+        "code_digest": manifest["code_digest"],
         "dvc_stages": stages,
-        "repro_stages": list(dvc_stages(batch_id, root, include_evidence=True)),
+        "repro_stages": repro_stages(stages),
         "params": _params(stages, root),
         "paths": {"pdf": layout.pdf_path(batch_id).as_posix(), "manifest": layout.manifest_path(batch_id).as_posix(),
-                  "sidecar": layout.sidecar_path(batch_id).as_posix()},
+                  "sidecar": layout.sidecar_path(batch_id).as_posix(), "timings": layout.timings_dir(batch_id).as_posix(),
+                  "bench": layout.NIGHTLY_BENCH.as_posix(),
+                  "ledger_pointer": f"{requests_path(batches.LEDGER, batch_id).as_posix()}.dvc"},
     }

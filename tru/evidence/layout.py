@@ -11,6 +11,11 @@ PDF = "evidence.pdf"
 SIDECAR = "evidence.sha256"  # `sha256sum -c` format: the PDF's and the manifest's own hashes
 # written by the report stage itself: never inputs of the manifest
 OWN_FILES = (MANIFEST, PDF, SIDECAR)
+# wall-clock seconds of the batch's stages (tru/stages.py:split_timings moves them out of the
+# logs): different on every run, so never in the manifest or the PDF
+TIMINGS = "timings"
+# the nightly benchmark: wall-clock seconds measured under fixed conditions (not per batch)
+NIGHTLY_BENCH = Path("reports/bench/nightly_ml100k.json")
 
 
 def report_dir(batch_id: str) -> Path:
@@ -27,3 +32,12 @@ def pdf_path(batch_id: str) -> Path:
 
 def sidecar_path(batch_id: str) -> Path:
     return report_dir(batch_id) / SIDECAR
+
+
+def timings_dir(batch_id: str) -> Path:
+    return report_dir(batch_id) / TIMINGS
+
+
+def is_timing(path: str | Path, batch_id: str) -> bool:
+    """Whether `path` (relative to the root) is one of the batch's wall-clock timing files."""
+    return timings_dir(batch_id) in Path(path).parents

@@ -1,6 +1,10 @@
 """The artifact manifest of a batch (reports/<B>/manifest.json): the SHA-256 of every input
-and output, the git commit and the dvc.lock stage hashes; and `verify`, which recomputes
-every hash and names each file that changed, vanished or appeared.
+and output, the digest of the code and the dvc.lock stage hashes; and `verify`, which
+recomputes every hash and names each file that changed, vanished or appeared.
+
+Everything in it is reproducible: the batch's wall-clock timing files (reports/<B>/timings/)
+are left out, and so is the git commit (a clone that reproduces the batch has another HEAD),
+so a rerun of the batch's stages from its commit gives the same manifest, byte for byte.
 
 The PDF cannot hold its own hash (it contains the manifest), so its hash and the manifest's
 go to a sidecar, reports/<B>/evidence.sha256, in `sha256sum -c` format.
@@ -8,13 +12,12 @@ go to a sidecar, reports/<B>/evidence.sha256, in `sha256sum -c` format.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tru import batches
 from tru.errors import DataError
 from tru.evidence import layout
-from tru.evidence.lineage import dvc_stages, git_commit
+from tru.evidence.lineage import code_digest, dvc_stages
 from tru.io import atomic_path, read_json, sha256_file, write_json
 from tru.requests.ledger import check_batch_id
 
@@ -56,7 +59,8 @@ def _groups(batch_id: str, base_model: str | None) -> list[tuple[str, Path]]:
 
 def _files(root: Path, folder: Path, batch_id: str) -> list[Path]:
     """Files under root/folder, relative to root; hidden names (DVC's .gitignore, temporary
-    files of atomic writes) and the report stage's own files are left out."""
+    files of atomic writes), the report stage's own files and the batch's wall-clock timings
+    are left out."""
     base = root / folder
     if base.is_file():
         return [folder]
@@ -66,7 +70,8 @@ def _files(root: Path, folder: Path, batch_id: str) -> list[Path]:
     out = []
     for p in base.rglob("*"):
         rel = p.relative_to(root)
-        if not p.is_file() or any(part.startswith(".") for part in rel.parts) or rel.as_posix() in own:
+        if (not p.is_file() or any(part.startswith(".") for part in rel.parts) or rel.as_posix() in own
+                or layout.is_timing(rel, batch_id)):
             continue
         out.append(rel)
     return out
@@ -84,7 +89,8 @@ def artifact_files(batch_id: str, root: str | Path, base_model: str | None) -> d
 
 def build_manifest(batch_id: str, root: str | Path = Path("."), batches_file: str | Path | None = None) -> dict:
     """SHA-256 (and size) of every input and output of the batch, sorted by path, with the
-    git commit and the batch's dvc.lock stage hashes."""
+    digest of the code (tru.evidence.lineage.code_digest) and the batch's dvc.lock stage
+    hashes."""
     check_batch_id(batch_id)
     root = Path(root)
     base_model = base_model_dir(batch_id, root, batches_file)
@@ -97,15 +103,10 @@ def build_manifest(batch_id: str, root: str | Path = Path("."), batches_file: st
         "batch": batch_id,
         "algorithm": "sha256",
         "base_model": base_model,
-        "git_commit": git_commit(root),
+        "code_digest": code_digest(),
         "files": files,
         "dvc_lock": stages,
     }
-
-
-def manifest_json(manifest: dict) -> str:
-    """The manifest's bytes as written (deterministic: sorted keys, fixed separators)."""
-    return json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def write_manifest(batch_id: str, root: str | Path = Path("."), manifest: dict | None = None,
@@ -135,7 +136,9 @@ def _short(digest: str) -> str:
 
 def verify(batch_id: str, root: str | Path = Path(".")) -> list[str]:
     """Recompute every hash the batch's manifest and sidecar record. Returns the problems, one
-    line per file ("<path>: changed / missing / not in the manifest"); empty when all match."""
+    line per file ("<path>: changed / missing / not in the manifest"); empty when all match.
+    The batch's timing files are not artifacts (`artifact_files` leaves them out): a new or
+    rewritten one is never a problem."""
     check_batch_id(batch_id)
     root = Path(root)
     problems = []

@@ -215,30 +215,3 @@ def gate_activity(epochs: list[dict]) -> str | None:
 
     return _render(draw, 2.0)
 
-
-def runtime(parts: dict[str, float | None], retrain: float | None, speedup: float | None = None) -> str | None:
-    """Wall-clock seconds of TRU's update and repair (stacked) against a full retrain."""
-    parts = {k: float(v) for k, v in parts.items() if isinstance(v, (int, float))}
-    if not parts and retrain is None:
-        return None
-
-    def draw(fig):
-        ax = fig.add_subplot()
-        left = 0.0
-        colors = {"update": BLUE, "repair": "#7fb0e0"}
-        for name, sec in parts.items():
-            ax.barh(["TRU (update + repair)"], [sec], left=left, color=colors.get(name, GREY), label=f"TRU {name}", height=0.55)
-            left += sec
-        if parts:
-            ax.annotate(f"{left:,.1f} s", (left, 0), textcoords="offset points", xytext=(4, 0), va="center", fontsize=7)
-        if retrain is not None:
-            ax.barh(["retrain from scratch"], [retrain], color=GREY, label="retrain", height=0.55)
-            text = f"{retrain:,.1f} s" + (f"  ({speedup:,.1f}× TRU's time)" if speedup else "")
-            ax.annotate(text, (retrain, 1), textcoords="offset points", xytext=(4, 0), va="center", fontsize=7)
-        ax.invert_yaxis()
-        ax.set_xlabel("wall-clock time (seconds)")
-        ax.set_xlim(0, max(left, retrain or 0) * 1.3 or 1)
-        ax.set_title("Runtime: TRU versus retraining from scratch", loc="left")
-        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
-
-    return _render(draw, 1.2)

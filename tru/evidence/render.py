@@ -2,8 +2,13 @@
 are errors) to HTML, then WeasyPrint to PDF.
 
 Deterministic: the PDF's dates come from the batch id (the time the batch was cut), its file
-identifier from the batch id and the manifest, the plots are byte-stable SVG; so the same
-inputs give a byte-identical PDF on the same software stack, whenever it is rendered.
+identifier from the batch id and the HTML, the plots are byte-stable SVG; nothing of the
+machine, the checkout or the clock is an input (tru.evidence.collect reads no timings and no
+git state). So the same inputs give a byte-identical PDF on the same software stack (Python
+packages and fonts), whenever and wherever it is rendered, in the original checkout or a
+fresh clone. Fonts: only the families the stylesheet names may be embedded; a font the
+machine substitutes for them would make the bytes depend on the machine, and fails the
+rendering instead.
 """
 
 from __future__ import annotations
@@ -11,11 +16,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
+from importlib import resources
 from pathlib import Path
 
+from tru.errors import TruError
 from tru.evidence import layout
 from tru.evidence.collect import collect
-from tru.evidence.manifest import manifest_json, write_manifest, write_sidecar
+from tru.evidence.manifest import write_manifest, write_sidecar
 from tru.evidence.sections import SECTIONS, number
 from tru.io import atomic_path
 from tru.requests.ledger import batch_time
@@ -50,17 +58,12 @@ def _sci(value, digits: int = 2) -> str:
     return MISSING if v is None else f"{v:.{digits}e}"
 
 
-def _secs(value) -> str:
-    v = number(value)
-    return NOT_RUN if v is None else f"{v:,.1f} s"
-
-
 def environment():
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
     env = Environment(loader=PackageLoader("tru.evidence", "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(num=_num, pct=_pct, ci=_ci, secs=_secs, sci=_sci)
+    env.filters.update(num=_num, pct=_pct, ci=_ci, sci=_sci)
     env.globals.update(NOT_RUN=NOT_RUN, MISSING=MISSING)
     return env
 
@@ -72,9 +75,32 @@ def render_html(evidence: dict) -> str:
     return env.get_template("evidence.html.j2").render(ev=evidence, sections=sections)
 
 
-def _identifier(evidence: dict) -> bytes:
-    digest = hashlib.sha256(evidence["batch"].encode() + b"\0" + manifest_json(evidence["manifest"]).encode())
+def _identifier(evidence: dict, html: str) -> bytes:
+    """The PDF's file identifier: a function of what it shows and nothing else."""
+    digest = hashlib.sha256(evidence["batch"].encode() + b"\0" + html.encode("utf-8"))
     return digest.hexdigest()[:32].encode("ascii")
+
+
+GENERIC_FAMILIES = {"serif", "sans-serif", "monospace", "cursive", "fantasy", "system-ui", "math", "emoji"}
+
+
+def stylesheet_fonts() -> set[str]:
+    """The font families evidence.css names (generic families aside)."""
+    css = resources.files("tru.evidence").joinpath("templates", "evidence.css").read_text(encoding="utf-8")
+    names = {n.strip().strip("'\"") for decl in re.findall(r"font-family:\s*([^;}]+)", css) for n in decl.split(",")}
+    return {n for n in names if n and n.lower() not in GENERIC_FAMILIES}
+
+
+def _check_fonts(document) -> None:
+    """Fail when the PDF embeds a font the stylesheet does not name: the machine's font
+    configuration chose it (a missing family, or a script none of the named fonts covers),
+    and another machine would choose another, giving other bytes."""
+    used = {str(f.family) for f in (getattr(document, "fonts", None) or {}).values()}
+    foreign = sorted(used - stylesheet_fonts())
+    if foreign:
+        raise TruError(f"the evidence PDF would embed font(s) {', '.join(foreign)}, which evidence.css does not name "
+                       f"(this machine substituted them): install the fonts it names "
+                       f"({', '.join(sorted(stylesheet_fonts()))}), so the PDF does not depend on the machine")
 
 
 @contextlib.contextmanager
@@ -100,7 +126,9 @@ def pdf_bytes(evidence: dict, html: str | None = None) -> bytes:
     html = render_html(evidence) if html is None else html
     with _source_date_epoch(int(batch_time(evidence["batch"]).timestamp())):
         doc = HTML(string=html, base_url=None).render()
-        return doc.write_pdf(pdf_identifier=_identifier(evidence), uncompressed_pdf=False)
+        data = doc.write_pdf(pdf_identifier=_identifier(evidence, html), uncompressed_pdf=False)
+    _check_fonts(doc)
+    return data
 
 
 def render_pdf(batch_id: str, root: str | Path = Path("."), out: str | Path | None = None,

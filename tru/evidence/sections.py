@@ -108,7 +108,6 @@ def summary(ev: dict) -> dict:
     comp = get(ev, "components", "counts", default={}) or {}
     erased_kinds = [(k, counts["table"][k].get("erased", 0)) for k in counts["kinds"] if counts["table"][k].get("erased", 0)]
     m = ev["metrics"] or {}
-    run = _runtime_numbers(ev)
     return {
         "verdict": {"pass": "PASS", "fail": "FAIL"}.get(verdict, "UNKNOWN"),
         "failed": [next((c for c in checks if c["name"] == n), {"name": n, "description": "", "value": None,
@@ -129,7 +128,7 @@ def summary(ev: dict) -> dict:
              number(get(m, "retrain", split, "recall@20")))
             for split, label in (("retain", "retain Recall@20 (utility kept)"), ("forget", "forget Recall@20 (erased pairs)"))
         ],
-        "tru_seconds": run["tru"], "retrain_seconds": run["s"]["retrain"], "speedup": run["speedup"],
+        "work": _work(ev),
     }
 
 
@@ -273,33 +272,66 @@ def audits(ev: dict) -> dict:
     }
 
 
-def _seconds(ev: dict) -> dict:
-    t = ev["timings"]
-    methods = t.get("methods") or {}
-
-    def pick(name, *keys):
-        v = number(methods.get(name))
-        if v is None:
-            rec = t.get(name) or {}
-            v = next((number(rec.get(k)) for k in keys if number(rec.get(k)) is not None), None)
-        return v
-
-    return {"map": number(get(t, "map", "map_seconds")), "update": pick("update", "total_seconds", "seconds"),
-            "repair": pick("repair", "seconds", "total_seconds"), "retrain": pick("retrain", "total_seconds", "seconds")}
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _runtime_numbers(ev: dict) -> dict:
-    s = _seconds(ev)
-    tru = (s["update"] or 0.0) + (s["repair"] or 0.0) if s["update"] is not None or s["repair"] is not None else None
-    speedup = s["retrain"] / tru if s["retrain"] is not None and tru else None
-    return {"s": s, "tru": tru, "speedup": speedup}
+def _span(values: list) -> tuple | None:
+    """(smallest, largest) of the numbers in `values`, or None when there is none."""
+    found = [v for v in values if number(v) is not None]
+    return (min(found), max(found)) if found else None
 
 
-@section("runtime", "Runtime")
-def runtime(ev: dict) -> dict:
-    run = _runtime_numbers(ev)
-    s = run["s"]
-    return {**run, "plot": plots.runtime({"update": s["update"], "repair": s["repair"]}, s["retrain"], run["speedup"])}
+def _work(ev: dict) -> dict:
+    """What each step did, counted from the batch's logs (deterministic: a rerun gives the
+    same counts, unlike wall-clock seconds): epochs, the training pairs its gradient steps
+    went over, and which parameters they updated."""
+    counts = get(ev, "components", "counts", default={}) or {}
+    forget, retain = _count(counts.get("forget_interactions")), _count(counts.get("retain_interactions"))
+    heat = get(ev, "components", "heat_map", default={}) or {}
+    n_modules = len([m for m in heat.get("modules") or [] if isinstance(m, dict)]) or None
+
+    log = ev["update_log"]
+    update = None
+    if isinstance(log, dict):
+        epochs = _epochs(ev)
+        method = log.get("method")
+        # passes over the forget set (reverse step, gradient ascent) or, for a retrain, the retained set
+        forget_passes = sum(1 for e in epochs if "reverse_loss" in e or "ascent_loss" in e)
+        repair = [_count(e.get("repair_pairs")) for e in epochs if "repair_pairs" in e]
+        selected = [e["selected_modules"] for e in epochs if isinstance(e.get("selected_modules"), list)]
+        update = {
+            "method": method, "epochs": len(epochs),
+            # unlearn.max_epochs bounds the reverse–repair loop (other methods have their own bound)
+            "max_epochs": get(ev, "params", "values", "unlearn", "max_epochs") if method in ("tru", "reverse_repair") else None,
+            "stop": next((e.get("stop") for e in epochs if e.get("stop")), None),
+            "forget_pairs": forget * forget_passes if forget is not None and forget_passes else None,
+            "forget_passes": forget_passes,
+            "repair_pairs": sum(repair) if repair and None not in repair else None,
+            "retain_pairs": retain * len(epochs) if method == "retrain" and retain is not None else None,
+            "modules": _span([len(m) for m in selected]), "modules_ever": len({m for s in selected for m in s}) or None,
+            "n_modules": n_modules, "coverage": _span([e.get("capacity_covered") for e in epochs]),
+        }
+    repair_log = ev["repair_log"]
+    final = None if not isinstance(repair_log, dict) else {
+        "epochs": _count(repair_log.get("epochs_run")), "max_epochs": get(ev, "params", "values", "repair", "max_epochs"),
+        "reason": repair_log.get("reason")}
+    retrain_log = ev.get("retrain_log")
+    retrain = None
+    if isinstance(retrain_log, dict):
+        n = len([e for e in retrain_log.get("epochs") or [] if isinstance(e, dict)])
+        retrain = {"epochs": n, "best_epoch": _count(retrain_log.get("best_epoch")),
+                   "pairs": retain * n if retain is not None else None}
+    return {
+        "probe_size": heat.get("probe_size"), "forget": forget, "retain": retain,
+        "unlearning": update, "repair": final, "retrain": retrain,
+        "retrain_ran": isinstance(get(ev, "metrics", "retrain"), dict),
+    }
+
+
+@section("work", "Work done")
+def work(ev: dict) -> dict:
+    return {**_work(ev), "paths": ev["paths"]}
 
 
 @section("manifest", "Artifact manifest")
@@ -318,7 +350,7 @@ def manifest(ev: dict) -> dict:
         groups.append({"role": role, "folder": folder.as_posix(),
                        "files": [{**f, "name": PurePosixPath(f["path"]).relative_to(folder).as_posix()} for f in files]})
     return {"groups": groups, "n_files": len(man["files"]),
-            "total_bytes": sum(f["bytes"] for f in man["files"]), "commit": man["git_commit"],
+            "total_bytes": sum(f["bytes"] for f in man["files"]), "code_digest": man["code_digest"],
             "stages": man["dvc_lock"], "paths": ev["paths"], "base_model": man.get("base_model")}
 
 
@@ -333,12 +365,9 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
 
 @section("reproduce", "How to reproduce")
 def reproduce(ev: dict) -> dict:
-    b, commit = ev["batch"], ev["git_commit"]
-    stages = ev["repro_stages"]
-    rev = commit if commit != "unknown" else "<commit>"
-    url = ev["repo_url"]
     return {
-        "commit": commit, "rev": rev, "url": url, "stages": stages, "batch": b, "paths": ev["paths"],
+        "batch": ev["batch"], "stages": ev["repro_stages"], "paths": ev["paths"], "code_digest": ev["code_digest"],
+        "report_dir": ev["paths"]["pdf"].rsplit("/", 1)[0], "sidecar_name": ev["paths"]["sidecar"].rsplit("/", 1)[1],
         "params_source": ev["params"]["source"], "params": _flatten(ev["params"]["values"]),
     }
 
