@@ -58,3 +58,29 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("seed: [1,\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_miggt_section():
+    r = raw()
+    assert parse_params(r).model.miggt.hops == r["model"]["miggt"]["hops"]
+    r["model"]["backbone"] = "miggt"
+    assert parse_params(r).model.backbone == "miggt"
+    r["model"]["miggt"]["hops"]["text"] = -1
+    with pytest.raises(ConfigError, match=r"'model.miggt.hops'.*non-negative"):
+        parse_params(r)
+    r = raw()
+    r["model"]["miggt"]["dropout"]["edge"] = 0.1  # the key is `edges`
+    with pytest.raises(ConfigError, match=r"unknown key 'model.miggt.dropout.edge'"):
+        parse_params(r)
+    r = raw()
+    r["model"]["backbone"] = "miggt"
+    del r["model"]["miggt"]
+    with pytest.raises(ConfigError, match=r"model.miggt is needed when model.backbone is miggt"):
+        parse_params(r)
+    r = raw()
+    r["model"]["backbone"] = "lightgcn"
+    with pytest.raises(ConfigError, match=r"'model.backbone'"):
+        parse_params(r)
+    r = raw()
+    del r["model"]["miggt"]  # optional while mgcn is the backbone
+    assert parse_params(r).model.miggt is None

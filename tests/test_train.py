@@ -12,24 +12,28 @@ def quick(params, epochs=15):
     return params.train.model_copy(update={"max_epochs": epochs, "batch_size": 128, "lr": 0.01, "patience": 50})
 
 
-def mparams(params):
-    return params.model.mgcn.model_copy(update={"embedding_dim": 16, "knn_k": 5}).model_dump()
+SMALL = {"mgcn": {"embedding_dim": 16, "knn_k": 5}, "miggt": {"embedding_dim": 16, "hidden_dim": 32}}
 
 
-def train_once(params, data, seed, tmp_path, name):
+def mparams(params, backbone="mgcn"):
+    return getattr(params.model, backbone).model_copy(update=SMALL[backbone]).model_dump()
+
+
+def train_once(params, data, seed, tmp_path, name, backbone="mgcn"):
     seed_everything(seed)
-    model = build_backbone("mgcn", mparams(params), data.n_users, data.n_items, data.features)
+    model = build_backbone(backbone, mparams(params, backbone), data.n_users, data.n_items, data.features)
     res = fit(model, data.train, EvalSet.build(data.valid, data.train, data.n_users), quick(params), seed, progress=False)
     digest = save_checkpoint(tmp_path / name, res.model, {"seed": seed})
     return res, digest
 
 
-def test_training_is_deterministic_and_learns(params, tiny_data, tmp_path):
-    r1, h1 = train_once(params, tiny_data, 7, tmp_path, "a")
-    r2, h2 = train_once(params, tiny_data, 7, tmp_path, "b")
+@pytest.mark.parametrize("backbone", ["mgcn", "miggt"])
+def test_training_is_deterministic_and_learns(params, tiny_data, tmp_path, backbone):
+    r1, h1 = train_once(params, tiny_data, 7, tmp_path, "a", backbone)
+    r2, h2 = train_once(params, tiny_data, 7, tmp_path, "b", backbone)
     assert h1 == h2, "same seed and data must give a byte-identical checkpoint"
     assert (tmp_path / "a" / "checkpoint.json").read_bytes() == (tmp_path / "b" / "checkpoint.json").read_bytes()
-    _, h3 = train_once(params, tiny_data, 8, tmp_path, "c")
+    _, h3 = train_once(params, tiny_data, 8, tmp_path, "c", backbone)
     assert h3 != h1
     # the clustered tiny data is learnable: far above random (20/40 items -> ~0.5 for 1 positive is random)
     test = EvalSet.build(tiny_data.test, tiny_data.train, tiny_data.n_users)

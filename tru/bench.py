@@ -108,22 +108,26 @@ def _baby_epoch(params_json: str) -> dict:
         }
 
 
-def _plot_curves(runs: list[dict], pop: dict, path: Path) -> None:
+def _plot_curves(runs: dict[str, list[dict]], pop: dict, path: Path) -> None:
+    """Validation Recall@20 per epoch, one line per backbone and seed (runs that recorded a curve)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    names = {"mgcn": "MGCN", "miggt": "MIG-GT"}
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
-    for r in runs:
-        xs = [e for e, v in r["curve"] if v is not None]
-        ys = [v for e, v in r["curve"] if v is not None]
-        ax.plot(xs, ys, label=f"MGCN seed {r['seed']} (best epoch {r['epochs_to_best']})")
+    for (backbone, rs), colour in zip(runs.items(), ("tab:blue", "tab:orange", "tab:green")):
+        for j, r in enumerate(r for r in rs if r.get("curve")):
+            xs = [e for e, v in r["curve"] if v is not None]
+            ys = [v for e, v in r["curve"] if v is not None]
+            ax.plot(xs, ys, color=colour, alpha=1.0 - 0.25 * j,
+                    label=f"{names.get(backbone, backbone)} seed {r['seed']} (best epoch {r['epochs_to_best']})")
     ax.axhline(pop["valid_recall@20"], color="grey", linestyle="--", label="popularity")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation Recall@20")
-    ax.set_title("MGCN on ML-100k: validation Recall@20 per epoch")
-    ax.legend(fontsize=8)
+    ax.set_title("ML-100k: validation Recall@20 per epoch")
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
@@ -166,7 +170,7 @@ def bench_train(params: Params, out: str | Path, seeds: list[int], baby_epoch: b
     }
     result = {
         "summary": summary,
-        "runs": [{k: v for k, v in r.items() if k != "curve"} for r in runs],
+        "runs": runs,  # with each run's validation curve (the plot redraws every backbone's)
         "environment": {"torch": torch.__version__, "threads": params.train.threads, "python": platform.python_version(),
                         "machine": platform.machine(), "cpus": mp.cpu_count()},
     }
@@ -175,8 +179,17 @@ def bench_train(params: Params, out: str | Path, seeds: list[int], baby_epoch: b
         print(f"baby scale: one epoch {result['baby_scale_epoch']['epoch_seconds']:.1f} s, "
               f"peak RSS {result['baby_scale_epoch']['peak_rss_mb']:.0f} MB", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, result)
-    _plot_curves(runs, pop, out.with_suffix(".png"))
+    # one file, one entry per backbone: benchmarking one keeps the others' figures
+    merged = {}
+    if out.is_file():
+        from tru.io import read_json
+
+        merged = read_json(out)
+        if "summary" in merged:  # the single-backbone layout of earlier versions
+            merged = {merged["summary"]["backbone"]: merged}
+    merged[params.model.backbone] = result
+    write_json(out, dict(sorted(merged.items())))
+    _plot_curves({b: r["runs"] for b, r in sorted(merged.items())}, pop, out.with_suffix(".png"))
     return result
 
 

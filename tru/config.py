@@ -111,9 +111,54 @@ class MGCNParams(Section):
     cl_temperature: float = Field(gt=0)
 
 
+class MIGGTDropout(Section):
+    """MIG-GT's dropout rates, named after where they act (the reference code's names in brackets)."""
+
+    features: float = Field(ge=0, lt=1)  # raw item features, before the encoders [input_feat_drop_rate]
+    hidden: float = Field(ge=0, lt=1)    # encoder hidden layer [feat_drop_rate]
+    users: float = Field(ge=0, lt=1)     # user embeddings, into the id propagation [user_x_drop_rate]
+    items: float = Field(ge=0, lt=1)     # encoded items, into each modality's propagation [item_x_drop_rate]
+    edges: float = Field(ge=0, lt=1)     # graph edges, one mask per branch and step [edge_drop_rate]
+    fused: float = Field(ge=0, lt=1)     # the summed branches [z_drop_rate]
+
+
+class MIGGTParams(Section):
+    embedding_dim: int = Field(gt=0)
+    hidden_dim: int = Field(gt=0)
+    # propagation depth per branch ("id" or a modality name); branches not named get default_hops.
+    # A name that is neither "id" nor one of the dataset's modalities is an error when the model is built.
+    default_hops: int = Field(ge=0)
+    hops: dict[str, int]
+    alpha: float = Field(ge=0)
+    beta: float = Field(gt=0)
+    num_samples: int = Field(gt=0)
+    attention_dim: int = Field(gt=0)
+    attention_weight: float = Field(gt=0, le=1)
+    reg_weight: float = Field(ge=0)
+    unsmooth_weight: float = Field(ge=0)
+    dropout: MIGGTDropout
+
+    @field_validator("hops")
+    @classmethod
+    def _hop_counts(cls, v: dict[str, int]) -> dict[str, int]:
+        for name, k in v.items():
+            if not name.isidentifier():
+                raise ValueError(f"branch name {name!r} must be an identifier")
+            if not isinstance(k, int) or k < 0:
+                raise ValueError(f"hop count of {name!r} must be a non-negative integer")
+        return v
+
+
 class ModelParams(Section):
-    backbone: Literal["mgcn"]
+    backbone: Literal["mgcn", "miggt"]
     mgcn: MGCNParams
+    miggt: MIGGTParams | None = None
+
+    @model_validator(mode="after")
+    def _backbone_has_section(self) -> "ModelParams":
+        if getattr(self, self.backbone) is None:
+            raise ValueError(f"model.{self.backbone} is needed when model.backbone is {self.backbone}")
+        return self
 
 
 class TrainParams(Section):

@@ -2,5 +2,6 @@
 
 from tru.models.base import BACKBONES, Recommender, build_backbone, register_backbone
 from tru.models import mgcn as _mgcn  # noqa: F401  (registers "mgcn")
+from tru.models import miggt as _miggt  # noqa: F401  (registers "miggt")
 
 __all__ = ["BACKBONES", "Recommender", "build_backbone", "register_backbone"]

@@ -18,16 +18,35 @@ class SparseOp:
     never change during training, so the transpose is built once here.
     """
 
-    def __init__(self, matrix: torch.Tensor):
+    def __init__(self, matrix: torch.Tensor, transpose: torch.Tensor | None = None):
         self.matrix = matrix
-        self.transpose = matrix.to_sparse_coo().t().coalesce().to_sparse_csr()
+        self.transpose = matrix.to_sparse_coo().t().coalesce().to_sparse_csr() if transpose is None else transpose
         self.shape = tuple(matrix.shape)
+        self._transpose_order: torch.Tensor | None = None
 
     def __deepcopy__(self, memo) -> "SparseOp":
         return self  # immutable: a copied model shares its graphs until set_graph replaces them
 
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
         return _SpMM.apply(self.matrix, self.transpose, x)
+
+    def scaled_edges(self, scale: torch.Tensor) -> "SparseOp":
+        """The same sparsity pattern with each stored value multiplied by `scale` (one entry per
+        stored value, in CSR order): edge dropout without rebuilding or re-sorting the graph."""
+        if self._transpose_order is None:
+            # which entry of the matrix's value array each entry of the transpose's holds
+            ids = torch.arange(self.matrix._nnz(), dtype=torch.float64)
+            m = self.matrix
+            tagged = torch.sparse_csr_tensor(m.crow_indices(), m.col_indices(), ids, m.shape, check_invariants=False)
+            self._transpose_order = tagged.to_sparse_coo().t().coalesce().values().round().long()
+        vals = self.matrix.values() * scale
+        m, t = self.matrix, self.transpose
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            a = torch.sparse_csr_tensor(m.crow_indices(), m.col_indices(), vals, m.shape, check_invariants=False)
+            a_t = torch.sparse_csr_tensor(t.crow_indices(), t.col_indices(), vals[self._transpose_order], t.shape,
+                                          check_invariants=False)
+        return SparseOp(a, a_t)
 
     def to_dense(self) -> torch.Tensor:
         return self.matrix.to_dense()
