@@ -16,7 +16,7 @@ export MPLCONFIGDIR := $(CURDIR)/.mplconfig
 export SOURCE_DATE_EPOCH ?= 1767225600
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test bench venv key clean-venv
+.PHONY: run serve test bench venv key clean-venv
 
 venv: $(STAMP)
 
@@ -27,15 +27,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-# Base pipeline, then the deletion batches: a demo request file the first time (none
-# registered yet), then whatever waits in the inbox; an empty inbox changes nothing.
+# The base pipeline through DVC, then the deletion batch through the Prefect flow
+# `erasure-batch` (a temporary Prefect server, nothing to set up), recorded in dvc.lock: a demo
+# request file the first time (no batch registered yet), then whatever waits in the inbox;
+# an empty inbox finishes quickly and changes nothing.
 run: $(STAMP) key
 	$(BIN)/dvc config --local core.analytics false
-	$(BIN)/dvc repro
+	$(BIN)/dvc repro evaluate
 	@grep -q 'id:' batches.yaml || $(BIN)/tru demo-requests
-	$(BIN)/tru ingest
-	$(BIN)/dvc repro
+	$(BIN)/tru nightly
 	$(BIN)/tru status
+
+# The nightly deployment on a local Prefect server (UI at http://127.0.0.1:4200); Ctrl-C stops both.
+CRON ?= 0 2 * * *
+serve: $(STAMP) key
+	$(BIN)/tru serve --local-server --cron "$(CRON)"
 
 # The pseudonymisation key: $$TRU_PSEUDONYM_KEY in production; a local git-ignored file otherwise.
 key:
@@ -51,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/tru bench ingest
 	$(BIN)/tru bench unlearn
 	$(BIN)/tru bench audit
+	$(BIN)/tru bench nightly
 
 clean-venv:
 	rm -rf $(VENV)

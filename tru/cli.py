@@ -19,6 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a busy 2-core machine
 
 app = typer.Typer(help="tru: erase deletion requests from trained multimodal recommenders, with evidence.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -146,16 +147,18 @@ def ingest(files: Optional[list[Path]] = typer.Argument(None, help="request file
     """Take the pending deletion requests as one batch: validate, record in the ledger, archive."""
     from tru.stages import ingest_stage
 
-    s = ingest_stage(_params(params), inbox, files)
-    if s["batch_id"] is None:
-        typer.echo("inbox empty: nothing to ingest")
-        return
-    if dvc and Path(".dvc").is_dir():
-        from tru.batches import input_dir
-        from tru.requests.ledger import requests_path
-        from tru.dvcio import dvc_add
+    from tru.runlock import run_lock
 
-        dvc_add([input_dir(s["batch_id"]), requests_path("data/ledger", s["batch_id"])])
+    with run_lock("tru ingest"):
+        s = ingest_stage(_params(params), inbox, files)
+        if s["batch_id"] is None:
+            typer.echo("inbox empty: nothing to ingest")
+            return
+        if dvc and Path(".dvc").is_dir():
+            from tru.dvcio import dvc_add
+            from tru.nightly import dvc_pointers
+
+            dvc_add(dvc_pointers(s["batch_id"]))
     typer.echo(f"batch {s['batch_id']}: {s['rows']} rows, " + ", ".join(f"{k} {v}" for k, v in s["by_status"].items()))
     typer.echo(f"next: dvc repro (or tru sets --batch {s['batch_id']} && tru map --batch {s['batch_id']})")
 
@@ -244,6 +247,15 @@ def erase(batch: str = typer.Option(..., "--batch", "-b"), params: Path = Params
 
 def _fallback(batch: str) -> None:
     from tru import batches
+    from tru.runlock import run_lock
+
+    with run_lock(f"retrain fallback of {batch}"):
+        _rerun_with_retrain(batch)
+    typer.echo(f"batch {batch}: audit gate {batches.gate_verdict(batch)}; current model {batches.current_model()}")
+
+
+def _rerun_with_retrain(batch: str) -> None:
+    from tru import batches
     from tru.dvcio import dvc_repro
 
     batches.set_method(batch, "retrain")
@@ -252,7 +264,6 @@ def _fallback(batch: str) -> None:
     index = [b["id"] for b in batches.read_batches()].index(batch)
     # every stage of the batch (foreach over a list: DVC names the stages by position)
     dvc_repro([f"map@{index}", f"report@{index}"])
-    typer.echo(f"batch {batch}: audit gate {batches.gate_verdict(batch)}; current model {batches.current_model()}")
 
 
 @app.command()
@@ -300,6 +311,51 @@ def repair(batch: str = typer.Option(..., "--batch", "-b"), params: Path = Param
     typer.echo(f"repaired in {s['epochs']} epoch(s): {s['checkpoint']}")
 
 
+@app.command()
+@stage
+def nightly(params: Path = ParamsOpt, inbox: Optional[Path] = typer.Option(None, help="inbox folder (default: data/deletions/inbox)"),
+            wait: float = typer.Option(0.0, help="seconds to wait for a running erasure run (0: exit at once)")) -> None:
+    """Run the erasure flow once (Prefect flow `erasure-batch`): the unfinished batch if a run
+    was interrupted, else the inbox as one batch; recorded in DVC. Uses the Prefect server at
+    $PREFECT_API_URL, or a temporary one."""
+    from flows.erasure import erasure_batch
+
+    state = erasure_batch(str(params), None if inbox is None else str(inbox), wait, return_state=True)
+    out = state.result()  # raises the flow's error: a TruError is one line and its exit status (gate: 4)
+    if out["status"] == "empty":
+        typer.echo("nothing to erase: the inbox is empty (nothing changed)")
+    elif out["status"] == "locked":
+        typer.echo(out["message"])
+    else:
+        typer.echo(f"batch {out['batch']}: audit gate {out['verdict'].upper()}; evidence PDF: {out['pdf']}")
+    typer.echo("runs are recorded by Prefect: `make serve` starts the UI at http://127.0.0.1:4200 (Runs, Artifacts)")
+
+
+@app.command()
+@stage
+def serve(params: Path = ParamsOpt,
+          cron: str = typer.Option("0 2 * * *", help="when the erasure runs (cron, five fields)"),
+          timezone: str = typer.Option("UTC", help="the schedule's time zone (IANA name)"),
+          runner: str = typer.Option("thread", help="task runner: thread, or dask (pip install -e '.[dask]')"),
+          local_server: bool = typer.Option(False, help="start a local Prefect server (127.0.0.1, SQLite) first"),
+          port: int = typer.Option(4200, help="port of the local server")) -> None:
+    """Serve the nightly deployment `erasure-batch/nightly` until interrupted, against the
+    Prefect server at $PREFECT_API_URL, or a local one started here (`--local-server`)."""
+    import contextlib
+
+    from flows.deployments import local_server as start_server
+    from flows.deployments import serve as serve_deployment
+
+    with contextlib.ExitStack() as stack:
+        if local_server:
+            url = stack.enter_context(start_server(port=port))
+            typer.echo(f"Prefect server on {url}; the UI: http://127.0.0.1:{port} (Deployments, Runs, Artifacts)")
+        elif not os.environ.get("PREFECT_API_URL"):
+            typer.echo("note: PREFECT_API_URL is not set: serving against a temporary server (runs vanish on exit); "
+                       "`tru serve --local-server` (or `make serve`) starts a persistent local one", err=True)
+        serve_deployment(cron=cron, timezone=timezone, params_path=str(params), runner=runner)
+
+
 @app.command("demo-requests")
 @stage
 def demo_requests_cmd(out: Path = typer.Argument(Path("data/deletions/inbox/demo.jsonl")), params: Path = ParamsOpt,
@@ -316,11 +372,20 @@ def demo_requests_cmd(out: Path = typer.Argument(Path("data/deletions/inbox/demo
 @stage
 def bench_train(params: Path = ParamsOpt, out: Path = typer.Option(Path("reports/bench/train_ml100k.json")),
                 seeds: str = typer.Option("2026,2027,2028", help="comma-separated seeds"),
-                baby_epoch: bool = typer.Option(True, help="also time one epoch at Amazon-Baby synthetic scale")) -> None:
-    """Training benchmark on the default dataset: seconds/epoch, epochs, RSS, Recall/NDCG vs popularity."""
+                baby_epoch: bool = typer.Option(True, help="also time one epoch at Amazon-Baby synthetic scale"),
+                backbone: Optional[str] = typer.Option(None, help="mgcn or miggt (default: model.backbone)")) -> None:
+    """Training benchmark on the default dataset: seconds/epoch, epochs, RSS, Recall/NDCG vs popularity.
+    One entry per backbone in the output file: benchmarking one keeps the others' figures."""
     from tru.bench import bench_train as run
+    from tru.config import Params
 
-    result = run(_params(params), out, [int(s) for s in seeds.split(",") if s.strip()], baby_epoch)
+    p = _params(params)
+    if backbone:
+        try:
+            p = Params.model_validate({**p.model_dump(), "model": {**p.model.model_dump(), "backbone": backbone}})
+        except ValueError as err:
+            raise TruError(f"--backbone {backbone}: {err}") from None
+    result = run(p, out, [int(s) for s in seeds.split(",") if s.strip()], baby_epoch)
     _print(result["summary"])
 
 
@@ -386,6 +451,19 @@ def evidence_get(request_id: str = typer.Argument(..., help="the request_id as s
     r = get_request(request_id, Path("."))
     typer.echo(f"request {request_id}: batch {r['batch']}, {r['kind']}, status {r['status']}")
     typer.echo(f"evidence: {r['pdf']}" + ("" if r["pdf_exists"] else " (not rendered yet: run `dvc repro`)"))
+
+
+@bench_app.command("nightly")
+@stage
+def bench_nightly_cmd(params: Path = ParamsOpt, out: Path = typer.Option(Path("reports/bench/nightly_ml100k.json"))) -> None:
+    """One nightly erasure (the demo batch) from inbox to PDF through the Prefect flow, split by
+    step, against retraining; in a scratch copy of the project (nothing here changes)."""
+    from flows.bench import bench_nightly
+
+    r = bench_nightly(params, out)
+    steps = ", ".join(f"{k} {v:.1f} s" for k, v in r["steps_seconds"].items())
+    typer.echo(f"inbox -> PDF {r['wall_seconds_inbox_to_pdf']:.1f} s ({steps}; DVC {r['dvc_seconds']:.1f} s, "
+               f"Prefect {r['prefect_overhead_seconds']:.1f} s); retrain {r['retrain_seconds']:.1f} s -> {out}")
 
 
 @bench_app.command("audit")

@@ -28,3 +28,29 @@ def dvc_repro(targets: list[str], root: str | Path = ".") -> None:
             repo.reproduce(targets=targets)
     except Exception as err:
         raise TruError(f"dvc repro {' '.join(targets)} failed: {err}") from None
+
+
+def stage_changes(target: str, root: str | Path = ".") -> dict:
+    """What `dvc status <target>` reports for one stage alone (empty: recorded in dvc.lock and
+    every dependency, parameter and output unchanged)."""
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            return repo.status(targets=[target])
+    except Exception as err:
+        raise TruError(f"dvc status {target} failed: {err}") from None
+
+
+def dvc_commit(targets: list[str], root: str | Path = ".") -> None:
+    """Record stages that ran outside `dvc repro` (the Prefect flow ran their functions) in
+    dvc.lock: the hashes of exactly the dependencies and outputs now on disk; outputs go to
+    the DVC cache. `dvc status` is then clean for them."""
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            for target in targets:
+                repo.commit(target, force=True)
+    except Exception as err:
+        raise TruError(f"dvc commit {' '.join(targets)} failed: {err}") from None

@@ -33,6 +33,11 @@ def sha256_tree(path: str | Path) -> str:
     return h.hexdigest()
 
 
+# Temporary names of atomic writes; .dvcignore ignores them, sweep_temporaries removes what a
+# killed process left behind.
+TMP_PREFIX = ".tru-tmp."
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `target`; rename it over `target` only on success.
@@ -42,11 +47,11 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / target.name
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{target.name}.", dir=target.parent)) / target.name
     try:
         yield tmp
         if target.is_dir() and not target.is_symlink():
-            old = target.with_name(f".{target.name}.old")
+            old = target.with_name(f"{TMP_PREFIX}{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)
             os.replace(tmp, target)
@@ -65,3 +70,17 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def sweep_temporaries(*folders: str | Path) -> list[str]:
+    """Remove what killed writers left under `folders`: temporary folders of atomic_path that
+    were never renamed into place (never a result: a result is only ever a completed rename)."""
+    removed = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.rglob(f"{TMP_PREFIX}*"), reverse=True):
+            if p.exists():
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                removed.append(p.as_posix())
+    return removed

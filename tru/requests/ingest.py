@@ -221,7 +221,7 @@ def take_inbox(inbox_dir: str | Path, batches_dir: str | Path, batch_id: str, fi
     return moved
 
 
-def _finish_interrupted_moves(inbox_dir: Path, batches_dir: Path, ledger_dir: Path) -> list[str]:
+def finish_interrupted_moves(inbox_dir: Path, batches_dir: Path, ledger_dir: Path) -> list[str]:
     """An ingest that crashed after writing its ledger file but before archiving every input
     leaves recorded files in the inbox. Finish those moves (matched by name and SHA-256 to
     the batch's recorded inputs) instead of ingesting them a second time."""
@@ -895,7 +895,7 @@ def ingest_batch(inbox_dir: str | Path, batches_dir: str | Path, ledger_dir: str
     An empty inbox changes nothing and returns batch_id None. A file that cannot be read
     raises DataError and changes nothing."""
     inbox_dir, batches_dir, ledger_dir = Path(inbox_dir), Path(batches_dir), Path(ledger_dir)
-    recovered = _finish_interrupted_moves(inbox_dir, batches_dir, ledger_dir)
+    recovered = finish_interrupted_moves(inbox_dir, batches_dir, ledger_dir)
     files = pending_files(inbox_dir)
     if not files:
         return {"batch_id": None, "files": [], "rows": 0, "by_status": {s: 0 for s in INGEST_STATUSES}, "by_kind": {},

@@ -1,0 +1,133 @@
+"""The nightly deployment of `erasure_batch`: served by this process against a Prefect server
+(a local one: `prefect server start --host 127.0.0.1`, SQLite under $PREFECT_HOME; production:
+PREFECT_API_DATABASE_CONNECTION_URL=postgresql+asyncpg://user:pass@host:5432/prefect on the server).
+
+`tru serve` (or `make serve`, which also starts the local server) registers the deployment
+`erasure-batch/nightly` with a cron schedule and runs its scheduled and manual runs. At most one
+run at a time: the deployment's concurrency limit cancels a new run while one is active
+(and the run lock in the flow guards against any other trigger).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+DEFAULT_CRON = "0 2 * * *"  # every night at 02:00
+DEFAULT_TIMEZONE = "UTC"
+DEPLOYMENT = "nightly"
+
+
+def task_runner(name: str = "thread", workers: int = 2):
+    """The flow's task runner: `thread` (Prefect's default) or `dask` (prefect-dask; a local
+    cluster of `workers` single-threaded processes, or the scheduler at $TRU_DASK_ADDRESS)."""
+    import os
+
+    if name == "thread":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if name == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            from tru.errors import ConfigError
+
+            raise ConfigError("the dask task runner needs prefect-dask: pip install -e '.[dask]'") from None
+        address = os.environ.get("TRU_DASK_ADDRESS")
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+    from tru.errors import ConfigError
+
+    raise ConfigError(f"unknown task runner {name!r} (thread or dask)")
+
+
+def build_schedule(cron: str = DEFAULT_CRON, timezone: str = DEFAULT_TIMEZONE):
+    from prefect.schedules import Cron
+
+    from tru.errors import ConfigError
+
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {timezone!r} (an IANA name, e.g. UTC or Europe/Berlin)") from None
+    try:
+        return Cron(cron, timezone=timezone)
+    except ValueError as err:  # Prefect validates the expression and the time zone
+        raise ConfigError(f"bad schedule {cron!r} ({timezone}): {err} (five fields, e.g. {DEFAULT_CRON!r})") from None
+
+
+def serve(cron: str = DEFAULT_CRON, timezone: str = DEFAULT_TIMEZONE, params_path: str = "params.yaml",
+          runner: str = "thread", name: str = DEPLOYMENT) -> None:
+    """Register the deployment and run its flow runs until interrupted (Ctrl-C)."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+    from flows.erasure import erasure_batch
+
+    flow = erasure_batch.with_options(task_runner=task_runner(runner))
+    flow.serve(
+        name=name,
+        schedule=build_schedule(cron, timezone),
+        parameters={"params_path": params_path},
+        global_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+        tags=["tru", "erasure"],
+        description="Nightly erasure of the deletion requests in data/deletions/inbox/ (TRU), with audits and evidence",
+    )
+
+
+if __name__ == "__main__":
+    serve()
+
+
+@contextlib.contextmanager
+def local_server(host: str = "127.0.0.1", port: int = 4200, timeout: float = 180.0, log: str | None = None):
+    """A real Prefect server (`prefect server start`, SQLite under $PREFECT_HOME) on loopback
+    for as long as the body runs; yields its API URL and points this process at it."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tru.errors import TruError
+
+    url = f"http://{host}:{port}/api"
+    prefect = Path(sys.executable).with_name("prefect")
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": url}
+    proc = subprocess.Popen([str(prefect), "server", "start", "--host", host, "--port", str(port)],
+                            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise TruError(f"prefect server exited with status {proc.returncode} (is port {port} taken?)")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TruError(f"prefect server did not answer on {url} within {timeout:.0f} s")
+            time.sleep(0.5)
+        before = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = url  # for child processes too
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: url}):
+                yield url
+        finally:
+            os.environ.pop("PREFECT_API_URL") if before is None else os.environ.update(PREFECT_API_URL=before)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if log:
+            out.close()

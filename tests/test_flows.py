@@ -1,0 +1,341 @@
+"""The nightly erasure flow (flows/erasure.py) on tiny synthetic data in a temporary git + DVC
+repository: inbox -> PDF under prefect_test_harness, the empty inbox, the run lock, a SIGKILL
+in the middle of the update, the audit gate's failure, the fresh-clone `dvc repro --force`
+byte-identity, and the cron deployment on a real Prefect server on loopback.
+
+The tests share one repository and run in order (each batch starts where the last ended)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tru.io import read_json, sha256_file, sha256_tree
+
+from conftest import ROOT
+from test_pipeline import BIN, run, tiny_params
+
+KEY = "00112233445566778899aabbccddeeff"
+
+
+def env(**extra) -> dict:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
+            "TRU_PSEUDONYM_KEY": KEY, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A project with a trained base model, committed; no deletion batch yet."""
+    d = tmp_path_factory.mktemp("flowrepo")
+    shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
+    shutil.copy(ROOT / ".dvcignore", d / ".dvcignore")
+    shutil.copy(ROOT / ".gitignore", d / ".gitignore")  # data/ stays out of git: DVC versions it
+    (d / "batches.yaml").write_text("batches: []\n")
+    shutil.copytree(ROOT / "tru", d / "tru", ignore=shutil.ignore_patterns("__pycache__"))
+    tiny_params(d)
+    run(["git", "init", "-q"], d)
+    run(["git", "config", "user.email", "ci@example.org"], d)
+    run(["git", "config", "user.name", "ci"], d)
+    run([str(BIN / "dvc"), "init", "-q"], d)
+    run([str(BIN / "dvc"), "config", "core.analytics", "false"], d)
+    run([str(BIN / "dvc"), "repro", "evaluate"], d)
+    run(["git", "add", "-A"], d)
+    run(["git", "commit", "-qm", "base"], d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def flow_run(repo: Path, monkeypatch, **kwargs):
+    """erasure_batch in this process (cwd = the repository); returns its final state."""
+    from flows.erasure import erasure_batch
+
+    monkeypatch.chdir(repo)
+    for k, v in env().items():
+        monkeypatch.setenv(k, v)
+    return erasure_batch(return_state=True, **kwargs)
+
+
+def batches_of(repo: Path) -> list[dict]:
+    return yaml.safe_load((repo / "batches.yaml").read_text())["batches"] or []
+
+
+def ledger(repo: Path, batch: str) -> pd.DataFrame:
+    from tru.requests.ledger import read_ledger
+
+    cwd = os.getcwd()
+    try:
+        os.chdir(repo)
+        led = read_ledger("data/ledger", columns=["batch_id", "request_id", "status"])
+    finally:
+        os.chdir(cwd)
+    return led[led["batch_id"] == batch]
+
+
+def dvc_status(repo: Path) -> str:
+    return run([str(BIN / "dvc"), "status"], repo)
+
+
+def snapshot(repo: Path) -> dict:
+    """Hashes of everything a run could change (the working tree, without the DVC cache)."""
+    skip = {".git", ".dvc"}
+    return {p.relative_to(repo).as_posix(): sha256_file(p) for p in sorted(repo.rglob("*"))
+            if p.is_file() and not skip & set(p.relative_to(repo).parts) and "__pycache__" not in p.parts}
+
+
+def user_requests(repo: Path, name: str, n: int, skip: int = 0) -> Path:
+    """A request file erasing `n` users still in the current retain set."""
+    last = batches_of(repo)[-1]["id"]
+    users = pd.read_parquet(repo / f"data/batches/{last}/sets/train.parquet")["user"].unique()[skip:skip + n]
+    raw = pd.read_csv(repo / "data/datasets/tiny/user_map.tsv", sep="\t", dtype={"raw_id": str}).set_index("userID")["raw_id"]
+    inbox = repo / "data/deletions/inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    rows = [{"request_id": f"{name}-{k}", "kind": "user", "user_id": raw[int(u)], "received_at": "2026-02-01T00:00:00Z"}
+            for k, u in enumerate(users)]
+    path = inbox / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+# --- 1. the whole batch, inbox -> PDF ---------------------------------------------------------
+
+
+def test_flow_erases_the_inbox_and_records_it_in_dvc(repo, harness, monkeypatch):
+    from prefect import get_client
+
+    run([str(BIN / "tru"), "demo-requests", "data/deletions/inbox/demo.jsonl"], repo)
+    state = flow_run(repo, monkeypatch)
+    assert state.is_completed(), state.message
+    out = state.result()
+    b = out["batch"]
+    assert out["status"] == "erased" and out["verdict"] == "pass"
+    assert out["ran"] == ["sets", "map", "erase", "repair", "evaluate_batch", "audit", "report"]
+    assert (repo / out["pdf"]).read_bytes()[:5] == b"%PDF-"
+    assert not list((repo / "data/deletions/inbox").iterdir())  # archived
+    assert (repo / f"data/deletions/batches/{b}/input.dvc").is_file()
+    assert (repo / f"data/ledger/{b}/requests.parquet.dvc").is_file()
+    status = ledger(repo, b)
+    assert set(status["status"]) == {"erased", "rejected"} and (status["status"] == "erased").sum() > 10
+    # dvc.lock holds every stage of the batch, with the hashes of the files the flow wrote
+    assert "up to date" in dvc_status(repo)
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    model_out = next(o for o in lock["repair@0"]["outs"] if o["path"] == f"data/batches/{b}/model")
+    assert model_out["nfiles"] == 2
+    pdf_out = next(o for o in lock["report@0"]["outs"] if o["path"] == f"reports/{b}/evidence.pdf")
+    import hashlib
+
+    assert pdf_out["md5"] == hashlib.md5((repo / out["pdf"]).read_bytes()).hexdigest()
+    # what a person sees in the Prefect UI: a summary, a metrics table and a link to the PDF
+    with get_client(sync_client=True) as client:
+        arts = {a.key: a for a in client.read_artifacts() if a.key}
+    assert {"erasure-summary", "erasure-metrics", "evidence-pdf"} <= set(arts)
+    assert "PASS" in arts["erasure-summary"].data and b in arts["erasure-summary"].data
+    assert arts["evidence-pdf"].data.endswith(f"reports/{b}/evidence.pdf)")  # a markdown link to the file
+    assert "forget recall@20" in arts["erasure-metrics"].data
+
+
+def test_an_empty_inbox_finishes_quickly_and_changes_nothing(repo, harness, monkeypatch):
+    before = snapshot(repo)
+    lock_before = (repo / "dvc.lock").read_bytes()
+    state = flow_run(repo, monkeypatch)
+    assert state.is_completed() and state.result() == {"status": "empty", "batch": None}
+    assert snapshot(repo) == before and (repo / "dvc.lock").read_bytes() == lock_before
+
+
+def test_a_second_run_while_one_holds_the_lock_exits_cleanly(repo, harness, monkeypatch):
+    user_requests(repo, "waiting", 2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tru.runlock import run_lock\n"
+         "with run_lock('test holder'):\n print('held', flush=True); time.sleep(120)"],
+        cwd=repo, stdout=subprocess.PIPE, text=True, env=env())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = snapshot(repo)
+        state = flow_run(repo, monkeypatch)
+        assert state.is_completed()
+        out = state.result()
+        assert out["status"] == "locked" and "test holder" in out["message"] and f"pid {holder.pid}" in out["message"]
+        assert snapshot(repo) == before  # the request still waits in the inbox
+        res = subprocess.run([str(BIN / "tru"), "ingest"], cwd=repo, capture_output=True, text=True, env=env())
+        assert res.returncode == 5 and "another erasure run is in progress" in res.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (repo / "data/deletions/inbox/waiting.jsonl").is_file()
+
+
+# --- 2. the auditor's reproduction ---------------------------------------------------------------
+
+
+def test_fresh_clone_reproduces_checkpoint_metrics_and_pdf_byte_for_byte(repo, tmp_path):
+    b = batches_of(repo)[0]["id"]
+    store = tmp_path / "dvc-store"
+    run([str(BIN / "dvc"), "remote", "add", "-d", "store", str(store)], repo)
+    run([str(BIN / "dvc"), "push", "-q"], repo)
+    run(["git", "add", "-A"], repo)  # the lineage: batches.yaml, dvc.lock, .dvc pointers, reports
+    run(["git", "commit", "-qm", f"erasure batch {b}"], repo)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    run([str(BIN / "dvc"), "pull", "-q"], clone)
+    files = {"checkpoint": f"data/batches/{b}/model/model.safetensors", "metrics": f"reports/{b}/metrics.json",
+             "pdf": f"reports/{b}/evidence.pdf", "audit": f"reports/{b}/audit.json"}
+    for path in files.values():
+        (clone / path).unlink()  # nothing left from the original run: everything is recomputed
+    run([str(BIN / "dvc"), "repro", "--force", "report@0"], clone)
+    for what, path in files.items():
+        assert sha256_file(clone / path) == sha256_file(repo / path), f"{what} differs: {path}"
+    assert "up to date" in dvc_status(clone)
+
+
+# --- 3. crash safety ----------------------------------------------------------------------------
+
+
+def test_sigkill_in_the_middle_of_the_update_then_a_clean_rerun(repo, harness, monkeypatch):
+    """Kill the flow's process while the update runs; the next run completes the batch once."""
+    n_before = len(batches_of(repo))
+    proc = subprocess.Popen([str(BIN / "tru"), "nightly"], cwd=repo, env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    killed_at = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        bs = batches_of(repo)
+        if len(bs) > n_before:
+            lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+            if f"map@{n_before}" in lock:  # the map is recorded: the update is next
+                time.sleep(1.0)
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed_at = bs[-1]["id"]
+                break
+        time.sleep(0.2)
+    proc.wait()
+    assert killed_at is not None, "the flow finished before it could be killed"
+    b = killed_at
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert f"audit@{n_before}" not in lock and f"report@{n_before}" not in lock
+    assert not (repo / f"reports/{b}/audit.json").exists()
+    assert set(ledger(repo, b)["status"]) == {"accepted"}  # consistent: ingested, nothing erased yet
+    assert not (repo / "data/deletions/inbox/waiting.jsonl").exists()  # archived with its batch
+
+    state = flow_run(repo, monkeypatch)
+    assert state.is_completed(), state.message
+    out = state.result()
+    assert out["batch"] == b and len(batches_of(repo)) == n_before + 1  # the same batch, not a new one
+    assert out["skipped"][:2] == ["sets", "map"] and "audit" in out["ran"] and "report" in out["ran"]
+    status = ledger(repo, b)
+    assert set(status["status"]) == {"erased"} and len(status) == 2  # one event per request, once
+    assert not list(repo.rglob(".tru-tmp.*"))
+    assert "up to date" in dvc_status(repo)
+    # the resumed erasure is the erasure: a forced rerun of the update gives the same checkpoint
+    ckpt = repo / f"data/batches/{b}/unlearned/model.safetensors"
+    digest = sha256_file(ckpt)
+    run([str(BIN / "dvc"), "repro", "--force", "--single-item", f"erase@{n_before}"], repo)
+    assert sha256_file(ckpt) == digest
+
+
+# --- 4. a refused erasure --------------------------------------------------------------------------
+
+
+def test_a_failed_gate_fails_the_flow_and_keeps_the_model(repo, harness, monkeypatch):
+    from tru.errors import AuditGateFailed
+
+    current = f"data/batches/{batches_of(repo)[-1]['id']}/model"
+    user_requests(repo, "strict", 2)
+    strict = yaml.safe_load((repo / "params.yaml").read_text())
+    strict["audit"]["gate"]["max_forget_recall_ratio"] = 0.0  # nothing short of forgetting everything passes
+    (repo / "params.yaml").write_text(yaml.safe_dump(strict, sort_keys=False))
+    try:
+        state = flow_run(repo, monkeypatch)
+        assert state.is_failed()
+        with pytest.raises(AuditGateFailed, match="forget_recall_ratio") as err:
+            state.result()
+        assert "needs_review" in str(err.value) and current in str(err.value)
+        b = batches_of(repo)[-1]["id"]
+        assert read_json(repo / f"reports/{b}/audit.json")["verdict"] == "fail"
+        assert set(ledger(repo, b)["status"]) == {"needs_review"}
+        assert not (repo / f"reports/{b}/evidence.pdf").exists()
+        res = subprocess.run([str(BIN / "tru"), "status"], cwd=repo, capture_output=True, text=True, env=env())
+        assert f"current model: {current}" in res.stdout
+        # the next night: nothing new is erased until a person clears the batch
+        user_requests(repo, "later", 1, skip=5)
+        state = flow_run(repo, monkeypatch)
+        assert state.is_failed() and "awaits review" in state.message
+        assert (repo / "data/deletions/inbox/later.jsonl").is_file()
+    finally:
+        run(["git", "checkout", "params.yaml"], repo)
+    # the fallback clears it; the next run takes the waiting requests
+    run([str(BIN / "tru"), "erase", "--batch", b, "--method", "retrain"], repo)
+    assert read_json(repo / f"reports/{b}/audit.json")["verdict"] == "pass"
+    state = flow_run(repo, monkeypatch)
+    assert state.is_completed() and state.result()["verdict"] == "pass"
+    assert "up to date" in dvc_status(repo)
+
+
+# --- 5. the deployment on a real Prefect server ---------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cron_deployment_on_a_real_server_runs_the_flow(repo, tmp_path):
+    from prefect import get_client
+    from prefect.deployments import run_deployment
+
+    from flows.deployments import local_server
+
+    port = free_port()
+    home = tmp_path / "prefect-home"
+    os.environ["PREFECT_HOME"] = str(home)  # the server's SQLite database lives here, not in ~/.prefect
+    try:
+        with local_server(port=port, log=str(tmp_path / "server.log")) as url:
+            served = subprocess.Popen([str(BIN / "tru"), "serve", "--cron", "30 3 * * *", "--timezone", "Europe/Berlin"],
+                                      cwd=repo, env=env(PREFECT_API_URL=url, PREFECT_HOME=str(home)),
+                                      stdout=open(tmp_path / "serve.log", "w"), stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+            try:
+                with get_client(sync_client=True) as client:
+                    deadline = time.monotonic() + 120
+                    while True:
+                        try:
+                            dep = client.read_deployment_by_name("erasure-batch/nightly")
+                            break
+                        except Exception:
+                            assert served.poll() is None, (tmp_path / "serve.log").read_text()
+                            assert time.monotonic() < deadline, "the deployment was never registered"
+                            time.sleep(1)
+                    assert [s.schedule.cron for s in dep.schedules] == ["30 3 * * *"]
+                    assert dep.schedules[0].schedule.timezone == "Europe/Berlin"
+                    assert dep.global_concurrency_limit is not None and dep.global_concurrency_limit.limit == 1
+                    assert dep.parameters == {"params_path": "params.yaml"}
+                # a manual run of the deployment, executed by the serving process
+                fr = run_deployment("erasure-batch/nightly", timeout=300)
+                assert fr.state is not None and fr.state.is_completed(), (tmp_path / "serve.log").read_text()[-3000:]
+            finally:
+                os.killpg(served.pid, signal.SIGINT)
+                try:
+                    served.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(served.pid, signal.SIGKILL)
+    finally:
+        os.environ.pop("PREFECT_HOME", None)
+    assert "up to date" in dvc_status(repo)

@@ -1,0 +1,81 @@
+"""What the nightly erasure run decides before and between its steps; the Prefect flow
+(flows/erasure.py) and the `tru` CLI share it. The steps themselves are tru.stages.
+
+A batch is done when every one of its DVC stages is recorded in dvc.lock and unchanged, so a
+run that was killed anywhere resumes where it stopped: finished stages are skipped (DVC says
+they are up to date), an interrupted one reruns from its inputs (its outputs only ever
+appear by a completed rename), and the ledger's events are written once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tru import batches
+from tru.errors import TruError
+
+# The per-batch stages of dvc.yaml, in order; dvc.yaml names them `<stage>@<position>`.
+BATCH_STAGES = ("sets", "map", "erase", "repair", "evaluate_batch", "audit", "report")
+
+
+class AwaitingReview(TruError):
+    """The last batch failed its audit gate: nothing new is erased until a person clears it."""
+
+    exit_code = 4
+
+
+def dvc_stage(stage: str, batch_id: str, batches_file: str | Path = batches.BATCHES_FILE) -> str:
+    ids = [b["id"] for b in batches.read_batches(batches_file)]
+    return f"{stage}@{ids.index(batch_id)}"
+
+
+def dvc_pointers(batch_id: str) -> list[Path]:
+    """What `tru ingest` versions with `dvc add`: the archived inputs and the batch's requests."""
+    from tru.requests.ledger import requests_path
+
+    return [batches.input_dir(batch_id), requests_path(batches.LEDGER, batch_id)]
+
+
+def recover(method: str, batches_file: str | Path = batches.BATCHES_FILE) -> dict:
+    """Repair what a killed run can leave behind, before anything else reads the state:
+    temporary folders of unfinished writes, inbox files whose batch was recorded but not yet
+    archived, batches in the ledger that were never registered, inputs not yet `dvc add`ed."""
+    from tru.dvcio import dvc_add
+    from tru.io import sweep_temporaries
+    from tru.requests.ingest import finish_interrupted_moves
+    from tru.requests.ledger import batch_ids
+
+    swept = sweep_temporaries(batches.BATCH_DATA, batches.LEDGER, batches.ARCHIVE, batches.REPORTS)
+    moved = finish_interrupted_moves(batches.INBOX, batches.ARCHIVE, batches.LEDGER) if batches.LEDGER.is_dir() else []
+    registered = {b["id"] for b in batches.read_batches(batches_file)}
+    orphans = [b for b in (batch_ids(batches.LEDGER) if batches.LEDGER.is_dir() else []) if b not in registered]
+    for b in sorted(orphans):
+        batches.register_batch(b, batches_file, model_of=batches.promoted_model, method=method)
+    unversioned = [p for b in batches.read_batches(batches_file) for p in dvc_pointers(b["id"])
+                   if p.exists() and not Path(f"{p}.dvc").is_file()]
+    if unversioned and Path(".dvc").is_dir():
+        dvc_add(unversioned)
+    return {"swept": swept, "moved": moved, "registered": sorted(orphans), "dvc_added": [str(p) for p in unversioned]}
+
+
+def unfinished_batch(batches_file: str | Path = batches.BATCHES_FILE) -> str | None:
+    """The last batch when it is not done yet (a run was killed, or never ran its stages).
+
+    Raises AwaitingReview when it failed its audit gate and nobody cleared it."""
+    registered = batches.read_batches(batches_file)
+    if not registered:
+        return None
+    last = registered[-1]["id"]
+    verdict = batches.gate_verdict(last)
+    if verdict == "fail":
+        raise AwaitingReview(f"batch {last} failed its audit gate and awaits review: clear it with "
+                             f"`tru erase --batch {last} --method retrain`; new requests wait in the inbox")
+    if verdict is None or stage_changed(dvc_stage("report", last, batches_file)):
+        return last
+    return None
+
+
+def stage_changed(target: str) -> bool:
+    from tru.dvcio import stage_changes
+
+    return bool(stage_changes(target))

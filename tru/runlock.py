@@ -1,0 +1,60 @@
+"""One erasure run at a time: an exclusive lock around everything that writes the ledger,
+batches.yaml or dvc.lock (the nightly flow, `tru ingest`, the retrain fallback).
+
+An OS file lock (fcntl, through `filelock`): the kernel releases it when its holder dies,
+even by SIGKILL, so a crashed run never leaves a stale lock behind. Who holds it (pid, what,
+since when) is written next to it, so a refused second run can say why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from filelock import FileLock, Timeout
+
+from tru.errors import TruError
+
+LOCK_FILE = Path(".tru-run.lock")
+HOLDER_FILE = Path(".tru-run.holder")
+
+
+class RunLocked(TruError):
+    """Another erasure run holds the lock."""
+
+    exit_code = 5
+
+
+def _holder(root: Path) -> str:
+    try:
+        h = json.loads((root / HOLDER_FILE).read_text())
+        return f"{h['what']} (pid {h['pid']}, since {h['since']})"
+    except (OSError, ValueError, KeyError):
+        return "another process"
+
+
+@contextlib.contextmanager
+def run_lock(what: str, root: str | Path = ".", wait: float = 0) -> Iterator[None]:
+    """Hold the run lock of the project at `root` while the body runs.
+
+    `wait`: seconds to wait for a running holder (0: fail at once; negative: wait forever).
+    Raises RunLocked naming the holder when the lock stays taken."""
+    root = Path(root)
+    lock = FileLock(str(root / LOCK_FILE))
+    try:
+        lock.acquire(timeout=wait)
+    except Timeout:
+        raise RunLocked(f"another erasure run is in progress: {_holder(root)}; "
+                        f"nothing was changed (try again when it has finished)") from None
+    try:
+        since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        (root / HOLDER_FILE).write_text(json.dumps({"what": what, "pid": os.getpid(), "since": since}))
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            (root / HOLDER_FILE).unlink()
+        lock.release()
