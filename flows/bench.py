@@ -52,6 +52,11 @@ def bench_nightly(params_path: str | Path, out: str | Path, root: str | Path = "
         work = Path(tmp)
         _scratch_project(root, work, params.data.dataset_dir)
         os.chdir(work)
+        key = os.environ.get("TRU_PSEUDONYM_KEY")
+        if key is None:  # the scratch ledger is thrown away: a throwaway key, never the project's
+            import secrets
+
+            os.environ["TRU_PSEUDONYM_KEY"] = secrets.token_hex(32)
         try:
             counts = demo_requests(params.data.dataset_dir, "data/split", "data/deletions/inbox/demo.jsonl", seed=params.seed)
             t0 = time.perf_counter()
@@ -62,6 +67,8 @@ def bench_nightly(params_path: str | Path, out: str | Path, root: str | Path = "
             retrain = time.perf_counter() - t0
         finally:
             os.chdir(cwd)
+            if key is None:
+                os.environ.pop("TRU_PSEUDONYM_KEY", None)
     steps = result["seconds"]
     work_steps = {k: v for k, v in steps.items() if not k.startswith("dvc_") and k != "recover"}
     dvc = sum(v for k, v in steps.items() if k.startswith("dvc_"))
@@ -89,3 +96,45 @@ def bench_nightly(params_path: str | Path, out: str | Path, root: str | Path = "
     }
     write_json(out, summary)
     return summary
+
+
+# --- the benchmark grid as Prefect tasks (scale-out) ---------------------------------------------
+
+from prefect import flow, task  # noqa: E402
+
+
+@task(name="bench-cell")
+def bench_cell_task(params_json: str, regime: str, seed: int, method: str, checkpoint: str) -> dict:
+    from tru.bench import unlearn_cell
+
+    return unlearn_cell(params_json, regime, seed, method, checkpoint)
+
+
+@flow(name="bench-grid", log_prints=True)
+def bench_grid(params_json: str, cells: list[tuple], checkpoint: str, out: str, done: list[dict]) -> int:
+    """Submit every cell; record each as it finishes (the CSV stays resumable)."""
+    from prefect.futures import as_completed
+
+    from tru.bench import record_unlearn_row
+
+    futures = [bench_cell_task.submit(params_json, regime, seed, method, checkpoint) for regime, seed, method in cells]
+    for fut in as_completed(futures):
+        record_unlearn_row(out, done, fut.result())
+    return len(futures)
+
+
+def grid_runner(runner: str, workers: int):
+    """A `run_cells` for tru.bench.bench_unlearn: the cells as tasks on the given task runner
+    (thread or dask, flows/deployments.task_runner). Cells that run at the same time share the
+    machine: their seconds are not comparable with a sequential run's."""
+    from flows.deployments import task_runner
+
+    def run_cells(params_json, cells, checkpoint, out, done):
+        from tru.bench import read_rows
+
+        if cells:
+            bench_grid.with_options(task_runner=task_runner(runner, workers))(
+                params_json, [list(c) for c in cells], checkpoint, str(out), done)
+            done[:] = read_rows(Path(out))  # the flow recorded into its own copy of the list
+
+    return run_cells

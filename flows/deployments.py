@@ -33,6 +33,11 @@ def task_runner(name: str = "thread", workers: int = 2):
             from tru.errors import ConfigError
 
             raise ConfigError("the dask task runner needs prefect-dask: pip install -e '.[dask]'") from None
+        import dask
+
+        # a benchmark cell runs in a child process of its own (its peak RSS is its own): the
+        # workers must be allowed children
+        dask.config.set({"distributed.worker.daemon": False})
         address = os.environ.get("TRU_DASK_ADDRESS")
         if address:
             return DaskTaskRunner(address=address)

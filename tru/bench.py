@@ -307,7 +307,7 @@ def regime_context(params: Params, regime: str, seed: int, split_dir: str | Path
                           new_users=users, new_items=items, seed=seed)
 
 
-def _unlearn_cell(params_json: str, regime: str, seed: int, variant: str) -> dict:
+def _unlearn_cell(params_json: str, regime: str, seed: int, variant: str, checkpoint: str = "data/models/base") -> dict:
     from tru.config import Params
     from tru.stages import batch_metrics
     from tru.unlearning.methods import run_method
@@ -317,7 +317,7 @@ def _unlearn_cell(params_json: str, regime: str, seed: int, variant: str) -> dic
     method, over, tru_over = VARIANTS[variant]
     up = params.unlearn.model_copy(update={**over, "tru": params.unlearn.tru.model_copy(update=tru_over)})
     params = params.model_copy(update={"unlearn": up})
-    ctx = regime_context(params, regime, seed)
+    ctx = regime_context(params, regime, seed, checkpoint=checkpoint)
     t0 = time.perf_counter()
     res = run_method(method, ctx, params)
     model, repair_epochs = res.model, 0
@@ -328,7 +328,7 @@ def _unlearn_cell(params_json: str, regime: str, seed: int, variant: str) -> dic
     m = batch_metrics(model, ctx)
     epochs = res.log.get("epochs", [])
     return {
-        "regime": regime, "seed": seed, "method": variant, "seconds": round(seconds, 2),
+        "backbone": params.model.backbone, "regime": regime, "seed": seed, "method": variant, "seconds": round(seconds, 2),
         "retain_recall@20": m["retain"]["recall@20"], "retain_ndcg@20": m["retain"]["ndcg@20"],
         "forget_recall@20": m["forget"]["recall@20"], "forget_ndcg@20": m["forget"]["ndcg@20"],
         "epochs": len(epochs) if method != "retrain" else res.log.get("best_epoch"), "repair_epochs": repair_epochs,
@@ -336,73 +336,130 @@ def _unlearn_cell(params_json: str, regime: str, seed: int, variant: str) -> dic
     }
 
 
-def _original_cell(params_json: str, regime: str, seed: int) -> dict:
+def _original_cell(params_json: str, regime: str, seed: int, checkpoint: str = "data/models/base") -> dict:
     from tru.config import Params
     from tru.stages import batch_metrics
 
     params = Params.model_validate_json(params_json)
-    ctx = regime_context(params, regime, seed)
+    ctx = regime_context(params, regime, seed, checkpoint=checkpoint)
     m = batch_metrics(ctx.base, ctx)
-    return {"regime": regime, "seed": seed, "method": "original", "seconds": 0.0,
+    return {"backbone": params.model.backbone, "regime": regime, "seed": seed, "method": "original", "seconds": 0.0,
             "retain_recall@20": m["retain"]["recall@20"], "retain_ndcg@20": m["retain"]["ndcg@20"],
             "forget_recall@20": m["forget"]["recall@20"], "forget_ndcg@20": m["forget"]["ndcg@20"],
             "epochs": 0, "repair_epochs": 0, "forget_pairs": len(ctx.forget), "peak_rss_mb": round(_peak_rss_mb())}
 
 
-def bench_unlearn(params: Params, out: str | Path, seeds: list[int], regimes: list[str], methods: list[str]) -> list[dict]:
-    """Resumable: cells already in `out` (regime, seed, method) are skipped."""
+def bench_base_model(params: Params, split_dir: str | Path = "data/split", root: str | Path = "data/bench") -> str:
+    """The base model of another backbone than the pipeline's, trained once on the pipeline's
+    split with its seed (a benchmark artifact, not a pipeline output): data/bench/base-<backbone>."""
+    out = Path(root) / f"base-{params.model.backbone}"
+    if not (out / "model.safetensors").is_file():
+        print(f"training the {params.model.backbone} base model once -> {out}", flush=True)
+        _in_child(_train_base, params.model_dump_json(), str(split_dir), str(out))
+    return str(out)
+
+
+def _train_base(params_json: str, split_dir: str, out: str) -> None:
+    from tru.config import Params
+    from tru.stages import train_stage
+
+    train_stage(Params.model_validate_json(params_json), split_dir, out, f"{out}-train_log.json")
+
+
+def unlearn_cell(params_json: str, regime: str, seed: int, method: str, checkpoint: str) -> dict:
+    """One cell of the unlearning grid, in a fresh child process (its peak RSS is its own)."""
+    if method == "original":
+        return _in_child(_original_cell, params_json, regime, seed, checkpoint)
+    return _in_child(_unlearn_cell, params_json, regime, seed, method, checkpoint)
+
+
+def read_rows(out: Path) -> list[dict]:
+    import pandas as pd
+
+    if not out.is_file():
+        return []
+    df = pd.read_csv(out)
+    if "backbone" not in df.columns:  # files written before MIG-GT: every row is MGCN's
+        df.insert(0, "backbone", "mgcn")
+    return df.to_dict("records")
+
+
+def record_unlearn_row(out: str | Path, done: list[dict], row: dict) -> None:
+    """Append a finished cell to the CSV at once (a killed benchmark resumes after it)."""
+    import pandas as pd
+
+    done.append(row)
+    print(f"{row['backbone']:6s} {row['regime']:12s} seed {row['seed']} {row['method']:24s} "
+          f"retain R@20 {row['retain_recall@20']:.4f}  forget R@20 {row['forget_recall@20']:.4f}  "
+          f"{row['seconds']:.1f} s", flush=True)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(done).to_csv(out, index=False)
+
+
+def bench_unlearn(params: Params, out: str | Path, seeds: list[int], regimes: list[str], methods: list[str],
+                  checkpoint: str | Path = "data/models/base", run_cells=None) -> list[dict]:
+    """Resumable: cells already in `out` (backbone, regime, seed, method) are skipped.
+
+    `run_cells(params_json, cells, checkpoint, out, done)` runs the remaining cells and records
+    each with record_unlearn_row; default: one after another here. flows/bench.py runs them
+    as Prefect tasks on a configurable task runner (Dask: in parallel)."""
     import pandas as pd
 
     out = Path(out)
-    done = pd.read_csv(out).to_dict("records") if out.is_file() else []
-    have = {(r["regime"], int(r["seed"]), r["method"]) for r in done}
+    done = read_rows(out)
+    backbone = params.model.backbone
+    have = {(r["backbone"], r["regime"], int(r["seed"]), r["method"]) for r in done}
+    cells = [(regime, seed, method) for seed in seeds for regime in regimes for method in ["original"] + methods
+             if (backbone, regime, seed, method) not in have]
     pj = params.model_dump_json()
-    for seed in seeds:
-        for regime in regimes:
-            for method in ["original"] + methods:
-                if (regime, seed, method) in have:
-                    continue
-                row = _in_child(_original_cell, pj, regime, seed) if method == "original" else \
-                    _in_child(_unlearn_cell, pj, regime, seed, method)
-                done.append(row)
-                print(f"{regime:12s} seed {seed} {method:24s} retain R@20 {row['retain_recall@20']:.4f}  "
-                      f"forget R@20 {row['forget_recall@20']:.4f}  {row['seconds']:.1f} s", flush=True)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                pd.DataFrame(done).to_csv(out, index=False)
+    if run_cells is None:
+        for regime, seed, method in cells:
+            record_unlearn_row(out, done, unlearn_cell(pj, regime, seed, method, str(checkpoint)))
+    else:
+        run_cells(pj, cells, str(checkpoint), out, done)
     _plot_unlearn(pd.DataFrame(done), out.with_suffix(".png"))
     return done
 
 
 def _plot_unlearn(df, path: Path) -> None:
-    """Retain vs forget per regime: one marker per method (mean over seeds, bars = min..max)."""
+    """Retain vs forget per backbone (rows) and regime (columns): one marker per method (mean
+    over seeds, bars = min..max)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    names = {"mgcn": "MGCN", "miggt": "MIG-GT"}
+    backbones = list(dict.fromkeys(df["backbone"]))
     regimes = [r for r in REGIMES if r in set(df["regime"])]
     methods = list(dict.fromkeys(df["method"]))
     markers = "osD^v<>pPX*h"
     colours = plt.get_cmap("tab10")
-    fig, axes = plt.subplots(1, len(regimes), figsize=(4.4 * len(regimes), 4.2), dpi=120, squeeze=False)
-    for ax, regime in zip(axes[0], regimes):
-        sub = df[df["regime"] == regime]
-        for k, method in enumerate(methods):
-            cell = sub[sub["method"] == method]
-            if cell.empty:
-                continue
-            x, y = cell["forget_recall@20"], cell["retain_recall@20"]
-            ax.errorbar(x.mean(), y.mean(), xerr=[[x.mean() - x.min()], [x.max() - x.mean()]],
-                        yerr=[[y.mean() - y.min()], [y.max() - y.mean()]], fmt=markers[k % len(markers)],
-                        color=colours(k % 10), capsize=2, markersize=6, label=method)
-        ax.set_title(f"{regime}-level deletion ({sub['seed'].nunique()} seed(s))")
-        ax.set_xlabel("forget Recall@20 (lower is better)")
-        ax.set_ylabel("retain test Recall@20 (higher is better)")
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8, frameon=False)
-    fig.suptitle("ML-100k, MGCN: retain vs forget per method (mean over seeds; bars: min to max)")
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig, axes = plt.subplots(len(backbones), len(regimes), figsize=(4.4 * len(regimes), 4.0 * len(backbones) + 0.6),
+                             dpi=120, squeeze=False)
+    for row, backbone in zip(axes, backbones):
+        for ax, regime in zip(row, regimes):
+            sub = df[(df["regime"] == regime) & (df["backbone"] == backbone)]
+            for k, method in enumerate(methods):
+                cell = sub[sub["method"] == method]
+                if cell.empty:
+                    continue
+                x, y = cell["forget_recall@20"], cell["retain_recall@20"]
+                ax.errorbar(x.mean(), y.mean(), xerr=[[x.mean() - x.min()], [x.max() - x.mean()]],
+                            yerr=[[y.mean() - y.min()], [y.max() - y.mean()]], fmt=markers[k % len(markers)],
+                            color=colours(k % 10), capsize=2, markersize=6, label=method)
+            ax.set_title(f"{names.get(backbone, backbone)}, {regime}-level ({sub['seed'].nunique()} seed(s))", fontsize=10)
+            ax.set_xlabel("forget Recall@20 (lower is better)")
+            ax.set_ylabel("retain test Recall@20 (higher is better)")
+            ax.grid(alpha=0.3)
+    labels, handles = {}, []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                labels[lab] = h
+    fig.legend(list(labels.values()), list(labels), loc="lower center", ncol=min(6, len(labels)), fontsize=8, frameon=False)
+    fig.suptitle("ML-100k: retain vs forget per method (mean over seeds; bars: min to max)")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
 

@@ -405,12 +405,34 @@ def bench_unlearn_cmd(params: Path = ParamsOpt, out: Path = typer.Option(Path("r
                       seeds: str = typer.Option("1,2,3"), regimes: str = typer.Option("user,item,interaction"),
                       methods: str = typer.Option(",".join(["retrain", "reverse_repair", "gradient_ascent", "tru",
                                                            "tru_no_gate", "tru_no_scaling", "tru_no_selection",
-                                                           "tru_no_exact", "reverse_repair_no_exact"]))) -> None:
-    """Unlearning benchmark on the default dataset (resumable; one CSV row per cell) + plot."""
-    from tru.bench import bench_unlearn
+                                                           "tru_no_exact", "reverse_repair_no_exact"])),
+                      backbone: Optional[str] = typer.Option(None, help="mgcn or miggt (default: model.backbone)"),
+                      runner: str = typer.Option("none", help="none: cells one after another; thread or dask: "
+                                                 "cells as Prefect tasks on that task runner (dask: in parallel)"),
+                      workers: int = typer.Option(2, help="parallel cells with --runner thread|dask")) -> None:
+    """Unlearning benchmark on the default dataset (resumable; one CSV row per cell) + plot.
+
+    Another backbone than the pipeline's trains its own base model once (same split and seed)
+    under data/bench/base-<backbone>/."""
+    from tru.bench import bench_unlearn, bench_base_model
 
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()]
-    bench_unlearn(_params(params), out, [int(x) for x in split(seeds)], split(regimes), split(methods))
+    p = _params(params)
+    checkpoint = "data/models/base"
+    if backbone and backbone != p.model.backbone:
+        from tru.config import Params
+
+        try:
+            p = Params.model_validate({**p.model_dump(), "model": {**p.model.model_dump(), "backbone": backbone}})
+        except ValueError as err:
+            raise TruError(f"--backbone {backbone}: {err}") from None
+        checkpoint = bench_base_model(p)
+    run_cells = None
+    if runner != "none":
+        from flows.bench import grid_runner
+
+        run_cells = grid_runner(runner, workers)
+    bench_unlearn(p, out, [int(x) for x in split(seeds)], split(regimes), split(methods), checkpoint, run_cells)
 
 
 evidence_app = typer.Typer(help="Compliance evidence: verify a batch's hashes, find a request's PDF.",
