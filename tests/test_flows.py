@@ -24,15 +24,7 @@ import yaml
 from tru.io import read_json, sha256_file, sha256_tree
 
 from conftest import ROOT
-from test_pipeline import BIN, run, tiny_params
-
-KEY = "00112233445566778899aabbccddeeff"
-
-
-def env(**extra) -> dict:
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-            "TRU_PSEUDONYM_KEY": KEY, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra}
-
+from test_pipeline import BIN, ledger_status as ledger, run, tiny_params, tool_env as env
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
@@ -75,18 +67,6 @@ def flow_run(repo: Path, monkeypatch, **kwargs):
 
 def batches_of(repo: Path) -> list[dict]:
     return yaml.safe_load((repo / "batches.yaml").read_text())["batches"] or []
-
-
-def ledger(repo: Path, batch: str) -> pd.DataFrame:
-    from tru.requests.ledger import read_ledger
-
-    cwd = os.getcwd()
-    try:
-        os.chdir(repo)
-        led = read_ledger("data/ledger", columns=["batch_id", "request_id", "status"])
-    finally:
-        os.chdir(cwd)
-    return led[led["batch_id"] == batch]
 
 
 def dvc_status(repo: Path) -> str:

@@ -38,10 +38,15 @@ def tiny_params(dst: Path) -> None:
     (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 
 
+def tool_env(**extra) -> dict:
+    """The environment of the project's commands in a test repository (a fixed test key)."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
+            "TRU_PSEUDONYM_KEY": "00112233445566778899aabbccddeeff", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            **extra}
+
+
 def run(cmd, cwd, expect: int = 0):
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-           "TRU_PSEUDONYM_KEY": "00112233445566778899aabbccddeeff"}
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=600)
     assert res.returncode == expect, f"{' '.join(cmd)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}"
     return res.stdout + res.stderr if expect else res.stdout
 

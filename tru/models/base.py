@@ -36,10 +36,15 @@ def register_backbone(name: str) -> Callable[[type["Recommender"]], type["Recomm
 class Recommender(nn.Module):
     backbone_name = "abstract"
 
-    def __init__(self, n_users: int, n_items: int):
+    def __init__(self, n_users: int, n_items: int, params: dict, features: dict[str, np.ndarray]):
         super().__init__()
+        if not features:
+            raise ValueError(f"{self.backbone_name} needs at least one modality")
         self.n_users = n_users
         self.n_items = n_items
+        self.params = dict(params)
+        self.modality_names = list(features)
+        self.modality_dims = {m: int(np.asarray(f).shape[1]) for m, f in features.items()}
 
     # --- data-derived structures -------------------------------------------------
     def set_graph(self, pairs: np.ndarray, active_items: np.ndarray | None = None) -> None:
@@ -75,7 +80,13 @@ class Recommender(nn.Module):
 
     def config(self) -> dict:
         """Everything needed to rebuild the module (with the data), as plain JSON."""
-        raise NotImplementedError
+        return {
+            "backbone": self.backbone_name,
+            "params": self.params,
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "modalities": self.modality_dims,
+        }
 
 
 def build_backbone(name: str, params: dict, n_users: int, n_items: int, features: dict[str, np.ndarray]) -> Recommender:

@@ -43,10 +43,7 @@ class ModalityBranch(nn.Module):
 @register_backbone("mgcn")
 class MGCN(Recommender):
     def __init__(self, params: dict, n_users: int, n_items: int, features: dict[str, np.ndarray]):
-        super().__init__(n_users, n_items)
-        if not features:
-            raise ValueError("MGCN needs at least one modality")
-        self.params = dict(params)
+        super().__init__(n_users, n_items, params, features)
         d = int(params["embedding_dim"])
         self.n_ui_layers = int(params["n_ui_layers"])
         self.n_mm_layers = int(params["n_mm_layers"])
@@ -54,8 +51,6 @@ class MGCN(Recommender):
         self.reg_weight = float(params["reg_weight"])
         self.cl_weight = float(params["cl_weight"])
         self.cl_temperature = float(params["cl_temperature"])
-        self.modality_names = list(features)
-        self.modality_dims = {m: int(np.asarray(f).shape[1]) for m, f in features.items()}
         self._raw_features = {m: np.asarray(f, dtype=np.float32) for m, f in features.items()}
 
         self.user_embedding = nn.Parameter(torch.empty(n_users, d))
@@ -161,12 +156,3 @@ class MGCN(Recommender):
                 branch.feat[items] = torch.as_tensor(self._raw_features[m][items.numpy()])
                 changed.append(f"modal.{m}.feat")
         return changed
-
-    def config(self) -> dict:
-        return {
-            "backbone": self.backbone_name,
-            "params": self.params,
-            "n_users": self.n_users,
-            "n_items": self.n_items,
-            "modalities": self.modality_dims,
-        }

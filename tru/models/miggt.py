@@ -105,13 +105,8 @@ class GlobalTransformer(nn.Module):
 @register_backbone("miggt")
 class MIGGT(Recommender):
     def __init__(self, params: dict, n_users: int, n_items: int, features: dict[str, np.ndarray]):
-        super().__init__(n_users, n_items)
-        if not features:
-            raise ValueError("MIG-GT needs at least one modality")
-        self.params = dict(params)
+        super().__init__(n_users, n_items, params, features)
         d = int(params["embedding_dim"])
-        self.modality_names = list(features)
-        self.modality_dims = {m: int(np.asarray(f).shape[1]) for m, f in features.items()}
         self.hops = self._hop_counts(params)
         self.alpha = float(params["alpha"])
         self.beta = float(params["beta"])
@@ -261,12 +256,3 @@ class MIGGT(Recommender):
         d = self.user_embedding.shape[1]
         self.user_embedding[users] = torch.randn(len(users), d, generator=generator) / d**0.5
         return ["user_embedding"]
-
-    def config(self) -> dict:
-        return {
-            "backbone": self.backbone_name,
-            "params": self.params,
-            "n_users": self.n_users,
-            "n_items": self.n_items,
-            "modalities": self.modality_dims,
-        }
