@@ -51,8 +51,10 @@ def repo(tmp_path_factory):
 def harness():
     from prefect.testing.utilities import prefect_test_harness
 
+    from prefect.settings import PREFECT_API_URL
+
     with prefect_test_harness(server_startup_timeout=180):
-        yield
+        yield PREFECT_API_URL.value()  # the harness's server: child processes use it too
 
 
 def flow_run(repo: Path, monkeypatch, **kwargs):
@@ -137,6 +139,17 @@ def test_an_empty_inbox_finishes_quickly_and_changes_nothing(repo, harness, monk
     state = flow_run(repo, monkeypatch)
     assert state.is_completed() and state.result() == {"status": "empty", "batch": None}
     assert snapshot(repo) == before and (repo / "dvc.lock").read_bytes() == lock_before
+    # a finished batch whose stages went stale (the code changed) is not re-erased behind anyone's back
+    code = repo / "tru/unlearning/__init__.py"
+    original = code.read_text()
+    code.write_text(original + "# changed\n")
+    try:
+        assert "erase@0" in dvc_status(repo)
+        before = snapshot(repo)
+        state = flow_run(repo, monkeypatch)
+        assert state.result()["status"] == "empty" and snapshot(repo) == before
+    finally:
+        code.write_text(original)
 
 
 def test_a_second_run_while_one_holds_the_lock_exits_cleanly(repo, harness, monkeypatch):
@@ -193,7 +206,8 @@ def test_fresh_clone_reproduces_checkpoint_metrics_and_pdf_byte_for_byte(repo, t
 def test_sigkill_in_the_middle_of_the_update_then_a_clean_rerun(repo, harness, monkeypatch):
     """Kill the flow's process while the update runs; the next run completes the batch once."""
     n_before = len(batches_of(repo))
-    proc = subprocess.Popen([str(BIN / "tru"), "nightly"], cwd=repo, env=env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([str(BIN / "tru"), "nightly"], cwd=repo, env=env(PREFECT_API_URL=harness),
+                            stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     killed_at = None

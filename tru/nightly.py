@@ -70,9 +70,21 @@ def unfinished_batch(batches_file: str | Path = batches.BATCHES_FILE) -> str | N
     if verdict == "fail":
         raise AwaitingReview(f"batch {last} failed its audit gate and awaits review: clear it with "
                              f"`tru erase --batch {last} --method retrain`; new requests wait in the inbox")
-    if verdict is None or stage_changed(dvc_stage("report", last, batches_file)):
+    if verdict is None or not recorded(dvc_stage("report", last, batches_file)):
         return last
     return None
+
+
+def recorded(target: str, lock_file: str | Path = "dvc.lock") -> bool:
+    """Whether dvc.lock holds the stage at all. A finished batch is one whose last stage is
+    recorded; one whose stages went stale since (the code changed) is not rerun by the
+    nightly run: re-erasing an audited batch is a deliberate `dvc repro`, never a side effect."""
+    import yaml
+
+    path = Path(lock_file)
+    if not path.is_file():
+        return False
+    return target in ((yaml.safe_load(path.read_text()) or {}).get("stages") or {})
 
 
 def stage_changed(target: str) -> bool:
