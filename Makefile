@@ -50,7 +50,7 @@ key:
 	  echo "generated a local pseudonymisation key in .tru-secret (git-ignored; production sets TRU_PSEUDONYM_KEY)"; fi
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: $(STAMP)
 	$(BIN)/tru bench train
