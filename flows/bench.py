@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from prefect import flow, task
+
 from tru.io import write_json
 
 COPY = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "tru")
@@ -99,9 +101,6 @@ def bench_nightly(params_path: str | Path, out: str | Path, root: str | Path = "
 
 
 # --- the benchmark grid as Prefect tasks (scale-out) ---------------------------------------------
-
-from prefect import flow, task  # noqa: E402
-
 
 @task(name="bench-cell")
 def bench_cell_task(params_json: str, regime: str, seed: int, method: str, checkpoint: str) -> dict:

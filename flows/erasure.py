@@ -19,7 +19,6 @@ on a schedule: `tru serve` / `make serve` (flows/deployments.py).
 
 from __future__ import annotations
 
-import os
 import time
 
 from prefect import flow, get_run_logger, task
@@ -182,4 +181,4 @@ def _artifacts(batch_id: str, ingested: dict | None, done: list[str], skipped: l
 
 
 if __name__ == "__main__":
-    erasure_batch(os.environ.get("TRU_PARAMS", "params.yaml"))
+    erasure_batch()
