@@ -247,23 +247,17 @@ def erase(batch: str = typer.Option(..., "--batch", "-b"), params: Path = Params
 
 def _fallback(batch: str) -> None:
     from tru import batches
+    from tru.dvcio import dvc_repro
     from tru.runlock import run_lock
 
     with run_lock(f"retrain fallback of {batch}"):
-        _rerun_with_retrain(batch)
+        batches.set_method(batch, "retrain")
+        typer.echo(f"batch {batch} failed its audit gate: erasing it by retraining instead (batches.yaml records "
+                   f"method: retrain); rerunning its stages through DVC")
+        index = [b["id"] for b in batches.read_batches()].index(batch)
+        # every stage of the batch (foreach over a list: DVC names the stages by position)
+        dvc_repro([f"map@{index}", f"report@{index}"])
     typer.echo(f"batch {batch}: audit gate {batches.gate_verdict(batch)}; current model {batches.current_model()}")
-
-
-def _rerun_with_retrain(batch: str) -> None:
-    from tru import batches
-    from tru.dvcio import dvc_repro
-
-    batches.set_method(batch, "retrain")
-    typer.echo(f"batch {batch} failed its audit gate: erasing it by retraining instead (batches.yaml records "
-               f"method: retrain); rerunning its stages through DVC")
-    index = [b["id"] for b in batches.read_batches()].index(batch)
-    # every stage of the batch (foreach over a list: DVC names the stages by position)
-    dvc_repro([f"map@{index}", f"report@{index}"])
 
 
 @app.command()
