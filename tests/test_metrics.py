@@ -81,3 +81,15 @@ def test_batched_equals_full():
 def test_bad_shapes_raise():
     with pytest.raises(ValueError):
         rank_metrics(torch.zeros(2, 3), [[0]])
+
+
+def test_top_k_order_is_the_head_of_a_stable_descending_sort():
+    from tru.metrics import top_k_order
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 6, (64, 40), generator=g).float()  # many ties
+    scores[3] = float("-inf")  # a row with nothing eligible
+    scores[5, 7:] = float("-inf")  # fewer eligible items than k
+    for k in (1, 5, 20, 40):
+        full = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+        assert torch.equal(top_k_order(scores, k), full)

@@ -78,3 +78,10 @@ def test_zero_epochs_returns_model_unchanged(params, tiny_data):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     res = fit(model, tiny_data.train, None, quick(params, epochs=0), 0, progress=False)
     assert all(torch.equal(before[k], v) for k, v in res.model.state_dict().items())
+
+
+def test_seeding_switches_torch_to_deterministic_algorithms():
+    torch._C._set_deterministic_algorithms(False, warn_only=False)
+    assert not torch.are_deterministic_algorithms_enabled()
+    seed_everything(3)
+    assert torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled()

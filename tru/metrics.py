@@ -25,6 +25,28 @@ def _row_index(rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:
     return row_ids, cols.long()
 
 
+def top_k_order(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The first k columns of each row's stable descending sort (ties: lower index first),
+    without sorting whole rows: top-k finds each row's k-th score, and only the items at or
+    above it (k of them unless there are ties) are sorted."""
+    n_rows, n_items = scores.shape
+    k = min(k, n_items)
+    if n_rows == 0 or k == 0:
+        return torch.zeros(n_rows, k, dtype=torch.long)
+    threshold = torch.topk(scores, k, dim=1).values[:, -1:]
+    cand = scores >= threshold
+    counts = cand.sum(1)
+    at = torch.nonzero(cand)  # row-major: each row's candidates in ascending item order
+    slot = torch.arange(len(at)) - (torch.cumsum(counts, 0) - counts)[at[:, 0]]
+    width = int(counts.max())
+    cols = torch.zeros(n_rows, width, dtype=torch.long)
+    vals = torch.full((n_rows, width), float("-inf"), dtype=scores.dtype)
+    cols[at[:, 0], slot] = at[:, 1]
+    vals[at[:, 0], slot] = scores[at[:, 0], at[:, 1]]
+    # padding sits after each row's candidates, so a stable sort never puts it before them
+    return torch.gather(cols, 1, torch.sort(vals, dim=1, descending=True, stable=True).indices[:, :k])
+
+
 class RankAccumulator:
     """Sums per-row Recall/NDCG over batches of rows; `result()` gives the means."""
 
@@ -55,7 +77,7 @@ class RankAccumulator:
             return
         scores, pos_mask, n_pos = scores[keep], pos_mask[keep], n_pos[keep].to(torch.float64)
         k_max = min(max(self.ks), n_items)
-        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k_max]
+        order = top_k_order(scores, k_max)
         hits = torch.gather(pos_mask, 1, order).to(torch.float64)
         discount = 1.0 / torch.log2(torch.arange(2, k_max + 2, dtype=torch.float64))
         cum_disc = torch.cumsum(discount, 0)

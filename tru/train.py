@@ -27,7 +27,10 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
+    # the same switch as torch.use_deterministic_algorithms(True) for eager code, without the
+    # import of torch._inductor's config that the public call makes (about 3.5 s in every
+    # process; nothing here is compiled). tests/test_train.py checks the switch is on.
+    torch._C._set_deterministic_algorithms(True, warn_only=False)
     # deterministic mode also NaN-fills every new empty tensor; our kernels never read
     # uninitialised memory, and the fill costs a sizeable share of each step
     torch.utils.deterministic.fill_uninitialized_memory = False
@@ -69,10 +72,19 @@ class NegativeSampler:
         self.keys = np.unique(pairs[:, 0].astype(np.int64) * n_items + pairs[:, 1])
         self.candidates = np.arange(n_items) if candidates is None else np.asarray(candidates, dtype=np.int64)
 
+    def known(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Whether each (user, item) is a training pair: a binary search in the sorted keys
+        (np.isin would hash all the keys again on every call)."""
+        q = np.asarray(users, dtype=np.int64) * self.n_items + np.asarray(items, dtype=np.int64)
+        if len(self.keys) == 0:
+            return np.zeros(q.shape, dtype=bool)
+        pos = np.minimum(np.searchsorted(self.keys, q), len(self.keys) - 1)
+        return self.keys[pos] == q
+
     def sample(self, users: np.ndarray, rng: np.random.Generator, max_rounds: int = 50) -> np.ndarray:
         neg = self.candidates[rng.integers(0, len(self.candidates), size=len(users))]
         for _ in range(max_rounds):
-            clash = np.isin(users * self.n_items + neg, self.keys)
+            clash = self.known(users, neg)
             if not clash.any():
                 break
             neg[clash] = self.candidates[rng.integers(0, len(self.candidates), size=int(clash.sum()))]

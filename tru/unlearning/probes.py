@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from tru.data.dataset import InteractionData, group_by_user
+from tru.data.dataset import InteractionData
 from tru.metrics import ranked_metrics_batched
 from tru.models.base import Recommender
 from tru.train import EvalSet
@@ -35,26 +35,30 @@ def rank_metrics_of(model: Recommender, es: EvalSet, ks=(20,), batch_users: int 
     return ranked_metrics_batched(model.score_fn(), es.users, es.positives, es.exclude, ks, batch_users)
 
 
-def rank_percentiles(model: Recommender, pairs: np.ndarray, data: InteractionData) -> np.ndarray:
+def rank_percentiles(model: Recommender, pairs: np.ndarray, data: InteractionData, pair_batch: int = 4096) -> np.ndarray:
     """Percentile of each pair's item in its user's ranking (1 = top), retained training
     items masked: the per-pair feature of the stopping signal."""
     if len(pairs) == 0:
         return np.zeros(0)
     score = model.score_fn()
-    per_user = group_by_user(data.train, data.n_users)
+    users, row_of_pair = np.unique(pairs[:, 0], return_inverse=True)
+    train = data.train
     out = np.empty(len(pairs))
-    users = np.unique(pairs[:, 0])
     for start in range(0, len(users), 1024):
         chunk = users[start : start + 1024]
         with torch.no_grad():
-            s = score(torch.as_tensor(chunk))
-        for j, u in enumerate(chunk):
-            row = s[j].clone()
-            row[torch.as_tensor(per_user[u], dtype=torch.long)] = float("-inf")
-            idx = np.flatnonzero(pairs[:, 0] == u)
-            target = row[torch.as_tensor(pairs[idx, 1])]
-            higher = (row.unsqueeze(0) > target.unsqueeze(1)).sum(1).numpy()
-            out[idx] = 1.0 - higher / max(1, int(torch.isfinite(row).sum()))
+            s = score(torch.as_tensor(chunk)).clone()
+        own = train[np.isin(train[:, 0], chunk)]
+        s[torch.as_tensor(np.searchsorted(chunk, own[:, 0])), torch.as_tensor(own[:, 1])] = float("-inf")
+        eligible = torch.isfinite(s).sum(1).clamp(min=1).numpy()
+        in_chunk = np.flatnonzero((row_of_pair >= start) & (row_of_pair < start + len(chunk)))
+        for p0 in range(0, len(in_chunk), pair_batch):
+            idx = in_chunk[p0 : p0 + pair_batch]
+            rows = torch.as_tensor(row_of_pair[idx] - start)
+            ranked = s[rows]
+            target = ranked[torch.arange(len(idx)), torch.as_tensor(pairs[idx, 1])]
+            higher = (ranked > target.unsqueeze(1)).sum(1).numpy()
+            out[idx] = 1.0 - higher / eligible[rows.numpy()]
     return out
 
 
