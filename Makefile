@@ -49,8 +49,10 @@ key:
 	  $(BIN)/python -c 'import secrets; print(secrets.token_hex(32))' > .tru-secret; chmod 600 .tru-secret; \
 	  echo "generated a local pseudonymisation key in .tru-secret (git-ignored; production sets TRU_PSEUDONYM_KEY)"; fi
 
+# Two test processes (the machine kind has 2 cores); whole files per process, the long ones first.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 bench: $(STAMP)
 	$(BIN)/tru bench train

@@ -4,11 +4,18 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MPLCONFIGDIR", "/tmp/tru-mplconfig")
+# one thread per test process: tiny data, and `make test` runs two processes on two cores
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
 
 from tru.config import load_params
 from tru.data.dataset import InteractionData
@@ -18,7 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def params():
-    return load_params(ROOT / "params.yaml")
+    """The project's params; one torch thread (tiny data, and `make test` runs two test
+    processes on two cores: more threads would only contend)."""
+    p = load_params(ROOT / "params.yaml")
+    return p.model_copy(update={"train": p.train.model_copy(update={"threads": 1})})
 
 
 def make_tiny_data(seed: int = 0, n_users: int = 60, n_items: int = 40, per_user: int = 10) -> InteractionData:
@@ -51,3 +61,106 @@ def make_tiny_data(seed: int = 0, n_users: int = 60, n_items: int = 40, per_user
 @pytest.fixture
 def tiny_data():
     return make_tiny_data()
+
+
+# --- a project repository on tiny synthetic data (tests/test_pipeline.py, test_flows.py, ...) -----
+
+BIN = Path(sys.executable).parent
+
+
+BIN = Path(sys.executable).parent
+
+
+def tiny_params(dst: Path) -> None:
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["data"].update({"source": "synthetic", "name": "tiny", "dataset_dir": "data/datasets/tiny"})
+    p["synthetic"].update({"n_users": 80, "n_items": 50, "n_interactions": 1600})
+    p["model"]["mgcn"].update({"embedding_dim": 16, "knn_k": 5})
+    p["train"].update({"max_epochs": 3, "batch_size": 256, "threads": 1})
+    p["canary"].update({"users": 4, "profile_length": 8, "triggers": 2, "target_popularity": [0, 40],
+                        "trigger_popularity": [1, 10_000]})
+    p["audit"]["mia"].update({"bootstrap": 20})
+    # a 3-epoch model on 80 users: the gate's plumbing is under test here, not its calibration
+    # (tests/test_audit.py checks that a broken erasure fails and a good one passes); the few
+    # forgotten items of a small batch move by chance in such a model's ranking (batch seeds
+    # come from the batch id, a timestamp), so the forget ratio's limit is loose
+    p["audit"]["gate"].update({"max_retain_drop": 0.5, "max_mia_balanced_accuracy": 0.95,
+                               "max_forget_recall_ratio": 3.0, "max_backdoor_asr": 1.0})
+    (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+def tool_env(**extra) -> dict:
+    """The environment of the project's commands in a test repository (a fixed test key)."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
+            "TRU_PSEUDONYM_KEY": "00112233445566778899aabbccddeeff", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "OMP_NUM_THREADS": "1", **extra}
+
+
+def run(cmd, cwd, expect: int = 0):
+    res = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == expect, f"{' '.join(cmd)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}"
+    return res.stdout + res.stderr if expect else res.stdout
+
+
+@pytest.fixture(scope="session")
+def base_repo(tmp_path_factory):
+    """A project after `dvc repro` of the base stages, committed, no deletion batch yet: built
+    once per test process; tests work on copies (copy_repo)."""
+    d = tmp_path_factory.mktemp("base-repo")
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):  # data/ stays out of git: DVC versions it
+        shutil.copy(ROOT / name, d / name)
+    (d / "batches.yaml").write_text("batches: []\n")
+    shutil.copytree(ROOT / "tru", d / "tru", ignore=shutil.ignore_patterns("__pycache__"))
+    tiny_params(d)
+    run(["git", "init", "-q"], d)
+    run(["git", "config", "user.email", "ci@example.org"], d)
+    run(["git", "config", "user.name", "ci"], d)
+    run([str(BIN / "dvc"), "init", "-q"], d)
+    run([str(BIN / "dvc"), "config", "core.analytics", "false"], d)
+    run([str(BIN / "dvc"), "repro"], d)
+    run(["git", "add", "-A"], d)
+    run(["git", "commit", "-qm", "base"], d)
+    return d
+
+
+def copy_repo(src: Path, dst: Path) -> Path:
+    """A copy of a test repository (git, DVC cache and working tree) to change freely."""
+    shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
+    shutil.rmtree(dst / ".dvc" / "tmp", ignore_errors=True)  # locks and state of the original
+    return dst
+
+
+@pytest.fixture(scope="session")
+def harness():
+    """One Prefect test server per test process; child processes reach it through the URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield PREFECT_API_URL.value()
+
+
+def ledger_status(repo: Path, batch: str) -> pd.DataFrame:
+    from tru.requests.ledger import read_ledger
+
+    cwd = os.getcwd()
+    try:
+        os.chdir(repo)
+        led = read_ledger("data/ledger", columns=["batch_id", "request_id", "status"])
+    finally:
+        os.chdir(cwd)
+    return led[led["batch_id"] == batch]
+
+
+# The longest files first. `make test` runs `pytest -n 2 --dist loadfile --no-loadscope-reorder`:
+# each file is one unit of work (module fixtures are built once), handed to the workers in
+# collection order, so the long chains start at once and the short files fill in around them.
+LONGEST_FIRST = ("test_flows.py", "test_pipeline.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order inside each file stays as written

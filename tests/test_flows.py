@@ -1,7 +1,7 @@
 """The nightly erasure flow (flows/erasure.py) on tiny synthetic data in a temporary git + DVC
 repository: inbox -> PDF under prefect_test_harness, the empty inbox, the run lock, a SIGKILL
 in the middle of the update, the audit gate's failure, the fresh-clone `dvc repro --force`
-byte-identity, and the cron deployment on a real Prefect server on loopback.
+byte-identity (the deployment and the Dask runner: tests/test_deployment.py).
 
 The tests share one repository and run in order (each batch starts where the last ended)."""
 
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,40 +19,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from tru.io import read_json, sha256_file, sha256_tree
+from tru.io import read_json, sha256_file
 
-from conftest import ROOT
-from test_pipeline import BIN, ledger_status as ledger, run, tiny_params, tool_env as env
+from conftest import BIN, copy_repo, ledger_status as ledger, run, tool_env as env
+
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
+def repo(base_repo, tmp_path_factory):
     """A project with a trained base model, committed; no deletion batch yet."""
-    d = tmp_path_factory.mktemp("flowrepo")
-    shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
-    shutil.copy(ROOT / ".dvcignore", d / ".dvcignore")
-    shutil.copy(ROOT / ".gitignore", d / ".gitignore")  # data/ stays out of git: DVC versions it
-    (d / "batches.yaml").write_text("batches: []\n")
-    shutil.copytree(ROOT / "tru", d / "tru", ignore=shutil.ignore_patterns("__pycache__"))
-    tiny_params(d)
-    run(["git", "init", "-q"], d)
-    run(["git", "config", "user.email", "ci@example.org"], d)
-    run(["git", "config", "user.name", "ci"], d)
-    run([str(BIN / "dvc"), "init", "-q"], d)
-    run([str(BIN / "dvc"), "config", "core.analytics", "false"], d)
-    run([str(BIN / "dvc"), "repro", "evaluate"], d)
-    run(["git", "add", "-A"], d)
-    run(["git", "commit", "-qm", "base"], d)
-    return d
-
-
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    from prefect.settings import PREFECT_API_URL
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield PREFECT_API_URL.value()  # the harness's server: child processes use it too
+    return copy_repo(base_repo, tmp_path_factory.mktemp("flowrepo"))
 
 
 def flow_run(repo: Path, monkeypatch, **kwargs):
@@ -284,7 +257,7 @@ def test_a_failed_gate_fails_the_flow_and_keeps_the_model(repo, harness, monkeyp
         assert "audit gate failed" in out and "forget_recall_ratio" in out and "Traceback" not in out
         assert set(ledger(repo, b)["status"]) == {"needs_review"}
         # the next night: nothing new is erased until a person clears the batch
-        user_requests(repo, "later", 1, skip=5)
+        user_requests(repo, "later", 3, skip=5)
         state = flow_run(repo, monkeypatch)
         assert state.is_failed() and "awaits review" in state.message
         assert (repo / "data/deletions/inbox/later.jsonl").is_file()
@@ -298,86 +271,3 @@ def test_a_failed_gate_fails_the_flow_and_keeps_the_model(repo, harness, monkeyp
     state = flow_run(repo, monkeypatch)
     assert state.is_completed() and state.result()["verdict"] == "pass"
     assert "up to date" in dvc_status(repo)
-
-
-# --- 5. the deployment on a real Prefect server ---------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_cron_deployment_on_a_real_server_runs_the_flow(repo, tmp_path):
-    from prefect import get_client
-    from prefect.deployments import run_deployment
-
-    from flows.deployments import local_server
-
-    port = free_port()
-    home = tmp_path / "prefect-home"
-    os.environ["PREFECT_HOME"] = str(home)  # the server's SQLite database lives here, not in ~/.prefect
-    try:
-        with local_server(port=port, log=str(tmp_path / "server.log")) as url:
-            served = subprocess.Popen([str(BIN / "tru"), "serve", "--cron", "30 3 * * *", "--timezone", "Europe/Berlin"],
-                                      cwd=repo, env=env(PREFECT_API_URL=url, PREFECT_HOME=str(home)),
-                                      stdout=open(tmp_path / "serve.log", "w"), stderr=subprocess.STDOUT,
-                                      start_new_session=True)
-            try:
-                with get_client(sync_client=True) as client:
-                    deadline = time.monotonic() + 120
-                    while True:
-                        try:
-                            dep = client.read_deployment_by_name("erasure-batch/nightly")
-                            break
-                        except Exception:
-                            assert served.poll() is None, (tmp_path / "serve.log").read_text()
-                            assert time.monotonic() < deadline, "the deployment was never registered"
-                            time.sleep(1)
-                    assert [s.schedule.cron for s in dep.schedules] == ["30 3 * * *"]
-                    assert dep.schedules[0].schedule.timezone == "Europe/Berlin"
-                    assert dep.global_concurrency_limit is not None and dep.global_concurrency_limit.limit == 1
-                    assert dep.parameters == {"params_path": "params.yaml"}
-                # a manual run of the deployment, executed by the serving process
-                fr = run_deployment("erasure-batch/nightly", timeout=300)
-                assert fr.state is not None and fr.state.is_completed(), (tmp_path / "serve.log").read_text()[-3000:]
-            finally:
-                os.killpg(served.pid, signal.SIGINT)
-                try:
-                    served.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(served.pid, signal.SIGKILL)
-    finally:
-        os.environ.pop("PREFECT_HOME", None)
-    assert "up to date" in dvc_status(repo)
-
-
-# --- 6. scale-out: benchmark cells as Prefect tasks ---------------------------------------------------
-
-
-def test_benchmark_cells_run_in_parallel_on_a_dask_cluster(repo, harness, monkeypatch, tmp_path):
-    """The scale-out path: the grid's cells as Prefect tasks on prefect-dask's local cluster
-    (two worker processes); the thread runner takes the same path with another runner."""
-    runner = "dask"
-    from flows.bench import grid_runner
-    from tru.bench import bench_unlearn
-    from tru.config import load_params
-
-    monkeypatch.chdir(repo)
-    params = load_params(repo / "params.yaml")
-    out = tmp_path / "grid.csv"
-    rows = bench_unlearn(params, out, [1], ["user"], ["gradient_ascent"], run_cells=grid_runner(runner, 2))
-    got = pd.read_csv(out)
-    assert len(rows) == len(got) == 2  # original + gradient_ascent, each cell once
-    assert set(got["method"]) == {"original", "gradient_ascent"} and (got["seed"] == 1).all()
-    assert (got["backbone"] == "mgcn").all() and got["retain_recall@20"].between(0, 1).all()
-    # resumable: a second call finds every cell done and runs nothing
-    again = bench_unlearn(params, out, [1], ["user"], ["gradient_ascent"], run_cells=grid_runner(runner, 2))
-    assert len(again) == 2 and pd.read_csv(out).equals(got)
-    # the same cells, one after another, give the same figures (only the timings differ)
-    seq = tmp_path / "seq.csv"
-    bench_unlearn(params, seq, [1], ["user"], ["gradient_ascent"])
-    cols = ["seed", "method", "retain_recall@20", "forget_recall@20"]
-    pd.testing.assert_frame_equal(pd.read_csv(seq)[cols].sort_values(cols[:2]).reset_index(drop=True),
-                                  got[cols].sort_values(cols[:2]).reset_index(drop=True))

@@ -1,10 +1,6 @@
 """End to end: `dvc repro` of the stages on tiny synthetic data in a temporary git repo,
 and the CLI's one-line errors on bad input."""
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,52 +12,13 @@ from typer.testing import CliRunner
 from tru.cli import app
 from tru.io import read_json, sha256_file
 
-from conftest import ROOT
-
-BIN = Path(sys.executable).parent
-
-
-def tiny_params(dst: Path) -> None:
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    p["data"].update({"source": "synthetic", "name": "tiny", "dataset_dir": "data/datasets/tiny"})
-    p["synthetic"].update({"n_users": 80, "n_items": 50, "n_interactions": 1600})
-    p["model"]["mgcn"].update({"embedding_dim": 16, "knn_k": 5})
-    p["train"].update({"max_epochs": 3, "batch_size": 256})
-    p["canary"].update({"users": 4, "profile_length": 8, "triggers": 2, "target_popularity": [0, 40],
-                        "trigger_popularity": [1, 10_000]})
-    p["audit"]["mia"].update({"bootstrap": 20})
-    # a 3-epoch model on 80 users: the gate's plumbing is under test here, not its calibration
-    # (tests/test_audit.py checks that a broken erasure fails and a good one passes)
-    p["audit"]["gate"].update({"max_retain_drop": 0.5, "max_mia_balanced_accuracy": 0.95,
-                               "max_forget_recall_ratio": 1.5, "max_backdoor_asr": 1.0})
-    (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-
-
-def tool_env(**extra) -> dict:
-    """The environment of the project's commands in a test repository (a fixed test key)."""
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-            "TRU_PSEUDONYM_KEY": "00112233445566778899aabbccddeeff", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            **extra}
-
-
-def run(cmd, cwd, expect: int = 0):
-    res = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=600)
-    assert res.returncode == expect, f"{' '.join(cmd)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}"
-    return res.stdout + res.stderr if expect else res.stdout
+from conftest import BIN, ROOT, copy_repo, ledger_status, run, tiny_params
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    d = tmp_path_factory.mktemp("repo")
-    shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
-    (d / "batches.yaml").write_text("batches: []\n")  # a fresh project: no deletion batch yet
-    shutil.copytree(ROOT / "tru", d / "tru", ignore=shutil.ignore_patterns("__pycache__"))
-    tiny_params(d)
-    run(["git", "init", "-q"], d)
-    run([str(BIN / "dvc"), "init", "-q"], d)
-    run([str(BIN / "dvc"), "config", "core.analytics", "false"], d)
-    run([str(BIN / "dvc"), "repro"], d)
-    return d
+def repo(base_repo, tmp_path_factory):
+    """A fresh project after `dvc repro` of the base stages (a copy of the session's)."""
+    return copy_repo(base_repo, tmp_path_factory.mktemp("repo"))
 
 
 def test_dvc_repro_runs_every_stage(repo):
@@ -116,18 +73,6 @@ def test_a_deletion_batch_through_ingest_sets_and_map(repo):
     assert "inbox empty" in run([tru, "ingest"], repo)
     assert "Data and pipelines are up to date" in run([str(BIN / "dvc"), "repro"], repo) or \
         "didn't change" in run([str(BIN / "dvc"), "repro"], repo)
-
-
-def ledger_status(repo: Path, batch: str) -> pd.DataFrame:
-    from tru.requests.ledger import read_ledger
-
-    cwd = os.getcwd()
-    try:
-        os.chdir(repo)
-        led = read_ledger("data/ledger", columns=["batch_id", "request_id", "status"])
-    finally:
-        os.chdir(cwd)
-    return led[led["batch_id"] == batch]
 
 
 # --- bad input: one clear line, non-zero exit, nothing half-written ----------------------
@@ -194,16 +139,13 @@ def test_unknown_params_key_exits_with_its_name(tmp_path):
     assert res.exit_code != 0 and "unknown key 'train.epochz'" in res.output
 
 
-def test_prefect_flow_writes_the_same_artifacts_as_dvc(repo, tmp_path, monkeypatch):
+def test_prefect_flow_writes_the_same_artifacts_as_dvc(repo, harness, tmp_path, monkeypatch):
     """One implementation of each step: the Prefect flow and `dvc repro` give identical files."""
-    from prefect.testing.utilities import prefect_test_harness
-
     from flows.train import base_training
 
     tiny_params(tmp_path)
     monkeypatch.chdir(tmp_path)
-    with prefect_test_harness(server_startup_timeout=90):
-        hashes = base_training(str(tmp_path / "params.yaml"))
+    hashes = base_training(str(tmp_path / "params.yaml"))
     assert hashes["checkpoint"] == sha256_file(repo / "data/models/base/model.safetensors")
     assert (tmp_path / "reports/train/metrics.json").read_bytes() == (repo / "reports/train/metrics.json").read_bytes()
     assert (tmp_path / "data/split/train.parquet").read_bytes() == (repo / "data/split/train.parquet").read_bytes()
