@@ -156,3 +156,28 @@ def test_exact_erasure_redraws_private_rows(world):
     assert torch.equal(model.user_embedding[8], base.user_embedding[8])
     again, _ = prepare(ctx, p)
     assert torch.equal(again.user_embedding[7], model.user_embedding[7])  # seeded from the batch
+
+
+@pytest.mark.parametrize("scope", ["fusion", "selected"])
+def test_gate_scope_decides_which_parameters_the_gate_pushes(world, scope):
+    """One reverse step, no repair: the gate's gradient reaches the user embeddings only when
+    its scope is the selected modules; with scope `fusion` they move exactly as without it."""
+    p, prior, base = world
+    forget = prior.train[::5]
+    data = replace(prior, train=np.delete(prior.train, np.s_[::5], axis=0))
+    ctx = UnlearnContext(base=base, prior=prior, data=data, forget=forget, heldout=np.zeros((0, 2), np.int64),
+                         new_users=np.zeros(0, np.int64), new_items=np.zeros(0, np.int64), seed=5)
+    moved = {}
+    for gate in (True, False):
+        mech = p.unlearn.tru.model_copy(update={"gate": gate, "gate_scope": scope, "gate_lambda": 5.0,
+                                               "scaling": False, "selection": False})
+        up = p.unlearn.model_copy(update={"max_epochs": 1, "forget_batch_size": len(forget), "repair_sample": 0,
+                                          "tru": mech})
+        res = run_method("tru", ctx, p.model_copy(update={"unlearn": up}))
+        assert res.log["epochs"][0]["repair_pairs"] == 0
+        moved[gate] = res.model.user_embedding.detach().clone()
+    assert not torch.equal(moved[True], base.user_embedding.detach())
+    if scope == "fusion":
+        assert torch.equal(moved[True], moved[False])
+    else:
+        assert not torch.equal(moved[True], moved[False])

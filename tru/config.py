@@ -180,6 +180,9 @@ class TRUParams(Section):
     gate_k: int = Field(gt=0)
     gate_lambda: float = Field(ge=0)
     gate_temperature: float = Field(gt=0)
+    # where the gate's push goes: the fusion parameters (DESIGN.md section 3), or every
+    # selected module (the reverse step's own scope)
+    gate_scope: Literal["fusion", "selected"] = "fusion"
     scale_gamma: float = Field(ge=0)
     scale_min: float = Field(gt=0)
     scale_max: float = Field(gt=0)

@@ -312,13 +312,18 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
             if original is not None:  # deleted users: theta_0's representation (see reverse_bpr_from)
                 u_emb = torch.where(original[1].unsqueeze(1), original[0], u_emb)
             loss = reverse_bpr_from(u_emb, i_emb, u, i, neg)
-            loss.backward(retain_graph=mechanisms is not None and mechanisms.gate)
-            if mechanisms is not None and mechanisms.gate:
+            gated = mechanisms is not None and mechanisms.gate
+            if gated:
                 users_u = torch.unique(u).numpy()
                 mask = exclusion_mask(users_u, per_user_retained, ctx.data.deleted_items, model.n_items)
                 gate, margin, in_top = ranking_gate(u_emb, i_emb, u, i, mask, mechanisms.gate_k, mechanisms.gate_temperature)
                 penalty = gate_penalty(gate, margin, mechanisms.gate_lambda)
-                if float(gate.sum()) > 0:
+            if gated and mechanisms.gate_scope == "selected":
+                (loss + penalty).backward()  # the push reaches every selected module, scaled like the reverse step
+            else:
+                loss.backward(retain_graph=gated)
+            if gated:
+                if mechanisms.gate_scope == "fusion" and float(gate.sum()) > 0:
                     fusion_params = [named[n] for n in fusion]
                     grads = torch.autograd.grad(penalty, fusion_params, allow_unused=True)
                     for p, g in zip(fusion_params, grads):
