@@ -350,12 +350,25 @@ def _original_cell(params_json: str, regime: str, seed: int, checkpoint: str = "
 
 
 def bench_base_model(params: Params, split_dir: str | Path = "data/split", root: str | Path = "data/bench") -> str:
-    """The base model of another backbone than the pipeline's, trained once on the pipeline's
-    split with its seed (a benchmark artifact, not a pipeline output): data/bench/base-<backbone>."""
-    out = Path(root) / f"base-{params.model.backbone}"
-    if not (out / "model.safetensors").is_file():
-        print(f"training the {params.model.backbone} base model once -> {out}", flush=True)
-        _in_child(_train_base, params.model_dump_json(), str(split_dir), str(out))
+    """The base model of another backbone than the pipeline's, trained on the pipeline's split
+    with its seed (a benchmark artifact, not a pipeline output): data/bench/base-<backbone>,
+    trained again when the split, the backbone's params, the recipe or the seed changed."""
+    from tru.io import read_json, sha256_tree
+
+    backbone = params.model.backbone
+    out = Path(root) / f"base-{backbone}"
+    if (out / "checkpoint.json").is_file():
+        meta = read_json(out / "checkpoint.json")
+        stale = [why for why, same in (
+            ("the split changed", meta.get("data", {}).get("split_sha256") == sha256_tree(split_dir)),
+            (f"model.{backbone} changed", meta.get("model", {}).get("params") == getattr(params.model, backbone).model_dump()),
+            ("the training recipe changed", meta.get("train") == params.train.model_dump()),
+            ("the seed changed", meta.get("seed") == params.seed)) if not same]
+        if not stale and (out / "model.safetensors").is_file():
+            return str(out)
+        print(f"{out} is stale ({', '.join(stale) or 'weights missing'}): training it again", flush=True)
+    print(f"training the {backbone} base model once -> {out}", flush=True)
+    _in_child(_train_base, params.model_dump_json(), str(split_dir), str(out))
     return str(out)
 
 
@@ -452,7 +465,7 @@ def _plot_unlearn(df, path: Path) -> None:
             ax.set_xlabel("forget Recall@20 (lower is better)")
             ax.set_ylabel("retain test Recall@20 (higher is better)")
             ax.grid(alpha=0.3)
-    labels, handles = {}, []
+    labels = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             if lab not in labels:
