@@ -181,3 +181,34 @@ def test_gate_scope_decides_which_parameters_the_gate_pushes(world, scope):
         assert torch.equal(moved[True], moved[False])
     else:
         assert not torch.equal(moved[True], moved[False])
+
+
+def test_multidelete_decouples_forgotten_pairs_and_keeps_retained_embeddings(world):
+    p, prior, base = world
+    forget = prior.train[::5]  # interaction level: every user keeps most of their items
+    data = replace(prior, train=np.delete(prior.train, np.s_[::5], axis=0))
+    ctx = UnlearnContext(base=base, prior=prior, data=data, forget=forget, heldout=np.zeros((0, 2), np.int64),
+                         new_users=np.zeros(0, np.int64), new_items=np.zeros(0, np.int64), seed=5)
+    before_forget = rank_metrics_of(base, forget_eval(ctx.data, ctx.forget))["recall@20"]
+    before_retain = rank_metrics_of(base, retain_eval(ctx.data, "test"))["recall@20"]
+    res = run_method("multidelete", ctx, p)
+    epochs = res.log["epochs"]
+    assert len(epochs) == p.unlearn.multidelete.epochs
+    assert epochs[-1]["decoupling"] < epochs[0]["decoupling"]
+    assert rank_metrics_of(res.model, forget_eval(ctx.data, ctx.forget))["recall@20"] < before_forget
+    assert rank_metrics_of(res.model, retain_eval(ctx.data, "test"))["recall@20"] >= 0.9 * before_retain
+    # with the retention terms alone nothing has a reason to move: theta_0 is their optimum
+    quiet = p.unlearn.model_copy(update={"multidelete": p.unlearn.multidelete.model_copy(update={"decouple_weight": 0.0}),
+                                         "rebuild_graphs": False})
+    still = run_method("multidelete", ctx, p.model_copy(update={"unlearn": quiet})).model
+    for (name, a), b in zip(still.named_parameters(), base.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_multidelete_keeps_erased_rows_where_the_exact_erasure_put_them(world):
+    p, prior, base = world
+    ctx = user_batch(prior, base, [1, 2, 3])
+    erased, _ = prepare(ctx, p)
+    model = run_method("multidelete", ctx, p).model
+    rows = torch.as_tensor(ctx.new_users)
+    assert torch.equal(model.user_embedding.detach()[rows], erased.user_embedding.detach()[rows])

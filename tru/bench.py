@@ -252,6 +252,7 @@ VARIANTS = {
     "retrain": ("retrain", {}, {}),
     "reverse_repair": ("reverse_repair", {}, {}),
     "gradient_ascent": ("gradient_ascent", {}, {}),
+    "multidelete": ("multidelete", {}, {}),
     "tru": ("tru", {}, {}),
     "tru_no_gate": ("tru", {}, {"gate": False}),
     "tru_no_scaling": ("tru", {}, {"scaling": False}),

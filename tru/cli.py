@@ -397,7 +397,7 @@ def bench_ingest_cmd(out: Path = typer.Option(Path("reports/bench/ingest_1m.json
 @stage
 def bench_unlearn_cmd(params: Path = ParamsOpt, out: Path = typer.Option(Path("reports/bench/unlearn_movielens100k.csv")),
                       seeds: str = typer.Option("1,2,3"), regimes: str = typer.Option("user,item,interaction"),
-                      methods: str = typer.Option(",".join(["retrain", "reverse_repair", "gradient_ascent", "tru",
+                      methods: str = typer.Option(",".join(["retrain", "reverse_repair", "gradient_ascent", "multidelete", "tru",
                                                            "tru_no_gate", "tru_no_scaling", "tru_no_selection",
                                                            "tru_no_exact", "reverse_repair_no_exact"])),
                       backbone: Optional[str] = typer.Option(None, help="mgcn or miggt (default: model.backbone)"),

@@ -190,6 +190,14 @@ class TRUParams(Section):
     probe_size: int = Field(gt=0)
 
 
+class MultiDeleteParams(Section):
+    epochs: int = Field(ge=0)
+    decouple_weight: float = Field(ge=0)
+    multimodal_retention: float = Field(ge=0)
+    unimodal_retention: float = Field(ge=0)
+    retain_batch_size: int = Field(gt=0)
+
+
 class StopParams(Section):
     mia_auc_margin: float = Field(ge=0, le=0.5)
     retain_tolerance: float = Field(ge=0, lt=1)
@@ -208,6 +216,7 @@ class UnlearnParams(Section):
     ascent_epochs: int = Field(ge=0)
     stop: StopParams
     tru: TRUParams
+    multidelete: MultiDeleteParams
 
 
 class RepairParams(Section):

@@ -58,6 +58,12 @@ class Recommender(nn.Module):
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def modality_views(self) -> dict[str, torch.Tensor]:
+        """The unimodal embeddings: per branch ("id" and each modality) the view of every
+        node [n_users + n_items, dim] before the branches are fused, with gradients
+        (MultiDelete's decoupling and unimodal retention work on them)."""
+        raise NotImplementedError
+
     def score_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """Computes the embeddings once; returns users -> full score rows [batch, n_items]."""
         with torch.no_grad():

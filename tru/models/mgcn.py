@@ -76,6 +76,16 @@ class MGCN(Recommender):
 
     # --- forward ----------------------------------------------------------------------
     def _forward(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        final, side, content, _ = self._forward_views()
+        return final, side, content
+
+    def modality_views(self) -> dict[str, torch.Tensor]:
+        """"id": the user-item (content) view; each modality: its item-item view with the
+        users' aggregate (before the fuser)."""
+        _, _, content, views = self._forward_views()
+        return {"id": content, **dict(zip(self.modal, views))}
+
+    def _forward_views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         if self.norm_adj is None:
             raise RuntimeError("call set_graph(train_pairs) before using the model")
         item_id = self.item_embedding
@@ -99,7 +109,7 @@ class MGCN(Recommender):
         for (m, branch), v in zip(self.modal.items(), views):
             side = side + branch.prefer(content) * (v - common)
         side = side / (len(views) + 1)
-        return content + side, side, content
+        return content + side, side, content, views
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         final, _, _ = self._forward()

@@ -190,6 +190,9 @@ class MIGGT(Recommender):
             out[m] = self._propagate(torch.cat([items.new_zeros(self.n_users, items.shape[1]), items]), self.hops[m])
         return out
 
+    def modality_views(self) -> dict[str, torch.Tensor]:
+        return self.branch_outputs()
+
     def _forward(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Final embeddings of all nodes, and what the unsmooth loss needs: the local
         embeddings, their keys and each node's memory (sampled item indices)."""

@@ -7,6 +7,7 @@ alike.
 - reverse_repair: the uniform MMRecUn-style protocol (reverse BPR on D_f, repair on D_r);
 - tru: reverse-repair with the ranking gate, branch-wise scaling and capacity-aware
   selection, each switchable (params `unlearn.tru`).
+- multidelete: MultiDelete's decoupling and retention losses, adapted (tru/unlearning/multidelete.py).
 
 Every approximate method first erases exactly what is private to deleted entities
 (`unlearn.exact_erasure`) and rebuilds the graphs from the retain set (`unlearn.rebuild_graphs`).
@@ -358,3 +359,7 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
     model.eval()
     return UnlearnResult(model, log)
 
+
+
+# baselines in their own modules register themselves on import
+from tru.unlearning import multidelete as _multidelete  # noqa: E402,F401
