@@ -64,6 +64,11 @@ class Recommender(nn.Module):
         (MultiDelete's decoupling and unimodal retention work on them)."""
         raise NotImplementedError
 
+    def views_and_embeddings(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """`modality_views()` and the fused embeddings of every node [n_users + n_items, dim]
+        (users first), from one forward pass where the backbone allows it."""
+        return self.modality_views(), torch.cat(self.embeddings())
+
     def score_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """Computes the embeddings once; returns users -> full score rows [batch, n_items]."""
         with torch.no_grad():

@@ -82,8 +82,11 @@ class MGCN(Recommender):
     def modality_views(self) -> dict[str, torch.Tensor]:
         """"id": the user-item (content) view; each modality: its item-item view with the
         users' aggregate (before the fuser)."""
-        _, _, content, views = self._forward_views()
-        return {"id": content, **dict(zip(self.modal, views))}
+        return self.views_and_embeddings()[0]
+
+    def views_and_embeddings(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        final, _, content, views = self._forward_views()
+        return {"id": content, **dict(zip(self.modal, views))}, final
 
     def _forward_views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         if self.norm_adj is None:

@@ -193,10 +193,15 @@ class MIGGT(Recommender):
     def modality_views(self) -> dict[str, torch.Tensor]:
         return self.branch_outputs()
 
-    def _forward(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def views_and_embeddings(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        views = self.branch_outputs()
+        return views, self._forward(views)[0]
+
+    def _forward(self, views: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Final embeddings of all nodes, and what the unsmooth loss needs: the local
-        embeddings, their keys and each node's memory (sampled item indices)."""
-        local = self.fused_dropout(sum(self.branch_outputs().values()))
+        embeddings, their keys and each node's memory (sampled item indices). `views`: the
+        branch outputs when the caller has them already."""
+        local = self.fused_dropout(sum((self.branch_outputs() if views is None else views).values()))
         keys = self.transformer.key(local)
         memory_idx = self._samples() + self.n_users
         memory = torch.cat([local.unsqueeze(1), local[memory_idx]], dim=1)

@@ -62,8 +62,9 @@ def multidelete(ctx: UnlearnContext, params: Params) -> UnlearnResult:
     was_training = ctx.base.training
     ctx.base.eval()
     with torch.no_grad():
-        ref_views = {b: v.detach().clone() for b, v in ctx.base.modality_views().items()}
-        ref_final = torch.cat(ctx.base.embeddings()).detach().clone()
+        views, final = ctx.base.views_and_embeddings()
+        ref_views = {b: v.detach().clone() for b, v in views.items()}
+        ref_final = final.detach().clone()
     ctx.base.train(was_training)
     rng = np.random.default_rng(ctx.seed)
     opt = torch.optim.Adam(model.parameters(), lr=up.lr)
@@ -83,8 +84,7 @@ def multidelete(ctx: UnlearnContext, params: Params) -> UnlearnResult:
             b = ctx.forget[order[s : s + up.forget_batch_size]]
             r = retain[rng.integers(0, len(retain), size=min(md.retain_batch_size, len(retain)))] if len(retain) else retain
             nodes = torch.as_tensor(np.unique(np.concatenate([r[:, 0], r[:, 1] + n_users])))
-            views = model.modality_views()
-            final = torch.cat(model.embeddings())
+            views, final = model.views_and_embeddings()
             dec = decoupling_loss(views, torch.as_tensor(b[:, 0]), torch.as_tensor(b[:, 1]), n_users)
             mkr = retention_loss(final, ref_final, nodes) if len(nodes) else final.new_zeros(())
             ukr = torch.stack([retention_loss(v, ref_views[k], nodes) for k, v in views.items()]).mean() \
