@@ -68,9 +68,6 @@ def tiny_data():
 BIN = Path(sys.executable).parent
 
 
-BIN = Path(sys.executable).parent
-
-
 def tiny_params(dst: Path) -> None:
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["data"].update({"source": "synthetic", "name": "tiny", "dataset_dir": "data/datasets/tiny"})

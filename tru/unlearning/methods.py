@@ -360,6 +360,5 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
     return UnlearnResult(model, log)
 
 
-
 # baselines in their own modules register themselves on import
 from tru.unlearning import multidelete as _multidelete  # noqa: E402,F401
