@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tru.config import Params
+from tru.config import Params, unlearn_for
 from tru.io import write_json
 
 
@@ -314,7 +314,7 @@ def _unlearn_cell(params_json: str, regime: str, seed: int, variant: str, checkp
     from tru.unlearning.methods import run_method
     from tru.unlearning.repair import final_repair
 
-    params = Params.model_validate_json(params_json)
+    params = unlearn_for(Params.model_validate_json(params_json))
     method, over, tru_over = VARIANTS[variant]
     up = params.unlearn.model_copy(update={**over, "tru": params.unlearn.tru.model_copy(update=tru_over)})
     params = params.model_copy(update={"unlearn": up})
@@ -494,7 +494,7 @@ def _audit_cell(params_json: str, seed: int, method: str) -> dict:
     from tru.unlearning.methods import run_method
     from tru.unlearning.repair import final_repair
 
-    params = Params.model_validate_json(params_json)
+    params = unlearn_for(Params.model_validate_json(params_json))
     canary = canary_mod.load("data/split")
     ctx = regime_context(params, "user", seed, delete_canary=True)
     t0 = time.perf_counter()

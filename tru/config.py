@@ -203,6 +203,18 @@ class StopParams(Section):
     retain_tolerance: float = Field(ge=0, lt=1)
 
 
+class UnlearnOverride(Section):
+    """The reverse recipe's step sizes and bounds for one backbone (unset: the shared value)."""
+
+    max_epochs: int | None = Field(default=None, ge=0)
+    lr: float | None = Field(default=None, gt=0)
+    forget_batch_size: int | None = Field(default=None, gt=0)
+    repair_lr: float | None = Field(default=None, gt=0)
+    repair_sample: int | None = Field(default=None, ge=0)
+    repair_batch_size: int | None = Field(default=None, gt=0)
+    ascent_epochs: int | None = Field(default=None, ge=0)
+
+
 class UnlearnParams(Section):
     method: str
     exact_erasure: bool
@@ -217,6 +229,8 @@ class UnlearnParams(Section):
     stop: StopParams
     tru: TRUParams
     multidelete: MultiDeleteParams
+    # per backbone: the values above that differ for it (see unlearn_for)
+    backbones: dict[Literal["mgcn", "miggt"], UnlearnOverride] = Field(default_factory=dict)
 
 
 class RepairParams(Section):
@@ -265,6 +279,20 @@ class Params(Section):
     repair: RepairParams
     audit: AuditParams
     evaluate: EvaluateParams
+
+
+def unlearn_for(params: Params) -> Params:
+    """`params` with the unlearning recipe of its backbone: `unlearn.backbones[<backbone>]`
+    laid over the shared `unlearn` values. Idempotent. The stages and the benchmark cells
+    apply it to the params they load; `run_method` takes params as given (a caller that
+    changes `unlearn` gets exactly what it asked for)."""
+    over = params.unlearn.backbones.get(params.model.backbone)
+    if over is None:
+        return params
+    changes = over.model_dump(exclude_none=True)
+    if all(getattr(params.unlearn, k) == v for k, v in changes.items()):
+        return params
+    return params.model_copy(update={"unlearn": params.unlearn.model_copy(update=changes)})
 
 
 def _describe(err: ValidationError, source: str) -> str:

@@ -256,6 +256,9 @@ def erase_stage(params: Params, batch_id: str, method: str | None = None, out_di
     from tru.checkpoint import save_checkpoint
     from tru.unlearning.methods import run_method
 
+    from tru.config import unlearn_for
+
+    params = unlearn_for(params)
     ctx, entry = load_context(params, batch_id, batches_file)
     own = entry.get("method", params.unlearn.method)
     method = method or own
@@ -280,8 +283,10 @@ def repair_stage(params: Params, batch_id: str, batches_file: str | Path | None 
     """Final retain-side repair of the unlearned model -> the batch's model."""
     from tru import batches
     from tru.checkpoint import load_checkpoint, save_checkpoint
+    from tru.config import unlearn_for
     from tru.unlearning.repair import final_repair
 
+    params = unlearn_for(params)
     ctx, entry = load_context(params, batch_id, batches_file)
     src = batches.BATCH_DATA / batch_id / "unlearned"
     model, meta = load_checkpoint(src, ctx.data.features)

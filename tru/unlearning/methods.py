@@ -250,6 +250,19 @@ def tru(ctx: UnlearnContext, params: Params) -> UnlearnResult:
     return _reverse_repair_loop(ctx, params, mechanisms=params.unlearn.tru)
 
 
+def _forgotten(row: dict, margin: float) -> tuple[bool, str]:
+    """The stopping signal, without a retrain reference. Forgotten once the forgotten pairs no
+    longer rank above held-out pairs of the same users (an AUC below 0.5 means they already
+    rank lower: more epochs only overshoot). With no such pairs (an item-only batch), once the
+    forgotten pairs are found in their users' top-20 no more often than the retained users'
+    held-out items are in theirs: the deleted items rank like never-seen ones."""
+    auc = row["membership_auc"]
+    if auc is not None:
+        return auc <= 0.5 + margin, "forgotten pairs rank no higher than held-out ones"
+    return (row["forget_recall@20"] <= row["retain_valid_recall@20"],
+            "forgotten pairs reach their users' top-20 no more often than held-out items")
+
+
 def _module_branch(model: Recommender) -> dict[str, str]:
     owner = {n: b for b, names in model.branches().items() for n in names}
     return {m: owner[names[0]] for m, names in model.selection_modules().items()}
@@ -348,12 +361,10 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         row.update(probe_metrics(model, ctx))
         row["seconds"] = time.perf_counter() - e0
         epochs.append(row)
-        # forgotten once the forgotten pairs no longer rank above held-out pairs of the same
-        # users; an AUC below 0.5 means they already rank lower: more epochs only overshoot
-        forgotten = row["membership_auc"] <= 0.5 + up.stop.mia_auc_margin
+        forgotten, why = _forgotten(row, up.stop.mia_auc_margin)
         useful = row["retain_valid_recall@20"] >= (1 - up.stop.retain_tolerance) * base_valid
         if forgotten and useful:
-            row["stop"] = "forgotten pairs rank no higher than held-out ones; retain utility within tolerance"
+            row["stop"] = f"{why}; retain utility within tolerance"
             break
     log["epochs"] = epochs
     model.eval()

@@ -62,10 +62,13 @@ def rank_percentiles(model: Recommender, pairs: np.ndarray, data: InteractionDat
     return out
 
 
-def membership_auc(model: Recommender, members: np.ndarray, non_members: np.ndarray, data: InteractionData) -> float:
-    """AUC of telling forgotten pairs from held-out pairs by rank percentile (0.5 = cannot)."""
+def membership_auc(model: Recommender, members: np.ndarray, non_members: np.ndarray,
+                   data: InteractionData) -> float | None:
+    """AUC of telling forgotten pairs from held-out pairs by rank percentile (0.5 = cannot);
+    None when there is nothing to compare (an item-only batch: pairs with a deleted item are
+    no membership question)."""
     if len(members) == 0 or len(non_members) == 0:
-        return 0.5
+        return None
     a = rank_percentiles(model, members, data)
     b = rank_percentiles(model, non_members, data)
     y = np.concatenate([np.ones(len(a)), np.zeros(len(b))])
