@@ -84,3 +84,23 @@ def test_miggt_section():
     r = raw()
     del r["model"]["miggt"]  # optional while mgcn is the backbone
     assert parse_params(r).model.miggt is None
+
+
+def test_unlearn_recipe_per_backbone_lays_its_values_over_the_shared_ones():
+    from tru.config import unlearn_for
+
+    r = raw()
+    r["unlearn"]["backbones"] = {"miggt": {"lr": 0.0005, "max_epochs": 5}}
+    p = parse_params(r)
+    assert unlearn_for(p) is p  # the pipeline's backbone (mgcn) has no entry: shared values
+    mig = p.model_copy(update={"model": p.model.model_copy(update={"backbone": "miggt"})})
+    got = unlearn_for(mig).unlearn
+    assert (got.lr, got.max_epochs) == (0.0005, 5)
+    assert got.repair_lr == p.unlearn.repair_lr and got.forget_batch_size == p.unlearn.forget_batch_size
+    assert unlearn_for(unlearn_for(mig)).unlearn == got  # idempotent
+    r["unlearn"]["backbones"] = {"lightgcn": {"lr": 0.1}}
+    with pytest.raises(ConfigError, match=r"unlearn.backbones"):
+        parse_params(r)
+    r["unlearn"]["backbones"] = {"miggt": {"learning_rate": 0.1}}
+    with pytest.raises(ConfigError, match=r"unknown key 'unlearn.backbones.miggt.learning_rate'"):
+        parse_params(r)

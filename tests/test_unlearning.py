@@ -212,3 +212,27 @@ def test_multidelete_keeps_erased_rows_where_the_exact_erasure_put_them(world):
     model = run_method("multidelete", ctx, p).model
     rows = torch.as_tensor(ctx.new_users)
     assert torch.equal(model.user_embedding.detach()[rows], erased.user_embedding.detach()[rows])
+
+
+def test_item_only_batch_stops_on_the_forget_probe_not_a_fake_membership_signal(world):
+    """Pairs with a deleted item are no membership question: the AUC is absent (not 0.5, which
+    would stop the loop at once), and forgetting is judged by the forgotten pairs' presence in
+    their users' top-20 against held-out items'."""
+    from tru.unlearning.methods import _forgotten
+
+    p, prior, base = world
+    items = np.array([1, 4])
+    hit = lambda a: np.isin(a[:, 1], items)
+    data = replace(prior, train=prior.train[~hit(prior.train)], valid=prior.valid[~hit(prior.valid)],
+                   test=prior.test[~hit(prior.test)], deleted_items=items)
+    ctx = UnlearnContext(base=base, prior=prior, data=data, forget=prior.train[hit(prior.train)],
+                         heldout=np.zeros((0, 2), np.int64), new_users=np.zeros(0, np.int64), new_items=items, seed=5)
+    res = run_method("tru", ctx, p.model_copy(update={"unlearn": p.unlearn.model_copy(update={"max_epochs": 3})}))
+    rows = res.log["epochs"]
+    assert rows and all(r["membership_auc"] is None for r in rows)
+    for r in rows:
+        forgotten, _ = _forgotten(r, p.unlearn.stop.mia_auc_margin)
+        assert forgotten == (r["forget_recall@20"] <= r["retain_valid_recall@20"])
+    assert ("stop" in rows[-1]) or len(rows) == 3
+    assert _forgotten({"membership_auc": 0.52, "forget_recall@20": 0.9, "retain_valid_recall@20": 0.1}, 0.05)[0]
+    assert not _forgotten({"membership_auc": 0.7, "forget_recall@20": 0.0, "retain_valid_recall@20": 0.1}, 0.05)[0]
