@@ -100,40 +100,65 @@ def bench_nightly(params_path: str | Path, out: str | Path, root: str | Path = "
     return summary
 
 
-# --- the benchmark grid as Prefect tasks (scale-out) ---------------------------------------------
+# --- benchmark cells as Prefect tasks (scale-out) -------------------------------------------------
 
 @task(name="bench-cell")
-def bench_cell_task(params_json: str, regime: str, seed: int, method: str, checkpoint: str) -> dict:
-    from tru.bench import unlearn_cell
+def bench_cell_task(kind: str, job: list) -> dict:
+    """One cell: `unlearn` (tru.bench.unlearn_cell) or `grid` (tru.benchgrid.grid_cell)."""
+    if kind == "unlearn":
+        from tru.bench import unlearn_cell
 
-    return unlearn_cell(params_json, regime, seed, method, checkpoint)
+        return unlearn_cell(*job)
+    from tru.benchgrid import grid_cell
+
+    return grid_cell(*job[:3], tuple(job[3]))
 
 
 @flow(name="bench-grid", log_prints=True)
-def bench_grid(params_json: str, cells: list[tuple], checkpoint: str, out: str, done: list[dict]) -> int:
+def bench_grid(kind: str, jobs: list[list], out: str, done: list[dict]) -> int:
     """Submit every cell; record each as it finishes (the CSV stays resumable)."""
     from prefect.futures import as_completed
 
     from tru.bench import record_unlearn_row
+    from tru.benchgrid import record_result
 
-    futures = [bench_cell_task.submit(params_json, regime, seed, method, checkpoint) for regime, seed, method in cells]
+    record = record_unlearn_row if kind == "unlearn" else record_result
+    futures = [bench_cell_task.submit(kind, job) for job in jobs]
     for fut in as_completed(futures):
-        record_unlearn_row(out, done, fut.result())
+        record(out, done, fut.result())
     return len(futures)
+
+
+def _run(kind: str, runner: str, workers: int, jobs: list[list], out, done: list[dict], reread) -> None:
+    """Cells that run at the same time share the machine: their seconds are not comparable
+    with a sequential run's."""
+    from flows.deployments import task_runner
+
+    if jobs:
+        bench_grid.with_options(task_runner=task_runner(runner, workers))(kind, jobs, str(out), done)
+        done[:] = reread(Path(out))  # the flow recorded into its own copy of the list
 
 
 def grid_runner(runner: str, workers: int):
     """A `run_cells` for tru.bench.bench_unlearn: the cells as tasks on the given task runner
-    (thread or dask, flows/deployments.task_runner). Cells that run at the same time share the
-    machine: their seconds are not comparable with a sequential run's."""
-    from flows.deployments import task_runner
+    (thread or dask, flows/deployments.task_runner)."""
 
     def run_cells(params_json, cells, checkpoint, out, done):
         from tru.bench import read_rows
 
-        if cells:
-            bench_grid.with_options(task_runner=task_runner(runner, workers))(
-                params_json, [list(c) for c in cells], checkpoint, str(out), done)
-            done[:] = read_rows(Path(out))  # the flow recorded into its own copy of the list
+        jobs = [[params_json, regime, seed, method, checkpoint] for regime, seed, method in cells]
+        _run("unlearn", runner, workers, jobs, out, done, read_rows)
+
+    return run_cells
+
+
+def grid_cells_runner(runner: str, workers: int):
+    """A `run_cells` for tru.benchgrid.run_grid (the comparison grid), likewise."""
+
+    def run_cells(jobs, out, done):
+        from tru.benchgrid import read_results
+
+        _run("grid", runner, workers, [[pj, split, ck, list(cell)] for pj, split, ck, cell in jobs], out, done,
+             read_results)
 
     return run_cells

@@ -236,3 +236,78 @@ def test_item_only_batch_stops_on_the_forget_probe_not_a_fake_membership_signal(
     assert ("stop" in rows[-1]) or len(rows) == 3
     assert _forgotten({"membership_auc": 0.52, "forget_recall@20": 0.9, "retain_valid_recall@20": 0.1}, 0.05)[0]
     assert not _forgotten({"membership_auc": 0.7, "forget_recall@20": 0.0, "retain_valid_recall@20": 0.1}, 0.05)[0]
+
+
+def test_scalegun_takes_one_newton_step_on_the_linearly_propagated_tables(world):
+    p, prior, base = world
+    ctx = user_batch(prior, base, [2, 12, 22, 32])
+    prepared, _ = prepare(ctx, p)
+    res = run_method("scalegun", ctx, p)
+    log = res.log
+    linear = set(base.linear_parameters())
+    after, before = dict(res.model.named_parameters()), dict(prepared.named_parameters())
+    moved = {n for n in after if not torch.equal(after[n], before[n])}
+    assert moved and moved <= linear  # only where the propagation is linear
+    for u in ctx.new_users:  # the exactly erased rows stay where a retrain leaves them
+        assert torch.equal(after["user_embedding"][u], before["user_embedding"][u])
+    # the Newton step shrinks the retain objective's gradient; the certificate is reported, not claimed
+    assert log["certificate"]["gradient_residual_norm"] < log["gradient_norm"]
+    assert log["certificate"]["holds"] is False and log["certificate"]["training_noise_sigma_needed"] > 0
+    assert 1 <= log["conjugate_gradient"]["iterations"] <= p.unlearn.scalegun.cg_iters
+
+
+def test_conjugate_gradient_solves_a_positive_definite_system():
+    from tru.unlearning.scalegun import conjugate_gradient
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 6, generator=g)
+    h = a @ a.T + 0.5 * torch.eye(6)
+    b = [torch.randn(6, generator=g)]
+    x, info = conjugate_gradient(lambda v: [h @ v[0]], b, iters=50)
+    assert torch.allclose(h @ x[0], b[0], atol=1e-4) and info["relative_residual"] < 1e-4
+
+
+def test_balanced_partition_keeps_shards_within_capacity_and_clusters_together():
+    from tru.unlearning.ultrare import balanced_partition
+
+    rng = np.random.default_rng(0)
+    blobs = np.concatenate([rng.normal(c, 0.1, size=(20, 2)) for c in ((0, 0), (5, 5), (0, 5))])
+    a = balanced_partition(blobs, 3, seed=1)
+    assert np.bincount(a, minlength=3).tolist() == [20, 20, 20]
+    assert all(len(set(a[s : s + 20])) == 1 for s in (0, 20, 40))  # each blob one shard
+    assert np.array_equal(a, balanced_partition(blobs, 3, seed=1))
+    skewed = np.concatenate([rng.normal(0, 0.1, size=(50, 2)), rng.normal(5, 0.1, size=(10, 2))])
+    assert np.bincount(balanced_partition(skewed, 3, seed=1)).max() <= 20  # capacity ceil(60 / 3)
+
+
+def test_ultrare_retrains_exactly_the_shards_a_deletion_touches(world, tmp_path):
+    from tru.unlearning.ultrare import _train_shard, original_ensemble
+
+    p, prior, base = world
+    p = p.model_copy(update={"train": p.train.model_copy(update={"max_epochs": 4}), "unlearn": p.unlearn.model_copy(update={
+        "ultrare": p.unlearn.ultrare.model_copy(update={"shards": 3, "cache_dir": str(tmp_path)})})})
+    ctx = user_batch(prior, base, [5])
+    first = run_method("ultrare", ctx, p)
+    assert first.log["ensemble"]["cached"] is False and first.log["setup_seconds"] > 0
+    again = run_method("ultrare", ctx, p)  # the ensemble of theta_0's data is trained once
+    assert again.log["ensemble"]["cached"] is True and again.log["setup_seconds"] == 0.0
+    assign = first.model.user_shard.numpy()
+    k = int(assign[5])
+    assert first.log["touched_shards"] == [k]
+    ens, _ = original_ensemble(ctx, p)
+    for j in range(3):  # untouched shards: as trained on theta_0's data, bit for bit
+        same = all(torch.equal(a, b) for a, b in zip(first.model.shards[j].state_dict().values(),
+                                                      ens.shards[j].state_dict().values()))
+        assert same == (j != k)
+    # the touched shard equals training it from scratch on its retained interactions
+    users_k = np.flatnonzero(assign == k)
+    scratch, _ = _train_shard(p, ctx.data, ctx.data.train[np.isin(ctx.data.train[:, 0], users_k)], users_k,
+                              p.seed + k, ctx.data.candidates, "check")
+    assert all(torch.equal(a, b) for a, b in zip(first.model.shards[k].state_dict().values(),
+                                                  scratch.state_dict().values()))
+    # each user is ranked by its own shard's sub-model
+    users = torch.arange(prior.n_users)
+    rows = first.model.score_fn()(users)
+    own = first.model.shards[k]
+    own.eval()
+    assert torch.allclose(rows[5], own.score_fn()(torch.tensor([5]))[0])

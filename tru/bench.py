@@ -134,6 +134,20 @@ def _plot_curves(runs: dict[str, list[dict]], pop: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def host_gemm_gflops(threads: int, size: int = 1024, seconds: float = 2.0) -> float:
+    """The host's float32 matrix-multiply speed with the training's thread count: seconds per
+    epoch measured on two hosts of the same kind differ with it (cloud CPUs of one kind have
+    differed by 2x here), so the benchmark records it beside them."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        n += 1
+    return round(2 * size**3 * n / (time.perf_counter() - t0) / 1e9, 1)
+
+
 def bench_train(params: Params, out: str | Path, seeds: list[int], baby_epoch: bool = True,
                 split_dir: str | Path = "data/split") -> dict:
     out = Path(out)
@@ -172,7 +186,8 @@ def bench_train(params: Params, out: str | Path, seeds: list[int], baby_epoch: b
         "summary": summary,
         "runs": runs,  # with each run's validation curve (the plot redraws every backbone's)
         "environment": {"torch": torch.__version__, "threads": params.train.threads, "python": platform.python_version(),
-                        "machine": platform.machine(), "cpus": mp.cpu_count()},
+                        "machine": platform.machine(), "cpus": mp.cpu_count(),
+                        "host_gemm_gflops": host_gemm_gflops(params.train.threads)},
     }
     if baby_epoch:
         result["baby_scale_epoch"] = _in_child(_baby_epoch, pj)
@@ -253,6 +268,8 @@ VARIANTS = {
     "reverse_repair": ("reverse_repair", {}, {}),
     "gradient_ascent": ("gradient_ascent", {}, {}),
     "multidelete": ("multidelete", {}, {}),
+    "scalegun": ("scalegun", {}, {}),
+    "ultrare": ("ultrare", {}, {}),
     "tru": ("tru", {}, {}),
     "tru_no_gate": ("tru", {}, {"gate": False}),
     "tru_no_scaling": ("tru", {}, {"scaling": False}),
@@ -308,31 +325,51 @@ def regime_context(params: Params, regime: str, seed: int, split_dir: str | Path
                           new_users=users, new_items=items, seed=seed)
 
 
-def _unlearn_cell(params_json: str, regime: str, seed: int, variant: str, checkpoint: str = "data/models/base") -> dict:
-    from tru.config import Params
-    from tru.stages import batch_metrics
+EXACT = ("retrain", "ultrare")  # exact methods: no final repair
+
+
+def variant_params(params: Params, variant: str) -> tuple[str, Params]:
+    """The method of a benchmark variant and the params it runs with: the backbone's recipe
+    (unlearn_for), then the variant's switches."""
+    params = unlearn_for(params)
+    method, over, tru_over = VARIANTS[variant]
+    up = params.unlearn.model_copy(update={**over, "tru": params.unlearn.tru.model_copy(update=tru_over)})
+    return method, params.model_copy(update={"unlearn": up})
+
+
+def erase_variant(params: Params, ctx, variant: str) -> dict:
+    """A benchmark variant end to end, timed: the method, then (approximate methods) the final
+    repair; the model the evaluation sees, with its seconds and epoch counts."""
     from tru.unlearning.methods import run_method
     from tru.unlearning.repair import final_repair
 
-    params = unlearn_for(Params.model_validate_json(params_json))
-    method, over, tru_over = VARIANTS[variant]
-    up = params.unlearn.model_copy(update={**over, "tru": params.unlearn.tru.model_copy(update=tru_over)})
-    params = params.model_copy(update={"unlearn": up})
-    ctx = regime_context(params, regime, seed, checkpoint=checkpoint)
-    t0 = time.perf_counter()
+    if variant == "original":
+        return {"model": ctx.base, "seconds": 0.0, "epochs": 0, "repair_epochs": 0}
+    method, params = variant_params(params, variant)
+    up = params.unlearn
     res = run_method(method, ctx, params)
-    model, repair_epochs = res.model, 0
-    if method != "retrain":
+    model, repair_epochs, seconds = res.model, 0, res.seconds
+    if method not in EXACT:
+        t0 = time.perf_counter()
         model, rlog = final_repair(model, ctx, params.repair, up.repair_lr, up.repair_batch_size, ctx.seed, params.train.threads)
-        repair_epochs = rlog["epochs_run"]
-    seconds = time.perf_counter() - t0
-    m = batch_metrics(model, ctx)
-    epochs = res.log.get("epochs", [])
+        repair_epochs, seconds = rlog["epochs_run"], seconds + time.perf_counter() - t0
+    epochs = len(res.log.get("epochs", [])) if method not in EXACT else res.log.get("best_epoch")
+    return {"model": model, "seconds": seconds, "epochs": epochs, "repair_epochs": repair_epochs}
+
+
+def _unlearn_cell(params_json: str, regime: str, seed: int, variant: str, checkpoint: str = "data/models/base") -> dict:
+    from tru.stages import batch_metrics
+
+    params = Params.model_validate_json(params_json)
+    ctx = regime_context(unlearn_for(params), regime, seed, checkpoint=checkpoint)
+    run = erase_variant(params, ctx, variant)
+    m = batch_metrics(run["model"], ctx)
     return {
-        "backbone": params.model.backbone, "regime": regime, "seed": seed, "method": variant, "seconds": round(seconds, 2),
+        "backbone": params.model.backbone, "regime": regime, "seed": seed, "method": variant,
+        "seconds": round(run["seconds"], 2),
         "retain_recall@20": m["retain"]["recall@20"], "retain_ndcg@20": m["retain"]["ndcg@20"],
         "forget_recall@20": m["forget"]["recall@20"], "forget_ndcg@20": m["forget"]["ndcg@20"],
-        "epochs": len(epochs) if method != "retrain" else res.log.get("best_epoch"), "repair_epochs": repair_epochs,
+        "epochs": run["epochs"], "repair_epochs": run["repair_epochs"],
         "forget_pairs": len(ctx.forget), "peak_rss_mb": round(_peak_rss_mb()),
     }
 
@@ -489,24 +526,15 @@ def _audit_cell(params_json: str, seed: int, method: str) -> dict:
     audits exactly as `tru audit` runs them."""
     from tru.audit import canary as canary_mod
     from tru.audit.mia import membership_audit
-    from tru.config import Params
     from tru.stages import batch_metrics
-    from tru.unlearning.methods import run_method
-    from tru.unlearning.repair import final_repair
 
-    params = unlearn_for(Params.model_validate_json(params_json))
+    params = Params.model_validate_json(params_json)
     canary = canary_mod.load("data/split")
     ctx = regime_context(params, "user", seed, delete_canary=True)
-    t0 = time.perf_counter()
-    if method == "original":
-        model = ctx.base
-    else:
-        model = run_method(method, ctx, params).model
-        if method != "retrain":
-            model, _ = final_repair(model, ctx, params.repair, params.unlearn.repair_lr, params.unlearn.repair_batch_size,
-                                    ctx.seed, params.train.threads)
+    run = erase_variant(params, ctx, method)
+    model, seconds = run["model"], run["seconds"]
+    if method != "original":
         model.set_graph(ctx.data.train, ctx.data.active_items)
-    seconds = time.perf_counter() - t0
     model.eval()
     ap = params.audit
     name = "original" if method == "original" else "audited"

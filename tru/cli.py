@@ -397,7 +397,8 @@ def bench_ingest_cmd(out: Path = typer.Option(Path("reports/bench/ingest_1m.json
 @stage
 def bench_unlearn_cmd(params: Path = ParamsOpt, out: Path = typer.Option(Path("reports/bench/unlearn_movielens100k.csv")),
                       seeds: str = typer.Option("1,2,3"), regimes: str = typer.Option("user,item,interaction"),
-                      methods: str = typer.Option(",".join(["retrain", "reverse_repair", "gradient_ascent", "multidelete", "tru",
+                      methods: str = typer.Option(",".join(["retrain", "ultrare", "reverse_repair", "gradient_ascent",
+                                                           "multidelete", "scalegun", "tru",
                                                            "tru_no_gate", "tru_no_scaling", "tru_no_selection",
                                                            "tru_no_exact", "reverse_repair_no_exact"])),
                       backbone: Optional[str] = typer.Option(None, help="mgcn or miggt (default: model.backbone)"),
@@ -492,6 +493,33 @@ def bench_audit_cmd(params: Path = ParamsOpt, out: Path = typer.Option(Path("rep
 
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()]
     bench_audit(_params(params), out, [int(x) for x in split(seeds)], split(methods))
+
+
+@bench_app.command("grid")
+@stage
+def bench_grid_cmd(grid: Path = typer.Option(Path("reports/bench/grid.yaml"), help="the grid (YAML)"),
+                   params: Path = ParamsOpt,
+                   only: str = typer.Option("", help="run part of the grid: column=value[+value],... over "
+                                            "dataset, backbone, regime, seed, method (e.g. dataset=ml100k,seed=1)"),
+                   runner: str = typer.Option("none", help="none: cells one after another; thread or dask: cells as "
+                                              "Prefect tasks on that task runner (dask: in parallel)"),
+                   workers: int = typer.Option(2, help="parallel cells with --runner thread|dask"),
+                   report_only: bool = typer.Option(False, "--report-only", help="rewrite README.md and the plots "
+                                                    "from results.csv without running anything")) -> None:
+    """The paper's comparison: every cell of the grid not yet in results.csv (resumable), then
+    reports/bench/README.md with the tables and plots."""
+    from tru.benchgrid import load_grid, parse_only, read_results, run_grid, write_report
+
+    g = load_grid(grid)
+    if report_only:
+        write_report(read_results(g.out), g, Path(g.out).parent)
+        return
+    run_cells = None
+    if runner != "none":
+        from flows.bench import grid_cells_runner
+
+        run_cells = grid_cells_runner(runner, workers)
+    run_grid(_params(params), g, parse_only(only), run_cells)
 
 
 if __name__ == "__main__":  # pragma: no cover

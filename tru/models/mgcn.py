@@ -152,6 +152,11 @@ class MGCN(Recommender):
         out["fusion.query_common"] = [n for n, _ in self.named_parameters() if n.startswith("query_common.")]
         return out
 
+    def linear_parameters(self) -> list[str]:
+        # LightGCN propagates [users; items] ID rows, and each item-item graph propagates the
+        # ID rows times a gate that is constant in them
+        return ["user_embedding", "item_embedding"]
+
     @torch.no_grad()
     def erase_rows(self, users: np.ndarray, items: np.ndarray, generator: torch.Generator) -> list[str]:
         users = torch.as_tensor(np.asarray(users, dtype=np.int64))

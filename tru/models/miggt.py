@@ -250,6 +250,10 @@ class MIGGT(Recommender):
             out[f"fusion.{part}"] = [n for n, _ in self.named_parameters() if n.startswith(f"transformer.{part}.")]
         return out
 
+    def linear_parameters(self) -> list[str]:
+        # MGDCF propagates the user table linearly; items come out of non-linear encoders
+        return ["user_embedding"]
+
     @torch.no_grad()
     def erase_rows(self, users: np.ndarray, items: np.ndarray, generator: torch.Generator) -> list[str]:
         """Deleted users' embedding rows are re-drawn from the initialisation, N(0, 1/dim).

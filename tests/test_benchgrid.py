@@ -1,0 +1,109 @@
+"""The comparison grid's plumbing: the grid file, a tiny grid end to end (cells, resume,
+--only, the report). Figures are recorded by the benchmark, not asserted here."""
+
+import pandas as pd
+import pytest
+import yaml
+
+import tru.benchgrid as bg
+from tru.config import parse_params
+from tru.errors import ConfigError
+
+from conftest import ROOT
+
+
+def write_grid(path, **changes):
+    g = {"root": "grid", "out": "out/results.csv",
+         "datasets": {"tiny": {"label": "Tiny (synthetic)", "source": "synthetic", "canary": True}},
+         "blocks": [{"datasets": ["tiny"], "backbones": ["mgcn"], "regimes": ["user", "interaction"],
+                     "methods": ["retrain", "tru"], "seeds": [1]}]}
+    g.update(changes)
+    path.write_text(yaml.safe_dump(g))
+    return path
+
+
+def test_the_repo_grid_is_valid_and_every_setting_starts_with_its_reference():
+    g = bg.load_grid(ROOT / "reports/bench/grid.yaml")
+    cells = g.cells()
+    assert len(cells) == len(set(cells))
+    ml = [c for c in cells if c[0] == "ml100k"]
+    assert len(ml) == 2 * 3 * 3 * 11  # backbones x seeds x regimes x (original + 8 methods)
+    assert {c[4] for c in cells} >= {"original", "retrain", "reverse_repair", "multidelete", "tru"}
+    firsts = {}
+    for c in cells:
+        firsts.setdefault(c[:4], c[4])
+    assert set(firsts.values()) == {"original"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"blocks": [{"datasets": ["nope"], "backbones": ["mgcn"], "regimes": ["user"], "methods": ["tru"], "seeds": [1]}]},
+     "dataset\\(s\\) \\['nope'\\] not under `datasets`"),
+    ({"blocks": [{"datasets": ["tiny"], "backbones": ["mgcn"], "regimes": ["users"], "methods": ["tru"], "seeds": [1]}]},
+     "unknown regime"),
+    ({"blocks": [{"datasets": ["tiny"], "backbones": ["mgcn"], "regimes": ["user"], "methods": ["tru", "magic"],
+                  "seeds": [1]}]}, "unknown method"),
+    ({"datasets": {"tiny": {"label": "x", "source": "mmrec"}}}, "mmrec needs mmrec_dir"),
+    ({"colour": "blue"}, "colour"),
+])
+def test_a_bad_grid_file_is_refused_with_the_reason(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        bg.load_grid(write_grid(tmp_path / "grid.yaml", **change))
+
+
+def test_only_selects_cells_by_column():
+    only = bg.parse_only("dataset=ml100k,method=tru+retrain,seed=2")
+    assert only == {"dataset": ["ml100k"], "method": ["tru", "retrain"], "seed": ["2"]}
+    assert bg._matches(("ml100k", "mgcn", "user", 2, "tru"), only)
+    assert not bg._matches(("ml100k", "mgcn", "user", 1, "tru"), only)
+    assert not bg._matches(("baby", "mgcn", "user", 2, "tru"), only)
+    with pytest.raises(ConfigError, match="column=value"):
+        bg.parse_only("flavour=sweet")
+
+
+@pytest.fixture
+def tiny_grid_params():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["synthetic"].update({"n_users": 80, "n_items": 50, "n_interactions": 1600})
+    raw["model"]["mgcn"].update({"embedding_dim": 16, "knn_k": 5})
+    raw["train"].update({"max_epochs": 3, "batch_size": 256, "threads": 1})
+    raw["unlearn"].update({"max_epochs": 2})
+    raw["canary"].update({"users": 4, "profile_length": 8, "triggers": 2, "target_popularity": [0, 40],
+                          "trigger_popularity": [1, 10_000]})
+    raw["audit"]["mia"].update({"bootstrap": 5, "folds": 2})
+    return parse_params(raw)
+
+
+def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkeypatch, harness):
+    monkeypatch.chdir(tmp_path)
+    g = bg.load_grid(write_grid(tmp_path / "grid.yaml"))
+    rows = bg.run_grid(tiny_grid_params, g)
+    df = pd.read_csv(tmp_path / "out/results.csv")
+    assert len(df) == 6 and set(df.method) == {"original", "retrain", "tru"}
+    assert list(df.columns) == list(bg.COLUMNS) and len(rows) == 6
+    assert df["mia_balanced_accuracy"].between(0, 1).all()
+    user, inter = df[df.regime == "user"], df[df.regime == "interaction"]
+    assert user["backdoor_asr"].notna().all() and inter["backdoor_asr"].isna().all()  # the canary goes with users
+    assert (df.loc[df.method == "original", "seconds"] == 0).all() and (df.loc[df.method != "original", "seconds"] > 0).all()
+    assert (tmp_path / "grid/tiny/split/split.json").is_file() and (tmp_path / "grid/tiny/base-mgcn").is_dir()
+    readme = (tmp_path / "out/README.md").read_text()
+    assert "## Tiny (synthetic) · MGCN · user-level (1 seed)" in readme and "| **TRU** |" in readme
+    assert (tmp_path / "out/results_frontier.png").stat().st_size > 0 and (tmp_path / "out/results_time.png").is_file()
+
+    # resumable: finished cells are not run again; --only runs a part of what is left, here as
+    # Prefect tasks on the thread runner (the scale-out path; Dask is tested in test_deployment.py)
+    from flows.bench import grid_cells_runner
+
+    ran = []
+    monkeypatch.setattr(bg, "grid_cell", lambda pj, split, ck, cell: ran.append(cell) or _fake_row(cell))
+    bg.run_grid(tiny_grid_params, g)
+    assert ran == []
+    g2 = bg.load_grid(write_grid(tmp_path / "grid.yaml", blocks=[
+        {"datasets": ["tiny"], "backbones": ["mgcn"], "regimes": ["user", "interaction"], "methods": ["retrain", "tru"],
+         "seeds": [1, 2]}]))
+    bg.run_grid(tiny_grid_params, g2, bg.parse_only("seed=2,regime=user"), run_cells=grid_cells_runner("thread", 2))
+    assert sorted(ran) == sorted(("tiny", "mgcn", "user", 2, m) for m in ("original", "retrain", "tru"))
+    assert len(pd.read_csv(tmp_path / "out/results.csv")) == 9
+
+
+def _fake_row(cell):
+    return dict(zip(bg.KEY, cell)) | {c: 0.0 for c in bg.COLUMNS[5:]}
