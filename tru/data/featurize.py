@@ -158,6 +158,32 @@ def genre_year_features(
     return out
 
 
+def ratings_table(ratings: pd.DataFrame, user_index: pd.Series, item_index: pd.Series, inter_path: Path,
+                  user_path: Path, item_path: Path) -> pd.DataFrame:
+    """RecBole ratings (user_id, item_id, rating, timestamp) as MMRec interactions (userID,
+    itemID, rating, timestamp) through the raw id -> index maps; a rating of a user or item
+    missing from its table, or a non-numeric rating or time, is a DataError naming the files."""
+    inter = pd.DataFrame(
+        {
+            "userID": ratings["user_id"].map(user_index),
+            "itemID": ratings["item_id"].map(item_index),
+            "rating": pd.to_numeric(ratings["rating"], errors="coerce"),
+            "timestamp": pd.to_numeric(ratings["timestamp"], errors="coerce"),
+        }
+    )
+    for col, raw in (("userID", "user_id"), ("itemID", "item_id")):
+        if inter[col].isna().any():
+            bad = ratings.loc[inter[col].isna(), raw].iloc[0]
+            table = user_path if col == "userID" else item_path
+            raise DataError(f"{inter_path}: {raw} {bad!r} is not in {table.name}")
+    if inter[["rating", "timestamp"]].isna().any().any():
+        raise DataError(f"{inter_path}: rating and timestamp must be numbers")
+    inter = inter.astype({"userID": "int64", "itemID": "int64", "timestamp": "int64"})
+    if (inter["rating"] == inter["rating"].round()).all():
+        inter["rating"] = inter["rating"].astype("int64")
+    return inter
+
+
 def featurize_movielens(
     params: FeaturizeParams,
     raw_dir: Path,
@@ -197,24 +223,7 @@ def featurize_movielens(
     item_index = pd.Series(np.arange(len(items), dtype=np.int64), index=items["item_id"])
     user_index = pd.Series(np.arange(len(users), dtype=np.int64), index=users["user_id"])
 
-    inter = pd.DataFrame(
-        {
-            "userID": ratings["user_id"].map(user_index),
-            "itemID": ratings["item_id"].map(item_index),
-            "rating": pd.to_numeric(ratings["rating"], errors="coerce"),
-            "timestamp": pd.to_numeric(ratings["timestamp"], errors="coerce"),
-        }
-    )
-    for col, raw in (("userID", "user_id"), ("itemID", "item_id")):
-        if inter[col].isna().any():
-            bad = ratings.loc[inter[col].isna(), raw].iloc[0]
-            table = user_path if col == "userID" else item_path
-            raise DataError(f"{inter_path}: {raw} {bad!r} is not in {table.name}")
-    if inter[["rating", "timestamp"]].isna().any().any():
-        raise DataError(f"{inter_path}: rating and timestamp must be numbers")
-    inter = inter.astype({"userID": "int64", "itemID": "int64", "timestamp": "int64"})
-    if (inter["rating"] == inter["rating"].round()).all():
-        inter["rating"] = inter["rating"].astype("int64")
+    inter = ratings_table(ratings, user_index, item_index, inter_path, user_path, item_path)
 
     titles = [display_title(t, y) for t, y in zip(items["movie_title"], items["release_year"])]
     item_map = pd.DataFrame({"itemID": np.arange(len(items)), "raw_id": items["item_id"], "title": titles})

