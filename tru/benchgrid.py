@@ -328,8 +328,10 @@ def summarise(rows: list[dict]):
     orig = df[df.method == "original"].set_index(setting)["retain_recall@20"]
     ret = df[df.method == "retrain"].set_index(setting)["seconds"]
     idx = pd.MultiIndex.from_frame(df[setting])
-    df["retain_pct_of_original"] = 100 * df["retain_recall@20"].to_numpy() / orig.reindex(idx).to_numpy()
-    df["time_pct_of_retrain"] = 100 * df["seconds"].to_numpy() / ret.reindex(idx).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):  # a reference of 0 or missing: no share (NaN, shown as –)
+        df["retain_pct_of_original"] = 100 * df["retain_recall@20"].to_numpy() / orig.reindex(idx).to_numpy()
+        df["time_pct_of_retrain"] = 100 * df["seconds"].to_numpy() / ret.reindex(idx).to_numpy()
+    df = df.replace([np.inf, -np.inf], np.nan)
     metrics = ["retain_recall@20", "retain_ndcg@20", "forget_recall@20", "forget_ndcg@20", "mia_balanced_accuracy",
                "backdoor_asr", "seconds", "retain_pct_of_original", "time_pct_of_retrain"]
     g = df.groupby(["dataset", "backbone", "regime", "method"], sort=False)[metrics]
