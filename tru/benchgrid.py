@@ -21,10 +21,10 @@ from typing import Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tru.bench import REGIMES, VARIANTS, _in_child, _peak_rss_mb, bench_base_model, erase_variant, regime_context
-from tru.config import Params
+from tru.config import Params, Section, with_backbone
 from tru.errors import ConfigError, DataError
 from tru.io import read_json, write_json
 
@@ -34,11 +34,7 @@ COLUMNS = KEY + ("retain_recall@20", "retain_ndcg@20", "forget_recall@20", "forg
                  "train_interactions")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DatasetSpec(_Strict):
+class DatasetSpec(Section):
     label: str                                   # the name the report prints
     source: Literal["pipeline", "movielens-100k", "movielens-1m", "synthetic", "mmrec"]
     scale: Literal["tiny", "baby", "params"] = "params"   # synthetic: tru.data.synth.SCALES or params.synthetic
@@ -52,7 +48,7 @@ class DatasetSpec(_Strict):
         return self
 
 
-class Block(_Strict):
+class Block(Section):
     datasets: list[str] = Field(min_length=1)
     backbones: list[Literal["mgcn", "miggt"]] = Field(min_length=1)
     regimes: list[str] = Field(min_length=1)
@@ -76,7 +72,7 @@ class Block(_Strict):
         return v
 
 
-class Grid(_Strict):
+class Grid(Section):
     root: str = "data/bench/grid"                # prepared datasets and base models (not committed)
     out: str = "reports/bench/results.csv"
     datasets: dict[str, DatasetSpec]
@@ -122,12 +118,6 @@ def load_grid(path: str | Path) -> Grid:
 
 
 # --------------------------------------------------------------------------- datasets
-
-
-def _with_backbone(params: Params, backbone: str) -> Params:
-    if params.model.backbone == backbone:
-        return params
-    return Params.model_validate({**params.model_dump(), "model": {**params.model.model_dump(), "backbone": backbone}})
 
 
 def _dataset_params(params: Params, name: str, spec: DatasetSpec) -> Params:
@@ -280,7 +270,7 @@ def run_grid(params: Params, grid: Grid, only: dict[str, list[str]] | None = Non
     for (dataset, backbone), cells in by_setup.items():
         spec = grid.datasets[dataset]
         p, split = prepare_dataset(params, dataset, spec, grid.root)
-        p = _with_backbone(p, backbone)
+        p = with_backbone(p, backbone)
         checkpoint = base_checkpoint(p, dataset, spec, split, grid.root, params.model.backbone)
         jobs += [(p.model_dump_json(), str(split), checkpoint, c) for c in cells]
     if run_cells is None:

@@ -371,12 +371,12 @@ def bench_train(params: Path = ParamsOpt, out: Path = typer.Option(Path("reports
     """Training benchmark on the default dataset: seconds/epoch, epochs, RSS, Recall/NDCG vs popularity.
     One entry per backbone in the output file: benchmarking one keeps the others' figures."""
     from tru.bench import bench_train as run
-    from tru.config import Params
+    from tru.config import with_backbone
 
     p = _params(params)
     if backbone:
         try:
-            p = Params.model_validate({**p.model_dump(), "model": {**p.model.model_dump(), "backbone": backbone}})
+            p = with_backbone(p, backbone)
         except ValueError as err:
             raise TruError(f"--backbone {backbone}: {err}") from None
     result = run(p, out, [int(s) for s in seeds.split(",") if s.strip()], baby_epoch)
@@ -415,10 +415,10 @@ def bench_unlearn_cmd(params: Path = ParamsOpt, out: Path = typer.Option(Path("r
     p = _params(params)
     checkpoint = "data/models/base"
     if backbone and backbone != p.model.backbone:
-        from tru.config import Params
+        from tru.config import with_backbone
 
         try:
-            p = Params.model_validate({**p.model_dump(), "model": {**p.model.model_dump(), "backbone": backbone}})
+            p = with_backbone(p, backbone)
         except ValueError as err:
             raise TruError(f"--backbone {backbone}: {err}") from None
         checkpoint = bench_base_model(p)

@@ -299,6 +299,13 @@ class Params(Section):
     evaluate: EvaluateParams
 
 
+def with_backbone(params: Params, backbone: str) -> Params:
+    """`params` with another `model.backbone`, validated again (its section must exist)."""
+    if params.model.backbone == backbone:
+        return params
+    return Params.model_validate({**params.model_dump(), "model": {**params.model.model_dump(), "backbone": backbone}})
+
+
 def unlearn_for(params: Params) -> Params:
     """`params` with the unlearning recipe of its backbone: `unlearn.backbones[<backbone>]`
     laid over the shared `unlearn` values. Idempotent. The stages and the benchmark cells
