@@ -107,3 +107,27 @@ def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkey
 
 def _fake_row(cell):
     return dict(zip(bg.KEY, cell)) | {c: 0.0 for c in bg.COLUMNS[5:]}
+
+
+def test_the_report_says_where_tru_beats_the_other_approximate_methods_and_where_not():
+    def row(seed, method, retain, forget):
+        return {**dict(zip(bg.KEY, ("d", "mgcn", "user", seed, method))), **{c: 0.0 for c in bg.COLUMNS[5:]},
+                "retain_recall@20": retain, "forget_recall@20": forget, "seconds": 1.0}
+
+    rows = []
+    for seed, jitter in ((1, 0.0), (2, 0.002)):
+        rows += [row(seed, "original", 0.20, 0.80), row(seed, "retrain", 0.20, 0.05),
+                 row(seed, "tru", 0.199 + jitter, 0.06 + jitter),
+                 row(seed, "reverse_repair", 0.150 + jitter, 0.061 - jitter),  # TRU: far ahead on retain, tie on forget
+                 row(seed, "scalegun", 0.170, 0.040 + jitter)]                 # over-forgets: lowest forget
+    checks = bg.claim_check(bg.summarise(rows))
+    assert len(checks) == 1
+    c = checks[0]
+    assert c["retain_best_other"] == "scalegun" and c["retain_margin"] == pytest.approx(0.030)
+    assert c["forget_best_other"] == "scalegun" and c["forget_margin"] == pytest.approx(0.020)
+    assert c["forget_retrain"] == pytest.approx(0.05) and c["seeds"] == 2
+    text = bg.report_markdown(rows)
+    line = next(x for x in text.splitlines() if x.startswith("| d · mgcn · user (2)"))
+    assert line.split("|")[2].strip() == "yes" and line.split("|")[4].strip() == "**no**"
+    # a setting without TRU or without another approximate method is not judged
+    assert bg.claim_check(bg.summarise([r for r in rows if r["method"] != "tru"])) == []

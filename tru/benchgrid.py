@@ -30,7 +30,7 @@ from tru.io import read_json, write_json
 
 KEY = ("dataset", "backbone", "regime", "seed", "method")
 COLUMNS = KEY + ("retain_recall@20", "retain_ndcg@20", "forget_recall@20", "forget_ndcg@20", "mia_balanced_accuracy",
-                 "backdoor_asr", "seconds", "peak_rss_mb", "epochs", "repair_epochs", "forget_pairs", "users", "items",
+                 "backdoor_asr", "backdoor_lift", "seconds", "peak_rss_mb", "epochs", "repair_epochs", "forget_pairs", "users", "items",
                  "train_interactions")
 
 
@@ -201,17 +201,18 @@ def _grid_cell(params_json: str, split_dir: str, checkpoint: str, dataset: str, 
     ap = params.audit
     mia = membership_audit({"model": model}, ctx.base, *ctx.membership_pairs(), ctx.data.train, ctx.data.n_users,
                            ctx.data.candidates, ctx.seed, ap.mia.folds, ap.mia.bootstrap, ap.mia.max_per_class)
-    asr = None
+    bd = {}
     if canary and regime == "user":
         fake = np.asarray(canary["fake_users"], np.int64)
         normal = np.setdiff1d(np.unique(ctx.data.train[:, 0]), fake)
-        asr = canary_mod.backdoor_metrics(model, canary, normal, ctx.data.train, ctx.data.n_users, ap.k,
-                                          candidates=ctx.data.candidates)["asr"]
+        bd = canary_mod.backdoor_metrics(model, canary, normal, ctx.data.train, ctx.data.n_users, ap.k,
+                                         candidates=ctx.data.candidates)
     return {
         "dataset": dataset, "backbone": params.model.backbone, "regime": regime, "seed": seed, "method": method,
         "retain_recall@20": m["retain"]["recall@20"], "retain_ndcg@20": m["retain"]["ndcg@20"],
         "forget_recall@20": m["forget"]["recall@20"], "forget_ndcg@20": m["forget"]["ndcg@20"],
-        "mia_balanced_accuracy": best_balanced_accuracy(mia["models"].get("model")), "backdoor_asr": asr,
+        "mia_balanced_accuracy": best_balanced_accuracy(mia["models"].get("model")), "backdoor_asr": bd.get("asr"),
+        "backdoor_lift": bd.get("lift"),
         "seconds": round(run["seconds"], 2), "peak_rss_mb": round(_peak_rss_mb()), "epochs": run["epochs"],
         "repair_epochs": run["repair_epochs"], "forget_pairs": int(len(ctx.forget)), "users": int(ctx.data.n_users),
         "items": int(ctx.data.n_items), "train_interactions": int(len(ctx.prior.train)),
@@ -323,7 +324,7 @@ def summarise(rows: list[dict]):
         df["time_pct_of_retrain"] = 100 * df["seconds"].to_numpy() / ret.reindex(idx).to_numpy()
     df = df.replace([np.inf, -np.inf], np.nan)
     metrics = ["retain_recall@20", "retain_ndcg@20", "forget_recall@20", "forget_ndcg@20", "mia_balanced_accuracy",
-               "backdoor_asr", "seconds", "retain_pct_of_original", "time_pct_of_retrain"]
+               "backdoor_asr", "backdoor_lift", "seconds", "retain_pct_of_original", "time_pct_of_retrain"]
     g = df.groupby(["dataset", "backbone", "regime", "method"], sort=False)[metrics]
     mean, std = g.mean(), g.std(ddof=0)
     mean.columns = [f"{c}_mean" for c in mean.columns]
@@ -356,7 +357,9 @@ def report_markdown(rows: list[dict], grid: Grid | None = None) -> str:
              "Written by `tru bench grid` from `results.csv` (one row per cell; mean ± spread over seeds). "
              "Retain: retained users' test rows; Forget: the deleted interactions (DESIGN.md section 6). "
              "MIA: best membership attack's balanced accuracy (0.5 = chance). ASR: backdoor attack success rate "
-             "(datasets with the canary, user-level). Time: erase + repair as a share of Retrain's.", ""]
+             "(datasets with the canary, user-level); lift: ASR minus the top-20 share of items of the target's "
+             "real popularity (0 = the backdoor is gone; tru/audit/canary.py). "
+             "Time: erase + repair as a share of Retrain's.", ""]
     if s.empty:
         return "\n".join(lines + ["No finished cells yet."]) + "\n"
     labels = {k: v.label for k, v in grid.datasets.items()} if grid else {}
@@ -365,19 +368,84 @@ def report_markdown(rows: list[dict], grid: Grid | None = None) -> str:
         n = int(sub["seeds"].max())
         lines += [f"## {labels.get(dataset, dataset)} · {backbone.upper() if backbone == 'mgcn' else 'MIG-GT'} · "
                   f"{regime}-level ({n} seed{'s' if n > 1 else ''})", "",
-                  "| Method | Retain R@20 | Retain N@20 | Forget R@20 | Forget N@20 | MIA BA | ASR | Retain % of Original | "
-                  "Time % of Retrain |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| Method | Retain R@20 | Retain N@20 | Forget R@20 | Forget N@20 | MIA BA | ASR | ASR lift | "
+                  "Retain % of Original | Time % of Retrain |", "|---|---|---|---|---|---|---|---|---|---|"]
         for m in [m for m in METHOD_ORDER if m in sub.index] + [m for m in sub.index if m not in METHOD_ORDER]:
             r = sub.loc[m]
             k = int(r["seeds"])
             c = lambda col, d=4: _cell(r[f"{col}_mean"], r[f"{col}_std"], d, k)
             lines.append(f"| {LABELS.get(m, m)} | {c('retain_recall@20')} | {c('retain_ndcg@20')} | "
                          f"{c('forget_recall@20')} | {c('forget_ndcg@20')} | {c('mia_balanced_accuracy', 3)} | "
-                         f"{c('backdoor_asr', 3)} | {c('retain_pct_of_original', 1)} | "
+                         f"{c('backdoor_asr', 3)} | {c('backdoor_lift', 3)} | {c('retain_pct_of_original', 1)} | "
                          f"{'–' if m in ('original', 'retrain') else c('time_pct_of_retrain', 1)} |")
         lines.append("")
+    lines += claim_markdown(s, labels)
     lines += ["![retain vs forget](results_frontier.png)", "", "![time vs retrain](results_time.png)", ""]
     return "\n".join(lines)
+
+
+# the other approximate methods the article compares TRU with (UltraRE is exact, by shards)
+APPROXIMATE = ("reverse_repair", "gradient_ascent", "multidelete", "scalegun")
+
+
+def claim_check(s) -> list[dict]:
+    """The article's claim per setting, from the summary (means over seeds): does TRU keep
+    retain Recall@20 higher (closer to Original) and forget Recall@20 lower than every other
+    approximate method in the setting? Settings without TRU or without another approximate
+    method are left out. `*_margin` is TRU minus the best other (retain: > 0 is TRU ahead;
+    forget: < 0 is TRU ahead); the largest spread over seeds of the two is there to say
+    whether the margin is more than noise."""
+    out = []
+    for (dataset, backbone, regime), sub in s.groupby(["dataset", "backbone", "regime"], sort=False):
+        sub = sub.set_index("method")
+        others = [m for m in APPROXIMATE if m in sub.index]
+        if "tru" not in sub.index or not others:
+            continue
+        tru = sub.loc["tru"]
+        best_r = max(others, key=lambda m: sub.loc[m, "retain_recall@20_mean"])
+        best_f = min(others, key=lambda m: sub.loc[m, "forget_recall@20_mean"])
+        one = int(tru["seeds"]) < 2  # one seed: no spread to judge the margin by
+        spread = lambda col, m: float("nan") if one else float(np.nanmax([tru[f"{col}_std"], sub.loc[m, f"{col}_std"]]))
+        out.append({
+            "dataset": dataset, "backbone": backbone, "regime": regime, "seeds": int(tru["seeds"]),
+            "retain_margin": float(tru["retain_recall@20_mean"] - sub.loc[best_r, "retain_recall@20_mean"]),
+            "retain_best_other": best_r, "retain_spread": spread("retain_recall@20", best_r),
+            "forget_margin": float(tru["forget_recall@20_mean"] - sub.loc[best_f, "forget_recall@20_mean"]),
+            "forget_best_other": best_f, "forget_spread": spread("forget_recall@20", best_f),
+            "forget_retrain": float(sub.loc["retrain", "forget_recall@20_mean"]) if "retrain" in sub.index else None,
+            "forget_tru": float(tru["forget_recall@20_mean"]),
+        })
+    return out
+
+
+def claim_markdown(s, labels: dict) -> list[str]:
+    rows = claim_check(s)
+    if not rows:
+        return []
+
+    def verdict(margin: float, spread: float, better_up: bool) -> str:
+        ahead = margin >= 0 if better_up else margin <= 0
+        noise = abs(margin) < 5e-4 or (spread == spread and abs(margin) <= spread)  # equal, or within the spread
+        return "tie (within spread)" if noise else ("yes" if ahead else "**no**")
+
+    lines = ["## Does TRU beat the other approximate methods? (the article's claim)", "",
+             "Per setting, TRU against the best of " + ", ".join(LABELS[m] for m in APPROXIMATE) +
+             " on each axis (means over seeds; margin = TRU minus that method; spread = the larger std over seeds "
+             "of the two, – with one seed). Forget R@20 below Retrain's is over-forgetting, not a win: "
+             "Retrain's value is shown beside it.", "",
+             "| Setting | Retain higher? | margin (vs) | Forget lower? | margin (vs) | TRU / Retrain forget |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        name = f"{labels.get(r['dataset'], r['dataset'])} · {r['backbone']} · {r['regime']} ({r['seeds']})"
+        sp = lambda v: "" if v != v else f" ± {v:.4f}"
+        ret = "–" if r["forget_retrain"] is None else f"{r['forget_retrain']:.4f}"
+        lines.append(
+            f"| {name} | {verdict(r['retain_margin'], r['retain_spread'], True)} | "
+            f"{r['retain_margin']:+.4f}{sp(r['retain_spread'])} ({LABELS[r['retain_best_other']]}) | "
+            f"{verdict(r['forget_margin'], r['forget_spread'], False)} | "
+            f"{r['forget_margin']:+.4f}{sp(r['forget_spread'])} ({LABELS[r['forget_best_other']]}) | "
+            f"{r['forget_tru']:.4f} / {ret} |")
+    return lines + [""]
 
 
 def write_report(rows: list[dict], grid: Grid | None, folder: str | Path) -> None:
