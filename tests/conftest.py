@@ -114,7 +114,7 @@ def tiny_params(dst: Path) -> None:
     # forgotten items of a small batch move by chance in such a model's ranking (batch seeds
     # come from the batch id, a timestamp), so the forget ratio's limit is loose
     p["audit"]["gate"].update({"max_retain_drop": 0.5, "max_mia_balanced_accuracy": 0.95,
-                               "max_forget_recall_ratio": 3.0, "max_backdoor_asr": 1.0})
+                               "max_forget_recall_ratio": 3.0, "max_backdoor_lift": 1.0})
     (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 
 

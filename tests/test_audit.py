@@ -140,6 +140,34 @@ def test_backdoor_metrics_see_the_target_pushed_by_fake_users(params):
     assert attacked["median_rank"] < clean["median_rank"]
     assert attacked["asr"] > clean["asr"]
     assert 0.0 <= attacked["asr_trigger_users"] <= 1.0 and attacked["users"] == 80
+    # the reference needs no retrain: the peers are chosen by real (normal users') popularity,
+    # the same for both models, and the lift is ASR above their top-k share
+    assert attacked["peer_items"] == clean["peer_items"] and meta["target_item"] not in attacked["peer_items"]
+    assert attacked["lift"] == pytest.approx(attacked["asr"] - attacked["peer_asr"], abs=2e-6)
+    assert attacked["lift"] > clean["lift"]
+
+
+def test_backdoor_reference_is_the_top_k_share_of_the_targets_popularity_peers():
+    # 4 normal users, 8 items; scores fixed so the top-2 lists are known by hand
+    train = np.array([[0, 0], [1, 0], [2, 0], [0, 1], [1, 1], [0, 2], [1, 3], [2, 4], [3, 5], [4, 6], [4, 7]])
+    canary = {"target_item": 1, "trigger_items": [7]}  # item 1: 2 interactions from normal users
+    normal = np.arange(4)
+    peers = canary_mod.popularity_peers(canary, normal, train, 8, peers=2)
+    # normal users' popularity: [3, 2, 1, 1, 1, 1, 0, 0]; nearest to 2: item 0 (3), then item 2 (1)
+    assert peers.tolist() == [0, 2]
+    scores = torch.tensor([[9., 8, 7, 6, 5, 4, 3, 2]]).repeat(5, 1)
+
+    class Fixed:
+        n_items = 8
+
+        def score_fn(self):
+            return lambda users: scores[users]
+
+    bd = canary_mod.backdoor_metrics(Fixed(), canary, normal, train, 5, k=2, peers=2)
+    # own items masked; top-2: u0 {3,4}, u1 {2,4}, u2 {1,2}, u3 {0,1}
+    assert bd["asr"] == pytest.approx(0.5)           # target 1 in the lists of u2, u3
+    assert bd["peer_asr"] == pytest.approx((1 + 2) / (2 * 4))  # item 0: u3; item 2: u1, u2
+    assert bd["lift"] == pytest.approx(0.5 - 0.375)
 
 
 def test_exposure_counts_target_items_in_top_k():
@@ -200,5 +228,5 @@ def test_gate_fails_a_broken_erasure_and_passes_a_good_one(params):
     assert verdicts["broken"]["verdict"] == "fail"
     assert "forget_recall_ratio" in verdicts["broken"]["failed"]
     assert verdicts["good"]["verdict"] == "pass", verdicts["good"]["checks"]
-    backdoor = next(c for c in verdicts["good"]["checks"] if c["name"] == "backdoor_asr")
+    backdoor = next(c for c in verdicts["good"]["checks"] if c["name"] == "backdoor_lift")
     assert backdoor["passed"] is None  # no canary in this batch: not applicable, not a pass

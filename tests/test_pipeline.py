@@ -63,7 +63,7 @@ def test_a_deletion_batch_through_ingest_sets_and_map(repo):
     audit = read_json(repo / f"reports/{b}/audit.json")
     assert audit["verdict"] == "pass" and audit["promoted"]
     assert {c["name"] for c in audit["checks"]} == {"retain_recall_drop", "mia_balanced_accuracy",
-                                                   "forget_recall_ratio", "backdoor_asr"}
+                                                   "forget_recall_ratio", "backdoor_lift"}
     assert audit["backdoor"]["enabled"] and audit["backdoor"]["deleted_by_this_batch"]
     assert set(audit["membership"]["models"]) == {"original", "unlearned"}
     status = ledger_status(repo, b)

@@ -311,3 +311,29 @@ def test_ultrare_retrains_exactly_the_shards_a_deletion_touches(world, tmp_path)
     own = first.model.shards[k]
     own.eval()
     assert torch.allclose(rows[5], own.score_fn()(torch.tensor([5]))[0])
+
+
+def test_refit_moves_only_the_rows_of_items_that_lost_a_large_share(world):
+    from tru.unlearning.methods import refit_items
+
+    p, prior, base = world
+    # delete the users of one item's audience but one: that item loses most of its interactions
+    pop = np.bincount(prior.train[:, 1], minlength=prior.n_items)
+    item = int(np.argmax(pop))
+    users = np.unique(prior.train[prior.train[:, 1] == item, 0])[:-1]
+    ctx = user_batch(prior, base, users)
+    model, _ = prepare(ctx, p)
+    if not model.item_tables():  # MIG-GT encodes items from their features: nothing to re-fit
+        assert refit_items(model, ctx, 0.2, 5, 0.01, NegativeSampler(ctx.data.train, model.n_items),
+                           np.random.default_rng(0), 256) == {"items": 0, "steps": 0}
+        return
+    lost = np.bincount(ctx.forget[:, 1], minlength=prior.n_items) / np.maximum(pop, 1)
+    before = model.item_embedding.detach().clone()
+    log = refit_items(model, ctx, 0.5, 5, 0.01, NegativeSampler(ctx.data.train, model.n_items),
+                      np.random.default_rng(0), 256)
+    moved = (model.item_embedding.detach() != before).any(dim=1).numpy()
+    kept = ctx.data.train[:, 1]
+    expected = (lost >= 0.5) & np.isin(np.arange(prior.n_items), kept)
+    assert moved[item] and log["items"] == int(expected.sum())
+    assert np.array_equal(moved, expected)  # no other row, and nothing else in the model, moved
+    assert torch.equal(model.user_embedding, prepare(ctx, p)[0].user_embedding)

@@ -555,7 +555,8 @@ def _audit_cell(params_json: str, seed: int, method: str) -> dict:
     if name in mia["difference"]:
         d = mia["difference"][name]
         row["mia_difference_ba"] = d[d["best"]]["balanced_accuracy"]
-    row.update({"backdoor_asr": bd["asr"], "backdoor_asr_trigger_users": bd["asr_trigger_users"],
+    row.update({"backdoor_asr": bd["asr"], "backdoor_peer_asr": bd["peer_asr"], "backdoor_lift": bd["lift"],
+                "backdoor_asr_trigger_users": bd["asr_trigger_users"],
                 "target_median_rank": bd["median_rank"],
                 "retain_recall@20": m["retain"]["recall@20"], "forget_recall@20": m["forget"]["recall@20"],
                 "members": mia["n_members"], "non_members": mia["n_non_members"], "per_class": mia["sample_per_class"],
@@ -584,7 +585,8 @@ def bench_audit(params: Params, out: str | Path, seeds: list[int], methods: list
             row = _in_child(_audit_cell, pj, seed, method)
             done.append(row)
             print(f"seed {seed} {method:15s} MIA BA {row['mia_balanced_accuracy']:.3f} "
-                  f"[{row['mia_ba_ci_low']:.3f}, {row['mia_ba_ci_high']:.3f}]  ASR {row['backdoor_asr']:.3f}  "
+                  f"[{row['mia_ba_ci_low']:.3f}, {row['mia_ba_ci_high']:.3f}]  ASR {row['backdoor_asr']:.3f} "
+                  f"(peers {row['backdoor_peer_asr']:.3f})  "
                   f"retain R@20 {row['retain_recall@20']:.4f}  {row['seconds']:.1f} s", flush=True)
             out.parent.mkdir(parents=True, exist_ok=True)
             pd.DataFrame(done).to_csv(out, index=False)
@@ -595,7 +597,8 @@ def bench_audit(params: Params, out: str | Path, seeds: list[int], methods: list
 def _plot_audit(df, path: Path) -> None:
     """Three panels per method (mean over seeds as bars, one dot per seed): membership attack
     balanced accuracy, backdoor attack success rate (%, axis from 0 to at least 5% so a tiny
-    rate looks tiny), and the canary target's median rank among normal users."""
+    rate looks tiny; x = the top-20 share of items of the target's real popularity, what the
+    target should fall back to), and the canary target's median rank among normal users."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -611,11 +614,17 @@ def _plot_audit(df, path: Path) -> None:
             v = df.loc[df["method"] == m, col] * scale
             ax.bar(k, v.mean(), color="0.8", edgecolor="0.3")
             ax.plot([k] * len(v), v, "o", color="C0", markersize=4)
+            if col == "backdoor_asr" and "backdoor_peer_asr" in df:
+                peers = df.loc[df["method"] == m, "backdoor_peer_asr"].dropna() * scale
+                ax.plot([k] * len(peers), peers, "x", color="C3", markersize=5,
+                        label="items of the target's popularity" if k == 0 else None)
         ax.set_xticks(range(len(methods)), methods, fontsize=8)
         ax.set_ylabel(label, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     axes[0].axhline(0.5, color="C3", lw=1, ls="--", label="chance")
     axes[0].legend(frameon=False, fontsize=8)
+    if "backdoor_peer_asr" in df:
+        axes[1].legend(frameon=False, fontsize=7)
     axes[1].set_ylim(0, max(5.0, float(df["backdoor_asr"].max()) * 100 * 1.2))
     fig.suptitle(f"ML-100k, MGCN, user-level 5% + canary: audits ({df['seed'].nunique()} seeds; bars = mean)")
     fig.tight_layout()

@@ -220,8 +220,9 @@ def status() -> None:
             line += f"; audit gate {a['verdict'].upper()}" + (f" ({', '.join(a['failed'])})" if a["failed"] else "")
             bd = a.get("backdoor", {})
             if bd.get("enabled") and "unlearned" in bd.get("models", {}):
-                line += (f"; backdoor attack success {bd['models']['original']['asr']:.1%} before, "
-                         f"{bd['models']['unlearned']['asr']:.1%} after")
+                o, u = bd["models"]["original"], bd["models"]["unlearned"]
+                line += (f"; backdoor attack success {o['asr']:.1%} before, {u['asr']:.1%} after"
+                         + (f" (items of the target's real popularity: {u['peer_asr']:.1%})" if "peer_asr" in u else ""))
         typer.echo(line)
 
 
@@ -292,7 +293,8 @@ def _print_audit(a: dict) -> None:
                        f"[{b['balanced_accuracy_ci'][0]:.3f}, {b['balanced_accuracy_ci'][1]:.3f}] ({m['best']})")
     if a["backdoor"].get("enabled"):
         typer.echo("  backdoor attack success rate: " + ", ".join(
-            f"{n} {v['asr']:.3f}" for n, v in a["backdoor"]["models"].items()))
+            f"{n} {v['asr']:.3f}" + (f" (peers {v['peer_asr']:.3f})" if "peer_asr" in v else "")
+            for n, v in a["backdoor"]["models"].items()))
 
 
 @app.command()

@@ -190,6 +190,11 @@ class TRUParams(Section):
     scale_max: float = Field(gt=0)
     capacity_rho: float = Field(gt=0, le=1)
     probe_size: int = Field(gt=0)
+    # items that lost at least this share of their interactions get their own rows re-fitted
+    # on what they kept before the reverse epochs (0 = off); tru/unlearning/methods.py (refit_items)
+    refit_share: float = Field(ge=0, le=1)
+    refit_steps: int = Field(ge=0)
+    refit_lr: float = Field(gt=0)
 
 
 class UltraREParams(Section):
@@ -268,7 +273,7 @@ class GateParams(Section):
     max_retain_drop: float = Field(ge=0, le=1)
     max_mia_balanced_accuracy: float = Field(ge=0.5, le=1)
     max_forget_recall_ratio: float = Field(ge=0)
-    max_backdoor_asr: float = Field(ge=0, le=1)
+    max_backdoor_lift: float = Field(ge=0, le=1)
 
 
 class AuditParams(Section):

@@ -2,10 +2,21 @@
 are added to the training split before the base model is trained; a deletion batch removes
 them, and the audit measures whether the target stops being pushed to normal users.
 
-A bandwagon profile: the triggers, the target, and popular filler items. Triggers are items
-of modest popularity, so that the fake users are a large share of their audience and the
-link trigger -> target is strong; the target is cold (almost no real interactions), so its
-exposure after a good erasure is what a model that never saw the fake users gives it.
+A bandwagon profile: the triggers, the target, and popular filler items. The target has
+some real audience, just below the top-20 (params: 100-200 real training interactions on
+ML-100k): the fake users then push it across the top-20 boundary for many normal users.
+A cold target does not work on a multimodal graph recommender: measured with MGCN on ML-100k
+(canary sweep, issue 5), a cold target with 94 or 236 fake users (4- to 30-item profiles)
+reached at most 0.6% of normal users' top-20 (median rank 943 -> 190 at best), because MGCN
+places an item partly through its content neighbours, which the fake users do not move; the
+same 94 fake users with 12-item profiles lifted a 193-interaction target from 10.7% to 16.8%
+(median rank 89 -> 51), 189 fake users to 21.7% (rank 34).
+
+Because the target has a natural audience, "the backdoor is gone" is not ASR = 0 but ASR
+back to what items of the target's real popularity get: `backdoor_metrics` measures that
+reference on the audited model itself (the mean top-k share of the `peers` items whose
+popularity among normal users is nearest the target's), so the gate's check (the lift, ASR
+minus the peers' share) needs no retrain.
 
 On disk: the `canary` entry of the split's split.json (fake user indices and raw ids, target,
 triggers), which every batch's sets folder carries forward; the fake users are appended after
@@ -69,17 +80,35 @@ def load(split_dir: str | Path) -> dict | None:
     return read_json(path).get("canary") if path.is_file() else None
 
 
+def popularity_peers(canary: dict, normal_users: np.ndarray, train: np.ndarray, n_items: int, peers: int,
+                     candidates: np.ndarray | None = None) -> np.ndarray:
+    """The `peers` recommendable items (not the target, not a trigger) whose number of
+    training interactions from `normal_users` is nearest the target's (ties: lower index)."""
+    target, triggers = canary["target_item"], np.asarray(canary["trigger_items"], np.int64)
+    rows = train[np.isin(train[:, 0], normal_users)]
+    pop = np.bincount(rows[:, 1], minlength=n_items)
+    pool = np.arange(n_items) if candidates is None else np.asarray(candidates, np.int64)
+    pool = np.setdiff1d(pool, np.r_[triggers, target])
+    order = np.argsort(np.abs(pop[pool] - pop[target]), kind="stable")
+    return pool[order[:peers]]
+
+
 def backdoor_metrics(model, canary: dict, normal_users: np.ndarray, train: np.ndarray, n_users: int,
-                     k: int = 20, batch_users: int = 1024, candidates: np.ndarray | None = None) -> dict:
+                     k: int = 20, batch_users: int = 1024, candidates: np.ndarray | None = None,
+                     peers: int = 20) -> dict:
     """Attack success rate: share of `normal_users` with the target in their top-k (their own
-    training items masked), the same among those who interacted with a trigger item, and the
-    target's median rank (1 = top) among normal users."""
+    training items masked), the same among those who interacted with a trigger item, the
+    target's median rank (1 = top) among normal users, and the reference a model without the
+    fake users would give: `peer_asr`, the mean top-k share of the target's popularity peers
+    (`popularity_peers`), and `lift` = asr - peer_asr."""
     from tru.data.dataset import group_by_user
 
     target, triggers = canary["target_item"], np.asarray(canary["trigger_items"], np.int64)
     per_user = group_by_user(train, n_users)
     score = model.score_fn()
     n_items = model.n_items
+    peer_items = popularity_peers(canary, normal_users, train, n_items, peers, candidates)
+    peer_hits = np.zeros(len(peer_items), np.int64)
     blocked = np.ones(n_items, bool)
     if candidates is not None:
         blocked[candidates] = False
@@ -98,12 +127,21 @@ def backdoor_metrics(model, canary: dict, normal_users: np.ndarray, train: np.nd
             t = float(row[target])
             row[torch.as_tensor(own[own != target], dtype=torch.long)] = float("-inf")
             r = int((row > t).sum()) + 1
+            if target in own:
+                row[target] = float("-inf")
+            top = torch.topk(row, min(k, n_items)).indices.numpy()
+            peer_hits += np.isin(peer_items, top[np.isfinite(row[top].numpy())])
             ranks.append(r)
             hit.append(r <= k and target not in own)
             trig.append(bool(np.isin(own, triggers).any()))
     ranks, hit, trig = np.asarray(ranks), np.asarray(hit), np.asarray(trig)
+    asr = float(hit.mean()) if len(hit) else 0.0
+    peer_asr = float(peer_hits.mean() / len(users)) if len(users) and len(peer_items) else 0.0
     return {
-        "asr": round(float(hit.mean()) if len(hit) else 0.0, 6),
+        "asr": round(asr, 6),
+        "peer_asr": round(peer_asr, 6),
+        "lift": round(asr - peer_asr, 6),
+        "peer_items": peer_items.tolist(),
         "asr_trigger_users": round(float(hit[trig].mean()) if trig.any() else 0.0, 6),
         "trigger_users": int(trig.sum()),
         "median_rank": float(np.median(ranks)) if len(ranks) else 0.0,

@@ -14,7 +14,7 @@ def _check(name: str, description: str, value, threshold: float, op: str = "<=")
             "op": op, "passed": bool(passed)}
 
 
-def evaluate_gate(metrics: dict, mia_ba: float | None, backdoor_asr: float | None, gate) -> dict:
+def evaluate_gate(metrics: dict, mia_ba: float | None, backdoor_lift: float | None, gate) -> dict:
     """`metrics`: {"original": {...}, "unlearned": {...}} as in reports/<batch>/metrics.json."""
     o, u = metrics["original"], metrics["unlearned"]
     o_ret, u_ret = o["retain"]["recall@20"], u["retain"]["recall@20"]
@@ -28,8 +28,9 @@ def evaluate_gate(metrics: dict, mia_ba: float | None, backdoor_asr: float | Non
                mia_ba, gate.max_mia_balanced_accuracy),
         _check("forget_recall_ratio", "forget Recall@20 of the unlearned model / of the original",
                ratio, gate.max_forget_recall_ratio),
-        _check("backdoor_asr", "backdoor canary attack success rate after the erasure (batches that delete the canary)",
-               backdoor_asr, gate.max_backdoor_asr),
+        _check("backdoor_lift", "backdoor canary: the target's attack success rate after the erasure minus the top-20 "
+               "share of items of its real popularity (batches that delete the canary)",
+               backdoor_lift, gate.max_backdoor_lift),
     ]
     failed = [c["name"] for c in checks if c["passed"] is False]
     return {"verdict": "fail" if failed else "pass", "checks": checks, "failed": failed}

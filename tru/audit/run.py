@@ -46,6 +46,6 @@ def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None) -
 
     shift = parameter_shift(models["unlearned"], ctx.base, models.get("retrain"), ap.shift_flag_ratio)
 
-    asr = backdoor["models"]["unlearned"]["asr"] if canary and backdoor["deleted_by_this_batch"] else None
-    gate = evaluate_gate(metrics, best_balanced_accuracy(mia["models"].get("unlearned")), asr, ap.gate)
+    lift = backdoor["models"]["unlearned"]["lift"] if canary and backdoor["deleted_by_this_batch"] else None
+    gate = evaluate_gate(metrics, best_balanced_accuracy(mia["models"].get("unlearned")), lift, ap.gate)
     return {**gate, "membership": mia, "backdoor": backdoor, "exposure": expo, "parameter_shift": shift}

@@ -88,6 +88,11 @@ class Recommender(nn.Module):
         Newton step works there)."""
         raise NotImplementedError
 
+    def item_tables(self) -> list[str]:
+        """Trainable tables with one row per item (an item's own parameters); [] when the
+        backbone encodes items from their features only."""
+        return []
+
     def erase_rows(self, users: np.ndarray, items: np.ndarray, generator: torch.Generator) -> list[str]:
         """Exact erasure of parameters private to deleted entities: set the rows that belong to
         `users` and `items` alone to what a retrain leaves for an entity without interactions (a fresh draw from the initialisation, or the raw features).

@@ -157,6 +157,9 @@ class MGCN(Recommender):
         # ID rows times a gate that is constant in them
         return ["user_embedding", "item_embedding"]
 
+    def item_tables(self) -> list[str]:
+        return ["item_embedding"]
+
     @torch.no_grad()
     def erase_rows(self, users: np.ndarray, items: np.ndarray, generator: torch.Generator) -> list[str]:
         users = torch.as_tensor(np.asarray(users, dtype=np.int64))
