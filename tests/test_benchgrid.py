@@ -126,8 +126,12 @@ def test_the_report_says_where_tru_beats_the_other_approximate_methods_and_where
     assert c["retain_best_other"] == "scalegun" and c["retain_margin"] == pytest.approx(0.030)
     assert c["forget_best_other"] == "scalegun" and c["forget_margin"] == pytest.approx(0.020)
     assert c["forget_retrain"] == pytest.approx(0.05) and c["seeds"] == 2
+    # nearest Retrain's forget (0.05): ScaleGUN's 0.041 (gap 0.009), then MMRecUn's 0.060, then TRU's 0.061
+    assert c["retrain_gap_tru"] == pytest.approx(0.011) and c["retrain_gap_closest_other"] == "scalegun"
+    assert c["retrain_gap_best_other"] == pytest.approx(0.009)
     text = bg.report_markdown(rows)
     line = next(x for x in text.splitlines() if x.startswith("| d · mgcn · user (2)"))
     assert line.split("|")[2].strip() == "yes" and line.split("|")[4].strip() == "**no**"
+    assert line.split("|")[7].strip().startswith("**no** (gap 0.0110 vs 0.0090, ScaleGUN)")
     # a setting without TRU or without another approximate method is not judged
     assert bg.claim_check(bg.summarise([r for r in rows if r["method"] != "tru"])) == []

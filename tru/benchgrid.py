@@ -406,14 +406,21 @@ def claim_check(s) -> list[dict]:
         best_f = min(others, key=lambda m: sub.loc[m, "forget_recall@20_mean"])
         one = int(tru["seeds"]) < 2  # one seed: no spread to judge the margin by
         spread = lambda col, m: float("nan") if one else float(np.nanmax([tru[f"{col}_std"], sub.loc[m, f"{col}_std"]]))
+        ref = float(sub.loc["retrain", "forget_recall@20_mean"]) if "retrain" in sub.index else None
+        gap = lambda m: abs(float(sub.loc[m, "forget_recall@20_mean"]) - ref)
+        closest = min(others, key=gap) if ref is not None else None
         out.append({
             "dataset": dataset, "backbone": backbone, "regime": regime, "seeds": int(tru["seeds"]),
             "retain_margin": float(tru["retain_recall@20_mean"] - sub.loc[best_r, "retain_recall@20_mean"]),
             "retain_best_other": best_r, "retain_spread": spread("retain_recall@20", best_r),
             "forget_margin": float(tru["forget_recall@20_mean"] - sub.loc[best_f, "forget_recall@20_mean"]),
             "forget_best_other": best_f, "forget_spread": spread("forget_recall@20", best_f),
-            "forget_retrain": float(sub.loc["retrain", "forget_recall@20_mean"]) if "retrain" in sub.index else None,
+            "forget_retrain": ref,
             "forget_tru": float(tru["forget_recall@20_mean"]),
+            # distance of forget R@20 to Retrain's (over- and under-forgetting both count)
+            "retrain_gap_tru": None if ref is None else abs(float(tru["forget_recall@20_mean"]) - ref),
+            "retrain_gap_best_other": None if closest is None else gap(closest),
+            "retrain_gap_closest_other": closest,
         })
     return out
 
@@ -432,19 +439,27 @@ def claim_markdown(s, labels: dict) -> list[str]:
              "Per setting, TRU against the best of " + ", ".join(LABELS[m] for m in APPROXIMATE) +
              " on each axis (means over seeds; margin = TRU minus that method; spread = the larger std over seeds "
              "of the two, – with one seed). Forget R@20 below Retrain's is over-forgetting, not a win: "
-             "Retrain's value is shown beside it.", "",
-             "| Setting | Retain higher? | margin (vs) | Forget lower? | margin (vs) | TRU / Retrain forget |",
-             "|---|---|---|---|---|---|"]
+             "Retrain's value is shown beside it, and the last column asks whose forget R@20 lands nearest it.", "",
+             "| Setting | Retain higher? | margin (vs) | Forget lower? | margin (vs) | TRU / Retrain forget | "
+             "Forget closest to Retrain's? |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         name = f"{labels.get(r['dataset'], r['dataset'])} · {r['backbone']} · {r['regime']} ({r['seeds']})"
         sp = lambda v: "" if v != v else f" ± {v:.4f}"
         ret = "–" if r["forget_retrain"] is None else f"{r['forget_retrain']:.4f}"
+        if r["retrain_gap_tru"] is None:
+            near = "–"
+        else:
+            d = r["retrain_gap_tru"] - r["retrain_gap_best_other"]
+            near = ("tie" if abs(d) < 5e-4 else "yes" if d < 0 else "**no**") + (
+                f" (gap {r['retrain_gap_tru']:.4f} vs {r['retrain_gap_best_other']:.4f}, "
+                f"{LABELS[r['retrain_gap_closest_other']]})")
         lines.append(
             f"| {name} | {verdict(r['retain_margin'], r['retain_spread'], True)} | "
             f"{r['retain_margin']:+.4f}{sp(r['retain_spread'])} ({LABELS[r['retain_best_other']]}) | "
             f"{verdict(r['forget_margin'], r['forget_spread'], False)} | "
             f"{r['forget_margin']:+.4f}{sp(r['forget_spread'])} ({LABELS[r['forget_best_other']]}) | "
-            f"{r['forget_tru']:.4f} / {ret} |")
+            f"{r['forget_tru']:.4f} / {ret} | {near} |")
     return lines + [""]
 
 
