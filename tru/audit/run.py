@@ -35,12 +35,9 @@ def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None) -
     # target items: recommendable items that lost at least `exposure_min_removed_share` of
     # their training interactions (a 5% user deletion touches nearly every popular item a
     # little; exposure is about the items the batch really took engagement from)
-    before = np.bincount(ctx.prior.train[:, 1], minlength=data.n_items)
-    removed = np.bincount(ctx.forget[:, 1], minlength=data.n_items) if len(ctx.forget) else np.zeros(data.n_items, np.int64)
-    share = np.divide(removed, before, out=np.zeros(data.n_items), where=before > 0)
-    targets = np.setdiff1d(np.flatnonzero((removed > 0) & (share >= ap.exposure_min_removed_share)), data.deleted_items)
+    targets = ctx.items_losing(ap.exposure_min_removed_share)
     expo = {"target_items": int(len(targets)), "min_removed_share": ap.exposure_min_removed_share,
-            "touched_items": int((removed > 0).sum()), "k": ap.k, "models": {
+            "touched_items": int(len(np.unique(ctx.forget[:, 1]))), "k": ap.k, "models": {
         name: exposure(model, targets, normal, data.train, data.n_users, data.candidates, ap.k)
         for name, model in models.items()}}
 

@@ -68,6 +68,15 @@ class UnlearnContext:
         return np.unique(np.concatenate(rows), axis=0) if sum(len(r) for r in rows) else np.zeros((0, 2), np.int64)
 
 
+    def items_losing(self, share: float) -> np.ndarray:
+        """Items still in the catalogue that lost at least `share` of their training
+        interactions to this batch (and at least one)."""
+        n = self.data.n_items
+        before = np.bincount(self.prior.train[:, 1], minlength=n)
+        removed = np.bincount(self.forget[:, 1], minlength=n) if len(self.forget) else np.zeros(n, np.int64)
+        lost = np.divide(removed, before, out=np.zeros(n), where=before > 0)
+        return np.setdiff1d(np.flatnonzero((removed > 0) & (lost >= share)), self.data.deleted_items)
+
     def membership_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """Members (forgotten pairs) and non-members (held-out pairs) of the same users only:
         comparing across users would measure how well the model knows the users, not whether
@@ -278,10 +287,7 @@ def refit_items(model: Recommender, ctx: UnlearnContext, share: float, steps: in
     tables = model.item_tables()
     if not tables or not len(ctx.forget) or steps <= 0:
         return {"items": 0, "steps": 0}
-    before = np.bincount(ctx.prior.train[:, 1], minlength=model.n_items)
-    lost = np.bincount(ctx.forget[:, 1], minlength=model.n_items)
-    frac = np.divide(lost, before, out=np.zeros(model.n_items), where=before > 0)
-    items = np.setdiff1d(np.flatnonzero(frac >= share), ctx.data.deleted_items)
+    items = ctx.items_losing(share)
     pairs = ctx.data.train[np.isin(ctx.data.train[:, 1], items)]
     if not len(items) or not len(pairs):
         return {"items": 0, "steps": 0}
