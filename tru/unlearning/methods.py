@@ -18,10 +18,15 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
 import torch
+# torch.optim imports torch._dynamo on the first optimiser a process builds (~3 s on a 2-core
+# host): imported here, with the methods, so that no method's timed seconds carry it (in a
+# fresh benchmark process it was a fifth of TRU's interaction-level erasure)
+import torch._dynamo  # noqa: E402,F401
 
 from tru.config import Params
 from tru.data.dataset import InteractionData, group_by_user
@@ -76,6 +81,13 @@ class UnlearnContext:
         removed = np.bincount(self.forget[:, 1], minlength=n) if len(self.forget) else np.zeros(n, np.int64)
         lost = np.divide(removed, before, out=np.zeros(n), where=before > 0)
         return np.setdiff1d(np.flatnonzero((removed > 0) & (lost >= share)), self.data.deleted_items)
+
+    @cached_property
+    def probes(self) -> tuple:
+        """What `probe_metrics` ranks after every epoch (it depends on the batch only, so it is
+        built once): the forget and retain-validation rankings' ground truth and exclusions, and
+        the membership pairs."""
+        return forget_eval(self.data, self.forget), retain_eval(self.data, "valid"), *self.membership_pairs()
 
     def membership_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """Members (forgotten pairs) and non-members (held-out pairs) of the same users only:
@@ -200,11 +212,14 @@ def repair_pass(model: Recommender, pairs: np.ndarray, sampler: NegativeSampler,
 
 
 def probe_metrics(model: Recommender, ctx: UnlearnContext) -> dict:
+    """Forget and retain-validation Recall@20 and the membership AUC, from one forward pass."""
     model.eval()
-    forget = rank_metrics_of(model, forget_eval(ctx.data, ctx.forget))
-    valid = rank_metrics_of(model, retain_eval(ctx.data, "valid"))
+    forget_set, valid_set, members, non_members = ctx.probes
+    score = model.score_fn()
+    forget = rank_metrics_of(model, forget_set, score=score)
+    valid = rank_metrics_of(model, valid_set, score=score)
     return {"forget_recall@20": forget["recall@20"], "retain_valid_recall@20": valid["recall@20"],
-            "membership_auc": membership_auc(model, *ctx.membership_pairs(), ctx.data)}
+            "membership_auc": membership_auc(model, members, non_members, ctx.data, score=score)}
 
 
 # ------------------------------------------------------------------------------ methods
@@ -336,7 +351,7 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
     retain_sampler = NegativeSampler(ctx.data.train, model.n_items, ctx.data.candidates)
     fusion = set(model.branches().get("fusion", []))
     per_user_retained = group_by_user(ctx.data.train, ctx.data.n_users)
-    base_valid = rank_metrics_of(ctx.base, retain_eval(ctx.data, "valid"))["recall@20"]
+    base_valid = rank_metrics_of(ctx.base, ctx.probes[1])["recall@20"]
     log["base_retain_valid_recall@20"] = base_valid
     log["probe_before"] = probe_metrics(model, ctx)
     if mechanisms is not None and mechanisms.refit_share > 0:

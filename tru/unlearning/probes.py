@@ -29,18 +29,21 @@ def forget_eval(data: InteractionData, forget: np.ndarray) -> EvalSet:
     return EvalSet.build(forget, data.train, data.n_users)
 
 
-def rank_metrics_of(model: Recommender, es: EvalSet, ks=(20,), batch_users: int = 4096) -> dict:
+def rank_metrics_of(model: Recommender, es: EvalSet, ks=(20,), batch_users: int = 4096, score=None) -> dict:
+    """`score`: the model's `score_fn()` when the caller already has it (one forward pass for
+    several probes of the same model state)."""
     if len(es.users) == 0:
         return {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")} | {"n_rows": 0}
-    return ranked_metrics_batched(model.score_fn(), es.users, es.positives, es.exclude, ks, batch_users)
+    return ranked_metrics_batched(score or model.score_fn(), es.users, es.positives, es.exclude, ks, batch_users)
 
 
-def rank_percentiles(model: Recommender, pairs: np.ndarray, data: InteractionData, pair_batch: int = 4096) -> np.ndarray:
+def rank_percentiles(model: Recommender, pairs: np.ndarray, data: InteractionData, pair_batch: int = 4096,
+                     score=None) -> np.ndarray:
     """Percentile of each pair's item in its user's ranking (1 = top), retained training
     items masked: the per-pair feature of the stopping signal."""
     if len(pairs) == 0:
         return np.zeros(0)
-    score = model.score_fn()
+    score = score or model.score_fn()
     users, row_of_pair = np.unique(pairs[:, 0], return_inverse=True)
     train = data.train
     out = np.empty(len(pairs))
@@ -63,13 +66,14 @@ def rank_percentiles(model: Recommender, pairs: np.ndarray, data: InteractionDat
 
 
 def membership_auc(model: Recommender, members: np.ndarray, non_members: np.ndarray,
-                   data: InteractionData) -> float | None:
+                   data: InteractionData, score=None) -> float | None:
     """AUC of telling forgotten pairs from held-out pairs by rank percentile (0.5 = cannot);
     None when there is nothing to compare (an item-only batch: pairs with a deleted item are
     no membership question)."""
     if len(members) == 0 or len(non_members) == 0:
         return None
-    a = rank_percentiles(model, members, data)
-    b = rank_percentiles(model, non_members, data)
+    score = score or model.score_fn()
+    a = rank_percentiles(model, members, data, score=score)
+    b = rank_percentiles(model, non_members, data, score=score)
     y = np.concatenate([np.ones(len(a)), np.zeros(len(b))])
     return float(roc_auc_score(y, np.concatenate([a, b])))
