@@ -281,7 +281,7 @@ def test_balanced_partition_keeps_shards_within_capacity_and_clusters_together()
 
 
 def test_ultrare_retrains_exactly_the_shards_a_deletion_touches(world, tmp_path):
-    from tru.unlearning.ultrare import _train_shard, original_ensemble
+    from tru.unlearning.ultrare import _train_shard, fit_aggregator, original_ensemble, shard_embeddings
 
     p, prior, base = world
     p = p.model_copy(update={"train": p.train.model_copy(update={"max_epochs": 4}), "unlearn": p.unlearn.model_copy(update={
@@ -305,8 +305,21 @@ def test_ultrare_retrains_exactly_the_shards_a_deletion_touches(world, tmp_path)
                               p.seed + k, ctx.data.candidates, "check")
     assert all(torch.equal(a, b) for a, b in zip(first.model.shards[k].state_dict().values(),
                                                   scratch.state_dict().values()))
-    # each user is ranked by its own shard's sub-model
+    # the learned combiner: trained again after the deletion, on the retained pairs only (the
+    # same fit from them alone gives the same weights), its loss going down; it ranks the users
+    up = p.unlearn.ultrare
+    assert up.combiner == "attention" and first.log["aggregator"]["losses"][-1] < first.log["aggregator"]["losses"][0]
+    agg, _ = fit_aggregator(list(first.model.shards), assign, ctx.data.train, ctx.data.candidates, up.combiner_epochs,
+                            up.combiner_lr, p.train.batch_size, section(p)["reg_weight"], p.seed)
+    assert all(torch.equal(a, b) for a, b in zip(agg.state_dict().values(), first.model.aggregator.state_dict().values()))
     users = torch.arange(prior.n_users)
+    rows = first.model.score_fn()(users)
+    user_emb, item_emb = shard_embeddings(first.model.shards)
+    with torch.no_grad():
+        expect = agg.users(user_emb, users, first.model.user_shard) @ agg.items(item_emb).T
+    assert torch.allclose(rows, expect, atol=1e-5)
+    # without it (combiner own_shard), each user is ranked by its own shard's sub-model
+    first.model.aggregator = None
     rows = first.model.score_fn()(users)
     own = first.model.shards[k]
     own.eval()

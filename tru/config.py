@@ -200,6 +200,9 @@ class TRUParams(Section):
 class UltraREParams(Section):
     shards: int = Field(ge=1)
     partition_iters: int = Field(ge=1)
+    combiner: Literal["attention", "own_shard"]
+    combiner_epochs: int = Field(ge=1)
+    combiner_lr: float = Field(gt=0)
     cache_dir: str
 
 

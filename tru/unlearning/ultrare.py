@@ -14,10 +14,14 @@ Here:
   shard), `partition_iters` rounds;
 - sub-models: the backbone (with its own graphs) trained per shard on that shard's users'
   interactions, with the training recipe (early stopping on the shard users' validation rows);
-- aggregation: each user is ranked by its own shard's sub-model, the only one that learned the
-  user. The paper's learned aggregator weighs sub-models per prediction; with a user partition
-  and per-user rankings (what every metric here reads) it has nothing else to weigh: the other
-  sub-models hold an untrained row for this user. This is the adaptation's main limit;
+- aggregation (`combiner`): `attention` is RecEraser's learned aggregator, which UltraRE keeps:
+  each shard's final embeddings are mapped into one space by a learned transfer matrix W_k; an
+  item is the attention-weighted sum of its mapped embeddings over all shards (every shard
+  learned the item, from its own users); a user is its own shard's mapped embedding (the other
+  sub-models hold an untrained row for it, which a user partition cannot avoid). It is trained
+  with BPR on the ensemble's training pairs, the sub-models fixed, and trained again on the
+  retained pairs after every deletion (it saw the deleted data). `own_shard`: each user ranked by
+  its own shard's sub-model alone, for comparison;
 - the ensemble of theta_0's data is base training, not erasure: it is trained once per
   (interaction set, backbone params, recipe, shards, seed) and cached under `cache_dir`; its
   training time is logged as `setup_seconds` and left out of the method's seconds;
@@ -45,16 +49,81 @@ from tru.train import EvalSet, fit, seed_everything
 from tru.unlearning.methods import UnlearnContext, UnlearnResult, register_method
 
 
+class Aggregator(nn.Module):
+    """RecEraser's attention aggregation over K shards' fixed embeddings [K, n, d]: a transfer
+    matrix per shard (identity at the start), attention over shards for items, the own shard
+    for users."""
+
+    def __init__(self, shards: int, dim: int):
+        super().__init__()
+        self.transfer = nn.Parameter(torch.eye(dim).expand(shards, dim, dim).clone())
+        self.attention = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False))
+
+    def items(self, item_emb: torch.Tensor) -> torch.Tensor:
+        z = torch.einsum("knd,kde->kne", item_emb, self.transfer)
+        weight = torch.softmax(self.attention(z).squeeze(-1), dim=0)
+        return (weight.unsqueeze(-1) * z).sum(0)
+
+    def users(self, user_emb: torch.Tensor, users: torch.Tensor, shard: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(len(users), user_emb.shape[-1])
+        for k in torch.unique(shard).tolist():
+            sel = torch.nonzero(shard == k).squeeze(1)
+            out = out.index_copy(0, sel, user_emb[k, users[sel]] @ self.transfer[k])
+        return out
+
+
+def shard_embeddings(shards) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every shard's final user and item embeddings, stacked [K, n, d] (no gradient)."""
+    with torch.no_grad():
+        embs = [m.embeddings() for m in shards]
+    return torch.stack([u for u, _ in embs]), torch.stack([i for _, i in embs])
+
+
+def fit_aggregator(shards, user_shard: np.ndarray, pairs: np.ndarray, candidates, epochs: int, lr: float,
+                   batch_size: int, reg_weight: float, seed: int) -> tuple[Aggregator, list[float]]:
+    """Train the aggregator with BPR on `pairs`, the sub-models fixed."""
+    from tru.train import NegativeSampler
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    user_emb, item_emb = shard_embeddings(shards)
+    agg = Aggregator(len(shards), user_emb.shape[-1])
+    opt = torch.optim.Adam(agg.parameters(), lr=lr)
+    sampler = NegativeSampler(pairs, item_emb.shape[1], candidates)
+    owner = torch.as_tensor(np.asarray(user_shard, dtype=np.int64))
+    losses = []
+    for _ in range(epochs):
+        order = rng.permutation(len(pairs))
+        total = 0.0
+        for s in range(0, len(order), batch_size):
+            b = pairs[order[s : s + batch_size]]
+            u, i = torch.as_tensor(b[:, 0]), torch.as_tensor(b[:, 1])
+            n = torch.as_tensor(sampler.sample(b[:, 0], rng))
+            items = agg.items(item_emb)
+            eu, ei, en = agg.users(user_emb, u, owner[u]), items[i], items[n]
+            bpr = -torch.nn.functional.logsigmoid((eu * ei).sum(1) - (eu * en).sum(1)).mean()
+            loss = bpr + reg_weight * 0.5 * (eu.pow(2).sum() + ei.pow(2).sum() + en.pow(2).sum()) / len(b)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+        losses.append(total)
+    agg.eval()
+    return agg, losses
+
+
 class ShardEnsemble(Recommender):
-    """K sub-models; user u is scored by the sub-model of its shard."""
+    """K sub-models; user u is scored by the sub-model of its shard, or through the learned
+    aggregator when there is one."""
 
     backbone_name = "ultrare"
 
-    def __init__(self, shards: list[Recommender], user_shard: np.ndarray):
+    def __init__(self, shards: list[Recommender], user_shard: np.ndarray, aggregator: Aggregator | None = None):
         nn.Module.__init__(self)
         self.shards = nn.ModuleList(shards)
         self.user_shard = torch.as_tensor(np.asarray(user_shard, dtype=np.int64))
         self.n_users, self.n_items = shards[0].n_users, shards[0].n_items
+        self.aggregator = aggregator
 
     def set_graph(self, pairs: np.ndarray, active_items: np.ndarray | None = None) -> None:
         owner = self.user_shard.numpy()[pairs[:, 0]]
@@ -62,6 +131,17 @@ class ShardEnsemble(Recommender):
             model.set_graph(pairs[owner == k], active_items)
 
     def score_fn(self):
+        if self.aggregator is not None:
+            user_emb, item_emb = shard_embeddings(self.shards)
+            with torch.no_grad():
+                items_t = self.aggregator.items(item_emb).T.contiguous()
+
+            def combined(users: torch.Tensor) -> torch.Tensor:
+                users = torch.as_tensor(users)
+                with torch.no_grad():
+                    return self.aggregator.users(user_emb, users, self.user_shard[users]) @ items_t
+
+            return combined
         fns = [m.score_fn() for m in self.shards]
 
         def score(users: torch.Tensor) -> torch.Tensor:
@@ -161,6 +241,7 @@ def original_ensemble(ctx: UnlearnContext, params: Params) -> tuple[ShardEnsembl
 
 @register_method("ultrare")
 def ultrare(ctx: UnlearnContext, params: Params) -> UnlearnResult:
+    up = params.unlearn.ultrare
     ens, setup = original_ensemble(ctx, params)
     assign = ens.user_shard.numpy()
     touched = sorted(set(assign[ctx.forget[:, 0]].tolist()) | set(assign[np.asarray(ctx.new_users, np.int64)].tolist()))
@@ -172,8 +253,15 @@ def ultrare(ctx: UnlearnContext, params: Params) -> UnlearnResult:
                                           f"ultrare retrain shard {k}")
     model = ShardEnsemble(shards, assign)
     model.set_graph(ctx.data.train, ctx.data.active_items)
+    agg_log = {"combiner": up.combiner}
+    if up.combiner == "attention":
+        # trained again on the retained pairs: it saw the deleted data
+        model.aggregator, losses = fit_aggregator(shards, assign, ctx.data.train, ctx.data.candidates, up.combiner_epochs,
+                                                  up.combiner_lr, params.train.batch_size,
+                                                  getattr(params.model, params.model.backbone).reg_weight, params.seed)
+        agg_log["losses"] = losses
     model.eval()
-    log = {"method": "ultrare", "shards": len(shards), "touched_shards": touched,
+    log = {"method": "ultrare", "shards": len(shards), "touched_shards": touched, "aggregator": agg_log,
            "shard_users": np.bincount(assign, minlength=len(shards)).tolist(),
            "best_epoch": max(best.values()) if best else 0, "shard_best_epochs": {str(k): v for k, v in best.items()},
            "ensemble": setup, "setup_seconds": setup["setup_seconds"]}
