@@ -19,9 +19,9 @@ Here:
   item is the attention-weighted sum of its mapped embeddings over all shards (every shard
   learned the item, from its own users); a user is its own shard's mapped embedding (the other
   sub-models hold an untrained row for it, which a user partition cannot avoid). It is trained
-  with BPR on the ensemble's training pairs, the sub-models fixed, and trained again on the
-  retained pairs after every deletion (it saw the deleted data). `own_shard`: each user ranked by
-  its own shard's sub-model alone, for comparison;
+  with BPR, the sub-models fixed, on each deletion's retained pairs (an aggregator of theta_0's
+  data would have seen the deleted ones; the benchmarks score theta_0 itself, so none is kept).
+  `own_shard`: each user ranked by its own shard's sub-model alone, for comparison;
 - the ensemble of theta_0's data is base training, not erasure: it is trained once per
   (interaction set, backbone params, recipe, shards, seed) and cached under `cache_dir`; its
   training time is logged as `setup_seconds` and left out of the method's seconds;
