@@ -45,7 +45,7 @@ from torch import nn
 from tru.config import Params
 from tru.models import build_backbone
 from tru.models.base import Recommender
-from tru.train import EvalSet, fit, seed_everything
+from tru.train import EvalSet, NegativeSampler, fit, seed_everything
 from tru.unlearning.methods import UnlearnContext, UnlearnResult, register_method
 
 
@@ -82,8 +82,6 @@ def shard_embeddings(shards) -> tuple[torch.Tensor, torch.Tensor]:
 def fit_aggregator(shards, user_shard: np.ndarray, pairs: np.ndarray, candidates, epochs: int, lr: float,
                    batch_size: int, reg_weight: float, seed: int) -> tuple[Aggregator, list[float]]:
     """Train the aggregator with BPR on `pairs`, the sub-models fixed."""
-    from tru.train import NegativeSampler
-
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     user_emb, item_emb = shard_embeddings(shards)
