@@ -105,7 +105,7 @@ def tiny_params(dst: Path) -> None:
     p["data"].update({"source": "synthetic", "name": "tiny", "dataset_dir": "data/datasets/tiny"})
     p["synthetic"].update({"n_users": 80, "n_items": 50, "n_interactions": 1600})
     p["model"]["mgcn"].update({"embedding_dim": 16, "knn_k": 5})
-    p["train"].update({"max_epochs": 3, "batch_size": 256, "threads": 1})
+    p["train"].update({"max_epochs": 3, "batch_size": 256, "threads": 1, "checkpoint_every": 2})
     p["canary"].update({"users": 4, "profile_length": 8, "triggers": 2, "target_popularity": [0, 40],
                         "trigger_popularity": [1, 10_000]})
     p["audit"]["mia"].update({"bootstrap": 20})

@@ -27,6 +27,9 @@ def test_dvc_repro_runs_every_stage(repo):
         assert set(metrics[split]) >= {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
         assert 0.0 <= metrics[split]["recall@20"] <= 1.0
     assert (repo / "data/models/base/model.safetensors").is_file()
+    # training snapshotted every 2 epochs for resuming; the snapshot goes once the model is saved
+    assert not (repo / "data/models/base.resume").exists()
+    assert read_json(repo / "reports/train/train_log.json")["resumed_from_epoch"] == 0
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"fetch", "featurize", "split", "train", "evaluate"}
     status = run([str(BIN / "dvc"), "status"], repo)

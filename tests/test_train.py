@@ -85,3 +85,55 @@ def test_seeding_switches_torch_to_deterministic_algorithms():
     assert not torch.are_deterministic_algorithms_enabled()
     seed_everything(3)
     assert torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled()
+
+
+def test_a_killed_training_run_resumes_to_the_uninterrupted_result(params, tiny_data, tmp_path, capsys):
+    from tru.train import Resume
+
+    valid = EvalSet.build(tiny_data.valid, tiny_data.train, tiny_data.n_users)
+    recipe = quick(params, epochs=7).model_copy(update={"checkpoint_every": 2})
+
+    def run(folder, kill_at_batch=None, seed=5):
+        seed_everything(seed)
+        model = build_backbone("mgcn", mparams(params), tiny_data.n_users, tiny_data.n_items, tiny_data.features)
+        if kill_at_batch is not None:
+            calls, loss = [0], model.loss
+
+            def dying_loss(*a):
+                calls[0] += 1
+                if calls[0] == kill_at_batch:
+                    raise KeyboardInterrupt
+                return loss(*a)
+            model.loss = dying_loss
+        return fit(model, tiny_data.train, valid, recipe, seed, progress=False, resume=folder)
+
+    plain = run(None)
+    h_plain = save_checkpoint(tmp_path / "plain", plain.model, {})
+    # snapshots leave the result as it is
+    snapped = run(tmp_path / "a.resume")
+    assert save_checkpoint(tmp_path / "snapped", snapped.model, {}) == h_plain
+    assert snapped.resumed_from == 0
+
+    batches_per_epoch = -(-len(tiny_data.train) // recipe.batch_size)
+    folder = tmp_path / "b.resume"
+    with pytest.raises(KeyboardInterrupt):  # killed in epoch 6: the last snapshot is epoch 4's
+        run(folder, kill_at_batch=5 * batches_per_epoch + 2)
+    assert (folder / Resume.META).is_file() and (folder / Resume.TENSORS).is_file()
+    resumed = run(folder)
+    assert resumed.resumed_from == 4
+    assert save_checkpoint(tmp_path / "resumed", resumed.model, {}) == h_plain
+    assert [h["epoch"] for h in resumed.history] == list(range(1, 8))
+    assert resumed.best_epoch == plain.best_epoch and resumed.best_valid == plain.best_valid
+    assert "resuming after epoch 4" in capsys.readouterr().out
+
+    # the folder still holds epoch 6's snapshot (the caller clears it once the result is
+    # saved); a snapshot of another run (here: another seed) is never used
+    other = run(folder, seed=6)
+    assert other.resumed_from == 0 and "another run" in capsys.readouterr().out
+
+
+def test_training_recipe_leaves_out_the_snapshot_interval(params):
+    a = params.train.model_copy(update={"checkpoint_every": 0})
+    b = params.train.model_copy(update={"checkpoint_every": 25})
+    assert a.recipe() == b.recipe() and "checkpoint_every" not in a.recipe()
+    assert a.recipe() != params.train.model_copy(update={"lr": 0.5}).recipe()

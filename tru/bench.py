@@ -400,7 +400,7 @@ def bench_base_model(params: Params, split_dir: str | Path = "data/split", root:
         stale = [why for why, same in (
             ("the split changed", meta.get("data", {}).get("split_sha256") == sha256_tree(split_dir)),
             (f"model.{backbone} changed", meta.get("model", {}).get("params") == getattr(params.model, backbone).model_dump()),
-            ("the training recipe changed", meta.get("train") == params.train.model_dump()),
+            ("the training recipe changed", meta.get("train") == params.train.recipe()),
             ("the seed changed", meta.get("seed") == params.seed)) if not same]
         if not stale and (out / "model.safetensors").is_file():
             return str(out)

@@ -173,6 +173,13 @@ class TrainParams(Section):
     eval_every: int = Field(ge=1)
     eval_batch_users: int = Field(gt=0)
     threads: int = Field(ge=1)
+    # epochs between resume snapshots of base training (0: none); how often a run snapshots
+    # never changes its result, so it is not part of the recipe a checkpoint records
+    checkpoint_every: int = Field(ge=0)
+
+    def recipe(self) -> dict:
+        """What the trained model depends on (checkpoints record it, staleness checks compare it)."""
+        return self.model_dump(exclude={"checkpoint_every"})
 
 
 class TRUParams(Section):

@@ -56,17 +56,19 @@ def train_stage(
     from tru.checkpoint import save_checkpoint
     from tru.data.dataset import load_split
     from tru.models import build_backbone
-    from tru.train import EvalSet, fit, seed_everything
+    from tru.train import EvalSet, Resume, fit, seed_everything
 
     data = load_split(split_dir)
     seed_everything(params.seed, params.train.threads)
     model = build_backbone(params.model.backbone, getattr(params.model, params.model.backbone).model_dump(),
                            data.n_users, data.n_items, data.features)
     valid = EvalSet.build(data.valid, data.train, data.n_users)
-    result = fit(model, data.train, valid, params.train, params.seed, progress=progress, desc="train")
+    # a killed run continues from its last snapshot, next to the output (the same result)
+    resume = resume_folder(out_dir)
+    result = fit(model, data.train, valid, params.train, params.seed, progress=progress, desc="train", resume=resume)
     digest = save_checkpoint(out_dir, result.model, {
         "seed": params.seed,
-        "train": params.train.model_dump(),
+        "train": params.train.recipe(),
         "best_epoch": result.best_epoch,
         "best_valid": result.best_valid,
         "data": {"split_sha256": sha256_tree(split_dir), "dataset": data.name},
@@ -76,11 +78,19 @@ def train_stage(
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "total_seconds": result.seconds,
+        "resumed_from_epoch": result.resumed_from,
         "history": result.history,
         "median_epoch_seconds": sorted(seconds)[len(seconds) // 2] if seconds else 0.0,
     })
+    Resume(resume, "").clear()
     return {"checkpoint": str(out_dir), "weights_sha256": digest, "best_epoch": result.best_epoch,
-            "best_valid": result.best_valid, "seconds": result.seconds}
+            "best_valid": result.best_valid, "seconds": result.seconds, "resumed_from": result.resumed_from}
+
+
+def resume_folder(out_dir: str | Path) -> Path:
+    """Where base training into `out_dir` keeps its resume snapshot: `<out_dir>.resume/`."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + ".resume")
 
 
 def evaluate_stage(

@@ -2,15 +2,24 @@
 on validation Recall@20 (never on test). Seeded and deterministic on CPU.
 
 `fit` is the one implementation: base training and Retrain (from scratch on the retain
-set) both call it.
+set) both call it. Given a `resume` folder it snapshots the run there every
+`checkpoint_every` epochs (weights, Adam and scheduler state, the random generators, the
+best model so far, the history) and a killed run called again continues from the last
+snapshot to the bit-identical result of an uninterrupted run. The snapshot holds tensors
+(safetensors) and JSON, no pickled objects, and is only used when it was written for the
+same model, recipe, seed and data.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +27,7 @@ from tqdm.auto import tqdm
 
 from tru.config import TrainParams
 from tru.data.dataset import group_by_user
+from tru.io import atomic_path, read_json, write_json
 from tru.metrics import ranked_metrics_batched
 from tru.models.base import Recommender
 
@@ -91,6 +101,85 @@ class NegativeSampler:
         return neg
 
 
+class Resume:
+    """A training run's snapshot folder: `state.safetensors` + `state.json`.
+
+    `fingerprint` names everything the run's result depends on; a snapshot with another one
+    (another model, recipe, seed or data) is never used, and is replaced by the next one.
+    """
+
+    TENSORS, META = "state.safetensors", "state.json"
+
+    def __init__(self, folder: str | Path, fingerprint: str):
+        self.folder, self.fingerprint = Path(folder), fingerprint
+
+    def load(self) -> tuple[dict, dict] | None:
+        from safetensors.torch import load_file
+
+        if not (self.folder / self.META).is_file() or not (self.folder / self.TENSORS).is_file():
+            return None
+        meta = read_json(self.folder / self.META)
+        if meta.get("fingerprint") != self.fingerprint:
+            print(f"{self.folder}: snapshot of another run (model, recipe, seed or data differ): starting afresh",
+                  flush=True)
+            return None
+        return meta, load_file(str(self.folder / self.TENSORS))
+
+    def save(self, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_path(self.folder) as tmp:
+            tmp.mkdir(parents=True)
+            save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp / self.TENSORS))
+            write_json(tmp / self.META, {"fingerprint": self.fingerprint, **meta})
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def run_fingerprint(model: Recommender, train_pairs: np.ndarray, valid_set: EvalSet | None, params: TrainParams,
+                    seed: int, candidates: np.ndarray | None) -> str:
+    """sha256 over what a training run's result depends on (not how often it snapshots)."""
+    h = hashlib.sha256(json.dumps({"model": model.config(), "train": params.recipe(), "seed": seed},
+                                  sort_keys=True).encode())
+    parts = [np.ascontiguousarray(train_pairs, dtype=np.int64)]
+    if valid_set is not None:
+        parts += [valid_set.users, *valid_set.positives, *valid_set.exclude]
+    if candidates is not None:
+        parts.append(candidates)
+    for a in parts:
+        a = np.ascontiguousarray(a, dtype=np.int64)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _snapshot(model, opt, sched, rng, state: dict, best_state: dict) -> tuple[dict, dict[str, torch.Tensor]]:
+    opt_sd = opt.state_dict()
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v for k, v in best_state.items()})
+    tensors["torch_rng"] = torch.get_rng_state()
+    opt_meta = {}
+    for i, st in opt_sd["state"].items():
+        opt_meta[str(i)] = sorted(st)
+        tensors.update({f"opt.{i}.{k}": v if torch.is_tensor(v) else torch.tensor(v) for k, v in st.items()})
+    meta = {**state, "rng": rng.bit_generator.state, "scheduler": sched.state_dict(),
+            "optimizer": {"param_groups": opt_sd["param_groups"], "state_keys": opt_meta}}
+    return meta, tensors
+
+
+def _restore(model, opt, sched, rng, meta: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    """Load a snapshot into the run; returns the best model's state."""
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    state = {int(i): {k: tensors[f"opt.{i}.{k}"] for k in keys} for i, keys in meta["optimizer"]["state_keys"].items()}
+    opt.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+    sched.load_state_dict(meta["scheduler"])
+    rng.bit_generator.state = meta["rng"]
+    torch.set_rng_state(tensors["torch_rng"])
+    return best_state
+
+
 @dataclass
 class FitResult:
     model: Recommender
@@ -98,6 +187,7 @@ class FitResult:
     best_valid: dict
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    resumed_from: int = 0  # the snapshot's epoch a resumed run continued after (0: a fresh run)
 
 
 def fit(
@@ -109,10 +199,14 @@ def fit(
     candidates: np.ndarray | None = None,
     progress: bool = True,
     desc: str = "train",
+    resume: str | Path | None = None,
 ) -> FitResult:
     """Train `model` on `train_pairs` (graph set from them) with early stopping on valid Recall@20.
 
     Returns the model at its best validation epoch. With max_epochs = 0 the model is returned as is.
+    With `resume` (a folder), a snapshot is written there every `params.checkpoint_every`
+    epochs and a run with the same inputs continues from it; the caller clears it
+    (`Resume.clear`) once the result is saved.
     """
     t0 = time.perf_counter()
     seed_everything(seed, params.threads)
@@ -125,9 +219,20 @@ def fit(
     best_state = copy.deepcopy(model.state_dict())
     best_epoch, best_valid, best_key = 0, {}, -1.0
     history: list[dict] = []
-    bad = 0
-    bar = tqdm(range(1, params.max_epochs + 1), desc=desc, unit="epoch", disable=not progress or None,
-               dynamic_ncols=True, leave=False)
+    bad, start, elapsed = 0, 1, 0.0
+    snap = None
+    if resume is not None and params.checkpoint_every > 0:
+        snap = Resume(resume, run_fingerprint(model, train_pairs, valid_set, params, seed, candidates))
+        found = snap.load()
+        if found is not None:
+            meta, tensors = found
+            best_state = _restore(model, opt, sched, rng, meta, tensors)
+            best_epoch, best_valid, best_key = meta["best_epoch"], meta["best_valid"], meta["best_key"]
+            history, bad, elapsed = meta["history"], meta["bad"], meta["seconds"]
+            start = meta["epoch"] + 1
+            print(f"{desc}: resuming after epoch {meta['epoch']} from {snap.folder}", flush=True)
+    bar = tqdm(range(start, params.max_epochs + 1), desc=desc, unit="epoch", disable=not progress or None,
+               dynamic_ncols=True, leave=False, initial=start - 1, total=params.max_epochs)
     for epoch in bar:
         e0 = time.perf_counter()
         order = rng.permutation(len(train_pairs))
@@ -169,7 +274,11 @@ def fit(
         history.append(row)
         if bad >= params.patience:
             break
+        if snap is not None and epoch % params.checkpoint_every == 0:
+            state = {"epoch": epoch, "best_epoch": best_epoch, "best_valid": best_valid, "best_key": best_key,
+                     "bad": bad, "history": history, "seconds": elapsed + time.perf_counter() - t0}
+            snap.save(*_snapshot(model, opt, sched, rng, state, best_state))
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
-    return FitResult(model, best_epoch, best_valid, history, time.perf_counter() - t0)
+    return FitResult(model, best_epoch, best_valid, history, elapsed + time.perf_counter() - t0, start - 1)

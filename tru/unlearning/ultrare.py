@@ -203,7 +203,7 @@ def _ensemble_key(ctx: UnlearnContext, params: Params) -> str:
     up = params.unlearn.ultrare
     h = hashlib.sha256(np.ascontiguousarray(ctx.prior.train).tobytes())
     h.update(json.dumps({"backbone": params.model.backbone, "model": getattr(params.model, params.model.backbone).model_dump(),
-                         "train": params.train.model_dump(), "shards": up.shards, "iters": up.partition_iters,
+                         "train": params.train.recipe(), "shards": up.shards, "iters": up.partition_iters,
                          "seed": params.seed}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
