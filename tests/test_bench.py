@@ -19,7 +19,7 @@ def test_a_cached_bench_base_model_is_retrained_when_its_inputs_change(params, t
     def cache(**changes):
         out.mkdir(parents=True, exist_ok=True)
         (out / "model.safetensors").write_bytes(b"weights")
-        meta = {"seed": p.seed, "train": p.train.model_dump(), "data": {"split_sha256": sha256_tree(split)},
+        meta = {"seed": p.seed, "train": p.train.recipe(), "data": {"split_sha256": sha256_tree(split)},
                 "model": {"params": p.model.miggt.model_dump()}}
         meta.update(changes)
         (out / "checkpoint.json").write_text(json.dumps(meta))
