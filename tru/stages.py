@@ -82,7 +82,7 @@ def train_stage(
         "history": result.history,
         "median_epoch_seconds": sorted(seconds)[len(seconds) // 2] if seconds else 0.0,
     })
-    Resume(resume, "").clear()
+    Resume(resume).clear()
     return {"checkpoint": str(out_dir), "weights_sha256": digest, "best_epoch": result.best_epoch,
             "best_valid": result.best_valid, "seconds": result.seconds, "resumed_from": result.resumed_from}
 

@@ -110,7 +110,7 @@ class Resume:
 
     TENSORS, META = "state.safetensors", "state.json"
 
-    def __init__(self, folder: str | Path, fingerprint: str):
+    def __init__(self, folder: str | Path, fingerprint: str = ""):  # no fingerprint: only to clear
         self.folder, self.fingerprint = Path(folder), fingerprint
 
     def load(self) -> tuple[dict, dict] | None:
