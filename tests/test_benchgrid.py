@@ -135,5 +135,10 @@ def test_the_report_says_where_tru_beats_the_other_approximate_methods_and_where
     line = next(x for x in text.splitlines() if x.startswith("| d · mgcn · user (2)"))
     assert line.split("|")[2].strip() == "yes" and line.split("|")[4].strip() == "**no**"
     assert line.split("|")[7].strip().startswith("**no** (gap 0.0110 vs 0.0090, ScaleGUN)")
+    # and in a few lines under the table: per axis, the count of settings and those TRU is behind in
+    tally = text[text.index("In short, over 1 setting,"):].splitlines()
+    assert tally[2] == "* keeps retain Recall@20 higher: ahead in 1, level in 0, behind in 0."
+    assert tally[3] == "* has lower forget Recall@20: ahead in 0, level in 0, behind in 1 (d · mgcn · user)."
+    assert tally[4] == "* lands nearest Retrain's forget Recall@20: ahead in 0, level in 0, behind in 1 (d · mgcn · user)."
     # a setting without TRU or without another approximate method is not judged
     assert bg.claim_check(bg.summarise([r for r in rows if r["method"] != "tru"])) == []

@@ -428,15 +428,46 @@ def claim_check(s) -> list[dict]:
     return out
 
 
+def claim_verdicts(r: dict) -> dict[str, str]:
+    """One claim_check row judged per axis: "yes", "tie" or "no". Retain and forget: the
+    margin against the best other method, a tie when it is no more than the spread over
+    seeds (or below 5e-4); nearest Retrain's forget: TRU's gap against the closest other's."""
+
+    def margin(m: float, spread: float, better_up: bool) -> str:
+        if abs(m) < 5e-4 or (spread == spread and abs(m) <= spread):  # equal, or within the spread
+            return "tie"
+        return "yes" if (m > 0 if better_up else m < 0) else "no"
+
+    out = {"retain": margin(r["retain_margin"], r["retain_spread"], True),
+           "forget": margin(r["forget_margin"], r["forget_spread"], False), "nearest": "–"}
+    if r["retrain_gap_tru"] is not None:
+        d = r["retrain_gap_tru"] - r["retrain_gap_best_other"]
+        out["nearest"] = "tie" if abs(d) < 5e-4 else "yes" if d < 0 else "no"
+    return out
+
+
+def claim_tally(rows: list[dict], labels: dict) -> list[str]:
+    """The claim table in a few lines: per axis, in how many settings TRU is ahead, level or
+    behind, and which settings it is behind in."""
+    axes = (("retain", "keeps retain Recall@20 higher"), ("forget", "has lower forget Recall@20"),
+            ("nearest", "lands nearest Retrain's forget Recall@20"))
+    name = lambda r: f"{labels.get(r['dataset'], r['dataset'])} · {r['backbone']} · {r['regime']}"
+    verdicts = [claim_verdicts(r) for r in rows]
+    lines = [f"In short, over {len(rows)} setting{'s' * (len(rows) != 1)}, TRU against the best other approximate method:", ""]
+    for axis, what in axes:
+        judged = [(r, v[axis]) for r, v in zip(rows, verdicts) if v[axis] != "–"]
+        count = {k: sum(1 for _, x in judged if x == k) for k in ("yes", "tie", "no")}
+        behind = [name(r) for r, x in judged if x == "no"]
+        lines.append(f"* {what}: ahead in {count['yes']}, level in {count['tie']}, behind in {count['no']}"
+                     + (f" ({'; '.join(behind)})" if behind else "") + ".")
+    return lines + [""]
+
+
 def claim_markdown(s, labels: dict) -> list[str]:
     rows = claim_check(s)
     if not rows:
         return []
-
-    def verdict(margin: float, spread: float, better_up: bool) -> str:
-        ahead = margin >= 0 if better_up else margin <= 0
-        noise = abs(margin) < 5e-4 or (spread == spread and abs(margin) <= spread)  # equal, or within the spread
-        return "tie (within spread)" if noise else ("yes" if ahead else "**no**")
+    shown = {"yes": "yes", "tie": "tie (within spread)", "no": "**no**"}
 
     lines = ["## Does TRU beat the other approximate methods? (the article's claim)", "",
              "Per setting, TRU against the best of " + ", ".join(LABELS[m] for m in APPROXIMATE) +
@@ -450,20 +481,17 @@ def claim_markdown(s, labels: dict) -> list[str]:
         name = f"{labels.get(r['dataset'], r['dataset'])} · {r['backbone']} · {r['regime']} ({r['seeds']})"
         sp = lambda v: "" if v != v else f" ± {v:.4f}"
         ret = "–" if r["forget_retrain"] is None else f"{r['forget_retrain']:.4f}"
-        if r["retrain_gap_tru"] is None:
-            near = "–"
-        else:
-            d = r["retrain_gap_tru"] - r["retrain_gap_best_other"]
-            near = ("tie" if abs(d) < 5e-4 else "yes" if d < 0 else "**no**") + (
-                f" (gap {r['retrain_gap_tru']:.4f} vs {r['retrain_gap_best_other']:.4f}, "
-                f"{LABELS[r['retrain_gap_closest_other']]})")
+        v = claim_verdicts(r)
+        near = "–" if v["nearest"] == "–" else (
+            {"no": "**no**"}.get(v["nearest"], v["nearest"]) + f" (gap {r['retrain_gap_tru']:.4f} vs "
+            f"{r['retrain_gap_best_other']:.4f}, {LABELS[r['retrain_gap_closest_other']]})")
         lines.append(
-            f"| {name} | {verdict(r['retain_margin'], r['retain_spread'], True)} | "
+            f"| {name} | {shown[v['retain']]} | "
             f"{r['retain_margin']:+.4f}{sp(r['retain_spread'])} ({LABELS[r['retain_best_other']]}) | "
-            f"{verdict(r['forget_margin'], r['forget_spread'], False)} | "
+            f"{shown[v['forget']]} | "
             f"{r['forget_margin']:+.4f}{sp(r['forget_spread'])} ({LABELS[r['forget_best_other']]}) | "
             f"{r['forget_tru']:.4f} / {ret} | {near} |")
-    return lines + [""]
+    return lines + [""] + claim_tally(rows, labels)
 
 
 def write_report(rows: list[dict], grid: Grid | None, folder: str | Path) -> None:
