@@ -132,6 +132,24 @@ def test_a_killed_training_run_resumes_to_the_uninterrupted_result(params, tiny_
     assert other.resumed_from == 0 and "another run" in capsys.readouterr().out
 
 
+def test_training_into_a_log_file_says_how_far_it_is(params, tiny_data, capsys):
+    # under pytest the output is not a terminal: no bar, a line every checkpoint_every epochs and at the end
+    valid = EvalSet.build(tiny_data.valid, tiny_data.train, tiny_data.n_users)
+    recipe = quick(params, epochs=5).model_copy(update={"checkpoint_every": 2})
+    seed_everything(5)
+    model = build_backbone("mgcn", mparams(params), tiny_data.n_users, tiny_data.n_items, tiny_data.features)
+    res = fit(model, tiny_data.train, valid, recipe, 5, desc="base")
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("base: epoch")]
+    assert [x.split(",")[0] for x in lines] == ["base: epoch 2/5", "base: epoch 4/5", "base: epoch 5/5"]
+    last = res.history[-1]
+    assert f"valid R@20 {last['valid_recall@20']:.4f} (best {res.best_valid['recall@20']:.4f} at epoch {res.best_epoch})" \
+        in lines[-1]
+    seed_everything(5)
+    model = build_backbone("mgcn", mparams(params), tiny_data.n_users, tiny_data.n_items, tiny_data.features)
+    fit(model, tiny_data.train, valid, recipe, 5, progress=False)
+    assert "epoch" not in capsys.readouterr().out
+
+
 def test_training_recipe_leaves_out_the_snapshot_interval(params):
     a = params.train.model_copy(update={"checkpoint_every": 0})
     b = params.train.model_copy(update={"checkpoint_every": 25})

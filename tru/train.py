@@ -190,6 +190,15 @@ class FitResult:
     resumed_from: int = 0  # the snapshot's epoch a resumed run continued after (0: a fresh run)
 
 
+def _progress_line(desc: str, row: dict, max_epochs: int, best_epoch: int, best_key: float, history: list[dict],
+                   seconds: float) -> str:
+    per_epoch = sorted(h["seconds"] for h in history)[len(history) // 2]
+    valid = f", valid R@20 {row['valid_recall@20']:.4f} (best {best_key:.4f} at epoch {best_epoch})" \
+        if "valid_recall@20" in row else ""
+    return (f"{desc}: epoch {row['epoch']}/{max_epochs}, loss {row['loss']:.4f}{valid}, "
+            f"{per_epoch:.1f} s per epoch, {seconds / 60:.1f} min so far")
+
+
 def fit(
     model: Recommender,
     train_pairs: np.ndarray,
@@ -233,6 +242,9 @@ def fit(
             print(f"{desc}: resuming after epoch {meta['epoch']} from {snap.folder}", flush=True)
     bar = tqdm(range(start, params.max_epochs + 1), desc=desc, unit="epoch", disable=not progress or None,
                dynamic_ncols=True, leave=False, initial=start - 1, total=params.max_epochs)
+    # no bar when the output is not a terminal (a log file: the grid's base models train for
+    # hours there): a plain line every `checkpoint_every` (else 10) epochs and at the stop instead
+    log_every = (params.checkpoint_every or 10) if progress and bar.disable else 0
     for epoch in bar:
         e0 = time.perf_counter()
         order = rng.permutation(len(train_pairs))
@@ -272,6 +284,9 @@ def fit(
             best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
             bar.set_postfix(loss=f"{row['loss']:.4f}")
         history.append(row)
+        if log_every and (epoch % log_every == 0 or bad >= params.patience or epoch == params.max_epochs):
+            print(_progress_line(desc, row, params.max_epochs, best_epoch, best_key, history,
+                                 elapsed + time.perf_counter() - t0), flush=True)
         if bad >= params.patience:
             break
         if snap is not None and epoch % params.checkpoint_every == 0:
