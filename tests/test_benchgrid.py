@@ -8,6 +8,7 @@ import yaml
 import tru.benchgrid as bg
 from tru.config import parse_params
 from tru.errors import ConfigError
+from tru.io import sha256_tree
 
 from conftest import ROOT
 
@@ -71,6 +72,20 @@ def tiny_grid_params():
                           "trigger_popularity": [1, 10_000]})
     raw["audit"]["mia"].update({"bootstrap": 5, "folds": 2})
     return parse_params(raw)
+
+
+def test_a_prepared_dataset_is_reused_while_its_inputs_are_unchanged(tiny_grid_params, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    spec = bg.load_grid(write_grid(tmp_path / "grid.yaml")).datasets["tiny"]
+    _, split = bg.prepare_dataset(tiny_grid_params, "tiny", spec, "grid")
+    assert "preparing dataset tiny" in capsys.readouterr().out
+    digest = sha256_tree(split)
+    # the params hold tuples (split fractions, canary ranges): the stamp still matches its file
+    assert bg.prepare_dataset(tiny_grid_params, "tiny", spec, "grid")[1] == split
+    assert "preparing" not in capsys.readouterr().out and sha256_tree(split) == digest
+    changed = tiny_grid_params.model_copy(update={"seed": tiny_grid_params.seed + 1})
+    bg.prepare_dataset(changed, "tiny", spec, "grid")
+    assert "preparing dataset tiny" in capsys.readouterr().out
 
 
 def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkeypatch, harness):

@@ -150,9 +150,9 @@ def prepare_dataset(params: Params, name: str, spec: DatasetSpec, root: str | Pa
         return p, split
     folder = Path(root) / name
     stamp_path = folder / "prepared.json"
-    stamp = {"spec": spec.model_dump(), "data": p.data.model_dump(), "synthetic": p.synthetic.model_dump(),
-             "featurize": p.featurize.model_dump(), "fetch": p.fetch.model_dump(), "split": p.split.model_dump(),
-             "canary": p.canary.model_dump(), "seed": p.seed}
+    # in JSON form, as the stamp file holds it (a tuple field dumped as is never equals its list)
+    stamp = {"spec": spec.model_dump(mode="json"), "seed": p.seed} | {
+        k: getattr(p, k).model_dump(mode="json") for k in ("data", "synthetic", "featurize", "fetch", "split", "canary")}
     split = folder / "split"
     if stamp_path.is_file() and read_json(stamp_path) == stamp and (split / "split.json").is_file():
         return p, split
