@@ -11,7 +11,7 @@ from tru.models import build_backbone
 from tru.train import EvalSet, fit, seed_everything
 from tru.unlearning.energy import gradient_energies
 from tru.unlearning.mechanisms import branch_scales, ranking_gate, select_modules
-from tru.unlearning.methods import UnlearnContext, prepare, run_method
+from tru.unlearning.methods import ForgetSchedule, UnlearnContext, prepare, run_method
 from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval
 from tru.train import NegativeSampler
 
@@ -145,6 +145,34 @@ def test_tru_forgets_while_retain_stays_within_tolerance(world):
     assert after_forget < before_forget
     assert after_retain >= 0.9 * before_retain
     assert res.log["epochs"] and {"branch_scales", "selected_modules", "gate", "membership_auc"} <= set(res.log["epochs"][0])
+
+
+def test_forget_schedule_visits_every_pair_before_any_twice():
+    # a small D_f: all of it every pass, reshuffled (as before there was a bound)
+    small_rng, plain_rng = np.random.default_rng(5), np.random.default_rng(5)
+    s = ForgetSchedule(10, 16, small_rng)
+    for _ in range(3):
+        assert np.array_equal(s.next(), plain_rng.permutation(10))
+    # a large one: `size` pairs per pass, and the passes cover D_f before repeating any pair
+    s = ForgetSchedule(10, 4, np.random.default_rng(5))
+    passes = [s.next() for _ in range(5)]
+    assert all(len(x) == 4 for x in passes)
+    first = np.concatenate(passes)[:10]
+    assert sorted(first.tolist()) == list(range(10))
+    assert sorted(np.concatenate(passes)[10:20].tolist()) == list(range(10))
+
+
+def test_tru_reverse_pass_is_bounded_by_reverse_sample(world):
+    p, prior, base = world
+    ctx = user_batch(prior, base, list(range(0, 80, 10)))
+    assert len(ctx.forget) > 40
+    q = p.model_copy(update={"unlearn": p.unlearn.model_copy(update={"reverse_sample": 16, "max_epochs": 3,
+                                                                      "stop": p.unlearn.stop.model_copy(update={"mia_auc_margin": -1.0})})})
+    res = run_method("tru", ctx, q)
+    assert res.log["reverse_sample"] == 16
+    assert [e["reverse_pairs"] for e in res.log["epochs"]] == [16, 16, 16]
+    whole = run_method("tru", ctx, p.model_copy(update={"unlearn": q.unlearn.model_copy(update={"reverse_sample": 4096})}))
+    assert [e["reverse_pairs"] for e in whole.log["epochs"]] == [len(ctx.forget)] * 3
 
 
 def test_exact_erasure_redraws_private_rows(world):

@@ -195,6 +195,33 @@ def neighbourhood_sample(ctx: UnlearnContext, size: int, rng: np.random.Generato
     return train[np.sort(np.concatenate([idx_near, extra]))]
 
 
+class ForgetSchedule:
+    """Which forgotten pairs each reverse pass visits. All of D_f, freshly shuffled, while it
+    holds at most `size` pairs; otherwise the next `size` pairs of a shuffled D_f, reshuffled
+    once every pair has been visited, so that a large deletion takes as many reverse steps per
+    epoch as a small one and the stop rule is checked after as many steps. (ML-1M, MGCN, 5% of
+    users: 30,054 forgotten pairs, 12x ML-100k's; a whole pass per epoch was 117 reverse steps
+    between two checks, and ten of them left 54% of retain utility.)"""
+
+    def __init__(self, n: int, size: int, rng: np.random.Generator):
+        self.n, self.size, self.rng = n, size, rng
+        self._order, self._at = np.zeros(0, np.int64), 0
+
+    def next(self) -> np.ndarray:
+        if self.n <= self.size:
+            return self.rng.permutation(self.n)
+        out = []
+        want = self.size
+        while want:
+            if self._at == len(self._order):
+                self._order, self._at = self.rng.permutation(self.n), 0
+            take = self._order[self._at : self._at + want]
+            self._at += len(take)
+            want -= len(take)
+            out.append(take)
+        return np.concatenate(out)
+
+
 def repair_pass(model: Recommender, pairs: np.ndarray, sampler: NegativeSampler, opt: torch.optim.Optimizer,
                 batch_size: int, rng: np.random.Generator) -> float:
     model.train()
@@ -359,6 +386,8 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
     if mechanisms is not None and mechanisms.refit_share > 0:
         log["refit"] = refit_items(model, ctx, mechanisms.refit_share, mechanisms.refit_steps, mechanisms.refit_lr,
                                    retain_sampler, rng, up.repair_batch_size)
+    schedule = ForgetSchedule(len(ctx.forget), up.reverse_sample, rng)
+    log["reverse_sample"] = up.reverse_sample
     epochs = []
     for epoch in range(1, up.max_epochs + 1):
         e0 = time.perf_counter()
@@ -381,9 +410,9 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         for g in opt_rev.param_groups:
             g["lr"] = up.lr * scales[module_branch[g["name"]]] if g["name"] in selected else 0.0
 
-        # reverse pass over D_f
+        # reverse pass over D_f (a slice of it when it holds more than reverse_sample pairs)
         model.train()
-        order = rng.permutation(len(ctx.forget))
+        order = schedule.next()
         rev_total, gate_total, active, gated_pairs = 0.0, 0.0, 0, 0
         for s in range(0, len(order), up.forget_batch_size):
             b = ctx.forget[order[s : s + up.forget_batch_size]]
@@ -418,6 +447,7 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
             opt_rev.step()
             guard()
         row["reverse_loss"] = rev_total
+        row["reverse_pairs"] = int(len(order))
         if mechanisms is not None and mechanisms.gate:
             row["gate"] = {"pairs_in_top_k": active, "pairs": gated_pairs, "penalty": gate_total}
 
