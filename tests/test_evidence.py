@@ -348,6 +348,26 @@ def test_missing_optional_inputs_show_not_run(tmp_path):
         collect(B, root)
 
 
+def test_a_batch_that_needed_no_reverse_epoch_says_so(tmp_path):
+    """TRU checks its stop rule before the first reverse epoch: a batch where it held at once
+    has no epochs, its reason at the top of the log and the probe after the item refit."""
+    root = make_batch(tmp_path)
+    path = root / "reports" / B / "update_log.json"
+    log = json.loads(path.read_text())
+    log["epochs"] = []
+    log["refit"] = {"items": 3, "pairs": 41, "steps": 30, "share": 0.2}
+    log["probe_start"] = {"forget_recall@20": 0.0312, "membership_auc": 0.507, "retain_valid_recall@20": 0.2377}
+    log["stop"] = ("before the first reverse epoch: forgotten pairs rank no higher than held-out ones; "
+                   "retain utility within tolerance")
+    path.write_text(json.dumps(log))
+    html = render_html(collect(B, root))
+    assert "No reverse epoch ran: the stop rule held before the first reverse epoch: forgotten pairs rank" in html
+    assert '<td class="n">after refit</td>' in html and "0.0312" in html and "0.507" in html
+    assert "own rows of 3 item(s)" in html
+    assert re.search(r"<td>0 of at most [0-9]+: stop rule met</td>", html)
+    assert "Ran all" not in html
+
+
 def test_get_request_finds_batch_status_and_pdf(rendered):
     root, _, _ = rendered
     found = get_request("req-0006", root)

@@ -139,7 +139,8 @@ def test_tru_forgets_while_retain_stays_within_tolerance(world):
     ctx = user_batch(prior, base, list(range(0, 80, 10)))
     before_forget = rank_metrics_of(base, forget_eval(ctx.data, ctx.forget))["recall@20"]
     before_retain = rank_metrics_of(base, retain_eval(ctx.data, "test"))["recall@20"]
-    res = run_method("tru", ctx, p)
+    res = run_method("tru", ctx, _stop_rule(p, p.unlearn.stop.mia_auc_margin, p.unlearn.stop.retain_tolerance,
+                                             check_before_reverse=False))  # the reverse epochs themselves
     after_forget = rank_metrics_of(res.model, forget_eval(ctx.data, ctx.forget))["recall@20"]
     after_retain = rank_metrics_of(res.model, retain_eval(ctx.data, "test"))["recall@20"]
     assert after_forget < before_forget
@@ -175,6 +176,45 @@ def test_tru_reverse_pass_is_bounded_by_reverse_sample(world):
     assert [e["reverse_pairs"] for e in whole.log["epochs"]] == [len(ctx.forget)] * 3
 
 
+def _stop_rule(p, margin, tolerance, **tru):
+    up = p.unlearn.model_copy(update={"stop": p.unlearn.stop.model_copy(update={"mia_auc_margin": margin,
+                                                                                "retain_tolerance": tolerance}),
+                                      "tru": p.unlearn.tru.model_copy(update=tru)})
+    return p.model_copy(update={"unlearn": up})
+
+
+def test_tru_reverses_nothing_when_the_stop_rule_already_holds(world):
+    """Reverse only where the deletion survives: checked on the model the epochs would start
+    from (exact step, rebuilt graphs, refit). A rule that holds at once runs no epoch, and the
+    model is that starting model; without the check the same rule stops after epoch 1."""
+    p, prior, base = world
+    ctx = user_batch(prior, base, list(range(0, 80, 10)))
+    met = _stop_rule(p, 0.5, 0.99)  # any AUC is <= 1.0, any retain utility within 99%
+    res = run_method("tru", ctx, met)
+    assert res.log["epochs"] == []
+    assert res.log["stop"].startswith("before the first reverse epoch: forgotten pairs rank no higher")
+    assert set(res.log["probe_start"]) == {"forget_recall@20", "retain_valid_recall@20", "membership_auc"}
+    start = run_method("tru", ctx, met.model_copy(update={"unlearn": met.unlearn.model_copy(update={"max_epochs": 0})}))
+    for (name, a), b in zip(res.model.named_parameters(), start.model.parameters()):
+        assert torch.equal(a, b), name
+    unchecked = run_method("tru", ctx, _stop_rule(p, 0.5, 0.99, check_before_reverse=False))
+    assert len(unchecked.log["epochs"]) == 1 and "stop" in unchecked.log["epochs"][0]
+    assert "stop" not in unchecked.log and "probe_start" not in unchecked.log
+    # the uniform baseline always reverses: the check is TRU's
+    assert len(run_method("reverse_repair", ctx, met).log["epochs"]) == 1
+
+
+def test_tru_reverses_while_the_stop_rule_fails_at_the_start(world):
+    p, prior, base = world
+    ctx = user_batch(prior, base, list(range(0, 80, 10)))
+    never = _stop_rule(p, 0.0, 0.0)
+    never = never.model_copy(update={"unlearn": never.unlearn.model_copy(update={
+        "max_epochs": 2, "stop": never.unlearn.stop.model_copy(update={"mia_auc_margin": -1.0})})})
+    res = run_method("tru", ctx, never)
+    assert "stop" not in res.log and len(res.log["epochs"]) == 2
+    assert res.log["probe_start"]["membership_auc"] is not None
+
+
 def test_exact_erasure_redraws_private_rows(world):
     p, prior, base = world
     ctx = user_batch(prior, base, [7])
@@ -198,7 +238,8 @@ def test_gate_scope_decides_which_parameters_the_gate_pushes(world, scope):
     moved = {}
     for gate in (True, False):
         mech = p.unlearn.tru.model_copy(update={"gate": gate, "gate_scope": scope, "gate_lambda": 5.0,
-                                               "scaling": False, "selection": False})
+                                               "scaling": False, "selection": False,
+                                               "check_before_reverse": False})  # one reverse step, always
         up = p.unlearn.model_copy(update={"max_epochs": 1, "forget_batch_size": len(forget), "repair_sample": 0,
                                           "tru": mech})
         res = run_method("tru", ctx, p.model_copy(update={"unlearn": up}))
@@ -255,7 +296,8 @@ def test_item_only_batch_stops_on_the_forget_probe_not_a_fake_membership_signal(
                    test=prior.test[~hit(prior.test)], deleted_items=items)
     ctx = UnlearnContext(base=base, prior=prior, data=data, forget=prior.train[hit(prior.train)],
                          heldout=np.zeros((0, 2), np.int64), new_users=np.zeros(0, np.int64), new_items=items, seed=5)
-    res = run_method("tru", ctx, p.model_copy(update={"unlearn": p.unlearn.model_copy(update={"max_epochs": 3})}))
+    loop = _stop_rule(p, p.unlearn.stop.mia_auc_margin, p.unlearn.stop.retain_tolerance, check_before_reverse=False)
+    res = run_method("tru", ctx, loop.model_copy(update={"unlearn": loop.unlearn.model_copy(update={"max_epochs": 3})}))
     rows = res.log["epochs"]
     assert rows and all(r["membership_auc"] is None for r in rows)
     for r in rows:

@@ -202,6 +202,9 @@ class TRUParams(Section):
     refit_share: float = Field(ge=0, le=1)
     refit_steps: int = Field(ge=0)
     refit_lr: float = Field(gt=0)
+    # check the stop rule on the model the reverse epochs would start from, and run none when it
+    # already holds (what the exact step and the refit left is forgotten and useful)
+    check_before_reverse: bool
 
 
 class UltraREParams(Section):

@@ -178,19 +178,31 @@ def components(ev: dict) -> dict:
     }
 
 
+def _stop(log, epochs: list[dict]) -> str | None:
+    """Why the reverse-repair loop stopped: before its first epoch (the log's own `stop`) or
+    after one (that epoch's)."""
+    if isinstance(log, dict) and log.get("stop"):
+        return log["stop"]
+    return next((e.get("stop") for e in epochs if e.get("stop")), None)
+
+
 @section("selection", "Branch scales and layer selection")
 def selection(ev: dict) -> dict:
     log = ev["update_log"]
     epochs = _epochs(ev)
     heat = get(ev, "components", "heat_map", "modules", default=[]) or []
     heat_modules = [m.get("name") for m in heat if isinstance(m, dict)]
-    stop = next((e.get("stop") for e in epochs if e.get("stop")), None)
+    stop = _stop(log, epochs)
+    refit = get(log, "refit", "steps")
     return {
         "ran": log is not None,
         "method": get(log, "method"),
         "mechanisms": get(log, "mechanisms"),
         "epochs": epochs,
         "before": get(log, "probe_before"),
+        # the model the reverse epochs start from, when the item refit moved it (tru/unlearning/methods.py)
+        "start": get(log, "probe_start") if refit else None,
+        "refit": get(log, "refit") if refit else None,
         "stop": stop,
         "max_epoch": max((e["epoch"] for e in epochs), default=0),
         "scales_plot": plots.branch_scales(epochs),
@@ -304,7 +316,7 @@ def _work(ev: dict) -> dict:
             "method": method, "epochs": len(epochs),
             # unlearn.max_epochs bounds the reverse–repair loop (other methods have their own bound)
             "max_epochs": get(ev, "params", "values", "unlearn", "max_epochs") if method in ("tru", "reverse_repair") else None,
-            "stop": next((e.get("stop") for e in epochs if e.get("stop")), None),
+            "stop": _stop(log, epochs),
             "forget_pairs": forget * forget_passes if forget is not None and forget_passes else None,
             "forget_passes": forget_passes,
             "repair_pairs": sum(repair) if repair and None not in repair else None,

@@ -317,6 +317,15 @@ def _forgotten(row: dict, margin: float) -> tuple[bool, str]:
             "forgotten pairs reach their users' top-20 no more often than held-out items")
 
 
+def _stop_reason(row: dict, stop, base_valid: float) -> str | None:
+    """Why the loop stops at this probe row (forgotten, and retain-validation Recall@20 within
+    `stop.retain_tolerance` of theta_0's), or None to go on."""
+    forgotten, why = _forgotten(row, stop.mia_auc_margin)
+    if forgotten and row["retain_valid_recall@20"] >= (1 - stop.retain_tolerance) * base_valid:
+        return f"{why}; retain utility within tolerance"
+    return None
+
+
 def refit_items(model: Recommender, ctx: UnlearnContext, share: float, steps: int, lr: float,
                 sampler: NegativeSampler, rng: np.random.Generator, batch_size: int) -> dict:
     """Re-fit the own rows (`model.item_tables()`) of items that lost at least `share` of
@@ -386,6 +395,18 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
     if mechanisms is not None and mechanisms.refit_share > 0:
         log["refit"] = refit_items(model, ctx, mechanisms.refit_share, mechanisms.refit_steps, mechanisms.refit_lr,
                                    retain_sampler, rng, up.repair_batch_size)
+    if mechanisms is not None and mechanisms.check_before_reverse:
+        # reverse only where the deletion's influence survives: the stop rule, checked on the model
+        # the reverse epochs would start from (after the exact step, the rebuilt graphs and the refit)
+        start = probe_metrics(model, ctx) if log.get("refit", {}).get("steps") else log["probe_before"]
+        log["probe_start"] = start
+        stop = _stop_reason(start, up.stop, base_valid)
+        if stop:
+            log["stop"] = f"before the first reverse epoch: {stop}"
+            log["reverse_sample"] = up.reverse_sample
+            log["epochs"] = []
+            model.eval()
+            return UnlearnResult(model, log)
     schedule = ForgetSchedule(len(ctx.forget), up.reverse_sample, rng)
     log["reverse_sample"] = up.reverse_sample
     epochs = []
@@ -459,10 +480,9 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         row.update(probe_metrics(model, ctx))
         row["seconds"] = time.perf_counter() - e0
         epochs.append(row)
-        forgotten, why = _forgotten(row, up.stop.mia_auc_margin)
-        useful = row["retain_valid_recall@20"] >= (1 - up.stop.retain_tolerance) * base_valid
-        if forgotten and useful:
-            row["stop"] = f"{why}; retain utility within tolerance"
+        stop = _stop_reason(row, up.stop, base_valid)
+        if stop:
+            row["stop"] = stop
             break
     log["epochs"] = epochs
     model.eval()
