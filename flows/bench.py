@@ -111,7 +111,7 @@ def bench_cell_task(kind: str, job: list) -> dict:
         return unlearn_cell(*job)
     from tru.benchgrid import grid_cell
 
-    return grid_cell(*job[:3], tuple(job[3]))
+    return grid_cell(*job[:3], tuple(job[3]), *job[4:])
 
 
 @flow(name="bench-grid", log_prints=True)
@@ -158,7 +158,7 @@ def grid_cells_runner(runner: str, workers: int):
     def run_cells(jobs, out, done):
         from tru.benchgrid import read_results
 
-        _run("grid", runner, workers, [[pj, split, ck, list(cell)] for pj, split, ck, cell in jobs], out, done,
+        _run("grid", runner, workers, [[pj, split, ck, list(cell), resume] for pj, split, ck, cell, resume in jobs], out, done,
              read_results)
 
     return run_cells

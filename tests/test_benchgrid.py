@@ -1,6 +1,8 @@
 """The comparison grid's plumbing: the grid file, a tiny grid end to end (cells, resume,
 --only, the report). Figures are recorded by the benchmark, not asserted here."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import yaml
@@ -66,7 +68,7 @@ def tiny_grid_params():
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["synthetic"].update({"n_users": 80, "n_items": 50, "n_interactions": 1600})
     raw["model"]["mgcn"].update({"embedding_dim": 16, "knn_k": 5})
-    raw["train"].update({"max_epochs": 3, "batch_size": 256, "threads": 1})
+    raw["train"].update({"max_epochs": 3, "batch_size": 256, "threads": 1, "checkpoint_every": 1})
     raw["unlearn"].update({"max_epochs": 2})
     raw["canary"].update({"users": 4, "profile_length": 8, "triggers": 2, "target_popularity": [0, 40],
                           "trigger_popularity": [1, 10_000]})
@@ -103,13 +105,17 @@ def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkey
     readme = (tmp_path / "out/README.md").read_text()
     assert "## Tiny (synthetic) · MGCN · user-level (1 seed)" in readme and "| **TRU** |" in readme
     assert (tmp_path / "out/results_frontier.png").stat().st_size > 0 and (tmp_path / "out/results_time.png").is_file()
+    # Retrain snapshotted its training under grid/resume/<cell> (every epoch here) and the
+    # finished cell cleared it
+    assert (tmp_path / "grid/resume").is_dir() and not any((tmp_path / "grid/resume").iterdir())
 
     # resumable: finished cells are not run again; --only runs a part of what is left, here as
     # Prefect tasks on the thread runner (the scale-out path; Dask is tested in test_deployment.py)
     from flows.bench import grid_cells_runner
 
-    ran = []
-    monkeypatch.setattr(bg, "grid_cell", lambda pj, split, ck, cell: ran.append(cell) or _fake_row(cell))
+    ran, folders = [], []
+    monkeypatch.setattr(bg, "grid_cell", lambda pj, split, ck, cell, resume=None: ran.append(cell)
+                        or folders.append(resume) or _fake_row(cell))
     bg.run_grid(tiny_grid_params, g)
     assert ran == []
     g2 = bg.load_grid(write_grid(tmp_path / "grid.yaml", blocks=[
@@ -117,6 +123,7 @@ def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkey
          "seeds": [1, 2]}]))
     bg.run_grid(tiny_grid_params, g2, bg.parse_only("seed=2,regime=user"), run_cells=grid_cells_runner("thread", 2))
     assert sorted(ran) == sorted(("tiny", "mgcn", "user", 2, m) for m in ("original", "retrain", "tru"))
+    assert sorted(folders) == sorted(str(Path("grid/resume") / f"tiny-mgcn-user-2-{m}") for m in ("original", "retrain", "tru"))
     assert len(pd.read_csv(tmp_path / "out/results.csv")) == 9
 
 

@@ -134,6 +134,35 @@ def test_retrain_equals_training_from_scratch_on_the_retain_set(world, tmp_path)
     assert save_checkpoint(tmp_path / "a", a.model, {}) == save_checkpoint(tmp_path / "b", fresh, {})
 
 
+def test_a_killed_retrain_resumes_to_the_same_model_and_counts_its_earlier_seconds(world, tmp_path, monkeypatch):
+    p, prior, base = world
+    p = p.model_copy(update={"train": p.train.model_copy(update={"checkpoint_every": 2, "max_epochs": 12})})
+    ctx = user_batch(prior, base, [4, 5, 6])
+    plain = run_method("retrain", ctx, p)
+    assert plain.log["resumed_from_epoch"] == 0 and plain.log["resumed_seconds"] == 0.0
+
+    ctx.resume = tmp_path / "cell"
+    cls, calls = type(base), [0]
+    loss = cls.loss
+
+    def dying_loss(self, *a):  # killed in epoch 6: the last snapshot is epoch 4's
+        calls[0] += 1
+        if calls[0] == 5 * -(-len(ctx.data.train) // p.train.batch_size) + 1:
+            raise KeyboardInterrupt
+        return loss(self, *a)
+
+    monkeypatch.setattr(cls, "loss", dying_loss)
+    with pytest.raises(KeyboardInterrupt):
+        run_method("retrain", ctx, p)
+    monkeypatch.setattr(cls, "loss", loss)
+    assert (tmp_path / "cell/retrain/state.json").is_file()
+    resumed = run_method("retrain", ctx, p)
+    assert resumed.log["resumed_from_epoch"] == 4 and resumed.log["resumed_seconds"] > 0
+    assert resumed.seconds > resumed.log["resumed_seconds"]  # its seconds: the snapshot's and this run's
+    assert save_checkpoint(tmp_path / "a", resumed.model, {}) == save_checkpoint(tmp_path / "b", plain.model, {})
+    assert [h["epoch"] for h in resumed.log["epochs"]] == [h["epoch"] for h in plain.log["epochs"]]
+
+
 def test_tru_forgets_while_retain_stays_within_tolerance(world):
     p, prior, base = world
     ctx = user_batch(prior, base, list(range(0, 80, 10)))
@@ -371,7 +400,7 @@ def test_ultrare_retrains_exactly_the_shards_a_deletion_touches(world, tmp_path)
         assert same == (j != k)
     # the touched shard equals training it from scratch on its retained interactions
     users_k = np.flatnonzero(assign == k)
-    scratch, _ = _train_shard(p, ctx.data, ctx.data.train[np.isin(ctx.data.train[:, 0], users_k)], users_k,
+    scratch, _, _ = _train_shard(p, ctx.data, ctx.data.train[np.isin(ctx.data.train[:, 0], users_k)], users_k,
                               p.seed + k, ctx.data.candidates, "check")
     assert all(torch.equal(a, b) for a, b in zip(first.model.shards[k].state_dict().values(),
                                                   scratch.state_dict().values()))

@@ -16,6 +16,7 @@ default pipeline's own split (data/split) and base model, as the other benchmark
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -182,7 +183,7 @@ def base_checkpoint(params: Params, name: str, spec: DatasetSpec, split: Path, r
 
 
 def _grid_cell(params_json: str, split_dir: str, checkpoint: str, dataset: str, regime: str, seed: int,
-               method: str) -> dict:
+               method: str, resume: str | None = None) -> dict:
     from tru.audit import canary as canary_mod
     from tru.audit.mia import best_balanced_accuracy, membership_audit
     from tru.stages import batch_metrics
@@ -192,6 +193,7 @@ def _grid_cell(params_json: str, split_dir: str, checkpoint: str, dataset: str, 
     # with a canary, a user-level deletion also deletes its fake users: the attack success
     # rate then says whether the erasure removed the backdoor
     ctx = regime_context(params, regime, seed, split_dir, checkpoint, delete_canary=bool(canary) and regime == "user")
+    ctx.resume = None if resume is None else Path(resume)
     run = erase_variant(params, ctx, method)
     model = run["model"]
     if method != "original":
@@ -207,7 +209,7 @@ def _grid_cell(params_json: str, split_dir: str, checkpoint: str, dataset: str, 
         normal = np.setdiff1d(np.unique(ctx.data.train[:, 0]), fake)
         bd = canary_mod.backdoor_metrics(model, canary, normal, ctx.data.train, ctx.data.n_users, ap.k,
                                          candidates=ctx.data.candidates)
-    return {
+    row = {
         "dataset": dataset, "backbone": params.model.backbone, "regime": regime, "seed": seed, "method": method,
         "retain_recall@20": m["retain"]["recall@20"], "retain_ndcg@20": m["retain"]["ndcg@20"],
         "forget_recall@20": m["forget"]["recall@20"], "forget_ndcg@20": m["forget"]["ndcg@20"],
@@ -217,12 +219,21 @@ def _grid_cell(params_json: str, split_dir: str, checkpoint: str, dataset: str, 
         "repair_epochs": run["repair_epochs"], "forget_pairs": int(len(ctx.forget)), "users": int(ctx.data.n_users),
         "items": int(ctx.data.n_items), "train_interactions": int(len(ctx.prior.train)),
     }
+    if resume is not None:  # the row is complete: a rerun of this cell starts afresh
+        shutil.rmtree(resume, ignore_errors=True)
+    return row
 
 
-def grid_cell(params_json: str, split_dir: str, checkpoint: str, cell: tuple) -> dict:
-    """One cell in a fresh child process (its peak RSS is its own)."""
+def grid_cell(params_json: str, split_dir: str, checkpoint: str, cell: tuple, resume: str | None = None) -> dict:
+    """One cell in a fresh child process (its peak RSS is its own). With `resume` (a folder),
+    exact methods snapshot their training there and a killed cell continues from it."""
     dataset, _, regime, seed, method = cell
-    return _in_child(_grid_cell, params_json, split_dir, checkpoint, dataset, regime, int(seed), method)
+    return _in_child(_grid_cell, params_json, split_dir, checkpoint, dataset, regime, int(seed), method, resume)
+
+
+def resume_folder(root: str | Path, cell: tuple) -> str:
+    """Where a cell's exact methods keep their resume snapshots (under the grid's root)."""
+    return str(Path(root) / "resume" / "-".join(str(v) for v in cell))
 
 
 # --------------------------------------------------------------------------- the grid
@@ -256,7 +267,7 @@ def run_grid(params: Params, grid: Grid, only: dict[str, list[str]] | None = Non
     """Run every cell of `grid` not yet in its CSV (optionally only those matching `only`:
     column -> allowed values), dataset by dataset; then write the report.
 
-    `run_cells(jobs, out, done)` runs a list of (params_json, split_dir, checkpoint, cell) and
+    `run_cells(jobs, out, done)` runs a list of (params_json, split_dir, checkpoint, cell, resume) and
     records each with record_result; default: one after another here. flows/bench.py runs
     them as Prefect tasks on a configurable task runner."""
     out = Path(grid.out)
@@ -273,10 +284,10 @@ def run_grid(params: Params, grid: Grid, only: dict[str, list[str]] | None = Non
         p, split = prepare_dataset(params, dataset, spec, grid.root)
         p = with_backbone(p, backbone)
         checkpoint = base_checkpoint(p, dataset, spec, split, grid.root, params.model.backbone)
-        jobs += [(p.model_dump_json(), str(split), checkpoint, c) for c in cells]
+        jobs += [(p.model_dump_json(), str(split), checkpoint, c, resume_folder(grid.root, c)) for c in cells]
     if run_cells is None:
-        for pj, split, ck, c in jobs:
-            record_result(out, done, grid_cell(pj, split, ck, c))
+        for pj, split, ck, c, resume in jobs:
+            record_result(out, done, grid_cell(pj, split, ck, c, resume))
     else:
         run_cells(jobs, out, done)
     if report:

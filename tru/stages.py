@@ -7,6 +7,7 @@ small JSON-able summary (paths and hashes, never tensors or frames).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from tru.config import Params
@@ -88,7 +89,8 @@ def train_stage(
 
 
 def resume_folder(out_dir: str | Path) -> Path:
-    """Where base training into `out_dir` keeps its resume snapshot: `<out_dir>.resume/`."""
+    """Where training for `out_dir` (base training; an erasure by an exact method, its retrain)
+    keeps its resume snapshots: `<out_dir>.resume/`."""
     out_dir = Path(out_dir)
     return out_dir.with_name(out_dir.name + ".resume")
 
@@ -282,11 +284,13 @@ def erase_stage(params: Params, batch_id: str, method: str | None = None, out_di
 
         raise ConfigError("ultrare is a benchmark baseline: its result is an ensemble of sub-models, not one "
                           "checkpoint the pipeline can promote (tru bench unlearn|grid run it)")
-    result = run_method(method, ctx, params)
     # the batch's own method writes the batch's erasure; `retrain` otherwise is the reference
     out = Path(out_dir) if out_dir else batches.BATCH_DATA / batch_id / ("unlearned" if method == own else "retrain")
+    ctx.resume = resume_folder(out)  # a killed retrain continues from its snapshots
+    result = run_method(method, ctx, params)
     digest = save_checkpoint(out, result.model, {"batch": batch_id, "method": method, "base_model": entry["base_model"],
                                                  "seed": ctx.seed, "unlearn": params.unlearn.model_dump()})
+    shutil.rmtree(ctx.resume, ignore_errors=True)
     log, timings = split_timings(result.log)
     name = "update" if method == own else "retrain"
     write_json(batches.report_dir(batch_id) / f"{name}_log.json", {"batch": batch_id, "method": method, **log})

@@ -159,6 +159,7 @@ def _snapshot(model, opt, sched, rng, state: dict, best_state: dict) -> tuple[di
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v for k, v in best_state.items()})
     tensors["torch_rng"] = torch.get_rng_state()
+    tensors.update({f"model_rng.{k}": v for k, v in model.generator_states().items()})
     opt_meta = {}
     for i, st in opt_sd["state"].items():
         opt_meta[str(i)] = sorted(st)
@@ -177,6 +178,7 @@ def _restore(model, opt, sched, rng, meta: dict, tensors: dict[str, torch.Tensor
     sched.load_state_dict(meta["scheduler"])
     rng.bit_generator.state = meta["rng"]
     torch.set_rng_state(tensors["torch_rng"])
+    model.set_generator_states({k[10:]: v for k, v in tensors.items() if k.startswith("model_rng.")})
     return best_state
 
 
@@ -188,6 +190,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int = 0  # the snapshot's epoch a resumed run continued after (0: a fresh run)
+    resumed_seconds: float = 0.0  # training seconds the snapshot had recorded (before this process)
 
 
 def _progress_line(desc: str, row: dict, max_epochs: int, best_epoch: int, best_key: float, history: list[dict],
@@ -296,4 +299,4 @@ def fit(
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
-    return FitResult(model, best_epoch, best_valid, history, elapsed + time.perf_counter() - t0, start - 1)
+    return FitResult(model, best_epoch, best_valid, history, elapsed + time.perf_counter() - t0, start - 1, elapsed)

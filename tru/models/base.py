@@ -51,6 +51,15 @@ class Recommender(nn.Module):
         raise NotImplementedError
 
     # --- training ------------------------------------------------------------------
+    def generator_states(self) -> dict[str, torch.Tensor]:
+        """The state of random generators of the model's own that training draws from (torch's
+        global one aside): a resumed run restores it to continue bit for bit."""
+        return {}
+
+    def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
+        if states:
+            raise ValueError(f"{type(self).__name__} has no generator {', '.join(sorted(states))}")
+
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 

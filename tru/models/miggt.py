@@ -28,7 +28,8 @@ Sampling is drawn from the model's own torch.Generator, never from torch's globa
   torch's global generator at construction, so the run's seed fixes it like it fixes the
   weight initialisation;
 - training: the generator restarts from that seed at every `set_graph`, so a fit (or an
-  unlearning run, which rebuilds the graph first) sees the same samples on every run;
+  unlearning run, which rebuilds the graph first) sees the same samples on every run, and
+  a resumed fit restores its state from the snapshot (`generator_states`);
 - evaluation (eval mode): every call draws the same fixed sample (a second stream of the
   same seed), so rankings do not change from one call to the next and a reloaded checkpoint
   ranks exactly as the saved model did. (The reference code draws a fresh sample at
@@ -155,6 +156,12 @@ class MIGGT(Recommender):
             raise ValueError("MIG-GT needs at least one active item to sample from")
         self.sample_pool = pool
         self._train_generator.manual_seed(int(self.sample_seed))
+
+    def generator_states(self) -> dict[str, torch.Tensor]:
+        return {"train_sampler": self._train_generator.get_state()}
+
+    def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
+        self._train_generator.set_state(states["train_sampler"])
 
     def _samples(self) -> torch.Tensor:
         """[n_users + n_items, num_samples] item indices: each node's memory."""

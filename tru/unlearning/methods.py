@@ -19,6 +19,7 @@ import copy
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -56,6 +57,13 @@ class UnlearnContext:
     new_users: np.ndarray        # users deleted by this batch
     new_items: np.ndarray        # items deleted by this batch
     seed: int
+    # where exact methods keep resume snapshots of their training (fit's, every
+    # train.checkpoint_every epochs): a killed run continues to the same model; None: no
+    # snapshots. The caller clears the folder once the result is saved.
+    resume: Path | None = None
+
+    def resume_folder(self, name: str) -> Path | None:
+        return None if self.resume is None else Path(self.resume) / name
 
     @property
     def non_members(self) -> np.ndarray:
@@ -121,8 +129,10 @@ def run_method(name: str, ctx: UnlearnContext, params: Params) -> UnlearnResult:
 
     t0 = time.perf_counter()
     result = METHODS[name](ctx, params)
-    # work that belongs to base training, not to the erasure (UltraRE's ensemble of theta_0's data)
-    result.seconds = time.perf_counter() - t0 - float(result.log.get("setup_seconds", 0.0))
+    # work that belongs to base training, not to the erasure (UltraRE's ensemble of theta_0's
+    # data) is left out; training seconds a resumed run's snapshots recorded (earlier processes) count
+    result.seconds = (time.perf_counter() - t0 - float(result.log.get("setup_seconds", 0.0))
+                      + float(result.log.get("resumed_seconds", 0.0)))
     return result
 
 
@@ -262,8 +272,10 @@ def retrain(ctx: UnlearnContext, params: Params) -> UnlearnResult:
     from tru.train import EvalSet
 
     valid = EvalSet.build(ctx.data.valid, ctx.data.train, ctx.data.n_users)
-    res = fit(model, ctx.data.train, valid, params.train, params.seed, candidates=ctx.data.candidates, desc="retrain")
-    return UnlearnResult(res.model, {"method": "retrain", "best_epoch": res.best_epoch, "epochs": res.history})
+    res = fit(model, ctx.data.train, valid, params.train, params.seed, candidates=ctx.data.candidates, desc="retrain",
+              resume=ctx.resume_folder("retrain"))
+    return UnlearnResult(res.model, {"method": "retrain", "best_epoch": res.best_epoch, "epochs": res.history,
+                                     "resumed_from_epoch": res.resumed_from, "resumed_seconds": res.resumed_seconds})
 
 
 @register_method("gradient_ascent")

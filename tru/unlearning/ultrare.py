@@ -45,7 +45,7 @@ from torch import nn
 from tru.config import Params
 from tru.models import build_backbone
 from tru.models.base import Recommender
-from tru.train import EvalSet, NegativeSampler, fit, seed_everything
+from tru.train import EvalSet, NegativeSampler, Resume, fit, seed_everything
 from tru.unlearning.methods import UnlearnContext, UnlearnResult, register_method
 
 
@@ -189,14 +189,17 @@ def balanced_partition(emb: np.ndarray, k: int, seed: int, iters: int = 3) -> np
     return assign
 
 
-def _train_shard(params: Params, data, pairs_k: np.ndarray, users_k: np.ndarray, seed: int, candidates, desc: str):
+def _train_shard(params: Params, data, pairs_k: np.ndarray, users_k: np.ndarray, seed: int, candidates, desc: str,
+                 resume: Path | None = None):
+    """A shard's sub-model trained with the training recipe; with `resume`, fit snapshots it
+    there (a finished shard's last snapshot replays at most checkpoint_every epochs)."""
     seed_everything(seed, params.train.threads)
     model = build_backbone(params.model.backbone, getattr(params.model, params.model.backbone).model_dump(),
                            data.n_users, data.n_items, data.features)
     valid = data.valid[np.isin(data.valid[:, 0], users_k)]
     res = fit(model, pairs_k, EvalSet.build(valid, pairs_k, data.n_users), params.train, seed, candidates=candidates,
-              progress=False, desc=desc)
-    return res.model, res.best_epoch
+              progress=False, desc=desc, resume=resume)
+    return res.model, res.best_epoch, res.resumed_seconds
 
 
 def _ensemble_key(ctx: UnlearnContext, params: Params) -> str:
@@ -229,8 +232,14 @@ def original_ensemble(ctx: UnlearnContext, params: Params) -> tuple[ShardEnsembl
     for k in range(int(assign.max()) + 1):
         users_k = np.flatnonzero(assign == k)
         pairs_k = ctx.prior.train[np.isin(ctx.prior.train[:, 0], users_k)]
-        model, _ = _train_shard(params, ctx.prior, pairs_k, users_k, params.seed + k, None, f"ultrare shard {k}")
+        if (folder / f"shard-{k}" / "checkpoint.json").is_file():  # a killed run had trained it
+            shards.append(load_checkpoint(folder / f"shard-{k}", ctx.prior.features)[0])
+            continue
+        resume = folder / f"shard-{k}.resume"
+        model, _, _ = _train_shard(params, ctx.prior, pairs_k, users_k, params.seed + k, None, f"ultrare shard {k}",
+                                   resume)
         save_checkpoint(folder / f"shard-{k}", model, {"shard": k, "users": int(len(users_k))})
+        Resume(resume).clear()
         shards.append(model)
     write_json(info, {"shards": len(shards), "user_shard": assign.tolist()})
     return ShardEnsemble(shards, assign), {"cached": False, "setup_seconds": time.perf_counter() - t0,
@@ -243,12 +252,14 @@ def ultrare(ctx: UnlearnContext, params: Params) -> UnlearnResult:
     ens, setup = original_ensemble(ctx, params)
     assign = ens.user_shard.numpy()
     touched = sorted(set(assign[ctx.forget[:, 0]].tolist()) | set(assign[np.asarray(ctx.new_users, np.int64)].tolist()))
-    shards, best = list(ens.shards), {}
+    shards, best, resumed = list(ens.shards), {}, 0.0
     for k in touched:
         users_k = np.flatnonzero(assign == k)
         pairs_k = ctx.data.train[np.isin(ctx.data.train[:, 0], users_k)]
-        shards[k], best[k] = _train_shard(params, ctx.data, pairs_k, users_k, params.seed + k, ctx.data.candidates,
-                                          f"ultrare retrain shard {k}")
+        shards[k], best[k], before = _train_shard(params, ctx.data, pairs_k, users_k, params.seed + k,
+                                                  ctx.data.candidates, f"ultrare retrain shard {k}",
+                                                  ctx.resume_folder(f"ultrare-shard-{k}"))
+        resumed += before
     model = ShardEnsemble(shards, assign)
     model.set_graph(ctx.data.train, ctx.data.active_items)
     agg_log = {"combiner": up.combiner}
@@ -262,5 +273,5 @@ def ultrare(ctx: UnlearnContext, params: Params) -> UnlearnResult:
     log = {"method": "ultrare", "shards": len(shards), "touched_shards": touched, "aggregator": agg_log,
            "shard_users": np.bincount(assign, minlength=len(shards)).tolist(),
            "best_epoch": max(best.values()) if best else 0, "shard_best_epochs": {str(k): v for k, v in best.items()},
-           "ensemble": setup, "setup_seconds": setup["setup_seconds"]}
+           "ensemble": setup, "setup_seconds": setup["setup_seconds"], "resumed_seconds": resumed}
     return UnlearnResult(model, log)
