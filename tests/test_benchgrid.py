@@ -10,7 +10,7 @@ import yaml
 import tru.benchgrid as bg
 from tru.config import parse_params
 from tru.errors import ConfigError
-from tru.io import sha256_tree
+from tru.io import read_json, sha256_tree
 
 from conftest import ROOT
 
@@ -47,6 +47,9 @@ def test_the_repo_grid_is_valid_and_every_setting_starts_with_its_reference():
                   "seeds": [1]}]}, "unknown method"),
     ({"datasets": {"tiny": {"label": "x", "source": "mmrec"}}}, "mmrec needs mmrec_dir"),
     ({"colour": "blue"}, "colour"),
+    ({"datasets": {"tiny": {"label": "x", "source": "synthetic", "train": {"miggt": {"batch": 8000}}}}},
+     "train.miggt: unknown key\\(s\\) \\['batch'\\]"),
+    ({"datasets": {"tiny": {"label": "x", "source": "synthetic", "train": {"lightgcn": {"lr": 0.01}}}}}, "lightgcn"),
 ])
 def test_a_bad_grid_file_is_refused_with_the_reason(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
@@ -88,6 +91,37 @@ def test_a_prepared_dataset_is_reused_while_its_inputs_are_unchanged(tiny_grid_p
     changed = tiny_grid_params.model_copy(update={"seed": tiny_grid_params.seed + 1})
     bg.prepare_dataset(changed, "tiny", spec, "grid")
     assert "preparing dataset tiny" in capsys.readouterr().out
+
+
+def test_a_dataset_trains_a_backbone_with_its_own_recipe(tiny_grid_params, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    over = {"mgcn": {"batch_size": 128, "lr": 0.01, "lr_decay_every": 1}}
+    spec = bg.load_grid(write_grid(tmp_path / "grid.yaml", datasets={"tiny": {
+        "label": "Tiny (synthetic)", "source": "synthetic", "canary": True, "train": over}})).datasets["tiny"]
+    p = bg.with_train(tiny_grid_params, spec)
+    assert p.train.batch_size == 128 and p.train.lr == 0.01 and p.train.lr_decay_every == 1
+    assert p.train.model_dump(exclude={"batch_size", "lr", "lr_decay_every"}) == \
+        tiny_grid_params.train.model_dump(exclude={"batch_size", "lr", "lr_decay_every"})
+    # another backbone keeps params.yaml's recipe
+    from tru.config import with_backbone
+
+    miggt = with_backbone(tiny_grid_params, "miggt")
+    assert bg.with_train(miggt, spec).train == tiny_grid_params.train
+    # the base model is trained with the dataset's recipe, and again when it changes
+    p, split = bg.prepare_dataset(tiny_grid_params, "tiny", spec, "grid")
+    ck = bg.base_checkpoint(bg.with_train(p, spec), "tiny", spec, split, "grid", "mgcn")
+    meta = read_json(Path(ck) / "checkpoint.json")
+    assert meta["train"]["batch_size"] == 128 and meta["train"]["lr"] == 0.01
+    assert meta["train"] == bg.with_train(p, spec).train.recipe()
+    # a pipeline dataset with an override for the pipeline's backbone does not reuse its model
+    pipe = bg.DatasetSpec(label="p", source="pipeline", train=over)
+    assert bg.base_checkpoint(bg.with_train(p, pipe), "p", pipe, split, "grid", "mgcn") == str(Path("data/bench/base-mgcn"))
+
+
+def test_a_bad_train_override_value_names_the_key(tiny_grid_params, tmp_path):
+    spec = bg.DatasetSpec(label="x", source="synthetic", train={"mgcn": {"batch_size": 0}})
+    with pytest.raises(ConfigError, match="train.mgcn: batch_size"):
+        bg.with_train(tiny_grid_params, spec)
 
 
 def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkeypatch, harness):

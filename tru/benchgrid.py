@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tru.bench import REGIMES, VARIANTS, _in_child, _peak_rss_mb, bench_base_model, erase_variant, regime_context
-from tru.config import Params, Section, with_backbone
+from tru.config import Params, Section, TrainParams, with_backbone
 from tru.errors import ConfigError, DataError
 from tru.io import read_json, write_json
 
@@ -41,11 +41,18 @@ class DatasetSpec(Section):
     scale: Literal["tiny", "baby", "params"] = "params"   # synthetic: tru.data.synth.SCALES or params.synthetic
     mmrec_dir: str = ""                          # mmrec: an MMRec-format folder
     canary: bool = False                         # inject the backdoor canary into this dataset's split
+    # per backbone, `train` keys laid over params.yaml's recipe for this dataset's base model,
+    # its Retrain and UltraRE's shards (e.g. MIG-GT's own large-dataset recipe)
+    train: dict[Literal["mgcn", "miggt"], dict[str, Any]] = {}
 
     @model_validator(mode="after")
     def _needs(self) -> "DatasetSpec":
         if self.source == "mmrec" and not self.mmrec_dir:
             raise ValueError("source mmrec needs mmrec_dir")
+        for backbone, over in self.train.items():
+            unknown = sorted(set(over) - set(TrainParams.model_fields))
+            if unknown:
+                raise ValueError(f"train.{backbone}: unknown key(s) {unknown}; choose from {sorted(TrainParams.model_fields)}")
         return self
 
 
@@ -135,6 +142,21 @@ def _dataset_params(params: Params, name: str, spec: DatasetSpec) -> Params:
     return Params.model_validate(raw)
 
 
+def with_train(params: Params, spec: DatasetSpec) -> Params:
+    """`params` with the dataset's train overrides for its backbone, validated again (a bad
+    value is an error naming it). The base model's checkpoint records the recipe, so a changed
+    override trains it again."""
+    over = spec.train.get(params.model.backbone)
+    if not over:
+        return params
+    try:
+        train = TrainParams.model_validate({**params.train.model_dump(), **over})
+    except ValidationError as err:
+        parts = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors()]
+        raise ConfigError(f"grid dataset train.{params.model.backbone}: " + "; ".join(parts)) from None
+    return params.model_copy(update={"train": train})
+
+
 def prepare_dataset(params: Params, name: str, spec: DatasetSpec, root: str | Path) -> tuple[Params, Path]:
     """The dataset's params and split folder, built under root/<name>/ unless already there
     from the same inputs (a stamp holds what they were)."""
@@ -171,7 +193,8 @@ def base_checkpoint(params: Params, name: str, spec: DatasetSpec, split: Path, r
     """The base model a dataset's cells start from (trained once per backbone). The pipeline
     dataset's is the pipeline's own for its backbone, as the other benchmarks use."""
     if spec.source == "pipeline":
-        if params.model.backbone == pipeline_backbone:
+        # the pipeline's own model, unless the grid trains this backbone with another recipe
+        if params.model.backbone == pipeline_backbone and not spec.train.get(pipeline_backbone):
             if not Path("data/models/base/checkpoint.json").is_file():
                 raise DataError("data/models/base is missing: run `make run` (or `dvc repro train`) before the grid")
             return "data/models/base"
@@ -282,7 +305,7 @@ def run_grid(params: Params, grid: Grid, only: dict[str, list[str]] | None = Non
     for (dataset, backbone), cells in by_setup.items():
         spec = grid.datasets[dataset]
         p, split = prepare_dataset(params, dataset, spec, grid.root)
-        p = with_backbone(p, backbone)
+        p = with_train(with_backbone(p, backbone), spec)
         checkpoint = base_checkpoint(p, dataset, spec, split, grid.root, params.model.backbone)
         jobs += [(p.model_dump_json(), str(split), checkpoint, c, resume_folder(grid.root, c)) for c in cells]
     if run_cells is None:
