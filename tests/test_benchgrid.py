@@ -88,6 +88,10 @@ def test_a_prepared_dataset_is_reused_while_its_inputs_are_unchanged(tiny_grid_p
     # the params hold tuples (split fractions, canary ranges): the stamp still matches its file
     assert bg.prepare_dataset(tiny_grid_params, "tiny", spec, "grid")[1] == split
     assert "preparing" not in capsys.readouterr().out and sha256_tree(split) == digest
+    # a training recipe override does not touch the data: the prepared dataset stays
+    trained = spec.model_copy(update={"train": {"miggt": {"batch_size": 8000}}})
+    assert bg.prepare_dataset(tiny_grid_params, "tiny", trained, "grid")[1] == split
+    assert "preparing" not in capsys.readouterr().out
     changed = tiny_grid_params.model_copy(update={"seed": tiny_grid_params.seed + 1})
     bg.prepare_dataset(changed, "tiny", spec, "grid")
     assert "preparing dataset tiny" in capsys.readouterr().out

@@ -173,8 +173,9 @@ def prepare_dataset(params: Params, name: str, spec: DatasetSpec, root: str | Pa
         return p, split
     folder = Path(root) / name
     stamp_path = folder / "prepared.json"
-    # in JSON form, as the stamp file holds it (a tuple field dumped as is never equals its list)
-    stamp = {"spec": spec.model_dump(mode="json"), "seed": p.seed} | {
+    # in JSON form, as the stamp file holds it (a tuple field dumped as is never equals its list);
+    # the train overrides shape the base models (their checkpoints record the recipe), not the data
+    stamp = {"spec": spec.model_dump(mode="json", exclude={"train"}), "seed": p.seed} | {
         k: getattr(p, k).model_dump(mode="json") for k in ("data", "synthetic", "featurize", "fetch", "split", "canary")}
     split = folder / "split"
     if stamp_path.is_file() and read_json(stamp_path) == stamp and (split / "split.json").is_file():
