@@ -121,8 +121,11 @@ def load_grid(path: str | Path) -> Grid:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
     except ValidationError as err:
-        parts = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors()]
-        raise ConfigError(f"{path}: " + "; ".join(parts)) from None
+        raise ConfigError(f"{path}: {_reasons(err)}") from None
+
+
+def _reasons(err: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors())
 
 
 # --------------------------------------------------------------------------- datasets
@@ -152,8 +155,7 @@ def with_train(params: Params, spec: DatasetSpec) -> Params:
     try:
         train = TrainParams.model_validate({**params.train.model_dump(), **over})
     except ValidationError as err:
-        parts = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors()]
-        raise ConfigError(f"grid dataset train.{params.model.backbone}: " + "; ".join(parts)) from None
+        raise ConfigError(f"grid dataset train.{params.model.backbone}: {_reasons(err)}") from None
     return params.model_copy(update={"train": train})
 
 
