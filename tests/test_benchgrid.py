@@ -66,6 +66,39 @@ def test_only_selects_cells_by_column():
         bg.parse_only("flavour=sweet")
 
 
+def test_pending_skips_finished_cells_and_refuses_an_only_value_the_grid_lacks(tmp_path):
+    g = bg.load_grid(write_grid(tmp_path / "grid.yaml"))
+    done = [{"dataset": "tiny", "backbone": "mgcn", "regime": "user", "seed": "1", "method": m}
+            for m in ("original", "retrain")]
+    todo = bg.pending(g, done)
+    assert todo == [("tiny", "mgcn", "user", 1, "tru"), ("tiny", "mgcn", "interaction", 1, "original"),
+                    ("tiny", "mgcn", "interaction", 1, "retrain"), ("tiny", "mgcn", "interaction", 1, "tru")]
+    assert bg.pending(g, done, bg.parse_only("regime=user")) == [("tiny", "mgcn", "user", 1, "tru")]
+    table = bg.pending_table(todo).splitlines()
+    assert table == ["4 cell(s) to run", "  tiny mgcn user seed 1: tru",
+                     "  tiny mgcn interaction seed 1: original, retrain, tru"]
+    with pytest.raises(ConfigError, match="the grid has no method 'trv'.*retrain"):
+        bg.pending(g, done, bg.parse_only("method=tru+trv"))
+    with pytest.raises(ConfigError, match="no seed '2'"):
+        bg.pending(g, done, bg.parse_only("seed=2"))
+
+
+def test_grid_list_prints_what_is_left_and_runs_nothing(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tru.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    write_grid(tmp_path / "grid.yaml")
+    monkeypatch.setattr(bg, "run_grid", lambda *a, **k: pytest.fail("--list ran the grid"))
+    res = CliRunner().invoke(app, ["bench", "grid", "--grid", "grid.yaml", "--list", "--only", "regime=user"])
+    assert res.exit_code == 0, res.output
+    assert "3 cell(s) to run" in res.output and "tiny mgcn user seed 1: original, retrain, tru" in res.output
+    assert not (tmp_path / "grid").exists() and not (tmp_path / "out").exists()  # nothing prepared or written
+    res = CliRunner().invoke(app, ["bench", "grid", "--grid", "grid.yaml", "--list", "--only", "backbone=lightgcn"])
+    assert res.exit_code != 0 and "the grid has no backbone 'lightgcn'" in res.output
+
+
 @pytest.fixture
 def tiny_grid_params():
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())

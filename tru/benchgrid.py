@@ -298,9 +298,8 @@ def run_grid(params: Params, grid: Grid, only: dict[str, list[str]] | None = Non
     them as Prefect tasks on a configurable task runner."""
     out = Path(grid.out)
     done = read_results(out)
-    have = {(r["dataset"], r["backbone"], r["regime"], int(r["seed"]), r["method"]) for r in done}
-    todo = [c for c in grid.cells() if c not in have and _matches(c, only)]
-    print(f"grid: {len(grid.cells())} cells, {len(have)} done, {len(todo)} to run now", flush=True)
+    todo = pending(grid, done, only)
+    print(f"grid: {len(grid.cells())} cells, {len(finished(done))} done, {len(todo)} to run now", flush=True)
     by_setup: dict[tuple, list[tuple]] = {}
     for c in todo:
         by_setup.setdefault((c[0], c[1]), []).append(c)
@@ -319,6 +318,35 @@ def run_grid(params: Params, grid: Grid, only: dict[str, list[str]] | None = Non
     if report:
         write_report(read_results(out), grid, out.parent)
     return done
+
+
+def finished(done: list[dict]) -> set[tuple]:
+    """The cells that have a row in results.csv."""
+    return {(r["dataset"], r["backbone"], r["regime"], int(r["seed"]), r["method"]) for r in done}
+
+
+def pending(grid: Grid, done: list[dict], only: dict[str, list[str]] | None = None) -> list[tuple]:
+    """The grid's cells without a row yet (matching `only`), in run order. A value in `only`
+    that no cell of the grid has is an error naming it (a typo would otherwise run nothing)."""
+    cells = grid.cells()
+    for key, allowed in (only or {}).items():
+        have = {str(c[KEY.index(key)]) for c in cells}
+        unknown = [v for v in allowed if str(v) not in have]
+        if unknown:
+            raise ConfigError(f"--only {key}={'+'.join(map(str, allowed))}: the grid has no {key} "
+                              f"{', '.join(map(repr, unknown))} (it has {', '.join(sorted(have))})")
+    have = finished(done)
+    return [c for c in cells if c not in have and _matches(c, only)]
+
+
+def pending_table(todo: list[tuple]) -> str:
+    """What is left to run, one line per dataset x backbone x regime x seed: the methods."""
+    groups: dict[tuple, list[str]] = {}
+    for c in todo:
+        groups.setdefault(c[:4], []).append(c[4])
+    lines = [f"{len(todo)} cell(s) to run"]
+    lines += [f"  {d} {bb} {r} seed {seed}: {', '.join(ms)}" for (d, bb, r, seed), ms in groups.items()]
+    return "\n".join(lines)
 
 
 def _matches(cell: tuple, only: dict[str, list[str]] | None) -> bool:

@@ -507,12 +507,17 @@ def bench_grid_cmd(grid: Path = typer.Option(Path("reports/bench/grid.yaml"), he
                                               "Prefect tasks on that task runner (dask: in parallel)"),
                    workers: int = typer.Option(2, help="parallel cells with --runner thread|dask"),
                    report_only: bool = typer.Option(False, "--report-only", help="rewrite README.md and the plots "
-                                                    "from results.csv without running anything")) -> None:
+                                                    "from results.csv without running anything"),
+                   list_only: bool = typer.Option(False, "--list", help="print the cells still to run (with "
+                                                  "--only: of that part) and exit")) -> None:
     """The paper's comparison: every cell of the grid not yet in results.csv (resumable), then
     reports/bench/README.md with the tables and plots."""
-    from tru.benchgrid import load_grid, parse_only, read_results, run_grid, write_report
+    from tru.benchgrid import load_grid, parse_only, pending, pending_table, read_results, run_grid, write_report
 
     g = load_grid(grid)
+    if list_only:
+        print(pending_table(pending(g, read_results(g.out), parse_only(only))))
+        return
     if report_only:
         write_report(read_results(g.out), g, Path(g.out).parent)
         return
