@@ -30,12 +30,12 @@ def test_the_repo_grid_is_valid_and_every_setting_starts_with_its_reference():
     cells = g.cells()
     assert len(cells) == len(set(cells))
     ml = [c for c in cells if c[0] == "ml100k"]
-    assert len(ml) == 2 * 3 * 3 * 11  # backbones x seeds x regimes x (original + 8 methods)
-    assert {c[4] for c in cells} >= {"original", "retrain", "reverse_repair", "multidelete", "tru"}
-    firsts = {}
+    assert len(ml) == 2 * 3 * 3 * 12  # backbones x seeds x regimes x (original + popularity + 10 methods)
+    assert {c[4] for c in cells} >= {"original", "popularity", "retrain", "reverse_repair", "multidelete", "tru"}
+    heads = {}
     for c in cells:
-        firsts.setdefault(c[:4], c[4])
-    assert set(firsts.values()) == {"original"}
+        heads.setdefault(c[:4], []).append(c[4])
+    assert {tuple(h[:2]) for h in heads.values()} == {("original", "popularity")}
 
 
 @pytest.mark.parametrize("change, message", [
@@ -71,12 +71,13 @@ def test_pending_skips_finished_cells_and_refuses_an_only_value_the_grid_lacks(t
     done = [{"dataset": "tiny", "backbone": "mgcn", "regime": "user", "seed": "1", "method": m}
             for m in ("original", "retrain")]
     todo = bg.pending(g, done)
-    assert todo == [("tiny", "mgcn", "user", 1, "tru"), ("tiny", "mgcn", "interaction", 1, "original"),
+    assert todo == [("tiny", "mgcn", "user", 1, "popularity"), ("tiny", "mgcn", "user", 1, "tru"),
+                    ("tiny", "mgcn", "interaction", 1, "original"), ("tiny", "mgcn", "interaction", 1, "popularity"),
                     ("tiny", "mgcn", "interaction", 1, "retrain"), ("tiny", "mgcn", "interaction", 1, "tru")]
-    assert bg.pending(g, done, bg.parse_only("regime=user")) == [("tiny", "mgcn", "user", 1, "tru")]
+    assert bg.pending(g, done, bg.parse_only("regime=user,method=tru")) == [("tiny", "mgcn", "user", 1, "tru")]
     table = bg.pending_table(todo).splitlines()
-    assert table == ["4 cell(s) to run", "  tiny mgcn user seed 1: tru",
-                     "  tiny mgcn interaction seed 1: original, retrain, tru"]
+    assert table == ["6 cell(s) to run", "  tiny mgcn user seed 1: popularity, tru",
+                     "  tiny mgcn interaction seed 1: original, popularity, retrain, tru"]
     with pytest.raises(ConfigError, match="the grid has no method 'trv'.*retrain"):
         bg.pending(g, done, bg.parse_only("method=tru+trv"))
     with pytest.raises(ConfigError, match="no seed '2'"):
@@ -93,7 +94,7 @@ def test_grid_list_prints_what_is_left_and_runs_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(bg, "run_grid", lambda *a, **k: pytest.fail("--list ran the grid"))
     res = CliRunner().invoke(app, ["bench", "grid", "--grid", "grid.yaml", "--list", "--only", "regime=user"])
     assert res.exit_code == 0, res.output
-    assert "3 cell(s) to run" in res.output and "tiny mgcn user seed 1: original, retrain, tru" in res.output
+    assert "4 cell(s) to run" in res.output and "tiny mgcn user seed 1: original, popularity, retrain, tru" in res.output
     assert not (tmp_path / "grid").exists() and not (tmp_path / "out").exists()  # nothing prepared or written
     res = CliRunner().invoke(app, ["bench", "grid", "--grid", "grid.yaml", "--list", "--only", "backbone=lightgcn"])
     assert res.exit_code != 0 and "the grid has no backbone 'lightgcn'" in res.output
@@ -166,15 +167,26 @@ def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkey
     g = bg.load_grid(write_grid(tmp_path / "grid.yaml"))
     rows = bg.run_grid(tiny_grid_params, g)
     df = pd.read_csv(tmp_path / "out/results.csv")
-    assert len(df) == 6 and set(df.method) == {"original", "retrain", "tru"}
-    assert list(df.columns) == list(bg.COLUMNS) and len(rows) == 6
-    assert df["mia_balanced_accuracy"].between(0, 1).all()
-    user, inter = df[df.regime == "user"], df[df.regime == "interaction"]
+    assert len(df) == 8 and set(df.method) == {"original", "popularity", "retrain", "tru"}
+    assert list(df.columns) == list(bg.COLUMNS) and len(rows) == 8
+    models, pop = df[df.method != "popularity"], df[df.method == "popularity"]
+    assert models["mia_balanced_accuracy"].between(0, 1).all()
+    user, inter = models[models.regime == "user"], models[models.regime == "interaction"]
     assert user["backdoor_asr"].notna().all() and inter["backdoor_asr"].isna().all()  # the canary goes with users
-    assert (df.loc[df.method == "original", "seconds"] == 0).all() and (df.loc[df.method != "original", "seconds"] > 0).all()
+    ref = df.method.isin(bg.REFERENCE)
+    assert (df.loc[ref, "seconds"] == 0).all() and (df.loc[~ref, "seconds"] > 0).all()
+    # the popularity reference: no model, so no attack; its ranking metrics, checked by hand
+    assert pop["mia_balanced_accuracy"].isna().all() and pop["backdoor_asr"].isna().all()
+    for regime in ("user", "interaction"):
+        got = pop[pop.regime == regime].iloc[0]
+        want = _popularity_by_hand(tiny_grid_params, regime)
+        assert got["retain_recall@20"] == pytest.approx(want["retain"], abs=1e-6)
+        assert got["forget_recall@20"] == pytest.approx(want["forget"], abs=1e-6)
     assert (tmp_path / "grid/tiny/split/split.json").is_file() and (tmp_path / "grid/tiny/base-mgcn").is_dir()
     readme = (tmp_path / "out/README.md").read_text()
     assert "## Tiny (synthetic) · MGCN · user-level (1 seed)" in readme and "| **TRU** |" in readme
+    pop_line = next(x for x in readme.splitlines() if x.startswith("| Popularity (no user data) |")).split("|")
+    assert [c.strip() for c in pop_line[6:9]] == ["–", "–", "–"] and pop_line[10].strip() == "–"  # MIA, ASR, lift; time
     assert (tmp_path / "out/results_frontier.png").stat().st_size > 0 and (tmp_path / "out/results_time.png").is_file()
     # Retrain snapshotted its training under grid/resume/<cell> (every epoch here) and the
     # finished cell cleared it
@@ -193,9 +205,34 @@ def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkey
         {"datasets": ["tiny"], "backbones": ["mgcn"], "regimes": ["user", "interaction"], "methods": ["retrain", "tru"],
          "seeds": [1, 2]}]))
     bg.run_grid(tiny_grid_params, g2, bg.parse_only("seed=2,regime=user"), run_cells=grid_cells_runner("thread", 2))
-    assert sorted(ran) == sorted(("tiny", "mgcn", "user", 2, m) for m in ("original", "retrain", "tru"))
-    assert sorted(folders) == sorted(str(Path("grid/resume") / f"tiny-mgcn-user-2-{m}") for m in ("original", "retrain", "tru"))
-    assert len(pd.read_csv(tmp_path / "out/results.csv")) == 9
+    methods = ("original", "popularity", "retrain", "tru")
+    assert sorted(ran) == sorted(("tiny", "mgcn", "user", 2, m) for m in methods)
+    assert sorted(folders) == sorted(str(Path("grid/resume") / f"tiny-mgcn-user-2-{m}") for m in methods)
+    assert len(pd.read_csv(tmp_path / "out/results.csv")) == 12
+
+
+def _popularity_by_hand(params, regime):
+    """Recall@20 of the retained items' counts (ties: lower item first), each user's retained
+    training items masked, on the retained test rows and on the forgotten pairs."""
+    import numpy as np
+
+    from tru.bench import regime_context
+
+    ctx = regime_context(params, regime, 1, "grid/tiny/split", "grid/tiny/base-mgcn", delete_canary=regime == "user")
+    train = ctx.data.train
+    order = np.lexsort((np.arange(ctx.data.n_items), -np.bincount(train[:, 1], minlength=ctx.data.n_items)))
+
+    def recall(pairs):
+        out = []
+        for u in np.unique(pairs[:, 0]):
+            seen = set(train[train[:, 0] == u, 1].tolist())
+            truth = set(pairs[pairs[:, 0] == u, 1].tolist()) - seen
+            if truth:
+                top = [i for i in order if i not in seen][:20]
+                out.append(len(truth & set(top)) / len(truth))
+        return float(np.mean(out))
+
+    return {"retain": recall(ctx.data.test), "forget": recall(ctx.forget)}
 
 
 def _fake_row(cell):
@@ -209,7 +246,7 @@ def test_the_report_says_where_tru_beats_the_other_approximate_methods_and_where
 
     rows = []
     for seed, jitter in ((1, 0.0), (2, 0.002)):
-        rows += [row(seed, "original", 0.20, 0.80), row(seed, "retrain", 0.20, 0.05),
+        rows += [row(seed, "original", 0.20, 0.80), row(seed, "popularity", 0.10, 0.03), row(seed, "retrain", 0.20, 0.05),
                  row(seed, "tru", 0.199 + jitter, 0.06 + jitter),
                  row(seed, "reverse_repair", 0.150 + jitter, 0.061 - jitter),  # TRU: far ahead on retain, tie on forget
                  row(seed, "scalegun", 0.170, 0.040 + jitter),                 # over-forgets: lowest forget
@@ -220,13 +257,14 @@ def test_the_report_says_where_tru_beats_the_other_approximate_methods_and_where
     c = checks[0]
     assert c["retain_best_other"] == "scalegun" and c["retain_margin"] == pytest.approx(0.030)
     assert c["forget_best_other"] == "scalegun" and c["forget_margin"] == pytest.approx(0.020)
-    assert c["forget_retrain"] == pytest.approx(0.05) and c["seeds"] == 2
+    assert c["forget_retrain"] == pytest.approx(0.05) and c["forget_popularity"] == pytest.approx(0.03) and c["seeds"] == 2
     # nearest Retrain's forget (0.05): ScaleGUN's 0.041 (gap 0.009), then MMRecUn's 0.060, then TRU's 0.061
     assert c["retrain_gap_tru"] == pytest.approx(0.011) and c["retrain_gap_closest_other"] == "scalegun"
     assert c["retrain_gap_best_other"] == pytest.approx(0.009)
     text = bg.report_markdown(rows)
     line = next(x for x in text.splitlines() if x.startswith("| d · mgcn · user (2)"))
     assert line.split("|")[2].strip() == "yes" and line.split("|")[4].strip() == "**no**"
+    assert line.split("|")[6].strip() == "0.0610 / 0.0500 / 0.0300"  # TRU / Retrain / Popularity forget
     assert line.split("|")[7].strip().startswith("**no** (gap 0.0110 vs 0.0090, ScaleGUN)")
     # and in a few lines under the table: per axis, the count of settings and those TRU is behind in
     tally = text[text.index("In short, over 1 setting,"):].splitlines()

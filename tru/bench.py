@@ -63,15 +63,15 @@ def _train_seed(params_json: str, split_dir: str, seed: int) -> dict:
 def popularity(split_dir: str | Path) -> dict:
     """The popularity ranking (training counts), evaluated like the model."""
     from tru.data.dataset import load_split
-    from tru.metrics import ranked_metrics_batched
+    from tru.metrics import popularity_scores, ranked_metrics_batched
     from tru.train import EvalSet
 
     data = load_split(split_dir)
-    counts = torch.as_tensor(np.bincount(data.train[:, 1], minlength=data.n_items), dtype=torch.float32)
+    score = popularity_scores(data.train, data.n_items)
     out = {}
     for split in ("valid", "test"):
         es = EvalSet.build(data.pairs(split), data.train, data.n_users)
-        m = ranked_metrics_batched(lambda u: counts.expand(len(u), -1), es.users, es.positives, es.exclude, ks=(20,))
+        m = ranked_metrics_batched(score, es.users, es.positives, es.exclude, ks=(20,))
         out[f"{split}_recall@20"], out[f"{split}_ndcg@20"] = m["recall@20"], m["ndcg@20"]
     return out
 

@@ -8,6 +8,10 @@ A cell is one deletion drawn with its seed (tru.bench.regime_context), erased by
 measured: retain and forget Recall@20/NDCG@20 (DESIGN.md section 6), the membership attack
 (tru.audit.mia, the same attack `tru audit` runs), the backdoor attack success rate when the
 dataset carries the canary, seconds and peak RSS. Every cell runs in a fresh child process.
+Two reference rows per setting: `original` (the base model, before the deletion) and
+`popularity` (the retained items' training counts, the same ranking for every user: what a
+recommender that knows nothing about a user gives it, so where an erased user's forget
+Recall@20 lands without data; ranking metrics only, it is not a model to attack).
 
 Each dataset is prepared once under `root/<dataset>/` (its MMRec folder, its split, one base
 model per backbone) and reused while its inputs are unchanged. The `pipeline` dataset is the
@@ -30,6 +34,7 @@ from tru.errors import ConfigError, DataError
 from tru.io import read_json, write_json
 
 KEY = ("dataset", "backbone", "regime", "seed", "method")
+REFERENCE = ("original", "popularity")  # measured in every setting; not erasure methods
 COLUMNS = KEY + ("retain_recall@20", "retain_ndcg@20", "forget_recall@20", "forget_ndcg@20", "mia_balanced_accuracy",
                  "backdoor_asr", "backdoor_lift", "seconds", "peak_rss_mb", "epochs", "repair_epochs", "forget_pairs", "users", "items",
                  "train_interactions")
@@ -74,9 +79,9 @@ class Block(Section):
     @field_validator("methods")
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
-        bad = [m for m in v if m != "original" and m not in VARIANTS]
+        bad = [m for m in v if m not in REFERENCE and m not in VARIANTS]
         if bad:
-            raise ValueError(f"unknown method(s) {bad}; choose from original, {', '.join(VARIANTS)}")
+            raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(REFERENCE + tuple(VARIANTS))}")
         return v
 
 
@@ -95,15 +100,15 @@ class Grid(Section):
         return self
 
     def cells(self) -> list[tuple]:
-        """Every cell once, in the file's order; `original` (the base model, measured) first
-        in each setting so that the report always has its reference row."""
+        """Every cell once, in the file's order; the references (`original`, the base model
+        measured, and `popularity`) first in each setting so that the report always has them."""
         seen, out = set(), []
         for b in self.blocks:
             for d in b.datasets:
                 for bb in b.backbones:
                     for seed in b.seeds:
                         for r in b.regimes:
-                            for m in ["original"] + [m for m in b.methods if m != "original"]:
+                            for m in list(REFERENCE) + [m for m in b.methods if m not in REFERENCE]:
                                 key = (d, bb, r, seed, m)
                                 if key not in seen:
                                     seen.add(key)
@@ -212,6 +217,7 @@ def _grid_cell(params_json: str, split_dir: str, checkpoint: str, dataset: str, 
                method: str, resume: str | None = None) -> dict:
     from tru.audit import canary as canary_mod
     from tru.audit.mia import best_balanced_accuracy, membership_audit
+    from tru.metrics import popularity_scores
     from tru.stages import batch_metrics
 
     params = Params.model_validate_json(params_json)
@@ -220,17 +226,22 @@ def _grid_cell(params_json: str, split_dir: str, checkpoint: str, dataset: str, 
     # rate then says whether the erasure removed the backdoor
     ctx = regime_context(params, regime, seed, split_dir, checkpoint, delete_canary=bool(canary) and regime == "user")
     ctx.resume = None if resume is None else Path(resume)
-    run = erase_variant(params, ctx, method)
-    model = run["model"]
-    if method != "original":
-        model.set_graph(ctx.data.train, ctx.data.active_items)
-    model.eval()
-    m = batch_metrics(model, ctx)
-    ap = params.audit
-    mia = membership_audit({"model": model}, ctx.base, *ctx.membership_pairs(), ctx.data.train, ctx.data.n_users,
-                           ctx.data.candidates, ctx.seed, ap.mia.folds, ap.mia.bootstrap, ap.mia.max_per_class)
+    if method == "popularity":  # a ranking, not a model: no audit to run, nothing timed
+        run, mia = {"seconds": 0.0, "epochs": 0, "repair_epochs": 0}, None
+        m = batch_metrics(None, ctx, score=popularity_scores(ctx.data.train, ctx.data.n_items))
+    else:
+        run = erase_variant(params, ctx, method)
+        model = run["model"]
+        if method != "original":
+            model.set_graph(ctx.data.train, ctx.data.active_items)
+        model.eval()
+        m = batch_metrics(model, ctx)
+        ap = params.audit
+        mia = membership_audit({"model": model}, ctx.base, *ctx.membership_pairs(), ctx.data.train, ctx.data.n_users,
+                               ctx.data.candidates, ctx.seed, ap.mia.folds, ap.mia.bootstrap,
+                               ap.mia.max_per_class)["models"].get("model")
     bd = {}
-    if canary and regime == "user":
+    if canary and regime == "user" and method != "popularity":
         fake = np.asarray(canary["fake_users"], np.int64)
         normal = np.setdiff1d(np.unique(ctx.data.train[:, 0]), fake)
         bd = canary_mod.backdoor_metrics(model, canary, normal, ctx.data.train, ctx.data.n_users, ap.k,
@@ -239,7 +250,7 @@ def _grid_cell(params_json: str, split_dir: str, checkpoint: str, dataset: str, 
         "dataset": dataset, "backbone": params.model.backbone, "regime": regime, "seed": seed, "method": method,
         "retain_recall@20": m["retain"]["recall@20"], "retain_ndcg@20": m["retain"]["ndcg@20"],
         "forget_recall@20": m["forget"]["recall@20"], "forget_ndcg@20": m["forget"]["ndcg@20"],
-        "mia_balanced_accuracy": best_balanced_accuracy(mia["models"].get("model")), "backdoor_asr": bd.get("asr"),
+        "mia_balanced_accuracy": None if mia is None else best_balanced_accuracy(mia), "backdoor_asr": bd.get("asr"),
         "backdoor_lift": bd.get("lift"),
         "seconds": round(run["seconds"], 2), "peak_rss_mb": round(_peak_rss_mb()), "epochs": run["epochs"],
         "repair_epochs": run["repair_epochs"], "forget_pairs": int(len(ctx.forget)), "users": int(ctx.data.n_users),
@@ -398,9 +409,9 @@ def summarise(rows: list[dict]):
     return out
 
 
-METHOD_ORDER = ["original", "retrain", "ultrare", "reverse_repair", "gradient_ascent", "multidelete", "scalegun",
+METHOD_ORDER = ["original", "popularity", "retrain", "ultrare", "reverse_repair", "gradient_ascent", "multidelete", "scalegun",
                 "tru", "tru_no_gate", "tru_no_scaling", "tru_no_selection", "tru_no_exact", "reverse_repair_no_exact"]
-LABELS = {"original": "Original", "retrain": "Retrain", "ultrare": "UltraRE", "reverse_repair": "MMRecUn (reverse-repair)",
+LABELS = {"original": "Original", "popularity": "Popularity (no user data)", "retrain": "Retrain", "ultrare": "UltraRE", "reverse_repair": "MMRecUn (reverse-repair)",
           "gradient_ascent": "Gradient ascent", "multidelete": "MultiDelete", "scalegun": "ScaleGUN", "tru": "**TRU**",
           "tru_no_gate": "TRU w/o gate", "tru_no_scaling": "TRU w/o scaling", "tru_no_selection": "TRU w/o selection",
           "tru_no_exact": "TRU w/o exact step", "reverse_repair_no_exact": "MMRecUn w/o exact step"}
@@ -424,7 +435,9 @@ def report_markdown(rows: list[dict], grid: Grid | None = None) -> str:
              "MIA: best membership attack's balanced accuracy (0.5 = chance). ASR: backdoor attack success rate "
              "(datasets with the canary, user-level); lift: ASR minus the top-20 share of items of the target's "
              "real popularity (0 = the backdoor is gone; tru/audit/canary.py). "
-             "Time: erase + repair as a share of Retrain's.", ""]
+             "Time: erase + repair as a share of Retrain's. Popularity: the retained items' training counts, one "
+             "ranking for every user (no model, so no attack and no time): where a user the model knows nothing "
+             "about lands, the reference for a deleted user's forget R@20 besides Retrain's.", ""]
     if s.empty:
         return "\n".join(lines + ["No finished cells yet."]) + "\n"
     labels = {k: v.label for k, v in grid.datasets.items()} if grid else {}
@@ -442,7 +455,7 @@ def report_markdown(rows: list[dict], grid: Grid | None = None) -> str:
             lines.append(f"| {LABELS.get(m, m)} | {c('retain_recall@20')} | {c('retain_ndcg@20')} | "
                          f"{c('forget_recall@20')} | {c('forget_ndcg@20')} | {c('mia_balanced_accuracy', 3)} | "
                          f"{c('backdoor_asr', 3)} | {c('backdoor_lift', 3)} | {c('retain_pct_of_original', 1)} | "
-                         f"{'–' if m in ('original', 'retrain') else c('time_pct_of_retrain', 1)} |")
+                         f"{'–' if m in REFERENCE + ('retrain',) else c('time_pct_of_retrain', 1)} |")
         lines.append("")
     lines += claim_markdown(s, labels)
     lines += ["![retain vs forget](results_frontier.png)", "", "![time vs retrain](results_time.png)", ""]
@@ -475,6 +488,7 @@ def claim_check(s) -> list[dict]:
         one = int(tru["seeds"]) < 2  # one seed: no spread to judge the margin by
         spread = lambda col, m: float("nan") if one else float(np.nanmax([tru[f"{col}_std"], sub.loc[m, f"{col}_std"]]))
         ref = float(sub.loc["retrain", "forget_recall@20_mean"]) if "retrain" in sub.index else None
+        pop = float(sub.loc["popularity", "forget_recall@20_mean"]) if "popularity" in sub.index else None
         gap = lambda m: abs(float(sub.loc[m, "forget_recall@20_mean"]) - ref)
         closest = min(others, key=gap) if ref is not None else None
         out.append({
@@ -483,7 +497,7 @@ def claim_check(s) -> list[dict]:
             "retain_best_other": best_r, "retain_spread": spread("retain_recall@20", best_r),
             "forget_margin": float(tru["forget_recall@20_mean"] - sub.loc[best_f, "forget_recall@20_mean"]),
             "forget_best_other": best_f, "forget_spread": spread("forget_recall@20", best_f),
-            "forget_retrain": ref,
+            "forget_retrain": ref, "forget_popularity": pop,
             "forget_tru": float(tru["forget_recall@20_mean"]),
             # distance of forget R@20 to Retrain's (over- and under-forgetting both count)
             "retrain_gap_tru": None if ref is None else abs(float(tru["forget_recall@20_mean"]) - ref),
@@ -539,13 +553,14 @@ def claim_markdown(s, labels: dict) -> list[str]:
              " on each axis (means over seeds; margin = TRU minus that method; spread = the larger std over seeds "
              "of the two, – with one seed). Forget R@20 below Retrain's is over-forgetting, not a win: "
              "Retrain's value is shown beside it, and the last column asks whose forget R@20 lands nearest it.", "",
-             "| Setting | Retain higher? | margin (vs) | Forget lower? | margin (vs) | TRU / Retrain forget | "
+             "| Setting | Retain higher? | margin (vs) | Forget lower? | margin (vs) | TRU / Retrain / Popularity forget | "
              "Forget closest to Retrain's? |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         name = f"{labels.get(r['dataset'], r['dataset'])} · {r['backbone']} · {r['regime']} ({r['seeds']})"
         sp = lambda v: "" if v != v else f" ± {v:.4f}"
         ret = "–" if r["forget_retrain"] is None else f"{r['forget_retrain']:.4f}"
+        pop = "–" if r.get("forget_popularity") is None else f"{r['forget_popularity']:.4f}"
         v = claim_verdicts(r)
         near = "–" if v["nearest"] == "–" else (
             {"no": "**no**"}.get(v["nearest"], v["nearest"]) + f" (gap {r['retrain_gap_tru']:.4f} vs "
@@ -555,7 +570,7 @@ def claim_markdown(s, labels: dict) -> list[str]:
             f"{r['retain_margin']:+.4f}{sp(r['retain_spread'])} ({LABELS[r['retain_best_other']]}) | "
             f"{shown[v['forget']]} | "
             f"{r['forget_margin']:+.4f}{sp(r['forget_spread'])} ({LABELS[r['forget_best_other']]}) | "
-            f"{r['forget_tru']:.4f} / {ret} | {near} |")
+            f"{r['forget_tru']:.4f} / {ret} / {pop} | {near} |")
     return lines + [""] + claim_tally(rows, labels)
 
 
@@ -620,7 +635,7 @@ def _plot_time(s, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sub = s[~s.method.isin(["original", "retrain"])].dropna(subset=["time_pct_of_retrain_mean"])
+    sub = s[~s.method.isin(REFERENCE + ("retrain",))].dropna(subset=["time_pct_of_retrain_mean"])
     settings = _settings(sub)
     methods = [m for m in METHOD_ORDER if m in set(sub["method"])] + sorted(set(sub["method"]) - set(METHOD_ORDER))
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(settings) * max(1, len(methods)) / 3), 3.8), dpi=110)

@@ -123,3 +123,11 @@ def ranked_metrics_batched(
             scores = score_fn(batch)
         acc.add(scores, positives[idx], exclude[idx] if exclude is not None else None)
     return acc.result()
+
+
+def popularity_scores(train: np.ndarray, n_items: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """users -> [batch, n_items]: every user's row is the items' counts in `train` ((user,
+    item) pairs). The ranking of a recommender that knows nothing about the user: the
+    reference a user without data (an erased one) is judged against."""
+    counts = torch.as_tensor(np.bincount(np.asarray(train)[:, 1], minlength=n_items), dtype=torch.float32)
+    return lambda users: counts.expand(len(users), -1)

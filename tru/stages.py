@@ -324,14 +324,17 @@ def repair_stage(params: Params, batch_id: str, batches_file: str | Path | None 
     return {"checkpoint": str(out), "weights_sha256": digest, "epochs": log["epochs_run"]}
 
 
-def batch_metrics(model, ctx, ks=(20,)) -> dict:
+def batch_metrics(model, ctx, ks=(20,), score=None) -> dict:
+    """Retain (test, valid) and forget ranking metrics of `model` on the deletion `ctx`;
+    with `score` (users -> score rows), of that ranking instead (model None)."""
     from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval
 
-    model.eval()
+    if model is not None:
+        model.eval()
     out = {}
     for name, es in (("retain", retain_eval(ctx.data, "test")), ("retain_valid", retain_eval(ctx.data, "valid")),
                      ("forget", forget_eval(ctx.data, ctx.forget))):
-        m = rank_metrics_of(model, es, ks)
+        m = rank_metrics_of(model, es, ks, score=score)
         out[name] = {k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}
     return out
 
