@@ -36,6 +36,25 @@ def test_dvc_repro_runs_every_stage(repo):
     assert "up to date" in status
 
 
+def test_the_committed_dvc_lock_matches_the_code_and_params():
+    """The repository's own dvc.lock (what `make run` and an auditor's `dvc repro` start from)
+    records the code and params its stages ran with: a change to tru/metrics.py without
+    re-running `evaluate` once left the lock stale, unnoticed. Data is not here (fetched at
+    run time), so only the code and params entries are compared."""
+    import json
+
+    status = json.loads(run([str(BIN / "dvc"), "status", "--json"], ROOT))
+    stale = []
+    for stage, entries in status.items():
+        for entry in entries if isinstance(entries, list) else []:
+            for path, state in (entry.get("changed deps") or {}).items() if isinstance(entry, dict) else []:
+                if isinstance(state, dict):  # params: {"params.yaml": {"train.lr": "modified"}}
+                    stale += [f"{stage}: {path}:{k} {v}" for k, v in state.items()]
+                elif not path.startswith("data/"):
+                    stale.append(f"{stage}: {path} {state}")
+    assert not stale, "dvc.lock is stale (re-run the stages, commit dvc.lock): " + "; ".join(stale)
+
+
 def test_forced_repro_gives_the_same_checkpoint_and_metrics(repo):
     before = sha256_file(repo / "data/models/base/model.safetensors")
     metrics_before = (repo / "reports/train/metrics.json").read_bytes()
