@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/tru bench ingest
 	$(BIN)/tru bench unlearn
 	$(BIN)/tru bench audit
+	$(BIN)/tru bench mia-null
 	$(BIN)/tru bench nightly
 
 clean-venv:

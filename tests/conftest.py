@@ -112,9 +112,10 @@ def tiny_params(dst: Path) -> None:
     # a 3-epoch model on 80 users: the gate's plumbing is under test here, not its calibration
     # (tests/test_audit.py checks that a broken erasure fails and a good one passes); the few
     # forgotten items of a small batch move by chance in such a model's ranking (batch seeds
-    # come from the batch id, a timestamp), so the forget ratio's limit is loose
-    p["audit"]["gate"].update({"max_retain_drop": 0.5, "max_mia_balanced_accuracy": 0.95,
-                               "max_forget_recall_ratio": 3.0, "max_backdoor_lift": 1.0})
+    # come from the batch id, a timestamp), so the forget ratio's limit is loose. The membership
+    # check keeps params.yaml's limits: these batches hold 3-30 pairs per class, fewer than
+    # audit.gate.min_mia_pairs, so their attack is reported and not judged (as in production)
+    p["audit"]["gate"].update({"max_retain_drop": 0.5, "max_forget_recall_ratio": 3.0, "max_backdoor_lift": 1.0})
     (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 
 

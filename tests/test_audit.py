@@ -11,7 +11,7 @@ import torch
 from tru.audit import canary as canary_mod
 from tru.audit.gate import evaluate_gate
 from tru.audit.measures import exposure, module_norms, parameter_shift
-from tru.audit.mia import balanced_sample, membership_audit
+from tru.audit.mia import balanced_sample, membership_audit, null_balanced_accuracy
 from tru.data.dataset import InteractionData
 from tru.models import build_backbone
 from tru.stages import batch_metrics
@@ -230,3 +230,27 @@ def test_gate_fails_a_broken_erasure_and_passes_a_good_one(params):
     assert verdicts["good"]["verdict"] == "pass", verdicts["good"]["checks"]
     backdoor = next(c for c in verdicts["good"]["checks"] if c["name"] == "backdoor_lift")
     assert backdoor["passed"] is None  # no canary in this batch: not applicable, not a pass
+
+
+def test_the_membership_check_is_judged_only_on_enough_pairs(params):
+    """A batch of two users gives a handful of pairs, on which a cross-validated attack scores
+    anywhere from 0 to 1 by chance: the value is kept, the gate does not act on it."""
+    gate = params.audit.gate
+    metrics = {m: {"retain": {"recall@20": 0.2}, "forget": {"recall@20": f, "n_rows": 10}}
+               for m, f in (("original", 0.5), ("unlearned", 0.1))}
+    few = evaluate_gate(metrics, 1.0, None, gate, mia_pairs=gate.min_mia_pairs - 1)
+    check = next(c for c in few["checks"] if c["name"] == "mia_balanced_accuracy")
+    assert few["verdict"] == "pass" and check["passed"] is None and check["value"] == 1.0
+    assert f"{gate.min_mia_pairs - 1} forgotten" in check["note"] and "min_mia_pairs" in check["note"]
+    enough = evaluate_gate(metrics, 1.0, None, gate, mia_pairs=gate.min_mia_pairs)
+    assert enough["verdict"] == "fail" and enough["failed"] == ["mia_balanced_accuracy"]
+    assert evaluate_gate(metrics, 0.55, None, gate, mia_pairs=gate.min_mia_pairs)["verdict"] == "pass"
+
+
+def test_chance_alone_scores_wider_on_fewer_pairs():
+    """The calibration behind min_mia_pairs: without any membership signal the best attack's
+    balanced accuracy spreads far from 0.5 on a few pairs and tightens as pairs grow."""
+    few, many = null_balanced_accuracy(8, 20, seed=0), null_balanced_accuracy(200, 20, seed=0)
+    assert np.array_equal(few, null_balanced_accuracy(8, 20, seed=0))  # seeded
+    assert np.abs(few - 0.5).mean() > 2 * np.abs(many - 0.5).mean()
+    assert few.max() > 0.6 > many.max()

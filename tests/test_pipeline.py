@@ -88,6 +88,11 @@ def test_a_deletion_batch_through_ingest_sets_and_map(repo):
                                                    "forget_recall_ratio", "backdoor_lift"}
     assert audit["backdoor"]["enabled"] and audit["backdoor"]["deleted_by_this_batch"]
     assert set(audit["membership"]["models"]) == {"original", "unlearned"}
+    # a tiny batch: the attack is measured and kept, but too few pairs for the gate to judge it
+    mia = next(c for c in audit["checks"] if c["name"] == "mia_balanced_accuracy")
+    least = yaml.safe_load((repo / "params.yaml").read_text())["audit"]["gate"]["min_mia_pairs"]
+    assert audit["membership"]["sample_per_class"] < least and mia["passed"] is None and mia["value"] is not None
+    assert "too few pairs" in mia["note"]
     status = ledger_status(repo, b)
     assert set(status["status"]) == {"erased", "rejected"} and (status["status"] == "erased").sum() > 10
     assert "current model: data/batches/" + b + "/model" in run([tru, "status"], repo)

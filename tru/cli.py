@@ -497,6 +497,21 @@ def bench_audit_cmd(params: Path = ParamsOpt, out: Path = typer.Option(Path("rep
     bench_audit(_params(params), out, [int(x) for x in split(seeds)], split(methods))
 
 
+@bench_app.command("mia-null")
+@stage
+def bench_mia_null_cmd(params: Path = ParamsOpt, out: Path = typer.Option(Path("reports/bench/mia_null.csv")),
+                       draws: int = typer.Option(200, min=1)) -> None:
+    """Calibrate the membership check: how often chance alone (features without signal)
+    beats audit.gate.max_mia_balanced_accuracy, per sample size; CSV and PNG."""
+    from tru.bench import bench_mia_null
+
+    p = _params(params)
+    for r in bench_mia_null(p, out, draws=draws):
+        typer.echo(f"{r['pairs_per_class']:4d} pairs per class: mean {r['mean']:.3f}, 95th pct {r['p95']:.3f}, "
+                   f"above {r['threshold']:.2f} in {100 * r['false_refusal_rate']:.1f}% of draws")
+    typer.echo(f"audit.gate.min_mia_pairs = {p.audit.gate.min_mia_pairs} -> {out}")
+
+
 @bench_app.command("grid")
 @stage
 def bench_grid_cmd(grid: Path = typer.Option(Path("reports/bench/grid.yaml"), help="the grid (YAML)"),

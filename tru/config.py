@@ -287,6 +287,7 @@ class MIAParams(Section):
 class GateParams(Section):
     max_retain_drop: float = Field(ge=0, le=1)
     max_mia_balanced_accuracy: float = Field(ge=0.5, le=1)
+    min_mia_pairs: int = Field(ge=2)
     max_forget_recall_ratio: float = Field(ge=0)
     max_backdoor_lift: float = Field(ge=0, le=1)
 

@@ -5,17 +5,23 @@ production batches do not run one."""
 from __future__ import annotations
 
 
-def _check(name: str, description: str, value, threshold: float, op: str = "<=") -> dict:
-    if value is None:
-        return {"name": name, "description": description, "value": None, "threshold": threshold, "op": op,
-                "passed": None, "note": "not applicable to this batch"}
+def _check(name: str, description: str, value, threshold: float, op: str = "<=", note: str | None = None) -> dict:
+    """`note`: why the check does not apply (value None, or a value too noisy to judge)."""
+    if value is None or note:
+        return {"name": name, "description": description, "value": None if value is None else round(float(value), 6),
+                "threshold": threshold, "op": op, "passed": None, "note": note or "not applicable to this batch"}
     passed = value <= threshold if op == "<=" else value >= threshold
     return {"name": name, "description": description, "value": round(float(value), 6), "threshold": threshold,
             "op": op, "passed": bool(passed)}
 
 
-def evaluate_gate(metrics: dict, mia_ba: float | None, backdoor_lift: float | None, gate) -> dict:
-    """`metrics`: {"original": {...}, "unlearned": {...}} as in reports/<batch>/metrics.json."""
+def evaluate_gate(metrics: dict, mia_ba: float | None, backdoor_lift: float | None, gate,
+                  mia_pairs: int | None = None) -> dict:
+    """`metrics`: {"original": {...}, "unlearned": {...}} as in reports/<batch>/metrics.json;
+    `mia_pairs`: forgotten pairs the attack saw (as many held-out ones). On fewer than
+    `gate.min_mia_pairs` the attack's balanced accuracy is reported but not judged: on a
+    handful of pairs a cross-validated attack scores anywhere from 0 to 1 by chance, and a
+    batch of two users would be refused (or passed) by the draw, not by its erasure."""
     o, u = metrics["original"], metrics["unlearned"]
     o_ret, u_ret = o["retain"]["recall@20"], u["retain"]["recall@20"]
     drop = (o_ret - u_ret) / o_ret if o_ret > 0 else None
@@ -25,7 +31,10 @@ def evaluate_gate(metrics: dict, mia_ba: float | None, backdoor_lift: float | No
         _check("retain_recall_drop", "relative drop of retain test Recall@20 from the original model",
                drop, gate.max_retain_drop),
         _check("mia_balanced_accuracy", "best membership attack (forgotten vs held-out pairs) on the unlearned model",
-               mia_ba, gate.max_mia_balanced_accuracy),
+               mia_ba, gate.max_mia_balanced_accuracy,
+               note=(f"too few pairs to judge: {mia_pairs} forgotten and {mia_pairs} held-out, the check needs "
+                     f"{gate.min_mia_pairs} of each (audit.gate.min_mia_pairs)")
+               if mia_ba is not None and mia_pairs is not None and mia_pairs < gate.min_mia_pairs else None),
         _check("forget_recall_ratio", "forget Recall@20 of the unlearned model / of the original",
                ratio, gate.max_forget_recall_ratio),
         _check("backdoor_lift", "backdoor canary: the target's attack success rate after the erasure minus the top-20 "

@@ -163,6 +163,18 @@ def membership_audit(models: dict, base, members: np.ndarray, non_members: np.nd
     return out
 
 
+def null_balanced_accuracy(pairs_per_class: int, draws: int, seed: int = 0) -> np.ndarray:
+    """The best attack's balanced accuracy on `draws` samples where membership carries no
+    signal (pair features drawn i.i.d. normal, as many as FEATURES): what chance alone scores
+    at this many pairs per class. Calibrates `audit.gate.min_mia_pairs` (tru bench mia-null)."""
+    y = np.r_[np.ones(pairs_per_class, np.int64), np.zeros(pairs_per_class, np.int64)]
+    out = np.empty(draws)
+    for d in range(draws):
+        X = np.random.default_rng([seed, pairs_per_class, d]).normal(size=(len(y), len(FEATURES)))
+        out[d] = best_balanced_accuracy(attack(X, y, seed + d, bootstrap=0))
+    return out
+
+
 def best_balanced_accuracy(result: dict) -> float | None:
     if not result or result.get("best") is None:
         return None

@@ -44,5 +44,6 @@ def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None) -
     shift = parameter_shift(models["unlearned"], ctx.base, models.get("retrain"), ap.shift_flag_ratio)
 
     lift = backdoor["models"]["unlearned"]["lift"] if canary and backdoor["deleted_by_this_batch"] else None
-    gate = evaluate_gate(metrics, best_balanced_accuracy(mia["models"].get("unlearned")), lift, ap.gate)
+    gate = evaluate_gate(metrics, best_balanced_accuracy(mia["models"].get("unlearned")), lift, ap.gate,
+                         mia_pairs=mia.get("sample_per_class"))
     return {**gate, "membership": mia, "backdoor": backdoor, "exposure": expo, "parameter_shift": shift}

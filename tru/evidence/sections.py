@@ -82,7 +82,8 @@ def _checks(audit: dict) -> list[dict]:
         if isinstance(c, dict) and "name" in c:
             op = str(c.get("op") or "")
             rows.append({"name": str(c["name"]), "description": c.get("description") or "", "value": c.get("value"),
-                         "threshold": c.get("threshold"), "op": OPS.get(op, op), "passed": c.get("passed")})
+                         "threshold": c.get("threshold"), "op": OPS.get(op, op), "passed": c.get("passed"),
+                         "note": c.get("note") if c.get("passed") is None else None})
     return rows
 
 
@@ -114,6 +115,7 @@ def summary(ev: dict) -> dict:
                                                                  "threshold": None, "op": "", "passed": False})
                    for n in failed_names],
         "n_checks": len(checks),
+        "n_judged": sum(c["passed"] is not None for c in checks),
         "method": audit.get("method") or get(ev, "update_log", "method") or "not run",
         "promoted": audit.get("promoted"),
         "current_model": audit.get("current_model"),
