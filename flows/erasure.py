@@ -160,7 +160,7 @@ def _artifacts(batch_id: str, ingested: dict | None, done: list[str], skipped: l
         lines += ["| check | value | limit | result |", "|---|---|---|---|"]
         for c in audit["checks"]:
             lines.append(f"| {c['name']} | {_fmt(c['value'])} | {c['op']} {_fmt(c['threshold'])} | "
-                         f"{ {True: 'pass', False: '**FAIL**'}.get(c.get('passed'), 'n/a') } |")
+                         f"{ {True: 'pass', False: '**FAIL**'}.get(c.get('passed'), 'not judged: ' + c.get('note', 'n/a')) } |")
         lines.append("")
     if rows:
         lines += ["| model | retain R@20 | forget R@20 |", "|---|---|---|",

@@ -110,6 +110,8 @@ def test_flow_erases_the_inbox_and_records_it_in_dvc(repo, harness, monkeypatch)
         arts = {a.key: a for a in client.read_artifacts() if a.key}
     assert {"erasure-summary", "erasure-metrics", "evidence-pdf"} <= set(arts)
     assert "PASS" in arts["erasure-summary"].data and b in arts["erasure-summary"].data
+    assert "| mia_balanced_accuracy |" in arts["erasure-summary"].data
+    assert "not judged: too few pairs" in arts["erasure-summary"].data  # a tiny batch: the reason, in the UI
     assert arts["evidence-pdf"].data.endswith(f"reports/{b}/evidence.pdf)")  # a markdown link to the file
     assert "forget recall@20" in arts["erasure-metrics"].data
 
