@@ -62,12 +62,15 @@ def dvc_commit_task(target: str) -> str:
 
 
 @flow(name="erasure-batch", log_prints=True)
-def erasure_batch(params_path: str = "params.yaml", inbox: str | None = None, wait_for_lock: float = 0) -> dict:
-    """Erase one deletion batch: the unfinished one if a run was interrupted, else the inbox."""
+def erasure_batch(params_path: str = "params.yaml", inbox: str | None = None, wait_for_lock: float = 0,
+                  batch_time: str | None = None) -> dict:
+    """Erase one deletion batch: the unfinished one if a run was interrupted, else the inbox,
+    as a batch named by `batch_time` (ISO 8601, UTC unless it has an offset; default: now).
+    The batch id seeds the erasure: a fixed time replays an inbox to the same bytes."""
     logger = get_run_logger()
     try:
         with run_lock("erasure-batch flow", wait=wait_for_lock):
-            return _run(params_path, inbox, logger)
+            return _run(params_path, inbox, logger, batch_time)
     except RunLocked as err:
         logger.warning(str(err))
         create_markdown_artifact(f"# Erasure run skipped\n\n{err}", key="erasure-summary",
@@ -75,7 +78,7 @@ def erasure_batch(params_path: str = "params.yaml", inbox: str | None = None, wa
         return {"status": "locked", "message": str(err)}
 
 
-def _run(params_path: str, inbox: str | None, logger) -> dict:
+def _run(params_path: str, inbox: str | None, logger, batch_time: str | None = None) -> dict:
     seconds: dict[str, float] = {}  # wall-clock per step, returned (never written into the batch's files)
     t = time.perf_counter()
     recovered = recover_task(params_path)
@@ -88,7 +91,7 @@ def _run(params_path: str, inbox: str | None, logger) -> dict:
         ingested = None
     else:
         t = time.perf_counter()
-        ingested = ingest_task(params_path, inbox)
+        ingested = ingest_task(params_path, inbox, batch_time)
         seconds["ingest"] = time.perf_counter() - t
         batch_id = ingested["batch_id"]
         if batch_id is None:

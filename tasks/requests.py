@@ -9,10 +9,11 @@ from tru.config import load_params
 
 
 @task(name="ingest-deletions")
-def ingest_task(params_path: str, inbox: str | None = None) -> dict:
-    """Take the inbox as one batch. Not retried: an unreadable file needs a person, and a
-    retry of a crashed ingest resumes its interrupted archive moves by itself."""
-    return stages.ingest_stage(load_params(params_path), inbox)
+def ingest_task(params_path: str, inbox: str | None = None, batch_time: str | None = None) -> dict:
+    """Take the inbox as one batch (named by `batch_time`, ISO 8601; default: now). Not
+    retried: an unreadable file needs a person, and a retry of a crashed ingest resumes its
+    interrupted archive moves by itself."""
+    return stages.ingest_stage(load_params(params_path), inbox, now=batch_time)
 
 
 @task(name="forget-retain-sets")

@@ -84,10 +84,11 @@ def test_flow_erases_the_inbox_and_records_it_in_dvc(repo, harness, monkeypatch)
     from prefect import get_client
 
     run([str(BIN / "tru"), "demo-requests", "data/deletions/inbox/demo.jsonl"], repo)
-    state = flow_run(repo, monkeypatch)
+    state = flow_run(repo, monkeypatch, batch_time="2026-02-01T02:00:00Z")
     assert state.is_completed(), state.message
     out = state.result()
     b = out["batch"]
+    assert b == "b20260201T020000Z"  # named (and seeded) by the given time
     assert out["status"] == "erased" and out["verdict"] == "pass"
     assert out["ran"] == ["sets", "map", "erase", "repair", "evaluate_batch", "audit", "report"]
     assert (repo / out["pdf"]).read_bytes()[:5] == b"%PDF-"
@@ -189,7 +190,7 @@ def test_fresh_clone_reproduces_checkpoint_metrics_and_pdf_byte_for_byte(repo, t
 def test_sigkill_in_the_middle_of_the_update_then_a_clean_rerun(repo, harness, monkeypatch):
     """Kill the flow's process while the update runs; the next run completes the batch once."""
     n_before = len(batches_of(repo))
-    proc = subprocess.Popen([str(BIN / "tru"), "nightly"], cwd=repo, env=env(PREFECT_API_URL=harness),
+    proc = subprocess.Popen([str(BIN / "tru"), "nightly", "--batch-time", "2026-02-03T02:00:00Z"], cwd=repo, env=env(PREFECT_API_URL=harness),
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
@@ -209,6 +210,7 @@ def test_sigkill_in_the_middle_of_the_update_then_a_clean_rerun(repo, harness, m
         proc.wait()
     assert killed_at is not None, "the flow finished before it could be killed"
     b = killed_at
+    assert b == "b20260203T020000Z"  # --batch-time
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     assert f"audit@{n_before}" not in lock and f"report@{n_before}" not in lock
     assert not (repo / f"reports/{b}/audit.json").exists()
@@ -243,7 +245,7 @@ def test_a_failed_gate_fails_the_flow_and_keeps_the_model(repo, harness, monkeyp
     strict["audit"]["gate"]["max_forget_recall_ratio"] = 0.0  # nothing short of forgetting everything passes
     (repo / "params.yaml").write_text(yaml.safe_dump(strict, sort_keys=False))
     try:
-        state = flow_run(repo, monkeypatch)
+        state = flow_run(repo, monkeypatch, batch_time="2026-02-04T02:00:00Z")
         assert state.is_failed()
         with pytest.raises(AuditGateFailed, match="forget_recall_ratio") as err:
             state.result()
@@ -260,7 +262,7 @@ def test_a_failed_gate_fails_the_flow_and_keeps_the_model(repo, harness, monkeyp
         assert set(ledger(repo, b)["status"]) == {"needs_review"}
         # the next night: nothing new is erased until a person clears the batch
         user_requests(repo, "later", 3, skip=5)
-        state = flow_run(repo, monkeypatch)
+        state = flow_run(repo, monkeypatch, batch_time="2026-02-05T02:00:00Z")
         assert state.is_failed() and "awaits review" in state.message
         assert (repo / "data/deletions/inbox/later.jsonl").is_file()
         out = run([str(BIN / "tru"), "ingest"], repo, expect=2)  # by hand: refused too, the file stays
@@ -270,6 +272,6 @@ def test_a_failed_gate_fails_the_flow_and_keeps_the_model(repo, harness, monkeyp
     # the fallback clears it; the next run takes the waiting requests
     run([str(BIN / "tru"), "erase", "--batch", b, "--method", "retrain"], repo)
     assert read_json(repo / f"reports/{b}/audit.json")["verdict"] == "pass"
-    state = flow_run(repo, monkeypatch)
+    state = flow_run(repo, monkeypatch, batch_time="2026-02-05T02:00:00Z")
     assert state.is_completed() and state.result()["verdict"] == "pass"
     assert "up to date" in dvc_status(repo)

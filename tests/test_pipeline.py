@@ -67,11 +67,12 @@ def test_forced_repro_gives_the_same_checkpoint_and_metrics(repo):
 def test_a_deletion_batch_through_ingest_sets_and_map(repo):
     tru = str(BIN / "tru")
     run([tru, "demo-requests", "data/deletions/inbox/demo.jsonl"], repo)
-    out = run([tru, "ingest"], repo)
+    out = run([tru, "ingest", "--batch-time", "2026-01-15T03:00:00+01:00"], repo)  # a fixed time: a fixed seed
     assert "rejected 3" in out  # the demo's three bad rows
     batches = yaml.safe_load((repo / "batches.yaml").read_text())["batches"]
     assert len(batches) == 1 and batches[0]["prior"] == "data/split"
     b = batches[0]["id"]
+    assert b == "b20260115T020000Z"
     assert not list((repo / "data/deletions/inbox").iterdir())  # archived, never deleted
     assert list((repo / f"data/deletions/batches/{b}/input").iterdir())
     assert (repo / f"data/deletions/batches/{b}/input.dvc").is_file()
@@ -98,6 +99,18 @@ def test_a_deletion_batch_through_ingest_sets_and_map(repo):
     assert "current model: data/batches/" + b + "/model" in run([tru, "status"], repo)
     # an empty inbox: nothing to ingest, nothing to reproduce
     assert "inbox empty" in run([tru, "ingest"], repo)
+    # a batch time not after the last batch's (a clock set back) is refused before anything is written
+    (repo / "data/deletions/inbox/late.jsonl").write_text(
+        '{"request_id": "late-1", "kind": "item", "item_id": "1", "received_at": "2026-01-10T00:00:00Z"}\n')
+    registry = (repo / "batches.yaml").read_bytes()
+    for when in ("2026-01-15T02:00:00Z", "2026-01-14T23:59:59Z"):
+        out = run([tru, "ingest", "--batch-time", when], repo, expect=2)
+        assert f"not newer than the last batch {b}" in out and "nothing ingested" in out
+    assert "not an ISO-8601 time" in run([tru, "ingest", "--batch-time", "tomorrow"], repo, expect=2)
+    assert (repo / "batches.yaml").read_bytes() == registry
+    assert (repo / "data/deletions/inbox/late.jsonl").is_file()
+    assert sorted(p.name for p in (repo / "data/ledger").iterdir() if p.is_dir()) == [b]
+    (repo / "data/deletions/inbox/late.jsonl").unlink()
     assert "Data and pipelines are up to date" in run([str(BIN / "dvc"), "repro"], repo) or \
         "didn't change" in run([str(BIN / "dvc"), "repro"], repo)
 

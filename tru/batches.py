@@ -123,16 +123,25 @@ def register_batch(batch_id: str, path: str | Path = BATCHES_FILE, model_of=None
     `model_of(batch_id)` names the model a finished batch promoted (None: the last batch's
     own base model carries on)."""
     batches = read_batches(path)
-    if any(b["id"] == batch_id for b in batches):
-        raise DataError(f"{path}: batch {batch_id} is already registered")
-    if batches and batch_id <= batches[-1]["id"]:
-        raise DataError(f"batch {batch_id} is not newer than the last batch {batches[-1]['id']}")
+    check_newer(batch_id, path, batches)
     prior = sets_dir(batches[-1]["id"]).as_posix() if batches else BASE_SETS
     base_model = (model_of(batches[-1]["id"]) if batches and model_of else None) or (
         batches[-1]["base_model"] if batches else BASE_MODEL)
     entry = {"id": batch_id, "prior": prior, "base_model": base_model, "method": method}
     write_batches(batches + [entry], path)
     return entry
+
+
+def check_newer(batch_id: str, path: str | Path = BATCHES_FILE, batches: list[dict] | None = None) -> None:
+    """Raise DataError unless `batch_id` would be the newest batch of the registry. Ids are
+    times and the registry's order is the order batches build on each other: a batch time at
+    or before the last batch's (a clock set back, or `--batch-time`) must be refused before
+    anything is ingested."""
+    batches = read_batches(path) if batches is None else batches
+    if batches and batch_id <= batches[-1]["id"]:
+        raise DataError(f"batch {batch_id} is not newer than the last batch {batches[-1]['id']}")
+    if any(b["id"] == batch_id for b in batches):
+        raise DataError(f"{path}: batch {batch_id} is already registered")
 
 
 def write_batches(batches: list[dict], path: str | Path = BATCHES_FILE) -> None:

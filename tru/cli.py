@@ -27,6 +27,9 @@ bench_app = typer.Typer(help="Benchmarks (results under reports/bench/).", no_ar
 app.add_typer(bench_app, name="bench")
 
 ParamsOpt = typer.Option(Path("params.yaml"), "--params", "-p", help="params.yaml to read")
+BatchTimeOpt = typer.Option(None, "--batch-time", help="the new batch's time, which names it and seeds its erasure "
+                            "(ISO 8601, UTC unless it has an offset; default: now; must be after the last batch's): "
+                            "replays an inbox to the same bytes")
 
 
 def stage(fn: Callable) -> Callable:
@@ -143,14 +146,15 @@ def evaluate(params: Path = ParamsOpt, checkpoint: Path = typer.Option(Path("dat
 @stage
 def ingest(files: Optional[list[Path]] = typer.Argument(None, help="request files (JSONL, CSV, Parquet); default: the inbox"),
            params: Path = ParamsOpt, inbox: Path = typer.Option(Path("data/deletions/inbox")),
-           dvc: bool = typer.Option(True, help="version the batch's inputs and ledger with `dvc add`")) -> None:
+           dvc: bool = typer.Option(True, help="version the batch's inputs and ledger with `dvc add`"),
+           batch_time: Optional[str] = BatchTimeOpt) -> None:
     """Take the pending deletion requests as one batch: validate, record in the ledger, archive."""
     from tru.stages import ingest_stage
 
     from tru.runlock import run_lock
 
     with run_lock("tru ingest"):
-        s = ingest_stage(_params(params), inbox, files)
+        s = ingest_stage(_params(params), inbox, files, now=batch_time)
         if s["batch_id"] is None:
             typer.echo("inbox empty: nothing to ingest")
             return
@@ -310,13 +314,17 @@ def repair(batch: str = typer.Option(..., "--batch", "-b"), params: Path = Param
 @app.command()
 @stage
 def nightly(params: Path = ParamsOpt, inbox: Optional[Path] = typer.Option(None, help="inbox folder (default: data/deletions/inbox)"),
-            wait: float = typer.Option(0.0, help="seconds to wait for a running erasure run (0: exit at once)")) -> None:
+            wait: float = typer.Option(0.0, help="seconds to wait for a running erasure run (0: exit at once)"),
+            batch_time: Optional[str] = BatchTimeOpt) -> None:
     """Run the erasure flow once (Prefect flow `erasure-batch`): the unfinished batch if a run
     was interrupted, else the inbox as one batch; recorded in DVC. Uses the Prefect server at
     $PREFECT_API_URL, or a temporary one."""
     from flows.erasure import erasure_batch
+    from tru.requests.ledger import parse_batch_time
 
-    state = erasure_batch(str(params), None if inbox is None else str(inbox), wait, return_state=True)
+    if batch_time is not None:
+        parse_batch_time(batch_time)  # a bad value stops here, before a Prefect server starts
+    state = erasure_batch(str(params), None if inbox is None else str(inbox), wait, batch_time, return_state=True)
     out = state.result()  # raises the flow's error: a TruError is one line and its exit status (gate: 4)
     if out["status"] == "empty":
         typer.echo("nothing to erase: the inbox is empty (nothing changed)")

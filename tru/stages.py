@@ -126,14 +126,21 @@ def ingest_stage(params: Params, inbox: str | Path | None = None, files: list[st
     """Take the pending inbox files (or the given `files`, copied into the inbox first) as one
     batch: validate every row, write the batch's ledger, archive the inputs, register the batch.
 
-    An empty inbox changes nothing. An unreadable file raises DataError and changes nothing.
+    `now` (a datetime or an ISO-8601 text; default: the clock) names the batch and seeds its
+    erasure: a fixed time replays an inbox reproducibly. A time not after the last batch's is
+    refused before anything is written. An empty inbox changes nothing. An unreadable file
+    raises DataError and changes nothing.
     """
     import shutil
+    from datetime import datetime, timezone
 
     from tru import batches
-    from tru.requests.ingest import Catalog, ingest_batch
+    from tru.errors import DataError
+    from tru.requests.ingest import Catalog, ingest_batch, pending_files
+    from tru.requests.ledger import new_batch_id, parse_batch_time
     from tru.requests.pseudonym import load_key
 
+    now = datetime.now(timezone.utc) if now is None else parse_batch_time(now) if isinstance(now, str) else now
     inbox = Path(inbox or batches.INBOX)
     batches_file = Path(batches_file or batches.BATCHES_FILE)
     key = load_key()
@@ -142,14 +149,14 @@ def ingest_stage(params: Params, inbox: str | Path | None = None, files: list[st
         for f in files:
             f = Path(f)
             if not f.is_file():
-                from tru.errors import DataError
-
                 raise DataError(f"{f}: no such file")
             shutil.copy2(f, inbox / f.name)
-    from tru.requests.ingest import pending_files
-
     if pending_files(inbox):
         batches.check_ready_for_next(batches_file)
+        try:
+            batches.check_newer(new_batch_id(now), batches_file)
+        except DataError as err:
+            raise DataError(f"{err}: nothing ingested (the requests stay in the inbox)") from None
     catalog = Catalog.from_dataset(params.data.dataset_dir, split_dir)
     summary = ingest_batch(inbox, batches.ARCHIVE, batches.LEDGER, catalog, key, now=now)
     if summary["batch_id"] is not None:

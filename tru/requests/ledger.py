@@ -82,6 +82,15 @@ def new_batch_id(now: datetime) -> str:
     return "b" + utc(now).strftime("%Y%m%dT%H%M%S") + "Z"
 
 
+def parse_batch_time(text: str) -> datetime:
+    """A batch time given by a person (`--batch-time`, the flow's `batch_time`): ISO 8601,
+    UTC unless it carries an offset (`2026-12-01T02:00:00Z`, `2026-12-01T03:00:00+01:00`)."""
+    try:
+        return utc(datetime.fromisoformat(str(text).strip()))
+    except ValueError:
+        raise DataError(f"batch time {text!r} is not an ISO-8601 time (e.g. 2026-12-01T02:00:00Z)") from None
+
+
 def check_batch_id(batch_id: str) -> str:
     if not isinstance(batch_id, str) or not BATCH_ID_REGEX.match(batch_id):
         raise DataError(f"batch id {batch_id!r} is not of the form bYYYYMMDDTHHMMSSZ (see new_batch_id)")
