@@ -88,6 +88,8 @@ def _run(params_path: str, inbox: str | None, logger, batch_time: str | None = N
     batch_id = nightly.unfinished_batch()  # raises AwaitingReview: the flow fails, visibly
     if batch_id is not None:
         logger.info(f"resuming batch {batch_id} (a previous run did not finish it)")
+        if batch_time is not None:
+            logger.warning(f"batch time {batch_time} not used: the inbox waits until batch {batch_id} is finished")
         ingested = None
     else:
         t = time.perf_counter()
