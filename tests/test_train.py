@@ -5,7 +5,7 @@ import torch
 from tru.checkpoint import load_checkpoint, save_checkpoint
 from tru.errors import DataError
 from tru.models import build_backbone
-from tru.train import EvalSet, NegativeSampler, evaluate, fit, seed_everything
+from tru.train import EvalSet, NegativeSampler, Resume, evaluate, fit, seed_everything
 
 
 def quick(params, epochs=15):
@@ -22,7 +22,9 @@ def mparams(params, backbone="mgcn"):
 def train_once(params, data, seed, tmp_path, name, backbone="mgcn"):
     seed_everything(seed)
     model = build_backbone(backbone, mparams(params, backbone), data.n_users, data.n_items, data.features)
-    res = fit(model, data.train, EvalSet.build(data.valid, data.train, data.n_users), quick(params), seed, progress=False)
+    res = fit(
+        model, data.train, EvalSet.build(data.valid, data.train, data.n_users), quick(params), seed, progress=False
+    )
     digest = save_checkpoint(tmp_path / name, res.model, {"seed": seed})
     return res, digest
 
@@ -88,8 +90,6 @@ def test_seeding_switches_torch_to_deterministic_algorithms():
 
 
 def test_a_killed_training_run_resumes_to_the_uninterrupted_result(params, tiny_data, tmp_path, capsys):
-    from tru.train import Resume
-
     valid = EvalSet.build(tiny_data.valid, tiny_data.train, tiny_data.n_users)
     recipe = quick(params, epochs=7).model_copy(update={"checkpoint_every": 2})
 
@@ -104,6 +104,7 @@ def test_a_killed_training_run_resumes_to_the_uninterrupted_result(params, tiny_
                 if calls[0] == kill_at_batch:
                     raise KeyboardInterrupt
                 return loss(*a)
+
             model.loss = dying_loss
         return fit(model, tiny_data.train, valid, recipe, seed, progress=False, resume=folder)
 
@@ -142,8 +143,10 @@ def test_training_into_a_log_file_says_how_far_it_is(params, tiny_data, capsys):
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("base: epoch")]
     assert [x.split(",")[0] for x in lines] == ["base: epoch 2/5", "base: epoch 4/5", "base: epoch 5/5"]
     last = res.history[-1]
-    assert f"valid R@20 {last['valid_recall@20']:.4f} (best {res.best_valid['recall@20']:.4f} at epoch {res.best_epoch})" \
+    assert (
+        f"valid R@20 {last['valid_recall@20']:.4f} (best {res.best_valid['recall@20']:.4f} at epoch {res.best_epoch})"
         in lines[-1]
+    )
     seed_everything(5)
     model = build_backbone("mgcn", mparams(params), tiny_data.n_users, tiny_data.n_items, tiny_data.features)
     fit(model, tiny_data.train, valid, recipe, 5, progress=False)

@@ -5,18 +5,19 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_data
 
 from tru.checkpoint import save_checkpoint
 from tru.models import build_backbone
-from tru.train import EvalSet, fit, seed_everything
+from tru.train import EvalSet, NegativeSampler, fit, seed_everything
+from tru.unlearning import UnlearnContext, run_method
 from tru.unlearning.energy import gradient_energies
-from tru.unlearning.mechanisms import branch_scales, ranking_gate, select_modules
-from tru.unlearning.methods import ForgetSchedule, UnlearnContext, prepare, run_method
+from tru.unlearning.mechanisms import branch_scales, gate_penalty, ranking_gate, select_modules
 from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval
-from tru.train import NegativeSampler
-
-from conftest import make_tiny_data
-
+from tru.unlearning.reverse_repair import ForgetSchedule, is_forgotten, refit_items
+from tru.unlearning.scalegun import conjugate_gradient
+from tru.unlearning.steps import prepare
+from tru.unlearning.ultrare import balanced_partition, fit_aggregator, original_ensemble, shard_embeddings, train_shard
 
 SMALL = {"mgcn": {"embedding_dim": 16, "knn_k": 5}, "miggt": {"embedding_dim": 16, "hidden_dim": 32}}
 
@@ -24,8 +25,17 @@ SMALL = {"mgcn": {"embedding_dim": 16, "knn_k": 5}, "miggt": {"embedding_dim": 1
 def small(params, backbone="mgcn", **unlearn):
     mp = getattr(params.model, backbone).model_copy(update=SMALL[backbone])
     tp = params.train.model_copy(update={"max_epochs": 40, "batch_size": 128, "lr": 0.01, "patience": 10})
-    up = params.unlearn.model_copy(update={"max_epochs": 8, "lr": 0.01, "repair_lr": 0.01, "repair_sample": 2000,
-                                           "repair_batch_size": 256, "forget_batch_size": 256, **unlearn})
+    up = params.unlearn.model_copy(
+        update={
+            "max_epochs": 8,
+            "lr": 0.01,
+            "repair_lr": 0.01,
+            "repair_sample": 2000,
+            "repair_batch_size": 256,
+            "forget_batch_size": 256,
+            **unlearn,
+        }
+    )
     model = params.model.model_copy(update={"backbone": backbone, backbone: mp})
     return params.model_copy(update={"model": model, "train": tp, "unlearn": up})
 
@@ -48,19 +58,34 @@ def world(params, request):
 
 def user_batch(prior, base, users, seed=11):
     users = np.asarray(users)
-    keep = lambda a: a[~np.isin(a[:, 0], users)]
+
+    def keep(a):
+        return a[~np.isin(a[:, 0], users)]
+
     forget = prior.train[np.isin(prior.train[:, 0], users)]
-    heldout = np.concatenate([prior.valid[np.isin(prior.valid[:, 0], users)], prior.test[np.isin(prior.test[:, 0], users)]])
+    heldout = np.concatenate(
+        [prior.valid[np.isin(prior.valid[:, 0], users)], prior.test[np.isin(prior.test[:, 0], users)]]
+    )
     data = replace(prior, train=keep(prior.train), valid=keep(prior.valid), test=keep(prior.test), deleted_users=users)
-    return UnlearnContext(base=base, prior=prior, data=data, forget=forget, heldout=heldout,
-                          new_users=users, new_items=np.zeros(0, np.int64), seed=seed)
+    return UnlearnContext(
+        base=base,
+        prior=prior,
+        data=data,
+        forget=forget,
+        heldout=heldout,
+        new_users=users,
+        new_items=np.zeros(0, np.int64),
+        seed=seed,
+    )
 
 
 def test_branch_scales_follow_the_energy_ratio():
-    e = {"id": {"forget_energy": 1.0, "retain_energy": 1.0, "ratio": 1.0, "params": 10},
-         "image": {"forget_energy": 8.0, "retain_energy": 1.0, "ratio": 8.0, "params": 10},
-         "text": {"forget_energy": 0.125, "retain_energy": 1.0, "ratio": 0.125, "params": 10},
-         "fusion": {"forget_energy": 0.0, "retain_energy": 1.0, "ratio": 0.0, "params": 10}}
+    e = {
+        "id": {"forget_energy": 1.0, "retain_energy": 1.0, "ratio": 1.0, "params": 10},
+        "image": {"forget_energy": 8.0, "retain_energy": 1.0, "ratio": 8.0, "params": 10},
+        "text": {"forget_energy": 0.125, "retain_energy": 1.0, "ratio": 0.125, "params": 10},
+        "fusion": {"forget_energy": 0.0, "retain_energy": 1.0, "ratio": 0.0, "params": 10},
+    }
     s = branch_scales(e, gamma=1.0, s_min=0.25, s_max=4.0)
     assert s["image"] > s["id"] > s["text"]
     assert s["image"] == 4.0 and s["text"] == 0.25 and s["fusion"] == 0.25  # clipped; no forget gradient
@@ -71,11 +96,19 @@ def test_scaling_favours_the_branch_that_carries_the_deleted_signal(world):
     p, prior, base = world
     # delete every user of one latent cluster: the `signal` modality encodes the clusters, `noise` does not
     cluster_items = np.arange(prior.n_items)[np.arange(prior.n_items) % 4 == 0]
-    counts = np.array([np.isin(prior.train[prior.train[:, 0] == u, 1], cluster_items).mean() for u in range(prior.n_users)])
+    counts = np.array(
+        [np.isin(prior.train[prior.train[:, 0] == u, 1], cluster_items).mean() for u in range(prior.n_users)]
+    )
     ctx = user_batch(prior, base, np.flatnonzero(counts > 0.5))
     model, _ = prepare(ctx, p.model_copy(update={"unlearn": p.unlearn.model_copy(update={"exact_erasure": False})}))
-    e = gradient_energies(model, ctx.forget, ctx.data.train, NegativeSampler(ctx.data.train, model.n_items),
-                          np.random.default_rng(0), probe_size=4096)
+    e = gradient_energies(
+        model,
+        ctx.forget,
+        ctx.data.train,
+        NegativeSampler(ctx.data.train, model.n_items),
+        np.random.default_rng(0),
+        probe_size=4096,
+    )
     s = branch_scales(e.group(model.branches()), 1.0, 0.25, 4.0)
     if p.model.backbone == "miggt" and not s["signal"] > s["noise"]:
         # MIG-GT has no item ID embeddings: trained with its dropouts, the encoder of the pure
@@ -86,25 +119,40 @@ def test_scaling_favours_the_branch_that_carries_the_deleted_signal(world):
 
 def test_selection_covers_rho_and_zeroes_the_rest(world):
     p, prior, base = world
-    energy = {f"m{k}": {"forget_energy": 1.0, "retain_energy": 1.0, "ratio": float(k), "params": 10 * (k + 1)} for k in range(5)}
+    energy = {
+        f"m{k}": {"forget_energy": 1.0, "retain_energy": 1.0, "ratio": float(k), "params": 10 * (k + 1)}
+        for k in range(5)
+    }
     chosen, cover = select_modules(energy, rho=0.5)
     assert chosen == ["m4", "m3"] and cover >= 0.5  # most sensitive first, until half the capacity
     # in the loop: with selection only and no repair, unselected modules do not move
-    pp = p.model_copy(update={"unlearn": p.unlearn.model_copy(update={
-        "max_epochs": 1, "repair_sample": 0, "exact_erasure": False,
-        "tru": p.unlearn.tru.model_copy(update={"gate": False, "scaling": False, "selection": True, "capacity_rho": 0.3})})})
+    pp = p.model_copy(
+        update={
+            "unlearn": p.unlearn.model_copy(
+                update={
+                    "max_epochs": 1,
+                    "repair_sample": 0,
+                    "exact_erasure": False,
+                    "tru": p.unlearn.tru.model_copy(
+                        update={"gate": False, "scaling": False, "selection": True, "capacity_rho": 0.3}
+                    ),
+                }
+            )
+        }
+    )
     ctx = user_batch(prior, base, [1, 2, 3])
     res = run_method("tru", ctx, pp)
     selected = res.log["epochs"][0]["selected_modules"]
     assert res.log["epochs"][0]["capacity_covered"] >= 0.3
-    moved = {m for m, names in base.selection_modules().items()
-             if any(not torch.equal(dict(base.named_parameters())[n], dict(res.model.named_parameters())[n]) for n in names)}
+    moved = {
+        m
+        for m, names in base.selection_modules().items()
+        if any(not torch.equal(dict(base.named_parameters())[n], dict(res.model.named_parameters())[n]) for n in names)
+    }
     assert moved and moved <= set(selected)
 
 
 def test_gate_is_zero_outside_top_k():
-    from tru.unlearning.mechanisms import gate_penalty
-
     torch.manual_seed(0)
     user_emb = torch.randn(3, 8, requires_grad=True)
     item_emb = torch.randn(30, 8, requires_grad=True)
@@ -129,8 +177,15 @@ def test_retrain_equals_training_from_scratch_on_the_retain_set(world, tmp_path)
     a = run_method("retrain", ctx, p)
     seed_everything(p.seed, p.train.threads)
     fresh = build_backbone(p.model.backbone, section(p), prior.n_users, prior.n_items, prior.features)
-    fit(fresh, ctx.data.train, EvalSet.build(ctx.data.valid, ctx.data.train, prior.n_users), p.train, p.seed,
-        candidates=ctx.data.candidates, progress=False)
+    fit(
+        fresh,
+        ctx.data.train,
+        EvalSet.build(ctx.data.valid, ctx.data.train, prior.n_users),
+        p.train,
+        p.seed,
+        candidates=ctx.data.candidates,
+        progress=False,
+    )
     assert save_checkpoint(tmp_path / "a", a.model, {}) == save_checkpoint(tmp_path / "b", fresh, {})
 
 
@@ -168,13 +223,18 @@ def test_tru_forgets_while_retain_stays_within_tolerance(world):
     ctx = user_batch(prior, base, list(range(0, 80, 10)))
     before_forget = rank_metrics_of(base, forget_eval(ctx.data, ctx.forget))["recall@20"]
     before_retain = rank_metrics_of(base, retain_eval(ctx.data, "test"))["recall@20"]
-    res = run_method("tru", ctx, _stop_rule(p, p.unlearn.stop.mia_auc_margin, p.unlearn.stop.retain_tolerance,
-                                             check_before_reverse=False))  # the reverse epochs themselves
+    res = run_method(
+        "tru",
+        ctx,
+        _stop_rule(p, p.unlearn.stop.mia_auc_margin, p.unlearn.stop.retain_tolerance, check_before_reverse=False),
+    )  # the reverse epochs themselves
     after_forget = rank_metrics_of(res.model, forget_eval(ctx.data, ctx.forget))["recall@20"]
     after_retain = rank_metrics_of(res.model, retain_eval(ctx.data, "test"))["recall@20"]
     assert after_forget < before_forget
     assert after_retain >= 0.9 * before_retain
-    assert res.log["epochs"] and {"branch_scales", "selected_modules", "gate", "membership_auc"} <= set(res.log["epochs"][0])
+    assert res.log["epochs"] and {"branch_scales", "selected_modules", "gate", "membership_auc"} <= set(
+        res.log["epochs"][0]
+    )
 
 
 def test_forget_schedule_visits_every_pair_before_any_twice():
@@ -196,19 +256,33 @@ def test_tru_reverse_pass_is_bounded_by_reverse_sample(world):
     p, prior, base = world
     ctx = user_batch(prior, base, list(range(0, 80, 10)))
     assert len(ctx.forget) > 40
-    q = p.model_copy(update={"unlearn": p.unlearn.model_copy(update={"reverse_sample": 16, "max_epochs": 3,
-                                                                      "stop": p.unlearn.stop.model_copy(update={"mia_auc_margin": -1.0})})})
+    q = p.model_copy(
+        update={
+            "unlearn": p.unlearn.model_copy(
+                update={
+                    "reverse_sample": 16,
+                    "max_epochs": 3,
+                    "stop": p.unlearn.stop.model_copy(update={"mia_auc_margin": -1.0}),
+                }
+            )
+        }
+    )
     res = run_method("tru", ctx, q)
     assert res.log["reverse_sample"] == 16
     assert [e["reverse_pairs"] for e in res.log["epochs"]] == [16, 16, 16]
-    whole = run_method("tru", ctx, p.model_copy(update={"unlearn": q.unlearn.model_copy(update={"reverse_sample": 4096})}))
+    whole = run_method(
+        "tru", ctx, p.model_copy(update={"unlearn": q.unlearn.model_copy(update={"reverse_sample": 4096})})
+    )
     assert [e["reverse_pairs"] for e in whole.log["epochs"]] == [len(ctx.forget)] * 3
 
 
 def _stop_rule(p, margin, tolerance, **tru):
-    up = p.unlearn.model_copy(update={"stop": p.unlearn.stop.model_copy(update={"mia_auc_margin": margin,
-                                                                                "retain_tolerance": tolerance}),
-                                      "tru": p.unlearn.tru.model_copy(update=tru)})
+    up = p.unlearn.model_copy(
+        update={
+            "stop": p.unlearn.stop.model_copy(update={"mia_auc_margin": margin, "retain_tolerance": tolerance}),
+            "tru": p.unlearn.tru.model_copy(update=tru),
+        }
+    )
     return p.model_copy(update={"unlearn": up})
 
 
@@ -237,8 +311,13 @@ def test_tru_reverses_while_the_stop_rule_fails_at_the_start(world):
     p, prior, base = world
     ctx = user_batch(prior, base, list(range(0, 80, 10)))
     never = _stop_rule(p, 0.0, 0.0)
-    never = never.model_copy(update={"unlearn": never.unlearn.model_copy(update={
-        "max_epochs": 2, "stop": never.unlearn.stop.model_copy(update={"mia_auc_margin": -1.0})})})
+    never = never.model_copy(
+        update={
+            "unlearn": never.unlearn.model_copy(
+                update={"max_epochs": 2, "stop": never.unlearn.stop.model_copy(update={"mia_auc_margin": -1.0})}
+            )
+        }
+    )
     res = run_method("tru", ctx, never)
     assert "stop" not in res.log and len(res.log["epochs"]) == 2
     assert res.log["probe_start"]["membership_auc"] is not None
@@ -262,15 +341,31 @@ def test_gate_scope_decides_which_parameters_the_gate_pushes(world, scope):
     p, prior, base = world
     forget = prior.train[::5]
     data = replace(prior, train=np.delete(prior.train, np.s_[::5], axis=0))
-    ctx = UnlearnContext(base=base, prior=prior, data=data, forget=forget, heldout=np.zeros((0, 2), np.int64),
-                         new_users=np.zeros(0, np.int64), new_items=np.zeros(0, np.int64), seed=5)
+    ctx = UnlearnContext(
+        base=base,
+        prior=prior,
+        data=data,
+        forget=forget,
+        heldout=np.zeros((0, 2), np.int64),
+        new_users=np.zeros(0, np.int64),
+        new_items=np.zeros(0, np.int64),
+        seed=5,
+    )
     moved = {}
     for gate in (True, False):
-        mech = p.unlearn.tru.model_copy(update={"gate": gate, "gate_scope": scope, "gate_lambda": 5.0,
-                                               "scaling": False, "selection": False,
-                                               "check_before_reverse": False})  # one reverse step, always
-        up = p.unlearn.model_copy(update={"max_epochs": 1, "forget_batch_size": len(forget), "repair_sample": 0,
-                                          "tru": mech})
+        mech = p.unlearn.tru.model_copy(
+            update={
+                "gate": gate,
+                "gate_scope": scope,
+                "gate_lambda": 5.0,
+                "scaling": False,
+                "selection": False,
+                "check_before_reverse": False,
+            }
+        )  # one reverse step, always
+        up = p.unlearn.model_copy(
+            update={"max_epochs": 1, "forget_batch_size": len(forget), "repair_sample": 0, "tru": mech}
+        )
         res = run_method("tru", ctx, p.model_copy(update={"unlearn": up}))
         assert res.log["epochs"][0]["repair_pairs"] == 0
         moved[gate] = res.model.user_embedding.detach().clone()
@@ -285,8 +380,16 @@ def test_multidelete_decouples_forgotten_pairs_and_keeps_retained_embeddings(wor
     p, prior, base = world
     forget = prior.train[::5]  # interaction level: every user keeps most of their items
     data = replace(prior, train=np.delete(prior.train, np.s_[::5], axis=0))
-    ctx = UnlearnContext(base=base, prior=prior, data=data, forget=forget, heldout=np.zeros((0, 2), np.int64),
-                         new_users=np.zeros(0, np.int64), new_items=np.zeros(0, np.int64), seed=5)
+    ctx = UnlearnContext(
+        base=base,
+        prior=prior,
+        data=data,
+        forget=forget,
+        heldout=np.zeros((0, 2), np.int64),
+        new_users=np.zeros(0, np.int64),
+        new_items=np.zeros(0, np.int64),
+        seed=5,
+    )
     before_forget = rank_metrics_of(base, forget_eval(ctx.data, ctx.forget))["recall@20"]
     before_retain = rank_metrics_of(base, retain_eval(ctx.data, "test"))["recall@20"]
     res = run_method("multidelete", ctx, p)
@@ -296,8 +399,12 @@ def test_multidelete_decouples_forgotten_pairs_and_keeps_retained_embeddings(wor
     assert rank_metrics_of(res.model, forget_eval(ctx.data, ctx.forget))["recall@20"] < before_forget
     assert rank_metrics_of(res.model, retain_eval(ctx.data, "test"))["recall@20"] >= 0.9 * before_retain
     # with the retention terms alone nothing has a reason to move: theta_0 is their optimum
-    quiet = p.unlearn.model_copy(update={"multidelete": p.unlearn.multidelete.model_copy(update={"decouple_weight": 0.0}),
-                                         "rebuild_graphs": False})
+    quiet = p.unlearn.model_copy(
+        update={
+            "multidelete": p.unlearn.multidelete.model_copy(update={"decouple_weight": 0.0}),
+            "rebuild_graphs": False,
+        }
+    )
     still = run_method("multidelete", ctx, p.model_copy(update={"unlearn": quiet})).model
     for (name, a), b in zip(still.named_parameters(), base.parameters()):
         assert torch.allclose(a, b, atol=1e-6), name
@@ -316,25 +423,39 @@ def test_item_only_batch_stops_on_the_forget_probe_not_a_fake_membership_signal(
     """Pairs with a deleted item are no membership question: the AUC is absent (not 0.5, which
     would stop the loop at once), and forgetting is judged by the forgotten pairs' presence in
     their users' top-20 against held-out items'."""
-    from tru.unlearning.methods import _forgotten
-
     p, prior, base = world
     items = np.array([1, 4])
-    hit = lambda a: np.isin(a[:, 1], items)
-    data = replace(prior, train=prior.train[~hit(prior.train)], valid=prior.valid[~hit(prior.valid)],
-                   test=prior.test[~hit(prior.test)], deleted_items=items)
-    ctx = UnlearnContext(base=base, prior=prior, data=data, forget=prior.train[hit(prior.train)],
-                         heldout=np.zeros((0, 2), np.int64), new_users=np.zeros(0, np.int64), new_items=items, seed=5)
+
+    def hit(a):
+        return np.isin(a[:, 1], items)
+
+    data = replace(
+        prior,
+        train=prior.train[~hit(prior.train)],
+        valid=prior.valid[~hit(prior.valid)],
+        test=prior.test[~hit(prior.test)],
+        deleted_items=items,
+    )
+    ctx = UnlearnContext(
+        base=base,
+        prior=prior,
+        data=data,
+        forget=prior.train[hit(prior.train)],
+        heldout=np.zeros((0, 2), np.int64),
+        new_users=np.zeros(0, np.int64),
+        new_items=items,
+        seed=5,
+    )
     loop = _stop_rule(p, p.unlearn.stop.mia_auc_margin, p.unlearn.stop.retain_tolerance, check_before_reverse=False)
     res = run_method("tru", ctx, loop.model_copy(update={"unlearn": loop.unlearn.model_copy(update={"max_epochs": 3})}))
     rows = res.log["epochs"]
     assert rows and all(r["membership_auc"] is None for r in rows)
     for r in rows:
-        forgotten, _ = _forgotten(r, p.unlearn.stop.mia_auc_margin)
+        forgotten, _ = is_forgotten(r, p.unlearn.stop.mia_auc_margin)
         assert forgotten == (r["forget_recall@20"] <= r["retain_valid_recall@20"])
     assert ("stop" in rows[-1]) or len(rows) == 3
-    assert _forgotten({"membership_auc": 0.52, "forget_recall@20": 0.9, "retain_valid_recall@20": 0.1}, 0.05)[0]
-    assert not _forgotten({"membership_auc": 0.7, "forget_recall@20": 0.0, "retain_valid_recall@20": 0.1}, 0.05)[0]
+    assert is_forgotten({"membership_auc": 0.52, "forget_recall@20": 0.9, "retain_valid_recall@20": 0.1}, 0.05)[0]
+    assert not is_forgotten({"membership_auc": 0.7, "forget_recall@20": 0.0, "retain_valid_recall@20": 0.1}, 0.05)[0]
 
 
 def test_scalegun_takes_one_newton_step_on_the_linearly_propagated_tables(world):
@@ -356,8 +477,6 @@ def test_scalegun_takes_one_newton_step_on_the_linearly_propagated_tables(world)
 
 
 def test_conjugate_gradient_solves_a_positive_definite_system():
-    from tru.unlearning.scalegun import conjugate_gradient
-
     g = torch.Generator().manual_seed(0)
     a = torch.randn(6, 6, generator=g)
     h = a @ a.T + 0.5 * torch.eye(6)
@@ -367,8 +486,6 @@ def test_conjugate_gradient_solves_a_positive_definite_system():
 
 
 def test_balanced_partition_keeps_shards_within_capacity_and_clusters_together():
-    from tru.unlearning.ultrare import balanced_partition
-
     rng = np.random.default_rng(0)
     blobs = np.concatenate([rng.normal(c, 0.1, size=(20, 2)) for c in ((0, 0), (5, 5), (0, 5))])
     a = balanced_partition(blobs, 3, seed=1)
@@ -380,11 +497,15 @@ def test_balanced_partition_keeps_shards_within_capacity_and_clusters_together()
 
 
 def test_ultrare_retrains_exactly_the_shards_a_deletion_touches(world, tmp_path):
-    from tru.unlearning.ultrare import _train_shard, fit_aggregator, original_ensemble, shard_embeddings
-
     p, prior, base = world
-    p = p.model_copy(update={"train": p.train.model_copy(update={"max_epochs": 4}), "unlearn": p.unlearn.model_copy(update={
-        "ultrare": p.unlearn.ultrare.model_copy(update={"shards": 3, "cache_dir": str(tmp_path)})})})
+    p = p.model_copy(
+        update={
+            "train": p.train.model_copy(update={"max_epochs": 4}),
+            "unlearn": p.unlearn.model_copy(
+                update={"ultrare": p.unlearn.ultrare.model_copy(update={"shards": 3, "cache_dir": str(tmp_path)})}
+            ),
+        }
+    )
     ctx = user_batch(prior, base, [5])
     first = run_method("ultrare", ctx, p)
     assert first.log["ensemble"]["cached"] is False and first.log["setup_seconds"] > 0
@@ -395,22 +516,43 @@ def test_ultrare_retrains_exactly_the_shards_a_deletion_touches(world, tmp_path)
     assert first.log["touched_shards"] == [k]
     ens, _ = original_ensemble(ctx, p)
     for j in range(3):  # untouched shards: as trained on theta_0's data, bit for bit
-        same = all(torch.equal(a, b) for a, b in zip(first.model.shards[j].state_dict().values(),
-                                                      ens.shards[j].state_dict().values()))
+        same = all(
+            torch.equal(a, b)
+            for a, b in zip(first.model.shards[j].state_dict().values(), ens.shards[j].state_dict().values())
+        )
         assert same == (j != k)
     # the touched shard equals training it from scratch on its retained interactions
     users_k = np.flatnonzero(assign == k)
-    scratch, _, _ = _train_shard(p, ctx.data, ctx.data.train[np.isin(ctx.data.train[:, 0], users_k)], users_k,
-                              p.seed + k, ctx.data.candidates, "check")
-    assert all(torch.equal(a, b) for a, b in zip(first.model.shards[k].state_dict().values(),
-                                                  scratch.state_dict().values()))
+    scratch, _, _ = train_shard(
+        p,
+        ctx.data,
+        ctx.data.train[np.isin(ctx.data.train[:, 0], users_k)],
+        users_k,
+        p.seed + k,
+        ctx.data.candidates,
+        "check",
+    )
+    assert all(
+        torch.equal(a, b) for a, b in zip(first.model.shards[k].state_dict().values(), scratch.state_dict().values())
+    )
     # the learned combiner: trained again after the deletion, on the retained pairs only (the
     # same fit from them alone gives the same weights), its loss going down; it ranks the users
     up = p.unlearn.ultrare
     assert up.combiner == "attention" and first.log["aggregator"]["losses"][-1] < first.log["aggregator"]["losses"][0]
-    agg, _ = fit_aggregator(list(first.model.shards), assign, ctx.data.train, ctx.data.candidates, up.combiner_epochs,
-                            up.combiner_lr, p.train.batch_size, section(p)["reg_weight"], p.seed)
-    assert all(torch.equal(a, b) for a, b in zip(agg.state_dict().values(), first.model.aggregator.state_dict().values()))
+    agg, _ = fit_aggregator(
+        list(first.model.shards),
+        assign,
+        ctx.data.train,
+        ctx.data.candidates,
+        up.combiner_epochs,
+        up.combiner_lr,
+        p.train.batch_size,
+        section(p)["reg_weight"],
+        p.seed,
+    )
+    assert all(
+        torch.equal(a, b) for a, b in zip(agg.state_dict().values(), first.model.aggregator.state_dict().values())
+    )
     users = torch.arange(prior.n_users)
     rows = first.model.score_fn()(users)
     user_emb, item_emb = shard_embeddings(first.model.shards)
@@ -426,8 +568,6 @@ def test_ultrare_retrains_exactly_the_shards_a_deletion_touches(world, tmp_path)
 
 
 def test_refit_moves_only_the_rows_of_items_that_lost_a_large_share(world):
-    from tru.unlearning.methods import refit_items
-
     p, prior, base = world
     # delete the users of one item's audience but one: that item loses most of its interactions
     pop = np.bincount(prior.train[:, 1], minlength=prior.n_items)
@@ -436,13 +576,15 @@ def test_refit_moves_only_the_rows_of_items_that_lost_a_large_share(world):
     ctx = user_batch(prior, base, users)
     model, _ = prepare(ctx, p)
     if not model.item_tables():  # MIG-GT encodes items from their features: nothing to re-fit
-        assert refit_items(model, ctx, 0.2, 5, 0.01, NegativeSampler(ctx.data.train, model.n_items),
-                           np.random.default_rng(0), 256) == {"items": 0, "steps": 0}
+        assert refit_items(
+            model, ctx, 0.2, 5, 0.01, NegativeSampler(ctx.data.train, model.n_items), np.random.default_rng(0), 256
+        ) == {"items": 0, "steps": 0}
         return
     lost = np.bincount(ctx.forget[:, 1], minlength=prior.n_items) / np.maximum(pop, 1)
     before = model.item_embedding.detach().clone()
-    log = refit_items(model, ctx, 0.5, 5, 0.01, NegativeSampler(ctx.data.train, model.n_items),
-                      np.random.default_rng(0), 256)
+    log = refit_items(
+        model, ctx, 0.5, 5, 0.01, NegativeSampler(ctx.data.train, model.n_items), np.random.default_rng(0), 256
+    )
     moved = (model.item_embedding.detach() != before).any(dim=1).numpy()
     kept = ctx.data.train[:, 1]
     expected = (lost >= 0.5) & np.isin(np.arange(prior.n_items), kept)

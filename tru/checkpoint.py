@@ -30,7 +30,8 @@ def save_checkpoint(path: str | Path, model: Recommender, meta: dict) -> str:
 
 
 def load_checkpoint(path: str | Path, features: dict[str, np.ndarray]) -> tuple[Recommender, dict]:
-    """Rebuild the model from a checkpoint folder and the dataset's features.
+    """Rebuild the model from a checkpoint folder and the dataset's features; returns it (in eval
+    mode) and checkpoint.json's contents.
 
     The caller sets the graph (`model.set_graph(pairs)`) from the interaction set it evaluates on.
     """
@@ -40,7 +41,10 @@ def load_checkpoint(path: str | Path, features: dict[str, np.ndarray]) -> tuple[
     meta = read_json(path / META)
     digest = sha256_file(path / WEIGHTS)
     if digest != meta.get("weights_sha256"):
-        raise DataError(f"{path / WEIGHTS}: sha256 {digest[:12]}… does not match checkpoint.json ({str(meta.get('weights_sha256'))[:12]}…)")
+        raise DataError(
+            f"{path / WEIGHTS}: sha256 {digest[:12]}… does not match checkpoint.json "
+            f"({str(meta.get('weights_sha256'))[:12]}…)"
+        )
     cfg = meta["model"]
     dims = {m: int(f.shape[1]) for m, f in features.items()}
     if dims != cfg["modalities"]:

@@ -10,7 +10,7 @@ is dropped from that row's positives. Ties in score are broken by the lower item
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,9 @@ Rows = Sequence[Sequence[int] | np.ndarray]
 def _row_index(rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = [len(r) for r in rows]
     row_ids = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor(lengths, dtype=torch.long))
-    cols = torch.as_tensor(np.concatenate([np.asarray(r, dtype=np.int64) for r in rows]) if rows else np.zeros(0, np.int64))
+    cols = torch.as_tensor(
+        np.concatenate([np.asarray(r, dtype=np.int64) for r in rows]) if rows else np.zeros(0, np.int64)
+    )
     return row_ids, cols.long()
 
 
@@ -58,8 +60,13 @@ class RankAccumulator:
         self.rows = 0
 
     def add(self, scores: torch.Tensor, positives: Rows, exclude: Rows | None = None) -> None:
+        """Add a batch: `scores` [rows, items], each row's positive items and (optionally) the
+        items masked for it; rows left without a positive are skipped."""
         if scores.dim() != 2 or scores.shape[0] != len(positives):
-            raise ValueError(f"scores must be [rows, items] with one positives list per row; got {tuple(scores.shape)} and {len(positives)}")
+            raise ValueError(
+                "scores must be [rows, items] with one positives list per row; "
+                f"got {tuple(scores.shape)} and {len(positives)}"
+            )
         n_rows, n_items = scores.shape
         scores = scores.detach().to(torch.float32).clone()
         pos_mask = torch.zeros(n_rows, n_items, dtype=torch.bool)
@@ -91,12 +98,15 @@ class RankAccumulator:
         self.rows += int(keep.sum())
 
     def result(self) -> dict[str, float]:
+        """The mean of each metric over the rows added ({"recall@k": ..., "ndcg@k": ..., "n_rows": n})."""
         out = {key: (val / self.rows if self.rows else 0.0) for key, val in self.sums.items()}
         out["n_rows"] = self.rows
         return out
 
 
-def rank_metrics(scores: torch.Tensor, positives: Rows, exclude: Rows | None = None, ks: Sequence[int] = (10, 20)) -> dict:
+def rank_metrics(
+    scores: torch.Tensor, positives: Rows, exclude: Rows | None = None, ks: Sequence[int] = (10, 20)
+) -> dict:
     """Recall@K and NDCG@K for a full score matrix [n_users, n_items]; keys 'recall@10', 'ndcg@20', ..."""
     acc = RankAccumulator(ks)
     acc.add(scores, positives, exclude)

@@ -8,6 +8,9 @@ best model so far, the history) and a killed run called again continues from the
 snapshot to the bit-identical result of an uninterrupted run. The snapshot holds tensors
 (safetensors) and JSON, no pickled objects, and is only used when it was written for the
 same model, recipe, seed and data.
+
+`train_steps` is the mini-batch loop (loss, backward, optimiser step): fit's epochs run it,
+and so do the unlearning passes that step on the model's own loss (repair, gradient ascent).
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import json
 import random
 import shutil
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from tru.config import TrainParams
@@ -42,8 +47,9 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
     # process; nothing here is compiled). tests/test_train.py checks the switch is on.
     torch._C._set_deterministic_algorithms(True, warn_only=False)
     # deterministic mode also NaN-fills every new empty tensor; our kernels never read
-    # uninitialised memory, and the fill costs a sizeable share of each step
-    torch.utils.deterministic.fill_uninitialized_memory = False
+    # uninitialised memory, and the fill costs a sizeable share of each step. (The type stubs miss
+    # the attribute: torch.utils.deterministic defines it as a property of its module's class.)
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
     if threads is not None:
         torch.set_num_threads(threads)
 
@@ -57,7 +63,8 @@ class EvalSet:
     exclude: list[np.ndarray]
 
     @classmethod
-    def build(cls, eval_pairs: np.ndarray, exclude_pairs: np.ndarray, n_users: int) -> "EvalSet":
+    def build(cls, eval_pairs: np.ndarray, exclude_pairs: np.ndarray, n_users: int) -> EvalSet:
+        """Every user with at least one `eval_pairs` row; their `exclude_pairs` items masked."""
         pos = group_by_user(eval_pairs, n_users)
         exc = group_by_user(exclude_pairs, n_users)
         users = np.array([u for u in range(n_users) if len(pos[u])], dtype=np.int64)
@@ -65,6 +72,8 @@ class EvalSet:
 
 
 def evaluate(model: Recommender, eval_set: EvalSet, ks=(10, 20), batch_users: int = 4096) -> dict:
+    """Full-ranking Recall and NDCG at each k of `ks` over `eval_set` ({"recall@k": ..., ...});
+    the model's train/eval mode is left as it was."""
     was_training = model.training
     model.eval()
     try:
@@ -92,6 +101,8 @@ class NegativeSampler:
         return self.keys[pos] == q
 
     def sample(self, users: np.ndarray, rng: np.random.Generator, max_rounds: int = 50) -> np.ndarray:
+        """One negative item per entry of `users`, drawn from `rng` (clashes with training pairs
+        redrawn, `max_rounds` times at most)."""
         neg = self.candidates[rng.integers(0, len(self.candidates), size=len(users))]
         for _ in range(max_rounds):
             clash = self.known(users, neg)
@@ -114,34 +125,42 @@ class Resume:
         self.folder, self.fingerprint = Path(folder), fingerprint
 
     def load(self) -> tuple[dict, dict] | None:
-        from safetensors.torch import load_file
-
+        """(meta, tensors) of the folder's snapshot, or None when there is none of this run."""
         if not (self.folder / self.META).is_file() or not (self.folder / self.TENSORS).is_file():
             return None
         meta = read_json(self.folder / self.META)
         if meta.get("fingerprint") != self.fingerprint:
-            print(f"{self.folder}: snapshot of another run (model, recipe, seed or data differ): starting afresh",
-                  flush=True)
+            print(
+                f"{self.folder}: snapshot of another run (model, recipe, seed or data differ): starting afresh",
+                flush=True,
+            )
             return None
         return meta, load_file(str(self.folder / self.TENSORS))
 
     def save(self, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
-        from safetensors.torch import save_file
-
+        """Replace the folder's snapshot with `meta` (JSON) and `tensors`, atomically."""
         with atomic_path(self.folder) as tmp:
             tmp.mkdir(parents=True)
             save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp / self.TENSORS))
             write_json(tmp / self.META, {"fingerprint": self.fingerprint, **meta})
 
     def clear(self) -> None:
+        """Remove the snapshot folder."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def run_fingerprint(model: Recommender, train_pairs: np.ndarray, valid_set: EvalSet | None, params: TrainParams,
-                    seed: int, candidates: np.ndarray | None) -> str:
+def run_fingerprint(
+    model: Recommender,
+    train_pairs: np.ndarray,
+    valid_set: EvalSet | None,
+    params: TrainParams,
+    seed: int,
+    candidates: np.ndarray | None,
+) -> str:
     """sha256 over what a training run's result depends on (not how often it snapshots)."""
-    h = hashlib.sha256(json.dumps({"model": model.config(), "train": params.recipe(), "seed": seed},
-                                  sort_keys=True).encode())
+    h = hashlib.sha256(
+        json.dumps({"model": model.config(), "train": params.recipe(), "seed": seed}, sort_keys=True).encode()
+    )
     parts = [np.ascontiguousarray(train_pairs, dtype=np.int64)]
     if valid_set is not None:
         parts += [valid_set.users, *valid_set.positives, *valid_set.exclude]
@@ -164,8 +183,12 @@ def _snapshot(model, opt, sched, rng, state: dict, best_state: dict) -> tuple[di
     for i, st in opt_sd["state"].items():
         opt_meta[str(i)] = sorted(st)
         tensors.update({f"opt.{i}.{k}": v if torch.is_tensor(v) else torch.tensor(v) for k, v in st.items()})
-    meta = {**state, "rng": rng.bit_generator.state, "scheduler": sched.state_dict(),
-            "optimizer": {"param_groups": opt_sd["param_groups"], "state_keys": opt_meta}}
+    meta = {
+        **state,
+        "rng": rng.bit_generator.state,
+        "scheduler": sched.state_dict(),
+        "optimizer": {"param_groups": opt_sd["param_groups"], "state_keys": opt_meta},
+    }
     return meta, tensors
 
 
@@ -184,6 +207,9 @@ def _restore(model, opt, sched, rng, meta: dict, tensors: dict[str, torch.Tensor
 
 @dataclass
 class FitResult:
+    """What `fit` returns: the model at its best epoch, that epoch and its validation metrics,
+    one row per epoch run, and the training seconds."""
+
     model: Recommender
     best_epoch: int
     best_valid: dict
@@ -193,13 +219,63 @@ class FitResult:
     resumed_seconds: float = 0.0  # training seconds the snapshot had recorded (before this process)
 
 
-def _progress_line(desc: str, row: dict, max_epochs: int, best_epoch: int, best_key: float, history: list[dict],
-                   seconds: float) -> str:
+def train_steps(
+    model: Recommender,
+    opt: torch.optim.Optimizer,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    ascent: bool = False,
+    after_step: Callable[[], None] | None = None,
+) -> tuple[float, int, dict[str, float]]:
+    """One optimiser step on `model.loss` per (users, positives, negatives) batch: descent, or
+    ascent with `ascent`; `after_step()` runs after every step. The model's mode is the
+    caller's. Returns the sum of the batch losses, the number of steps and the sums of the
+    loss parts."""
+    total, steps = 0.0, 0
+    parts_sum: dict[str, float] = {}
+    for users, pos, neg in batches:
+        loss, parts = model.loss(users, pos, neg)
+        opt.zero_grad(set_to_none=True)
+        (-loss if ascent else loss).backward()
+        opt.step()
+        if after_step is not None:
+            after_step()
+        total += float(loss.detach())
+        steps += 1
+        for k, v in parts.items():
+            parts_sum[k] = parts_sum.get(k, 0.0) + v
+    return total, steps, parts_sum
+
+
+def _epoch_batches(
+    pairs: np.ndarray, sampler: NegativeSampler, rng: np.random.Generator, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """fit's epoch: `pairs` shuffled, one negative per pair drawn for the whole epoch at once,
+    then sliced into batches of index tensors."""
+    order = rng.permutation(len(pairs))
+    users_all = pairs[order, 0]
+    items_all = pairs[order, 1]
+    negs_all = sampler.sample(users_all, rng)
+    for s in range(0, len(order), batch_size):
+        yield (
+            torch.as_tensor(users_all[s : s + batch_size]),
+            torch.as_tensor(items_all[s : s + batch_size]),
+            torch.as_tensor(negs_all[s : s + batch_size]),
+        )
+
+
+def _progress_line(
+    desc: str, row: dict, max_epochs: int, best_epoch: int, best_key: float, history: list[dict], seconds: float
+) -> str:
     per_epoch = sorted(h["seconds"] for h in history)[len(history) // 2]
-    valid = f", valid R@20 {row['valid_recall@20']:.4f} (best {best_key:.4f} at epoch {best_epoch})" \
-        if "valid_recall@20" in row else ""
-    return (f"{desc}: epoch {row['epoch']}/{max_epochs}, loss {row['loss']:.4f}{valid}, "
-            f"{per_epoch:.1f} s per epoch, {seconds / 60:.1f} min so far")
+    valid = (
+        f", valid R@20 {row['valid_recall@20']:.4f} (best {best_key:.4f} at epoch {best_epoch})"
+        if "valid_recall@20" in row
+        else ""
+    )
+    return (
+        f"{desc}: epoch {row['epoch']}/{max_epochs}, loss {row['loss']:.4f}{valid}, "
+        f"{per_epoch:.1f} s per epoch, {seconds / 60:.1f} min so far"
+    )
 
 
 def fit(
@@ -243,30 +319,24 @@ def fit(
             history, bad, elapsed = meta["history"], meta["bad"], meta["seconds"]
             start = meta["epoch"] + 1
             print(f"{desc}: resuming after epoch {meta['epoch']} from {snap.folder}", flush=True)
-    bar = tqdm(range(start, params.max_epochs + 1), desc=desc, unit="epoch", disable=not progress or None,
-               dynamic_ncols=True, leave=False, initial=start - 1, total=params.max_epochs)
+    bar = tqdm(
+        range(start, params.max_epochs + 1),
+        desc=desc,
+        unit="epoch",
+        disable=not progress or None,
+        dynamic_ncols=True,
+        leave=False,
+        initial=start - 1,
+        total=params.max_epochs,
+    )
     # no bar when the output is not a terminal (a log file: the grid's base models train for
     # hours there): a plain line every `checkpoint_every` (else 10) epochs and at the stop instead
     log_every = (params.checkpoint_every or 10) if progress and bar.disable else 0
     for epoch in bar:
         e0 = time.perf_counter()
-        order = rng.permutation(len(train_pairs))
-        users_all = train_pairs[order, 0]
-        items_all = train_pairs[order, 1]
-        negs_all = sampler.sample(users_all, rng)
-        total, parts_sum, n_batches = 0.0, {}, 0
-        for s in range(0, len(order), params.batch_size):
-            u = torch.as_tensor(users_all[s : s + params.batch_size])
-            p = torch.as_tensor(items_all[s : s + params.batch_size])
-            n = torch.as_tensor(negs_all[s : s + params.batch_size])
-            loss, parts = model.loss(u, p, n)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
-            n_batches += 1
-            for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + v
+        total, n_batches, parts_sum = train_steps(
+            model, opt, _epoch_batches(train_pairs, sampler, rng, params.batch_size)
+        )
         sched.step()
         # "seconds" is the training pass alone (as MMRec reports it); validation is timed apart
         row = {"epoch": epoch, "loss": total / max(n_batches, 1), "seconds": time.perf_counter() - e0}
@@ -288,13 +358,24 @@ def fit(
             bar.set_postfix(loss=f"{row['loss']:.4f}")
         history.append(row)
         if log_every and (epoch % log_every == 0 or bad >= params.patience or epoch == params.max_epochs):
-            print(_progress_line(desc, row, params.max_epochs, best_epoch, best_key, history,
-                                 elapsed + time.perf_counter() - t0), flush=True)
+            print(
+                _progress_line(
+                    desc, row, params.max_epochs, best_epoch, best_key, history, elapsed + time.perf_counter() - t0
+                ),
+                flush=True,
+            )
         if bad >= params.patience:
             break
         if snap is not None and epoch % params.checkpoint_every == 0:
-            state = {"epoch": epoch, "best_epoch": best_epoch, "best_valid": best_valid, "best_key": best_key,
-                     "bad": bad, "history": history, "seconds": elapsed + time.perf_counter() - t0}
+            state = {
+                "epoch": epoch,
+                "best_epoch": best_epoch,
+                "best_valid": best_valid,
+                "best_key": best_key,
+                "bad": bad,
+                "history": history,
+                "seconds": elapsed + time.perf_counter() - t0,
+            }
             snap.save(*_snapshot(model, opt, sched, rng, state, best_state))
     bar.close()
     model.load_state_dict(best_state)

@@ -1,7 +1,7 @@
 """Backbones: a small contract (tru.models.base) and a registry of implementations."""
 
-from tru.models.base import BACKBONES, Recommender, build_backbone, register_backbone
 from tru.models import mgcn as _mgcn  # noqa: F401  (registers "mgcn")
 from tru.models import miggt as _miggt  # noqa: F401  (registers "miggt")
+from tru.models.base import BACKBONES, Recommender, build_backbone, register_backbone
 
 __all__ = ["BACKBONES", "Recommender", "build_backbone", "register_backbone"]

@@ -13,17 +13,20 @@ A backbone is built from (its params section, n_users, n_items, modality feature
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-BACKBONES: dict[str, type["Recommender"]] = {}
+BACKBONES: dict[str, type[Recommender]] = {}
 
 
-def register_backbone(name: str) -> Callable[[type["Recommender"]], type["Recommender"]]:
-    def deco(cls: type["Recommender"]) -> type["Recommender"]:
+def register_backbone(name: str) -> Callable[[type[Recommender]], type[Recommender]]:
+    """Class decorator: registers a Recommender subclass under `name` (and sets its
+    `backbone_name`); returns the class unchanged."""
+
+    def deco(cls: type[Recommender]) -> type[Recommender]:
         if name in BACKBONES:
             raise ValueError(f"backbone {name!r} registered twice")
         BACKBONES[name] = cls
@@ -34,6 +37,9 @@ def register_backbone(name: str) -> Callable[[type["Recommender"]], type["Recomm
 
 
 class Recommender(nn.Module):
+    """The backbone contract (see the module docstring): built from its params section, the
+    catalogue sizes and the modality features; subclasses implement the methods below."""
+
     backbone_name = "abstract"
 
     def __init__(self, n_users: int, n_items: int, params: dict, features: dict[str, np.ndarray]):
@@ -48,6 +54,8 @@ class Recommender(nn.Module):
 
     # --- data-derived structures -------------------------------------------------
     def set_graph(self, pairs: np.ndarray, active_items: np.ndarray | None = None) -> None:
+        """Rebuild every structure derived from data from the interactions `pairs` [n, 2]
+        (user, item); `active_items`: boolean mask of the items still in the catalogue."""
         raise NotImplementedError
 
     # --- training ------------------------------------------------------------------
@@ -57,14 +65,19 @@ class Recommender(nn.Module):
         return {}
 
     def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
+        """Restore what `generator_states` returned."""
         if states:
             raise ValueError(f"{type(self).__name__} has no generator {', '.join(sorted(states))}")
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss of a batch of (user, positive item, negative item) index tensors:
+        (the scalar loss with its graph, {part name: float value} of its terms)."""
         raise NotImplementedError
 
     # --- inference -----------------------------------------------------------------
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final user [n_users, dim] and item [n_items, dim] embeddings; scores are their dot
+        products."""
         raise NotImplementedError
 
     def modality_views(self) -> dict[str, torch.Tensor]:
@@ -87,9 +100,11 @@ class Recommender(nn.Module):
 
     # --- structure for unlearning ---------------------------------------------------------
     def branches(self) -> dict[str, list[str]]:
+        """Parameter names per branch: "id", one per modality, "fusion"."""
         raise NotImplementedError
 
     def selection_modules(self) -> dict[str, list[str]]:
+        """Parameter names per module that layer selection picks from (module name -> names)."""
         raise NotImplementedError
 
     def linear_parameters(self) -> list[str]:
@@ -104,8 +119,9 @@ class Recommender(nn.Module):
 
     def erase_rows(self, users: np.ndarray, items: np.ndarray, generator: torch.Generator) -> list[str]:
         """Exact erasure of parameters private to deleted entities: set the rows that belong to
-        `users` and `items` alone to what a retrain leaves for an entity without interactions (a fresh draw from the initialisation, or the raw features).
-        Returns the names of the parameters it changed."""
+        `users` and `items` alone to what a retrain leaves for an entity without interactions
+        (a fresh draw from the initialisation, or the raw features). Returns the names of the
+        parameters it changed."""
         raise NotImplementedError
 
     def config(self) -> dict:
@@ -120,6 +136,7 @@ class Recommender(nn.Module):
 
 
 def build_backbone(name: str, params: dict, n_users: int, n_items: int, features: dict[str, np.ndarray]) -> Recommender:
+    """A new, freshly initialised backbone `name` (torch's global generator draws its weights)."""
     if name not in BACKBONES:
         raise KeyError(f"unknown backbone {name!r}; registered: {', '.join(sorted(BACKBONES))}")
     return BACKBONES[name](params=params, n_users=n_users, n_items=n_items, features=features)

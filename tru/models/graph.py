@@ -24,13 +24,13 @@ class SparseOp:
         self.shape = tuple(matrix.shape)
         self._transpose_order: torch.Tensor | None = None
 
-    def __deepcopy__(self, memo) -> "SparseOp":
+    def __deepcopy__(self, memo) -> SparseOp:
         return self  # immutable: a copied model shares its graphs until set_graph replaces them
 
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
         return _SpMM.apply(self.matrix, self.transpose, x)
 
-    def scaled_edges(self, scale: torch.Tensor) -> "SparseOp":
+    def scaled_edges(self, scale: torch.Tensor) -> SparseOp:
         """The same sparsity pattern with each stored value multiplied by `scale` (one entry per
         stored value, in CSR order): edge dropout without rebuilding or re-sorting the graph."""
         if self._transpose_order is None:
@@ -44,11 +44,13 @@ class SparseOp:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             a = torch.sparse_csr_tensor(m.crow_indices(), m.col_indices(), vals, m.shape, check_invariants=False)
-            a_t = torch.sparse_csr_tensor(t.crow_indices(), t.col_indices(), vals[self._transpose_order], t.shape,
-                                          check_invariants=False)
+            a_t = torch.sparse_csr_tensor(
+                t.crow_indices(), t.col_indices(), vals[self._transpose_order], t.shape, check_invariants=False
+            )
         return SparseOp(a, a_t)
 
     def to_dense(self) -> torch.Tensor:
+        """The matrix as a dense tensor."""
         return self.matrix.to_dense()
 
     def _nnz(self) -> int:
@@ -105,7 +107,9 @@ def user_item_block(pairs: np.ndarray, n_users: int, n_items: int) -> SparseOp:
     return _csr(u, i, vals, (n_users, n_items))
 
 
-def knn_graph(features: np.ndarray | torch.Tensor, k: int, active: np.ndarray | None = None, block: int = 2048) -> SparseOp:
+def knn_graph(
+    features: np.ndarray | torch.Tensor, k: int, active: np.ndarray | None = None, block: int = 2048
+) -> SparseOp:
     """Item-item kNN graph on cosine similarity of raw features, row-normalised as in MGCN
     (D^-1/2 A D^-1/2 with row degrees), CSR [n_items, n_items].
 

@@ -12,13 +12,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tru.models.base import Recommender, register_backbone
-from tru.models.graph import knn_graph, normalized_bipartite, user_item_block
+from tru.models.graph import SparseOp, knn_graph, normalized_bipartite, user_item_block
+from tru.models.losses import bpr_l2_loss
 
 
 def _info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -31,6 +35,9 @@ def _info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Ten
 
 
 class ModalityBranch(nn.Module):
+    """One modality's parameters: its (trainable) feature table, the projection to the
+    embedding size, the purifier gate and the preference gate."""
+
     def __init__(self, features: np.ndarray, dim: int):
         super().__init__()
         feats = torch.as_tensor(np.asarray(features), dtype=torch.float32).clone()
@@ -42,6 +49,8 @@ class ModalityBranch(nn.Module):
 
 @register_backbone("mgcn")
 class MGCN(Recommender):
+    """MGCN (module docstring) behind the Recommender contract; `params`: the model.mgcn section."""
+
     def __init__(self, params: dict, n_users: int, n_items: int, features: dict[str, np.ndarray]):
         super().__init__(n_users, n_items, params, features)
         d = int(params["embedding_dim"])
@@ -60,13 +69,19 @@ class MGCN(Recommender):
         self.modal = nn.ModuleDict({m: ModalityBranch(f, d) for m, f in features.items()})
         self.query_common = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, 1, bias=False))
 
-        self.norm_adj: torch.Tensor | None = None
-        self.R: torch.Tensor | None = None
-        self.knn: dict[str, torch.Tensor] = {}
+        self.norm_adj: SparseOp | None = None
+        self.R: SparseOp | None = None
+        self.knn: dict[str, SparseOp] = {}
         self._knn_key: tuple | None = None
+
+    def _branches(self) -> Iterator[tuple[str, ModalityBranch]]:
+        """(modality, its branch) in order; typed (nn.ModuleDict yields plain Modules)."""
+        return cast("Iterator[tuple[str, ModalityBranch]]", iter(self.modal.items()))
 
     # --- derived structures ---------------------------------------------------------
     def set_graph(self, pairs: np.ndarray, active_items: np.ndarray | None = None) -> None:
+        """See Recommender.set_graph: the bipartite graph and its user->item block; the kNN graphs
+        only when `knn_k` or the active items changed (they do not depend on the pairs)."""
         self.norm_adj = normalized_bipartite(pairs, self.n_users, self.n_items)
         self.R = user_item_block(pairs, self.n_users, self.n_items)
         key = (self.knn_k, None if active_items is None else np.asarray(active_items, dtype=bool).tobytes())
@@ -80,16 +95,17 @@ class MGCN(Recommender):
         return final, side, content
 
     def modality_views(self) -> dict[str, torch.Tensor]:
-        """"id": the user-item (content) view; each modality: its item-item view with the
+        """ "id": the user-item (content) view; each modality: its item-item view with the
         users' aggregate (before the fuser)."""
         return self.views_and_embeddings()[0]
 
     def views_and_embeddings(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """See Recommender.views_and_embeddings (one forward pass)."""
         final, _, content, views = self._forward_views()
         return {"id": content, **dict(zip(self.modal, views))}, final
 
     def _forward_views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        if self.norm_adj is None:
+        if self.norm_adj is None or self.R is None:
             raise RuntimeError("call set_graph(train_pairs) before using the model")
         item_id = self.item_embedding
         ego = torch.cat([self.user_embedding, item_id], dim=0)
@@ -100,30 +116,32 @@ class MGCN(Recommender):
         content = torch.stack(layers, dim=1).mean(dim=1)
 
         views = []
-        for m, branch in self.modal.items():
+        for m, branch in self._branches():
             item_m = item_id * branch.gate(branch.trs(branch.feat))
             for _ in range(self.n_mm_layers):
                 item_m = self.knn[m] @ item_m
             user_m = self.R @ item_m
             views.append(torch.cat([user_m, item_m], dim=0))
         att = torch.softmax(torch.cat([self.query_common(v) for v in views], dim=-1), dim=-1)
-        common = sum(att[:, j : j + 1] * v for j, v in enumerate(views))
+        # sum() starts from the int 0: a tensor for any number of views
+        common = cast(torch.Tensor, sum(att[:, j : j + 1] * v for j, v in enumerate(views)))
         side = common
-        for (m, branch), v in zip(self.modal.items(), views):
+        for (_, branch), v in zip(self._branches(), views):
             side = side + branch.prefer(content) * (v - common)
         side = side / (len(views) + 1)
         return content + side, side, content, views
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """See Recommender.embeddings."""
         final, _, _ = self._forward()
         return final[: self.n_users], final[self.n_users :]
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """See Recommender.loss: BPR + L2 (+ the contrastive term); parts `bpr`, `reg`, `cl`."""
         final, side, content = self._forward()
         u_all, i_all = final[: self.n_users], final[self.n_users :]
         u, p, n = u_all[users], i_all[pos], i_all[neg]
-        bpr = -F.logsigmoid((u * p).sum(1) - (u * n).sum(1)).mean()
-        reg = self.reg_weight * 0.5 * (u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum()) / users.shape[0]
+        bpr, reg = bpr_l2_loss(u, p, n, self.reg_weight, users.shape[0])
         total = bpr + reg
         cl = torch.zeros(())
         if self.cl_weight > 0:
@@ -131,12 +149,15 @@ class MGCN(Recommender):
             c_u, c_i = content[: self.n_users], content[self.n_users :]
             items, batch_users = torch.unique(pos), torch.unique(users)
             cl = _info_nce(s_i[items], c_i[items], self.cl_temperature) + _info_nce(
-                s_u[batch_users], c_u[batch_users], self.cl_temperature)
+                s_u[batch_users], c_u[batch_users], self.cl_temperature
+            )
             total = total + self.cl_weight * cl
         return total, {"bpr": float(bpr.detach()), "reg": float(reg.detach()), "cl": float(cl.detach())}
 
     # --- structure for unlearning ---------------------------------------------------------
     def branches(self) -> dict[str, list[str]]:
+        """See Recommender.branches: id = the ID tables; per modality its branch; fusion = the
+        common-part attention."""
         out = {"id": ["user_embedding", "item_embedding"]}
         for m in self.modal:
             out[m] = [n for n, _ in self.named_parameters() if n.startswith(f"modal.{m}.")]
@@ -144,36 +165,47 @@ class MGCN(Recommender):
         return out
 
     def selection_modules(self) -> dict[str, list[str]]:
+        """See Recommender.selection_modules: each ID table, each part of each modality branch,
+        the fusion attention."""
         out = {"user_embedding": ["user_embedding"], "item_embedding": ["item_embedding"]}
         for m in self.modal:
             for part in ("feat", "trs", "gate", "prefer"):
                 prefix = f"modal.{m}.{part}"
-                out[f"{m}.{part}"] = [n for n, _ in self.named_parameters() if n == prefix or n.startswith(prefix + ".")]
+                out[f"{m}.{part}"] = [
+                    n for n, _ in self.named_parameters() if n == prefix or n.startswith(prefix + ".")
+                ]
         out["fusion.query_common"] = [n for n, _ in self.named_parameters() if n.startswith("query_common.")]
         return out
 
     def linear_parameters(self) -> list[str]:
+        """See Recommender.linear_parameters: the user and item ID tables."""
         # LightGCN propagates [users; items] ID rows, and each item-item graph propagates the
         # ID rows times a gate that is constant in them
         return ["user_embedding", "item_embedding"]
 
     def item_tables(self) -> list[str]:
+        """See Recommender.item_tables: the item ID table."""
         return ["item_embedding"]
 
     @torch.no_grad()
     def erase_rows(self, users: np.ndarray, items: np.ndarray, generator: torch.Generator) -> list[str]:
-        users = torch.as_tensor(np.asarray(users, dtype=np.int64))
-        items = torch.as_tensor(np.asarray(items, dtype=np.int64))
+        """See Recommender.erase_rows: the ID rows re-drawn from the initialisation, a deleted
+        item's feature rows back to the raw features."""
+        user_rows = torch.as_tensor(np.asarray(users, dtype=np.int64))
+        item_rows = torch.as_tensor(np.asarray(items, dtype=np.int64))
         changed = []
-        for name, table, rows in (("user_embedding", self.user_embedding, users), ("item_embedding", self.item_embedding, items)):
+        for name, table, rows in (
+            ("user_embedding", self.user_embedding, user_rows),
+            ("item_embedding", self.item_embedding, item_rows),
+        ):
             if len(rows):
                 # xavier_uniform over the whole table, as at construction: U(-b, b)
                 bound = (6.0 / (table.shape[0] + table.shape[1])) ** 0.5
                 table[rows] = (torch.rand(len(rows), table.shape[1], generator=generator) * 2 - 1) * bound
                 changed.append(name)
-        if len(items):
-            for m, branch in self.modal.items():
+        if len(item_rows):
+            for m, branch in self._branches():
                 # a deleted item's feature rows get no gradient in a retrain: they stay raw
-                branch.feat[items] = torch.as_tensor(self._raw_features[m][items.numpy()])
+                branch.feat[item_rows] = torch.as_tensor(self._raw_features[m][item_rows.numpy()])
                 changed.append(f"modal.{m}.feat")
         return changed

@@ -53,6 +53,7 @@ from torch import nn
 from tru.errors import ConfigError
 from tru.models.base import Recommender, register_backbone
 from tru.models.graph import SparseOp, normalized_bipartite
+from tru.models.losses import bpr_l2_loss
 
 ID_BRANCH = "id"
 
@@ -73,17 +74,24 @@ def _linear(n_in: int, n_out: int, bias: bool = True) -> nn.Linear:
 class ModalityEncoder(nn.Module):
     """Raw item features (a fixed, non-trainable input) -> item embedding of one modality."""
 
+    features: torch.Tensor  # a buffer (register_buffer below)
+
     def __init__(self, features: np.ndarray, hidden: int, dim: int, feature_dropout: float, hidden_dropout: float):
         super().__init__()
         feats = torch.as_tensor(np.asarray(features), dtype=torch.float32).clone()
         self.register_buffer("features", feats, persistent=False)  # rebuilt from the dataset on load
         self.input_dropout = nn.Dropout(feature_dropout)
         # no bias before a batch norm: the norm subtracts it again, so it would never learn
-        self.hidden = nn.Sequential(_linear(feats.shape[1], hidden, bias=False), nn.BatchNorm1d(hidden),
-                                    nn.PReLU(init=0.25), nn.Dropout(hidden_dropout))
+        self.hidden = nn.Sequential(
+            _linear(feats.shape[1], hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.PReLU(init=0.25),
+            nn.Dropout(hidden_dropout),
+        )
         self.output = nn.Sequential(_linear(hidden, dim, bias=False), nn.BatchNorm1d(dim), nn.PReLU(init=0.25))
 
     def forward(self) -> torch.Tensor:
+        """The item embeddings of this modality [n_items, dim]."""
         return self.output(self.hidden(self.input_dropout(self.features)))
 
 
@@ -105,6 +113,10 @@ class GlobalTransformer(nn.Module):
 
 @register_backbone("miggt")
 class MIGGT(Recommender):
+    """MIG-GT (module docstring) behind the Recommender contract; `params`: the model.miggt section."""
+
+    sample_seed: torch.Tensor  # a buffer (register_buffer below)
+
     def __init__(self, params: dict, n_users: int, n_items: int, features: dict[str, np.ndarray]):
         super().__init__(n_users, n_items, params, features)
         d = int(params["embedding_dim"])
@@ -119,9 +131,12 @@ class MIGGT(Recommender):
 
         self.user_embedding = nn.Parameter(torch.randn(n_users, d) / d**0.5)  # N(0, 1/d), as the reference
         self.user_dropout = nn.Dropout(float(drop["users"]))
-        self.modal = nn.ModuleDict({
-            m: ModalityEncoder(f, int(params["hidden_dim"]), d, float(drop["features"]), float(drop["hidden"]))
-            for m, f in features.items()})
+        self.modal = nn.ModuleDict(
+            {
+                m: ModalityEncoder(f, int(params["hidden_dim"]), d, float(drop["features"]), float(drop["hidden"]))
+                for m, f in features.items()
+            }
+        )
         self.item_dropout = nn.Dropout(float(drop["items"]))
         self.fused_dropout = nn.Dropout(float(drop["fused"]))
         self.transformer = GlobalTransformer(d, int(params["attention_dim"]), float(params["attention_weight"]))
@@ -136,8 +151,10 @@ class MIGGT(Recommender):
         branches = [ID_BRANCH, *self.modality_names]
         unknown = sorted(set(params["hops"]) - set(branches))
         if unknown:
-            raise ConfigError(f"model.miggt.hops names {', '.join(map(repr, unknown))}: not a branch of this dataset "
-                              f"(its branches: {', '.join(branches)})")
+            raise ConfigError(
+                f"model.miggt.hops names {', '.join(map(repr, unknown))}: not a branch of this dataset "
+                f"(its branches: {', '.join(branches)})"
+            )
         return {b: int(params["hops"].get(b, params["default_hops"])) for b in branches}
 
     # --- derived structures ---------------------------------------------------------
@@ -158,9 +175,11 @@ class MIGGT(Recommender):
         self._train_generator.manual_seed(int(self.sample_seed))
 
     def generator_states(self) -> dict[str, torch.Tensor]:
+        """See Recommender.generator_states: the training sampler's state."""
         return {"train_sampler": self._train_generator.get_state()}
 
     def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
+        """See Recommender.set_generator_states."""
         self._train_generator.set_state(states["train_sampler"])
 
     def _samples(self) -> torch.Tensor:
@@ -169,6 +188,7 @@ class MIGGT(Recommender):
             gen = self._train_generator
         else:
             gen = torch.Generator().manual_seed(int(self.sample_seed) ^ 0x5EED)
+        assert self.sample_pool is not None  # set_graph sets it with the graph
         n = self.n_users + self.n_items
         pick = torch.randint(0, len(self.sample_pool), (n, self.num_samples), generator=gen)
         return self.sample_pool[pick]
@@ -176,6 +196,7 @@ class MIGGT(Recommender):
     # --- forward ----------------------------------------------------------------------
     def _propagate(self, x: torch.Tensor, k: int) -> torch.Tensor:
         adj = self.norm_adj
+        assert adj is not None  # branch_outputs checks it
         if self.training and self.edge_dropout > 0 and k > 0:
             # one mask per branch and forward pass, shared by its hops (as the reference)
             keep = F.dropout(torch.ones(adj._nnz()), self.edge_dropout)
@@ -190,21 +211,28 @@ class MIGGT(Recommender):
         if self.norm_adj is None:
             raise RuntimeError("call set_graph(train_pairs) before using the model")
         users = self.user_dropout(self.user_embedding)
-        out = {ID_BRANCH: self._propagate(torch.cat([users, users.new_zeros(self.n_items, users.shape[1])]),
-                                          self.hops[ID_BRANCH])}
+        out = {
+            ID_BRANCH: self._propagate(
+                torch.cat([users, users.new_zeros(self.n_items, users.shape[1])]), self.hops[ID_BRANCH]
+            )
+        }
         for m, encoder in self.modal.items():
             items = self.item_dropout(encoder())
             out[m] = self._propagate(torch.cat([items.new_zeros(self.n_users, items.shape[1]), items]), self.hops[m])
         return out
 
     def modality_views(self) -> dict[str, torch.Tensor]:
+        """See Recommender.modality_views: the branch outputs."""
         return self.branch_outputs()
 
     def views_and_embeddings(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """See Recommender.views_and_embeddings (one forward pass)."""
         views = self.branch_outputs()
         return views, self._forward(views)[0]
 
-    def _forward(self, views: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _forward(
+        self, views: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Final embeddings of all nodes, and what the unsmooth loss needs: the local
         embeddings, their keys and each node's memory (sampled item indices). `views`: the
         branch outputs when the caller has them already."""
@@ -217,15 +245,16 @@ class MIGGT(Recommender):
         return final, local, keys, memory_idx
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """See Recommender.embeddings."""
         final = self._forward()[0]
         return final[: self.n_users], final[self.n_users :]
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """See Recommender.loss: BPR + L2 (+ the unsmooth term); parts `bpr`, `reg`, `unsmooth`."""
         final, local, keys, memory_idx = self._forward()
         u_all, i_all = final[: self.n_users], final[self.n_users :]
         u, p, n = u_all[users], i_all[pos], i_all[neg]
-        bpr = -F.logsigmoid((u * p).sum(1) - (u * n).sum(1)).mean()
-        reg = self.reg_weight * 0.5 * (u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum()) / users.shape[0]
+        bpr, reg = bpr_l2_loss(u, p, n, self.reg_weight, users.shape[0])
         total = bpr + reg
         unsmooth = torch.zeros(())
         if self.unsmooth_weight > 0:
@@ -249,6 +278,8 @@ class MIGGT(Recommender):
         return out
 
     def selection_modules(self) -> dict[str, list[str]]:
+        """See Recommender.selection_modules: the user table, each encoder's hidden and output
+        layers, the transformer's query and key."""
         out = {"user_embedding": ["user_embedding"]}
         for m in self.modal:
             for part in ("hidden", "output"):
@@ -258,6 +289,7 @@ class MIGGT(Recommender):
         return out
 
     def linear_parameters(self) -> list[str]:
+        """See Recommender.linear_parameters: the user table."""
         # MGDCF propagates the user table linearly; items come out of non-linear encoders
         return ["user_embedding"]
 
@@ -269,9 +301,9 @@ class MIGGT(Recommender):
         (not a trainable table), and there are no item ID embeddings. A deleted item leaves
         the graph and the transformer's sample pool when `set_graph` gets the retain set; its
         features stay an input, as they do for a retrain on the same catalogue."""
-        users = torch.as_tensor(np.asarray(users, dtype=np.int64))
-        if not len(users):
+        rows = torch.as_tensor(np.asarray(users, dtype=np.int64))
+        if not len(rows):
             return []
         d = self.user_embedding.shape[1]
-        self.user_embedding[users] = torch.randn(len(users), d, generator=generator) / d**0.5
+        self.user_embedding[rows] = torch.randn(len(rows), d, generator=generator) / d**0.5
         return ["user_embedding"]

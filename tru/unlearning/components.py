@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -23,14 +24,21 @@ from tru.unlearning.energy import gradient_energies
 
 
 def target_items(prior_train: np.ndarray, forget: np.ndarray, n_items: int) -> dict:
+    """The items of the forget pairs, most-removed first: each one's engagement before the
+    batch, how much of it the batch removes, and summary shares."""
     before = np.bincount(prior_train[:, 1], minlength=n_items)
     removed = np.bincount(forget[:, 1], minlength=n_items)
     items = np.flatnonzero(removed)
     share = removed[items] / np.maximum(before[items], 1)
     order = np.lexsort((items, -removed[items]))
     rows = [
-        {"item": int(items[k]), "engagement_before": int(before[items[k]]), "removed": int(removed[items[k]]),
-         "retained": int(before[items[k]] - removed[items[k]]), "removed_share": round(float(share[k]), 6)}
+        {
+            "item": int(items[k]),
+            "engagement_before": int(before[items[k]]),
+            "removed": int(removed[items[k]]),
+            "retained": int(before[items[k]] - removed[items[k]]),
+            "removed_share": round(float(share[k]), 6),
+        }
         for k in order
     ]
     return {
@@ -73,7 +81,9 @@ def map_components(
     `prior_train` (the interactions it was trained with, forget pairs included)."""
     t0 = time.perf_counter()
     n_items = model.n_items
-    retain = prior_train[~np.isin(prior_train[:, 0] * n_items + prior_train[:, 1], forget[:, 0] * n_items + forget[:, 1])]
+    retain = prior_train[
+        ~np.isin(prior_train[:, 0] * n_items + prior_train[:, 1], forget[:, 0] * n_items + forget[:, 1])
+    ]
     rng = np.random.default_rng(seed)
     heat = {}
     if len(forget):
@@ -85,7 +95,7 @@ def map_components(
             "branches": _ranked(branches),
             "probe_size": int(min(probe_size, len(forget))),
         }
-    rebuild = {"user_item_graph": True, "item_knn_graphs": bool(len(new_deleted_items))}
+    rebuild: dict[str, Any] = {"user_item_graph": True, "item_knn_graphs": bool(len(new_deleted_items))}
     if len(new_deleted_items):
         rebuild["knn"] = knn_rebuild(model, np.asarray(new_deleted_items, dtype=np.int64))
     return {
@@ -104,7 +114,11 @@ def map_components(
 
 
 def _ranked(groups: dict[str, dict[str, float]]) -> list[dict]:
-    rows = [{"name": k, **{m: (float(v) if m != "params" else int(v)) for m, v in vals.items()}} for k, vals in groups.items()]
+    """One row per group (its name, its numbers), highest forget/retain ratio first, ranked from 1."""
+    rows: list[dict[str, Any]] = [
+        {"name": k, **{m: (float(v) if m != "params" else int(v)) for m, v in vals.items()}}
+        for k, vals in groups.items()
+    ]
     rows.sort(key=lambda r: (-r["ratio"], r["name"]))
     for rank, r in enumerate(rows, 1):
         r["rank"] = rank

@@ -21,8 +21,14 @@ from tru.train import NegativeSampler
 EPS = 1e-12
 
 
-def reverse_bpr_from(u_emb: torch.Tensor, i_emb: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
-                     neg: torch.Tensor, original_users: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def reverse_bpr_from(
+    u_emb: torch.Tensor,
+    i_emb: torch.Tensor,
+    users: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    original_users: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """L_rev = -mean log sigmoid(s(u, j) - s(u, i)): push each forgotten item i below a sampled j.
 
     `original_users` = (theta_0's user representations, mask of deleted users): a deleted
@@ -37,8 +43,14 @@ def reverse_bpr_from(u_emb: torch.Tensor, i_emb: torch.Tensor, users: torch.Tens
     return -F.logsigmoid((u * i_emb[neg]).sum(1) - (u * i_emb[pos]).sum(1)).mean()
 
 
-def reverse_bpr(model: Recommender, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
-                original_users: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def reverse_bpr(
+    model: Recommender,
+    users: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    original_users: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """`reverse_bpr_from` on the model's current embeddings."""
     return reverse_bpr_from(*model.embeddings(), users, pos, neg, original_users)
 
 
@@ -53,7 +65,9 @@ def _grad_sq(model: Recommender, loss: torch.Tensor) -> dict[str, tuple[float, i
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for n, p in model.named_parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return {n: (0.0 if g is None else float(g.detach().pow(2).sum()), p.numel()) for n, p, g in zip(names, params, grads)}
+    return {
+        n: (0.0 if g is None else float(g.detach().pow(2).sum()), p.numel()) for n, p, g in zip(names, params, grads)
+    }
 
 
 @dataclass
@@ -64,6 +78,8 @@ class Energies:
     retain: dict[str, tuple[float, int]]
 
     def group(self, groups: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+        """Per group of parameter names: mean forget and retain energy per entry, their ratio
+        and the entry count."""
         out = {}
         for name, members in groups.items():
             n = sum(self.forget[m][1] for m in members) or 1

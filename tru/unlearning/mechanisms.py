@@ -23,7 +23,10 @@ import torch.nn.functional as F
 from tru.unlearning.energy import EPS
 
 
-def branch_scales(branch_energy: dict[str, dict[str, float]], gamma: float, s_min: float, s_max: float) -> dict[str, float]:
+def branch_scales(
+    branch_energy: dict[str, dict[str, float]], gamma: float, s_min: float, s_max: float
+) -> dict[str, float]:
+    """Reverse step scale per branch (mechanism 1 above) from `Energies.group` numbers."""
     ratios = {b: max(v["ratio"], EPS) for b, v in branch_energy.items() if v["forget_energy"] > 0}
     if not ratios:
         return {b: 1.0 for b in branch_energy}
@@ -43,7 +46,8 @@ def select_modules(module_energy: dict[str, dict[str, float]], rho: float) -> tu
     Returns the selected module names and the share of parameters they cover."""
     total = sum(v["params"] for v in module_energy.values())
     order = sorted(module_energy, key=lambda m: (-module_energy[m]["ratio"], m))
-    chosen, covered = [], 0
+    chosen: list[str] = []
+    covered: float = 0
     for m in order:
         if covered >= rho * total:
             break
@@ -86,10 +90,15 @@ def ranking_gate(
 
 
 def gate_penalty(gate: torch.Tensor, margin: torch.Tensor, lam: float) -> torch.Tensor:
+    """lambda * mean gate * softplus(margin): the push on pairs still in their user's top-K."""
     return lam * (gate * F.softplus(margin)).mean()
 
 
-def exclusion_mask(users: np.ndarray, per_user_retained: list[np.ndarray], deleted_items: np.ndarray, n_items: int) -> torch.Tensor:
+def exclusion_mask(
+    users: np.ndarray, per_user_retained: list[np.ndarray], deleted_items: np.ndarray, n_items: int
+) -> torch.Tensor:
+    """[len(users), n_items] boolean mask: each user's retained training items and every
+    deleted item (what the ranking gate leaves out of the ranking)."""
     mask = torch.zeros(len(users), n_items, dtype=torch.bool)
     for j, u in enumerate(users):
         mask[j, torch.as_tensor(per_user_retained[u], dtype=torch.long)] = True

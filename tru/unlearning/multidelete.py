@@ -37,11 +37,13 @@ import torch.nn.functional as F
 
 from tru.config import Params
 from tru.train import seed_everything
-from tru.unlearning.methods import (UnlearnContext, UnlearnResult, erased_row_guard, prepare, probe_metrics,
-                                    register_method)
+from tru.unlearning.registry import UnlearnContext, UnlearnResult, register_method
+from tru.unlearning.steps import erased_row_guard, prepare, probe_metrics
 
 
-def decoupling_loss(views: dict[str, torch.Tensor], users: torch.Tensor, items: torch.Tensor, n_users: int) -> torch.Tensor:
+def decoupling_loss(
+    views: dict[str, torch.Tensor], users: torch.Tensor, items: torch.Tensor, n_users: int
+) -> torch.Tensor:
     """Mean over branches of mean softplus(<user view, item view>) of the given pairs."""
     terms = [F.softplus((v[users] * v[items + n_users]).sum(1)).mean() for v in views.values()]
     return torch.stack(terms).mean()
@@ -54,6 +56,8 @@ def retention_loss(current: torch.Tensor, reference: torch.Tensor, nodes: torch.
 
 @register_method("multidelete")
 def multidelete(ctx: UnlearnContext, params: Params) -> UnlearnResult:
+    """`unlearn.multidelete.epochs` passes over D_f of the weighted decoupling and retention
+    losses (module docstring); the log holds each epoch's mean terms and probe metrics."""
     up, md = params.unlearn, params.unlearn.multidelete
     seed_everything(ctx.seed, params.train.threads)
     model, log = prepare(ctx, params)
@@ -82,13 +86,20 @@ def multidelete(ctx: UnlearnContext, params: Params) -> UnlearnResult:
         steps = 0
         for s in range(0, len(order), up.forget_batch_size):
             b = ctx.forget[order[s : s + up.forget_batch_size]]
-            r = retain[rng.integers(0, len(retain), size=min(md.retain_batch_size, len(retain)))] if len(retain) else retain
+            r = (
+                retain[rng.integers(0, len(retain), size=min(md.retain_batch_size, len(retain)))]
+                if len(retain)
+                else retain
+            )
             nodes = torch.as_tensor(np.unique(np.concatenate([r[:, 0], r[:, 1] + n_users])))
             views, final = model.views_and_embeddings()
             dec = decoupling_loss(views, torch.as_tensor(b[:, 0]), torch.as_tensor(b[:, 1]), n_users)
             mkr = retention_loss(final, ref_final, nodes) if len(nodes) else final.new_zeros(())
-            ukr = torch.stack([retention_loss(v, ref_views[k], nodes) for k, v in views.items()]).mean() \
-                if len(nodes) else final.new_zeros(())
+            ukr = (
+                torch.stack([retention_loss(v, ref_views[k], nodes) for k, v in views.items()]).mean()
+                if len(nodes)
+                else final.new_zeros(())
+            )
             loss = md.decouple_weight * dec + md.multimodal_retention * mkr + md.unimodal_retention * ukr
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -97,8 +108,12 @@ def multidelete(ctx: UnlearnContext, params: Params) -> UnlearnResult:
             for k, v in (("decoupling", dec), ("multimodal_retention", mkr), ("unimodal_retention", ukr)):
                 sums[k] += float(v.detach())
             steps += 1
-        row = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()}, **probe_metrics(model, ctx),
-               "seconds": time.perf_counter() - e0}
+        row = {
+            "epoch": epoch,
+            **{k: v / max(steps, 1) for k, v in sums.items()},
+            **probe_metrics(model, ctx),
+            "seconds": time.perf_counter() - e0,
+        }
         epochs.append(row)
     log["epochs"] = epochs
     model.eval()

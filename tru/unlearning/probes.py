@@ -1,5 +1,5 @@
 """What the unlearning loop watches, and what the batch evaluation reports: retain and
-forget ranking metrics (DESIGN.md section 6) and how distinguishable the forgotten pairs
+forget ranking metrics (docs: Audits and evidence) and how distinguishable the forgotten pairs
 still are from held-out ones (the stopping signal; the audits use a stronger attack)."""
 
 from __future__ import annotations
@@ -30,15 +30,17 @@ def forget_eval(data: InteractionData, forget: np.ndarray) -> EvalSet:
 
 
 def rank_metrics_of(model: Recommender, es: EvalSet, ks=(20,), batch_users: int = 4096, score=None) -> dict:
-    """`score`: the model's `score_fn()` when the caller already has it (one forward pass for
-    several probes of the same model state)."""
+    """Recall and NDCG at each k of `ks` of `model` on `es` ({"recall@20": ..., "n_rows": ...}; zeros
+    when `es` has no user). `score`: the model's `score_fn()` when the caller already has it (one
+    forward pass for several probes of the same model state)."""
     if len(es.users) == 0:
         return {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")} | {"n_rows": 0}
     return ranked_metrics_batched(score or model.score_fn(), es.users, es.positives, es.exclude, ks, batch_users)
 
 
-def rank_percentiles(model: Recommender, pairs: np.ndarray, data: InteractionData, pair_batch: int = 4096,
-                     score=None) -> np.ndarray:
+def rank_percentiles(
+    model: Recommender, pairs: np.ndarray, data: InteractionData, pair_batch: int = 4096, score=None
+) -> np.ndarray:
     """Percentile of each pair's item in its user's ranking (1 = top), retained training
     items masked: the per-pair feature of the stopping signal."""
     if len(pairs) == 0:
@@ -65,8 +67,9 @@ def rank_percentiles(model: Recommender, pairs: np.ndarray, data: InteractionDat
     return out
 
 
-def membership_auc(model: Recommender, members: np.ndarray, non_members: np.ndarray,
-                   data: InteractionData, score=None) -> float | None:
+def membership_auc(
+    model: Recommender, members: np.ndarray, non_members: np.ndarray, data: InteractionData, score=None
+) -> float | None:
     """AUC of telling forgotten pairs from held-out pairs by rank percentile (0.5 = cannot);
     None when there is nothing to compare (an item-only batch: pairs with a deleted item are
     no membership question)."""

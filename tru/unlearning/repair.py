@@ -13,12 +13,17 @@ import torch
 from tru.config import RepairParams
 from tru.models.base import Recommender
 from tru.train import NegativeSampler, seed_everything
-from tru.unlearning.methods import UnlearnContext, neighbourhood_sample, repair_pass
 from tru.unlearning.probes import rank_metrics_of, retain_eval
+from tru.unlearning.registry import UnlearnContext
+from tru.unlearning.steps import neighbourhood_sample, repair_pass
 
 
-def final_repair(model: Recommender, ctx: UnlearnContext, params: RepairParams, lr: float, batch_size: int,
-                 seed: int, threads: int) -> tuple[Recommender, dict]:
+def final_repair(
+    model: Recommender, ctx: UnlearnContext, params: RepairParams, lr: float, batch_size: int, seed: int, threads: int
+) -> tuple[Recommender, dict]:
+    """Repair passes (Adam at `lr`) over a neighbourhood of D_r until retain-validation
+    Recall@20 is within `params.tolerance` of theta_0's or stops improving; returns the best
+    model seen (the input one when it was already within tolerance) and the log."""
     seed_everything(seed, threads)
     t0 = time.perf_counter()
     valid_set = retain_eval(ctx.data, "valid")
@@ -27,8 +32,13 @@ def final_repair(model: Recommender, ctx: UnlearnContext, params: RepairParams, 
     current = rank_metrics_of(model, valid_set)["recall@20"]
     log = {"base_retain_valid_recall@20": target, "start_retain_valid_recall@20": current, "epochs": []}
     if current >= floor or params.max_epochs == 0:
-        log.update({"epochs_run": 0, "reason": "retain utility already within tolerance" if current >= floor else "max_epochs is 0",
-                    "seconds": time.perf_counter() - t0})
+        log.update(
+            {
+                "epochs_run": 0,
+                "reason": "retain utility already within tolerance" if current >= floor else "max_epochs is 0",
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         return model, log
     rng = np.random.default_rng(seed)
     sampler = NegativeSampler(ctx.data.train, model.n_items, ctx.data.candidates)
@@ -48,5 +58,7 @@ def final_repair(model: Recommender, ctx: UnlearnContext, params: RepairParams, 
             break
     model.load_state_dict(best_state)
     model.eval()
-    log.update({"epochs_run": len(log["epochs"]), "end_retain_valid_recall@20": best, "seconds": time.perf_counter() - t0})
+    log.update(
+        {"epochs_run": len(log["epochs"]), "end_retain_valid_recall@20": best, "seconds": time.perf_counter() - t0}
+    )
     return model, log

@@ -39,34 +39,57 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Sequence
+from typing import cast
 
 import numpy as np
 import torch
 
 from tru.config import Params
+from tru.models.base import Recommender
 from tru.train import NegativeSampler, seed_everything
-from tru.unlearning.methods import (UnlearnContext, UnlearnResult, erased_row_guard, neighbourhood_sample, prepare,
-                                    probe_metrics, register_method)
+from tru.unlearning.registry import UnlearnContext, UnlearnResult, register_method
+from tru.unlearning.steps import erased_row_guard, neighbourhood_sample, prepare, probe_metrics
 
 
-def _mean_loss(model, pairs: np.ndarray, negs: np.ndarray) -> torch.Tensor:
+def _mean_loss(model: Recommender, pairs: np.ndarray, negs: np.ndarray) -> torch.Tensor:
+    """The model's training loss on (user, item) `pairs` with one negative each."""
     loss, _ = model.loss(torch.as_tensor(pairs[:, 0]), torch.as_tensor(pairs[:, 1]), torch.as_tensor(negs))
     return loss
 
 
-def _grad(model, params: list[torch.Tensor], pairs: np.ndarray, negs: np.ndarray, create_graph: bool = False):
+def _grad(
+    model: Recommender,
+    params: Sequence[torch.Tensor],
+    pairs: np.ndarray,
+    negs: np.ndarray,
+    create_graph: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """The gradient of `_mean_loss` with respect to `params`."""
     return torch.autograd.grad(_mean_loss(model, pairs, negs), params, create_graph=create_graph)
 
 
-def conjugate_gradient(hvp, b: list[torch.Tensor], iters: int, tol: float = 1e-6) -> tuple[list[torch.Tensor], dict]:
-    """Solve H x = b for symmetric positive definite H given as a product function."""
+def _norm(ts: Sequence[torch.Tensor]) -> float:
+    """The Euclidean norm of a list of tensors taken as one vector."""
+    return math.sqrt(sum(float((t * t).sum()) for t in ts))
+
+
+def conjugate_gradient(
+    hvp: Callable[[list[torch.Tensor]], Sequence[torch.Tensor]],
+    b: Sequence[torch.Tensor],
+    iters: int,
+    tol: float = 1e-6,
+) -> tuple[list[torch.Tensor], dict]:
+    """Solve H x = b for symmetric positive definite H given as the product function `hvp`, at
+    most `iters` products; returns x and {"iterations", "relative_residual"}."""
     x = [torch.zeros_like(t) for t in b]
     r = [t.clone() for t in b]
     p = [t.clone() for t in b]
     rs = sum(float((t * t).sum()) for t in r)
     b_norm = math.sqrt(rs)
-    done = 0
-    for done in range(1, iters + 1):
+    done = 0  # the iterations started (the last one may stop early)
+    for it in range(1, iters + 1):
+        done = it
         hp = hvp(p)
         php = sum(float((a * c).sum()) for a, c in zip(p, hp))
         if php <= 0:  # not positive definite along p: stop where we are
@@ -85,6 +108,8 @@ def conjugate_gradient(hvp, b: list[torch.Tensor], iters: int, tol: float = 1e-6
 
 @register_method("scalegun")
 def scalegun(ctx: UnlearnContext, params: Params) -> UnlearnResult:
+    """One damped Newton step on `linear_parameters()` (module docstring); the log holds the
+    step, the conjugate-gradient solve and the certificate's numbers."""
     sp = params.unlearn.scalegun
     seed_everything(ctx.seed, params.train.threads)
     rng = np.random.default_rng(ctx.seed)
@@ -122,35 +147,48 @@ def scalegun(ctx: UnlearnContext, params: Params) -> UnlearnResult:
             return const
         return [a * (len(near) / n_r) + c for a, c in zip(_grad(model, theta, near, near_negs), const)]
 
-    norm = lambda ts: math.sqrt(sum(float((t * t).sum()) for t in ts))
     grad = retain_gradient()
-    grad_norm = norm(grad)
+    grad_norm = _norm(grad)
 
     def hvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
         """(H + damping I) v, H the Hessian of the retain objective (the estimate above)."""
         g = _grad(model, theta, near, near_negs, create_graph=True)
-        hv = torch.autograd.grad(sum((a * c).sum() for a, c in zip(g, v)), theta)
+        gv = cast(torch.Tensor, sum((a * c).sum() for a, c in zip(g, v)))  # a tensor: theta is not empty
+        hv = torch.autograd.grad(gv, theta)
         return [h * (len(near) / n_r) + sp.damping * a for h, a in zip(hv, v)]
 
-    step, cg = conjugate_gradient(hvp, grad, sp.cg_iters) if len(near) and grad_norm > 0 else (
-        zeros, {"iterations": 0, "relative_residual": 0.0})
+    step, cg = (
+        conjugate_gradient(hvp, grad, sp.cg_iters)
+        if len(near) and grad_norm > 0
+        else (zeros, {"iterations": 0, "relative_residual": 0.0})
+    )
     with torch.no_grad():
         for t, s in zip(theta, step):
             t.sub_(s)
     guard()
-    residual = norm(retain_gradient())
+    residual = _norm(retain_gradient())
     bound = residual / sp.damping
     sigma = bound * math.sqrt(2 * math.log(1.25 / sp.delta)) / sp.epsilon
     for p in frozen:
         p.requires_grad_(True)
-    log.update({
-        "retain_pairs_in_hessian": int(len(near)), "gradient_norm": grad_norm,
-        "step_norm": norm(step), "conjugate_gradient": cg,
-        "certificate": {"gradient_residual_norm": residual, "distance_bound": bound, "epsilon": sp.epsilon,
-                        "delta": sp.delta, "training_noise_sigma_needed": sigma,
-                        "holds": False, "why_not": "the loss is not strongly convex and theta_0 was not trained "
-                                                     "with ScaleGUN's loss perturbation"},
-    })
+    log.update(
+        {
+            "retain_pairs_in_hessian": int(len(near)),
+            "gradient_norm": grad_norm,
+            "step_norm": _norm(step),
+            "conjugate_gradient": cg,
+            "certificate": {
+                "gradient_residual_norm": residual,
+                "distance_bound": bound,
+                "epsilon": sp.epsilon,
+                "delta": sp.delta,
+                "training_noise_sigma_needed": sigma,
+                "holds": False,
+                "why_not": "the loss is not strongly convex and theta_0 was not trained "
+                "with ScaleGUN's loss perturbation",
+            },
+        }
+    )
     log["epochs"] = [{"epoch": 1, **probe_metrics(model, ctx)}]
     model.eval()
     return UnlearnResult(model, log)

@@ -36,17 +36,22 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from tru.checkpoint import load_checkpoint, save_checkpoint
 from tru.config import Params
+from tru.io import read_json, write_json
 from tru.models import build_backbone
 from tru.models.base import Recommender
+from tru.models.losses import bpr_l2_loss
 from tru.train import EvalSet, NegativeSampler, Resume, fit, seed_everything
-from tru.unlearning.methods import UnlearnContext, UnlearnResult, register_method
+from tru.unlearning.registry import UnlearnContext, UnlearnResult, register_method
 
 
 class Aggregator(nn.Module):
@@ -60,11 +65,13 @@ class Aggregator(nn.Module):
         self.attention = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False))
 
     def items(self, item_emb: torch.Tensor) -> torch.Tensor:
+        """Combined item embeddings [n_items, dim] from the shards' [K, n_items, dim]."""
         z = torch.einsum("knd,kde->kne", item_emb, self.transfer)
         weight = torch.softmax(self.attention(z).squeeze(-1), dim=0)
         return (weight.unsqueeze(-1) * z).sum(0)
 
     def users(self, user_emb: torch.Tensor, users: torch.Tensor, shard: torch.Tensor) -> torch.Tensor:
+        """Embeddings [len(users), dim] of `users`, each from its own shard `shard` (transferred)."""
         out = torch.empty(len(users), user_emb.shape[-1])
         for k in torch.unique(shard).tolist():
             sel = torch.nonzero(shard == k).squeeze(1)
@@ -79,9 +86,19 @@ def shard_embeddings(shards) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([u for u, _ in embs]), torch.stack([i for _, i in embs])
 
 
-def fit_aggregator(shards, user_shard: np.ndarray, pairs: np.ndarray, candidates, epochs: int, lr: float,
-                   batch_size: int, reg_weight: float, seed: int) -> tuple[Aggregator, list[float]]:
-    """Train the aggregator with BPR on `pairs`, the sub-models fixed."""
+def fit_aggregator(
+    shards,
+    user_shard: np.ndarray,
+    pairs: np.ndarray,
+    candidates,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    reg_weight: float,
+    seed: int,
+) -> tuple[Aggregator, list[float]]:
+    """Train the aggregator with BPR on `pairs`, the sub-models fixed; returns it (in eval mode)
+    and each epoch's summed loss."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     user_emb, item_emb = shard_embeddings(shards)
@@ -99,8 +116,8 @@ def fit_aggregator(shards, user_shard: np.ndarray, pairs: np.ndarray, candidates
             n = torch.as_tensor(sampler.sample(b[:, 0], rng))
             items = agg.items(item_emb)
             eu, ei, en = agg.users(user_emb, u, owner[u]), items[i], items[n]
-            bpr = -torch.nn.functional.logsigmoid((eu * ei).sum(1) - (eu * en).sum(1)).mean()
-            loss = bpr + reg_weight * 0.5 * (eu.pow(2).sum() + ei.pow(2).sum() + en.pow(2).sum()) / len(b)
+            bpr, reg = bpr_l2_loss(eu, ei, en, reg_weight, len(b))
+            loss = bpr + reg
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -123,24 +140,31 @@ class ShardEnsemble(Recommender):
         self.n_users, self.n_items = shards[0].n_users, shards[0].n_items
         self.aggregator = aggregator
 
+    def _models(self) -> list[Recommender]:
+        """The sub-models in shard order; typed (nn.ModuleList yields plain Modules)."""
+        return cast("list[Recommender]", list(self.shards))
+
     def set_graph(self, pairs: np.ndarray, active_items: np.ndarray | None = None) -> None:
+        """Each sub-model's graphs from its own shard's users' pairs."""
         owner = self.user_shard.numpy()[pairs[:, 0]]
-        for k, model in enumerate(self.shards):
+        for k, model in enumerate(self._models()):
             model.set_graph(pairs[owner == k], active_items)
 
-    def score_fn(self):
-        if self.aggregator is not None:
+    def score_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """users -> score rows [batch, n_items]: the aggregator's, else each user's own shard's."""
+        aggregator = self.aggregator
+        if aggregator is not None:
             user_emb, item_emb = shard_embeddings(self.shards)
             with torch.no_grad():
-                items_t = self.aggregator.items(item_emb).T.contiguous()
+                items_t = aggregator.items(item_emb).T.contiguous()
 
             def combined(users: torch.Tensor) -> torch.Tensor:
                 users = torch.as_tensor(users)
                 with torch.no_grad():
-                    return self.aggregator.users(user_emb, users, self.user_shard[users]) @ items_t
+                    return aggregator.users(user_emb, users, self.user_shard[users]) @ items_t
 
             return combined
-        fns = [m.score_fn() for m in self.shards]
+        fns = [m.score_fn() for m in self._models()]
 
         def score(users: torch.Tensor) -> torch.Tensor:
             users = torch.as_tensor(users)
@@ -158,7 +182,7 @@ class ShardEnsemble(Recommender):
 def balanced_partition(emb: np.ndarray, k: int, seed: int, iters: int = 3) -> np.ndarray:
     """Shard of each row: k-means centroids, then Sinkhorn transport to them with uniform
     marginals and a greedy assignment capped at ceil(n / k) rows per shard."""
-    from sklearn.cluster import KMeans
+    from sklearn.cluster import KMeans  # ~0.3 s to import; only this partition needs it
 
     n = len(emb)
     k = max(1, min(k, n))
@@ -189,33 +213,64 @@ def balanced_partition(emb: np.ndarray, k: int, seed: int, iters: int = 3) -> np
     return assign
 
 
-def _train_shard(params: Params, data, pairs_k: np.ndarray, users_k: np.ndarray, seed: int, candidates, desc: str,
-                 resume: Path | None = None):
-    """A shard's sub-model trained with the training recipe; with `resume`, fit snapshots it
-    there (a finished shard's last snapshot replays at most checkpoint_every epochs)."""
+def train_shard(
+    params: Params,
+    data,
+    pairs_k: np.ndarray,
+    users_k: np.ndarray,
+    seed: int,
+    candidates,
+    desc: str,
+    resume: Path | None = None,
+) -> tuple[Recommender, int, float]:
+    """A shard's sub-model trained with the training recipe on `pairs_k` (validation on the
+    shard's users `users_k`); with `resume`, fit snapshots it there (a finished shard's last
+    snapshot replays at most checkpoint_every epochs). Returns (model, best epoch, the
+    training seconds earlier processes had recorded)."""
     seed_everything(seed, params.train.threads)
-    model = build_backbone(params.model.backbone, getattr(params.model, params.model.backbone).model_dump(),
-                           data.n_users, data.n_items, data.features)
+    model = build_backbone(
+        params.model.backbone,
+        getattr(params.model, params.model.backbone).model_dump(),
+        data.n_users,
+        data.n_items,
+        data.features,
+    )
     valid = data.valid[np.isin(data.valid[:, 0], users_k)]
-    res = fit(model, pairs_k, EvalSet.build(valid, pairs_k, data.n_users), params.train, seed, candidates=candidates,
-              progress=False, desc=desc, resume=resume)
+    res = fit(
+        model,
+        pairs_k,
+        EvalSet.build(valid, pairs_k, data.n_users),
+        params.train,
+        seed,
+        candidates=candidates,
+        progress=False,
+        desc=desc,
+        resume=resume,
+    )
     return res.model, res.best_epoch, res.resumed_seconds
 
 
 def _ensemble_key(ctx: UnlearnContext, params: Params) -> str:
     up = params.unlearn.ultrare
     h = hashlib.sha256(np.ascontiguousarray(ctx.prior.train).tobytes())
-    h.update(json.dumps({"backbone": params.model.backbone, "model": getattr(params.model, params.model.backbone).model_dump(),
-                         "train": params.train.recipe(), "shards": up.shards, "iters": up.partition_iters,
-                         "seed": params.seed}, sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            {
+                "backbone": params.model.backbone,
+                "model": getattr(params.model, params.model.backbone).model_dump(),
+                "train": params.train.recipe(),
+                "shards": up.shards,
+                "iters": up.partition_iters,
+                "seed": params.seed,
+            },
+            sort_keys=True,
+        ).encode()
+    )
     return h.hexdigest()[:16]
 
 
 def original_ensemble(ctx: UnlearnContext, params: Params) -> tuple[ShardEnsemble, dict]:
     """The shard ensemble of theta_0's data: from the cache, or trained (and cached) now."""
-    from tru.checkpoint import load_checkpoint, save_checkpoint
-    from tru.io import read_json, write_json
-
     up = params.unlearn.ultrare
     folder = Path(up.cache_dir) / _ensemble_key(ctx, params)
     info = folder / "ensemble.json"
@@ -236,42 +291,71 @@ def original_ensemble(ctx: UnlearnContext, params: Params) -> tuple[ShardEnsembl
             shards.append(load_checkpoint(folder / f"shard-{k}", ctx.prior.features)[0])
             continue
         resume = folder / f"shard-{k}.resume"
-        model, _, _ = _train_shard(params, ctx.prior, pairs_k, users_k, params.seed + k, None, f"ultrare shard {k}",
-                                   resume)
+        model, _, _ = train_shard(
+            params, ctx.prior, pairs_k, users_k, params.seed + k, None, f"ultrare shard {k}", resume
+        )
         save_checkpoint(folder / f"shard-{k}", model, {"shard": k, "users": int(len(users_k))})
         Resume(resume).clear()
         shards.append(model)
     write_json(info, {"shards": len(shards), "user_shard": assign.tolist()})
-    return ShardEnsemble(shards, assign), {"cached": False, "setup_seconds": time.perf_counter() - t0,
-                                           "folder": str(folder)}
+    return ShardEnsemble(shards, assign), {
+        "cached": False,
+        "setup_seconds": time.perf_counter() - t0,
+        "folder": str(folder),
+    }
 
 
 @register_method("ultrare")
 def ultrare(ctx: UnlearnContext, params: Params) -> UnlearnResult:
+    """Retrain from scratch every shard the batch touches, reuse the others, and (combiner
+    `attention`) train the aggregator again on D_r; the log names the touched shards."""
     up = params.unlearn.ultrare
     ens, setup = original_ensemble(ctx, params)
     assign = ens.user_shard.numpy()
     touched = sorted(set(assign[ctx.forget[:, 0]].tolist()) | set(assign[np.asarray(ctx.new_users, np.int64)].tolist()))
-    shards, best, resumed = list(ens.shards), {}, 0.0
+    shards, best, resumed = ens._models(), {}, 0.0
     for k in touched:
         users_k = np.flatnonzero(assign == k)
         pairs_k = ctx.data.train[np.isin(ctx.data.train[:, 0], users_k)]
-        shards[k], best[k], before = _train_shard(params, ctx.data, pairs_k, users_k, params.seed + k,
-                                                  ctx.data.candidates, f"ultrare retrain shard {k}",
-                                                  ctx.resume_folder(f"ultrare-shard-{k}"))
+        shards[k], best[k], before = train_shard(
+            params,
+            ctx.data,
+            pairs_k,
+            users_k,
+            params.seed + k,
+            ctx.data.candidates,
+            f"ultrare retrain shard {k}",
+            ctx.resume_folder(f"ultrare-shard-{k}"),
+        )
         resumed += before
     model = ShardEnsemble(shards, assign)
     model.set_graph(ctx.data.train, ctx.data.active_items)
-    agg_log = {"combiner": up.combiner}
+    agg_log: dict[str, object] = {"combiner": up.combiner}
     if up.combiner == "attention":
         # trained again on the retained pairs: it saw the deleted data
-        model.aggregator, losses = fit_aggregator(shards, assign, ctx.data.train, ctx.data.candidates, up.combiner_epochs,
-                                                  up.combiner_lr, params.train.batch_size,
-                                                  getattr(params.model, params.model.backbone).reg_weight, params.seed)
+        model.aggregator, losses = fit_aggregator(
+            shards,
+            assign,
+            ctx.data.train,
+            ctx.data.candidates,
+            up.combiner_epochs,
+            up.combiner_lr,
+            params.train.batch_size,
+            getattr(params.model, params.model.backbone).reg_weight,
+            params.seed,
+        )
         agg_log["losses"] = losses
     model.eval()
-    log = {"method": "ultrare", "shards": len(shards), "touched_shards": touched, "aggregator": agg_log,
-           "shard_users": np.bincount(assign, minlength=len(shards)).tolist(),
-           "best_epoch": max(best.values()) if best else 0, "shard_best_epochs": {str(k): v for k, v in best.items()},
-           "ensemble": setup, "setup_seconds": setup["setup_seconds"], "resumed_seconds": resumed}
+    log = {
+        "method": "ultrare",
+        "shards": len(shards),
+        "touched_shards": touched,
+        "aggregator": agg_log,
+        "shard_users": np.bincount(assign, minlength=len(shards)).tolist(),
+        "best_epoch": max(best.values()) if best else 0,
+        "shard_best_epochs": {str(k): v for k, v in best.items()},
+        "ensemble": setup,
+        "setup_seconds": setup["setup_seconds"],
+        "resumed_seconds": resumed,
+    }
     return UnlearnResult(model, log)

@@ -1,0 +1,134 @@
+"""The registry of unlearning methods and the types they share. Every method takes an
+`UnlearnContext` and its params and returns an `UnlearnResult` (model, log, seconds), so the
+stage, the benchmark and the report treat them alike; `run_method` runs one by name and
+times it. The methods register themselves from their own modules (tru/unlearning/__init__.py
+imports them)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from tru.config import Params
+from tru.data.dataset import InteractionData
+from tru.errors import ConfigError
+from tru.models.base import Recommender
+from tru.unlearning.probes import forget_eval, retain_eval
+
+METHODS: dict[str, Callable[[UnlearnContext, Params], UnlearnResult]] = {}
+
+
+def register_method(name: str):
+    """Decorator: registers a method (UnlearnContext, Params) -> UnlearnResult under `name`;
+    returns the function unchanged. A name registered twice is an error."""
+
+    def deco(fn):
+        if name in METHODS:
+            raise ValueError(f"method {name!r} registered twice")
+        METHODS[name] = fn
+        return fn
+
+    return deco
+
+
+@dataclass
+class UnlearnContext:
+    """One deletion batch as a method sees it: theta_0, the data before and after the batch,
+    the forgotten and held-out pairs, the deleted users and items, the seed."""
+
+    base: Recommender  # theta_0 (left untouched; methods work on a copy)
+    prior: InteractionData  # the data theta_0 was trained on (its train = D_r + D_f)
+    data: InteractionData  # after the batch: train = D_r; valid/test of retained users
+    forget: np.ndarray  # D_f
+    heldout: np.ndarray  # held-out rows of deleted users (non-members for the audits)
+    new_users: np.ndarray  # users deleted by this batch
+    new_items: np.ndarray  # items deleted by this batch
+    seed: int
+    # where exact methods keep resume snapshots of their training (fit's, every
+    # train.checkpoint_every epochs): a killed run continues to the same model; None: no
+    # snapshots. The caller clears the folder once the result is saved.
+    resume: Path | None = None
+
+    def resume_folder(self, name: str) -> Path | None:
+        """The snapshot folder of the training run `name`, or None without `resume`."""
+        return None if self.resume is None else Path(self.resume) / name
+
+    @property
+    def non_members(self) -> np.ndarray:
+        """Held-out interactions of the affected users: the deleted users' valid/test rows and
+        the retained affected users' valid/test rows (interaction- and item-level batches)."""
+        affected = np.unique(self.forget[:, 0]) if len(self.forget) else np.zeros(0, np.int64)
+        rows = [self.heldout.reshape(-1, 2)]
+        for split in ("valid", "test"):
+            p = self.data.pairs(split)
+            rows.append(p[np.isin(p[:, 0], affected)])
+        return np.unique(np.concatenate(rows), axis=0) if sum(len(r) for r in rows) else np.zeros((0, 2), np.int64)
+
+    def items_losing(self, share: float) -> np.ndarray:
+        """Items still in the catalogue that lost at least `share` of their training
+        interactions to this batch (and at least one)."""
+        n = self.data.n_items
+        before = np.bincount(self.prior.train[:, 1], minlength=n)
+        removed = np.bincount(self.forget[:, 1], minlength=n) if len(self.forget) else np.zeros(n, np.int64)
+        lost = np.divide(removed, before, out=np.zeros(n), where=before > 0)
+        return np.setdiff1d(np.flatnonzero((removed > 0) & (lost >= share)), self.data.deleted_items)
+
+    @cached_property
+    def probes(self) -> tuple:
+        """What `probe_metrics` ranks after every epoch (it depends on the batch only, so it is
+        built once): the forget and retain-validation rankings' ground truth and exclusions, and
+        the membership pairs."""
+        return forget_eval(self.data, self.forget), retain_eval(self.data, "valid"), *self.membership_pairs()
+
+    def membership_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Members (forgotten pairs) and non-members (held-out pairs) of the same users only:
+        comparing across users would measure how well the model knows the users, not whether
+        it still remembers these interactions."""
+        non = self.non_members
+        if len(self.forget) == 0 or len(non) == 0:
+            return self.forget[:0], non[:0]
+        # a deleted item is gone from the catalogue: (u, deleted item) is not a membership
+        # question any model could answer differently (every model, retrain included, scores a
+        # re-drawn item row alike), and would make every model look leaky
+        forget = self.forget[~np.isin(self.forget[:, 1], self.data.deleted_items)]
+        non = non[~np.isin(non[:, 1], self.data.deleted_items)]
+        users = np.intersect1d(forget[:, 0], non[:, 0])
+        return forget[np.isin(forget[:, 0], users)], non[np.isin(non[:, 0], users)]
+
+
+@dataclass
+class UnlearnResult:
+    """A method's output: the unlearned model, its log (JSON-able) and its seconds."""
+
+    model: Recommender
+    log: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run_method(name: str, ctx: UnlearnContext, params: Params) -> UnlearnResult:
+    """Run the registered method `name` on `ctx`; its result with `seconds` set (the erasure's
+    own time: setup that belongs to base training left out, a resumed run's earlier seconds in)."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown unlearning method {name!r}; choose one of {', '.join(sorted(METHODS))}")
+    # torch.optim imports torch._dynamo on the first optimiser a process builds (~3 s on a 2-core
+    # host): done before the clock starts, so that no method's seconds carry it (in a fresh
+    # benchmark process it was a fifth of TRU's interaction-level erasure); stages that only
+    # read a context (evaluate, audit) never pay it
+    import torch._dynamo  # noqa: F401
+
+    t0 = time.perf_counter()
+    result = METHODS[name](ctx, params)
+    # work that belongs to base training, not to the erasure (UltraRE's ensemble of theta_0's
+    # data) is left out; training seconds a resumed run's snapshots recorded (earlier processes) count
+    result.seconds = (
+        time.perf_counter()
+        - t0
+        - float(result.log.get("setup_seconds", 0.0))
+        + float(result.log.get("resumed_seconds", 0.0))
+    )
+    return result

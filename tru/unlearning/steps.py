@@ -1,0 +1,115 @@
+"""Steps the approximate unlearning methods share: the exact erasure and graph rebuild every
+method starts from (`prepare`), holding the erased rows in place, the retain neighbourhood to
+repair on, a BPR pass over pairs (repair, and gradient ascent's forget pass), and the probe
+metrics logged after every epoch."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from tru.config import Params
+from tru.models.base import Recommender
+from tru.train import NegativeSampler, train_steps
+from tru.unlearning.probes import membership_auc, rank_metrics_of
+from tru.unlearning.registry import UnlearnContext
+
+
+def prepare(ctx: UnlearnContext, params: Params) -> tuple[Recommender, dict]:
+    """A copy of theta_0 with private rows erased exactly and the graphs rebuilt from D_r
+    (`unlearn.exact_erasure`, `unlearn.rebuild_graphs`), and the log of what was done."""
+    model = copy.deepcopy(ctx.base)
+    log: dict = {"exact_erasure": params.unlearn.exact_erasure, "rebuild_graphs": params.unlearn.rebuild_graphs}
+    if params.unlearn.exact_erasure:
+        gen = torch.Generator().manual_seed(ctx.seed)
+        log["erased_parameters"] = model.erase_rows(ctx.new_users, ctx.new_items, gen)
+        log["erased_rows"] = {"users": int(len(ctx.new_users)), "items": int(len(ctx.new_items))}
+    if params.unlearn.rebuild_graphs:
+        model.set_graph(ctx.data.train, ctx.data.active_items)
+    else:
+        model.set_graph(ctx.prior.train, ctx.prior.active_items)
+    return model, log
+
+
+def erased_row_guard(model: Recommender, base: Recommender) -> Callable[[], None]:
+    """After `prepare`: a function that puts back the rows the exact erasure reset. Called
+    after every optimiser step, it keeps them where a retrain leaves them: an approximate step
+    that moved a deleted user's fresh row away from its forgotten items would write
+    "anti-memory" into it, which a membership attack reads as easily as memory."""
+    ref = dict(base.named_parameters())
+    guards = []
+    for name, p in model.named_parameters():
+        if p.dim() < 2:
+            continue
+        rows = (p.detach() != ref[name].detach()).any(dim=1)
+        if rows.any():
+            guards.append((p, rows, p.detach()[rows].clone()))
+
+    def restore() -> None:
+        with torch.no_grad():
+            for p, rows, values in guards:
+                p[rows] = values
+
+    return restore
+
+
+def neighbourhood_sample(ctx: UnlearnContext, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Retain pairs to repair on: those of affected users and target items first (where the
+    deletion moved the model), topped up with a uniform sample, `size` at most."""
+    train = ctx.data.train
+    if size <= 0 or len(train) == 0:
+        return train[:0]
+    if len(ctx.forget):
+        near = np.isin(train[:, 0], ctx.forget[:, 0]) | np.isin(train[:, 1], ctx.forget[:, 1])
+    else:
+        near = np.zeros(len(train), bool)
+    idx_near = np.flatnonzero(near)
+    if len(idx_near) >= size:
+        return train[np.sort(rng.choice(idx_near, size=size, replace=False))]
+    rest = np.flatnonzero(~near)
+    extra = rng.choice(rest, size=min(len(rest), size - len(idx_near)), replace=False)
+    return train[np.sort(np.concatenate([idx_near, extra]))]
+
+
+def shuffled_batches(
+    pairs: np.ndarray, sampler: NegativeSampler, rng: np.random.Generator, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """`pairs` [n, 2] in a shuffled order, cut into (users, items, negatives) index tensors of
+    `batch_size` rows; each batch's negatives are drawn from `rng` as the batch comes."""
+    order = rng.permutation(len(pairs))
+    for s in range(0, len(order), batch_size):
+        b = pairs[order[s : s + batch_size]]
+        yield torch.as_tensor(b[:, 0]), torch.as_tensor(b[:, 1]), torch.as_tensor(sampler.sample(b[:, 0], rng))
+
+
+def repair_pass(
+    model: Recommender,
+    pairs: np.ndarray,
+    sampler: NegativeSampler,
+    opt: torch.optim.Optimizer,
+    batch_size: int,
+    rng: np.random.Generator,
+) -> float:
+    """One shuffled pass of training-loss descent over the retain pairs `pairs`, in train mode;
+    returns the mean batch loss (0.0 without pairs)."""
+    model.train()
+    total, steps, _ = train_steps(model, opt, shuffled_batches(pairs, sampler, rng, batch_size))
+    return total / max(steps, 1)
+
+
+def probe_metrics(model: Recommender, ctx: UnlearnContext) -> dict:
+    """Forget and retain-validation Recall@20 and the membership AUC, from one forward pass
+    (leaves the model in eval mode)."""
+    model.eval()
+    forget_set, valid_set, members, non_members = ctx.probes
+    score = model.score_fn()
+    forget = rank_metrics_of(model, forget_set, score=score)
+    valid = rank_metrics_of(model, valid_set, score=score)
+    return {
+        "forget_recall@20": forget["recall@20"],
+        "retain_valid_recall@20": valid["recall@20"],
+        "membership_auc": membership_auc(model, members, non_members, ctx.data, score=score),
+    }
