@@ -12,7 +12,8 @@ from tru.data.mmrec import load_folder
 from tru.data.split import make_split
 from tru.data.synth import SCALES, synthesize
 from tru.models import build_backbone
-from tru.requests.ingest import Catalog, ingest_files
+from tru.requests.catalog import Catalog
+from tru.requests.ingest import ingest_files
 from tru.requests.sets import build_sets
 from tru.train import seed_everything
 from tru.unlearning.components import map_components
@@ -47,20 +48,44 @@ def test_cumulative_sets_over_three_batches(world, tmp_path):
     when = "2026-01-01T00:00:00Z"
     batches = [
         ("b20260101T000000Z", [{"request_id": "r1", "kind": "user", "user_id": users[u1], "received_at": when}]),
-        ("b20260102T000000Z", [{"request_id": "r2", "kind": "item", "item_id": items[item], "received_at": when},
-                               {"request_id": "r3", "kind": "interaction", "user_id": users[pair[0]],
-                                "item_id": items[pair[1]], "received_at": when},
-                               # the same target under a new id: recorded, erased once
-                               {"request_id": "r3b", "kind": "interaction", "user_id": users[pair[0]],
-                                "item_id": items[pair[1]], "received_at": when}]),
-        ("b20260103T000000Z", [{"request_id": "r4", "kind": "user", "user_id": users[u2], "received_at": when},
-                               # already erased in batch 1 (no erased status yet: accepted again, but nothing left)
-                               {"request_id": "r1", "kind": "user", "user_id": users[u1], "received_at": when}]),
+        (
+            "b20260102T000000Z",
+            [
+                {"request_id": "r2", "kind": "item", "item_id": items[item], "received_at": when},
+                {
+                    "request_id": "r3",
+                    "kind": "interaction",
+                    "user_id": users[pair[0]],
+                    "item_id": items[pair[1]],
+                    "received_at": when,
+                },
+                # the same target under a new id: recorded, erased once
+                {
+                    "request_id": "r3b",
+                    "kind": "interaction",
+                    "user_id": users[pair[0]],
+                    "item_id": items[pair[1]],
+                    "received_at": when,
+                },
+            ],
+        ),
+        (
+            "b20260103T000000Z",
+            [
+                {"request_id": "r4", "kind": "user", "user_id": users[u2], "received_at": when},
+                # already erased in batch 1 (no erased status yet: accepted again, but nothing left)
+                {"request_id": "r1", "kind": "user", "user_id": users[u1], "received_at": when},
+            ],
+        ),
     ]
     prior = world / "split"
     ledger = tmp_path / "ledger"
     original = read_pairs(world / "split" / "train.parquet")
-    for k, (batch, rows) in enumerate(batches):
+
+    def keys(p):
+        return set(map(tuple, p.tolist()))
+
+    for batch, rows in batches:
         f = write_requests(tmp_path / f"{batch}.jsonl", rows)
         table = ingest_files([f], batch, ledger, catalog, KEY)
         assert len(table) == len(rows)
@@ -69,7 +94,6 @@ def test_cumulative_sets_over_three_batches(world, tmp_path):
         retain = read_pairs(out / "train.parquet")
         forget = read_pairs(out / "forget.parquet")
         before = read_pairs(prior / "train.parquet")
-        keys = lambda p: set(map(tuple, p.tolist()))
         assert keys(retain) | keys(forget) == keys(before) and not keys(retain) & keys(forget)
         assert meta["batch"]["forget"] == len(forget) and meta["batch"]["retain"] == len(retain)
         prior = out
@@ -102,7 +126,9 @@ def test_components_map_lists_knn_neighbours_of_a_deleted_item(world, params):
     item = int(np.bincount(data.train[:, 1]).argmax())
     user = int(data.train[0, 0])
     forget = data.train[(data.train[:, 1] == item) | (data.train[:, 0] == user)]
-    comp = map_components(model, data.train, forget, np.array([item]), {"users": 1, "items": 1, "interactions": 0}, seed=0)
+    comp = map_components(
+        model, data.train, forget, np.array([item]), {"users": 1, "items": 1, "interactions": 0}, seed=0
+    )
     assert comp["counts"]["forget_interactions"] == len(forget)
     assert comp["counts"]["retain_interactions"] == len(data.train) - len(forget)
     assert comp["rebuild"]["item_knn_graphs"] is True

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fetch_or_skip
 
 from tru.config import load_params
 from tru.data.featurize import GENRES, featurize_movielens
@@ -21,8 +22,6 @@ from tru.data.kg import item_title_year, kg_tails, parse_year, read_atomic, read
 from tru.data.mmrec import load_folder
 from tru.errors import DataError
 from tru.io import read_json, sha256_file, sha256_tree
-
-from conftest import fetch_or_skip
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
 GODFATHER, GODFATHER_II = "127", "187"

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fetch_or_skip
 
 from tru.config import load_params
 from tru.data.kg import read_atomic
@@ -17,8 +18,6 @@ from tru.data.mmrec import load_folder
 from tru.data.movielens1m import IMDB_FILE, featurize_movielens_1m, fetch_movielens_1m, match_imdb, tabular_features
 from tru.errors import DataError
 from tru.io import read_json
-
-from conftest import fetch_or_skip
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
 
@@ -41,18 +40,32 @@ def test_fetch_unpacks_the_pinned_ml1m_and_the_imdb_table(raw_1m):
 
 
 def test_the_imdb_join_matches_by_title_and_year_and_refuses_ambiguity():
-    imdb = pd.DataFrame({"title": ["Toy Story", "Usual Suspects, The", "Hamlet", "Hamlet", "Twins"],
-                         "year": [1995, 1995, 1990, 1990, 1988]})
-    m = match_imdb(pd.Series(["Toy Story", "The Usual Suspects", "Hamlet", "Twins", "Nowhere"]),
-                   pd.Series([1995, 1995, 1990, 1999, 2000]), imdb)
+    imdb = pd.DataFrame(
+        {
+            "title": ["Toy Story", "Usual Suspects, The", "Hamlet", "Hamlet", "Twins"],
+            "year": [1995, 1995, 1990, 1990, 1988],
+        }
+    )
+    m = match_imdb(
+        pd.Series(["Toy Story", "The Usual Suspects", "Hamlet", "Twins", "Nowhere"]),
+        pd.Series([1995, 1995, 1990, 1999, 2000]),
+        imdb,
+    )
     assert m.tolist() == [0, 1, -1, -1, -1]  # two 1990 Hamlets: neither; Twins of another year: no
 
 
 def test_tabular_rows_are_standardised_for_matched_items_and_zero_otherwise():
-    imdb = pd.DataFrame({"length": [90, 120, 100], "budget": [np.nan, 1e6, 3e7], "rating": [7.0, 5.5, 8.1],
-                         "votes": [10, 2000, 500], **{f"r{k}": [10.0, 5.0, 0.0] for k in range(1, 11)},
-                         "mpaa": ["", "R", "PG"], **{g: [1, 0, 1] for g in ("Action", "Animation", "Comedy", "Drama",
-                                                                            "Documentary", "Romance", "Short")}})
+    imdb = pd.DataFrame(
+        {
+            "length": [90, 120, 100],
+            "budget": [np.nan, 1e6, 3e7],
+            "rating": [7.0, 5.5, 8.1],
+            "votes": [10, 2000, 500],
+            **{f"r{k}": [10.0, 5.0, 0.0] for k in range(1, 11)},
+            "mpaa": ["", "R", "PG"],
+            **{g: [1, 0, 1] for g in ("Action", "Animation", "Comedy", "Drama", "Documentary", "Romance", "Short")},
+        }
+    )
     x = tabular_features(np.array([2, -1, 0, 1]), imdb)
     assert x.shape == (4, 27) and x.dtype == np.float32
     assert not x[1].any()  # unmatched

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -14,30 +14,20 @@ import pandas as pd
 import pytest
 
 from tru.errors import ConfigError, DataError
-from tru.requests import (
-    Catalog,
-    append_status,
-    batch_time,
-    ingest_batch,
-    ingest_files,
-    load_key,
-    new_batch_id,
-    pseudonym,
-    public_view,
-    read_ledger,
-    subject,
-)
-from tru.requests.ingest import pending_files
-from tru.requests.pseudonym import KEY_ENV
+from tru.requests.catalog import Catalog
+from tru.requests.inbox import pending_files
+from tru.requests.ingest import ingest_batch, ingest_files
+from tru.requests.ledger import append_status, batch_time, new_batch_id, public_view, read_ledger
+from tru.requests.pseudonym import KEY_ENV, load_key, pseudonym, subject
 
 KEY_HEX = "0f" * 32
 USERS = ["alice", "bob", "carol", "dave", "erin"]
 ITEMS = ["sku-1", "sku-2", "sku-3", "sku-4"]
 # (user, item) index pairs that exist in the dataset (all splits)
 PAIRS = np.array([[0, 0], [0, 1], [1, 1], [2, 3], [3, 2]])
-T1 = datetime(2026, 11, 28, 23, 0, tzinfo=timezone.utc)
-T2 = datetime(2026, 11, 29, 23, 0, tzinfo=timezone.utc)
-T3 = datetime(2026, 11, 30, 23, 0, tzinfo=timezone.utc)
+T1 = datetime(2026, 11, 28, 23, 0, tzinfo=UTC)
+T2 = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)
+T3 = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -70,7 +60,9 @@ def req(rid, kind, user=None, item=None, at="2026-11-28T10:00:00Z", **extra):
 def write_jsonl(path: Path, rows) -> Path:
     with open(path, "wb") as f:
         for r in rows:
-            f.write(r if isinstance(r, bytes) else (r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)).encode())
+            f.write(
+                r if isinstance(r, bytes) else (r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)).encode()
+            )
             f.write(b"\n")
     return path
 
@@ -106,7 +98,9 @@ def test_status_accounting_on_every_bad_input(dirs, catalog, key):
             req("r-missing-user", "interaction", item="sku-1"),  # 21 required id missing
         ],
     )
-    (dirs["inbox"] / "b.csv").write_text("request_id,kind,user_id,received_at\nc-user,user,dave,2026-11-28\nc-item,item,,2026-11-28\n")
+    (dirs["inbox"] / "b.csv").write_text(
+        "request_id,kind,user_id,received_at\nc-user,user,dave,2026-11-28\nc-item,item,,2026-11-28\n"
+    )
     (dirs["inbox"] / "c.csv").write_text("request_id,kind,user_id,item_id,received_at,reason\n")  # header only
     (dirs["inbox"] / "d.jsonl").write_bytes(b"")  # empty
     (dirs["inbox"] / "e.csv").write_bytes(b"request_id,kind,user_id,received_at\nc-bad,user,b\xffb,2026-11-28\n")
@@ -126,7 +120,14 @@ def test_status_accounting_on_every_bad_input(dirs, catalog, key):
     assert summary["batch_id"] == "b20261128T230000Z"
     rows_in = 20 + 2 + 0 + 0 + 1 + 2
     assert summary["rows"] == rows_in
-    assert {f["name"]: f["rows"] for f in summary["files"]} == {"a.jsonl": 20, "b.csv": 2, "c.csv": 0, "d.jsonl": 0, "e.csv": 1, "f.parquet": 2}
+    assert {f["name"]: f["rows"] for f in summary["files"]} == {
+        "a.jsonl": 20,
+        "b.csv": 2,
+        "c.csv": 0,
+        "d.jsonl": 0,
+        "e.csv": 1,
+        "f.parquet": 2,
+    }
     ledger = read_ledger(dirs["ledger"])
     assert len(ledger) == rows_in == sum(summary["by_status"].values())  # rows in == statuses out
     assert ledger.groupby(["source", "line"]).size().max() == 1
@@ -205,7 +206,10 @@ def test_reingest_same_file_is_idempotent(dirs, catalog, key, tmp_path):
 
 def test_already_erased_after_erasure_and_duplicate_targets(dirs, catalog, key):
     inbox = dirs["inbox"]
-    write_jsonl(inbox / "n1.jsonl", [req("r1", "user", "alice"), req("r2", "interaction", "carol", "sku-4"), req("r3", "item", item="sku-3")])
+    write_jsonl(
+        inbox / "n1.jsonl",
+        [req("r1", "user", "alice"), req("r2", "interaction", "carol", "sku-4"), req("r3", "item", item="sku-3")],
+    )
     b1 = ingest_batch(inbox, dirs["batches"], dirs["ledger"], catalog, key, now=T1)["batch_id"]
     # r1, r2 erased; r3 failed the audit gate
     append_status(dirs["ledger"], b1, "audit", ["r1", "r2"], "erased", at=T1)
@@ -233,8 +237,17 @@ def test_already_erased_after_erasure_and_duplicate_targets(dirs, catalog, key):
     ingest_batch(inbox, dirs["batches"], dirs["ledger"], catalog, key, now=T2)
     ledger = read_ledger(dirs["ledger"])
     b2 = ledger[ledger["batch_id"] == new_batch_id(T2)].reset_index(drop=True)
-    assert b2["status"].tolist() == ["already_erased", "already_erased", "already_erased", "already_erased", "accepted", "rejected"]
-    assert b2.loc[0, "reason"] == f"duplicate request_id (first recorded in batch {b1}); user already erased in batch {b1}"
+    assert b2["status"].tolist() == [
+        "already_erased",
+        "already_erased",
+        "already_erased",
+        "already_erased",
+        "accepted",
+        "rejected",
+    ]
+    assert (
+        b2.loc[0, "reason"] == f"duplicate request_id (first recorded in batch {b1}); user already erased in batch {b1}"
+    )
     assert b2.loc[1, "reason"] == f"user already erased in batch {b1}"
     assert b2.loc[3, "reason"] == f"interaction already erased in batch {b1}"
     assert b2.loc[4, "duplicate_of"] == "r3"
@@ -316,8 +329,12 @@ def test_interrupted_archive_is_finished_not_reingested(dirs, catalog, key):
 def test_public_view_has_no_raw_ids(dirs, catalog, key):
     write_jsonl(
         dirs["inbox"] / "a.jsonl",
-        [req("req-alice-1", "user", "alice", reason="I am Alice"), req("req-bob-2", "interaction", "bob", "sku-2"),
-         req("req-x", "stranger", "erin"), req("req-y", "user", "zoe")],
+        [
+            req("req-alice-1", "user", "alice", reason="I am Alice"),
+            req("req-bob-2", "interaction", "bob", "sku-2"),
+            req("req-x", "stranger", "erin"),
+            req("req-y", "user", "zoe"),
+        ],
     )
     ingest_batch(dirs["inbox"], dirs["batches"], dirs["ledger"], catalog, key, now=T1)
     view = public_view(read_ledger(dirs["ledger"]))
@@ -339,11 +356,17 @@ def test_catalog_from_dataset(tmp_path):
     cat = Catalog.from_dataset(ds, sp)
     assert cat.user_index(["u-a", "u-b", "nope", None]).tolist() == [0, 1, -1, -1]
     assert cat.item_index(["0", "2", "3"]).tolist() == [0, 2, -1]  # no item map: the index is the raw id
-    assert cat.has_pair(np.array([0, 0, 1, 1, -1]), np.array([1, 2, 0, 1, 0])).tolist() == [True, False, True, False, False]
+    assert cat.has_pair(np.array([0, 0, 1, 1, -1]), np.array([1, 2, 0, 1, 0])).tolist() == [
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
 
 
 def test_batch_ids():
     assert new_batch_id(datetime(2026, 11, 28, 23, 0, 5, 999)) == "b20261128T230005Z"
-    assert batch_time("b20261128T230005Z") == datetime(2026, 11, 28, 23, 0, 5, tzinfo=timezone.utc)
+    assert batch_time("b20261128T230005Z") == datetime(2026, 11, 28, 23, 0, 5, tzinfo=UTC)
     with pytest.raises(DataError):
         batch_time("../b1")

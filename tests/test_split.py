@@ -38,7 +38,9 @@ def read(split_dir, name):
 
 def hand_folder(path, inter: pd.DataFrame, n_items: int, n_users: int | None = None):
     n_users = n_users or int(inter["userID"].max()) + 1
-    item_map = pd.DataFrame({"itemID": range(n_items), "raw_id": [f"item{i + 100}" for i in range(n_items)], "title": "t"})
+    item_map = pd.DataFrame(
+        {"itemID": range(n_items), "raw_id": [f"item{i + 100}" for i in range(n_items)], "title": "t"}
+    )
     user_map = pd.DataFrame({"userID": range(n_users), "raw_id": [f"user{u + 100}" for u in range(n_users)]})
     feats = {"image": np.arange(n_items * 3, dtype=np.float32).reshape(n_items, 3)}
     write_folder(path, "hand", inter, feats, item_map, user_map)
@@ -50,7 +52,9 @@ def test_split_files_match_the_reader(synthetic):
     data = load_split(root / "split")
     assert (data.n_users, data.n_items, data.name) == (120, 150, "syn")
     assert data.modalities == ["image", "text"]
-    assert [len(data.pairs(s)) for s in ("train", "valid", "test")] == [meta["counts"][s] for s in ("train", "valid", "test")]
+    assert [len(data.pairs(s)) for s in ("train", "valid", "test")] == [
+        meta["counts"][s] for s in ("train", "valid", "test")
+    ]
     for s in ("train", "valid", "test"):
         table = pq.read_table(root / "split" / f"{s}.parquet")
         assert table.schema.names == ["user", "item", "timestamp"]
@@ -128,7 +132,9 @@ def test_per_user_sizes_ties_and_duplicates(tmp_path):
 
 
 def test_x_label_is_used_as_given(tmp_path):
-    rows = [(u, i, 1 if i == 0 else 5, 1000 - i, 0 if i < 2 else (1 if i == 2 else 2)) for u in range(4) for i in range(4)]
+    rows = [
+        (u, i, 1 if i == 0 else 5, 1000 - i, 0 if i < 2 else (1 if i == 2 else 2)) for u in range(4) for i in range(4)
+    ]
     inter = pd.DataFrame(rows, columns=["userID", "itemID", "rating", "timestamp", "x_label"])
     folder = hand_folder(tmp_path / "ds", inter, n_items=6)
     assert folder.has_split
@@ -147,7 +153,13 @@ def test_n_items_comes_from_the_folder(tmp_path):
         [(u, i, 5, 10 * i + u) for u in range(3) for i in range(6)], columns=["userID", "itemID", "rating", "timestamp"]
     )
     folder = hand_folder(tmp_path / "ds", inter, n_items=9, n_users=4)  # items 6..8 and user 3 never interact
-    meta = make_split(folder, SplitParams(min_rating=4, fractions=(0.8, 0.1, 0.1), fraction_tolerance=0.2), 0, tmp_path / "split", tmp_path / "ds")
+    meta = make_split(
+        folder,
+        SplitParams(min_rating=4, fractions=(0.8, 0.1, 0.1), fraction_tolerance=0.2),
+        0,
+        tmp_path / "split",
+        tmp_path / "ds",
+    )
     assert (meta["n_items"], meta["n_users"]) == (9, 4)
     data = load_split(tmp_path / "split")
     assert (data.n_items, data.n_users) == (9, 4) and data.features["image"].shape == (9, 3)
@@ -176,14 +188,18 @@ def test_validate_accepts_a_good_split():
 def test_validate_out_of_range_item():
     train, valid, test = frames()
     test.loc[0, "item"] = 10
-    with pytest.raises(ValidationFailed, match=r"expect_column_values_to_be_between\(item\) — 1 rows out of range \[0, 10\)"):
+    with pytest.raises(
+        ValidationFailed, match=r"expect_column_values_to_be_between\(item\) — 1 rows out of range \[0, 10\)"
+    ):
         validate_split(train, valid, test, 4, 10, None, 0.03)
 
 
 def test_validate_out_of_range_user():
     train, valid, test = frames()
     train.loc[0, "user"] = -1
-    with pytest.raises(ValidationFailed, match=r"expect_column_values_to_be_between\(user\) — 1 rows out of range \[0, 4\)"):
+    with pytest.raises(
+        ValidationFailed, match=r"expect_column_values_to_be_between\(user\) — 1 rows out of range \[0, 4\)"
+    ):
         validate_split(train, valid, test, 4, 10, None, 0.03)
 
 
@@ -198,13 +214,18 @@ def test_validate_test_user_without_training_items():
     train, valid, test = frames()
     test = pd.concat([test, pd.DataFrame({"user": [3], "item": [0]})])
     train = train[train["user"] != 3]
-    with pytest.raises(ValidationFailed, match=r"expect_column_values_to_be_in_set\(has_train\) — 1 valid/test rows .*users, e\.g\. \[3\]"):
+    with pytest.raises(
+        ValidationFailed,
+        match=r"expect_column_values_to_be_in_set\(has_train\) — 1 valid/test rows .*users, e\.g\. \[3\]",
+    ):
         validate_split(train, valid, test, 4, 10, None, 0.5)
 
 
 def test_validate_fractions_out_of_tolerance_and_several_failures():
     train, valid, test = frames()
-    with pytest.raises(ValidationFailed, match=r"fraction_deviation\) — 3 rows out of range \[0, 0.03\].*realised train 0.800"):
+    with pytest.raises(
+        ValidationFailed, match=r"fraction_deviation\) — 3 rows out of range \[0, 0.03\].*realised train 0.800"
+    ):
         validate_split(train, valid, test, 4, 10, (0.6, 0.2, 0.2), 0.03)
     test.loc[0, "item"] = 99
     with pytest.raises(ValidationFailed) as err:

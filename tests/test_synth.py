@@ -104,7 +104,11 @@ def test_less_noisy_modality_reveals_the_latent_factors_better():
     p = tiny(
         n_items=400,
         n_interactions=1000,
-        modalities={"clean": {"dim": 24, "noise": 0.2}, "mid": {"dim": 24, "noise": 1.0}, "noisy": {"dim": 24, "noise": 3.0}},
+        modalities={
+            "clean": {"dim": 24, "noise": 0.2},
+            "mid": {"dim": 24, "noise": 1.0},
+            "noisy": {"dim": 24, "noise": 3.0},
+        },
     )
     data = generate(p, 5)
     r2 = {m: held_out_r2(f, data.item_factors) for m, f in data.features.items()}

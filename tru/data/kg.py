@@ -126,9 +126,7 @@ def title_keys(title: str) -> tuple[str, list[str]]:
     return primary, alternates
 
 
-def repair_links(
-    link_df: pd.DataFrame, ml20m_titles_df: pd.DataFrame, ml100k_items_df: pd.DataFrame
-) -> pd.DataFrame:
+def repair_links(link_df: pd.DataFrame, ml20m_titles_df: pd.DataFrame, ml100k_items_df: pd.DataFrame) -> pd.DataFrame:
     """Re-key the shipped link file to ML-100k items by title + year.
 
     link_df: item_id (an ML-20M movieId, as shipped), entity_id.

@@ -29,6 +29,9 @@ FEAT_SUFFIX = "_feat.npy"
 
 @dataclass
 class MMRecFolder:
+    """An MMRec folder in memory (see the module docstring); `has_split` says whether the
+    interactions carry x_label. `load_folder` reads one."""
+
     path: Path
     name: str
     interactions: pd.DataFrame  # userID, itemID, rating, timestamp[, x_label]
@@ -44,6 +47,7 @@ class MMRecFolder:
 
 
 def find_inter_file(path: Path, name: str | None = None) -> Path:
+    """The folder's `<name>.inter`, else its only `*.inter` file; DataError when not exactly one."""
     if name is not None and (path / f"{name}.inter").is_file():
         return path / f"{name}.inter"
     found = sorted(path.glob("*.inter"))
@@ -54,6 +58,8 @@ def find_inter_file(path: Path, name: str | None = None) -> Path:
 
 
 def read_inter(path: Path) -> pd.DataFrame:
+    """A .inter file as a frame (userID, itemID, rating, timestamp[, x_label]), checked: ids
+    non-negative integers, no empty values, x_label in 0-2. DataError otherwise."""
     try:
         df = pd.read_csv(path, sep="\t", low_memory=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
@@ -79,6 +85,8 @@ def read_inter(path: Path) -> pd.DataFrame:
 
 
 def read_features(path: Path) -> dict[str, np.ndarray]:
+    """Modality -> float32 [n_items, dim] matrix of every `*_feat.npy` in the folder `path`
+    (sorted by name); DataError for an unreadable, non-2-D or non-finite matrix."""
     feats = {}
     for p in sorted(path.glob(f"*{FEAT_SUFFIX}")):
         modality = p.name[: -len(FEAT_SUFFIX)]
@@ -95,6 +103,8 @@ def read_features(path: Path) -> dict[str, np.ndarray]:
 
 
 def load_folder(path: str | Path, name: str | None = None, require_features: bool = True) -> MMRecFolder:
+    """Read and check the MMRec folder `path` (interactions, features, id maps); the item and
+    user counts come from the maps or feature rows (module docstring). DataError when invalid."""
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"{path}: dataset folder not found")
@@ -116,7 +126,9 @@ def load_folder(path: str | Path, name: str | None = None, require_features: boo
         n_items = len(item_map)
         for modality, n in rows.items():
             if n != n_items:
-                raise DataError(f"{path / (modality + FEAT_SUFFIX)}: has {n} rows but item_map.tsv lists {n_items} items")
+                raise DataError(
+                    f"{path / (modality + FEAT_SUFFIX)}: has {n} rows but item_map.tsv lists {n_items} items"
+                )
     elif features:
         if len(set(rows.values())) > 1:
             listing = ", ".join(f"{m}{FEAT_SUFFIX} has {n} rows" for m, n in rows.items())

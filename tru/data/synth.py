@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tru.config import SyntheticParams
+from tru.config import ModalitySpec, SyntheticParams
 from tru.data.mmrec import FEAT_SUFFIX, write_folder
 from tru.errors import DataError
 from tru.io import atomic_path, sha256_file, write_json
@@ -53,6 +53,9 @@ MAX_ACTIVE = 2 * 365 * 86_400  # and stay active up to two years
 
 @dataclass
 class SyntheticData:
+    """What `generate` draws: the MMRec interactions, features, id maps, and the latent
+    factors they came from."""
+
     interactions: pd.DataFrame  # userID, itemID, rating, timestamp (sorted by user, timestamp, item)
     features: dict[str, np.ndarray]  # modality -> [n_items, dim] float32
     user_factors: np.ndarray  # [n_users, latent_dim] float64
@@ -146,10 +149,16 @@ def _features(rng: np.random.Generator, V: np.ndarray, dim: int, noise: float) -
     return out
 
 
-def _scale(n_users: int, n_items: int, n_interactions: int, modalities: dict[str, tuple[int, float]]) -> SyntheticParams:
+def _scale(
+    n_users: int, n_items: int, n_interactions: int, modalities: dict[str, tuple[int, float]]
+) -> SyntheticParams:
     return SyntheticParams(
-        n_users=n_users, n_items=n_items, n_interactions=n_interactions, latent_dim=32, popularity_exponent=1.0,
-        modalities={m: {"dim": dim, "noise": noise} for m, (dim, noise) in modalities.items()},
+        n_users=n_users,
+        n_items=n_items,
+        n_interactions=n_interactions,
+        latent_dim=32,
+        popularity_exponent=1.0,
+        modalities={m: ModalitySpec(dim=dim, noise=noise) for m, (dim, noise) in modalities.items()},
     )
 
 

@@ -1,7 +1,7 @@
 """Data expectations on a split (Great Expectations 1.x, ephemeral context).
 
-Great Expectations takes seconds to import, so it is imported inside the function that
-needs it; importing this module is cheap.
+Great Expectations takes seconds to import, so it is imported only when a suite is built
+(`import_gx`, which the deletion-request checks use too); importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from tru.errors import ValidationFailed
 SPLIT_NAMES = ("train", "valid", "test")
 
 
-def _gx():
+def import_gx():
+    """Import Great Expectations (seconds; analytics off) and return the three names every
+    suite here is built from: (`great_expectations`, `great_expectations.expectations`,
+    `ProgressBarsConfig`)."""
     os.environ["GX_ANALYTICS_ENABLED"] = "False"  # offline machine: never phone home
     import great_expectations as gx
     import great_expectations.expectations as gxe
@@ -29,7 +32,7 @@ def _gx():
 def run_expectations(prefix: str, frames: dict[str, tuple[pd.DataFrame, list]]):
     """Validate each named frame against its expectations in one ephemeral GX context;
     yields (name, validation result). Progress bars off: this runs inside pipeline stages."""
-    gx, _, ProgressBarsConfig = _gx()
+    gx, _, ProgressBarsConfig = import_gx()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     source = context.data_sources.add_pandas(name=prefix)
@@ -94,10 +97,13 @@ def validate_split(
 
     The message names each failed expectation and how many rows broke it.
     """
-    _, gxe, _ = _gx()
+    _, gxe, _ = import_gx()
     parts = {"train": train, "valid": valid, "test": test}
     pairs = pd.concat(
-        [pd.DataFrame({"user": df["user"].to_numpy(np.int64), "item": df["item"].to_numpy(np.int64)}) for df in parts.values()],
+        [
+            pd.DataFrame({"user": df["user"].to_numpy(np.int64), "item": df["item"].to_numpy(np.int64)})
+            for df in parts.values()
+        ],
         ignore_index=True,
     )
     train_users = np.unique(train["user"].to_numpy(np.int64))
@@ -106,7 +112,7 @@ def validate_split(
     heldout = pd.DataFrame({"user": heldout_users, "has_train": has_train})
 
     frames: dict[str, tuple[pd.DataFrame, list]] = {}
-    ranges = {"user": (0, n_users - 1), "item": (0, n_items - 1)}
+    ranges: dict[str, tuple[float, float]] = {"user": (0, n_users - 1), "item": (0, n_items - 1)}
     frames["pairs"] = (
         pairs,
         [
@@ -139,6 +145,7 @@ def validate_split(
             users = np.unique(heldout_users[~has_train])
             failures[-1] += f" ({len(users)} users, e.g. {users[:5].tolist()})"
         if name == "fractions" and not outcome.success:
+            assert fractions is not None  # the fractions frame exists only when fractions are given
             got = ", ".join(f"{s} {realised[s]:.3f} (target {t:g})" for s, t in zip(SPLIT_NAMES, fractions))
             failures[-1] += f": realised {got}, tolerance {tolerance:g}"
     if failures:

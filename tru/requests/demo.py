@@ -1,6 +1,7 @@
 """A demo deletion batch for `make run`: a request file that mixes user, item and
 interaction requests drawn (seeded) from the dataset, the backdoor canary's fake users when
-the split has them, plus a few bad rows that show how rejections are recorded. Nothing here is used by the pipeline itself."""
+the split has them, plus a few bad rows that show how rejections are recorded. Nothing here is
+used by the pipeline itself."""
 
 from __future__ import annotations
 
@@ -20,15 +21,24 @@ def _raw_ids(path: Path, id_col: str, n: int) -> list[str]:
     return [str(i) for i in range(n)]
 
 
-def demo_requests(dataset_dir: str | Path, split_dir: str | Path, out: str | Path, seed: int,
-                  user_share: float = 0.02, n_items: int = 3, n_interactions: int = 20,
-                  received_at: str = "2026-01-01T02:00:00Z") -> dict:
+def demo_requests(
+    dataset_dir: str | Path,
+    split_dir: str | Path,
+    out: str | Path,
+    seed: int,
+    user_share: float = 0.02,
+    n_items: int = 3,
+    n_interactions: int = 20,
+    received_at: str = "2026-01-01T02:00:00Z",
+) -> dict:
     """Write a JSON Lines request file at `out`; returns counts by kind."""
     dataset_dir, split_dir = Path(dataset_dir), Path(split_dir)
     meta = json.loads((split_dir / "split.json").read_text())
     canary = meta.get("canary") or {}
     fake = list(canary.get("fake_users", []))
-    users = _raw_ids(dataset_dir / "user_map.tsv", "userID", meta["n_users"] - len(fake)) + list(canary.get("raw_ids", []))
+    users = _raw_ids(dataset_dir / "user_map.tsv", "userID", meta["n_users"] - len(fake)) + list(
+        canary.get("raw_ids", [])
+    )
     items = _raw_ids(dataset_dir / "item_map.tsv", "itemID", meta["n_items"])
     train = pd.read_parquet(split_dir / "train.parquet", columns=["user", "item"]).to_numpy()
     rng = np.random.default_rng(seed)
@@ -42,24 +52,80 @@ def demo_requests(dataset_dir: str | Path, split_dir: str | Path, out: str | Pat
     pairs = rest[rng.choice(len(rest), size=min(n_interactions, len(rest)), replace=False)]
     rows = []
     for k, u in enumerate(sorted(del_users.tolist())):
-        rows.append({"request_id": f"demo-user-{k:04d}", "kind": "user", "user_id": users[u], "item_id": None,
-                     "received_at": received_at, "reason": "account deleted"})
+        rows.append(
+            {
+                "request_id": f"demo-user-{k:04d}",
+                "kind": "user",
+                "user_id": users[u],
+                "item_id": None,
+                "received_at": received_at,
+                "reason": "account deleted",
+            }
+        )
     for k, u in enumerate(fake):  # the backdoor canary: deleting it is what the audit checks
-        rows.append({"request_id": f"demo-canary-{k:04d}", "kind": "user", "user_id": users[u], "item_id": None,
-                     "received_at": received_at, "reason": "backdoor canary (fake account) removed by the audit"})
+        rows.append(
+            {
+                "request_id": f"demo-canary-{k:04d}",
+                "kind": "user",
+                "user_id": users[u],
+                "item_id": None,
+                "received_at": received_at,
+                "reason": "backdoor canary (fake account) removed by the audit",
+            }
+        )
     for k, i in enumerate(sorted(del_items.tolist())):
-        rows.append({"request_id": f"demo-item-{k:04d}", "kind": "item", "user_id": None, "item_id": items[i],
-                     "received_at": received_at, "reason": "product withdrawn by the seller"})
+        rows.append(
+            {
+                "request_id": f"demo-item-{k:04d}",
+                "kind": "item",
+                "user_id": None,
+                "item_id": items[i],
+                "received_at": received_at,
+                "reason": "product withdrawn by the seller",
+            }
+        )
     for k, (u, i) in enumerate(sorted(map(tuple, pairs.tolist()))):
-        rows.append({"request_id": f"demo-inter-{k:04d}", "kind": "interaction", "user_id": users[u],
-                     "item_id": items[i], "received_at": received_at, "reason": "remove this from my history"})
+        rows.append(
+            {
+                "request_id": f"demo-inter-{k:04d}",
+                "kind": "interaction",
+                "user_id": users[u],
+                "item_id": items[i],
+                "received_at": received_at,
+                "reason": "remove this from my history",
+            }
+        )
     # rows a real inbox also sees: each is recorded as rejected, with its reason
-    rows.append({"request_id": "demo-bad-0001", "kind": "account", "user_id": users[0], "item_id": None,
-                 "received_at": received_at, "reason": "unknown kind"})
-    rows.append({"request_id": "demo-bad-0002", "kind": "user", "user_id": "no-such-user", "item_id": None,
-                 "received_at": received_at, "reason": "unknown user"})
-    rows.append({"request_id": "../demo-bad-0003", "kind": "item", "user_id": None, "item_id": items[0],
-                 "received_at": received_at, "reason": "<script>alert('x')</script> path-like id"})
+    rows.append(
+        {
+            "request_id": "demo-bad-0001",
+            "kind": "account",
+            "user_id": users[0],
+            "item_id": None,
+            "received_at": received_at,
+            "reason": "unknown kind",
+        }
+    )
+    rows.append(
+        {
+            "request_id": "demo-bad-0002",
+            "kind": "user",
+            "user_id": "no-such-user",
+            "item_id": None,
+            "received_at": received_at,
+            "reason": "unknown user",
+        }
+    )
+    rows.append(
+        {
+            "request_id": "../demo-bad-0003",
+            "kind": "item",
+            "user_id": None,
+            "item_id": items[0],
+            "received_at": received_at,
+            "reason": "<script>alert('x')</script> path-like id",
+        }
+    )
     with atomic_path(out) as tmp:
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return {"user": len(del_users), "canary": len(fake), "item": int(n_items), "interaction": int(len(pairs)), "bad": 3}

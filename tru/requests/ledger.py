@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 import pyarrow as pa
@@ -65,7 +65,7 @@ COMPRESSION = "zstd"
 
 def utc(dt: datetime) -> datetime:
     """`dt` in UTC; a naive datetime is taken to be UTC already."""
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def iso_utc(dt: datetime) -> str:
@@ -92,6 +92,7 @@ def parse_batch_time(text: str) -> datetime:
 
 
 def check_batch_id(batch_id: str) -> str:
+    """`batch_id` unchanged when it has the form bYYYYMMDDTHHMMSSZ; DataError otherwise."""
     if not isinstance(batch_id, str) or not BATCH_ID_REGEX.match(batch_id):
         raise DataError(f"batch id {batch_id!r} is not of the form bYYYYMMDDTHHMMSSZ (see new_batch_id)")
     return batch_id
@@ -99,9 +100,11 @@ def check_batch_id(batch_id: str) -> str:
 
 def batch_time(batch_id: str) -> datetime:
     """The UTC time a batch id encodes (what `recorded_at` holds)."""
-    stamp = BATCH_ID_REGEX.match(check_batch_id(batch_id)).group(1)
+    match = BATCH_ID_REGEX.match(check_batch_id(batch_id))
+    assert match is not None  # check_batch_id matched it
+    stamp = match.group(1)
     try:
-        return datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
     except ValueError:
         raise DataError(f"batch id {batch_id!r} does not encode a valid time") from None
 
@@ -111,10 +114,13 @@ def batch_ids(ledger_dir: str | Path) -> list[str]:
     ledger_dir = Path(ledger_dir)
     if not ledger_dir.is_dir():
         return []
-    return sorted(p.name for p in ledger_dir.iterdir() if BATCH_ID_REGEX.match(p.name) and (p / REQUESTS_FILE).is_file())
+    return sorted(
+        p.name for p in ledger_dir.iterdir() if BATCH_ID_REGEX.match(p.name) and (p / REQUESTS_FILE).is_file()
+    )
 
 
 def requests_path(ledger_dir: str | Path, batch_id: str) -> Path:
+    """`<ledger_dir>/<batch_id>/requests.parquet` (the batch id is checked, not the file)."""
     return Path(ledger_dir) / check_batch_id(batch_id) / REQUESTS_FILE
 
 
@@ -138,6 +144,7 @@ class LedgerWriter:
         self._writer = pq.ParquetWriter(self._tmp, LEDGER_SCHEMA, compression=COMPRESSION)
 
     def write(self, table: pa.Table) -> None:
+        """Append a chunk of ledger rows (a table of LEDGER_SCHEMA; ValueError otherwise)."""
         if table.schema != LEDGER_SCHEMA:
             raise ValueError(f"ledger chunk has schema {table.schema}, expected {LEDGER_SCHEMA}")
         if table.num_rows:
@@ -172,7 +179,7 @@ class LedgerWriter:
         except OSError:
             pass
 
-    def __enter__(self) -> "LedgerWriter":
+    def __enter__(self) -> LedgerWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -203,7 +210,7 @@ def _status_files(batch_dir: Path) -> list[tuple[str, Path]]:
 
 def _read_events(batch_dir: Path) -> pd.DataFrame:
     frames = []
-    for stage, p in _status_files(batch_dir):
+    for _stage, p in _status_files(batch_dir):
         t = pq.read_table(p)
         frames.append(t.to_pandas())
     if not frames:
@@ -212,7 +219,11 @@ def _read_events(batch_dir: Path) -> pd.DataFrame:
 
 
 def _empty_ledger(columns: list[str]) -> pd.DataFrame:
-    return LEDGER_SCHEMA.empty_table().to_pandas().assign(status_at=pd.Series(dtype=object), stage=pd.Series(dtype=object))[columns]
+    return (
+        LEDGER_SCHEMA.empty_table()
+        .to_pandas()
+        .assign(status_at=pd.Series(dtype=object), stage=pd.Series(dtype=object))[columns]
+    )
 
 
 def read_ledger(ledger_dir: str | Path, columns: Iterable[str] | None = None) -> pd.DataFrame:
@@ -303,9 +314,14 @@ def append_status(
     if path.exists():
         if pq.read_table(path).equals(table):
             return path
-        raise DataError(f"{path}: stage {stage} already recorded different status events for batch {batch_id} (ledger files are immutable)")
+        raise DataError(
+            f"{path}: stage {stage} already recorded different status events for batch {batch_id} "
+            "(ledger files are immutable)"
+        )
 
-    current = pq.read_table(batch_dir / REQUESTS_FILE, columns=["request_id", "status", "reason", "recorded_at"]).to_pandas()
+    current = pq.read_table(
+        batch_dir / REQUESTS_FILE, columns=["request_id", "status", "reason", "recorded_at"]
+    ).to_pandas()
     current = current[current["status"] == ACCEPTED]
     current = current.assign(batch_id=batch_id, status_at=current["recorded_at"], stage="ingest")
     events = _read_events(batch_dir)
@@ -314,10 +330,14 @@ def append_status(
     state = dict(zip(current["request_id"], current["status"]))
     missing = [r for r in ids if r not in state]
     if missing:
-        raise DataError(f"append_status({stage}): {len(missing)} request id(s) are not accepted requests of batch {batch_id}")
+        raise DataError(
+            f"append_status({stage}): {len(missing)} request id(s) are not accepted requests of batch {batch_id}"
+        )
     settled = [r for r in ids if state[r] not in (ACCEPTED, NEEDS_REVIEW)]
     if settled:
-        raise DataError(f"append_status({stage}): {len(settled)} request(s) of batch {batch_id} are already {state[settled[0]]}")
+        raise DataError(
+            f"append_status({stage}): {len(settled)} request(s) of batch {batch_id} are already {state[settled[0]]}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression=COMPRESSION)

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from tru.errors import ConfigError
@@ -29,7 +30,7 @@ DIGEST_HEX = 32  # 128 bits of HMAC-SHA256: collision-free in practice, half the
 
 _HOW = (
     f"set {KEY_ENV} or create {KEY_FILE} in the project root, e.g. "
-    f"`python -c \"import secrets; print(secrets.token_hex(32))\" > {KEY_FILE}` "
+    f'`python -c "import secrets; print(secrets.token_hex(32))" > {KEY_FILE}` '
     "(it is git-ignored; keep it: a new key changes every pseudonym)"
 )
 
@@ -43,17 +44,19 @@ def _parse_key(text: str, where: str) -> bytes:
     else:
         key = text.encode("utf-8")
     if len(key) < MIN_KEY_BYTES:
-        raise ConfigError(f"pseudonymisation key in {where} is {len(key)} bytes, at least {MIN_KEY_BYTES} are needed: {_HOW}")
+        raise ConfigError(
+            f"pseudonymisation key in {where} is {len(key)} bytes, at least {MIN_KEY_BYTES} are needed: {_HOW}"
+        )
     return key
 
 
-def load_key(path: str | Path | None = None, env: dict[str, str] | None = None) -> bytes:
+def load_key(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> bytes:
     """The pseudonymisation key: $TRU_PSEUDONYM_KEY, else the file `path` (default `.tru-secret`).
 
     Raises ConfigError with instructions when neither is set.
     """
-    env = os.environ if env is None else env
-    value = env.get(KEY_ENV)
+    environ: Mapping[str, str] = os.environ if env is None else env
+    value = environ.get(KEY_ENV)
     if value:
         return _parse_key(value, f"${KEY_ENV}")
     path = Path(path) if path is not None else Path(KEY_FILE)

@@ -92,4 +92,14 @@ STATUS_SCHEMA = pa.schema(
 )
 
 # columns that identify a person or can be linked back to one: never leave the ledger
-PRIVATE_COLUMNS = ("request_id", "user_id", "item_id", "user_index", "item_index", "duplicate_of", "request_reason", "source", "line")
+PRIVATE_COLUMNS = (
+    "request_id",
+    "user_id",
+    "item_id",
+    "user_index",
+    "item_index",
+    "duplicate_of",
+    "request_reason",
+    "source",
+    "line",
+)

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tru.data.validate import import_gx, run_expectations
 from tru.errors import DataError, ValidationFailed
 from tru.io import atomic_path, read_json, sha256_file, write_json
 
@@ -87,27 +88,38 @@ def build_sets(prior_dir: str | Path, requests: pd.DataFrame, batch_id: str, out
     deleted_users = sorted(set(meta.get("deleted_users", [])) | set(t["users"].tolist()))
     deleted_items = sorted(set(meta.get("deleted_items", [])) | set(t["items"].tolist()))
     out_meta = {k: v for k, v in meta.items() if k not in ("batch",)}
-    out_meta.update({
-        "counts": {"train": len(retain), "valid": len(valid), "test": len(test)},
-        "users": {"train": int(retain["user"].nunique()), "valid": int(valid["user"].nunique()),
-                  "test": int(test["user"].nunique())},
-        "deleted_users": deleted_users,
-        "deleted_items": deleted_items,
-        "batch": {
-            "id": batch_id,
-            "prior": prior_dir.as_posix(),
-            "prior_train_sha256": sha256_file(prior_dir / "train.parquet"),
-            "targets": {"users": len(t["users"]), "items": len(t["items"]), "interactions": len(t["pairs"])},
-            "forget": len(forget),
-            "retain": len(retain),
-            "heldout": len(heldout),
-            "affected_users": int(forget["user"].nunique()),
-            "target_items": int(forget["item"].nunique()),
-        },
-    })
+    out_meta.update(
+        {
+            "counts": {"train": len(retain), "valid": len(valid), "test": len(test)},
+            "users": {
+                "train": int(retain["user"].nunique()),
+                "valid": int(valid["user"].nunique()),
+                "test": int(test["user"].nunique()),
+            },
+            "deleted_users": deleted_users,
+            "deleted_items": deleted_items,
+            "batch": {
+                "id": batch_id,
+                "prior": prior_dir.as_posix(),
+                "prior_train_sha256": sha256_file(prior_dir / "train.parquet"),
+                "targets": {"users": len(t["users"]), "items": len(t["items"]), "interactions": len(t["pairs"])},
+                "forget": len(forget),
+                "retain": len(retain),
+                "heldout": len(heldout),
+                "affected_users": int(forget["user"].nunique()),
+                "target_items": int(forget["item"].nunique()),
+            },
+        }
+    )
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
-        for name, frame in (("train", retain), ("valid", valid), ("test", test), ("forget", forget), ("heldout", heldout)):
+        for name, frame in (
+            ("train", retain),
+            ("valid", valid),
+            ("test", test),
+            ("forget", forget),
+            ("heldout", heldout),
+        ):
             _write(frame, tmp / f"{name}.parquet")
         write_json(tmp / "split.json", out_meta)
     return out_meta
@@ -115,24 +127,32 @@ def build_sets(prior_dir: str | Path, requests: pd.DataFrame, batch_id: str, out
 
 def validate_sets(prior_retain: pd.DataFrame, forget: pd.DataFrame, retain: pd.DataFrame, n_items: int) -> None:
     """Great Expectations: forget and retain are disjoint and their union is the prior retain set."""
-    from tru.data.validate import _gx, run_expectations
-
-    _, gxe, _ = _gx()
+    _, gxe, _ = import_gx()
     prior_keys = _keys(prior_retain, n_items)
-    membership = pd.DataFrame({
-        "pair": prior_keys,
-        "places": np.isin(prior_keys, _keys(forget, n_items)).astype(int) + np.isin(prior_keys, _keys(retain, n_items)).astype(int),
-    })
+    membership = pd.DataFrame(
+        {
+            "pair": prior_keys,
+            "places": np.isin(prior_keys, _keys(forget, n_items)).astype(int)
+            + np.isin(prior_keys, _keys(retain, n_items)).astype(int),
+        }
+    )
     union = pd.DataFrame({"pair": np.concatenate([_keys(forget, n_items), _keys(retain, n_items)])})
     union["in_prior"] = np.isin(union["pair"].to_numpy(), prior_keys)
     frames = {
         "membership": (membership, [gxe.ExpectColumnValuesToBeInSet(column="places", value_set=[1])]),
-        "union": (union, [gxe.ExpectColumnValuesToBeInSet(column="in_prior", value_set=[True]),
-                          gxe.ExpectColumnValuesToBeUnique(column="pair"),
-                          gxe.ExpectTableRowCountToEqual(value=len(prior_keys))]),
+        "union": (
+            union,
+            [
+                gxe.ExpectColumnValuesToBeInSet(column="in_prior", value_set=[True]),
+                gxe.ExpectColumnValuesToBeUnique(column="pair"),
+                gxe.ExpectTableRowCountToEqual(value=len(prior_keys)),
+            ],
+        ),
     }
-    what = {"membership": "prior retain pairs not in exactly one of forget/retain",
-            "union": "forget ∪ retain differs from the prior retain set"}
+    what = {
+        "membership": "prior retain pairs not in exactly one of forget/retain",
+        "union": "forget ∪ retain differs from the prior retain set",
+    }
     failures = []
     for name, outcome in run_expectations("sets", frames):
         for r in outcome.results:
