@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -18,13 +19,23 @@ import time
 from pathlib import Path
 
 from prefect import flow, task
+from prefect.futures import as_completed
 
+from flows.deployments import task_runner
+from tru.bench import unlearn as bench_unlearn
+from tru.bench.grid import run as grid_run
+from tru.bench.grid import spec as grid_spec
+from tru.bench.store import ResultsStore
+from tru.config import load_params
 from tru.io import write_json
+from tru.requests.demo import demo_requests
 
 COPY = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "tru")
 
 
 def _scratch_project(root: Path, dst: Path, dataset_dir: str) -> None:
+    """A copy of the project at `root` in `dst`: the code, params and DVC files, the split, the
+    base model and the dataset; an empty batches.yaml; git and DVC initialised."""
     for name in COPY:
         src = root / name
         if src.is_dir():
@@ -41,11 +52,10 @@ def _scratch_project(root: Path, dst: Path, dataset_dir: str) -> None:
 
 def bench_nightly(params_path: str | Path, out: str | Path, root: str | Path = ".") -> dict:
     """Time `erasure_batch` on the demo batch (as `make run` ingests it) and the retrain of
-    the same batch; write `out` (JSON)."""
+    the same batch; write the figures to `out` (JSON) and return them."""
+    # why: the erasure flow and its stages load torch and scikit-learn; the cell runners below do not
     from flows.erasure import erasure_batch
-    from tru.config import load_params
-    from tru.requests.demo import demo_requests
-    from tru.stages import erase_stage
+    from tru.stages.erase import erase_stage
 
     root = Path(root).resolve()
     params = load_params(root / params_path)
@@ -56,11 +66,11 @@ def bench_nightly(params_path: str | Path, out: str | Path, root: str | Path = "
         os.chdir(work)
         key = os.environ.get("TRU_PSEUDONYM_KEY")
         if key is None:  # the scratch ledger is thrown away: a throwaway key, never the project's
-            import secrets
-
             os.environ["TRU_PSEUDONYM_KEY"] = secrets.token_hex(32)
         try:
-            counts = demo_requests(params.data.dataset_dir, "data/split", "data/deletions/inbox/demo.jsonl", seed=params.seed)
+            counts = demo_requests(
+                params.data.dataset_dir, "data/split", "data/deletions/inbox/demo.jsonl", seed=params.seed
+            )
             t0 = time.perf_counter()
             result = erasure_batch("params.yaml")
             wall = time.perf_counter() - t0
@@ -90,75 +100,78 @@ def bench_nightly(params_path: str | Path, out: str | Path, root: str | Path = "
         "retrain_seconds": round(retrain, 1),
         "retrain_over_erasure": round(retrain / erasure, 1) if erasure else None,
         "retrain_over_whole_run": round(retrain / wall, 2),
-        "environment": {"python": platform.python_version(), "cpus": mp.cpu_count(),
-                        "threads": params.train.threads},
+        "environment": {"python": platform.python_version(), "cpus": mp.cpu_count(), "threads": params.train.threads},
         "notes": "erasure = TRU update + repair; the whole run adds ingest, sets, component map, evaluation, "
-                 "audits (membership attacks with bootstrap), the PDF, DVC bookkeeping and Prefect "
-                 "(an ephemeral server started by the run).",
+        "audits (membership attacks with bootstrap), the PDF, DVC bookkeeping and Prefect "
+        "(an ephemeral server started by the run).",
     }
     write_json(out, summary)
     return summary
 
 
 # --- benchmark cells as Prefect tasks (scale-out) -------------------------------------------------
+# the cell functions are looked up in their modules when a cell runs (tests replace grid_cell there)
+
+
+def _store(kind: str, out: str | Path) -> ResultsStore:
+    """The results store that cells of `kind` (`unlearn` or `grid`) are recorded in, at `out`."""
+    if kind == "unlearn":
+        return bench_unlearn.unlearn_store(out)
+    return grid_spec.results_store(out)
+
 
 @task(name="bench-cell")
 def bench_cell_task(kind: str, job: list) -> dict:
-    """One cell: `unlearn` (tru.bench.unlearn_cell) or `grid` (tru.benchgrid.grid_cell)."""
+    """One cell, `job` its arguments as a list: `unlearn` (tru.bench.unlearn.unlearn_cell) or `grid`
+    (tru.bench.grid.run.grid_cell: the cell as a list); its CSV row."""
     if kind == "unlearn":
-        from tru.bench import unlearn_cell
-
-        return unlearn_cell(*job)
-    from tru.benchgrid import grid_cell
-
-    return grid_cell(*job[:3], tuple(job[3]), *job[4:])
+        return bench_unlearn.unlearn_cell(*job)
+    params_json, split_dir, checkpoint, cell, *rest = job  # rest: [resume]
+    return grid_run.grid_cell(params_json, split_dir, checkpoint, tuple(cell), *rest)
 
 
 @flow(name="bench-grid", log_prints=True)
 def bench_grid(kind: str, jobs: list[list], out: str, done: list[dict]) -> int:
-    """Submit every cell; record each as it finishes (the CSV stays resumable)."""
-    from prefect.futures import as_completed
-
-    from tru.bench import record_unlearn_row
-    from tru.benchgrid import record_result
-
-    record = record_unlearn_row if kind == "unlearn" else record_result
+    """Submit every cell of `jobs`; record each in `out` as it finishes (the CSV stays
+    resumable); returns the number of cells run."""
+    store = _store(kind, out)
     futures = [bench_cell_task.submit(kind, job) for job in jobs]
     for fut in as_completed(futures):
-        record(out, done, fut.result())
+        store.record(done, fut.result())
     return len(futures)
 
 
-def _run(kind: str, runner: str, workers: int, jobs: list[list], out, done: list[dict], reread) -> None:
-    """Cells that run at the same time share the machine: their seconds are not comparable
+def _run(kind: str, runner: str, workers: int, jobs: list[list], out, done: list[dict]) -> None:
+    """Run `jobs` as the bench-grid flow on the task runner `runner`, then reread `done` from `out`.
+    Cells that run at the same time share the machine: their seconds are not comparable
     with a sequential run's."""
-    from flows.deployments import task_runner
-
     if jobs:
         bench_grid.with_options(task_runner=task_runner(runner, workers))(kind, jobs, str(out), done)
-        done[:] = reread(Path(out))  # the flow recorded into its own copy of the list
+        done[:] = _store(kind, out).read()  # the flow recorded into its own copy of the list
 
 
 def grid_runner(runner: str, workers: int):
-    """A `run_cells` for tru.bench.bench_unlearn: the cells as tasks on the given task runner
-    (thread or dask, flows/deployments.task_runner)."""
+    """A `run_cells` for tru.bench.unlearn.bench_unlearn: the cells as tasks on the given task
+    runner (thread or dask, flows/deployments.task_runner)."""
 
-    def run_cells(params_json, cells, checkpoint, out, done):
-        from tru.bench import read_rows
-
+    def run_cells(params_json: str, cells: list[tuple], checkpoint: str, out: Path, done: list[dict]) -> None:
         jobs = [[params_json, regime, seed, method, checkpoint] for regime, seed, method in cells]
-        _run("unlearn", runner, workers, jobs, out, done, read_rows)
+        _run("unlearn", runner, workers, jobs, out, done)
 
     return run_cells
 
 
 def grid_cells_runner(runner: str, workers: int):
-    """A `run_cells` for tru.benchgrid.run_grid (the comparison grid), likewise."""
+    """A `run_cells` for tru.bench.grid.run.run_grid (the comparison grid), likewise."""
 
-    def run_cells(jobs, out, done):
-        from tru.benchgrid import read_results
-
-        _run("grid", runner, workers, [[pj, split, ck, list(cell), resume] for pj, split, ck, cell, resume in jobs], out, done,
-             read_results)
+    def run_cells(jobs: list[tuple], out: Path, done: list[dict]) -> None:
+        _run(
+            "grid",
+            runner,
+            workers,
+            [[pj, split, ck, list(cell), resume] for pj, split, ck, cell, resume in jobs],
+            out,
+            done,
+        )
 
     return run_cells

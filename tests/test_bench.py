@@ -2,7 +2,7 @@
 
 import json
 
-import tru.bench as bench
+import tru.bench.unlearn as unlearn
 from tru.io import sha256_tree
 
 
@@ -11,7 +11,7 @@ def test_a_cached_bench_base_model_is_retrained_when_its_inputs_change(params, t
     split.mkdir()
     (split / "train.parquet").write_bytes(b"one split")
     trained = []
-    monkeypatch.setattr(bench, "_in_child", lambda fn, *args: trained.append(args))
+    monkeypatch.setattr(unlearn, "in_child", lambda fn, *args: trained.append(args))
     p = params.model_copy(update={"model": params.model.model_copy(update={"backbone": "miggt"})})
     root = tmp_path / "bench"
     out = root / "base-miggt"
@@ -19,22 +19,26 @@ def test_a_cached_bench_base_model_is_retrained_when_its_inputs_change(params, t
     def cache(**changes):
         out.mkdir(parents=True, exist_ok=True)
         (out / "model.safetensors").write_bytes(b"weights")
-        meta = {"seed": p.seed, "train": p.train.recipe(), "data": {"split_sha256": sha256_tree(split)},
-                "model": {"params": p.model.miggt.model_dump()}}
+        meta = {
+            "seed": p.seed,
+            "train": p.train.recipe(),
+            "data": {"split_sha256": sha256_tree(split)},
+            "model": {"params": p.model.miggt.model_dump()},
+        }
         meta.update(changes)
         (out / "checkpoint.json").write_text(json.dumps(meta))
 
-    assert bench.bench_base_model(p, split, root) == str(out) and len(trained) == 1  # nothing cached yet
+    assert unlearn.bench_base_model(p, split, root) == str(out) and len(trained) == 1  # nothing cached yet
     cache()
-    bench.bench_base_model(p, split, root)
+    unlearn.bench_base_model(p, split, root)
     assert len(trained) == 1  # up to date: reused
     cache(seed=p.seed + 1)
-    bench.bench_base_model(p, split, root)
+    unlearn.bench_base_model(p, split, root)
     assert len(trained) == 2
     cache()
     (split / "train.parquet").write_bytes(b"another split")
-    bench.bench_base_model(p, split, root)
+    unlearn.bench_base_model(p, split, root)
     assert len(trained) == 3
     cache(model={"params": {**p.model.miggt.model_dump(), "hidden_dim": 7}})
-    bench.bench_base_model(p, split, root)
+    unlearn.bench_base_model(p, split, root)
     assert len(trained) == 4 and trained[-1][1:] == (str(split), str(out))

@@ -6,27 +6,49 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import ROOT
 
-import tru.benchgrid as bg
+import tru.bench.grid.run as grid_run
+from tru.bench.grid.claims import claim_check
+from tru.bench.grid.report import report_markdown, summarise
+from tru.bench.grid.spec import (
+    COLUMNS,
+    KEY,
+    REFERENCE,
+    DatasetSpec,
+    cell_matches,
+    load_grid,
+    parse_only,
+    pending,
+    pending_table,
+)
 from tru.config import parse_params
 from tru.errors import ConfigError
 from tru.io import read_json, sha256_tree
 
-from conftest import ROOT
-
 
 def write_grid(path, **changes):
-    g = {"root": "grid", "out": "out/results.csv",
-         "datasets": {"tiny": {"label": "Tiny (synthetic)", "source": "synthetic", "canary": True}},
-         "blocks": [{"datasets": ["tiny"], "backbones": ["mgcn"], "regimes": ["user", "interaction"],
-                     "methods": ["retrain", "tru"], "seeds": [1]}]}
+    g = {
+        "root": "grid",
+        "out": "out/results.csv",
+        "datasets": {"tiny": {"label": "Tiny (synthetic)", "source": "synthetic", "canary": True}},
+        "blocks": [
+            {
+                "datasets": ["tiny"],
+                "backbones": ["mgcn"],
+                "regimes": ["user", "interaction"],
+                "methods": ["retrain", "tru"],
+                "seeds": [1],
+            }
+        ],
+    }
     g.update(changes)
     path.write_text(yaml.safe_dump(g))
     return path
 
 
 def test_the_repo_grid_is_valid_and_every_setting_starts_with_its_reference():
-    g = bg.load_grid(ROOT / "reports/bench/grid.yaml")
+    g = load_grid(ROOT / "reports/bench/grid.yaml")
     cells = g.cells()
     assert len(cells) == len(set(cells))
     ml = [c for c in cells if c[0] == "ml100k"]
@@ -38,50 +60,98 @@ def test_the_repo_grid_is_valid_and_every_setting_starts_with_its_reference():
     assert {tuple(h[:2]) for h in heads.values()} == {("original", "popularity")}
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"blocks": [{"datasets": ["nope"], "backbones": ["mgcn"], "regimes": ["user"], "methods": ["tru"], "seeds": [1]}]},
-     "dataset\\(s\\) \\['nope'\\] not under `datasets`"),
-    ({"blocks": [{"datasets": ["tiny"], "backbones": ["mgcn"], "regimes": ["users"], "methods": ["tru"], "seeds": [1]}]},
-     "unknown regime"),
-    ({"blocks": [{"datasets": ["tiny"], "backbones": ["mgcn"], "regimes": ["user"], "methods": ["tru", "magic"],
-                  "seeds": [1]}]}, "unknown method"),
-    ({"datasets": {"tiny": {"label": "x", "source": "mmrec"}}}, "mmrec needs mmrec_dir"),
-    ({"colour": "blue"}, "colour"),
-    ({"datasets": {"tiny": {"label": "x", "source": "synthetic", "train": {"miggt": {"batch": 8000}}}}},
-     "train.miggt: unknown key\\(s\\) \\['batch'\\]"),
-    ({"datasets": {"tiny": {"label": "x", "source": "synthetic", "train": {"lightgcn": {"lr": 0.01}}}}}, "lightgcn"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {
+                "blocks": [
+                    {"datasets": ["nope"], "backbones": ["mgcn"], "regimes": ["user"], "methods": ["tru"], "seeds": [1]}
+                ]
+            },
+            "dataset\\(s\\) \\['nope'\\] not under `datasets`",
+        ),
+        (
+            {
+                "blocks": [
+                    {
+                        "datasets": ["tiny"],
+                        "backbones": ["mgcn"],
+                        "regimes": ["users"],
+                        "methods": ["tru"],
+                        "seeds": [1],
+                    }
+                ]
+            },
+            "unknown regime",
+        ),
+        (
+            {
+                "blocks": [
+                    {
+                        "datasets": ["tiny"],
+                        "backbones": ["mgcn"],
+                        "regimes": ["user"],
+                        "methods": ["tru", "magic"],
+                        "seeds": [1],
+                    }
+                ]
+            },
+            "unknown method",
+        ),
+        ({"datasets": {"tiny": {"label": "x", "source": "mmrec"}}}, "mmrec needs mmrec_dir"),
+        ({"colour": "blue"}, "colour"),
+        (
+            {"datasets": {"tiny": {"label": "x", "source": "synthetic", "train": {"miggt": {"batch": 8000}}}}},
+            "train.miggt: unknown key\\(s\\) \\['batch'\\]",
+        ),
+        (
+            {"datasets": {"tiny": {"label": "x", "source": "synthetic", "train": {"lightgcn": {"lr": 0.01}}}}},
+            "lightgcn",
+        ),
+    ],
+)
 def test_a_bad_grid_file_is_refused_with_the_reason(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
-        bg.load_grid(write_grid(tmp_path / "grid.yaml", **change))
+        load_grid(write_grid(tmp_path / "grid.yaml", **change))
 
 
 def test_only_selects_cells_by_column():
-    only = bg.parse_only("dataset=ml100k,method=tru+retrain,seed=2")
+    only = parse_only("dataset=ml100k,method=tru+retrain,seed=2")
     assert only == {"dataset": ["ml100k"], "method": ["tru", "retrain"], "seed": ["2"]}
-    assert bg._matches(("ml100k", "mgcn", "user", 2, "tru"), only)
-    assert not bg._matches(("ml100k", "mgcn", "user", 1, "tru"), only)
-    assert not bg._matches(("baby", "mgcn", "user", 2, "tru"), only)
+    assert cell_matches(("ml100k", "mgcn", "user", 2, "tru"), only)
+    assert not cell_matches(("ml100k", "mgcn", "user", 1, "tru"), only)
+    assert not cell_matches(("baby", "mgcn", "user", 2, "tru"), only)
     with pytest.raises(ConfigError, match="column=value"):
-        bg.parse_only("flavour=sweet")
+        parse_only("flavour=sweet")
 
 
 def test_pending_skips_finished_cells_and_refuses_an_only_value_the_grid_lacks(tmp_path):
-    g = bg.load_grid(write_grid(tmp_path / "grid.yaml"))
-    done = [{"dataset": "tiny", "backbone": "mgcn", "regime": "user", "seed": "1", "method": m}
-            for m in ("original", "retrain")]
-    todo = bg.pending(g, done)
-    assert todo == [("tiny", "mgcn", "user", 1, "popularity"), ("tiny", "mgcn", "user", 1, "tru"),
-                    ("tiny", "mgcn", "interaction", 1, "original"), ("tiny", "mgcn", "interaction", 1, "popularity"),
-                    ("tiny", "mgcn", "interaction", 1, "retrain"), ("tiny", "mgcn", "interaction", 1, "tru")]
-    assert bg.pending(g, done, bg.parse_only("regime=user,method=tru")) == [("tiny", "mgcn", "user", 1, "tru")]
-    table = bg.pending_table(todo).splitlines()
-    assert table == ["6 cell(s) to run", "  tiny mgcn user seed 1: popularity, tru",
-                     "  tiny mgcn interaction seed 1: original, popularity, retrain, tru"]
+    g = load_grid(write_grid(tmp_path / "grid.yaml"))
+    done = [
+        {"dataset": "tiny", "backbone": "mgcn", "regime": "user", "seed": "1", "method": m}
+        for m in ("original", "retrain")
+    ]
+    todo = pending(g, done)
+    assert todo == [
+        ("tiny", "mgcn", "user", 1, "popularity"),
+        ("tiny", "mgcn", "user", 1, "tru"),
+        ("tiny", "mgcn", "interaction", 1, "original"),
+        ("tiny", "mgcn", "interaction", 1, "popularity"),
+        ("tiny", "mgcn", "interaction", 1, "retrain"),
+        ("tiny", "mgcn", "interaction", 1, "tru"),
+    ]
+    assert pending(g, done, parse_only("regime=user,method=tru")) == [("tiny", "mgcn", "user", 1, "tru")]
+    table = pending_table(todo).splitlines()
+    assert table == [
+        "6 cell(s) to run",
+        "  tiny mgcn user seed 1: popularity, tru",
+        "  tiny mgcn interaction seed 1: original, popularity, retrain, tru",
+    ]
     with pytest.raises(ConfigError, match="the grid has no method 'trv'.*retrain"):
-        bg.pending(g, done, bg.parse_only("method=tru+trv"))
+        pending(g, done, parse_only("method=tru+trv"))
     with pytest.raises(ConfigError, match="no seed '2'"):
-        bg.pending(g, done, bg.parse_only("seed=2"))
+        pending(g, done, parse_only("seed=2"))
 
 
 def test_grid_list_prints_what_is_left_and_runs_nothing(tmp_path, monkeypatch):
@@ -91,10 +161,12 @@ def test_grid_list_prints_what_is_left_and_runs_nothing(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     write_grid(tmp_path / "grid.yaml")
-    monkeypatch.setattr(bg, "run_grid", lambda *a, **k: pytest.fail("--list ran the grid"))
+    monkeypatch.setattr(grid_run, "run_grid", lambda *a, **k: pytest.fail("--list ran the grid"))
     res = CliRunner().invoke(app, ["bench", "grid", "--grid", "grid.yaml", "--list", "--only", "regime=user"])
     assert res.exit_code == 0, res.output
-    assert "4 cell(s) to run" in res.output and "tiny mgcn user seed 1: original, popularity, retrain, tru" in res.output
+    assert (
+        "4 cell(s) to run" in res.output and "tiny mgcn user seed 1: original, popularity, retrain, tru" in res.output
+    )
     assert not (tmp_path / "grid").exists() and not (tmp_path / "out").exists()  # nothing prepared or written
     res = CliRunner().invoke(app, ["bench", "grid", "--grid", "grid.yaml", "--list", "--only", "backbone=lightgcn"])
     assert res.exit_code != 0 and "the grid has no backbone 'lightgcn'" in res.output
@@ -107,73 +179,87 @@ def tiny_grid_params():
     raw["model"]["mgcn"].update({"embedding_dim": 16, "knn_k": 5})
     raw["train"].update({"max_epochs": 3, "batch_size": 256, "threads": 1, "checkpoint_every": 1})
     raw["unlearn"].update({"max_epochs": 2})
-    raw["canary"].update({"users": 4, "profile_length": 8, "triggers": 2, "target_popularity": [0, 40],
-                          "trigger_popularity": [1, 10_000]})
+    raw["canary"].update(
+        {
+            "users": 4,
+            "profile_length": 8,
+            "triggers": 2,
+            "target_popularity": [0, 40],
+            "trigger_popularity": [1, 10_000],
+        }
+    )
     raw["audit"]["mia"].update({"bootstrap": 5, "folds": 2})
     return parse_params(raw)
 
 
 def test_a_prepared_dataset_is_reused_while_its_inputs_are_unchanged(tiny_grid_params, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    spec = bg.load_grid(write_grid(tmp_path / "grid.yaml")).datasets["tiny"]
-    _, split = bg.prepare_dataset(tiny_grid_params, "tiny", spec, "grid")
+    spec = load_grid(write_grid(tmp_path / "grid.yaml")).datasets["tiny"]
+    _, split = grid_run.prepare_dataset(tiny_grid_params, "tiny", spec, "grid")
     assert "preparing dataset tiny" in capsys.readouterr().out
     digest = sha256_tree(split)
     # the params hold tuples (split fractions, canary ranges): the stamp still matches its file
-    assert bg.prepare_dataset(tiny_grid_params, "tiny", spec, "grid")[1] == split
+    assert grid_run.prepare_dataset(tiny_grid_params, "tiny", spec, "grid")[1] == split
     assert "preparing" not in capsys.readouterr().out and sha256_tree(split) == digest
     # a training recipe override does not touch the data: the prepared dataset stays
     trained = spec.model_copy(update={"train": {"miggt": {"batch_size": 8000}}})
-    assert bg.prepare_dataset(tiny_grid_params, "tiny", trained, "grid")[1] == split
+    assert grid_run.prepare_dataset(tiny_grid_params, "tiny", trained, "grid")[1] == split
     assert "preparing" not in capsys.readouterr().out
     changed = tiny_grid_params.model_copy(update={"seed": tiny_grid_params.seed + 1})
-    bg.prepare_dataset(changed, "tiny", spec, "grid")
+    grid_run.prepare_dataset(changed, "tiny", spec, "grid")
     assert "preparing dataset tiny" in capsys.readouterr().out
 
 
 def test_a_dataset_trains_a_backbone_with_its_own_recipe(tiny_grid_params, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     over = {"mgcn": {"batch_size": 128, "lr": 0.01, "lr_decay_every": 1}}
-    spec = bg.load_grid(write_grid(tmp_path / "grid.yaml", datasets={"tiny": {
-        "label": "Tiny (synthetic)", "source": "synthetic", "canary": True, "train": over}})).datasets["tiny"]
-    p = bg.with_train(tiny_grid_params, spec)
+    spec = load_grid(
+        write_grid(
+            tmp_path / "grid.yaml",
+            datasets={"tiny": {"label": "Tiny (synthetic)", "source": "synthetic", "canary": True, "train": over}},
+        )
+    ).datasets["tiny"]
+    p = grid_run.with_train(tiny_grid_params, spec)
     assert p.train.batch_size == 128 and p.train.lr == 0.01 and p.train.lr_decay_every == 1
-    assert p.train.model_dump(exclude={"batch_size", "lr", "lr_decay_every"}) == \
-        tiny_grid_params.train.model_dump(exclude={"batch_size", "lr", "lr_decay_every"})
+    assert p.train.model_dump(exclude={"batch_size", "lr", "lr_decay_every"}) == tiny_grid_params.train.model_dump(
+        exclude={"batch_size", "lr", "lr_decay_every"}
+    )
     # another backbone keeps params.yaml's recipe
     from tru.config import with_backbone
 
     miggt = with_backbone(tiny_grid_params, "miggt")
-    assert bg.with_train(miggt, spec).train == tiny_grid_params.train
+    assert grid_run.with_train(miggt, spec).train == tiny_grid_params.train
     # the base model is trained with the dataset's recipe, and again when it changes
-    p, split = bg.prepare_dataset(tiny_grid_params, "tiny", spec, "grid")
-    ck = bg.base_checkpoint(bg.with_train(p, spec), "tiny", spec, split, "grid", "mgcn")
+    p, split = grid_run.prepare_dataset(tiny_grid_params, "tiny", spec, "grid")
+    ck = grid_run.base_checkpoint(grid_run.with_train(p, spec), "tiny", spec, split, "grid", "mgcn")
     meta = read_json(Path(ck) / "checkpoint.json")
     assert meta["train"]["batch_size"] == 128 and meta["train"]["lr"] == 0.01
-    assert meta["train"] == bg.with_train(p, spec).train.recipe()
+    assert meta["train"] == grid_run.with_train(p, spec).train.recipe()
     # a pipeline dataset with an override for the pipeline's backbone does not reuse its model
-    pipe = bg.DatasetSpec(label="p", source="pipeline", train=over)
-    assert bg.base_checkpoint(bg.with_train(p, pipe), "p", pipe, split, "grid", "mgcn") == str(Path("data/bench/base-mgcn"))
+    pipe = DatasetSpec(label="p", source="pipeline", train=over)
+    assert grid_run.base_checkpoint(grid_run.with_train(p, pipe), "p", pipe, split, "grid", "mgcn") == str(
+        Path("data/bench/base-mgcn")
+    )
 
 
 def test_a_bad_train_override_value_names_the_key(tiny_grid_params, tmp_path):
-    spec = bg.DatasetSpec(label="x", source="synthetic", train={"mgcn": {"batch_size": 0}})
+    spec = DatasetSpec(label="x", source="synthetic", train={"mgcn": {"batch_size": 0}})
     with pytest.raises(ConfigError, match="train.mgcn: batch_size"):
-        bg.with_train(tiny_grid_params, spec)
+        grid_run.with_train(tiny_grid_params, spec)
 
 
 def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkeypatch, harness):
     monkeypatch.chdir(tmp_path)
-    g = bg.load_grid(write_grid(tmp_path / "grid.yaml"))
-    rows = bg.run_grid(tiny_grid_params, g)
+    g = load_grid(write_grid(tmp_path / "grid.yaml"))
+    rows = grid_run.run_grid(tiny_grid_params, g)
     df = pd.read_csv(tmp_path / "out/results.csv")
     assert len(df) == 8 and set(df.method) == {"original", "popularity", "retrain", "tru"}
-    assert list(df.columns) == list(bg.COLUMNS) and len(rows) == 8
+    assert list(df.columns) == list(COLUMNS) and len(rows) == 8
     models, pop = df[df.method != "popularity"], df[df.method == "popularity"]
     assert models["mia_balanced_accuracy"].between(0, 1).all()
     user, inter = models[models.regime == "user"], models[models.regime == "interaction"]
     assert user["backdoor_asr"].notna().all() and inter["backdoor_asr"].isna().all()  # the canary goes with users
-    ref = df.method.isin(bg.REFERENCE)
+    ref = df.method.isin(REFERENCE)
     assert (df.loc[ref, "seconds"] == 0).all() and (df.loc[~ref, "seconds"] > 0).all()
     # the popularity reference: no model, so no attack; its ranking metrics, checked by hand
     assert pop["mia_balanced_accuracy"].isna().all() and pop["backdoor_asr"].isna().all()
@@ -197,14 +283,28 @@ def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkey
     from flows.bench import grid_cells_runner
 
     ran, folders = [], []
-    monkeypatch.setattr(bg, "grid_cell", lambda pj, split, ck, cell, resume=None: ran.append(cell)
-                        or folders.append(resume) or _fake_row(cell))
-    bg.run_grid(tiny_grid_params, g)
+    monkeypatch.setattr(
+        grid_run,
+        "grid_cell",
+        lambda pj, split, ck, cell, resume=None: ran.append(cell) or folders.append(resume) or _fake_row(cell),
+    )
+    grid_run.run_grid(tiny_grid_params, g)
     assert ran == []
-    g2 = bg.load_grid(write_grid(tmp_path / "grid.yaml", blocks=[
-        {"datasets": ["tiny"], "backbones": ["mgcn"], "regimes": ["user", "interaction"], "methods": ["retrain", "tru"],
-         "seeds": [1, 2]}]))
-    bg.run_grid(tiny_grid_params, g2, bg.parse_only("seed=2,regime=user"), run_cells=grid_cells_runner("thread", 2))
+    g2 = load_grid(
+        write_grid(
+            tmp_path / "grid.yaml",
+            blocks=[
+                {
+                    "datasets": ["tiny"],
+                    "backbones": ["mgcn"],
+                    "regimes": ["user", "interaction"],
+                    "methods": ["retrain", "tru"],
+                    "seeds": [1, 2],
+                }
+            ],
+        )
+    )
+    grid_run.run_grid(tiny_grid_params, g2, parse_only("seed=2,regime=user"), run_cells=grid_cells_runner("thread", 2))
     methods = ("original", "popularity", "retrain", "tru")
     assert sorted(ran) == sorted(("tiny", "mgcn", "user", 2, m) for m in methods)
     assert sorted(folders) == sorted(str(Path("grid/resume") / f"tiny-mgcn-user-2-{m}") for m in methods)
@@ -216,7 +316,7 @@ def _popularity_by_hand(params, regime):
     training items masked, on the retained test rows and on the forgotten pairs."""
     import numpy as np
 
-    from tru.bench import regime_context
+    from tru.bench.unlearn import regime_context
 
     ctx = regime_context(params, regime, 1, "grid/tiny/split", "grid/tiny/base-mgcn", delete_canary=regime == "user")
     train = ctx.data.train
@@ -236,40 +336,53 @@ def _popularity_by_hand(params, regime):
 
 
 def _fake_row(cell):
-    return dict(zip(bg.KEY, cell)) | {c: 0.0 for c in bg.COLUMNS[5:]}
+    return dict(zip(KEY, cell)) | {c: 0.0 for c in COLUMNS[5:]}
 
 
 def test_the_report_says_where_tru_beats_the_other_approximate_methods_and_where_not():
     def row(seed, method, retain, forget):
-        return {**dict(zip(bg.KEY, ("d", "mgcn", "user", seed, method))), **{c: 0.0 for c in bg.COLUMNS[5:]},
-                "retain_recall@20": retain, "forget_recall@20": forget, "seconds": 1.0}
+        return {
+            **dict(zip(KEY, ("d", "mgcn", "user", seed, method))),
+            **{c: 0.0 for c in COLUMNS[5:]},
+            "retain_recall@20": retain,
+            "forget_recall@20": forget,
+            "seconds": 1.0,
+        }
 
     rows = []
     for seed, jitter in ((1, 0.0), (2, 0.002)):
-        rows += [row(seed, "original", 0.20, 0.80), row(seed, "popularity", 0.10, 0.03), row(seed, "retrain", 0.20, 0.05),
-                 row(seed, "tru", 0.199 + jitter, 0.06 + jitter),
-                 row(seed, "reverse_repair", 0.150 + jitter, 0.061 - jitter),  # TRU: far ahead on retain, tie on forget
-                 row(seed, "scalegun", 0.170, 0.040 + jitter),                 # over-forgets: lowest forget
-                 # not one of the article's baselines: in the tables, never the one TRU is judged against
-                 row(seed, "gradient_ascent", 0.300, 0.001)]
-    checks = bg.claim_check(bg.summarise(rows))
+        rows += [
+            row(seed, "original", 0.20, 0.80),
+            row(seed, "popularity", 0.10, 0.03),
+            row(seed, "retrain", 0.20, 0.05),
+            row(seed, "tru", 0.199 + jitter, 0.06 + jitter),
+            row(seed, "reverse_repair", 0.150 + jitter, 0.061 - jitter),  # TRU: far ahead on retain, tie on forget
+            row(seed, "scalegun", 0.170, 0.040 + jitter),  # over-forgets: lowest forget
+            # not one of the article's baselines: in the tables, never the one TRU is judged against
+            row(seed, "gradient_ascent", 0.300, 0.001),
+        ]
+    checks = claim_check(summarise(rows))
     assert len(checks) == 1
     c = checks[0]
     assert c["retain_best_other"] == "scalegun" and c["retain_margin"] == pytest.approx(0.030)
     assert c["forget_best_other"] == "scalegun" and c["forget_margin"] == pytest.approx(0.020)
-    assert c["forget_retrain"] == pytest.approx(0.05) and c["forget_popularity"] == pytest.approx(0.03) and c["seeds"] == 2
+    assert (
+        c["forget_retrain"] == pytest.approx(0.05) and c["forget_popularity"] == pytest.approx(0.03) and c["seeds"] == 2
+    )
     # nearest Retrain's forget (0.05): ScaleGUN's 0.041 (gap 0.009), then MMRecUn's 0.060, then TRU's 0.061
     assert c["retrain_gap_tru"] == pytest.approx(0.011) and c["retrain_gap_closest_other"] == "scalegun"
     assert c["retrain_gap_best_other"] == pytest.approx(0.009)
-    text = bg.report_markdown(rows)
+    text = report_markdown(rows)
     line = next(x for x in text.splitlines() if x.startswith("| d · mgcn · user (2)"))
     assert line.split("|")[2].strip() == "yes" and line.split("|")[4].strip() == "**no**"
     assert line.split("|")[6].strip() == "0.0610 / 0.0500 / 0.0300"  # TRU / Retrain / Popularity forget
     assert line.split("|")[7].strip().startswith("**no** (gap 0.0110 vs 0.0090, ScaleGUN)")
     # and in a few lines under the table: per axis, the count of settings and those TRU is behind in
-    tally = text[text.index("In short, over 1 setting,"):].splitlines()
+    tally = text[text.index("In short, over 1 setting,") :].splitlines()
     assert tally[2] == "* keeps retain Recall@20 higher: ahead in 1, level in 0, behind in 0."
     assert tally[3] == "* has lower forget Recall@20: ahead in 0, level in 0, behind in 1 (d · mgcn · user)."
-    assert tally[4] == "* lands nearest Retrain's forget Recall@20: ahead in 0, level in 0, behind in 1 (d · mgcn · user)."
+    assert (
+        tally[4] == "* lands nearest Retrain's forget Recall@20: ahead in 0, level in 0, behind in 1 (d · mgcn · user)."
+    )
     # a setting without TRU or without another approximate method is not judged
-    assert bg.claim_check(bg.summarise([r for r in rows if r["method"] != "tru"])) == []
+    assert claim_check(summarise([r for r in rows if r["method"] != "tru"])) == []

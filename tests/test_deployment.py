@@ -12,8 +12,8 @@ import time
 
 import pandas as pd
 import pytest
-
-from conftest import BIN, copy_repo, run, tool_env as env
+from conftest import BIN, copy_repo, run
+from conftest import tool_env as env
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +45,14 @@ def test_cron_deployment_on_a_real_server_runs_the_flow(repo, tmp_path):
     os.environ["PREFECT_HOME"] = str(home)  # the server's SQLite database lives here, not in ~/.prefect
     try:
         with local_server(port=port, log=str(tmp_path / "server.log")) as url:
-            served = subprocess.Popen([str(BIN / "tru"), "serve", "--cron", "30 3 * * *", "--timezone", "Europe/Berlin"],
-                                      cwd=repo, env=env(PREFECT_API_URL=url, PREFECT_HOME=str(home)),
-                                      stdout=open(tmp_path / "serve.log", "w"), stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+            served = subprocess.Popen(
+                [str(BIN / "tru"), "serve", "--cron", "30 3 * * *", "--timezone", "Europe/Berlin"],
+                cwd=repo,
+                env=env(PREFECT_API_URL=url, PREFECT_HOME=str(home)),
+                stdout=open(tmp_path / "serve.log", "w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             try:
                 with get_client(sync_client=True) as client:
                     deadline = time.monotonic() + 120
@@ -86,7 +90,7 @@ def test_benchmark_cells_run_in_parallel_on_a_dask_cluster(repo, harness, monkey
     (two worker processes); the thread runner takes the same path with another runner."""
     runner = "dask"
     from flows.bench import grid_runner
-    from tru.bench import bench_unlearn
+    from tru.bench.unlearn import bench_unlearn
     from tru.config import load_params
 
     monkeypatch.chdir(repo)
@@ -104,5 +108,7 @@ def test_benchmark_cells_run_in_parallel_on_a_dask_cluster(repo, harness, monkey
     seq = tmp_path / "seq.csv"
     bench_unlearn(params, seq, [1], ["user"], ["gradient_ascent"])
     cols = ["seed", "method", "retain_recall@20", "forget_recall@20"]
-    pd.testing.assert_frame_equal(pd.read_csv(seq)[cols].sort_values(cols[:2]).reset_index(drop=True),
-                                  got[cols].sort_values(cols[:2]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(seq)[cols].sort_values(cols[:2]).reset_index(drop=True),
+        got[cols].sort_values(cols[:2]).reset_index(drop=True),
+    )

@@ -1,0 +1,124 @@
+"""The grid's report: the results summarised per setting and method (mean and spread over
+seeds), README.md with the tables in the article's layout and the claim's verdicts, and the plots."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tru.bench.grid.claims import claim_markdown
+from tru.bench.grid.plots import plot_frontier, plot_time
+from tru.bench.grid.spec import COLUMNS, LABELS, METHOD_ORDER, REFERENCE, Grid
+
+
+def summarise(rows: list[dict]) -> pd.DataFrame:
+    """Mean and spread over seeds per (dataset, backbone, regime, method) of the grid's `rows`,
+    with retain as a share of the original's and seconds as a share of the retrain's (per seed,
+    then averaged): one row per group, `<metric>_mean`, `<metric>_std` and `seeds`."""
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    if df.empty:
+        return df
+    for c in COLUMNS[5:]:
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    setting = ["dataset", "backbone", "regime", "seed"]
+    orig = df[df.method == "original"].set_index(setting)["retain_recall@20"]
+    ret = df[df.method == "retrain"].set_index(setting)["seconds"]
+    idx = pd.MultiIndex.from_frame(df[setting])
+    with np.errstate(divide="ignore", invalid="ignore"):  # a reference of 0 or missing: no share (NaN, shown as –)
+        df["retain_pct_of_original"] = 100 * df["retain_recall@20"].to_numpy() / orig.reindex(idx).to_numpy()
+        df["time_pct_of_retrain"] = 100 * df["seconds"].to_numpy() / ret.reindex(idx).to_numpy()
+    df = df.replace([np.inf, -np.inf], np.nan)
+    metrics = [
+        "retain_recall@20",
+        "retain_ndcg@20",
+        "forget_recall@20",
+        "forget_ndcg@20",
+        "mia_balanced_accuracy",
+        "backdoor_asr",
+        "backdoor_lift",
+        "seconds",
+        "retain_pct_of_original",
+        "time_pct_of_retrain",
+    ]
+    g = df.groupby(["dataset", "backbone", "regime", "method"], sort=False)[metrics]
+    mean, std = g.mean(), g.std(ddof=0)
+    mean.columns = [f"{c}_mean" for c in mean.columns]
+    std.columns = [f"{c}_std" for c in std.columns]
+    out = mean.join(std).join(g.size().rename("seeds")).reset_index()
+    return out
+
+
+def _cell(mean, std, digits: int, seeds: int) -> str:
+    """A table cell: the mean (± the spread over seeds when there are several), "–" for NaN."""
+    if mean is None or mean != mean:  # NaN
+        return "–"
+    if seeds > 1 and std == std:
+        return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}"
+
+
+def _summary_cell(r, seeds: int, col: str, digits: int = 4) -> str:
+    """The table cell of metric `col` in the summary row `r` (over `seeds` seeds)."""
+    return _cell(r[f"{col}_mean"], r[f"{col}_std"], digits, seeds)
+
+
+def report_markdown(rows: list[dict], grid: Grid | None = None) -> str:
+    """The report (Markdown) of the grid's `rows`: the tables in the article's layout, one per
+    (dataset, backbone, regime), methods as rows; Retain and Forget Recall@20/NDCG@20, then the
+    audits and the cost; then the claim's section and the plots. `grid` names the datasets."""
+    s = summarise(rows)
+    lines = [
+        "# The comparison grid",
+        "",
+        "Written by `tru bench grid` from `results.csv` (one row per cell; mean ± spread over seeds). "
+        "Retain: retained users' test rows; Forget: the deleted interactions (docs: Audits and evidence). "
+        "MIA: best membership attack's balanced accuracy (0.5 = chance). ASR: backdoor attack success rate "
+        "(datasets with the canary, user-level); lift: ASR minus the top-20 share of items of the target's "
+        "real popularity (0 = the backdoor is gone; tru/audit/canary.py). "
+        "Time: erase + repair as a share of Retrain's. Popularity: the retained items' training counts, one "
+        "ranking for every user (no model, so no attack and no time): where a user the model knows nothing "
+        "about lands, the reference for a deleted user's forget R@20 besides Retrain's.",
+        "",
+    ]
+    if s.empty:
+        return "\n".join(lines + ["No finished cells yet."]) + "\n"
+    labels = {k: v.label for k, v in grid.datasets.items()} if grid else {}
+    for (dataset, backbone, regime), sub in s.groupby(["dataset", "backbone", "regime"], sort=False):
+        sub = sub.set_index("method")
+        n = int(sub["seeds"].max())
+        lines += [
+            f"## {labels.get(dataset, dataset)} · {backbone.upper() if backbone == 'mgcn' else 'MIG-GT'} · "
+            f"{regime}-level ({n} seed{'s' if n > 1 else ''})",
+            "",
+            "| Method | Retain R@20 | Retain N@20 | Forget R@20 | Forget N@20 | MIA BA | ASR | ASR lift | "
+            "Retain % of Original | Time % of Retrain |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for m in [m for m in METHOD_ORDER if m in sub.index] + [m for m in sub.index if m not in METHOD_ORDER]:
+            r = sub.loc[m]
+            k = int(r["seeds"])
+            c = partial(_summary_cell, r, k)
+            lines.append(
+                f"| {LABELS.get(m, m)} | {c('retain_recall@20')} | {c('retain_ndcg@20')} | "
+                f"{c('forget_recall@20')} | {c('forget_ndcg@20')} | {c('mia_balanced_accuracy', 3)} | "
+                f"{c('backdoor_asr', 3)} | {c('backdoor_lift', 3)} | {c('retain_pct_of_original', 1)} | "
+                f"{'–' if m in REFERENCE + ('retrain',) else c('time_pct_of_retrain', 1)} |"
+            )
+        lines.append("")
+    lines += claim_markdown(s, labels)
+    lines += ["![retain vs forget](results_frontier.png)", "", "![time vs retrain](results_time.png)", ""]
+    return "\n".join(lines)
+
+
+def write_report(rows: list[dict], grid: Grid | None, folder: str | Path) -> None:
+    """Write the report of the grid's `rows` to `folder`: README.md and (with rows) the two plots."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "README.md").write_text(report_markdown(rows, grid))
+    s = summarise(rows)
+    if not s.empty:
+        plot_frontier(s, folder / "results_frontier.png")
+        plot_time(s, folder / "results_time.png")

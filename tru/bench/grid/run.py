@@ -1,0 +1,245 @@
+"""Running the grid: each dataset prepared once under `root/<dataset>/` (its MMRec folder, its
+split, one base model per backbone) and reused while its inputs are unchanged, then every cell
+not yet in the results CSV, each in a fresh child process, then the report.
+
+A cell is one deletion drawn with its seed (tru.bench.unlearn.regime_context), erased by one
+method (tru.bench.unlearn.erase_variant: the method, then the final repair for approximate
+ones), and measured: retain and forget Recall@20/NDCG@20 (docs: Audits and evidence), the membership
+attack (tru.audit.mia, the same attack `tru audit` runs), the backdoor attack success rate when
+the dataset carries the canary, seconds and peak RSS. The `popularity` reference cell ranks by
+the retained items' training counts: ranking metrics only, no model to attack.
+
+The `pipeline` dataset is the default pipeline's own split (data/split) and base model, as the
+other benchmarks use them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from pydantic import ValidationError
+
+from tru import paths
+from tru.audit import canary as canary_mod
+from tru.bench.grid.report import write_report
+from tru.bench.grid.spec import DatasetSpec, Grid, pending, results_store, validation_reasons
+from tru.bench.process import in_child, peak_rss_mb
+from tru.bench.unlearn import bench_base_model, erase_variant, regime_context
+from tru.config import Params, TrainParams, with_backbone
+from tru.data.synth import SCALES
+from tru.errors import ConfigError, DataError
+from tru.io import read_json, write_json
+from tru.metrics import popularity_scores
+from tru.stages.data import featurize_stage, fetch_stage, split_stage
+
+# --------------------------------------------------------------------------- datasets
+
+
+def _dataset_params(params: Params, name: str, spec: DatasetSpec) -> Params:
+    """The params a dataset is prepared and trained with: the pipeline's, with the dataset's
+    source and the canary switch of the grid."""
+    raw = params.model_dump()
+    if spec.source != "pipeline":
+        raw["data"] = {**raw["data"], "source": spec.source, "name": name, "mmrec_dir": spec.mmrec_dir}
+        if spec.source == "synthetic" and spec.scale != "params":
+            raw["synthetic"] = SCALES[spec.scale].model_dump()
+    raw["canary"] = {**raw["canary"], "enabled": spec.canary}
+    return Params.model_validate(raw)
+
+
+def with_train(params: Params, spec: DatasetSpec) -> Params:
+    """`params` with the dataset's train overrides for its backbone, validated again (a bad
+    value is an error naming it). The base model's checkpoint records the recipe, so a changed
+    override trains it again."""
+    over = spec.train.get(params.model.backbone)
+    if not over:
+        return params
+    try:
+        train = TrainParams.model_validate({**params.train.model_dump(), **over})
+    except ValidationError as err:
+        raise ConfigError(f"grid dataset train.{params.model.backbone}: {validation_reasons(err)}") from None
+    return params.model_copy(update={"train": train})
+
+
+def prepare_dataset(params: Params, name: str, spec: DatasetSpec, root: str | Path) -> tuple[Params, Path]:
+    """The dataset's params and split folder, built under root/<name>/ unless already there
+    from the same inputs (a stamp holds what they were)."""
+    p = _dataset_params(params, name, spec)
+    if spec.source == "pipeline":
+        split = paths.SPLIT
+        if not (split / "split.json").is_file():
+            raise DataError(f"{split} is missing: run `make run` (or `dvc repro split`) before the grid")
+        if bool(read_json(split / "split.json").get("canary")) != spec.canary:
+            raise DataError(
+                f"dataset {name!r}: canary: {str(spec.canary).lower()} in the grid, but the pipeline's "
+                f"split was built with canary.enabled {str(not spec.canary).lower()}"
+            )
+        return p, split
+    folder = Path(root) / name
+    stamp_path = folder / "prepared.json"
+    # in JSON form, as the stamp file holds it (a tuple field dumped as is never equals its list);
+    # the train overrides shape the base models (their checkpoints record the recipe), not the data
+    stamp = {"spec": spec.model_dump(mode="json", exclude={"train"}), "seed": p.seed} | {
+        k: getattr(p, k).model_dump(mode="json") for k in ("data", "synthetic", "featurize", "fetch", "split", "canary")
+    }
+    split = folder / "split"
+    if stamp_path.is_file() and read_json(stamp_path) == stamp and (split / "split.json").is_file():
+        return p, split
+    print(f"preparing dataset {name} ({spec.label}) under {folder}", flush=True)
+    raw_dir, ds = folder / "raw", folder / "dataset"
+    fetch_stage(p, raw_dir)
+    featurize_stage(p, raw_dir, ds)
+    split_stage(p, ds, split)
+    write_json(stamp_path, stamp)
+    return p, split
+
+
+def base_checkpoint(
+    params: Params, name: str, spec: DatasetSpec, split: Path, root: str | Path, pipeline_backbone: str
+) -> str:
+    """The base model a dataset's cells start from (trained once per backbone), as a folder. The
+    pipeline dataset's is the pipeline's own for its backbone, as the other benchmarks use."""
+    if spec.source == "pipeline":
+        # the pipeline's own model, unless the grid trains this backbone with another recipe
+        if params.model.backbone == pipeline_backbone and not spec.train.get(pipeline_backbone):
+            if not (paths.BASE_MODEL / "checkpoint.json").is_file():
+                raise DataError(f"{paths.BASE_MODEL} is missing: run `make run` (or `dvc repro train`) before the grid")
+            return str(paths.BASE_MODEL)
+        return bench_base_model(params, split, paths.BENCH_SCRATCH)
+    return bench_base_model(params, split, Path(root) / name)
+
+
+# --------------------------------------------------------------------------- one cell
+
+
+def _grid_cell(
+    params_json: str,
+    split_dir: str,
+    checkpoint: str,
+    dataset: str,
+    regime: str,
+    seed: int,
+    method: str,
+    resume: str | None = None,
+) -> dict:
+    """One cell in this process (grid_cell runs it in a child): the deletion drawn with `seed`,
+    erased by `method`, measured; its CSV row. `resume`: the exact methods' snapshot folder."""
+    # why: they load scikit-learn, which `tru bench grid --list` and --report-only do not need
+    from tru.audit.mia import best_balanced_accuracy, membership_audit
+    from tru.stages.context import batch_metrics
+
+    params = Params.model_validate_json(params_json)
+    canary = canary_mod.load(split_dir)
+    # with a canary, a user-level deletion also deletes its fake users: the attack success
+    # rate then says whether the erasure removed the backdoor
+    ctx = regime_context(params, regime, seed, split_dir, checkpoint, delete_canary=bool(canary) and regime == "user")
+    ctx.resume = None if resume is None else Path(resume)
+    run: dict  # erase_variant's: the model (none for popularity), seconds, epochs, repair epochs
+    if method == "popularity":  # a ranking, not a model: no audit to run, nothing timed
+        run, mia = {"seconds": 0.0, "epochs": 0, "repair_epochs": 0}, None
+        m = batch_metrics(None, ctx, score=popularity_scores(ctx.data.train, ctx.data.n_items))
+    else:
+        run = erase_variant(params, ctx, method)
+        model = run["model"]
+        if method != "original":
+            model.set_graph(ctx.data.train, ctx.data.active_items)
+        model.eval()
+        m = batch_metrics(model, ctx)
+        ap = params.audit
+        mia = membership_audit(
+            {"model": model},
+            ctx.base,
+            *ctx.membership_pairs(),
+            ctx.data.train,
+            ctx.data.n_users,
+            ctx.data.candidates,
+            ctx.seed,
+            ap.mia.folds,
+            ap.mia.bootstrap,
+            ap.mia.max_per_class,
+        )["models"].get("model")
+    bd = {}
+    if canary and regime == "user" and method != "popularity":
+        fake = np.asarray(canary["fake_users"], np.int64)
+        normal = np.setdiff1d(np.unique(ctx.data.train[:, 0]), fake)
+        bd = canary_mod.backdoor_metrics(
+            model, canary, normal, ctx.data.train, ctx.data.n_users, ap.k, candidates=ctx.data.candidates
+        )
+    row = {
+        "dataset": dataset,
+        "backbone": params.model.backbone,
+        "regime": regime,
+        "seed": seed,
+        "method": method,
+        "retain_recall@20": m["retain"]["recall@20"],
+        "retain_ndcg@20": m["retain"]["ndcg@20"],
+        "forget_recall@20": m["forget"]["recall@20"],
+        "forget_ndcg@20": m["forget"]["ndcg@20"],
+        "mia_balanced_accuracy": None if mia is None else best_balanced_accuracy(mia),
+        "backdoor_asr": bd.get("asr"),
+        "backdoor_lift": bd.get("lift"),
+        "seconds": round(run["seconds"], 2),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "epochs": run["epochs"],
+        "repair_epochs": run["repair_epochs"],
+        "forget_pairs": int(len(ctx.forget)),
+        "users": int(ctx.data.n_users),
+        "items": int(ctx.data.n_items),
+        "train_interactions": int(len(ctx.prior.train)),
+    }
+    if resume is not None:  # the row is complete: a rerun of this cell starts afresh
+        shutil.rmtree(resume, ignore_errors=True)
+    return row
+
+
+def grid_cell(params_json: str, split_dir: str, checkpoint: str, cell: tuple, resume: str | None = None) -> dict:
+    """One cell (a KEY tuple) in a fresh child process (its peak RSS is its own): its CSV row.
+    With `resume` (a folder), exact methods snapshot their training there and a killed cell
+    continues from it."""
+    dataset, _, regime, seed, method = cell
+    return in_child(_grid_cell, params_json, split_dir, checkpoint, dataset, regime, int(seed), method, resume)
+
+
+def resume_folder(root: str | Path, cell: tuple) -> str:
+    """Where a cell's exact methods keep their resume snapshots (under the grid's root)."""
+    return str(Path(root) / "resume" / "-".join(str(v) for v in cell))
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+def run_grid(
+    params: Params, grid: Grid, only: dict[str, list[str]] | None = None, run_cells=None, report: bool = True
+) -> list[dict]:
+    """Run every cell of `grid` not yet in its CSV (optionally only those matching `only`:
+    column -> allowed values), dataset by dataset; then write the report. Returns the rows
+    recorded (those read at the start and those this run added).
+
+    `run_cells(jobs, out, done)` runs a list of (params_json, split_dir, checkpoint, cell, resume)
+    and records each with results_store(out).record; default: one after another here.
+    flows/bench.py runs them as Prefect tasks on a configurable task runner."""
+    out = Path(grid.out)
+    store = results_store(out)
+    done = store.read()
+    todo = pending(grid, done, only)
+    print(f"grid: {len(grid.cells())} cells, {len(store.finished(done))} done, {len(todo)} to run now", flush=True)
+    by_setup: dict[tuple, list[tuple]] = {}
+    for c in todo:
+        by_setup.setdefault((c[0], c[1]), []).append(c)
+    jobs = []
+    for (dataset, backbone), cells in by_setup.items():
+        spec = grid.datasets[dataset]
+        p, split = prepare_dataset(params, dataset, spec, grid.root)
+        p = with_train(with_backbone(p, backbone), spec)
+        checkpoint = base_checkpoint(p, dataset, spec, split, grid.root, params.model.backbone)
+        jobs += [(p.model_dump_json(), str(split), checkpoint, c, resume_folder(grid.root, c)) for c in cells]
+    if run_cells is None:
+        for pj, split_dir, ck, c, resume in jobs:
+            store.record(done, grid_cell(pj, split_dir, ck, c, resume))
+    else:
+        run_cells(jobs, out, done)
+    if report:
+        write_report(store.read(), grid, out.parent)
+    return done

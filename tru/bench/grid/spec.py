@@ -1,0 +1,246 @@
+"""The comparison grid's vocabulary: the grid file's schema (datasets, blocks of datasets x
+backbones x regimes x methods x seeds), its cells, the results CSV's columns and store, what is
+left to run (`--only`, `--list`), and the methods' order and labels in the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from tru import paths
+from tru.bench.store import ResultsStore
+from tru.bench.unlearn import REGIMES, VARIANTS
+from tru.config import Section, TrainParams
+from tru.errors import ConfigError
+
+KEY = ("dataset", "backbone", "regime", "seed", "method")
+REFERENCE = ("original", "popularity")  # measured in every setting; not erasure methods
+COLUMNS = KEY + (
+    "retain_recall@20",
+    "retain_ndcg@20",
+    "forget_recall@20",
+    "forget_ndcg@20",
+    "mia_balanced_accuracy",
+    "backdoor_asr",
+    "backdoor_lift",
+    "seconds",
+    "peak_rss_mb",
+    "epochs",
+    "repair_epochs",
+    "forget_pairs",
+    "users",
+    "items",
+    "train_interactions",
+)
+
+METHOD_ORDER = [
+    "original",
+    "popularity",
+    "retrain",
+    "ultrare",
+    "reverse_repair",
+    "gradient_ascent",
+    "multidelete",
+    "scalegun",
+    "tru",
+    "tru_no_gate",
+    "tru_no_scaling",
+    "tru_no_selection",
+    "tru_no_exact",
+    "reverse_repair_no_exact",
+]
+LABELS = {
+    "original": "Original",
+    "popularity": "Popularity (no user data)",
+    "retrain": "Retrain",
+    "ultrare": "UltraRE",
+    "reverse_repair": "MMRecUn (reverse-repair)",
+    "gradient_ascent": "Gradient ascent",
+    "multidelete": "MultiDelete",
+    "scalegun": "ScaleGUN",
+    "tru": "**TRU**",
+    "tru_no_gate": "TRU w/o gate",
+    "tru_no_scaling": "TRU w/o scaling",
+    "tru_no_selection": "TRU w/o selection",
+    "tru_no_exact": "TRU w/o exact step",
+    "reverse_repair_no_exact": "MMRecUn w/o exact step",
+}
+
+
+class DatasetSpec(Section):
+    """One dataset of the grid: where it comes from and how its base models are trained."""
+
+    label: str  # the name the report prints
+    source: Literal["pipeline", "movielens-100k", "movielens-1m", "synthetic", "mmrec"]
+    scale: Literal["tiny", "baby", "params"] = "params"  # synthetic: tru.data.synth.SCALES or params.synthetic
+    mmrec_dir: str = ""  # mmrec: an MMRec-format folder
+    canary: bool = False  # inject the backdoor canary into this dataset's split
+    # per backbone, `train` keys laid over params.yaml's recipe for this dataset's base model,
+    # its Retrain and UltraRE's shards (e.g. MIG-GT's own large-dataset recipe)
+    train: dict[Literal["mgcn", "miggt"], dict[str, Any]] = {}
+
+    @model_validator(mode="after")
+    def _needs(self) -> DatasetSpec:
+        if self.source == "mmrec" and not self.mmrec_dir:
+            raise ValueError("source mmrec needs mmrec_dir")
+        for backbone, over in self.train.items():
+            unknown = sorted(set(over) - set(TrainParams.model_fields))
+            if unknown:
+                raise ValueError(
+                    f"train.{backbone}: unknown key(s) {unknown}; choose from {sorted(TrainParams.model_fields)}"
+                )
+        return self
+
+
+class Block(Section):
+    """A block of the grid: every combination of its datasets, backbones, regimes, methods and seeds."""
+
+    datasets: list[str] = Field(min_length=1)
+    backbones: list[Literal["mgcn", "miggt"]] = Field(min_length=1)
+    regimes: list[str] = Field(min_length=1)
+    methods: list[str] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+
+    @field_validator("regimes")
+    @classmethod
+    def _regimes(cls, v: list[str]) -> list[str]:
+        bad = [r for r in v if r not in REGIMES]
+        if bad:
+            raise ValueError(f"unknown regime(s) {bad}; choose from {sorted(REGIMES)}")
+        return v
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if m not in REFERENCE and m not in VARIANTS]
+        if bad:
+            raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(REFERENCE + tuple(VARIANTS))}")
+        return v
+
+
+class Grid(Section):
+    """The grid file: where prepared datasets and results go, the datasets, and the blocks."""
+
+    root: str = str(paths.BENCH_SCRATCH / "grid")  # prepared datasets and base models (not committed)
+    out: str = str(paths.BENCH_REPORTS / "results.csv")
+    datasets: dict[str, DatasetSpec]
+    blocks: list[Block] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_datasets(self) -> Grid:
+        for b in self.blocks:
+            missing = [d for d in b.datasets if d not in self.datasets]
+            if missing:
+                raise ValueError(f"block names dataset(s) {missing} not under `datasets`")
+        return self
+
+    def cells(self) -> list[tuple]:
+        """Every cell once, in the file's order; the references (`original`, the base model
+        measured, and `popularity`) first in each setting so that the report always has them."""
+        seen, out = set(), []
+        for b in self.blocks:
+            for d in b.datasets:
+                for bb in b.backbones:
+                    for seed in b.seeds:
+                        for r in b.regimes:
+                            for m in list(REFERENCE) + [m for m in b.methods if m not in REFERENCE]:
+                                key = (d, bb, r, seed, m)
+                                if key not in seen:
+                                    seen.add(key)
+                                    out.append(key)
+        return out
+
+
+def load_grid(path: str | Path) -> Grid:
+    """The grid file at `path`, validated; a missing, malformed or invalid file is a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: grid file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        return Grid.model_validate(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+    except ValidationError as err:
+        raise ConfigError(f"{path}: {validation_reasons(err)}") from None
+
+
+def validation_reasons(err: ValidationError) -> str:
+    """A validation error in one line: `field.path: message` per error, `; `-separated."""
+    return "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors())
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _fixed(v: float | None, k: int = 4) -> str:
+    """`v` with `k` decimals, "-" for None."""
+    return "-" if v is None else f"{v:.{k}f}"
+
+
+def _progress(row: dict) -> str:
+    """The line printed when a cell's row is recorded."""
+    return (
+        f"{row['dataset']:8s} {row['backbone']:6s} {row['regime']:12s} seed {row['seed']} {row['method']:24s} "
+        f"retain R@20 {_fixed(row['retain_recall@20'])}  forget R@20 {_fixed(row['forget_recall@20'])}  "
+        f"MIA BA {_fixed(row['mia_balanced_accuracy'], 3)}  {row['seconds']:.1f} s"
+    )
+
+
+def results_store(out: str | Path) -> ResultsStore:
+    """The grid's results CSV at `out`: one row per cell, COLUMNS in order, empty fields as None."""
+    return ResultsStore(Path(out), KEY, _progress, columns=COLUMNS, blank_as_none=True)
+
+
+def read_results(out: str | Path) -> list[dict]:
+    """The grid's finished rows in the CSV at `out` (none while it does not exist)."""
+    return results_store(out).read()
+
+
+def pending(grid: Grid, done: list[dict], only: dict[str, list[str]] | None = None) -> list[tuple]:
+    """The grid's cells without a row in `done` yet (matching `only`), in run order. A value in
+    `only` that no cell of the grid has is an error naming it (a typo would otherwise run nothing)."""
+    cells = grid.cells()
+    for key, allowed in (only or {}).items():
+        have = {str(c[KEY.index(key)]) for c in cells}
+        unknown = [v for v in allowed if str(v) not in have]
+        if unknown:
+            raise ConfigError(
+                f"--only {key}={'+'.join(map(str, allowed))}: the grid has no {key} "
+                f"{', '.join(map(repr, unknown))} (it has {', '.join(sorted(have))})"
+            )
+    finished = results_store(grid.out).finished(done)
+    return [c for c in cells if c not in finished and cell_matches(c, only)]
+
+
+def pending_table(todo: list[tuple]) -> str:
+    """What is left to run, one line per dataset x backbone x regime x seed: the methods."""
+    groups: dict[tuple, list[str]] = {}
+    for c in todo:
+        groups.setdefault(c[:4], []).append(c[4])
+    lines = [f"{len(todo)} cell(s) to run"]
+    lines += [f"  {d} {bb} {r} seed {seed}: {', '.join(ms)}" for (d, bb, r, seed), ms in groups.items()]
+    return "\n".join(lines)
+
+
+def cell_matches(cell: tuple, only: dict[str, list[str]] | None) -> bool:
+    """Whether `cell` (a KEY tuple) has one of the allowed values in every column of `only`
+    (values compared as text; no `only`: every cell matches)."""
+    if not only:
+        return True
+    values = dict(zip(KEY, cell))
+    return all(str(values[k]) in {str(x) for x in allowed} for k, allowed in only.items())
+
+
+def parse_only(text: str) -> dict[str, list[str]]:
+    """`dataset=ml100k,backbone=mgcn+miggt` -> {"dataset": ["ml100k"], "backbone": ["mgcn", "miggt"]}."""
+    out: dict[str, list[str]] = {}
+    for part in filter(None, (s.strip() for s in text.split(","))):
+        key, sep, values = part.partition("=")
+        if not sep or key not in KEY or not values:
+            raise ConfigError(f"--only {text!r}: expected column=value[+value] with column one of {', '.join(KEY)}")
+        out[key] = values.split("+")
+    return out

@@ -1,0 +1,36 @@
+"""Where a benchmark measures: a fresh child process per measured run (so that its peak RSS is
+its own), that process's peak RSS, and the host's matrix-multiply speed."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import time
+
+import torch
+
+
+def peak_rss_mb() -> float:
+    """The peak resident set size of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def in_child(fn, *args):
+    """`fn(*args)` run in a fresh spawned child process; its return value (picklable)."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+def host_gemm_gflops(threads: int, size: int = 1024, seconds: float = 2.0) -> float:
+    """The host's float32 matrix-multiply speed (GFLOP/s) with the training's thread count: seconds
+    per epoch measured on two hosts of the same kind differ with it (cloud CPUs of one kind have
+    differed by 2x here), so the benchmark records it beside them."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        n += 1
+    return round(2 * size**3 * n / (time.perf_counter() - t0) / 1e9, 1)
