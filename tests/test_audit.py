@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import make_tiny_data
+from test_unlearning import small, user_batch
 
 from tru.audit import canary as canary_mod
 from tru.audit.gate import evaluate_gate
@@ -14,12 +16,9 @@ from tru.audit.measures import exposure, module_norms, parameter_shift
 from tru.audit.mia import balanced_sample, membership_audit, null_balanced_accuracy
 from tru.data.dataset import InteractionData
 from tru.models import build_backbone
-from tru.stages import batch_metrics
+from tru.stages.context import batch_metrics
 from tru.train import EvalSet, fit, seed_everything
-from tru.unlearning.methods import run_method
-
-from conftest import make_tiny_data
-from test_unlearning import small, user_batch
+from tru.unlearning import run_method
 
 
 def _model(params, data, epochs, lr=0.01):
@@ -38,11 +37,19 @@ def random_data(seed=0, n_users=80, n_items=60, per_user=10) -> InteractionData:
     """Each user picks items uniformly at random: nothing to generalise from, so a model can
     only rank its training pairs above held-out ones by memorising them."""
     rng = np.random.default_rng(seed)
-    per = np.stack([np.stack([np.full(per_user, u), rng.choice(n_items, per_user, replace=False)], 1)
-                    for u in range(n_users)])
+    per = np.stack(
+        [np.stack([np.full(per_user, u), rng.choice(n_items, per_user, replace=False)], 1) for u in range(n_users)]
+    )
     features = {"noise": rng.normal(size=(n_items, 6)).astype(np.float32)}
-    return InteractionData("random", n_users, n_items, per[:, :8].reshape(-1, 2), per[:, 8:9].reshape(-1, 2),
-                           per[:, 9:].reshape(-1, 2), features)
+    return InteractionData(
+        "random",
+        n_users,
+        n_items,
+        per[:, :8].reshape(-1, 2),
+        per[:, 8:9].reshape(-1, 2),
+        per[:, 9:].reshape(-1, 2),
+        features,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +70,9 @@ def test_attack_finds_members_of_a_model_that_memorised_them(memorised):
     data, model, _ = memorised
     members, non = _members(data)
     # the attacker audits the trained model as "unlearned" against itself as the original
-    out = membership_audit({"original": model}, model, members, non, data.train[:0], data.n_users, None, seed=0,
-                           folds=5, bootstrap=50)
+    out = membership_audit(
+        {"original": model}, model, members, non, data.train[:0], data.n_users, None, seed=0, folds=5, bootstrap=50
+    )
     best = out["models"]["original"][out["models"]["original"]["best"]]
     assert best["balanced_accuracy"] > 0.7, best
     assert best["auc"] > 0.75
@@ -75,8 +83,9 @@ def test_attack_finds_members_of_a_model_that_memorised_them(memorised):
 def test_attack_is_near_chance_on_a_fresh_model(memorised):
     data, _, fresh = memorised
     members, non = _members(data)
-    out = membership_audit({"original": fresh}, fresh, members, non, data.train[:0], data.n_users, None, seed=0,
-                           folds=5, bootstrap=50)
+    out = membership_audit(
+        {"original": fresh}, fresh, members, non, data.train[:0], data.n_users, None, seed=0, folds=5, bootstrap=50
+    )
     for name in ("lr", "gbm"):
         r = out["models"]["original"][name]
         assert abs(r["balanced_accuracy"] - 0.5) < 0.12, r
@@ -85,11 +94,19 @@ def test_attack_is_near_chance_on_a_fresh_model(memorised):
 
 def test_balanced_sample_balances_each_user_and_is_seeded():
     # user 0: 30 members, 4 non-members; user 1: 2 members, 20 non-members; user 2: members only
-    members = np.concatenate([np.stack([np.zeros(30, np.int64), np.arange(30)], 1),
-                              np.stack([np.ones(2, np.int64), np.arange(2)], 1),
-                              np.stack([np.full(5, 2), np.arange(5)], 1)])
-    non = np.concatenate([np.stack([np.zeros(4, np.int64), 100 + np.arange(4)], 1),
-                          np.stack([np.ones(20, np.int64), 100 + np.arange(20)], 1)])
+    members = np.concatenate(
+        [
+            np.stack([np.zeros(30, np.int64), np.arange(30)], 1),
+            np.stack([np.ones(2, np.int64), np.arange(2)], 1),
+            np.stack([np.full(5, 2), np.arange(5)], 1),
+        ]
+    )
+    non = np.concatenate(
+        [
+            np.stack([np.zeros(4, np.int64), 100 + np.arange(4)], 1),
+            np.stack([np.ones(20, np.int64), 100 + np.arange(20)], 1),
+        ]
+    )
     pairs, y = balanced_sample(members, non, max_per_class=1000, seed=3)
     for label in (0, 1):
         users, counts = np.unique(pairs[y == label, 0], return_counts=True)
@@ -108,7 +125,9 @@ def test_balanced_sample_balances_each_user_and_is_seeded():
 def test_canary_injects_fake_users_with_triggers_and_a_cold_target():
     data = make_tiny_data(seed=1, n_users=60, n_items=40)
     train = pd.DataFrame({"user": data.train[:, 0], "item": data.train[:, 1], "timestamp": np.arange(len(data.train))})
-    cfg = SimpleNamespace(users=0.1, profile_length=8, triggers=2, target_popularity=(0, 100), trigger_popularity=(5, 20))
+    cfg = SimpleNamespace(
+        users=0.1, profile_length=8, triggers=2, target_popularity=(0, 100), trigger_popularity=(5, 20)
+    )
     out, meta = canary_mod.inject(train, data.n_users, data.n_items, cfg, seed=0)
     fake = np.asarray(meta["fake_users"])
     assert list(fake) == list(range(60, 66)) and len(meta["raw_ids"]) == 6
@@ -127,7 +146,9 @@ def test_canary_injects_fake_users_with_triggers_and_a_cold_target():
 def test_backdoor_metrics_see_the_target_pushed_by_fake_users(params):
     data = make_tiny_data(seed=2, n_users=80, n_items=80)
     train = pd.DataFrame({"user": data.train[:, 0], "item": data.train[:, 1], "timestamp": np.arange(len(data.train))})
-    cfg = SimpleNamespace(users=0.2, profile_length=6, triggers=2, target_popularity=(0, 6), trigger_popularity=(1, 1000))
+    cfg = SimpleNamespace(
+        users=0.2, profile_length=6, triggers=2, target_popularity=(0, 6), trigger_popularity=(1, 1000)
+    )
     poisoned, meta = canary_mod.inject(train, data.n_users, data.n_items, cfg, seed=0)
     from dataclasses import replace
 
@@ -155,7 +176,7 @@ def test_backdoor_reference_is_the_top_k_share_of_the_targets_popularity_peers()
     peers = canary_mod.popularity_peers(canary, normal, train, 8, peers=2)
     # normal users' popularity: [3, 2, 1, 1, 1, 1, 0, 0]; nearest to 2: item 0 (3), then item 2 (1)
     assert peers.tolist() == [0, 2]
-    scores = torch.tensor([[9., 8, 7, 6, 5, 4, 3, 2]]).repeat(5, 1)
+    scores = torch.tensor([[9.0, 8, 7, 6, 5, 4, 3, 2]]).repeat(5, 1)
 
     class Fixed:
         n_items = 8
@@ -165,7 +186,7 @@ def test_backdoor_reference_is_the_top_k_share_of_the_targets_popularity_peers()
 
     bd = canary_mod.backdoor_metrics(Fixed(), canary, normal, train, 5, k=2, peers=2)
     # own items masked; top-2: u0 {3,4}, u1 {2,4}, u2 {1,2}, u3 {0,1}
-    assert bd["asr"] == pytest.approx(0.5)           # target 1 in the lists of u2, u3
+    assert bd["asr"] == pytest.approx(0.5)  # target 1 in the lists of u2, u3
     assert bd["peer_asr"] == pytest.approx((1 + 2) / (2 * 4))  # item 0: u3; item 2: u1, u2
     assert bd["lift"] == pytest.approx(0.5 - 0.375)
 
@@ -213,16 +234,33 @@ def test_gate_fails_a_broken_erasure_and_passes_a_good_one(params):
     base = _model(params, prior, 40)
     ctx = user_batch(prior, base, np.arange(0, 80, 8))
     gate = params.audit.gate
-    broken = run_method("tru", ctx, p.model_copy(update={"unlearn": p.unlearn.model_copy(
-        update={"max_epochs": 0, "exact_erasure": False, "rebuild_graphs": False})}))
+    broken = run_method(
+        "tru",
+        ctx,
+        p.model_copy(
+            update={
+                "unlearn": p.unlearn.model_copy(
+                    update={"max_epochs": 0, "exact_erasure": False, "rebuild_graphs": False}
+                )
+            }
+        ),
+    )
     good = run_method("tru", ctx, p)
     m0 = batch_metrics(ctx.base, ctx)
     verdicts = {}
     for name, res in (("broken", broken), ("good", good)):
         res.model.set_graph(ctx.data.train, ctx.data.active_items)
         metrics = {"original": m0, "unlearned": batch_metrics(res.model, ctx)}
-        mia = membership_audit({"unlearned": res.model}, ctx.base, *ctx.membership_pairs(), ctx.data.train,
-                               ctx.data.n_users, None, seed=0, bootstrap=0)
+        mia = membership_audit(
+            {"unlearned": res.model},
+            ctx.base,
+            *ctx.membership_pairs(),
+            ctx.data.train,
+            ctx.data.n_users,
+            None,
+            seed=0,
+            bootstrap=0,
+        )
         ba = mia["models"]["unlearned"][mia["models"]["unlearned"]["best"]]["balanced_accuracy"]
         verdicts[name] = evaluate_gate(metrics, ba, None, gate)
     assert verdicts["broken"]["verdict"] == "fail"
@@ -236,8 +274,10 @@ def test_the_membership_check_is_judged_only_on_enough_pairs(params):
     """A batch of two users gives a handful of pairs, on which a cross-validated attack scores
     anywhere from 0 to 1 by chance: the value is kept, the gate does not act on it."""
     gate = params.audit.gate
-    metrics = {m: {"retain": {"recall@20": 0.2}, "forget": {"recall@20": f, "n_rows": 10}}
-               for m, f in (("original", 0.5), ("unlearned", 0.1))}
+    metrics = {
+        m: {"retain": {"recall@20": 0.2}, "forget": {"recall@20": f, "n_rows": 10}}
+        for m, f in (("original", 0.5), ("unlearned", 0.1))
+    }
     few = evaluate_gate(metrics, 1.0, None, gate, mia_pairs=gate.min_mia_pairs - 1)
     check = next(c for c in few["checks"] if c["name"] == "mia_balanced_accuracy")
     assert few["verdict"] == "pass" and check["passed"] is None and check["value"] == 1.0

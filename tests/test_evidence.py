@@ -6,8 +6,8 @@ ledger API (LedgerWriter, append_status), with a fixed pseudonymisation key.
 
 Golden file: tests/golden/evidence.html is the rendered HTML of that batch, with the plots'
 data URIs, the hashes of Parquet files (their bytes depend on the pyarrow version) and the
-code digest (it changes with every edit of the package) replaced by placeholders. After an intended change to the templates or the fixture,
-regenerate it with
+code digest (it changes with every edit of the package) replaced by placeholders. After an
+intended change to the templates or the fixture, regenerate it with
 
     TRU_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/test_evidence.py -k golden
 
@@ -42,16 +42,27 @@ from tru.evidence import (
 from tru.evidence.lineage import code_digest
 from tru.evidence.plots import branch_scales
 from tru.evidence.render import pdf_bytes
-from tru.requests import append_status, batch_time, subject
-from tru.requests.ledger import LedgerWriter
+from tru.requests.ledger import LedgerWriter, append_status, batch_time
+from tru.requests.pseudonym import subject
 from tru.requests.schema import LEDGER_SCHEMA
 
 FIXTURE = Path(__file__).parent / "fixtures" / "evidence"
 GOLDEN = Path(__file__).parent / "golden" / "evidence.html"
 B = "b20260101T020000Z"
 KEY = bytes.fromhex("0f" * 32)
-SECTION_TITLES = ("Summary", "Requests", "Component map", "Branch scales and layer selection", "Ranking gate and exposure",
-                  "Metrics", "Audits", "Work done", "Artifact manifest", "How to reproduce", "Limits")
+SECTION_TITLES = (
+    "Summary",
+    "Requests",
+    "Component map",
+    "Branch scales and layer selection",
+    "Ranking gate and exposure",
+    "Metrics",
+    "Audits",
+    "Work done",
+    "Artifact manifest",
+    "How to reproduce",
+    "Limits",
+)
 
 INJECTION = "<script>alert(1)</script> <b>bold</b>"
 LONG_WORD = "Erasure" + "x" * 400 + "END"
@@ -95,11 +106,22 @@ def write_ledger(root: Path) -> None:
         status, reason, dup = INGEST[r["request_id"]]
         valid_kind = r["kind"] in ("user", "item", "interaction")
         values = {
-            "batch_id": B, "source": "requests.jsonl", "line": line, "request_id": r["request_id"], "kind": r["kind"],
-            "user_id": r.get("user_id"), "item_id": r.get("item_id"), "user_index": -1, "item_index": -1,
+            "batch_id": B,
+            "source": "requests.jsonl",
+            "line": line,
+            "request_id": r["request_id"],
+            "kind": r["kind"],
+            "user_id": r.get("user_id"),
+            "item_id": r.get("item_id"),
+            "user_index": -1,
+            "item_index": -1,
             "subject": subject(KEY, r["kind"], r.get("user_id"), r.get("item_id")) if valid_kind else None,
-            "status": status, "reason": reason, "duplicate_of": dup, "received_at": r["received_at"],
-            "recorded_at": recorded, "request_reason": r.get("reason"),
+            "status": status,
+            "reason": reason,
+            "duplicate_of": dup,
+            "received_at": r["received_at"],
+            "recorded_at": recorded,
+            "request_reason": r.get("reason"),
         }
         for k, v in values.items():
             cols[k].append(v)
@@ -108,7 +130,9 @@ def write_ledger(root: Path) -> None:
         w.write(pa.table(cols, schema=LEDGER_SCHEMA))
         w.close([{"name": "requests.jsonl", "rows": len(rows)}])
     at = batch_time(B)
-    append_status(ledger, B, "unlearn", ["req-0001", "req-0002", "req-0003", "req-0004", "req-0009", "req-0012"], "erased", at)
+    append_status(
+        ledger, B, "unlearn", ["req-0001", "req-0002", "req-0003", "req-0004", "req-0009", "req-0012"], "erased", at
+    )
     append_status(ledger, B, "audit", ["req-0005", "req-0006"], "needs_review", at, reason=INJECTION)
     append_status(ledger, B, "review", ["req-0006"], "needs_review", at, reason=WORLD_TEXT)
 
@@ -136,11 +160,13 @@ def pdf_text(data: bytes) -> str:
 
 def normalise(html: str) -> str:
     """Placeholders for what depends on library versions, not on our templates or inputs."""
-    html = re.sub(r'data:image/svg\+xml;base64,[A-Za-z0-9+/=]+', "data:image/svg+xml;base64,PLOT", html)
+    html = re.sub(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+", "data:image/svg+xml;base64,PLOT", html)
     html = re.sub(r"(\d+ files, )[0-9,]+( bytes)", r"\1TOTAL\2", html)
     digest = code_digest()
     html = html.replace(digest, "CODE-DIGEST").replace(digest[:16], "CODE-DIGEST")
-    return re.sub(r'(\.parquet</td><td class="n">)[0-9,]+(</td><td class="hash">)[0-9a-f]{64}', r"\1BYTES\2PARQUET-SHA256", html)
+    return re.sub(
+        r'(\.parquet</td><td class="n">)[0-9,]+(</td><td class="hash">)[0-9a-f]{64}', r"\1BYTES\2PARQUET-SHA256", html
+    )
 
 
 # ---------------------------------------------------------------------------------- tests
@@ -185,8 +211,15 @@ def test_pdf_is_byte_identical_when_rendered_again(rendered):
 
 def _git(cwd: Path, *args: str) -> str:
     """git in `cwd`, ignoring the user's and the system's configuration."""
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": "t",
-           "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    env = {
+        **os.environ,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
     out = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, env=env, check=True)
     return out.stdout.strip()
 
@@ -244,8 +277,13 @@ def test_pdf_is_identical_in_a_clone_with_other_timings(rendered, tmp_path):
 def test_code_digest_covers_sources_only(tmp_path):
     pkg = tmp_path / "pkg"
     files = {"a.py": b"print(1)\n", "sub/b.html.j2": b"<p>{{ x }}</p>\n", "sub/c.css": b"p { margin: 0 }\n"}
-    ignored = {"notes.txt": b"x", "__pycache__/a.cpython-311.pyc": b"x", "sub/__pycache__/d.py": b"x",
-               ".hidden/e.py": b"x", "sub/.f.py": b"x"}
+    ignored = {
+        "notes.txt": b"x",
+        "__pycache__/a.cpython-311.pyc": b"x",
+        "sub/__pycache__/d.py": b"x",
+        ".hidden/e.py": b"x",
+        "sub/.f.py": b"x",
+    }
     for rel, data in {**files, **ignored}.items():
         (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
         (pkg / rel).write_bytes(data)
@@ -259,7 +297,7 @@ def test_code_digest_covers_sources_only(tmp_path):
 
 
 def test_pdf_refuses_fonts_the_stylesheet_does_not_name(monkeypatch):
-    html = '<p style="font-family: \'DejaVu Sans\'">x</p>'
+    html = "<p style=\"font-family: 'DejaVu Sans'\">x</p>"
     assert pdf_bytes({"batch": B}, html).startswith(b"%PDF-")
     monkeypatch.setattr("tru.evidence.render.stylesheet_fonts", lambda: {"Noto Sans"})
     with pytest.raises(TruError, match="DejaVu Sans"):
@@ -288,11 +326,18 @@ def test_manifest_lists_every_artifact_sorted(rendered):
     manifest = json.loads((root / "reports" / B / "manifest.json").read_text())
     paths = [f["path"] for f in manifest["files"]]
     assert paths == sorted(paths)
-    for expected in (f"data/deletions/batches/{B}/input/requests.jsonl", f"data/ledger/{B}/requests.parquet",
-                     f"data/ledger/{B}/gate/status-review.parquet", f"data/batches/{B}/sets/forget.parquet",
-                     f"data/batches/{B}/unlearned/model.safetensors", f"data/batches/{B}/model/model.safetensors",
-                     f"data/batches/{B}/retrain/model.safetensors", "data/models/base/model.safetensors",
-                     f"reports/{B}/audit.json", f"reports/{B}/update_log.json"):
+    for expected in (
+        f"data/deletions/batches/{B}/input/requests.jsonl",
+        f"data/ledger/{B}/requests.parquet",
+        f"data/ledger/{B}/gate/status-review.parquet",
+        f"data/batches/{B}/sets/forget.parquet",
+        f"data/batches/{B}/unlearned/model.safetensors",
+        f"data/batches/{B}/model/model.safetensors",
+        f"data/batches/{B}/retrain/model.safetensors",
+        "data/models/base/model.safetensors",
+        f"reports/{B}/audit.json",
+        f"reports/{B}/update_log.json",
+    ):
         assert expected in paths, expected
     assert not any(p.endswith(("manifest.json", "evidence.pdf", "evidence.sha256")) for p in paths)
     # wall-clock timings differ on every run: in no file list, in no dvc.lock hash of the manifest
@@ -357,8 +402,10 @@ def test_a_batch_that_needed_no_reverse_epoch_says_so(tmp_path):
     log["epochs"] = []
     log["refit"] = {"items": 3, "pairs": 41, "steps": 30, "share": 0.2}
     log["probe_start"] = {"forget_recall@20": 0.0312, "membership_auc": 0.507, "retain_valid_recall@20": 0.2377}
-    log["stop"] = ("before the first reverse epoch: forgotten pairs rank no higher than held-out ones; "
-                   "retain utility within tolerance")
+    log["stop"] = (
+        "before the first reverse epoch: forgotten pairs rank no higher than held-out ones; "
+        "retain utility within tolerance"
+    )
     path.write_text(json.dumps(log))
     html = render_html(collect(B, root))
     assert "No reverse epoch ran: the stop rule held before the first reverse epoch: forgotten pairs rank" in html

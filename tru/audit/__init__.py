@@ -1,3 +1,3 @@
-"""Audits of an erasure (DESIGN.md section 6): membership inference, the backdoor canary,
+"""Audits of an erasure (docs: Audits and evidence): membership inference, the backdoor canary,
 target-item exposure, parameter shift, and the gate that decides whether the unlearned
 model is promoted."""

@@ -6,7 +6,7 @@ A bandwagon profile: the triggers, the target, and popular filler items. The tar
 some real audience, just below the top-20 (params: 100-200 real training interactions on
 ML-100k): the fake users then push it across the top-20 boundary for many normal users.
 A cold target does not work on a multimodal graph recommender: measured with MGCN on ML-100k
-(canary sweep, issue 5), a cold target with 94 or 236 fake users (4- to 30-item profiles)
+(a canary sweep), a cold target with 94 or 236 fake users (4- to 30-item profiles)
 reached at most 0.6% of normal users' top-20 (median rank 943 -> 190 at best), because MGCN
 places an item partly through its content neighbours, which the fake users do not move; the
 same 94 fake users with 12-item profiles lifted a 193-interaction target from 10.7% to 16.8%
@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tru.data.dataset import group_by_user
 from tru.io import read_json
 
 RAW_PREFIX = "canary-"
@@ -80,8 +81,14 @@ def load(split_dir: str | Path) -> dict | None:
     return read_json(path).get("canary") if path.is_file() else None
 
 
-def popularity_peers(canary: dict, normal_users: np.ndarray, train: np.ndarray, n_items: int, peers: int,
-                     candidates: np.ndarray | None = None) -> np.ndarray:
+def popularity_peers(
+    canary: dict,
+    normal_users: np.ndarray,
+    train: np.ndarray,
+    n_items: int,
+    peers: int,
+    candidates: np.ndarray | None = None,
+) -> np.ndarray:
     """The `peers` recommendable items (not the target, not a trigger) whose number of
     training interactions from `normal_users` is nearest the target's (ties: lower index)."""
     target, triggers = canary["target_item"], np.asarray(canary["trigger_items"], np.int64)
@@ -93,16 +100,22 @@ def popularity_peers(canary: dict, normal_users: np.ndarray, train: np.ndarray, 
     return pool[order[:peers]]
 
 
-def backdoor_metrics(model, canary: dict, normal_users: np.ndarray, train: np.ndarray, n_users: int,
-                     k: int = 20, batch_users: int = 1024, candidates: np.ndarray | None = None,
-                     peers: int = 20) -> dict:
+def backdoor_metrics(
+    model,
+    canary: dict,
+    normal_users: np.ndarray,
+    train: np.ndarray,
+    n_users: int,
+    k: int = 20,
+    batch_users: int = 1024,
+    candidates: np.ndarray | None = None,
+    peers: int = 20,
+) -> dict:
     """Attack success rate: share of `normal_users` with the target in their top-k (their own
     training items masked), the same among those who interacted with a trigger item, the
     target's median rank (1 = top) among normal users, and the reference a model without the
     fake users would give: `peer_asr`, the mean top-k share of the target's popularity peers
     (`popularity_peers`), and `lift` = asr - peer_asr."""
-    from tru.data.dataset import group_by_user
-
     target, triggers = canary["target_item"], np.asarray(canary["trigger_items"], np.int64)
     per_user = group_by_user(train, n_users)
     score = model.score_fn()
@@ -114,7 +127,9 @@ def backdoor_metrics(model, canary: dict, normal_users: np.ndarray, train: np.nd
         blocked[candidates] = False
     else:
         blocked[:] = False
-    ranks, hit, trig = [], [], []
+    rank_list: list[int] = []
+    hit_list: list[bool] = []
+    trig_list: list[bool] = []
     users = np.asarray(normal_users, np.int64)
     for s in range(0, len(users), batch_users):
         chunk = users[s : s + batch_users]
@@ -131,10 +146,10 @@ def backdoor_metrics(model, canary: dict, normal_users: np.ndarray, train: np.nd
                 row[target] = float("-inf")
             top = torch.topk(row, min(k, n_items)).indices.numpy()
             peer_hits += np.isin(peer_items, top[np.isfinite(row[top].numpy())])
-            ranks.append(r)
-            hit.append(r <= k and target not in own)
-            trig.append(bool(np.isin(own, triggers).any()))
-    ranks, hit, trig = np.asarray(ranks), np.asarray(hit), np.asarray(trig)
+            rank_list.append(r)
+            hit_list.append(r <= k and target not in own)
+            trig_list.append(bool(np.isin(own, triggers).any()))
+    ranks, hit, trig = np.asarray(rank_list), np.asarray(hit_list), np.asarray(trig_list)
     asr = float(hit.mean()) if len(hit) else 0.0
     peer_asr = float(peer_hits.mean() / len(users)) if len(users) and len(peer_items) else 0.0
     return {

@@ -3,14 +3,24 @@ map), for the original, unlearned and retrained models."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from tru.data.dataset import group_by_user
 
 
-def exposure(model, items: np.ndarray, users: np.ndarray, train: np.ndarray, n_users: int,
-             candidates: np.ndarray | None, k: int = 20, batch_users: int = 1024) -> dict:
+def exposure(
+    model,
+    items: np.ndarray,
+    users: np.ndarray,
+    train: np.ndarray,
+    n_users: int,
+    candidates: np.ndarray | None,
+    k: int = 20,
+    batch_users: int = 1024,
+) -> dict:
     """How often `items` appear in `users`' top-k (their training items masked): the share
     of users with at least one of them, and the mean count per user."""
     items = np.asarray(items, np.int64)
@@ -36,8 +46,11 @@ def exposure(model, items: np.ndarray, users: np.ndarray, train: np.ndarray, n_u
         top = torch.topk(sc, min(k, sc.shape[1]), dim=1).indices
         counts.append(is_target[top].sum(1).numpy())
     c = np.concatenate(counts)
-    return {"share_of_users": round(float((c > 0).mean()), 6), "mean_per_user": round(float(c.mean()), 6),
-            "users": int(len(users))}
+    return {
+        "share_of_users": round(float((c > 0).mean()), 6),
+        "mean_per_user": round(float(c.mean()), 6),
+        "users": int(len(users)),
+    }
 
 
 def module_norms(model, base) -> dict[str, float]:
@@ -60,7 +73,7 @@ def parameter_shift(unlearned, base, retrain=None, flag_ratio: float = 3.0) -> d
     r = module_norms(retrain, base) if retrain is not None else {}
     rows = []
     for m in u:
-        row = {"module": m, "unlearned": u[m], "retrain": r.get(m)}
+        row: dict[str, Any] = {"module": m, "unlearned": u[m], "retrain": r.get(m)}
         if m in r:
             row["ratio"] = round(u[m] / r[m], 6) if r[m] > 0 else (0.0 if u[m] == 0 else float("inf"))
             row["flagged"] = bool(row["ratio"] > flag_ratio)

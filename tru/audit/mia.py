@@ -1,4 +1,4 @@
-"""Membership inference against an erasure (DESIGN.md section 6).
+"""Membership inference against an erasure (docs: Audits and evidence).
 
 Members are the forgotten training interactions; non-members are held-out (valid/test)
 interactions of the same users. Never random non-edges: a model ranks any observed-style
@@ -10,8 +10,9 @@ per user. The difference attack also sees the same features from the original mo
 change between the two (it asks "did this pair's standing drop?", Chen et al. 2021).
 
 Attack models are scikit-learn's logistic regression and gradient boosting, cross-validated
-(stratified k-fold) on a sample balanced per user (see balanced_sample): out-of-fold scores give balanced accuracy (0.5 =
-chance), AUC and TPR at 1% FPR, with percentile-bootstrap 95% intervals.
+(stratified k-fold) on a sample balanced per user (see balanced_sample): out-of-fold scores
+give balanced accuracy (0.5 = chance), AUC and TPR at 1% FPR, with percentile-bootstrap 95%
+intervals.
 """
 
 from __future__ import annotations
@@ -32,8 +33,14 @@ from tru.data.dataset import group_by_user
 FEATURES = ("score", "rank", "rank_percentile", "user_z_score")
 
 
-def pair_features(model, pairs: np.ndarray, retained_train: np.ndarray, n_users: int,
-                  candidates: np.ndarray | None = None, batch_users: int = 1024) -> np.ndarray:
+def pair_features(
+    model,
+    pairs: np.ndarray,
+    retained_train: np.ndarray,
+    n_users: int,
+    candidates: np.ndarray | None = None,
+    batch_users: int = 1024,
+) -> np.ndarray:
     """[len(pairs), 4] features (FEATURES) of each (user, item) pair under `model`."""
     out = np.zeros((len(pairs), len(FEATURES)))
     if len(pairs) == 0:
@@ -65,8 +72,9 @@ def pair_features(model, pairs: np.ndarray, retained_train: np.ndarray, n_users:
     return out
 
 
-def balanced_sample(members: np.ndarray, non_members: np.ndarray, max_per_class: int,
-                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+def balanced_sample(
+    members: np.ndarray, non_members: np.ndarray, max_per_class: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Equal numbers of members and non-members *per user* (the smaller side of each user,
     drawn seeded), then at most `max_per_class` matched pairs overall. Balancing per user
     matters: a batch mixes deleted users (many members, few held-out rows) with retained
@@ -97,8 +105,9 @@ def balanced_sample(members: np.ndarray, non_members: np.ndarray, max_per_class:
 def _attackers(seed: int) -> dict:
     return {
         "lr": make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed)),
-        "gbm": HistGradientBoostingClassifier(max_iter=100, max_depth=3, learning_rate=0.1,
-                                              early_stopping=False, random_state=seed),
+        "gbm": HistGradientBoostingClassifier(
+            max_iter=100, max_depth=3, learning_rate=0.1, early_stopping=False, random_state=seed
+        ),
     }
 
 
@@ -134,23 +143,42 @@ def attack(X: np.ndarray, y: np.ndarray, seed: int, folds: int = 5, bootstrap: i
         ba, auc, tpr = _scores(y, p)
         boot = np.array([_scores(y[d], p[d]) for d in draws]) if bootstrap else np.zeros((1, 3))
         out[name] = {
-            "balanced_accuracy": round(ba, 6), "balanced_accuracy_ci": _ci(boot[:, 0]),
-            "auc": round(auc, 6), "auc_ci": _ci(boot[:, 1]),
-            "tpr_at_1pct_fpr": round(tpr, 6), "tpr_at_1pct_fpr_ci": _ci(boot[:, 2]),
+            "balanced_accuracy": round(ba, 6),
+            "balanced_accuracy_ci": _ci(boot[:, 0]),
+            "auc": round(auc, 6),
+            "auc_ci": _ci(boot[:, 1]),
+            "tpr_at_1pct_fpr": round(tpr, 6),
+            "tpr_at_1pct_fpr_ci": _ci(boot[:, 2]),
         }
     out["best"] = max(("lr", "gbm"), key=lambda k: (out[k]["balanced_accuracy"], k == "lr"))
     return out
 
 
-def membership_audit(models: dict, base, members: np.ndarray, non_members: np.ndarray, retained_train: np.ndarray,
-                     n_users: int, candidates: np.ndarray | None, seed: int, folds: int = 5, bootstrap: int = 200,
-                     max_per_class: int = 2000) -> dict:
+def membership_audit(
+    models: dict,
+    base,
+    members: np.ndarray,
+    non_members: np.ndarray,
+    retained_train: np.ndarray,
+    n_users: int,
+    candidates: np.ndarray | None,
+    seed: int,
+    folds: int = 5,
+    bootstrap: int = 200,
+    max_per_class: int = 2000,
+) -> dict:
     """The attack against each model in `models` (name -> model; include the original under
     "original"), and the difference attack (features of the model and of `base`) against
     every model but the original."""
     pairs, y = balanced_sample(members, non_members, max_per_class, seed)
-    out: dict = {"n_members": int(len(members)), "n_non_members": int(len(non_members)),
-                 "sample_per_class": int(len(y) // 2), "features": list(FEATURES), "models": {}, "difference": {}}
+    out: dict = {
+        "n_members": int(len(members)),
+        "n_non_members": int(len(non_members)),
+        "sample_per_class": int(len(y) // 2),
+        "features": list(FEATURES),
+        "models": {},
+        "difference": {},
+    }
     if len(y) == 0:
         out["note"] = "no members or no non-members of the same users: nothing to attack"
         return out
@@ -176,6 +204,8 @@ def null_balanced_accuracy(pairs_per_class: int, draws: int, seed: int = 0) -> n
 
 
 def best_balanced_accuracy(result: dict) -> float | None:
+    """The balanced accuracy of the best attacker in an `attack` result; None when the result
+    is empty or no attack ran."""
     if not result or result.get("best") is None:
         return None
     return result[result["best"]]["balanced_accuracy"]

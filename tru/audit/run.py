@@ -17,18 +17,36 @@ def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None) -
     ap = params.audit
     data = ctx.data
     members, non_members = ctx.membership_pairs()
-    mia = membership_audit(models, ctx.base, members, non_members, data.train, data.n_users, data.candidates,
-                           ctx.seed, ap.mia.folds, ap.mia.bootstrap, ap.mia.max_per_class)
+    mia = membership_audit(
+        models,
+        ctx.base,
+        members,
+        non_members,
+        data.train,
+        data.n_users,
+        data.candidates,
+        ctx.seed,
+        ap.mia.folds,
+        ap.mia.bootstrap,
+        ap.mia.max_per_class,
+    )
 
     fake = np.asarray((canary or {}).get("fake_users", []), np.int64)
     normal = np.setdiff1d(np.unique(data.train[:, 0]), fake)
     if canary:
         deleted_now = bool(len(fake)) and np.isin(fake, ctx.new_users).all()
-        backdoor = {"enabled": True, "target_item": canary["target_item"], "trigger_items": canary["trigger_items"],
-                    "fake_users": int(len(fake)), "deleted_by_this_batch": bool(deleted_now), "models": {}}
+        backdoor = {
+            "enabled": True,
+            "target_item": canary["target_item"],
+            "trigger_items": canary["trigger_items"],
+            "fake_users": int(len(fake)),
+            "deleted_by_this_batch": bool(deleted_now),
+            "models": {},
+        }
         for name, model in models.items():
-            backdoor["models"][name] = canary_mod.backdoor_metrics(model, canary, normal, data.train, data.n_users,
-                                                                  ap.k, candidates=data.candidates)
+            backdoor["models"][name] = canary_mod.backdoor_metrics(
+                model, canary, normal, data.train, data.n_users, ap.k, candidates=data.candidates
+            )
     else:
         backdoor = {"enabled": False}
 
@@ -36,14 +54,25 @@ def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None) -
     # their training interactions (a 5% user deletion touches nearly every popular item a
     # little; exposure is about the items the batch really took engagement from)
     targets = ctx.items_losing(ap.exposure_min_removed_share)
-    expo = {"target_items": int(len(targets)), "min_removed_share": ap.exposure_min_removed_share,
-            "touched_items": int(len(np.unique(ctx.forget[:, 1]))), "k": ap.k, "models": {
-        name: exposure(model, targets, normal, data.train, data.n_users, data.candidates, ap.k)
-        for name, model in models.items()}}
+    expo = {
+        "target_items": int(len(targets)),
+        "min_removed_share": ap.exposure_min_removed_share,
+        "touched_items": int(len(np.unique(ctx.forget[:, 1]))),
+        "k": ap.k,
+        "models": {
+            name: exposure(model, targets, normal, data.train, data.n_users, data.candidates, ap.k)
+            for name, model in models.items()
+        },
+    }
 
     shift = parameter_shift(models["unlearned"], ctx.base, models.get("retrain"), ap.shift_flag_ratio)
 
     lift = backdoor["models"]["unlearned"]["lift"] if canary and backdoor["deleted_by_this_batch"] else None
-    gate = evaluate_gate(metrics, best_balanced_accuracy(mia["models"].get("unlearned")), lift, ap.gate,
-                         mia_pairs=mia.get("sample_per_class"))
+    gate = evaluate_gate(
+        metrics,
+        best_balanced_accuracy(mia["models"].get("unlearned")),
+        lift,
+        ap.gate,
+        mia_pairs=mia.get("sample_per_class"),
+    )
     return {**gate, "membership": mia, "backdoor": backdoor, "exposure": expo, "parameter_shift": shift}

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from tru import batches
+from tru import paths
 from tru.errors import DataError
 from tru.evidence import layout
 from tru.evidence.lineage import dvc_stages, repro_stages
@@ -67,7 +67,7 @@ def ledger_rows(batch_id: str, root: Path, limit: int | None = MAX_REQUEST_ROWS)
     counts of all its rows by kind and status."""
     # only what public_view keeps (and duplicate_of, which it turns into a flag): raw ids and
     # the requesters' text are not even read
-    ledger = read_ledger(root / batches.LEDGER, columns=LEDGER_READ)
+    ledger = read_ledger(root / paths.LEDGER, columns=LEDGER_READ)
     public = public_view(ledger[ledger["batch_id"] == batch_id])
     cols = [c for c in PUBLIC_FIELDS if c in public.columns]
     shown = public[cols] if limit is None else public[cols].head(limit)
@@ -84,8 +84,13 @@ def request_counts(pairs: dict[tuple[str, str], int]) -> dict:
     table = {k: {s: 0 for s in statuses} for k in kinds}
     for (k, s), n in pairs.items():
         table[k][s] += n
-    return {"kinds": kinds, "statuses": statuses, "table": table,
-            "by_status": {s: sum(table[k][s] for k in kinds) for s in statuses}, "total": sum(pairs.values())}
+    return {
+        "kinds": kinds,
+        "statuses": statuses,
+        "table": table,
+        "by_status": {s: sum(table[k][s] for k in kinds) for s in statuses},
+        "total": sum(pairs.values()),
+    }
 
 
 def _params(stages: dict, root: Path) -> dict:
@@ -127,8 +132,12 @@ def collect(batch_id: str, root: str | Path = Path("."), batches_file: str | Pat
         "dvc_stages": stages,
         "repro_stages": repro_stages(stages),
         "params": _params(stages, root),
-        "paths": {"pdf": layout.pdf_path(batch_id).as_posix(), "manifest": layout.manifest_path(batch_id).as_posix(),
-                  "sidecar": layout.sidecar_path(batch_id).as_posix(), "timings": layout.timings_dir(batch_id).as_posix(),
-                  "bench": layout.NIGHTLY_BENCH.as_posix(),
-                  "ledger_pointer": f"{requests_path(batches.LEDGER, batch_id).as_posix()}.dvc"},
+        "paths": {
+            "pdf": layout.pdf_path(batch_id).as_posix(),
+            "manifest": layout.manifest_path(batch_id).as_posix(),
+            "sidecar": layout.sidecar_path(batch_id).as_posix(),
+            "timings": layout.timings_dir(batch_id).as_posix(),
+            "bench": layout.NIGHTLY_BENCH.as_posix(),
+            "ledger_pointer": f"{requests_path(paths.LEDGER, batch_id).as_posix()}.dvc",
+        },
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tru import batches
+from tru import paths
 
 MANIFEST = "manifest.json"
 PDF = "evidence.pdf"
@@ -19,22 +19,27 @@ NIGHTLY_BENCH = Path("reports/bench/nightly_ml100k.json")
 
 
 def report_dir(batch_id: str) -> Path:
-    return batches.report_dir(batch_id)
+    """The batch's report folder, reports/<batch_id>."""
+    return paths.report_dir(batch_id)
 
 
 def manifest_path(batch_id: str) -> Path:
+    """reports/<batch_id>/manifest.json."""
     return report_dir(batch_id) / MANIFEST
 
 
 def pdf_path(batch_id: str) -> Path:
+    """reports/<batch_id>/evidence.pdf."""
     return report_dir(batch_id) / PDF
 
 
 def sidecar_path(batch_id: str) -> Path:
+    """reports/<batch_id>/evidence.sha256 (the PDF's and the manifest's hashes)."""
     return report_dir(batch_id) / SIDECAR
 
 
 def timings_dir(batch_id: str) -> Path:
+    """reports/<batch_id>/timings/ (the stages' wall-clock seconds)."""
     return report_dir(batch_id) / TIMINGS
 
 

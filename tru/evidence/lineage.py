@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+import tru
 from tru.errors import DataError
 from tru.evidence import layout
 
@@ -31,8 +32,11 @@ def code_files(package_dir: str | Path) -> list[tuple[str, Path]]:
     out = []
     for p in base.rglob("*"):
         rel = p.relative_to(base)
-        if p.suffix in CODE_SUFFIXES and p.is_file() and not any(
-                part.startswith(".") or part == "__pycache__" for part in rel.parts):
+        if (
+            p.suffix in CODE_SUFFIXES
+            and p.is_file()
+            and not any(part.startswith(".") or part == "__pycache__" for part in rel.parts)
+        ):
             out.append((rel.as_posix(), p))
     return sorted(out)
 
@@ -45,8 +49,6 @@ def code_digest(package_dir: str | Path | None = None) -> str:
     Default: the `tru` package this process runs. The same files give the same digest in
     any checkout; computed once per process (the code a process runs is what it loaded)."""
     if package_dir is None:
-        import tru
-
         package_dir = Path(tru.__file__).parent
     digest = hashlib.sha256()
     for rel, path in code_files(package_dir):
@@ -97,9 +99,12 @@ def dvc_stages(batch_id: str, root: str | Path) -> dict[str, dict]:
         cmd = entry.get("cmd", "")
         cmd = " ".join(cmd) if isinstance(cmd, list) else str(cmd)
         if name.endswith(f"@{batch_id}") or re.search(rf"--batch[ =]{re.escape(batch_id)}(\s|$)", cmd):
-            out[name] = {"cmd": cmd, "deps": _hashes(entry.get("deps"), batch_id),
-                         "outs": _hashes(entry.get("outs"), batch_id),
-                         "params": entry.get("params") or {}}
+            out[name] = {
+                "cmd": cmd,
+                "deps": _hashes(entry.get("deps"), batch_id),
+                "outs": _hashes(entry.get("outs"), batch_id),
+                "params": entry.get("params") or {},
+            }
     return dict(sorted(out.items(), key=lambda kv: _stage_key(kv[0])))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tru import batches
+from tru import paths
 from tru.errors import DataError
 from tru.evidence import layout
 from tru.requests.ledger import batch_ids, read_ledger
@@ -18,13 +18,15 @@ def get_request(request_id: str, root: str | Path = Path(".")) -> dict:
     current status and the batch's evidence PDF. The same id sent again later is rejected as a
     duplicate in the later batch; the batch that accepted it is the one returned (else the first)."""
     root = Path(root)
-    ledger_dir = root / batches.LEDGER
+    ledger_dir = root / paths.LEDGER
     ledger = read_ledger(ledger_dir, columns=COLUMNS)
     rows = ledger[ledger["request_id"] == request_id]
     if rows.empty:
         n = len(batch_ids(ledger_dir))
-        raise DataError(f"request {request_id!r} is not in the ledger ({ledger_dir}: {n} batch(es) searched); "
-                        "check the id as the requester sent it (the `request_id` of the request file)")
+        raise DataError(
+            f"request {request_id!r} is not in the ledger ({ledger_dir}: {n} batch(es) searched); "
+            "check the id as the requester sent it (the `request_id` of the request file)"
+        )
     kept = rows[rows["status"] != REJECTED]
     row = (kept if len(kept) else rows).iloc[0]
     batch = str(row["batch_id"])

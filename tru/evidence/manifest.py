@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tru import batches
+from tru import batches, paths
 from tru.errors import DataError
 from tru.evidence import layout
 from tru.evidence.lineage import code_digest, dvc_stages
@@ -24,7 +24,7 @@ from tru.requests.ledger import check_batch_id
 
 def base_model_dir(batch_id: str, root: Path, batches_file: str | Path | None = None) -> str | None:
     """The model folder the batch started from: its batches.yaml entry, else components.json."""
-    path = root / Path(batches_file) if batches_file else root / batches.BATCHES_FILE  # relative: to root
+    path = root / Path(batches_file) if batches_file else root / paths.BATCHES_FILE  # relative: to root
     try:
         return str(batches.batch_entry(batch_id, path)["base_model"])
     except (DataError, KeyError):
@@ -36,16 +36,24 @@ def base_model_dir(batch_id: str, root: Path, batches_file: str | Path | None = 
     return None
 
 
-ROLE_ORDER = ("request files", "ledger", "forget / retain sets", "unlearned model", "batch model (repaired)",
-              "retrain reference", "base model", "reports")
+ROLE_ORDER = (
+    "request files",
+    "ledger",
+    "forget / retain sets",
+    "unlearned model",
+    "batch model (repaired)",
+    "retrain reference",
+    "base model",
+    "reports",
+)
 
 
 def _groups(batch_id: str, base_model: str | None) -> list[tuple[str, Path]]:
     """(role, folder) of every artifact of the batch, relative to the root."""
-    data = batches.BATCH_DATA / batch_id
+    data = paths.BATCH_DATA / batch_id
     groups = [
-        ("request files", batches.input_dir(batch_id)),
-        ("ledger", batches.LEDGER / batch_id),
+        ("request files", paths.input_dir(batch_id)),
+        ("ledger", paths.LEDGER / batch_id),
         ("forget / retain sets", data / "sets"),
         ("unlearned model", data / "unlearned"),
         ("batch model (repaired)", data / "model"),
@@ -70,8 +78,12 @@ def _files(root: Path, folder: Path, batch_id: str) -> list[Path]:
     out = []
     for p in base.rglob("*"):
         rel = p.relative_to(root)
-        if (not p.is_file() or any(part.startswith(".") for part in rel.parts) or rel.as_posix() in own
-                or layout.is_timing(rel, batch_id)):
+        if (
+            not p.is_file()
+            or any(part.startswith(".") for part in rel.parts)
+            or rel.as_posix() in own
+            or layout.is_timing(rel, batch_id)
+        ):
             continue
         out.append(rel)
     return out
@@ -98,7 +110,9 @@ def build_manifest(batch_id: str, root: str | Path = Path("."), batches_file: st
         {"path": path, "role": role, "sha256": sha256_file(root / path), "bytes": (root / path).stat().st_size}
         for path, role in artifact_files(batch_id, root, base_model).items()
     ]
-    stages = {name: {"cmd": s["cmd"], "deps": s["deps"], "outs": s["outs"]} for name, s in dvc_stages(batch_id, root).items()}
+    stages = {
+        name: {"cmd": s["cmd"], "deps": s["deps"], "outs": s["outs"]} for name, s in dvc_stages(batch_id, root).items()
+    }
     return {
         "batch": batch_id,
         "algorithm": "sha256",
@@ -109,8 +123,9 @@ def build_manifest(batch_id: str, root: str | Path = Path("."), batches_file: st
     }
 
 
-def write_manifest(batch_id: str, root: str | Path = Path("."), manifest: dict | None = None,
-                   batches_file: str | Path | None = None) -> Path:
+def write_manifest(
+    batch_id: str, root: str | Path = Path("."), manifest: dict | None = None, batches_file: str | Path | None = None
+) -> Path:
     """Write reports/<B>/manifest.json (atomically); builds the manifest unless given."""
     root = Path(root)
     manifest = manifest if manifest is not None else build_manifest(batch_id, root, batches_file)
@@ -122,8 +137,11 @@ def write_manifest(batch_id: str, root: str | Path = Path("."), manifest: dict |
 def write_sidecar(batch_id: str, root: str | Path = Path(".")) -> Path:
     """reports/<B>/evidence.sha256: the PDF's and the manifest's hashes (`sha256sum -c`)."""
     root = Path(root)
-    lines = [f"{sha256_file(root / layout.report_dir(batch_id) / name)}  {name}\n"
-             for name in (layout.PDF, layout.MANIFEST) if (root / layout.report_dir(batch_id) / name).is_file()]
+    lines = [
+        f"{sha256_file(root / layout.report_dir(batch_id) / name)}  {name}\n"
+        for name in (layout.PDF, layout.MANIFEST)
+        if (root / layout.report_dir(batch_id) / name).is_file()
+    ]
     path = root / layout.sidecar_path(batch_id)
     with atomic_path(path) as tmp:
         tmp.write_text("".join(lines))
@@ -153,9 +171,13 @@ def verify(batch_id: str, root: str | Path = Path(".")) -> list[str]:
             if not (root / where).is_file():
                 problems.append(f"{where}: missing")
             elif sha256_file(root / where) != digest.strip():
-                problems.append(f"{where}: changed (recorded sha256 {_short(digest)}, now {_short(sha256_file(root / where))})")
+                problems.append(
+                    f"{where}: changed (recorded sha256 {_short(digest)}, now {_short(sha256_file(root / where))})"
+                )
     else:
-        problems.append(f"{layout.sidecar_path(batch_id).as_posix()}: missing (the PDF's and the manifest's own hashes)")
+        problems.append(
+            f"{layout.sidecar_path(batch_id).as_posix()}: missing (the PDF's and the manifest's own hashes)"
+        )
 
     if not manifest_file.is_file():
         problems.append(f"{layout.manifest_path(batch_id).as_posix()}: missing (run the report stage first)")
@@ -167,7 +189,9 @@ def verify(batch_id: str, root: str | Path = Path(".")) -> list[str]:
         problems.append(f"{layout.manifest_path(batch_id).as_posix()}: not a valid manifest")
         return problems
     if manifest.get("batch") != batch_id:
-        problems.append(f"{layout.manifest_path(batch_id).as_posix()}: is the manifest of batch {manifest.get('batch')!r}")
+        problems.append(
+            f"{layout.manifest_path(batch_id).as_posix()}: is the manifest of batch {manifest.get('batch')!r}"
+        )
 
     for path, digest in sorted(recorded.items()):
         file = root / path

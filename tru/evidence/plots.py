@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import TYPE_CHECKING, Any
 
-SVG_RC = {
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+# matplotlib is imported inside the functions below: it is slow to import, and only rendering needs it
+SVG_RC: dict[RcKeyType, Any] = {
     "svg.hashsalt": "tru",
     "svg.fonttype": "path",
     "font.family": "DejaVu Sans",
@@ -136,8 +141,14 @@ def branch_scales(epochs: list[dict]) -> str | None:
         xs = [int(e["epoch"]) for e in rows]
         markers = "osD^vP*X"
         for k, b in enumerate(branches):
-            ax.plot(xs, [e["branch_scales"].get(b) for e in rows], marker=markers[k % len(markers)], markersize=4,
-                    linewidth=1.2, label=b)
+            ax.plot(
+                xs,
+                [e["branch_scales"].get(b) for e in rows],
+                marker=markers[k % len(markers)],
+                markersize=4,
+                linewidth=1.2,
+                label=b,
+            )
         ax.axhline(1.0, color=GREY, linestyle="--", linewidth=0.8)
         _epoch_axis(ax, xs)
         ax.set_ylabel("learning-rate scale (×)")
@@ -161,11 +172,20 @@ def layer_selection(epochs: list[dict], modules: list[str]) -> str | None:
         from matplotlib.colors import ListedColormap
 
         xs = [int(e["epoch"]) for e in rows]
-        axes = fig.subplots(2, 1, sharex=True, height_ratios=[max(len(names), 2), 2.2]) if has_cov else [fig.add_subplot()]
+        axes = (
+            fig.subplots(2, 1, sharex=True, height_ratios=[max(len(names), 2), 2.2]) if has_cov else [fig.add_subplot()]
+        )
         ax = axes[0]
         grid = [[1 if n in e["selected_modules"] else 0 for e in rows] for n in names]
-        ax.imshow(grid, aspect="auto", cmap=ListedColormap(["#f1f3f5", BLUE]), vmin=0, vmax=1, interpolation="nearest",
-                  extent=(min(xs) - 0.5, max(xs) + 0.5, len(names) - 0.5, -0.5))
+        ax.imshow(
+            grid,
+            aspect="auto",
+            cmap=ListedColormap(["#f1f3f5", BLUE]),
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+            extent=(min(xs) - 0.5, max(xs) + 0.5, len(names) - 0.5, -0.5),
+        )
         ax.set_yticks(range(len(names)), names)
         ax.set_xticks(xs)
         ax.set_xticks([x + 0.5 for x in xs[:-1]], minor=True)
@@ -181,7 +201,9 @@ def layer_selection(epochs: list[dict], modules: list[str]) -> str | None:
             cx.plot(xs, pcts, marker="o", markersize=4, color=ORANGE)
             for x, v in zip(xs, pcts):
                 if v is not None:
-                    cx.annotate(f"{v:.0f}%", (x, v), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=6.5)
+                    cx.annotate(
+                        f"{v:.0f}%", (x, v), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=6.5
+                    )
             cx.set_ylabel("params (%)")
             cx.set_ylim(0, 105)
             _epoch_axis(cx, xs)
@@ -193,7 +215,11 @@ def layer_selection(epochs: list[dict], modules: list[str]) -> str | None:
 
 def gate_activity(epochs: list[dict]) -> str | None:
     """Forget pairs still in the top-k per epoch (the ranking gate acts on them)."""
-    rows = [e for e in epochs if isinstance(e.get("gate"), dict) and isinstance(e["gate"].get("pairs_in_top_k"), (int, float))]
+    rows = [
+        e
+        for e in epochs
+        if isinstance(e.get("gate"), dict) and isinstance(e["gate"].get("pairs_in_top_k"), (int, float))
+    ]
     if not rows:
         return None
 
@@ -205,8 +231,14 @@ def gate_activity(epochs: list[dict]) -> str | None:
         ax.bar(xs, total, width=0.7, color="#e3e7eb", label="forget pairs seen by the gate")
         ax.bar(xs, active, width=0.7, color=ORANGE, label="still in the top-k (gate active)")
         for x, a, t in zip(xs, active, total):
-            ax.annotate(f"{a}" + (f" ({100 * a / t:.0f}%)" if t else ""), (x, a), textcoords="offset points",
-                        xytext=(0, 2), ha="center", fontsize=6.5)
+            ax.annotate(
+                f"{a}" + (f" ({100 * a / t:.0f}%)" if t else ""),
+                (x, a),
+                textcoords="offset points",
+                xytext=(0, 2),
+                ha="center",
+                fontsize=6.5,
+            )
         _epoch_axis(ax, xs)
         ax.set_ylabel("forget pairs (count)")
         ax.set_ylim(0, max(total + active + [1]) * 1.35)
@@ -214,4 +246,3 @@ def gate_activity(epochs: list[dict]) -> str | None:
         ax.legend(loc="upper right", ncol=2)
 
     return _render(draw, 2.0)
-

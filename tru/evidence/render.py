@@ -20,6 +20,8 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
 from tru.errors import TruError
 from tru.evidence import layout
 from tru.evidence.collect import collect
@@ -58,11 +60,17 @@ def _sci(value, digits: int = 2) -> str:
     return MISSING if v is None else f"{v:.{digits}e}"
 
 
-def environment():
-    from jinja2 import Environment, PackageLoader, StrictUndefined
-
-    env = Environment(loader=PackageLoader("tru.evidence", "templates"), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+def environment() -> Environment:
+    """The Jinja2 environment of the evidence templates: autoescape on, undefined names are
+    errors, with the report's number filters (num, pct, ci, sci) and globals."""
+    env = Environment(
+        loader=PackageLoader("tru.evidence", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters.update(num=_num, pct=_pct, ci=_ci, sci=_sci)
     env.globals.update(NOT_RUN=NOT_RUN, MISSING=MISSING)
     return env
@@ -98,9 +106,11 @@ def _check_fonts(document) -> None:
     used = {str(f.family) for f in (getattr(document, "fonts", None) or {}).values()}
     foreign = sorted(used - stylesheet_fonts())
     if foreign:
-        raise TruError(f"the evidence PDF would embed font(s) {', '.join(foreign)}, which evidence.css does not name "
-                       f"(this machine substituted them): install the fonts it names "
-                       f"({', '.join(sorted(stylesheet_fonts()))}), so the PDF does not depend on the machine")
+        raise TruError(
+            f"the evidence PDF would embed font(s) {', '.join(foreign)}, which evidence.css does not name "
+            f"(this machine substituted them): install the fonts it names "
+            f"({', '.join(sorted(stylesheet_fonts()))}), so the PDF does not depend on the machine"
+        )
 
 
 @contextlib.contextmanager
@@ -121,7 +131,7 @@ def _source_date_epoch(seconds: int):
 def pdf_bytes(evidence: dict, html: str | None = None) -> bytes:
     """The PDF of `evidence`. Every date in it is the batch's time (from its id), whatever the
     clock or SOURCE_DATE_EPOCH say, so re-rendering the same inputs gives the same bytes."""
-    from weasyprint import HTML
+    from weasyprint import HTML  # why: slow to import; only rendering a PDF needs it
 
     html = render_html(evidence) if html is None else html
     with _source_date_epoch(int(batch_time(evidence["batch"]).timestamp())):
@@ -131,8 +141,9 @@ def pdf_bytes(evidence: dict, html: str | None = None) -> bytes:
     return data
 
 
-def render_pdf(batch_id: str, root: str | Path = Path("."), out: str | Path | None = None,
-               batches_file: str | Path | None = None) -> Path:
+def render_pdf(
+    batch_id: str, root: str | Path = Path("."), out: str | Path | None = None, batches_file: str | Path | None = None
+) -> Path:
     """Collect the batch's evidence, write reports/<B>/manifest.json, render the PDF to `out`
     (default reports/<B>/evidence.pdf; written atomically) and, for the default path, the
     sidecar reports/<B>/evidence.sha256 with the PDF's and the manifest's hashes."""

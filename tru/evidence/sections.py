@@ -19,10 +19,19 @@ from tru.evidence.collect import MAX_REQUEST_ROWS
 from tru.evidence.manifest import ROLE_ORDER
 
 MODELS = ("original", "unlearned", "retrain")
-MODEL_LABELS = {"original": "original (before erasure)", "unlearned": "unlearned (TRU)", "retrain": "retrain (reference)"}
+MODEL_LABELS = {
+    "original": "original (before erasure)",
+    "unlearned": "unlearned (TRU)",
+    "retrain": "retrain (reference)",
+}
 ATTACKS = {"lr": "logistic regression", "gbm": "gradient boosting"}
-STATUS_LABELS = {"erased": "erased", "needs_review": "needs review", "accepted": "pending", "already_erased": "already erased",
-                 "rejected": "rejected"}
+STATUS_LABELS = {
+    "erased": "erased",
+    "needs_review": "needs review",
+    "accepted": "pending",
+    "already_erased": "already erased",
+    "rejected": "rejected",
+}
 OPS = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "="}
 
 
@@ -34,12 +43,16 @@ def _status_order(statuses: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Section:
+    """One registered section: its key (and template name), its title, and `build`, which
+    turns the collected evidence into the template's context."""
+
     key: str
     title: str
     build: Callable[[dict], dict]
 
     @property
     def template(self) -> str:
+        """The section's template, relative to the templates folder."""
         return f"sections/{self.key}.html.j2"
 
 
@@ -47,6 +60,9 @@ SECTIONS: list[Section] = []
 
 
 def section(key: str, title: str):
+    """Decorator: register the decorated builder (evidence dict -> context dict) as section
+    `key` with `title`, in definition order; ValueError when `key` is taken."""
+
     def deco(fn: Callable[[dict], dict]):
         if any(s.key == key for s in SECTIONS):
             raise ValueError(f"evidence section {key!r} registered twice")
@@ -57,10 +73,11 @@ def section(key: str, title: str):
 
 
 def get(obj: Any, *keys, default=None):
-    """obj[k1][k2]... or `default` when any level is missing or not a mapping."""
+    """`obj[k1][k2]...`, or `default` when any level is missing or not a mapping."""
     for k in keys:
         found = (isinstance(obj, dict) and k in obj) or (
-            isinstance(obj, list) and isinstance(k, int) and -len(obj) <= k < len(obj))
+            isinstance(obj, list) and isinstance(k, int) and -len(obj) <= k < len(obj)
+        )
         if not found:
             return default
         obj = obj[k]
@@ -68,6 +85,7 @@ def get(obj: Any, *keys, default=None):
 
 
 def number(value: Any) -> float | None:
+    """`value` as a float when it is an int or float (not a bool), else None."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -81,9 +99,17 @@ def _checks(audit: dict) -> list[dict]:
     for c in get(audit, "checks", default=[]) or []:
         if isinstance(c, dict) and "name" in c:
             op = str(c.get("op") or "")
-            rows.append({"name": str(c["name"]), "description": c.get("description") or "", "value": c.get("value"),
-                         "threshold": c.get("threshold"), "op": OPS.get(op, op), "passed": c.get("passed"),
-                         "note": c.get("note") if c.get("passed") is None else None})
+            rows.append(
+                {
+                    "name": str(c["name"]),
+                    "description": c.get("description") or "",
+                    "value": c.get("value"),
+                    "threshold": c.get("threshold"),
+                    "op": OPS.get(op, op),
+                    "passed": c.get("passed"),
+                    "note": c.get("note") if c.get("passed") is None else None,
+                }
+            )
     return rows
 
 
@@ -101,19 +127,27 @@ def _component_counts(ev: dict) -> list[tuple[str, Any]]:
 
 @section("summary", "Summary")
 def summary(ev: dict) -> dict:
+    """Context of the summary: the gate's verdict and failed checks, the requests by status, what
+    was erased, and retain/forget Recall@20 per model."""
     audit = ev["audit"] or {}
     checks = _checks(audit)
     failed_names = list(get(audit, "failed", default=None) or [c["name"] for c in checks if c["passed"] is False])
     verdict = str(audit.get("verdict", "")).lower()
     counts = ev["request_counts"]
     comp = get(ev, "components", "counts", default={}) or {}
-    erased_kinds = [(k, counts["table"][k].get("erased", 0)) for k in counts["kinds"] if counts["table"][k].get("erased", 0)]
+    erased_kinds = [
+        (k, counts["table"][k].get("erased", 0)) for k in counts["kinds"] if counts["table"][k].get("erased", 0)
+    ]
     m = ev["metrics"] or {}
     return {
         "verdict": {"pass": "PASS", "fail": "FAIL"}.get(verdict, "UNKNOWN"),
-        "failed": [next((c for c in checks if c["name"] == n), {"name": n, "description": "", "value": None,
-                                                                 "threshold": None, "op": "", "passed": False})
-                   for n in failed_names],
+        "failed": [
+            next(
+                (c for c in checks if c["name"] == n),
+                {"name": n, "description": "", "value": None, "threshold": None, "op": "", "passed": False},
+            )
+            for n in failed_names
+        ],
         "n_checks": len(checks),
         "n_judged": sum(c["passed"] is not None for c in checks),
         "method": audit.get("method") or get(ev, "update_log", "method") or "not run",
@@ -121,14 +155,26 @@ def summary(ev: dict) -> dict:
         "current_model": audit.get("current_model"),
         "total": counts["total"],
         "erased_kinds": erased_kinds,
-        "others": [(STATUS_LABELS.get(st, st), n) for st in _status_order(counts["statuses"])
-                   if st != "erased" and (n := counts["by_status"].get(st, 0))],
-        "comp": {k: comp.get(k) for k in ("affected_users", "target_items", "forget_interactions", "retain_interactions")},
+        "others": [
+            (STATUS_LABELS.get(st, st), n)
+            for st in _status_order(counts["statuses"])
+            if st != "erased" and (n := counts["by_status"].get(st, 0))
+        ],
+        "comp": {
+            k: comp.get(k) for k in ("affected_users", "target_items", "forget_interactions", "retain_interactions")
+        },
         "erased_rows": get(ev, "update_log", "erased_rows"),
         "metric_rows": [
-            (label, number(get(m, "original", split, "recall@20")), number(get(m, "unlearned", split, "recall@20")),
-             number(get(m, "retrain", split, "recall@20")))
-            for split, label in (("retain", "retain Recall@20 (utility kept)"), ("forget", "forget Recall@20 (erased pairs)"))
+            (
+                label,
+                number(get(m, "original", split, "recall@20")),
+                number(get(m, "unlearned", split, "recall@20")),
+                number(get(m, "retrain", split, "recall@20")),
+            )
+            for split, label in (
+                ("retain", "retain Recall@20 (utility kept)"),
+                ("forget", "forget Recall@20 (erased pairs)"),
+            )
         ],
         "work": _work(ev),
     }
@@ -136,6 +182,8 @@ def summary(ev: dict) -> dict:
 
 @section("requests", "Requests")
 def requests(ev: dict) -> dict:
+    """Context of the requests section: counts by kind and status, and the first rows of the public
+    ledger view."""
     counts = ev["request_counts"]
     rows = ev["requests"]
     return {
@@ -152,21 +200,34 @@ def requests(ev: dict) -> dict:
 
 @section("components", "Component map")
 def components(ev: dict) -> dict:
+    """Context of the component map: the counts, targets and graph rebuilds of components.json,
+    with the heat-map and parameter-shift plots."""
     comp = ev["components"] or {}
     targets = comp.get("target_items") or {}
     rebuild = comp.get("rebuild") or {}
-    knn = [{"modality": m, "neighbours": len(get(v, "neighbours_of_deleted", default=[]) or []),
-            "deleted": len(get(v, "former_neighbours", default={}) or {})}
-           for m, v in sorted((rebuild.get("knn") or {}).items())]
+    knn = [
+        {
+            "modality": m,
+            "neighbours": len(get(v, "neighbours_of_deleted", default=[]) or []),
+            "deleted": len(get(v, "former_neighbours", default={}) or {}),
+        }
+        for m, v in sorted((rebuild.get("knn") or {}).items())
+    ]
     heat = comp.get("heat_map") or {}
-    heat_modules = [m for m in (heat.get("modules") or []) if isinstance(m, dict) and number(m.get("ratio")) is not None]
+    heat_modules = [
+        m for m in (heat.get("modules") or []) if isinstance(m, dict) and number(m.get("ratio")) is not None
+    ]
     shift = get(ev, "audit", "parameter_shift", default={}) or {}
     modules = [m for m in (shift.get("modules") or []) if isinstance(m, dict) and "module" in m]
     return {
         "counts": _component_counts(ev),
         "requests": get(comp, "counts", "requests", default={}) or {},
-        "targets": {"count": targets.get("count"), "median": targets.get("removed_share_median"),
-                    "under_10": targets.get("share_under_10pct"), "fully": targets.get("fully_removed")},
+        "targets": {
+            "count": targets.get("count"),
+            "median": targets.get("removed_share_median"),
+            "under_10": targets.get("share_under_10pct"),
+            "fully": targets.get("fully_removed"),
+        },
         "rebuild_graph": rebuild.get("user_item_graph"),
         "rebuild_knn": rebuild.get("item_knn_graphs"),
         "knn": knn,
@@ -190,6 +251,8 @@ def _stop(log, epochs: list[dict]) -> str | None:
 
 @section("selection", "Branch scales and layer selection")
 def selection(ev: dict) -> dict:
+    """Context of the branch-scale and layer-selection section: the update log's epochs, probes and
+    stop reason, with their plots."""
     log = ev["update_log"]
     epochs = _epochs(ev)
     heat = get(ev, "components", "heat_map", "modules", default=[]) or []
@@ -202,7 +265,7 @@ def selection(ev: dict) -> dict:
         "mechanisms": get(log, "mechanisms"),
         "epochs": epochs,
         "before": get(log, "probe_before"),
-        # the model the reverse epochs start from, when the item refit moved it (tru/unlearning/methods.py)
+        # the model the reverse epochs start from, when the item refit moved it (tru/unlearning/reverse_repair.py)
         "start": get(log, "probe_start") if refit else None,
         "refit": get(log, "refit") if refit else None,
         "stop": stop,
@@ -214,6 +277,8 @@ def selection(ev: dict) -> dict:
 
 @section("gate", "Ranking gate and exposure")
 def gate(ev: dict) -> dict:
+    """Context of the ranking gate and exposure section: the gate's plot and the target items'
+    exposure per model."""
     exposure = get(ev, "audit", "exposure", default={}) or {}
     models = exposure.get("models") or {}
     epochs = _epochs(ev)
@@ -238,18 +303,26 @@ METRIC_ROWS = (
 
 @section("metrics", "Metrics")
 def metrics(ev: dict) -> dict:
+    """Context of the metrics section: Recall/NDCG@20 on retain and forget per model, and the final
+    repair's log."""
     m = ev["metrics"] or {}
     rows = []
     for split, metric, label, hint in METRIC_ROWS:
-        rows.append({"label": label, "hint": hint, "values": [number(get(m, model, split, metric)) for model in MODELS]})
+        rows.append(
+            {"label": label, "hint": hint, "values": [number(get(m, model, split, metric)) for model in MODELS]}
+        )
     repair = ev["repair_log"]
-    return {"rows": rows, "present": [isinstance(m.get(model), dict) for model in MODELS],
-            "models": [MODEL_LABELS[x] for x in MODELS], "repair": repair,
-            "repair_epochs": get(repair, "epochs_run")}
+    return {
+        "rows": rows,
+        "present": [isinstance(m.get(model), dict) for model in MODELS],
+        "models": [MODEL_LABELS[x] for x in MODELS],
+        "repair": repair,
+        "repair_epochs": get(repair, "epochs_run"),
+    }
 
 
 def _attack_rows(models: dict, names: tuple[str, ...], labels: dict[str, str]) -> list[dict]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for model in names:
         entry = get(models, model)
         if not isinstance(entry, dict):
@@ -257,28 +330,35 @@ def _attack_rows(models: dict, names: tuple[str, ...], labels: dict[str, str]) -
             continue
         for j, attack in enumerate(sorted(k for k, v in entry.items() if isinstance(v, dict))):
             a = entry[attack]
-            rows.append({
-                "model": labels[model] if j == 0 else "", "attack": ATTACKS.get(attack, attack),
-                "best": entry.get("best") == attack,
-                "missing": False,
-                "cells": [(a.get(k), a.get(f"{k}_ci")) for k in ("balanced_accuracy", "auc", "tpr_at_1pct_fpr")],
-            })
+            rows.append(
+                {
+                    "model": labels[model] if j == 0 else "",
+                    "attack": ATTACKS.get(attack, attack),
+                    "best": entry.get("best") == attack,
+                    "missing": False,
+                    "cells": [(a.get(k), a.get(f"{k}_ci")) for k in ("balanced_accuracy", "auc", "tpr_at_1pct_fpr")],
+                }
+            )
     return rows
 
 
 @section("audits", "Audits")
 def audits(ev: dict) -> dict:
+    """Context of the audits section: the membership attacks per model (and the difference
+    attacks), the backdoor canary and the gate's checks."""
     audit = ev["audit"] or {}
     mem = audit.get("membership") or {}
     backdoor = audit.get("backdoor") or {}
     diff_labels = {"unlearned": "unlearned vs original", "retrain": "retrain vs original"}
     return {
         "has_membership": bool(mem.get("models")),
-        "n_members": mem.get("n_members"), "n_non_members": mem.get("n_non_members"),
+        "n_members": mem.get("n_members"),
+        "n_non_members": mem.get("n_non_members"),
         "sample_per_class": mem.get("sample_per_class"),
         "mia": _attack_rows(mem.get("models") or {}, MODELS, MODEL_LABELS),
         "difference": _attack_rows(mem.get("difference") or {}, ("unlearned", "retrain"), diff_labels)
-        if mem.get("difference") else [],
+        if mem.get("difference")
+        else [],
         "backdoor_on": bool(backdoor.get("enabled")),
         "backdoor": backdoor,
         "backdoor_rows": [(MODEL_LABELS[m], get(backdoor, "models", m)) for m in MODELS],
@@ -315,41 +395,62 @@ def _work(ev: dict) -> dict:
         repair = [_count(e.get("repair_pairs")) for e in epochs if "repair_pairs" in e]
         selected = [e["selected_modules"] for e in epochs if isinstance(e.get("selected_modules"), list)]
         update = {
-            "method": method, "epochs": len(epochs),
+            "method": method,
+            "epochs": len(epochs),
             # unlearn.max_epochs bounds the reverse–repair loop (other methods have their own bound)
-            "max_epochs": get(ev, "params", "values", "unlearn", "max_epochs") if method in ("tru", "reverse_repair") else None,
+            "max_epochs": get(ev, "params", "values", "unlearn", "max_epochs")
+            if method in ("tru", "reverse_repair")
+            else None,
             "stop": _stop(log, epochs),
             "forget_pairs": forget * forget_passes if forget is not None and forget_passes else None,
             "forget_passes": forget_passes,
-            "repair_pairs": sum(repair) if repair and None not in repair else None,
+            "repair_pairs": sum(n for n in repair if n is not None) if repair and None not in repair else None,
             "retain_pairs": retain * len(epochs) if method == "retrain" and retain is not None else None,
-            "modules": _span([len(m) for m in selected]), "modules_ever": len({m for s in selected for m in s}) or None,
-            "n_modules": n_modules, "coverage": _span([e.get("capacity_covered") for e in epochs]),
+            "modules": _span([len(m) for m in selected]),
+            "modules_ever": len({m for s in selected for m in s}) or None,
+            "n_modules": n_modules,
+            "coverage": _span([e.get("capacity_covered") for e in epochs]),
         }
     repair_log = ev["repair_log"]
-    final = None if not isinstance(repair_log, dict) else {
-        "epochs": _count(repair_log.get("epochs_run")), "max_epochs": get(ev, "params", "values", "repair", "max_epochs"),
-        "reason": repair_log.get("reason")}
+    final = (
+        None
+        if not isinstance(repair_log, dict)
+        else {
+            "epochs": _count(repair_log.get("epochs_run")),
+            "max_epochs": get(ev, "params", "values", "repair", "max_epochs"),
+            "reason": repair_log.get("reason"),
+        }
+    )
     retrain_log = ev.get("retrain_log")
     retrain = None
     if isinstance(retrain_log, dict):
         n = len([e for e in retrain_log.get("epochs") or [] if isinstance(e, dict)])
-        retrain = {"epochs": n, "best_epoch": _count(retrain_log.get("best_epoch")),
-                   "pairs": retain * n if retain is not None else None}
+        retrain = {
+            "epochs": n,
+            "best_epoch": _count(retrain_log.get("best_epoch")),
+            "pairs": retain * n if retain is not None else None,
+        }
     return {
-        "probe_size": heat.get("probe_size"), "forget": forget, "retain": retain,
-        "unlearning": update, "repair": final, "retrain": retrain,
+        "probe_size": heat.get("probe_size"),
+        "forget": forget,
+        "retain": retain,
+        "unlearning": update,
+        "repair": final,
+        "retrain": retrain,
         "retrain_ran": isinstance(get(ev, "metrics", "retrain"), dict),
     }
 
 
 @section("work", "Work done")
 def work(ev: dict) -> dict:
+    """Context of the work-done section: what each step did (`_work`) and the evidence's paths."""
     return {**_work(ev), "paths": ev["paths"]}
 
 
 @section("manifest", "Artifact manifest")
 def manifest(ev: dict) -> dict:
+    """Context of the manifest section: the manifest's files grouped by role and folder, totals,
+    code digest and dvc.lock stages."""
     man = ev["manifest"]
     by_role: dict[str, list] = {}
     for f in man["files"]:
@@ -361,11 +462,22 @@ def manifest(ev: dict) -> dict:
         folder = PurePosixPath(posixpath.commonpath([p.as_posix() for p in paths]))
         if len(paths) == 1 or folder in paths:
             folder = folder.parent
-        groups.append({"role": role, "folder": folder.as_posix(),
-                       "files": [{**f, "name": PurePosixPath(f["path"]).relative_to(folder).as_posix()} for f in files]})
-    return {"groups": groups, "n_files": len(man["files"]),
-            "total_bytes": sum(f["bytes"] for f in man["files"]), "code_digest": man["code_digest"],
-            "stages": man["dvc_lock"], "paths": ev["paths"], "base_model": man.get("base_model")}
+        groups.append(
+            {
+                "role": role,
+                "folder": folder.as_posix(),
+                "files": [{**f, "name": PurePosixPath(f["path"]).relative_to(folder).as_posix()} for f in files],
+            }
+        )
+    return {
+        "groups": groups,
+        "n_files": len(man["files"]),
+        "total_bytes": sum(f["bytes"] for f in man["files"]),
+        "code_digest": man["code_digest"],
+        "stages": man["dvc_lock"],
+        "paths": ev["paths"],
+        "base_model": man.get("base_model"),
+    }
 
 
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -379,19 +491,29 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
 
 @section("reproduce", "How to reproduce")
 def reproduce(ev: dict) -> dict:
+    """Context of the how-to-reproduce section: the DVC stages, paths, code digest and the params
+    flattened to dotted keys."""
     return {
-        "batch": ev["batch"], "stages": ev["repro_stages"], "paths": ev["paths"], "code_digest": ev["code_digest"],
-        "report_dir": ev["paths"]["pdf"].rsplit("/", 1)[0], "sidecar_name": ev["paths"]["sidecar"].rsplit("/", 1)[1],
-        "params_source": ev["params"]["source"], "params": _flatten(ev["params"]["values"]),
+        "batch": ev["batch"],
+        "stages": ev["repro_stages"],
+        "paths": ev["paths"],
+        "code_digest": ev["code_digest"],
+        "report_dir": ev["paths"]["pdf"].rsplit("/", 1)[0],
+        "sidecar_name": ev["paths"]["sidecar"].rsplit("/", 1)[1],
+        "params_source": ev["params"]["source"],
+        "params": _flatten(ev["params"]["values"]),
     }
 
 
 @section("limits", "Limits")
 def limits(ev: dict) -> dict:
+    """Context of the limits section: whether a retrain ran, the targets' median removed share and
+    the membership sample sizes."""
     mem = get(ev, "audit", "membership", default={}) or {}
     return {
         "retrain_ran": isinstance(get(ev, "metrics", "retrain"), dict),
         "median_share": get(ev, "components", "target_items", "removed_share_median"),
-        "n_members": mem.get("n_members"), "n_non_members": mem.get("n_non_members"),
+        "n_members": mem.get("n_members"),
+        "n_non_members": mem.get("n_non_members"),
         "sample_per_class": mem.get("sample_per_class"),
     }
