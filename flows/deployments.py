@@ -11,27 +11,37 @@ run at a time: the deployment's concurrency limit cancels a new run while one is
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.schedules import Cron, Schedule
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from tru.errors import ConfigError, TruError
 
 DEFAULT_CRON = "0 2 * * *"  # every night at 02:00
 DEFAULT_TIMEZONE = "UTC"
 DEPLOYMENT = "nightly"
 
 
-def task_runner(name: str = "thread", workers: int = 2):
+def task_runner(name: str = "thread", workers: int = 2) -> TaskRunner[Any]:
     """The flow's task runner: `thread` (Prefect's default) or `dask` (prefect-dask; a local
     cluster of `workers` single-threaded processes, or the scheduler at $TRU_DASK_ADDRESS)."""
-    import os
-
     if name == "thread":
-        from prefect.task_runners import ThreadPoolTaskRunner
-
         return ThreadPoolTaskRunner(max_workers=workers)
     if name == "dask":
-        try:
+        try:  # an optional dependency (the `dask` extra)
             from prefect_dask import DaskTaskRunner
         except ImportError:
-            from tru.errors import ConfigError
-
             raise ConfigError("the dask task runner needs prefect-dask: pip install -e '.[dask]'") from None
         import dask
 
@@ -42,18 +52,12 @@ def task_runner(name: str = "thread", workers: int = 2):
         if address:
             return DaskTaskRunner(address=address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
-    from tru.errors import ConfigError
-
     raise ConfigError(f"unknown task runner {name!r} (thread or dask)")
 
 
-def build_schedule(cron: str = DEFAULT_CRON, timezone: str = DEFAULT_TIMEZONE):
-    from prefect.schedules import Cron
-
-    from tru.errors import ConfigError
-
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
+def build_schedule(cron: str = DEFAULT_CRON, timezone: str = DEFAULT_TIMEZONE) -> Schedule:
+    """The deployment's schedule: the cron expression `cron` in the IANA time zone `timezone`;
+    a bad expression or an unknown zone is a ConfigError."""
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -64,12 +68,16 @@ def build_schedule(cron: str = DEFAULT_CRON, timezone: str = DEFAULT_TIMEZONE):
         raise ConfigError(f"bad schedule {cron!r} ({timezone}): {err} (five fields, e.g. {DEFAULT_CRON!r})") from None
 
 
-def serve(cron: str = DEFAULT_CRON, timezone: str = DEFAULT_TIMEZONE, params_path: str = "params.yaml",
-          runner: str = "thread", name: str = DEPLOYMENT) -> None:
-    """Register the deployment and run its flow runs until interrupted (Ctrl-C)."""
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-
-    from flows.erasure import erasure_batch
+def serve(
+    cron: str = DEFAULT_CRON,
+    timezone: str = DEFAULT_TIMEZONE,
+    params_path: str = "params.yaml",
+    runner: str = "thread",
+    name: str = DEPLOYMENT,
+) -> None:
+    """Register the deployment `name` (the erasure flow with `params_path`, on the schedule, on
+    the task runner `runner`) and run its flow runs until interrupted (Ctrl-C)."""
+    from flows.erasure import erasure_batch  # why: it loads every pipeline stage; local_server does not need it
 
     flow = erasure_batch.with_options(task_runner=task_runner(runner))
     flow.serve(
@@ -82,31 +90,24 @@ def serve(cron: str = DEFAULT_CRON, timezone: str = DEFAULT_TIMEZONE, params_pat
     )
 
 
-if __name__ == "__main__":
-    serve()
-
-
 @contextlib.contextmanager
-def local_server(host: str = "127.0.0.1", port: int = 4200, timeout: float = 180.0, log: str | None = None):
+def local_server(
+    host: str = "127.0.0.1", port: int = 4200, timeout: float = 180.0, log: str | None = None
+) -> Iterator[str]:
     """A real Prefect server (`prefect server start`, SQLite under $PREFECT_HOME) on loopback
     for as long as the body runs; yields its API URL and points this process at it."""
-    import os
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
-
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from tru.errors import TruError
-
     url = f"http://{host}:{port}/api"
     prefect = Path(sys.executable).with_name("prefect")
-    out = open(log, "ab") if log else subprocess.DEVNULL
+    log_file = open(log, "ab") if log else None
+    out = subprocess.DEVNULL if log_file is None else log_file
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": url}
-    proc = subprocess.Popen([str(prefect), "server", "start", "--host", host, "--port", str(port)],
-                            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(prefect), "server", "start", "--host", host, "--port", str(port)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -134,5 +135,9 @@ def local_server(host: str = "127.0.0.1", port: int = 4200, timeout: float = 180
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-        if log:
-            out.close()
+        if log_file is not None:
+            log_file.close()
+
+
+if __name__ == "__main__":
+    serve()

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-
 from prefect import task
 
+from tru import paths
 from tru.config import load_params
-from tru import stages
+from tru.stages.data import featurize_stage, fetch_stage, split_stage
 
 
 @task(name="fetch", retries=2, retry_delay_seconds=10)  # the one step that touches the network
-def fetch_task(params_path: str, raw_dir: str = stages.DEFAULT_PATHS["raw"]) -> dict:
-    return stages.fetch_stage(load_params(params_path), raw_dir)
+def fetch_task(params_path: str, raw_dir: str = str(paths.RAW)) -> dict:
+    """tru.stages.data.fetch_stage: the raw dataset into `raw_dir`; its summary."""
+    return fetch_stage(load_params(params_path), raw_dir)
 
 
 @task(name="featurize")
-def featurize_task(params_path: str, raw_dir: str = stages.DEFAULT_PATHS["raw"], out_dir: str | None = None) -> dict:
-    return stages.featurize_stage(load_params(params_path), raw_dir, out_dir)
+def featurize_task(params_path: str, raw_dir: str = str(paths.RAW), out_dir: str | None = None) -> dict:
+    """tru.stages.data.featurize_stage: the dataset (interactions, modality features); its summary."""
+    return featurize_stage(load_params(params_path), raw_dir, out_dir)
 
 
 @task(name="split")
-def split_task(params_path: str, dataset_dir: str | None = None, out_dir: str = stages.DEFAULT_PATHS["split"]) -> dict:
-    return stages.split_stage(load_params(params_path), dataset_dir, out_dir)
-
-
+def split_task(params_path: str, dataset_dir: str | None = None, out_dir: str = str(paths.SPLIT)) -> dict:
+    """tru.stages.data.split_stage: the train/valid/test split into `out_dir`; its summary."""
+    return split_stage(load_params(params_path), dataset_dir, out_dir)

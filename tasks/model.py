@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from prefect import task
 
-from tru import stages
+from tru import paths
 from tru.config import load_params
+from tru.stages.model import evaluate_stage, train_stage
 
 
 @task(name="train")
-def train_task(params_path: str, split_dir: str = stages.DEFAULT_PATHS["split"],
-               out_dir: str = stages.DEFAULT_PATHS["model"], log_path: str = stages.DEFAULT_PATHS["train_log"]) -> dict:
-    return stages.train_stage(load_params(params_path), split_dir, out_dir, log_path, progress=False)
+def train_task(
+    params_path: str,
+    split_dir: str = str(paths.SPLIT),
+    out_dir: str = str(paths.BASE_MODEL),
+    log_path: str = str(paths.TRAIN_LOG),
+) -> dict:
+    """tru.stages.model.train_stage: the base model trained on the split into `out_dir`; its summary."""
+    return train_stage(load_params(params_path), split_dir, out_dir, log_path, progress=False)
 
 
 @task(name="evaluate")
-def evaluate_task(params_path: str, checkpoint: str = stages.DEFAULT_PATHS["model"],
-                  split_dir: str = stages.DEFAULT_PATHS["split"], out_path: str = stages.DEFAULT_PATHS["metrics"]) -> dict:
-    return stages.evaluate_stage(load_params(params_path), checkpoint, split_dir, out_path)
+def evaluate_task(
+    params_path: str,
+    checkpoint: str = str(paths.BASE_MODEL),
+    split_dir: str = str(paths.SPLIT),
+    out_path: str = str(paths.BASE_METRICS),
+) -> dict:
+    """tru.stages.model.evaluate_stage: the checkpoint's metrics into `out_path`; their summary."""
+    return evaluate_stage(load_params(params_path), checkpoint, split_dir, out_path)

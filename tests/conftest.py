@@ -42,7 +42,9 @@ def make_tiny_data(seed: int = 0, n_users: int = 60, n_items: int = 40, per_user
     for u in range(n_users):
         mine = np.flatnonzero(item_c == user_c[u])
         other = np.flatnonzero(item_c != user_c[u])
-        items = np.concatenate([rng.choice(mine, size=per_user - 2, replace=False), rng.choice(other, size=2, replace=False)])
+        items = np.concatenate(
+            [rng.choice(mine, size=per_user - 2, replace=False), rng.choice(other, size=2, replace=False)]
+        )
         rng.shuffle(items)
         rows.extend((u, int(i)) for i in items)
     pairs = np.array(rows, dtype=np.int64)
@@ -106,8 +108,15 @@ def tiny_params(dst: Path) -> None:
     p["synthetic"].update({"n_users": 80, "n_items": 50, "n_interactions": 1600})
     p["model"]["mgcn"].update({"embedding_dim": 16, "knn_k": 5})
     p["train"].update({"max_epochs": 3, "batch_size": 256, "threads": 1, "checkpoint_every": 2})
-    p["canary"].update({"users": 4, "profile_length": 8, "triggers": 2, "target_popularity": [0, 40],
-                        "trigger_popularity": [1, 10_000]})
+    p["canary"].update(
+        {
+            "users": 4,
+            "profile_length": 8,
+            "triggers": 2,
+            "target_popularity": [0, 40],
+            "trigger_popularity": [1, 10_000],
+        }
+    )
     p["audit"]["mia"].update({"bootstrap": 20})
     # a 3-epoch model on 80 users: the gate's plumbing is under test here, not its calibration
     # (tests/test_audit.py checks that a broken erasure fails and a good one passes); the few
@@ -121,9 +130,15 @@ def tiny_params(dst: Path) -> None:
 
 def tool_env(**extra) -> dict:
     """The environment of the project's commands in a test repository (a fixed test key)."""
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-            "TRU_PSEUDONYM_KEY": "00112233445566778899aabbccddeeff", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "OMP_NUM_THREADS": "1", **extra}
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+        "TRU_PSEUDONYM_KEY": "00112233445566778899aabbccddeeff",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "OMP_NUM_THREADS": "1",
+        **extra,
+    }
 
 
 def run(cmd, cwd, expect: int = 0):

@@ -2,11 +2,10 @@ import copy
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from tru.config import load_params, parse_params
 from tru.errors import ConfigError
-
-from conftest import ROOT
 
 
 def raw():

@@ -18,10 +18,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import BIN, copy_repo, run
+from conftest import ledger_status as ledger
+from conftest import tool_env as env
 
 from tru.io import read_json, sha256_file
-
-from conftest import BIN, copy_repo, ledger_status as ledger, run, tool_env as env
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +60,26 @@ def dvc_status(repo: Path) -> str:
 def snapshot(repo: Path) -> dict:
     """Hashes of everything a run could change (the working tree, without the DVC cache)."""
     skip = {".git", ".dvc"}
-    return {p.relative_to(repo).as_posix(): sha256_file(p) for p in sorted(repo.rglob("*"))
-            if p.is_file() and not skip & set(p.relative_to(repo).parts) and "__pycache__" not in p.parts}
+    return {
+        p.relative_to(repo).as_posix(): sha256_file(p)
+        for p in sorted(repo.rglob("*"))
+        if p.is_file() and not skip & set(p.relative_to(repo).parts) and "__pycache__" not in p.parts
+    }
 
 
 def user_requests(repo: Path, name: str, n: int, skip: int = 0) -> Path:
     """A request file erasing `n` users still in the current retain set."""
     last = batches_of(repo)[-1]["id"]
-    users = pd.read_parquet(repo / f"data/batches/{last}/sets/train.parquet")["user"].unique()[skip:skip + n]
-    raw = pd.read_csv(repo / "data/datasets/tiny/user_map.tsv", sep="\t", dtype={"raw_id": str}).set_index("userID")["raw_id"]
+    users = pd.read_parquet(repo / f"data/batches/{last}/sets/train.parquet")["user"].unique()[skip : skip + n]
+    raw = pd.read_csv(repo / "data/datasets/tiny/user_map.tsv", sep="\t", dtype={"raw_id": str}).set_index("userID")[
+        "raw_id"
+    ]
     inbox = repo / "data/deletions/inbox"
     inbox.mkdir(parents=True, exist_ok=True)
-    rows = [{"request_id": f"{name}-{k}", "kind": "user", "user_id": raw[int(u)], "received_at": "2026-02-01T00:00:00Z"}
-            for k, u in enumerate(users)]
+    rows = [
+        {"request_id": f"{name}-{k}", "kind": "user", "user_id": raw[int(u)], "received_at": "2026-02-01T00:00:00Z"}
+        for k, u in enumerate(users)
+    ]
     path = inbox / f"{name}.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -139,9 +147,17 @@ def test_an_empty_inbox_finishes_quickly_and_changes_nothing(repo, harness, monk
 def test_a_second_run_while_one_holds_the_lock_exits_cleanly(repo, harness, monkeypatch):
     user_requests(repo, "waiting", 2)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tru.runlock import run_lock\n"
-         "with run_lock('test holder'):\n print('held', flush=True); time.sleep(120)"],
-        cwd=repo, stdout=subprocess.PIPE, text=True, env=env())
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from tru.runlock import run_lock\n"
+            "with run_lock('test holder'):\n print('held', flush=True); time.sleep(120)",
+        ],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         before = snapshot(repo)
@@ -172,8 +188,12 @@ def test_fresh_clone_reproduces_checkpoint_metrics_and_pdf_byte_for_byte(repo, t
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
     run([str(BIN / "dvc"), "pull", "-q"], clone)
-    files = {"checkpoint": f"data/batches/{b}/model/model.safetensors", "metrics": f"reports/{b}/metrics.json",
-             "pdf": f"reports/{b}/evidence.pdf", "audit": f"reports/{b}/audit.json"}
+    files = {
+        "checkpoint": f"data/batches/{b}/model/model.safetensors",
+        "metrics": f"reports/{b}/metrics.json",
+        "pdf": f"reports/{b}/evidence.pdf",
+        "audit": f"reports/{b}/audit.json",
+    }
     for path in files.values():
         (clone / path).unlink()  # nothing left from the original run: everything is recomputed
     # the batch's stages only (the base stages are the pipeline's own business, tested elsewhere)
@@ -190,9 +210,14 @@ def test_fresh_clone_reproduces_checkpoint_metrics_and_pdf_byte_for_byte(repo, t
 def test_sigkill_in_the_middle_of_the_update_then_a_clean_rerun(repo, harness, monkeypatch):
     """Kill the flow's process while the update runs; the next run completes the batch once."""
     n_before = len(batches_of(repo))
-    proc = subprocess.Popen([str(BIN / "tru"), "nightly", "--batch-time", "2026-02-03T02:00:00Z"], cwd=repo, env=env(PREFECT_API_URL=harness),
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / "tru"), "nightly", "--batch-time", "2026-02-03T02:00:00Z"],
+        cwd=repo,
+        env=env(PREFECT_API_URL=harness),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     killed_at = None
     try:

@@ -7,12 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import BIN, ROOT, copy_repo, ledger_status, run, tiny_params
 from typer.testing import CliRunner
 
 from tru.cli import app
 from tru.io import read_json, sha256_file
-
-from conftest import BIN, ROOT, copy_repo, ledger_status, run, tiny_params
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +84,12 @@ def test_a_deletion_batch_through_ingest_sets_and_map(repo):
     # the audit gate passed: promoted, every accepted request erased, the canary's effect measured
     audit = read_json(repo / f"reports/{b}/audit.json")
     assert audit["verdict"] == "pass" and audit["promoted"]
-    assert {c["name"] for c in audit["checks"]} == {"retain_recall_drop", "mia_balanced_accuracy",
-                                                   "forget_recall_ratio", "backdoor_lift"}
+    assert {c["name"] for c in audit["checks"]} == {
+        "retain_recall_drop",
+        "mia_balanced_accuracy",
+        "forget_recall_ratio",
+        "backdoor_lift",
+    }
     assert audit["backdoor"]["enabled"] and audit["backdoor"]["deleted_by_this_batch"]
     assert set(audit["membership"]["models"]) == {"original", "unlearned"}
     # a tiny batch: the attack is measured and kept, but too few pairs for the gate to judge it
@@ -101,7 +104,8 @@ def test_a_deletion_batch_through_ingest_sets_and_map(repo):
     assert "inbox empty" in run([tru, "ingest"], repo)
     # a batch time not after the last batch's (a clock set back) is refused before anything is written
     (repo / "data/deletions/inbox/late.jsonl").write_text(
-        '{"request_id": "late-1", "kind": "item", "item_id": "1", "received_at": "2026-01-10T00:00:00Z"}\n')
+        '{"request_id": "late-1", "kind": "item", "item_id": "1", "received_at": "2026-01-10T00:00:00Z"}\n'
+    )
     registry = (repo / "batches.yaml").read_bytes()
     for when in ("2026-01-15T02:00:00Z", "2026-01-14T23:59:59Z"):
         out = run([tru, "ingest", "--batch-time", when], repo, expect=2)
@@ -111,8 +115,9 @@ def test_a_deletion_batch_through_ingest_sets_and_map(repo):
     assert (repo / "data/deletions/inbox/late.jsonl").is_file()
     assert sorted(p.name for p in (repo / "data/ledger").iterdir() if p.is_dir()) == [b]
     (repo / "data/deletions/inbox/late.jsonl").unlink()
-    assert "Data and pipelines are up to date" in run([str(BIN / "dvc"), "repro"], repo) or \
-        "didn't change" in run([str(BIN / "dvc"), "repro"], repo)
+    assert "Data and pipelines are up to date" in run([str(BIN / "dvc"), "repro"], repo) or "didn't change" in run(
+        [str(BIN / "dvc"), "repro"], repo
+    )
 
 
 # --- bad input: one clear line, non-zero exit, nothing half-written ----------------------
@@ -126,8 +131,15 @@ def invoke(*args):
 
 def mmrec_folder(d: Path, n_items=6, feat_rows=None, drop=None) -> Path:
     d.mkdir(parents=True, exist_ok=True)
-    inter = pd.DataFrame({"userID": [0, 0, 1, 1, 2], "itemID": [0, 1, 1, 2, 3], "rating": [5, 4, 5, 4, 5],
-                          "timestamp": [1, 2, 3, 4, 5], "x_label": [0, 2, 0, 1, 0]})
+    inter = pd.DataFrame(
+        {
+            "userID": [0, 0, 1, 1, 2],
+            "itemID": [0, 1, 1, 2, 3],
+            "rating": [5, 4, 5, 4, 5],
+            "timestamp": [1, 2, 3, 4, 5],
+            "x_label": [0, 2, 0, 1, 0],
+        }
+    )
     if drop:
         inter = inter.drop(columns=[drop])
     inter.to_csv(d / "mini.inter", sep="\t", index=False)

@@ -2,11 +2,7 @@
 starts from. dvc.yaml loops over it (`foreach`), so `dvc repro` rebuilds batch N from
 batch N-1; the nightly run appends to it. Tracked by git: it is lineage.
 
-Layout per batch B (every path derives from the id, so nothing else needs recording):
-- data/deletions/batches/B/input/  the request files as received (archived from the inbox)
-- data/ledger/B/                    the ledger of B (append-only Parquet)
-- data/batches/B/sets/              forget / retain sets (a split-like folder)
-- reports/B/                        components.json, metrics, audit.json, evidence
+The layout per batch derives from its id (tru/paths.py).
 
 Promotion: a batch's model (data/batches/B/model) becomes the current model only when its
 audit gate passed (reports/B/audit.json). The next batch starts from it; while the last batch
@@ -15,21 +11,14 @@ has not passed, no new batch is registered (its requests wait in the inbox).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 
 from tru.errors import DataError
 from tru.io import atomic_path
-
-BATCHES_FILE = Path("batches.yaml")
-INBOX = Path("data/deletions/inbox")
-ARCHIVE = Path("data/deletions/batches")
-LEDGER = Path("data/ledger")
-BATCH_DATA = Path("data/batches")
-REPORTS = Path("reports")
-BASE_SETS = "data/split"
-BASE_MODEL = "data/models/base"
+from tru.paths import BASE_MODEL, BATCH_DATA, BATCHES_FILE, SPLIT, report_dir, sets_dir
 
 HEADER = (
     "# Deletion batches, oldest first; written by `tru ingest`, read by dvc.yaml (foreach).\n"
@@ -37,19 +26,8 @@ HEADER = (
 )
 
 
-def input_dir(batch_id: str) -> Path:
-    return ARCHIVE / batch_id / "input"
-
-
-def sets_dir(batch_id: str) -> Path:
-    return BATCH_DATA / batch_id / "sets"
-
-
-def report_dir(batch_id: str) -> Path:
-    return REPORTS / batch_id
-
-
 def read_batches(path: str | Path = BATCHES_FILE) -> list[dict]:
+    """The registered batches, oldest first (an absent file: none). DataError on a malformed file."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -61,6 +39,7 @@ def read_batches(path: str | Path = BATCHES_FILE) -> list[dict]:
 
 
 def batch_entry(batch_id: str, path: str | Path = BATCHES_FILE) -> dict:
+    """Batch `batch_id`'s entry (id, prior, base_model, method); DataError naming the known ids."""
     for b in read_batches(path):
         if b["id"] == batch_id:
             return b
@@ -69,9 +48,7 @@ def batch_entry(batch_id: str, path: str | Path = BATCHES_FILE) -> dict:
 
 
 def gate_verdict(batch_id: str) -> str | None:
-    """"pass" or "fail" from the batch's audit.json; None when it has not been audited."""
-    import json
-
+    """'pass' or 'fail' from the batch's audit.json; None when it has not been audited."""
     path = report_dir(batch_id) / "audit.json"
     if not path.is_file():
         return None
@@ -79,12 +56,13 @@ def gate_verdict(batch_id: str) -> str | None:
 
 
 def promoted_model(batch_id: str) -> str:
+    """The model batch `batch_id` promotes when its gate passes (a path relative to the root)."""
     return (BATCH_DATA / batch_id / "model").as_posix()
 
 
 def current_model(path: str | Path = BATCHES_FILE) -> str:
     """The model now serving: the model of the last batch whose audit gate passed, else the base."""
-    current = BASE_MODEL
+    current = BASE_MODEL.as_posix()
     for b in read_batches(path):
         if gate_verdict(b["id"]) == "pass":
             current = promoted_model(b["id"])
@@ -99,10 +77,14 @@ def check_ready_for_next(path: str | Path = BATCHES_FILE) -> None:
     last = batches[-1]["id"]
     verdict = gate_verdict(last)
     if verdict == "fail":
-        raise DataError(f"batch {last} failed its audit gate and awaits review: clear it with "
-                        f"`tru erase --batch {last} --method retrain` (new requests stay in the inbox)")
+        raise DataError(
+            f"batch {last} failed its audit gate and awaits review: clear it with "
+            f"`tru erase --batch {last} --method retrain` (new requests stay in the inbox)"
+        )
     if verdict is None:
-        raise DataError(f"batch {last} has not been audited yet: run `dvc repro` first (new requests stay in the inbox)")
+        raise DataError(
+            f"batch {last} has not been audited yet: run `dvc repro` first (new requests stay in the inbox)"
+        )
 
 
 def set_method(batch_id: str, method: str, path: str | Path = BATCHES_FILE) -> dict:
@@ -124,9 +106,10 @@ def register_batch(batch_id: str, path: str | Path = BATCHES_FILE, model_of=None
     own base model carries on)."""
     batches = read_batches(path)
     check_newer(batch_id, path, batches)
-    prior = sets_dir(batches[-1]["id"]).as_posix() if batches else BASE_SETS
+    prior = sets_dir(batches[-1]["id"]).as_posix() if batches else SPLIT.as_posix()
     base_model = (model_of(batches[-1]["id"]) if batches and model_of else None) or (
-        batches[-1]["base_model"] if batches else BASE_MODEL)
+        batches[-1]["base_model"] if batches else BASE_MODEL.as_posix()
+    )
     entry = {"id": batch_id, "prior": prior, "base_model": base_model, "method": method}
     write_batches(batches + [entry], path)
     return entry
@@ -145,6 +128,7 @@ def check_newer(batch_id: str, path: str | Path = BATCHES_FILE, batches: list[di
 
 
 def write_batches(batches: list[dict], path: str | Path = BATCHES_FILE) -> None:
+    """Write the registry atomically, with its explanatory header."""
     with atomic_path(path) as tmp:
         body = yaml.safe_dump({"batches": batches}, sort_keys=False, default_flow_style=False)
         tmp.write_text(HEADER + body)

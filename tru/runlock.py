@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from filelock import FileLock, Timeout
 
@@ -48,10 +48,11 @@ def run_lock(what: str, root: str | Path = ".", wait: float = 0) -> Iterator[Non
     try:
         lock.acquire(timeout=wait)
     except Timeout:
-        raise RunLocked(f"another erasure run is in progress: {_holder(root)}; "
-                        f"nothing was changed (try again when it has finished)") from None
+        raise RunLocked(
+            f"another erasure run is in progress: {_holder(root)}; nothing was changed (try again when it has finished)"
+        ) from None
     try:
-        since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         (root / HOLDER_FILE).write_text(json.dumps({"what": what, "pid": os.getpid(), "since": since}))
         yield
     finally:

@@ -1,0 +1,167 @@
+"""A deletion batch's commands: `ingest` (which creates the batch) and its DVC stages (sets, map,
+erase, repair, evaluate-batch, audit, report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tru import paths
+from tru.cli.common import BatchOpt, BatchTimeOpt, ParamsOpt, load, stage
+
+PANEL = "Deletion batches"
+app = typer.Typer()
+
+
+@app.command(rich_help_panel=PANEL)
+@stage
+def ingest(
+    files: list[Path] | None = typer.Argument(None, help="request files (JSONL, CSV, Parquet); default: the inbox"),
+    params: Path = ParamsOpt,
+    inbox: Path = typer.Option(paths.INBOX),
+    dvc: bool = typer.Option(True, help="version the batch's inputs and ledger with `dvc add`"),
+    batch_time: str | None = BatchTimeOpt,
+) -> None:
+    """Take the pending deletion requests as one batch: validate, record in the ledger, archive."""
+    from tru.dvcio import dvc_add
+    from tru.nightly import dvc_pointers
+    from tru.runlock import run_lock
+    from tru.stages.ingest import ingest_stage
+
+    with run_lock("tru ingest"):
+        s = ingest_stage(load(params), inbox, files, now=batch_time)
+        if s["batch_id"] is None:
+            typer.echo("inbox empty: nothing to ingest")
+            return
+        if dvc and Path(".dvc").is_dir():
+            dvc_add(dvc_pointers(s["batch_id"]))
+    typer.echo(f"batch {s['batch_id']}: {s['rows']} rows, " + ", ".join(f"{k} {v}" for k, v in s["by_status"].items()))
+    typer.echo(f"next: dvc repro (or tru sets --batch {s['batch_id']} && tru map --batch {s['batch_id']})")
+
+
+@app.command(rich_help_panel=PANEL)
+@stage
+def sets(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
+    """Build the batch's forget and retain sets (cumulative over batches)."""
+    from tru.stages.sets import sets_stage
+
+    s = sets_stage(load(params), batch)
+    b = s["batch"]
+    typer.echo(
+        f"batch {batch}: forget {b['forget']} interactions of {b['affected_users']} users and "
+        f"{b['target_items']} items; retain {b['retain']}; held out {b['heldout']}"
+    )
+
+
+@app.command("map", rich_help_panel=PANEL)
+@stage
+def map_cmd(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
+    """Map the batch to model components: counts, target items, rebuilds, deletion heat map."""
+    from tru.stages.components import map_stage
+
+    s = map_stage(load(params), batch)
+    typer.echo(f"wrote {s['components']} in {s['seconds']:.2f} s")
+
+
+@app.command(rich_help_panel=PANEL)
+@stage
+def erase(
+    batch: str = BatchOpt,
+    params: Path = ParamsOpt,
+    method: str | None = typer.Option(None, help="unlearning method (default: unlearn.method)"),
+    out: Path | None = typer.Option(None, help="checkpoint folder (default: data/batches/B/unlearned, or .../retrain)"),
+) -> None:
+    """Unlearn the batch from its base model (exact erasure, graph rebuild, then the method).
+
+    `--method retrain` on a batch whose audit gate failed is the fallback: the batch is then
+    erased by retraining (recorded in batches.yaml) and its stages rerun through DVC."""
+    from tru import batches
+    from tru.nightly import needs_retrain_fallback, retrain_fallback
+    from tru.stages.erase import erase_stage
+
+    if method == "retrain" and out is None and needs_retrain_fallback(batch):
+        typer.echo(
+            f"batch {batch} failed its audit gate: erasing it by retraining instead (batches.yaml records "
+            f"method: retrain); rerunning its stages through DVC"
+        )
+        verdict = retrain_fallback(batch)
+        typer.echo(f"batch {batch}: audit gate {verdict}; current model {batches.current_model()}")
+        return
+    s = erase_stage(load(params), batch, method, out)
+    typer.echo(f"{s['method']}: wrote {s['checkpoint']} in {s['seconds']:.1f} s (sha256 {s['weights_sha256'][:12]}…)")
+
+
+@app.command(rich_help_panel=PANEL)
+@stage
+def repair(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
+    """Final retain-side repair of the unlearned model (0 epochs when utility is within tolerance)."""
+    from tru.stages.repair import repair_stage
+
+    s = repair_stage(load(params), batch)
+    typer.echo(f"repaired in {s['epochs']} epoch(s): {s['checkpoint']}")
+
+
+@app.command("evaluate-batch", rich_help_panel=PANEL)
+@stage
+def evaluate_batch(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
+    """Retain and forget Recall/NDCG@K of the batch's models: original, unlearned, retrain (when run)."""
+    from tru.stages.evaluate_batch import evaluate_batch_stage
+
+    s = evaluate_batch_stage(load(params), batch)
+    for name, vals in s["values"].items():
+        if isinstance(vals, dict):
+            typer.echo(f"{name:9s} " + "  ".join(f"{k} R@20 {v['recall@20']:.4f}" for k, v in vals.items()))
+
+
+@app.command(rich_help_panel=PANEL)
+@stage
+def audit(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
+    """Membership inference, backdoor canary, exposure and parameter-shift audits, and the gate.
+
+    Exit status 4 when the gate refuses the erasure (the model is not promoted and the
+    batch's requests become needs_review)."""
+    from tru.errors import AuditGateFailed
+    from tru.io import read_json
+    from tru.stages.audit import audit_stage
+
+    try:
+        s = audit_stage(load(params), batch)
+    except AuditGateFailed:
+        print_audit(read_json(paths.report_dir(batch) / "audit.json"))
+        raise
+    print_audit(read_json(s["audit"]))
+    typer.echo(f"audit gate passed: {s['requests']} request(s) erased; wrote {s['audit']}")
+
+
+def print_audit(a: dict) -> None:
+    """The audit's checks, membership attacks and backdoor success rates, a line each."""
+    for c in a["checks"]:
+        mark = {True: "pass", False: "FAIL", None: "n/a "}[c["passed"]]
+        value = "-" if c["value"] is None else f"{c['value']:.4f}"
+        typer.echo(f"  [{mark}] {c['name']:24s} {value:>8s}  (allowed {c['op']} {c['threshold']})")
+    for name, m in a["membership"].get("models", {}).items():
+        if m.get("best"):
+            b = m[m["best"]]
+            typer.echo(
+                f"  membership attack on {name:9s}: balanced accuracy {b['balanced_accuracy']:.3f} "
+                f"[{b['balanced_accuracy_ci'][0]:.3f}, {b['balanced_accuracy_ci'][1]:.3f}] ({m['best']})"
+            )
+    if a["backdoor"].get("enabled"):
+        typer.echo(
+            "  backdoor attack success rate: "
+            + ", ".join(
+                f"{n} {v['asr']:.3f}" + (f" (peers {v['peer_asr']:.3f})" if "peer_asr" in v else "")
+                for n, v in a["backdoor"]["models"].items()
+            )
+        )
+
+
+@app.command(rich_help_panel=PANEL)
+@stage
+def report(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
+    """Render the batch's evidence PDF (reports/B/evidence.pdf) and its hash manifest."""
+    from tru.stages.report import report_stage
+
+    s = report_stage(load(params), batch)
+    typer.echo(f"wrote {s['pdf']} (sha256 {s['sha256'][:12]}…) and {s['manifest']}")

@@ -1,0 +1,201 @@
+"""`tru bench`: the benchmarks (results under reports/bench/). `--runner thread|dask` hands the
+cells to a Prefect task runner from flows/bench.py: the CLI is the floor that may start flows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tru import paths
+from tru.cli.common import ParamsOpt, comma_list, load, print_json, stage
+from tru.errors import TruError
+
+app = typer.Typer(help="Benchmarks (results under reports/bench/).", no_args_is_help=True)
+
+UNLEARN_METHODS = (
+    "retrain",
+    "ultrare",
+    "reverse_repair",
+    "gradient_ascent",
+    "multidelete",
+    "scalegun",
+    "tru",
+    "tru_no_gate",
+    "tru_no_scaling",
+    "tru_no_selection",
+    "tru_no_exact",
+    "reverse_repair_no_exact",
+)
+RunnerOpt = typer.Option(
+    "none",
+    help="none: cells one after another; thread or dask: cells as Prefect tasks on "
+    "that task runner (dask: in parallel)",
+)
+WorkersOpt = typer.Option(2, help="parallel cells with --runner thread|dask")
+BackboneOpt = typer.Option(None, help="mgcn or miggt (default: model.backbone)")
+
+
+def _with_backbone(p, backbone: str):
+    from tru.config import with_backbone
+
+    try:
+        return with_backbone(p, backbone)
+    except ValueError as err:
+        raise TruError(f"--backbone {backbone}: {err}") from None
+
+
+@app.command("train")
+@stage
+def bench_train_cmd(
+    params: Path = ParamsOpt,
+    out: Path = typer.Option(paths.BENCH_REPORTS / "train_ml100k.json"),
+    seeds: str = typer.Option("2026,2027,2028", help="comma-separated seeds"),
+    baby_epoch: bool = typer.Option(True, help="also time one epoch at Amazon-Baby synthetic scale"),
+    backbone: str | None = BackboneOpt,
+) -> None:
+    """Training benchmark on the default dataset: seconds/epoch, epochs, RSS, Recall/NDCG vs popularity.
+    One entry per backbone in the output file: benchmarking one keeps the others' figures."""
+    from tru.bench.train import bench_train
+
+    p = load(params)
+    if backbone:
+        p = _with_backbone(p, backbone)
+    result = bench_train(p, out, [int(s) for s in comma_list(seeds)], baby_epoch)
+    print_json(result["summary"])
+
+
+@app.command("ingest")
+@stage
+def bench_ingest_cmd(
+    out: Path = typer.Option(paths.BENCH_REPORTS / "ingest_1m.json"),
+    rows: int = typer.Option(1_000_000, help="requests to generate and ingest"),
+) -> None:
+    """Ingest a generated request file (default 1,000,000 rows): seconds and peak RSS."""
+    from tru.bench.ingest import bench_ingest
+
+    print_json(bench_ingest(out, rows))
+
+
+@app.command("unlearn")
+@stage
+def bench_unlearn_cmd(
+    params: Path = ParamsOpt,
+    out: Path = typer.Option(paths.BENCH_REPORTS / "unlearn_movielens100k.csv"),
+    seeds: str = typer.Option("1,2,3"),
+    regimes: str = typer.Option("user,item,interaction"),
+    methods: str = typer.Option(",".join(UNLEARN_METHODS)),
+    backbone: str | None = BackboneOpt,
+    runner: str = RunnerOpt,
+    workers: int = WorkersOpt,
+) -> None:
+    """Unlearning benchmark on the default dataset (resumable; one CSV row per cell) + plot.
+
+    Another backbone than the pipeline's trains its own base model once (same split and seed)
+    under data/bench/base-<backbone>/."""
+    from tru.bench.unlearn import bench_base_model, bench_unlearn
+
+    p = load(params)
+    checkpoint = str(paths.BASE_MODEL)
+    if backbone and backbone != p.model.backbone:
+        p = _with_backbone(p, backbone)
+        checkpoint = bench_base_model(p)
+    run_cells = None
+    if runner != "none":
+        from flows.bench import grid_runner
+
+        run_cells = grid_runner(runner, workers)
+    bench_unlearn(
+        p, out, [int(x) for x in comma_list(seeds)], comma_list(regimes), comma_list(methods), checkpoint, run_cells
+    )
+
+
+@app.command("nightly")
+@stage
+def bench_nightly_cmd(
+    params: Path = ParamsOpt, out: Path = typer.Option(paths.BENCH_REPORTS / "nightly_ml100k.json")
+) -> None:
+    """One nightly erasure (the demo batch) from inbox to PDF through the Prefect flow, split by
+    step, against retraining; in a scratch copy of the project (nothing here changes)."""
+    from flows.bench import bench_nightly
+
+    r = bench_nightly(params, out)
+    steps = ", ".join(f"{k} {v:.1f} s" for k, v in r["steps_seconds"].items())
+    typer.echo(
+        f"inbox -> PDF {r['wall_seconds_inbox_to_pdf']:.1f} s ({steps}; DVC {r['dvc_seconds']:.1f} s, "
+        f"Prefect {r['prefect_overhead_seconds']:.1f} s); retrain {r['retrain_seconds']:.1f} s -> {out}"
+    )
+
+
+@app.command("audit")
+@stage
+def bench_audit_cmd(
+    params: Path = ParamsOpt,
+    out: Path = typer.Option(paths.BENCH_REPORTS / "audit_movielens100k.csv"),
+    seeds: str = typer.Option("1,2,3"),
+    methods: str = typer.Option("original,retrain,reverse_repair,tru"),
+) -> None:
+    """Audit benchmark: user-level 5% + the backdoor canary on ML-100k; MIA and backdoor per method."""
+    from tru.bench.audit import bench_audit
+
+    bench_audit(load(params), out, [int(x) for x in comma_list(seeds)], comma_list(methods))
+
+
+@app.command("mia-null")
+@stage
+def bench_mia_null_cmd(
+    params: Path = ParamsOpt,
+    out: Path = typer.Option(paths.BENCH_REPORTS / "mia_null.csv"),
+    draws: int = typer.Option(200, min=1),
+) -> None:
+    """Calibrate the membership check: how often chance alone (features without signal)
+    beats audit.gate.max_mia_balanced_accuracy, per sample size; CSV and PNG."""
+    from tru.bench.mia_null import bench_mia_null
+
+    p = load(params)
+    for r in bench_mia_null(p, out, draws=draws):
+        typer.echo(
+            f"{r['pairs_per_class']:4d} pairs per class: mean {r['mean']:.3f}, 95th pct {r['p95']:.3f}, "
+            f"above {r['threshold']:.2f} in {100 * r['false_refusal_rate']:.1f}% of draws"
+        )
+    typer.echo(f"audit.gate.min_mia_pairs = {p.audit.gate.min_mia_pairs} -> {out}")
+
+
+@app.command("grid")
+@stage
+def bench_grid_cmd(
+    grid: Path = typer.Option(paths.BENCH_REPORTS / "grid.yaml", help="the grid (YAML)"),
+    params: Path = ParamsOpt,
+    only: str = typer.Option(
+        "",
+        help="run part of the grid: column=value[+value],... over "
+        "dataset, backbone, regime, seed, method (e.g. dataset=ml100k,seed=1)",
+    ),
+    runner: str = RunnerOpt,
+    workers: int = WorkersOpt,
+    report_only: bool = typer.Option(
+        False, "--report-only", help="rewrite README.md and the plots from results.csv without running anything"
+    ),
+    list_only: bool = typer.Option(
+        False, "--list", help="print the cells still to run (with --only: of that part) and exit"
+    ),
+) -> None:
+    """The paper's comparison: every cell of the grid not yet in results.csv (resumable), then
+    reports/bench/README.md with the tables and plots."""
+    from tru.bench.grid.report import write_report
+    from tru.bench.grid.run import run_grid
+    from tru.bench.grid.spec import load_grid, parse_only, pending, pending_table, read_results
+
+    g = load_grid(grid)
+    if list_only:
+        typer.echo(pending_table(pending(g, read_results(g.out), parse_only(only))))
+        return
+    if report_only:
+        write_report(read_results(g.out), g, Path(g.out).parent)
+        return
+    run_cells = None
+    if runner != "none":
+        from flows.bench import grid_cells_runner
+
+        run_cells = grid_cells_runner(runner, workers)
+    run_grid(load(params), g, parse_only(only), run_cells)

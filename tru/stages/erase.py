@@ -1,0 +1,63 @@
+"""The erase stage: the batch's unlearning method (or the reference retrain) from its base model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tru import paths
+from tru.checkpoint import save_checkpoint
+from tru.config import Params, unlearn_for
+from tru.errors import ConfigError
+from tru.io import write_json
+from tru.stages.context import load_context, split_timings
+from tru.stages.model import resume_folder
+from tru.unlearning import run_method
+
+
+def erase_stage(
+    params: Params,
+    batch_id: str,
+    method: str | None = None,
+    out_dir: str | Path | None = None,
+    batches_file: str | Path | None = None,
+) -> dict:
+    """Run the unlearning method on the batch (exact erasure, graph rebuild, then the method);
+    write the unlearned checkpoint and update_log.json. `method` other than the batch's own
+    needs `out_dir`, except `retrain`, the reference, which goes to data/batches/B/retrain.
+    Returns the checkpoint's path and weights hash, the method and its seconds."""
+    params = unlearn_for(params)
+    ctx, entry = load_context(params, batch_id, batches_file)
+    own = entry.get("method", params.unlearn.method)
+    method = method or own
+    if out_dir is None and method != own and method != "retrain":
+        raise ConfigError(
+            f"batch {batch_id} is erased with {own!r}: run another method with --out DIR "
+            f"(or `--method retrain` for the reference retrain)"
+        )
+    if method == "ultrare":
+        raise ConfigError(
+            "ultrare is a benchmark baseline: its result is an ensemble of sub-models, not one "
+            "checkpoint the pipeline can promote (tru bench unlearn|grid run it)"
+        )
+    # the batch's own method writes the batch's erasure; `retrain` otherwise is the reference
+    out = Path(out_dir) if out_dir else paths.batch_dir(batch_id) / ("unlearned" if method == own else "retrain")
+    ctx.resume = resume_folder(out)  # a killed retrain continues from its snapshots
+    result = run_method(method, ctx, params)
+    digest = save_checkpoint(
+        out,
+        result.model,
+        {
+            "batch": batch_id,
+            "method": method,
+            "base_model": entry["base_model"],
+            "seed": ctx.seed,
+            "unlearn": params.unlearn.model_dump(),
+        },
+    )
+    shutil.rmtree(ctx.resume, ignore_errors=True)
+    log, timings = split_timings(result.log)
+    name = "update" if method == own else "retrain"
+    write_json(paths.report_dir(batch_id) / f"{name}_log.json", {"batch": batch_id, "method": method, **log})
+    write_json(paths.report_dir(batch_id) / "timings" / f"{name}.json", {"total_seconds": result.seconds, **timings})
+    return {"checkpoint": str(out), "weights_sha256": digest, "method": method, "seconds": result.seconds}

@@ -1,0 +1,59 @@
+"""Where things stand (`tru status`): the base model's metrics and, per deletion batch, its
+requests by status, the components it touched, the audit gate's verdict and the backdoor
+canary before and after. Reads only what the stages wrote; changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tru import batches, paths
+from tru.io import read_json
+from tru.requests.ledger import read_ledger
+
+
+def base_model_line(metrics: Path = paths.BASE_METRICS) -> str | None:
+    """One line on the base model's test metrics, or None before the base pipeline has run."""
+    if not metrics.is_file():
+        return None
+    t = read_json(metrics)["test"]
+    return f"base model: test Recall@20 {t['recall@20']:.4f}  NDCG@20 {t['ndcg@20']:.4f}  ({metrics})"
+
+
+def batch_line(batch_id: str, ledger=None) -> str:
+    """One line on batch `batch_id`: requests by status (from `ledger`, a frame with batch_id and
+    status columns, when given), components, the gate's verdict and the backdoor canary."""
+    line = f"batch {batch_id}:"
+    if ledger is not None:
+        mine = ledger[ledger["batch_id"] == batch_id]
+        line += " requests " + ", ".join(f"{k} {v}" for k, v in mine["status"].value_counts().sort_index().items())
+    comp_path = paths.report_dir(batch_id) / "components.json"
+    if comp_path.is_file():
+        c = read_json(comp_path)
+        top = ", ".join(r["name"] for r in c["heat_map"].get("modules", [])[:3])
+        line += (
+            f"; forget {c['counts']['forget_interactions']} interactions of {c['counts']['affected_users']} "
+            f"users, {c['counts']['target_items']} target items; most deletion-sensitive modules: {top} "
+            f"({comp_path})"
+        )
+    audit_path = paths.report_dir(batch_id) / "audit.json"
+    if audit_path.is_file():
+        a = read_json(audit_path)
+        line += f"; audit gate {a['verdict'].upper()}" + (f" ({', '.join(a['failed'])})" if a["failed"] else "")
+        bd = a.get("backdoor", {})
+        if bd.get("enabled") and "unlearned" in bd.get("models", {}):
+            o, u = bd["models"]["original"], bd["models"]["unlearned"]
+            line += f"; backdoor attack success {o['asr']:.1%} before, {u['asr']:.1%} after" + (
+                f" (items of the target's real popularity: {u['peer_asr']:.1%})" if "peer_asr" in u else ""
+            )
+    return line
+
+
+def status_lines(batches_file: Path = paths.BATCHES_FILE) -> list[str]:
+    """The whole status report, one line per fact: base model, current model, every batch."""
+    lines = [line for line in [base_model_line()] if line]
+    ids = [b["id"] for b in batches.read_batches(batches_file)]
+    if not ids:
+        return lines + [f"no deletion batch yet (put request files in {paths.INBOX.as_posix()}/, then `tru ingest`)"]
+    lines.append(f"current model: {batches.current_model(batches_file)}")
+    ledger = read_ledger(paths.LEDGER, columns=["batch_id", "kind", "status"]) if paths.LEDGER.is_dir() else None
+    return lines + [batch_line(b, ledger) for b in ids]
