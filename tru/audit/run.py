@@ -3,6 +3,8 @@ retrained model; the gate's verdict on the unlearned one. Returns audit.json's c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from tru.audit import canary as canary_mod
@@ -10,26 +12,36 @@ from tru.audit.gate import evaluate_gate
 from tru.audit.measures import exposure, parameter_shift
 from tru.audit.mia import best_balanced_accuracy, membership_audit
 
+if TYPE_CHECKING:  # annotations only: the audit needs no unlearning code to run
+    from tru.config import MIAParams
+    from tru.unlearning import UnlearnContext
+
+
+def context_membership(models: dict, ctx: UnlearnContext, mia: MIAParams) -> dict:
+    """The membership attack on each of `models` for a deletion context: its forgotten pairs
+    (members) against its held-out pairs (non-members), theta_0 as the reference model."""
+    members, non_members = ctx.membership_pairs()
+    return membership_audit(
+        models,
+        ctx.base,
+        members,
+        non_members,
+        ctx.data.train,
+        ctx.data.n_users,
+        ctx.data.candidates,
+        ctx.seed,
+        mia.folds,
+        mia.bootstrap,
+        mia.max_per_class,
+    )
+
 
 def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None) -> dict:
     """`models`: {"original": theta_0, "unlearned": ..., "retrain": ... (optional)}, graphs set;
     `metrics`: batch_metrics of the same models (reports/<batch>/metrics.json)."""
     ap = params.audit
     data = ctx.data
-    members, non_members = ctx.membership_pairs()
-    mia = membership_audit(
-        models,
-        ctx.base,
-        members,
-        non_members,
-        data.train,
-        data.n_users,
-        data.candidates,
-        ctx.seed,
-        ap.mia.folds,
-        ap.mia.bootstrap,
-        ap.mia.max_per_class,
-    )
+    mia = context_membership(models, ctx, ap.mia)
 
     fake = np.asarray((canary or {}).get("fake_users", []), np.int64)
     normal = np.setdiff1d(np.unique(data.train[:, 0]), fake)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from tru import paths
 from tru.audit import canary as canary_mod
-from tru.audit.mia import membership_audit
+from tru.audit.run import context_membership
 from tru.bench.process import in_child, peak_rss_mb
 from tru.bench.store import ResultsStore
 from tru.bench.unlearn import erase_variant, regime_context
@@ -37,18 +37,7 @@ def _audit_cell(params_json: str, seed: int, method: str) -> dict:
     model.eval()
     ap = params.audit
     name = "original" if method == "original" else "audited"
-    mia = membership_audit(
-        {name: model},
-        ctx.base,
-        *ctx.membership_pairs(),
-        ctx.data.train,
-        ctx.data.n_users,
-        ctx.data.candidates,
-        ctx.seed,
-        ap.mia.folds,
-        ap.mia.bootstrap,
-        ap.mia.max_per_class,
-    )
+    mia = context_membership({name: model}, ctx, ap.mia)
     fake = np.asarray(canary["fake_users"], np.int64)
     normal = np.setdiff1d(np.unique(ctx.data.train[:, 0]), fake)
     bd = canary_mod.backdoor_metrics(

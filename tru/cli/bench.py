@@ -13,6 +13,7 @@ from tru.errors import TruError
 
 app = typer.Typer(help="Benchmarks (results under reports/bench/).", no_args_is_help=True)
 
+# every erasure method and ablation (as tru.bench.grid.spec.METHOD_ORDER, whose import loads torch: too slow for --help)
 UNLEARN_METHODS = (
     "retrain",
     "ultrare",

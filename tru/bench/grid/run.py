@@ -127,7 +127,8 @@ def _grid_cell(
     """One cell in this process (grid_cell runs it in a child): the deletion drawn with `seed`,
     erased by `method`, measured; its CSV row. `resume`: the exact methods' snapshot folder."""
     # why: they load scikit-learn, which `tru bench grid --list` and --report-only do not need
-    from tru.audit.mia import best_balanced_accuracy, membership_audit
+    from tru.audit.mia import best_balanced_accuracy
+    from tru.audit.run import context_membership
     from tru.stages.context import batch_metrics
 
     params = Params.model_validate_json(params_json)
@@ -148,18 +149,7 @@ def _grid_cell(
         model.eval()
         m = batch_metrics(model, ctx)
         ap = params.audit
-        mia = membership_audit(
-            {"model": model},
-            ctx.base,
-            *ctx.membership_pairs(),
-            ctx.data.train,
-            ctx.data.n_users,
-            ctx.data.candidates,
-            ctx.seed,
-            ap.mia.folds,
-            ap.mia.bootstrap,
-            ap.mia.max_per_class,
-        )["models"].get("model")
+        mia = context_membership({"model": model}, ctx, ap.mia)["models"].get("model")
     bd = {}
     if canary and regime == "user" and method != "popularity":
         fake = np.asarray(canary["fake_users"], np.int64)
