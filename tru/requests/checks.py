@@ -4,7 +4,9 @@ The checks run on a chunk's columns (object arrays, one per field of FIELDS) and
 `msgs` (field -> object array, None where the field is fine); the first problem found for a
 field of a row is the one kept. In order:
 1. `clean_values`: every value must be a string (an empty string counts as missing);
-2. `SchemaValidator`: presence, formats and lengths, with Great Expectations;
+2. `SchemaValidator`: presence, formats and lengths of the ids, kind and time, with Great
+   Expectations (the requester's free-text `reason` is never a reason to reject: ingest
+   stores it truncated to MAX_REASON_LEN characters);
 3. `kind_rules`: which ids each kind requires, or forbids.
 Whether the targets exist (dataset, ledger) is decided later, in `tru.requests.ingest`.
 """
@@ -24,7 +26,6 @@ from tru.requests.schema import (
     ID_REGEX,
     KINDS,
     MAX_ID_LEN,
-    MAX_REASON_LEN,
     NEEDS_ITEM,
     NEEDS_USER,
     PATHLIKE_REGEX,
@@ -129,13 +130,6 @@ def _expectations():
             lambda r: (
                 missing("received_at")(r) if r["received_at"] is None else "received_at is not an ISO-8601 timestamp"
             ),
-        ),
-        (
-            "reason",
-            "reason",
-            "ExpectColumnValueLengthsToBeBetween",
-            {"min_value": 0, "max_value": MAX_REASON_LEN},
-            lambda r: f"reason is longer than {MAX_REASON_LEN} characters",
         ),
     ]
 

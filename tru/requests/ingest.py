@@ -2,19 +2,24 @@
 
 Flow of `ingest_batch` (crash-safe: nothing changes unless everything was read):
 
-1. list the inbox (sorted; dotfiles and partial uploads `*.part`/`*.tmp`/... are skipped);
+1. list the inbox (sorted; dotfiles are ignored, partial uploads `*.part`/`*.tmp`/... stay
+   with a warning; symlinks, folders and other non-regular entries are quarantined without
+   being followed, `tru.requests.inbox`);
 2. stream every file in chunks (`tru.requests.readers`: JSON Lines line by line, CSV record
    by record, Parquet batch by batch) and validate each chunk: schema and formats with
    Great Expectations (`tru.requests.checks`), then the targets against the dataset
    (`Catalog`) and the ledger's earlier batches;
 3. write the batch's ledger file `<ledger_dir>/<batch_id>/requests.parquet` atomically, one
-   row per input row (the count is asserted);
+   row per input row (the count is asserted); a batch without a single row is not created;
 4. only then move the input files to `<batches_dir>/<batch_id>/input/` (`tru.requests.inbox`;
    never deleted).
 
-A row-level problem rejects that row with a reason a person understands. Only a file that
-cannot be read at all (unknown extension, corrupt Parquet, I/O error) raises DataError:
-then no ledger file is written and the inbox is untouched, so the next run retries.
+A row-level problem rejects that row with a reason a person understands. A file that cannot
+be read as a whole (UnreadableFile: unknown extension, I/O error, corrupt Parquet, a
+duplicated column, UTF-16 without a byte-order mark, an unterminated CSV quote, ...) is
+moved to quarantine (`<quarantine_dir>/<batch_id>/<name>` with `<name>.reason.txt`, a
+warning is logged) and the batch goes on without it; without a quarantine folder
+(`quarantine_dir=None`, the library default) it raises DataError and nothing changes.
 
 Statuses written here: `accepted`, `rejected`, `already_erased`. Rules, in order, for a
 row whose fields are all well-formed:
@@ -28,6 +33,9 @@ row whose fields are all well-formed:
 - unknown user, unknown item, or an interaction not in the dataset: `rejected`;
 - otherwise `accepted`; when an earlier request (this batch or a pending one before) has
   the same target, `duplicate_of` names it (the forget set erases the target once).
+The requester's `reason` never decides a status: one longer than MAX_REASON_LEN (2000)
+characters is stored truncated (its first 2000 characters and `…`), and a row that is not
+rejected says so in its `reason`.
 A request_id first seen on a rejected row may be sent again (corrected) and is then judged
 on its own.
 """
@@ -53,7 +61,7 @@ from tru.errors import DataError
 from tru.io import sha256_file
 from tru.requests.catalog import Catalog
 from tru.requests.checks import SchemaValidator, clean_values, kind_rules
-from tru.requests.inbox import finish_interrupted_moves, pending_files, take_inbox
+from tru.requests.inbox import finish_interrupted_moves, pending_files, quarantine, refused_entries, take_inbox
 from tru.requests.ledger import (
     LedgerWriter,
     batch_ids,
@@ -65,7 +73,7 @@ from tru.requests.ledger import (
     requests_path,
 )
 from tru.requests.pseudonym import subject as make_subject
-from tru.requests.readers import read_chunks, reader_for
+from tru.requests.readers import UnreadableFile, check_file, one_line, read_chunks, reader_for
 from tru.requests.schema import (
     ACCEPTED,
     ALREADY_ERASED,
@@ -171,13 +179,15 @@ def _ledger_text(values: np.ndarray, limit: int) -> pa.Array:
 class _Processor:
     """Judges the chunks of one batch, in order: each row's status, reason and ledger row."""
 
-    def __init__(self, batch_id: str, catalog: Catalog, key: bytes, state: _State):
+    def __init__(
+        self, batch_id: str, catalog: Catalog, key: bytes, state: _State, schema: SchemaValidator | None = None
+    ):
         self.batch_id = batch_id
         self.recorded_at = iso_utc(batch_time(batch_id))
         self.catalog = catalog
         self.key = key
         self.state = state
-        self.schema = SchemaValidator()
+        self.schema = schema if schema is not None else SchemaValidator()
         self.counts: Counter[tuple[str, str]] = Counter()  # (kind, status) -> rows
         self.timing: defaultdict[str, float] = defaultdict(float)  # seconds per phase, logged at DEBUG
 
@@ -283,6 +293,10 @@ class _Processor:
                 if first != rid:
                     dup_of[i] = first
                     reason[i] = "same target as an earlier request (see duplicate_of); erased once"
+        note = f"request reason truncated to its first {MAX_REASON_LEN} characters"
+        for j, text in enumerate(clean["reason"]):  # never a reason to refuse: stored truncated, and said so
+            if text is not None and len(text) > MAX_REASON_LEN and status[j] != REJECTED:
+                reason[j] = note if reason[j] is None else f"{reason[j]}; {note}"
         self.timing["state"] += time.perf_counter() - tick
         tick = time.perf_counter()
 
@@ -325,8 +339,30 @@ def _check_paths(paths: Sequence[str | Path]) -> list[Path]:
     for p in files:
         if not p.is_file():
             raise DataError(f"{p}: input file not found")
-        reader_for(p)  # unsupported type: fail before reading anything
+        reader_for(p)  # unsupported type: UnreadableFile before reading anything
     return files
+
+
+def _check_new_batch(ledger_dir: Path, batch_id: str) -> None:
+    """DataError unless `batch_id` is well-formed, not in the ledger yet and after every batch there."""
+    check_batch_id(batch_id)
+    if requests_path(ledger_dir, batch_id).exists():
+        raise DataError(f"{requests_path(ledger_dir, batch_id)}: batch {batch_id} is already in the ledger")
+    if any(b >= batch_id for b in batch_ids(ledger_dir)):
+        raise DataError(f"{ledger_dir}: a batch at or after {batch_id} is already recorded; batch ids must increase")
+
+
+class _LazySchema:
+    """The Great Expectations suite, built on first use (seconds) and reused by every attempt
+    of one ingest (a retry after a file was quarantined does not build it again)."""
+
+    def __init__(self) -> None:
+        self._validator: SchemaValidator | None = None
+
+    def get(self) -> SchemaValidator:
+        if self._validator is None:
+            self._validator = SchemaValidator()
+        return self._validator
 
 
 def _ingest(
@@ -336,34 +372,50 @@ def _ingest(
     catalog: Catalog,
     key: bytes,
     chunk_rows: int = CHUNK_ROWS,
+    schema: _LazySchema | None = None,
 ) -> dict:
-    """Validate every row of `paths` and write the batch's ledger file; returns a summary.
-    Streams: memory is bounded by the chunk size plus the per-request state (ids seen)."""
-    check_batch_id(batch_id)
+    """Validate every row of `paths` and write the batch's ledger file; returns a summary
+    (`ledger` None, and no file written, when the files hold no row at all). Streams: memory
+    is bounded by the chunk size plus the per-request state (ids seen). A file that cannot be
+    read raises UnreadableFile and nothing is written."""
     ledger_dir = Path(ledger_dir)
+    _check_new_batch(ledger_dir, batch_id)
     paths = _check_paths(paths)
-    if requests_path(ledger_dir, batch_id).exists():
-        raise DataError(f"{requests_path(ledger_dir, batch_id)}: batch {batch_id} is already in the ledger")
-    if any(b >= batch_id for b in batch_ids(ledger_dir)):
-        raise DataError(f"{ledger_dir}: a batch at or after {batch_id} is already recorded; batch ids must increase")
-    inputs: list[dict[str, Any]] = [{"name": p.name, "sha256": sha256_file(p)} for p in paths]
+    inputs: list[dict[str, Any]] = []
+    for p in paths:
+        try:
+            inputs.append({"name": p.name, "sha256": sha256_file(p)})
+        except OSError as err:
+            raise UnreadableFile(p, f"cannot be read ({err.strerror or err.__class__.__name__})") from None
     state = _State.load(ledger_dir, batch_id, key)
+    schema = schema if schema is not None else _LazySchema()
     rows_in: dict[str, int] = {}
     proc = None
-    with LedgerWriter(ledger_dir, batch_id) as writer:
+    writer = None
+    path = None
+    try:
         for chunk in read_chunks(paths, chunk_rows, rows_in):
+            if not len(chunk):
+                continue
             if proc is None:
-                proc = _Processor(batch_id, catalog, key, state)
+                proc = _Processor(batch_id, catalog, key, state, schema.get())
+            if writer is None:  # only now: a batch without rows leaves no trace in the ledger
+                writer = LedgerWriter(ledger_dir, batch_id)
             table = proc.process(chunk)
             if table.num_rows != len(chunk):
                 raise RuntimeError(f"ingest lost rows in a chunk: {len(chunk)} read, {table.num_rows} statuses")
             writer.write(table)
         total = sum(rows_in.values())
-        if writer.rows != total:
-            raise RuntimeError(f"ingest lost rows: {total} read, {writer.rows} statuses written")
+        written = writer.rows if writer is not None else 0
+        if written != total:
+            raise RuntimeError(f"ingest lost rows: {total} read, {written} statuses written")
         for inp in inputs:
             inp["rows"] = rows_in.get(inp["name"], 0)
-        path = writer.close(inputs)
+        if writer is not None:
+            path = writer.close(inputs)
+    finally:
+        if writer is not None:
+            writer.abort()  # a no-op once closed
     counts = proc.counts if proc is not None else Counter()
     if proc is not None:
         seconds = {k: round(v, 2) for k, v in proc.timing.items()}
@@ -378,8 +430,8 @@ def _ingest(
         "rows": total,
         "by_status": by_status,
         "by_kind": by_kind,
-        "ledger": str(path),
-        "ledger_sha256": sha256_file(path),
+        "ledger": str(path) if path is not None else None,
+        "ledger_sha256": sha256_file(path) if path is not None else None,
     }
 
 
@@ -392,10 +444,26 @@ def ingest_files(
     chunk_rows: int = CHUNK_ROWS,
 ) -> pd.DataFrame:
     """The core: validate `paths` as batch `batch_id`, write its ledger file, return it
-    (one row per input row; nothing moves). For very large batches prefer ingest_batch,
-    which returns a summary instead of the rows."""
-    _ingest(paths, batch_id, ledger_dir, catalog, key, chunk_rows)
+    (one row per input row; nothing moves). Files without a single row write nothing and
+    return an empty frame. A file that cannot be read raises UnreadableFile (a DataError).
+    For very large batches prefer ingest_batch, which returns a summary instead of the rows."""
+    summary = _ingest(paths, batch_id, ledger_dir, catalog, key, chunk_rows)
+    if summary["ledger"] is None:
+        return LEDGER_SCHEMA.empty_table().to_pandas()
     return pq.read_table(requests_path(ledger_dir, batch_id)).to_pandas()
+
+
+def _nothing(recovered: list[str], quarantined: list[dict], skipped: list[dict]) -> dict:
+    return {
+        "batch_id": None,
+        "files": [],
+        "rows": 0,
+        "by_status": {s: 0 for s in INGEST_STATUSES},
+        "by_kind": {},
+        "recovered": recovered,
+        "quarantined": quarantined,
+        "skipped": skipped,
+    }
 
 
 def ingest_batch(
@@ -406,29 +474,84 @@ def ingest_batch(
     key: bytes,
     now: datetime | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    quarantine_dir: str | Path | None = None,
 ) -> dict:
     """Take every pending inbox file as one batch (id from `now`, UTC): validate, record
     one status per row in the ledger, then archive the files under the batch.
 
+    With `quarantine_dir` (what `tru ingest` and the nightly flow pass), a file that cannot be
+    read, a symlink, a folder, and, when the batch holds no row at all, its empty files go to
+    `<quarantine_dir>/<batch_id>/` with a one-line `<name>.reason.txt` and a logged warning;
+    the other files are ingested. Without it (None) an unreadable file raises DataError and
+    changes nothing, and refused entries stay in the inbox with a warning.
+
     Returns a summary: batch_id, files (name, rows, sha256), rows, by_status, by_kind
-    (kind -> status -> count; `invalid` for rows without a valid kind), ledger path and hash.
-    An empty inbox changes nothing and returns batch_id None. A file that cannot be read
-    raises DataError and changes nothing."""
+    (kind -> status -> count; `invalid` for rows without a valid kind), ledger path and hash,
+    archived, recovered (moves finished for an interrupted batch), quarantined (name, reason,
+    path: None when it could not be moved) and skipped (name, reason: left in the inbox).
+    An inbox without a single request row creates no batch: batch_id None."""
     inbox_dir, batches_dir, ledger_dir = Path(inbox_dir), Path(batches_dir), Path(ledger_dir)
     recovered = finish_interrupted_moves(inbox_dir, batches_dir, ledger_dir)
+    refused = refused_entries(inbox_dir)
     files = pending_files(inbox_dir)
-    if not files:
-        return {
-            "batch_id": None,
-            "files": [],
-            "rows": 0,
-            "by_status": {s: 0 for s in INGEST_STATUSES},
-            "by_kind": {},
-            "recovered": recovered,
-        }
-    batch_id = new_batch_id(now if now is not None else datetime.now(UTC))
-    summary = _ingest(files, batch_id, ledger_dir, catalog, key, chunk_rows)
+    quarantined: list[dict] = []
+    skipped: list[dict] = []
+    if not files and not refused:
+        return _nothing(recovered, quarantined, skipped)
+    batch_id = check_batch_id(new_batch_id(now if now is not None else datetime.now(UTC)))
+    if files:
+        _check_new_batch(ledger_dir, batch_id)  # before anything moves
+    folder = Path(quarantine_dir) / batch_id if quarantine_dir is not None else None
+
+    def refuse(path: Path, why: str) -> None:
+        assert folder is not None
+        try:
+            dst = quarantine(path, folder, why)
+        except (OSError, DataError) as err:
+            log.warning("%s: %s; could not be quarantined (%s): left in the inbox", path, why, one_line(err))
+            quarantined.append({"name": path.name, "reason": why, "path": None})
+            return
+        if dst is not None:
+            log.warning("%s: %s; quarantined as %s", path, why, dst)
+            quarantined.append({"name": path.name, "reason": why, "path": str(dst)})
+
+    for path, why, move in refused:
+        if move and folder is not None:
+            refuse(path, why)
+        else:
+            log.warning("%s: %s; not ingested", path, why)
+            skipped.append({"name": path.name, "reason": why})
+    if folder is not None:
+        for f in list(files):
+            try:
+                check_file(f)
+            except UnreadableFile as err:
+                refuse(f, err.why)
+                files.remove(f)
+    schema = _LazySchema()
+    summary = None
+    while files:
+        try:
+            summary = _ingest(files, batch_id, ledger_dir, catalog, key, chunk_rows, schema)
+            break
+        except UnreadableFile as err:
+            bad = next((f for f in files if f.name == err.path.name), None)
+            if folder is None or bad is None:
+                raise
+            refuse(bad, err.why)
+            files.remove(bad)
+    if summary is None or summary["ledger"] is None:
+        why = "holds no requests (a batch needs at least one row; none was created)"
+        for f in files:
+            if folder is not None:
+                refuse(f, why)
+            else:
+                log.warning("%s: %s; left in the inbox", f, why)
+                skipped.append({"name": f.name, "reason": why})
+        return _nothing(recovered, quarantined, skipped)
     archived = take_inbox(inbox_dir, batches_dir, batch_id, files)
     summary["archived"] = [str(p) for p in archived]
     summary["recovered"] = recovered
+    summary["quarantined"] = quarantined
+    summary["skipped"] = skipped
     return summary

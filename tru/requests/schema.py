@@ -14,7 +14,8 @@ A request file (JSON Lines, CSV or Parquet) holds one request per row:
   empty for `user`.
 - `received_at`: ISO-8601 timestamp; without a UTC offset it is taken as UTC. Stored as a
   UTC string (`2026-11-28T23:00:00Z`).
-- `reason`: optional free text from the requester (at most 2000 characters, any script).
+- `reason`: optional free text from the requester (any script; the ledger keeps its first 2000
+  characters and notes the truncation: never a reason to refuse a request).
 
 Every value must be a string (JSON numbers, lists, objects or booleans are rejected, not
 converted: `42` and `42.0` would otherwise be ambiguous ids). An empty string counts as

@@ -3,7 +3,8 @@ that the DVC stages then loop over)."""
 
 from __future__ import annotations
 
-import shutil
+import logging
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,10 +13,12 @@ from tru import batches, paths
 from tru.config import Params
 from tru.errors import DataError
 from tru.requests.catalog import Catalog
-from tru.requests.inbox import pending_files
+from tru.requests.inbox import copy_into_inbox, pending_files, quarantine_dir_for
 from tru.requests.ingest import ingest_batch
 from tru.requests.ledger import new_batch_id, parse_batch_time
 from tru.requests.pseudonym import load_key
+
+log = logging.getLogger(__name__)
 
 
 def ingest_stage(
@@ -31,20 +34,39 @@ def ingest_stage(
 
     `now` (a datetime or an ISO-8601 text; default: the clock) names the batch and seeds its
     erasure: a fixed time replays an inbox reproducibly. A time not after the last batch's is
-    refused before anything is written. An empty inbox changes nothing. An unreadable file
-    raises DataError and changes nothing. Returns ingest's summary (batch id, rows, statuses).
+    refused before anything is written. A given file never overwrites a pending one: it is
+    copied under a free name (`<stem>-2<suffix>`, ...; `copied` in the summary maps each given
+    path to its inbox name); a given file that cannot be opened is refused (DataError) before
+    anything is copied. Files that cannot be read, symlinks and folders go to
+    `<inbox>/../quarantine/<batch id>/` with a reason file and a warning, and the rest is
+    ingested. An inbox without a request row creates no batch (batch_id None).
+    Returns ingest's summary (batch id, rows, statuses, quarantined, skipped).
     """
     now = datetime.now(UTC) if now is None else parse_batch_time(now) if isinstance(now, str) else now
     inbox = Path(inbox or paths.INBOX)
     batches_file = Path(batches_file or paths.BATCHES_FILE)
     key = load_key()
+    copied: dict[str, str] = {}
     if files:
-        inbox.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            f = Path(f)
+        given = [Path(f) for f in files]
+        for f in given:  # all of them before copying any
             if not f.is_file():
-                raise DataError(f"{f}: no such file")
-            shutil.copy2(f, inbox / f.name)
+                raise DataError(f"{f}: {'not a regular file' if f.exists() else 'no such file'}; nothing copied")
+            try:
+                with open(f, "rb"):
+                    pass
+            except OSError as err:
+                raise DataError(
+                    f"{f}: cannot be read ({err.strerror or err.__class__.__name__}); nothing copied"
+                ) from None
+        for f in given:
+            if inbox.is_dir() and os.path.samefile(f.parent, inbox) and not f.is_symlink():
+                copied[str(f)] = f.name  # already pending: copying it would ingest it twice
+                continue
+            dst = copy_into_inbox(f, inbox)
+            copied[str(f)] = dst.name
+            if dst.name != f.name:
+                log.warning("%s: the inbox already holds a file of that name; copied as %s", f, dst.name)
     if pending_files(inbox):
         batches.check_ready_for_next(batches_file)
         try:
@@ -52,7 +74,11 @@ def ingest_stage(
         except DataError as err:
             raise DataError(f"{err}: nothing ingested (the requests stay in the inbox)") from None
     catalog = Catalog.from_dataset(params.data.dataset_dir, split_dir)
-    summary = ingest_batch(inbox, paths.ARCHIVE, paths.LEDGER, catalog, key, now=now)
+    summary = ingest_batch(
+        inbox, paths.ARCHIVE, paths.LEDGER, catalog, key, now=now, quarantine_dir=quarantine_dir_for(inbox)
+    )
+    if copied:
+        summary["copied"] = copied
     if summary["batch_id"] is not None:
         summary["registered"] = batches.register_batch(
             summary["batch_id"], batches_file, model_of=batches.promoted_model, method=params.unlearn.method
