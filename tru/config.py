@@ -411,14 +411,22 @@ def parse_params(raw: dict, source: str = "params") -> Params:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml; ConfigError (one line) when it is missing, not YAML or invalid."""
+    """Read and validate params.yaml; ConfigError (one line) when it is missing, not YAML or
+    invalid. Invalid YAML is named by line and column (1-based, as editors count) and the
+    parser's problem."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found (run from the project root or pass --params)")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(err, "problem", None) or err.__class__.__name__).split())
+        context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+        if context and context_mark is not None and mark is not None and context_mark.line != mark.line:
+            problem += f" ({' '.join(str(context).split())} started at line {context_mark.line + 1})"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
     return parse_params(raw, str(path))

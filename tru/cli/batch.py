@@ -31,8 +31,14 @@ def ingest(
 
     with run_lock("tru ingest"):
         s = ingest_stage(load(params), inbox, files, now=batch_time)
+        for q in s.get("quarantined", []):
+            typer.echo(f"quarantined {q['name']}: {q['reason']}" + (f" ({q['path']})" if q["path"] else ""), err=True)
+        for k in s.get("skipped", []):
+            typer.echo(f"left in the inbox {k['name']}: {k['reason']}", err=True)
         if s["batch_id"] is None:
-            typer.echo("inbox empty: nothing to ingest")
+            typer.echo(
+                "no request to ingest: nothing changed" if s.get("quarantined") else "inbox empty: nothing to ingest"
+            )
             return
         if dvc and Path(".dvc").is_dir():
             dvc_add(dvc_pointers(s["batch_id"]))
@@ -70,12 +76,18 @@ def erase(
     batch: str = BatchOpt,
     params: Path = ParamsOpt,
     method: str | None = typer.Option(None, help="unlearning method (default: unlearn.method)"),
-    out: Path | None = typer.Option(None, help="checkpoint folder (default: data/batches/B/unlearned, or .../retrain)"),
+    out: Path | None = typer.Option(
+        None,
+        help="checkpoint folder (default: data/batches/B/unlearned, or .../retrain); "
+        "a folder of its own also gets the run's update_log.json and timings.json",
+    ),
 ) -> None:
     """Unlearn the batch from its base model (exact erasure, graph rebuild, then the method).
 
     `--method retrain` on a batch whose audit gate failed is the fallback: the batch is then
-    erased by retraining (recorded in batches.yaml) and its stages rerun through DVC."""
+    erased by retraining (recorded in batches.yaml) and its stages rerun through DVC.
+    Another method than the batch's own runs with `--out DIR`, and its log and timings go to
+    DIR, never over the batch's reports."""
     from tru import batches
     from tru.nightly import needs_retrain_fallback, retrain_fallback
     from tru.stages.erase import erase_stage
@@ -90,6 +102,7 @@ def erase(
         return
     s = erase_stage(load(params), batch, method, out)
     typer.echo(f"{s['method']}: wrote {s['checkpoint']} in {s['seconds']:.1f} s (sha256 {s['weights_sha256'][:12]}…)")
+    typer.echo(f"log: {s['log']}; timings: {s['timings']}")
 
 
 @app.command(rich_help_panel=PANEL)
@@ -161,7 +174,9 @@ def print_audit(a: dict) -> None:
 @stage
 def report(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
     """Render the batch's evidence PDF (reports/B/evidence.pdf) and its hash manifest."""
+    from tru.evidence.lookup import check_known_batch
     from tru.stages.report import report_stage
 
+    check_known_batch(batch)
     s = report_stage(load(params), batch)
     typer.echo(f"wrote {s['pdf']} (sha256 {s['sha256'][:12]}…) and {s['manifest']}")

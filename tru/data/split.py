@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from tru.config import SplitParams
 from tru.data.mmrec import FEAT_SUFFIX, MMRecFolder
 from tru.data.validate import SPLIT_NAMES, validate_split
-from tru.errors import DataError
+from tru.errors import DataError, ValidationFailed
 from tru.io import atomic_path, sha256_file, write_json
 
 COLUMNS = ("user", "item", "timestamp")
@@ -76,6 +76,29 @@ def _chronological_split(
     return parts, stats
 
 
+def _duplicate_rows(inter: pd.DataFrame, path: Path, limit: int = 5) -> str:
+    """The first `limit` (userID, itemID) pairs that `inter` (a .inter file as read, one row per
+    data line) repeats, each with its line numbers in `path` (the header is line 1), timestamps
+    and x_label; "" when no pair repeats."""
+    key = ["userID", "itemID"]
+    repeated = inter[inter.duplicated(key, keep=False)]
+    if repeated.empty:
+        return ""
+    pairs = repeated[key].drop_duplicates()  # in order of first occurrence
+    shown = []
+    for user, item in pairs.head(limit).itertuples(index=False):
+        rows = repeated[(repeated["userID"] == user) & (repeated["itemID"] == item)]
+        lines = ", ".join(
+            f"line {int(i) + 2} (timestamp {int(r['timestamp'])}"
+            + (f", x_label {int(r['x_label'])}" if "x_label" in r else "")
+            + ")"
+            for i, r in rows.iterrows()
+        )
+        shown.append(f"userID {int(user)}, itemID {int(item)} on {lines}")
+    more = f" (the first {limit} of {len(pairs)})" if len(pairs) > limit else ""
+    return f"{path} repeats {len(pairs)} (userID, itemID) pair(s) on {len(repeated)} lines{more}: " + "; ".join(shown)
+
+
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     table = pa.table({c: pa.array(frame[c].to_numpy(np.int64), type=pa.int64()) for c in COLUMNS})
     pq.write_table(table, path, compression="zstd", write_statistics=True)
@@ -110,9 +133,15 @@ def make_split(
     if len(parts["train"]) == 0:
         raise DataError(f"{folder.path}: the split leaves no training interactions (check split.min_rating)")
 
-    validate_split(
-        parts["train"], parts["valid"], parts["test"], folder.n_users, folder.n_items, target, params.fraction_tolerance
-    )
+    limits = (folder.n_users, folder.n_items, target, params.fraction_tolerance)
+    try:
+        validate_split(parts["train"], parts["valid"], parts["test"], *limits)
+    except ValidationFailed as err:
+        # a given split keeps every row: name the repeated pairs where the file has them
+        where = _duplicate_rows(inter, folder.path / f"{folder.name}.inter") if folder.has_split else ""
+        if where:
+            raise ValidationFailed(f"{err}; {where}") from None
+        raise
 
     n_users = int(folder.n_users)
     canary_meta = None

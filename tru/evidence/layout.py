@@ -11,8 +11,9 @@ PDF = "evidence.pdf"
 SIDECAR = "evidence.sha256"  # `sha256sum -c` format: the PDF's and the manifest's own hashes
 # written by the report stage itself: never inputs of the manifest
 OWN_FILES = (MANIFEST, PDF, SIDECAR)
-# wall-clock seconds of the batch's stages (tru/stages.py:split_timings moves them out of the
-# logs): different on every run, so never in the manifest or the PDF
+# wall-clock seconds of the batch's stages (tru/stages/context.py:split_timings moves them out
+# of the logs): different on every run, so never in the manifest or the PDF; dvc.yaml declares
+# them plain outputs (`cache: false`), not metrics
 TIMINGS = "timings"
 # the nightly benchmark: wall-clock seconds measured under fixed conditions (not per batch)
 NIGHTLY_BENCH = Path("reports/bench/nightly_ml100k.json")

@@ -18,6 +18,7 @@ from tru import batches, paths
 from tru.errors import DataError
 from tru.evidence import layout
 from tru.evidence.lineage import code_digest, dvc_stages
+from tru.evidence.lookup import check_known_batch, registered_batches
 from tru.io import atomic_path, read_json, sha256_file, write_json
 from tru.requests.ledger import check_batch_id
 
@@ -156,9 +157,11 @@ def verify(batch_id: str, root: str | Path = Path(".")) -> list[str]:
     """Recompute every hash the batch's manifest and sidecar record. Returns the problems, one
     line per file ("<path>: changed / missing / not in the manifest"); empty when all match.
     The batch's timing files are not artifacts (`artifact_files` leaves them out): a new or
-    rewritten one is never a problem."""
-    check_batch_id(batch_id)
+    rewritten one is never a problem. DataError for a batch the checkout does not know
+    (`tru.evidence.lookup.check_known_batch`)."""
     root = Path(root)
+    check_known_batch(batch_id, root)
+    check_batch_id(batch_id)
     problems = []
     rep = layout.report_dir(batch_id)
     manifest_file = root / layout.manifest_path(batch_id)
@@ -205,3 +208,11 @@ def verify(batch_id: str, root: str | Path = Path(".")) -> list[str]:
         if path not in recorded:
             problems.append(f"{path}: not in the manifest (added after the evidence was made)")
     return problems
+
+
+def verify_all(root: str | Path = Path(".")) -> dict[str, list[str]]:
+    """`verify` of every batch registered in batches.yaml, oldest first: batch -> its problems
+    (empty when every hash matches). A batch without evidence yet (no manifest: its stages
+    have not reached the report, or its audit gate refused it) has problems too."""
+    root = Path(root)
+    return {batch_id: verify(batch_id, root) for batch_id in registered_batches(root)}

@@ -23,9 +23,18 @@ def erase_stage(
     batches_file: str | Path | None = None,
 ) -> dict:
     """Run the unlearning method on the batch (exact erasure, graph rebuild, then the method);
-    write the unlearned checkpoint and update_log.json. `method` other than the batch's own
-    needs `out_dir`, except `retrain`, the reference, which goes to data/batches/B/retrain.
-    Returns the checkpoint's path and weights hash, the method and its seconds."""
+    write the checkpoint, its log and its wall-clock timings. `method` other than the batch's
+    own needs `out_dir`, except `retrain`, the reference, which goes to data/batches/B/retrain.
+
+    Where the log and timings go:
+    - the batch's own method: reports/B/update_log.json and reports/B/timings/update.json;
+    - the reference retrain (`retrain`, no `out_dir`): reports/B/retrain_log.json and
+      reports/B/timings/retrain.json;
+    - any run into an `out_dir` of its own: `out_dir`/update_log.json and `out_dir`/timings.json,
+      next to its checkpoint, so a side run never overwrites the batch's evidence.
+
+    Returns the checkpoint's path and weights hash, the method, its seconds and where its log
+    and timings went."""
     params = unlearn_for(params)
     ctx, entry = load_context(params, batch_id, batches_file)
     own = entry.get("method", params.unlearn.method)
@@ -41,7 +50,8 @@ def erase_stage(
             "checkpoint the pipeline can promote (tru bench unlearn|grid run it)"
         )
     # the batch's own method writes the batch's erasure; `retrain` otherwise is the reference
-    out = Path(out_dir) if out_dir else paths.batch_dir(batch_id) / ("unlearned" if method == own else "retrain")
+    default_out = paths.batch_dir(batch_id) / ("unlearned" if method == own else "retrain")
+    out = Path(out_dir) if out_dir else default_out
     ctx.resume = resume_folder(out)  # a killed retrain continues from its snapshots
     result = run_method(method, ctx, params)
     digest = save_checkpoint(
@@ -57,7 +67,19 @@ def erase_stage(
     )
     shutil.rmtree(ctx.resume, ignore_errors=True)
     log, timings = split_timings(result.log)
-    name = "update" if method == own else "retrain"
-    write_json(paths.report_dir(batch_id) / f"{name}_log.json", {"batch": batch_id, "method": method, **log})
-    write_json(paths.report_dir(batch_id) / "timings" / f"{name}.json", {"total_seconds": result.seconds, **timings})
-    return {"checkpoint": str(out), "weights_sha256": digest, "method": method, "seconds": result.seconds}
+    if out.resolve() == default_out.resolve():
+        name = "update" if method == own else "retrain"
+        log_path = paths.report_dir(batch_id) / f"{name}_log.json"
+        timings_path = paths.report_dir(batch_id) / "timings" / f"{name}.json"
+    else:  # a run into a folder of its own: its log stays with it
+        log_path, timings_path = out / "update_log.json", out / "timings.json"
+    write_json(log_path, {"batch": batch_id, "method": method, **log})
+    write_json(timings_path, {"total_seconds": result.seconds, **timings})
+    return {
+        "checkpoint": str(out),
+        "weights_sha256": digest,
+        "method": method,
+        "seconds": result.seconds,
+        "log": str(log_path),
+        "timings": str(timings_path),
+    }
