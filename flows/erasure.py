@@ -13,23 +13,36 @@ clean after a run and an auditor can `dvc repro --force` any batch.
 - A refused erasure (audit gate): the flow run fails naming the checks; the requests are
   `needs_review` and the current model stays.
 
+What the runs list shows: a run is named after its batch, `erasure-<batch id>`, as soon as the
+batch is known (`erasure-starting-<time>` until then), `erasure-noop-<time>` when the inbox was
+empty, `erasure-locked-<time>` when another run held the lock and `erasure-error-<time>` when it
+stopped before it had a batch; it is tagged with its outcome: `pass` or `fail` (the audit
+gate's verdict), `noop` (nothing erased) or `error`. An error a person acts on (a TruError: the
+gate's refusal, a missing key, a batch awaiting review) ends the run Failed with that one line
+as its message, without a traceback (`tru --verbose` / TRU_VERBOSE=1: with it).
+
 Run once: `tru nightly` (an ephemeral Prefect server unless PREFECT_API_URL names one);
 on a schedule: `tru serve` / `make serve` (flows/deployments.py).
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from datetime import UTC, datetime
+from typing import Any
 
-from prefect import Task, flow, get_run_logger, task
+from prefect import Task, flow, get_client, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.context import FlowRunContext
+from prefect.states import Failed
 
 from tasks.erasure import audit_task, erase_task, evaluate_batch_task, repair_task, report_task
 from tasks.requests import ingest_task, map_task, sets_task
-from tru import batches, nightly, paths
+from tru import batches, logs, nightly, paths
 from tru.config import load_params
 from tru.dvcio import dvc_add, dvc_commit
-from tru.errors import AuditGateFailed
+from tru.errors import AuditGateFailed, TruError
 from tru.io import read_json
 from tru.requests.ledger import read_ledger
 from tru.runlock import RunLocked, run_lock
@@ -51,7 +64,7 @@ def recover_task(params_path: str) -> dict:
     return nightly.recover(load_params(params_path).unlearn.method)
 
 
-@task(name="dvc-add-inputs", retries=2, retry_delay_seconds=5)
+@task(name="dvc-add-inputs", task_run_name="dvc-add-inputs-{batch_id}", retries=2, retry_delay_seconds=5)
 def dvc_add_task(batch_id: str) -> list[str]:
     """Version the batch's archived inputs and requests (retried: DVC's own lock may be busy);
     returns the .dvc files written."""
@@ -60,7 +73,7 @@ def dvc_add_task(batch_id: str) -> list[str]:
     return [f"{p}.dvc" for p in pointers]
 
 
-@task(name="dvc-commit", retries=2, retry_delay_seconds=5)
+@task(name="dvc-commit", task_run_name="dvc-commit-{target}", retries=2, retry_delay_seconds=5)
 def dvc_commit_task(target: str) -> str:
     """Record one finished stage `target` in dvc.lock (retried: DVC's own lock may be busy);
     returns `target`."""
@@ -68,26 +81,92 @@ def dvc_commit_task(target: str) -> str:
     return target
 
 
-@flow(name="erasure-batch", log_prints=True)
+# --- the run's name and tags ------------------------------------------------------------------
+
+
+def _stamp() -> str:
+    """Now, as in batch ids: 20260201T020000Z."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _starting_name() -> str:
+    """The run's name until its batch is known (Prefect's `flow_run_name`, set as it starts)."""
+    return f"erasure-starting-{_stamp()}"
+
+
+class _RunNames(logging.Filter):
+    """Prefect's engine logs a run's last lines ("Finished in state ...") under the name the run
+    started with; this shows the name it has by then."""
+
+    names: dict[str, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = self.names.get(str(getattr(record, "flow_run_id", "")))
+        if name is not None:
+            record.flow_run_name = name
+        return True
+
+
+def _label_run(name: str | None = None, tag: str | None = None) -> None:
+    """Rename the current flow run and/or add a tag, on the server (the runs list) and in this
+    process (the run's log lines). A label is never worth failing a run: a refusal of the API
+    is a warning."""
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return
+    run = ctx.flow_run
+    tags = sorted({*run.tags, tag}) if tag else list(run.tags)
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(run.id, name=name, tags=tags)
+    except Exception as err:  # the API's many errors: the run goes on, unlabelled
+        get_run_logger().warning(f"could not label the run ({name or ''} {tag or ''}): {err}")
+        return
+    if name:
+        run.name = name
+        _RunNames.names[str(run.id)] = name
+        flow_logger = logging.getLogger("prefect.flow_runs")
+        if not any(isinstance(f, _RunNames) for f in flow_logger.filters):
+            flow_logger.addFilter(_RunNames())
+    run.tags = tags
+
+
+@flow(name="erasure-batch", log_prints=True, flow_run_name=_starting_name)
 def erasure_batch(
     params_path: str = "params.yaml", inbox: str | None = None, wait_for_lock: float = 0, batch_time: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Erase one deletion batch: the unfinished one if a run was interrupted, else the inbox,
     as a batch named by `batch_time` (ISO 8601, UTC unless it has an offset; default: now).
-    The batch id seeds the erasure: a fixed time replays an inbox to the same bytes."""
+    The batch id seeds the erasure: a fixed time replays an inbox to the same bytes.
+
+    A TruError ends the run Failed, its one line the state's message and the error its result
+    (`state.result()` raises it)."""
+    logs.configure()
     logger = get_run_logger()
+    run: dict[str, str | None] = {"batch": None}  # what _run knows so far
     try:
         with run_lock("erasure-batch flow", wait=wait_for_lock):
-            return _run(params_path, inbox, logger, batch_time)
+            return _run(params_path, inbox, logger, batch_time, run)
     except RunLocked as err:
+        _label_run(f"erasure-locked-{_stamp()}", "noop")
         logger.warning(str(err))
         create_markdown_artifact(
             f"# Erasure run skipped\n\n{err}", key="erasure-summary", description="another run holds the lock"
         )
         return {"status": "locked", "message": str(err)}
+    except TruError as err:  # a refusal, bad input, a missing key: one line, no traceback
+        if run["batch"] is None:
+            _label_run(f"erasure-error-{_stamp()}", "error")
+        else:
+            _label_run(tag="fail" if isinstance(err, AuditGateFailed) else "error")
+        if logs.verbose():
+            logger.error(f"{type(err).__name__}: {err}", exc_info=err)
+        # Prefect: a State returned by a flow is its final state; a caller gets the dict above, or,
+        # from this one, the error raised by `state.result()` (or by the call without return_state)
+        return Failed(message=str(err), data=err)  # type: ignore[return-value]
 
 
-def _run(params_path: str, inbox: str | None, logger, batch_time: str | None = None) -> dict:
+def _run(params_path: str, inbox: str | None, logger, batch_time: str | None, run: dict[str, str | None]) -> dict:
     seconds: dict[str, float] = {}  # wall-clock per step, returned (never written into the batch's files)
     t = time.perf_counter()
     recovered = recover_task(params_path)
@@ -96,6 +175,8 @@ def _run(params_path: str, inbox: str | None, logger, batch_time: str | None = N
         logger.info(f"recovered after an interrupted run: {recovered}")
     batch_id = nightly.unfinished_batch()  # raises AwaitingReview: the flow fails, visibly
     if batch_id is not None:
+        run["batch"] = batch_id
+        _label_run(f"erasure-{batch_id}")
         logger.info(f"resuming batch {batch_id} (a previous run did not finish it)")
         if batch_time is not None:
             logger.warning(f"batch time {batch_time} not used: the inbox waits until batch {batch_id} is finished")
@@ -106,14 +187,17 @@ def _run(params_path: str, inbox: str | None, logger, batch_time: str | None = N
         seconds["ingest"] = time.perf_counter() - t
         batch_id = ingested["batch_id"]
         if batch_id is None:
+            _label_run(f"erasure-noop-{_stamp()}", "noop")
             create_markdown_artifact(
                 "# Nothing to erase\n\nThe inbox (`data/deletions/inbox/`) is empty; nothing was changed.\n\n"
                 f"Current model: `{batches.current_model()}`.",
                 key="erasure-summary",
                 description="empty inbox",
             )
-            print("nothing to erase: the inbox is empty")
+            logger.info("nothing to erase: the inbox is empty")
             return {"status": "empty", "batch": None}
+        run["batch"] = batch_id
+        _label_run(f"erasure-{batch_id}")
         t = time.perf_counter()
         dvc_add_task(batch_id)
         seconds["dvc_add"] = time.perf_counter() - t
@@ -134,16 +218,42 @@ def _run(params_path: str, inbox: str | None, logger, batch_time: str | None = N
             seconds[f"dvc_commit_{stage}"] = time.perf_counter() - t
             done.append(stage)
     except AuditGateFailed as err:
-        _artifacts(batch_id, ingested, done, skipped)
-        raise AuditGateFailed(
-            f"{err} (requests are needs_review; the current model stays {batches.current_model()})"
-        ) from None
+        summary = _artifacts(batch_id, ingested, done, skipped)
+        _log_summary(logger, summary)
+        raise AuditGateFailed(f"{err} (the current model stays {batches.current_model()})") from None
     summary = _artifacts(batch_id, ingested, done, skipped)
-    print(f"batch {batch_id}: audit gate {summary['verdict'].upper()}; evidence PDF {summary['pdf']}")
+    _label_run(tag=summary["verdict"] if summary["verdict"] in ("pass", "fail") else None)
+    _log_summary(logger, summary)
     return {"status": "erased", **summary, "seconds": {k: round(v, 3) for k, v in seconds.items()}}
 
 
 # --- what a person sees in the Prefect UI --------------------------------------------------
+
+
+def _log_summary(logger, summary: dict) -> None:
+    """The batch in the flow run's log, a few lines: the verdict and the requests, the failed
+    checks, retain and forget Recall@20 before and after, the steps, the model and the PDF (the
+    gate's every check is in the audit-gate task's log)."""
+    b = summary["batch"]
+    rep = paths.report_dir(b)
+    audit = read_json(rep / "audit.json") if (rep / "audit.json").is_file() else {}
+    metrics = read_json(rep / "metrics.json") if (rep / "metrics.json").is_file() else {}
+    requests = ", ".join(f"{s} {n}" for s, n in summary["requests"].items()) or "none"
+    failed = audit.get("failed") or []
+    logger.info(
+        f"batch {b}: audit gate {str(summary['verdict']).upper()}"
+        + (f" (failed: {', '.join(failed)})" if failed else "")
+        + f"; requests: {requests}"
+    )
+    models = [m for m in ("original", "unlearned", "retrain") if m in metrics]
+    for split in ("retain", "forget"):
+        values = [f"{m} {_fmt(metrics[m][split]['recall@20'])}" for m in models]
+        if values:
+            logger.info(f"{split} Recall@20: " + ", ".join(values))
+    logger.info(
+        f"steps run: {', '.join(summary['ran']) or 'none'}; already done: {', '.join(summary['skipped']) or 'none'}"
+    )
+    logger.info(f"current model: {batches.current_model()}; evidence PDF: {summary['pdf'] or 'none'}")
 
 
 def _fmt(v) -> str:

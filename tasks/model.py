@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
+from tasks import run_logger
 from tru import paths
 from tru.config import load_params
 from tru.stages.model import evaluate_stage, train_stage
@@ -17,7 +18,10 @@ def train_task(
     log_path: str = str(paths.TRAIN_LOG),
 ) -> dict:
     """tru.stages.model.train_stage: the base model trained on the split into `out_dir`; its summary."""
-    return train_stage(load_params(params_path), split_dir, out_dir, log_path, progress=False)
+    log = run_logger()
+    s = train_stage(load_params(params_path), split_dir, out_dir, log_path, progress=False)
+    log.info(f"wrote {s['checkpoint']} (sha256 {s['weights_sha256'][:12]}…)")
+    return s
 
 
 @task(name="evaluate")
@@ -28,4 +32,7 @@ def evaluate_task(
     out_path: str = str(paths.BASE_METRICS),
 ) -> dict:
     """tru.stages.model.evaluate_stage: the checkpoint's metrics into `out_path`; their summary."""
-    return evaluate_stage(load_params(params_path), checkpoint, split_dir, out_path)
+    log = run_logger()
+    s = evaluate_stage(load_params(params_path), checkpoint, split_dir, out_path)
+    log.info(f"wrote {out_path}")
+    return s

@@ -1,20 +1,31 @@
-"""The few places tru talks to DVC itself (the stages never do: DVC calls them)."""
+"""The few places tru talks to DVC itself (the stages never do: DVC calls them).
+
+Quiet unless verbose (tru.logs): DVC's "Updating lock file" after every commit and its "To track
+the changes with git, run: git add ..." hints are dropped (the lineage to commit is listed once,
+in docs/operations.md); its warnings and errors stay."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
+from tru import logs
 from tru.errors import TruError
+
+
+def _repo(root: str | Path):
+    """The DVC repository at `root`, DVC's chatter filtered (see the module's docstring)."""
+    from dvc.repo import Repo  # why: slow to import; only these calls need it
+
+    logs.quiet_filters()
+    return Repo(str(root))
 
 
 def dvc_add(paths: Sequence[str | Path], root: str | Path = ".") -> None:
     """`dvc add` inputs that no stage produces (a batch's archived requests and its ledger),
     so the DVC cache and remote version them and `dvc repro` can rebuild the batch."""
-    from dvc.repo import Repo
-
     try:
-        with Repo(str(root)) as repo:
+        with _repo(root) as repo:
             repo.add([str(p) for p in paths])
     except Exception as err:  # DVC raises many types; the user needs one line
         raise TruError(f"dvc add {' '.join(map(str, paths))} failed: {err}") from None
@@ -22,10 +33,8 @@ def dvc_add(paths: Sequence[str | Path], root: str | Path = ".") -> None:
 
 def dvc_repro(targets: list[str], root: str | Path = ".") -> None:
     """`dvc repro` of the given stages (and what they depend on), as the pipeline defines them."""
-    from dvc.repo import Repo
-
     try:
-        with Repo(str(root)) as repo:
+        with _repo(root) as repo:
             repo.reproduce(targets=targets)
     except Exception as err:
         raise TruError(f"dvc repro {' '.join(targets)} failed: {err}") from None
@@ -34,10 +43,8 @@ def dvc_repro(targets: list[str], root: str | Path = ".") -> None:
 def stage_changes(target: str, root: str | Path = ".") -> dict:
     """What `dvc status <target>` reports for one stage alone (empty: recorded in dvc.lock and
     every dependency, parameter and output unchanged)."""
-    from dvc.repo import Repo
-
     try:
-        with Repo(str(root)) as repo:
+        with _repo(root) as repo:
             return repo.status(targets=[target])
     except Exception as err:
         raise TruError(f"dvc status {target} failed: {err}") from None
@@ -47,10 +54,8 @@ def dvc_commit(targets: list[str], root: str | Path = ".") -> None:
     """Record stages that ran outside `dvc repro` (the Prefect flow ran their functions) in
     dvc.lock: the hashes of exactly the dependencies and outputs now on disk; outputs go to
     the DVC cache. `dvc status` is then clean for them."""
-    from dvc.repo import Repo
-
     try:
-        with Repo(str(root)) as repo:
+        with _repo(root) as repo:
             for target in targets:
                 repo.commit(target, force=True)
     except Exception as err:

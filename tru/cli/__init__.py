@@ -28,6 +28,25 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="markdown",
 )
+
+
+@app.callback()
+def main(
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="show the detail: tracebacks of errors, DVC's lock-file lines and git hints, Great "
+        "Expectations' INFO lines, WeasyPrint's font warnings (also: TRU_VERBOSE=1)",
+    ),
+) -> None:
+    """Quiet by default: an error a person can act on is one line (`error: ...`) and its exit
+    status; the tools' chatter is dropped. `--verbose` brings it all back."""
+    from tru import logs
+
+    logs.configure(verbose)
+
+
 app.add_typer(pipeline.app)
 app.add_typer(batch.app)
 app.add_typer(operate.app)

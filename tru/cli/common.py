@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,18 @@ BatchTimeOpt = typer.Option(
 
 
 def stage(fn: Callable) -> Callable:
-    """Turn a TruError into one clear line on stderr and a non-zero exit (no traceback)."""
+    """Turn a TruError into one clear line on stderr (`error: ...`) and its exit status
+    (err.exit_code); its traceback only with `tru --verbose`."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except TruError as err:
+            from tru.logs import verbose
+
+            if verbose():
+                traceback.print_exc()
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None
 

@@ -3,16 +3,43 @@
 
 from __future__ import annotations
 
-import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import typer
 
 from tru import paths
 from tru.cli.common import BatchTimeOpt, ParamsOpt, load, stage
+from tru.errors import ConfigError
 
 PANEL = "Operations"
 app = typer.Typer()
+DEPLOYMENT = "erasure-batch/nightly"
+
+
+def prefect_api_url() -> str | None:
+    """The Prefect server `tru` and the `prefect` command talk to: PREFECT_API_URL (the
+    environment, or the active Prefect profile); None: each process starts a temporary one."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
+def check_prefect_api(url: str, timeout: float = 5.0) -> None:
+    """A ConfigError when nothing answers at the Prefect API `url` (any HTTP answer will do:
+    a server that wants a key still answers), before a run or a deployment waits on it."""
+    try:
+        urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConfigError(
+            f"PREFECT_API_URL is {url} but no Prefect server answers there ({reason}): start it "
+            "(`tru serve --local-server`, or `prefect server start`), or unset PREFECT_API_URL to run on "
+            "a temporary server"
+        ) from None
 
 
 @app.command(rich_help_panel=PANEL)
@@ -25,12 +52,26 @@ def nightly(
 ) -> None:
     """Run the erasure flow once (Prefect flow `erasure-batch`): the unfinished batch if a run
     was interrupted, else the inbox as one batch; recorded in DVC. Uses the Prefect server at
-    $PREFECT_API_URL, or a temporary one."""
-    from flows.erasure import erasure_batch
-    from tru.requests.ledger import parse_batch_time
+    $PREFECT_API_URL, or a temporary one. The run is named `erasure-<batch id>` and tagged with
+    the audit gate's verdict (pass, fail; noop for an empty inbox).
 
+    Exit status: 0 (erased, or nothing to erase), 2 (bad params.yaml, no pseudonymisation key,
+    bad input, no Prefect server at $PREFECT_API_URL), 4 (the audit gate refused the batch, or
+    an earlier batch awaits review), 5 (another run holds the lock)."""
+    from tru.requests.ledger import parse_batch_time
+    from tru.requests.pseudonym import load_key
+
+    # configuration errors stop here, in one line, before a Prefect server starts
+    load(params)
+    load_key()
     if batch_time is not None:
-        parse_batch_time(batch_time)  # a bad value stops here, before a Prefect server starts
+        parse_batch_time(batch_time)
+    url = prefect_api_url()
+    if url:
+        check_prefect_api(url)
+
+    from flows.erasure import erasure_batch  # why: loads every pipeline stage
+
     state = erasure_batch(str(params), None if inbox is None else str(inbox), wait, batch_time, return_state=True)
     out = state.result()  # raises the flow's error: a TruError is one line and its exit status (gate: 4)
     if out["status"] == "empty":
@@ -63,10 +104,23 @@ def serve(
         if local_server:
             url = stack.enter_context(start_server(port=port))
             typer.echo(f"Prefect server on {url}; the UI: http://127.0.0.1:{port} (Deployments, Runs, Artifacts)")
-        elif not os.environ.get("PREFECT_API_URL"):
             typer.echo(
-                "note: PREFECT_API_URL is not set: serving against a temporary server (runs vanish on exit); "
-                "`tru serve --local-server` (or `make serve`) starts a persistent local one",
+                f"in another shell, point Prefect at it first: export PREFECT_API_URL={url} "
+                f"(without it, `prefect deployment run {DEPLOYMENT}` starts a temporary server of its own, "
+                "which knows no deployment, and `tru nightly` runs on one)"
+            )
+        elif api := prefect_api_url():
+            check_prefect_api(api)
+            typer.echo(
+                f"serving {DEPLOYMENT} against the Prefect server at {api} (PREFECT_API_URL); "
+                "`prefect deployment run` needs the same PREFECT_API_URL"
+            )
+        else:
+            typer.echo(
+                "note: PREFECT_API_URL is not set: serving against a temporary server (runs vanish on exit, and "
+                "`prefect deployment run` without it starts a temporary server of its own, which has no "
+                "deployment); `tru serve --local-server` (or `make serve`) starts a persistent one on 127.0.0.1, "
+                f"then in other shells: export PREFECT_API_URL=http://127.0.0.1:{port}/api",
                 err=True,
             )
         serve_deployment(cron=cron, timezone=timezone, params_path=str(params), runner=runner)
