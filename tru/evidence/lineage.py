@@ -79,8 +79,8 @@ def dvc_stages(batch_id: str, root: str | Path) -> dict[str, dict]:
     stages `erase@0`, `erase@1`, ...). The stage that writes the evidence itself is left out:
     its locked hashes are those of the previous PDF (and there is no entry at all when the PDF
     is first rendered), so putting them in the PDF would make every rendering differ from the
-    last. So are the hashes of the batch's wall-clock timing files (DVC records them as
-    metrics): they differ on every run."""
+    last. So are the hashes of the batch's wall-clock timing files (DVC records them as uncached
+    outputs): they differ on every run."""
     path = Path(root) / "dvc.lock"
     if not path.is_file():
         return {}
