@@ -168,6 +168,9 @@ def test_a_second_run_while_one_holds_the_lock_exits_cleanly(repo, harness, monk
         assert snapshot(repo) == before  # the request still waits in the inbox
         res = subprocess.run([str(BIN / "tru"), "ingest"], cwd=repo, capture_output=True, text=True, env=env())
         assert res.returncode == 5 and "another erasure run is in progress" in res.stderr
+        # the losing nightly is not a success either: a scheduler sees exit 5, not 0
+        res = subprocess.run([str(BIN / "tru"), "nightly"], cwd=repo, capture_output=True, text=True, env=env())
+        assert res.returncode == 5 and "another erasure run is in progress" in res.stderr, res.stderr[-2000:]
     finally:
         holder.kill()
         holder.wait()

@@ -76,8 +76,10 @@ def nightly(
     out = state.result()  # raises the flow's error: a TruError is one line and its exit status (gate: 4)
     if out["status"] == "empty":
         typer.echo("nothing to erase: the inbox is empty (nothing changed)")
-    elif out["status"] == "locked":
-        typer.echo(out["message"])
+    elif out["status"] == "locked":  # not a success: a scheduler must see that nothing ran (exit 5)
+        from tru.runlock import RunLocked
+
+        raise RunLocked(out["message"])
     else:
         typer.echo(f"batch {out['batch']}: audit gate {out['verdict'].upper()}; evidence PDF: {out['pdf']}")
     typer.echo("runs are recorded by Prefect: `make serve` starts the UI at http://127.0.0.1:4200 (Runs, Artifacts)")
