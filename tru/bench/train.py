@@ -24,7 +24,7 @@ from tru.data.synth import SCALES, synthesize
 from tru.errors import DataError
 from tru.io import read_json, write_json
 from tru.metrics import popularity_scores, ranked_metrics_batched
-from tru.models import build_backbone
+from tru.models import backbone_for
 from tru.train import EvalSet, evaluate, fit, seed_everything
 
 
@@ -33,13 +33,7 @@ def _train_seed(params_json: str, split_dir: str, seed: int) -> dict:
     params = Params.model_validate_json(params_json)
     data = load_split(split_dir)
     seed_everything(seed, params.train.threads)
-    model = build_backbone(
-        params.model.backbone,
-        getattr(params.model, params.model.backbone).model_dump(),
-        data.n_users,
-        data.n_items,
-        data.features,
-    )
+    model = backbone_for(params.model, data)
     res = fit(
         model, data.train, EvalSet.build(data.valid, data.train, data.n_users), params.train, seed, progress=False
     )
@@ -85,13 +79,7 @@ def _baby_epoch(params_json: str) -> dict:
         make_split(load_folder(ds), params.split, params.seed, Path(tmp) / "split", ds)
         data = load_split(Path(tmp) / "split")
         seed_everything(params.seed, params.train.threads)
-        model = build_backbone(
-            params.model.backbone,
-            getattr(params.model, params.model.backbone).model_dump(),
-            data.n_users,
-            data.n_items,
-            data.features,
-        )
+        model = backbone_for(params.model, data)
         t1 = time.perf_counter()
         model.set_graph(data.train)
         graph_s = time.perf_counter() - t1

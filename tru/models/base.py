@@ -14,10 +14,15 @@ A backbone is built from (its params section, n_users, n_items, modality feature
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:  # annotations only
+    from tru.config import ModelParams
+    from tru.data.dataset import InteractionData
 
 BACKBONES: dict[str, type[Recommender]] = {}
 
@@ -140,3 +145,10 @@ def build_backbone(name: str, params: dict, n_users: int, n_items: int, features
     if name not in BACKBONES:
         raise KeyError(f"unknown backbone {name!r}; registered: {', '.join(sorted(BACKBONES))}")
     return BACKBONES[name](params=params, n_users=n_users, n_items=n_items, features=features)
+
+
+def backbone_for(model: ModelParams, data: InteractionData) -> Recommender:
+    """A new backbone as params.yaml's `model` section configures it (`model.backbone` and that
+    backbone's section), sized for `data`'s users, items and modality features."""
+    section = getattr(model, model.backbone).model_dump()
+    return build_backbone(model.backbone, section, data.n_users, data.n_items, data.features)

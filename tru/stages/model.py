@@ -9,7 +9,7 @@ from tru.checkpoint import load_checkpoint, save_checkpoint
 from tru.config import Params
 from tru.data.dataset import load_split
 from tru.io import sha256_file, sha256_tree, write_json
-from tru.models import build_backbone
+from tru.models import backbone_for
 from tru.train import EvalSet, Resume, evaluate, fit, seed_everything
 
 
@@ -25,13 +25,7 @@ def train_stage(
     and weights hash, best epoch and validation metrics, seconds and the epoch resumed from."""
     data = load_split(split_dir)
     seed_everything(params.seed, params.train.threads)
-    model = build_backbone(
-        params.model.backbone,
-        getattr(params.model, params.model.backbone).model_dump(),
-        data.n_users,
-        data.n_items,
-        data.features,
-    )
+    model = backbone_for(params.model, data)
     valid = EvalSet.build(data.valid, data.train, data.n_users)
     # a killed run continues from its last snapshot, next to the output (the same result)
     resume = resume_folder(out_dir)

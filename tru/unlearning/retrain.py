@@ -4,7 +4,7 @@ every approximate method is measured against."""
 from __future__ import annotations
 
 from tru.config import Params
-from tru.models import build_backbone
+from tru.models import backbone_for
 from tru.train import EvalSet, fit, seed_everything
 from tru.unlearning.registry import UnlearnContext, UnlearnResult, register_method
 
@@ -14,13 +14,7 @@ def retrain(ctx: UnlearnContext, params: Params) -> UnlearnResult:
     """A fresh backbone trained by `fit` on D_r (validation on the retained users, snapshots in
     `ctx.resume_folder("retrain")`); the log holds fit's history and resume bookkeeping."""
     seed_everything(params.seed, params.train.threads)
-    model = build_backbone(
-        params.model.backbone,
-        getattr(params.model, params.model.backbone).model_dump(),
-        ctx.data.n_users,
-        ctx.data.n_items,
-        ctx.data.features,
-    )
+    model = backbone_for(params.model, ctx.data)
     valid = EvalSet.build(ctx.data.valid, ctx.data.train, ctx.data.n_users)
     res = fit(
         model,

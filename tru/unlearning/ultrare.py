@@ -47,7 +47,7 @@ from torch import nn
 from tru.checkpoint import load_checkpoint, save_checkpoint
 from tru.config import Params
 from tru.io import read_json, write_json
-from tru.models import build_backbone
+from tru.models import backbone_for
 from tru.models.base import Recommender
 from tru.models.losses import bpr_l2_loss
 from tru.train import EvalSet, NegativeSampler, Resume, fit, seed_everything
@@ -228,13 +228,7 @@ def train_shard(
     snapshot replays at most checkpoint_every epochs). Returns (model, best epoch, the
     training seconds earlier processes had recorded)."""
     seed_everything(seed, params.train.threads)
-    model = build_backbone(
-        params.model.backbone,
-        getattr(params.model, params.model.backbone).model_dump(),
-        data.n_users,
-        data.n_items,
-        data.features,
-    )
+    model = backbone_for(params.model, data)
     valid = data.valid[np.isin(data.valid[:, 0], users_k)]
     res = fit(
         model,
