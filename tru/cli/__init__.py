@@ -3,6 +3,10 @@ function of `tru.stages`; the command only parses options, calls it and prints a
 
 The CLI is the top floor of the code base: it may start Prefect flows (`tru nightly`, `tru serve`,
 `--runner` of the benchmarks); the library below it never imports `flows` or `tasks`.
+
+Each command imports what it runs inside its body, on purpose: torch, Great Expectations, Prefect
+and DVC take seconds to import, and `tru --help` or a one-line command should not pay for them
+(`import tru.cli` loads only typer and this package).
 """
 
 from __future__ import annotations
