@@ -40,6 +40,7 @@ from tru.evidence import (
     write_manifest,
 )
 from tru.evidence.lineage import code_digest
+from tru.evidence.manifest import lock_problems, write_sidecar
 from tru.evidence.plots import branch_scales
 from tru.evidence.render import pdf_bytes
 from tru.requests.ledger import LedgerWriter, append_status, batch_time
@@ -431,3 +432,24 @@ def test_plots_are_deterministic_svg():
     first, second = branch_scales(epochs), branch_scales(epochs)
     assert first == second and first.startswith("data:image/svg+xml;base64,")
     assert branch_scales([]) is None
+
+
+def test_verify_catches_an_edited_audit_rerendered_by_the_report_stage(rendered, tmp_path):
+    """The manifest is rewritten by every report: an edited audit.json followed by `tru report`
+    passes the manifest's own hashes, but dvc.lock still holds what the audit stage wrote."""
+    root = shutil.copytree(rendered[0], tmp_path / "batch")
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    audit_path = f"reports/{B}/audit.json"
+    entry = {"path": audit_path, "hash": "md5", "md5": hashlib.md5((root / audit_path).read_bytes()).hexdigest()}
+    lock["stages"]["audit@0"] = {"cmd": f"tru audit --batch {B}", "outs": [entry]}
+    (root / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    assert lock_problems(B, root) == []
+    forged = json.loads((root / audit_path).read_text())
+    forged["verdict"] = "pass" if forged.get("verdict") != "pass" else "fail"
+    (root / audit_path).write_text(json.dumps(forged))
+    write_manifest(B, root)  # what the report stage does: re-hash what it finds
+    write_sidecar(B, root)
+    problems = verify(B, root)
+    assert problems == [f"{audit_path}: differs from what audit@0 wrote (dvc.lock md5 {entry['md5'][:12]}…)"]
+    (root / audit_path).unlink()
+    assert f"{audit_path}: missing (dvc.lock records it as an output of audit@0)" in lock_problems(B, root)

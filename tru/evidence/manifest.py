@@ -12,7 +12,10 @@ go to a sidecar, reports/<B>/evidence.sha256, in `sha256sum -c` format.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+
+import yaml
 
 from tru import batches, paths
 from tru.errors import DataError
@@ -207,6 +210,31 @@ def verify(batch_id: str, root: str | Path = Path(".")) -> list[str]:
     for path in artifact_files(batch_id, root, manifest.get("base_model")):
         if path not in recorded:
             problems.append(f"{path}: not in the manifest (added after the evidence was made)")
+    return problems + lock_problems(batch_id, root)
+
+
+def lock_problems(batch_id: str, root: str | Path = Path(".")) -> list[str]:
+    """Files the batch's stages wrote that differ from the md5 dvc.lock recorded for them, one
+    line each. The manifest alone cannot catch an edited audit.json followed by `tru report`
+    (the report re-hashes what it finds); the lock entry of the stage that wrote the file still
+    holds the original. Folders (`.dir` hashes), timing files and the report stage's own files
+    are left out; an empty list when the checkout has no dvc.lock."""
+    root = Path(root)
+    lock_file = root / "dvc.lock"
+    if not lock_file.is_file():
+        return []
+    stages = (yaml.safe_load(lock_file.read_text()) or {}).get("stages") or {}
+    problems = []
+    for name in dvc_stages(batch_id, root):  # the batch's stages, the report stage left out
+        for out in stages.get(name, {}).get("outs") or []:
+            path, digest = str(out.get("path", "")), str(out.get("md5") or "")
+            file = root / path
+            if out.get("hash") != "md5" or not digest or digest.endswith(".dir") or layout.is_timing(path, batch_id):
+                continue
+            if not file.is_file():
+                problems.append(f"{path}: missing (dvc.lock records it as an output of {name})")
+            elif hashlib.md5(file.read_bytes()).hexdigest() != digest:
+                problems.append(f"{path}: differs from what {name} wrote (dvc.lock md5 {digest[:12]}…)")
     return problems
 
 
