@@ -16,7 +16,7 @@ from tru.requests.catalog import Catalog
 from tru.requests.ingest import ingest_files
 from tru.requests.sets import build_sets
 from tru.train import seed_everything
-from tru.unlearning.components import map_components
+from tru.unlearning.components import knn_rebuild, map_components
 
 KEY = b"k" * 32
 
@@ -117,7 +117,7 @@ def test_cumulative_sets_over_three_batches(world, tmp_path):
     assert total_forgotten + len(final.train) == len(original)
 
 
-def test_components_map_lists_knn_neighbours_of_a_deleted_item(world, params):
+def test_components_map_counts_knn_neighbours_of_a_deleted_item(world, params):
     data = load_split(world / "split", world / "ds")
     seed_everything(0)
     mp = params.model.mgcn.model_copy(update={"embedding_dim": 16, "knn_k": 4}).model_dump()
@@ -132,15 +132,19 @@ def test_components_map_lists_knn_neighbours_of_a_deleted_item(world, params):
     assert comp["counts"]["forget_interactions"] == len(forget)
     assert comp["counts"]["retain_interactions"] == len(data.train) - len(forget)
     assert comp["rebuild"]["item_knn_graphs"] is True
+    found = knn_rebuild(model, np.array([item]))
     for modality, graph in model.knn.items():
         dense = graph.to_dense()
         expected = sorted(i for i in range(data.n_items) if i != item and dense[i, item] != 0)
-        assert comp["rebuild"]["knn"][modality]["neighbours_of_deleted"] == expected
+        assert found[modality]["neighbours_of_deleted"] == expected
         own = sorted(j for j in range(data.n_items) if j != item and dense[item, j] != 0)
-        assert comp["rebuild"]["knn"][modality]["former_neighbours"][item] == own
+        assert found[modality]["former_neighbours"][item] == own
+        # components.json is committed: it counts them, and names no item of the forget set
+        assert comp["rebuild"]["knn"][modality] == {"items_with_new_neighbours": len(expected)}
     # the target item loses all of its engagement; the heat map ranks every module and branch
-    ti = {r["item"]: r for r in comp["target_items"]["items"]}
-    assert ti[item]["removed_share"] == 1.0 and ti[item]["retained"] == 0
+    targets = comp["target_items"]
+    assert targets["count"] == len(np.unique(forget[:, 1])) and targets["fully_removed"] >= 1
+    assert set(targets) == {"count", "removed_share_median", "share_under_10pct", "fully_removed"}
     heat = comp["heat_map"]
     assert {r["name"] for r in heat["branches"]} == set(model.branches())
     assert {r["name"] for r in heat["modules"]} == set(model.selection_modules())

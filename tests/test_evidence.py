@@ -199,6 +199,43 @@ def test_pdf_has_every_section_and_no_raw_id(rendered):
     assert pseudo in html and pseudo[:16] in text.replace("\n", "")
 
 
+def test_no_request_file_name_or_forgotten_item_in_the_evidence(rendered):
+    """The manifest and the PDF are committed: a request file's name is chosen by whoever sends
+    it and can name a person, and components.json must not list the forgotten items. The
+    request file is there by its position and its hash."""
+    root, data, html = rendered
+    name = "requests.jsonl"
+    archived = root / "data" / "deletions" / "batches" / B / "input" / name
+    assert archived.is_file()
+    manifest = (root / "reports" / B / "manifest.json").read_text()
+    for text in (pdf_text(data).replace("\n", ""), html, manifest):
+        assert name not in text
+    entry = next(f for f in json.loads(manifest)["files"] if f["role"] == "request files")
+    assert entry["path"] == f"data/deletions/batches/{B}/input/file-1-of-1"
+    assert entry["sha256"] == hashlib.sha256(archived.read_bytes()).hexdigest()
+    assert "file-1-of-1" in html
+    comp = json.loads((root / "reports" / B / "components.json").read_text())
+    assert set(comp["target_items"]) == {"count", "removed_share_median", "share_under_10pct", "fully_removed"}
+    assert comp["rebuild"]["knn"]["text"] == {"items_with_new_neighbours": 4}
+    assert "4 items get new neighbours" in html
+
+
+def test_verify_names_request_files_by_position(rendered, tmp_path):
+    root = shutil.copytree(rendered[0], tmp_path / "batch")
+    folder = root / "data" / "deletions" / "batches" / B / "input"
+    (folder / "requests.jsonl").write_text((folder / "requests.jsonl").read_text() + "\n")
+    (folder / "alice-smith.csv").write_text("request_id,kind\n")
+    problems = verify(B, root)
+    assert problems == [
+        f"data/deletions/batches/{B}/input/file-1-of-1: missing",
+        f"data/deletions/batches/{B}/input/file-1-of-2: not in the manifest (added after the evidence was made)",
+        f"data/deletions/batches/{B}/input/file-2-of-2: not in the manifest (added after the evidence was made)",
+    ]
+    (folder / "alice-smith.csv").unlink()
+    problems = verify(B, root)
+    assert len(problems) == 1 and problems[0].startswith(f"data/deletions/batches/{B}/input/file-1-of-1: changed")
+
+
 def test_pdf_is_byte_identical_when_rendered_again(rendered):
     root, first, _ = rendered
     again = render_pdf(B, root, out=root / "again.pdf").read_bytes()
@@ -328,7 +365,7 @@ def test_manifest_lists_every_artifact_sorted(rendered):
     paths = [f["path"] for f in manifest["files"]]
     assert paths == sorted(paths)
     for expected in (
-        f"data/deletions/batches/{B}/input/requests.jsonl",
+        f"data/deletions/batches/{B}/input/file-1-of-1",  # by position, never by its own name
         f"data/ledger/{B}/requests.parquet",
         f"data/ledger/{B}/gate/status-review.parquet",
         f"data/batches/{B}/sets/forget.parquet",

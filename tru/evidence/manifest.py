@@ -8,6 +8,10 @@ so a rerun of the batch's stages from its commit gives the same manifest, byte f
 
 The PDF cannot hold its own hash (it contains the manifest), so its hash and the manifest's
 go to a sidecar, reports/<B>/evidence.sha256, in `sha256sum -c` format.
+
+The manifest is committed to git and printed in the PDF, so the request files are listed by
+position and hash, never by name: a requester or a partner system chooses the name of a
+request file, and it can carry a person's name or account ("alice-delete-me.jsonl").
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ def base_model_dir(batch_id: str, root: Path, batches_file: str | Path | None = 
     return None
 
 
+REQUEST_FILES = "request files"
 ROLE_ORDER = (
-    "request files",
+    REQUEST_FILES,
     "ledger",
     "forget / retain sets",
     "unlearned model",
@@ -56,7 +61,7 @@ def _groups(batch_id: str, base_model: str | None) -> list[tuple[str, Path]]:
     """(role, folder) of every artifact of the batch, relative to the root."""
     data = paths.BATCH_DATA / batch_id
     groups = [
-        ("request files", paths.input_dir(batch_id)),
+        (REQUEST_FILES, paths.input_dir(batch_id)),
         ("ledger", paths.LEDGER / batch_id),
         ("forget / retain sets", data / "sets"),
         ("unlearned model", data / "unlearned"),
@@ -93,13 +98,24 @@ def _files(root: Path, folder: Path, batch_id: str) -> list[Path]:
     return out
 
 
-def artifact_files(batch_id: str, root: str | Path, base_model: str | None) -> dict[str, str]:
-    """posix path (relative to root) -> role, for every artifact file of the batch now on disk."""
+def request_file_name(folder: Path, position: int, count: int) -> str:
+    """How the manifest names the `position`-th of `count` request files in `folder` (in the
+    order of their own names): `<folder>/file-<position>-of-<count>`, zero-padded so the
+    manifest's order by path is the files' order."""
+    return (folder / f"file-{position:0{len(str(count))}d}-of-{count}").as_posix()
+
+
+def artifact_files(batch_id: str, root: str | Path, base_model: str | None) -> dict[str, tuple[str, Path]]:
+    """Name in the manifest -> (role, path relative to root), for every artifact file of the
+    batch now on disk. The name is the posix path, except for a request file
+    (`request_file_name`)."""
     root = Path(root)
-    found: dict[str, str] = {}
+    found: dict[str, tuple[str, Path]] = {}
     for role, folder in _groups(batch_id, base_model):
-        for rel in _files(root, folder, batch_id):
-            found.setdefault(rel.as_posix(), role)
+        files = sorted(_files(root, folder, batch_id))
+        for position, rel in enumerate(files, 1):
+            name = request_file_name(folder, position, len(files)) if role == REQUEST_FILES else rel.as_posix()
+            found.setdefault(name, (role, rel))
     return dict(sorted(found.items()))
 
 
@@ -111,8 +127,8 @@ def build_manifest(batch_id: str, root: str | Path = Path("."), batches_file: st
     root = Path(root)
     base_model = base_model_dir(batch_id, root, batches_file)
     files = [
-        {"path": path, "role": role, "sha256": sha256_file(root / path), "bytes": (root / path).stat().st_size}
-        for path, role in artifact_files(batch_id, root, base_model).items()
+        {"path": name, "role": role, "sha256": sha256_file(root / rel), "bytes": (root / rel).stat().st_size}
+        for name, (role, rel) in artifact_files(batch_id, root, base_model).items()
     ]
     stages = {
         name: {"cmd": s["cmd"], "deps": s["deps"], "outs": s["outs"]} for name, s in dvc_stages(batch_id, root).items()
@@ -199,17 +215,17 @@ def verify(batch_id: str, root: str | Path = Path(".")) -> list[str]:
             f"{layout.manifest_path(batch_id).as_posix()}: is the manifest of batch {manifest.get('batch')!r}"
         )
 
-    for path, digest in sorted(recorded.items()):
-        file = root / path
-        if not file.is_file():
-            problems.append(f"{path}: missing")
+    found = artifact_files(batch_id, root, manifest.get("base_model"))
+    for name, digest in sorted(recorded.items()):
+        if name not in found:
+            problems.append(f"{name}: missing")
             continue
-        now = sha256_file(file)
+        now = sha256_file(root / found[name][1])
         if now != digest:
-            problems.append(f"{path}: changed (recorded sha256 {_short(digest)}, now {_short(now)})")
-    for path in artifact_files(batch_id, root, manifest.get("base_model")):
-        if path not in recorded:
-            problems.append(f"{path}: not in the manifest (added after the evidence was made)")
+            problems.append(f"{name}: changed (recorded sha256 {_short(digest)}, now {_short(now)})")
+    for name in found:
+        if name not in recorded:
+            problems.append(f"{name}: not in the manifest (added after the evidence was made)")
     return problems + lock_problems(batch_id, root)
 
 

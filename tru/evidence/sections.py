@@ -206,11 +206,7 @@ def components(ev: dict) -> dict:
     targets = comp.get("target_items") or {}
     rebuild = comp.get("rebuild") or {}
     knn = [
-        {
-            "modality": m,
-            "neighbours": len(get(v, "neighbours_of_deleted", default=[]) or []),
-            "deleted": len(get(v, "former_neighbours", default={}) or {}),
-        }
+        {"modality": m, "neighbours": get(v, "items_with_new_neighbours")}
         for m, v in sorted((rebuild.get("knn") or {}).items())
     ]
     heat = comp.get("heat_map") or {}

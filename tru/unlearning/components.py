@@ -2,13 +2,18 @@
 (`tru map --batch B` -> components.json).
 
 - counts of affected users, items and interactions;
-- target items (items of the forget pairs) with their engagement before the batch and the
-  share of it the deletion removes: for most items it is small, which is why they persist
-  in rankings after deletion (and even after a retrain);
+- target items (items of the forget pairs): how many, and how much of their engagement before
+  the batch the deletion removes, as shares: for most items it is small, which is why they
+  persist in rankings after deletion (and even after a retrain);
 - derived structures to rebuild: the user-item graph always; each modality's item kNN graph
-  when items are deleted, with the items whose neighbourhoods change;
+  when items are deleted, with how many items get new neighbours;
 - the deletion heat map: forget- vs retain-side gradient energies per module and per branch
   on the current model, ranked by their ratio.
+
+components.json is committed to git with the batch's reports, and the erased data must not
+outlive the erasure there: it holds counts, shares and module names only, never an id of a
+user or item of the forget set nor an item list (one user's request would otherwise leave
+that user's whole history in the repository, per item).
 """
 
 from __future__ import annotations
@@ -24,35 +29,25 @@ from tru.unlearning.energy import gradient_energies
 
 
 def target_items(prior_train: np.ndarray, forget: np.ndarray, n_items: int) -> dict:
-    """The items of the forget pairs, most-removed first: each one's engagement before the
-    batch, how much of it the batch removes, and summary shares."""
+    """How many items the forget pairs touch and how much of each one's engagement before the
+    batch they remove, summarised over the items: per-item rows would name the forgotten items
+    (see the module docstring)."""
     before = np.bincount(prior_train[:, 1], minlength=n_items)
     removed = np.bincount(forget[:, 1], minlength=n_items)
     items = np.flatnonzero(removed)
     share = removed[items] / np.maximum(before[items], 1)
-    order = np.lexsort((items, -removed[items]))
-    rows = [
-        {
-            "item": int(items[k]),
-            "engagement_before": int(before[items[k]]),
-            "removed": int(removed[items[k]]),
-            "retained": int(before[items[k]] - removed[items[k]]),
-            "removed_share": round(float(share[k]), 6),
-        }
-        for k in order
-    ]
     return {
         "count": int(len(items)),
         "removed_share_median": float(np.median(share)) if len(items) else 0.0,
         "share_under_10pct": float(np.mean(share < 0.10)) if len(items) else 0.0,
         "fully_removed": int(np.sum(share >= 1.0)),
-        "items": rows,
     }
 
 
 def knn_rebuild(model: Recommender, deleted_items: np.ndarray) -> dict:
     """Per modality, the items whose kNN neighbourhood contains a deleted item (they get new
-    neighbours when the graph is rebuilt) and the deleted items' own former neighbours."""
+    neighbours when the graph is rebuilt) and the deleted items' own former neighbours, by their
+    indices: for checking the rebuild, never for a report (components.json keeps counts)."""
     out = {}
     knn = getattr(model, "knn", {}) or {}
     for modality, graph in knn.items():
@@ -77,7 +72,8 @@ def map_components(
     seed: int,
     probe_size: int = 2048,
 ) -> dict:
-    """components.json for one batch. `model` is the current model with its graph set on
+    """components.json for one batch: counts, shares and module names, no id of the forget set
+    (see the module docstring). `model` is the current model with its graph set on
     `prior_train` (the interactions it was trained with, forget pairs included)."""
     t0 = time.perf_counter()
     n_items = model.n_items
@@ -97,7 +93,10 @@ def map_components(
         }
     rebuild: dict[str, Any] = {"user_item_graph": True, "item_knn_graphs": bool(len(new_deleted_items))}
     if len(new_deleted_items):
-        rebuild["knn"] = knn_rebuild(model, np.asarray(new_deleted_items, dtype=np.int64))
+        rebuild["knn"] = {
+            modality: {"items_with_new_neighbours": len(found["neighbours_of_deleted"])}
+            for modality, found in knn_rebuild(model, np.asarray(new_deleted_items, dtype=np.int64)).items()
+        }
     return {
         "counts": {
             "requests": targets,
