@@ -152,7 +152,9 @@ def base_repo(tmp_path_factory):
     """A project after `dvc repro` of the base stages, committed, no deletion batch yet: built
     once per test process; tests work on copies (copy_repo)."""
     d = tmp_path_factory.mktemp("base-repo")
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):  # data/ stays out of git: DVC versions it
+    # data/ stays out of git: DVC versions it (data/mmrec/.gitignore keeps the fetch stage's folder)
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "data/mmrec/.gitignore"):
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, d / name)
     (d / "batches.yaml").write_text("batches: []\n")
     shutil.copytree(ROOT / "tru", d / "tru", ignore=shutil.ignore_patterns("__pycache__"))

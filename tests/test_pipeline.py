@@ -1,6 +1,8 @@
 """End to end: `dvc repro` of the stages on tiny synthetic data in a temporary git repo,
 and the CLI's one-line errors on bad input."""
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +65,20 @@ def test_forced_repro_gives_the_same_checkpoint_and_metrics(repo):
     assert (repo / "reports/train/metrics.json").read_bytes() == metrics_before
 
 
-def test_a_deletion_batch_through_ingest_sets_and_map(repo):
+@pytest.fixture(scope="module")
+def demo_batch(repo):
+    """The demo requests ingested as one batch and its stages run by `dvc repro`: the output of
+    `tru ingest`."""
     tru = str(BIN / "tru")
     run([tru, "demo-requests", "data/deletions/inbox/demo.jsonl"], repo)
     out = run([tru, "ingest", "--batch-time", "2026-01-15T03:00:00+01:00"], repo)  # a fixed time: a fixed seed
-    assert "rejected 3" in out  # the demo's three bad rows
+    run([str(BIN / "dvc"), "repro"], repo)
+    return out
+
+
+def test_a_deletion_batch_through_ingest_sets_and_map(repo, demo_batch):
+    tru = str(BIN / "tru")
+    assert "rejected 3" in demo_batch  # the demo's three bad rows
     batches = yaml.safe_load((repo / "batches.yaml").read_text())["batches"]
     assert len(batches) == 1 and batches[0]["prior"] == "data/split"
     b = batches[0]["id"]
@@ -75,7 +86,6 @@ def test_a_deletion_batch_through_ingest_sets_and_map(repo):
     assert not list((repo / "data/deletions/inbox").iterdir())  # archived, never deleted
     assert list((repo / f"data/deletions/batches/{b}/input").iterdir())
     assert (repo / f"data/deletions/batches/{b}/input.dvc").is_file()
-    run([str(BIN / "dvc"), "repro"], repo)
     comp = read_json(repo / f"reports/{b}/components.json")
     assert comp["counts"]["forget_interactions"] > 0 and comp["heat_map"]["modules"]
     sets = read_json(repo / f"data/batches/{b}/sets/split.json")
@@ -118,6 +128,67 @@ def test_a_deletion_batch_through_ingest_sets_and_map(repo):
     assert "Data and pipelines are up to date" in run([str(BIN / "dvc"), "repro"], repo) or "didn't change" in run(
         [str(BIN / "dvc"), "repro"], repo
     )
+
+
+def _id_sets(obj):
+    """Every group of ids a JSON value could list: the integers of a list (directly, or as the
+    `item`/`user` of its mappings) and the integer keys of a mapping."""
+    if isinstance(obj, dict):
+        keys = {int(k) for k in obj if str(k).isdigit()}
+        if keys:
+            yield keys
+        for v in obj.values():
+            yield from _id_sets(v)
+    elif isinstance(obj, list):
+        ids = {v for v in obj if isinstance(v, int) and not isinstance(v, bool)}
+        ids |= {e[k] for e in obj if isinstance(e, dict) for k in ("item", "user") if isinstance(e.get(k), int)}
+        if ids:
+            yield ids
+        for v in obj:
+            yield from _id_sets(v)
+
+
+def test_what_a_batch_commits_names_no_erased_data(repo, demo_batch):
+    """Everything the batch adds to git (its reports, dvc.lock, batches.yaml, DVC's pointers)
+    and every file under reports/<batch>/ (the evidence PDF) holds no raw id of the requests, no
+    request id, no request file name and no erased user's item list, by raw id or by index: git
+    and the evidence keep them long after the erasure."""
+    from pypdf import PdfReader
+
+    b = yaml.safe_load((repo / "batches.yaml").read_text())["batches"][0]["id"]
+    requests = pd.read_json(repo / f"data/deletions/batches/{b}/input/demo.jsonl", lines=True, dtype=False)
+    status = ledger_status(repo, b).merge(requests, on="request_id")
+    erased = status[(status["status"] == "erased") & (status["kind"] == "user")]["user_id"].tolist()
+    assert len(erased) >= 2 and any(u.startswith("canary-") for u in erased)
+    users = pd.read_csv(repo / "data/datasets/tiny/user_map.tsv", sep="\t", dtype={"raw_id": str})
+    items = pd.read_csv(repo / "data/datasets/tiny/item_map.tsv", sep="\t", dtype={"raw_id": str})
+    fake = read_json(repo / "data/split/split.json")["canary"]
+    index = dict(zip(users["raw_id"], users["userID"])) | dict(zip(fake["raw_ids"], fake["fake_users"]))
+    train = pd.read_parquet(repo / "data/split/train.parquet")
+    histories = [set(train.loc[train["user"] == index[u], "item"].tolist()) for u in erased]
+    assert all(len(h) >= 2 for h in histories)
+    raw_items = dict(zip(items["itemID"], items["raw_id"]))
+    secrets = set(requests["request_id"]) | {"demo.jsonl"}
+    secrets |= {v for c in ("user_id", "item_id") for v in requests[c].dropna()}
+    secrets |= {raw_items[i] for h in histories for i in h}
+
+    committed = run(["git", "ls-files", "--modified", "--others", "--exclude-standard"], repo).split()
+    assert f"reports/{b}/components.json" in committed and "dvc.lock" in committed
+    assert f"data/deletions/batches/{b}/input.dvc" in committed
+    written = [p.relative_to(repo).as_posix() for p in (repo / "reports" / b).rglob("*") if p.is_file()]
+    assert f"reports/{b}/evidence.pdf" in written  # versioned by DVC, not git: shown to auditors
+    for path in sorted(set(committed) | set(written)):
+        data = (repo / path).read_bytes()
+        if path.endswith(".pdf"):
+            text = "".join(page.extract_text() or "" for page in PdfReader(repo / path).pages)
+            text = text.replace("\x00", "").replace("\n", "")
+        else:
+            text = data.decode("utf-8")
+        leaked = sorted(t for t in secrets if t in text)
+        assert not leaked, f"{path} names {leaked}"
+        if path.startswith(f"reports/{b}/") and path.endswith(".json"):
+            for ids in _id_sets(json.loads(text)):
+                assert not any(h <= ids for h in histories), f"{path} lists an erased user's items"
 
 
 # --- bad input: one clear line, non-zero exit, nothing half-written ----------------------
@@ -181,6 +252,139 @@ def test_mmrec_x_label_split_used_as_given(tmp_path):
     assert meta["n_items"] == 6  # from the feature rows, not the largest itemID (3)
     canary_rows = meta["canary"]["rows"] if "canary" in meta else 0  # the backdoor canary joins train only
     assert meta["counts"]["train"] == 3 + canary_rows and meta["counts"]["valid"] == 1 and meta["counts"]["test"] == 1
+
+
+# --- your own MMRec folder: a DVC dependency; switching datasets ---------------------------
+
+
+def mmrec_repo(root: Path, source: Path) -> Path:
+    """A project repository (git + DVC, nothing run) whose data is the MMRec folder `source`,
+    imported under data/mmrec/ as docs/data.md says."""
+    root.mkdir(parents=True)
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "data/mmrec/.gitignore"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes((ROOT / name).read_bytes())
+    (root / "batches.yaml").write_text("batches: []\n")
+    shutil.copytree(ROOT / "tru", root / "tru", ignore=shutil.ignore_patterns("__pycache__"))
+    tiny_params(root)
+    p = yaml.safe_load((root / "params.yaml").read_text())
+    p["data"] = {"source": "mmrec", "name": "mini", "mmrec_dir": "data/mmrec/mini", "dataset_dir": "data/datasets/mini"}
+    (root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run([str(BIN / "dvc"), "init", "-q"], root)
+    run([str(BIN / "dvc"), "import-url", str(source), "data/mmrec/mini"], root)
+    return root
+
+
+def test_a_changed_mmrec_folder_reruns_fetch(tmp_path):
+    """The folder is imported with `dvc import-url`; a change to it, taken in by `dvc update`,
+    makes DVC see the fetch stage as changed, and `dvc repro` rebuilds the dataset from it."""
+    source = mmrec_folder(tmp_path / "outside" / "mini")
+    repo = mmrec_repo(tmp_path / "repo", source)
+    dvc = str(BIN / "dvc")
+    run([dvc, "repro", "split"], repo)
+    assert "up to date" in run([dvc, "status", "--with-deps", "split"], repo)
+    recorded = read_json(repo / "data/raw/fetch.json")["files"]
+    assert recorded["mini.inter"] == sha256_file(source / "mini.inter")
+
+    inter = pd.read_csv(source / "mini.inter", sep="\t")
+    inter.loc[0, "rating"] = 1
+    inter.to_csv(source / "mini.inter", sep="\t", index=False)
+    run([dvc, "update", "data/mmrec/mini.dvc"], repo)
+    status = run([dvc, "status", "--with-deps", "split"], repo)
+    assert "fetch:" in status and "data/mmrec" in status
+    run([dvc, "repro", "split"], repo)
+    copied = pd.read_csv(repo / "data/datasets/mini/mini.inter", sep="\t")
+    assert copied.loc[0, "rating"] == 1
+    assert "up to date" in run([dvc, "status", "--with-deps", "split"], repo)
+
+
+def test_mmrec_folder_outside_data_mmrec_is_refused(tmp_path, monkeypatch):
+    """The pipeline's fetch takes no folder DVC does not hash; the benchmarks' may lie anywhere,
+    and the dataset is never built from a folder changed since fetch recorded it."""
+    from tru.config import load_params
+    from tru.errors import DataError
+    from tru.stages.data import featurize_stage, fetch_stage
+
+    ds = mmrec_folder(tmp_path / "elsewhere" / "mini")
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["data"] = {"source": "mmrec", "name": "mini", "mmrec_dir": str(ds), "dataset_dir": "data/datasets/mini"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    work = tmp_path / "project"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    res = invoke("fetch", "--params", tmp_path / "params.yaml", "--out", "data/raw")
+    assert res.exit_code == 2, res.output
+    assert f"data.mmrec_dir {ds} is outside data/mmrec/" in res.output and "dvc import-url" in res.output
+    assert not (work / "data/raw").exists()
+
+    params = load_params(tmp_path / "params.yaml")
+    fetch_stage(params, tmp_path / "raw")  # not the pipeline's raw folder: anywhere is fine
+    (ds / "text_feat.npy").write_bytes((ds / "text_feat.npy").read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(DataError, match=r"changed since `tru fetch` recorded it .*\(text_feat\.npy\)"):
+        featurize_stage(params, tmp_path / "raw", tmp_path / "dataset")
+    assert not (tmp_path / "dataset").exists()
+
+
+def new_data(root: Path) -> None:
+    """params.yaml of the repository at `root` switched to another synthetic dataset."""
+    p = yaml.safe_load((root / "params.yaml").read_text())
+    p["data"].update({"name": "tiny2", "dataset_dir": "data/datasets/tiny2"})
+    p["synthetic"].update({"n_users": 90, "n_interactions": 1800})
+    (root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+def test_switching_datasets_under_registered_batches_is_refused(repo, demo_batch, tmp_path):
+    """Its requests name the old dataset's ids: neither a new batch nor a rebuild of the old
+    one may run on the new data; the old settings and data come back from the last commit."""
+    switched = copy_repo(repo, tmp_path / "switched")
+    run(["git", "add", "-A"], switched)
+    run(["git", "commit", "-qm", "batch"], switched)
+    b = yaml.safe_load((switched / "batches.yaml").read_text())["batches"][0]["id"]
+    new_data(switched)
+    run([str(BIN / "dvc"), "repro", "split"], switched)
+    (switched / "data/deletions/inbox/more.jsonl").write_text(
+        '{"request_id": "r-1", "kind": "item", "item_id": "i00001", "received_at": "2026-02-01T00:00:00Z"}\n'
+    )
+    out = run([str(BIN / "tru"), "ingest", "--batch-time", "2026-02-01T02:00:00Z"], switched, expect=2)
+    assert f"batch {b} was ingested against dataset tiny (data/datasets/tiny, sha256 " in out
+    assert "but the data is now tiny2 (data/datasets/tiny2" in out and "nothing ingested" in out
+    assert "Switching datasets once batches exist" in out
+    assert len(yaml.safe_load((switched / "batches.yaml").read_text())["batches"]) == 1
+    out = run([str(BIN / "dvc"), "repro", "sets@0"], switched, expect=255)
+    assert f"batch {b} was ingested against dataset tiny" in out and "its sets are not rebuilt from data/split" in out
+    run(["git", "checkout", "params.yaml", "dvc.lock"], switched)
+    run([str(BIN / "dvc"), "checkout"], switched)
+    assert "up to date" in run([str(BIN / "dvc"), "status"], switched)
+
+
+def test_switching_datasets_in_a_new_workspace(repo, demo_batch, tmp_path):
+    """The procedure of docs/data.md: the old workspace committed as the record of its batches,
+    a clone, an empty batch registry and the batches' pointers removed, then the new data."""
+    old = copy_repo(repo, tmp_path / "old")
+    run(["git", "add", "-A"], old)
+    run(["git", "commit", "-qm", "batch"], old)
+    new = tmp_path / "new"
+    run(["git", "clone", "-q", str(old), str(new)], tmp_path)
+    b = yaml.safe_load((new / "batches.yaml").read_text())["batches"][0]["id"]
+    (new / "batches.yaml").write_text("batches: []\n")
+    for path in ("data/deletions/batches", "data/ledger", "data/batches", f"reports/{b}"):
+        run(["git", "rm", "-rq", "--ignore-unmatch", path], new)
+    assert not [f for f in run(["git", "ls-files"], new).split() if b in f]
+    new_data(new)
+    run([str(BIN / "dvc"), "repro"], new)
+    assert "up to date" in run([str(BIN / "dvc"), "status"], new)
+    assert read_json(new / "data/split/split.json")["name"] == "tiny2"
+    # the first batch of the new dataset: its ids resolve, it starts from the new base model
+    users = pd.read_csv(new / "data/datasets/tiny2/user_map.tsv", sep="\t", dtype={"raw_id": str})
+    user = users["raw_id"][0]
+    request = {"request_id": "r-1", "kind": "user", "user_id": user, "received_at": "2026-02-01T00:00:00Z"}
+    (new / "data/deletions/inbox").mkdir(parents=True)
+    (new / "data/deletions/inbox/first.jsonl").write_text(json.dumps(request) + "\n")
+    run([str(BIN / "tru"), "ingest", "--batch-time", "2026-02-01T02:00:00Z"], new)
+    entry = yaml.safe_load((new / "batches.yaml").read_text())["batches"]
+    assert [e["prior"] for e in entry] == ["data/split"] and entry[0]["base_model"] == "data/models/base"
+    assert ledger_status(new, entry[0]["id"])["status"].tolist() == ["accepted"]
 
 
 def test_unknown_params_key_exits_with_its_name(tmp_path):

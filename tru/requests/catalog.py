@@ -11,6 +11,7 @@ import pandas as pd
 
 from tru.errors import DataError
 from tru.io import read_json
+from tru.requests.ledger import dataset_identity
 
 
 class Catalog:
@@ -33,6 +34,8 @@ class Catalog:
                 f"catalog: interaction pairs out of range for {self.n_users} users and {self.n_items} items"
             )
         self._codes = np.unique(pairs[:, 0] * max(self.n_items, 1) + pairs[:, 1])
+        # the dataset the ids resolve in (tru.requests.ledger.dataset_identity): the ledger records it
+        self.dataset: dict | None = None
 
     @staticmethod
     def _index(ids: Sequence[str], what: str) -> pd.Index:
@@ -64,7 +67,9 @@ class Catalog:
             if not path.is_file():
                 raise DataError(f"{path}: split file not found (run `tru split` first)")
             parts.append(pd.read_parquet(path, columns=["user", "item"]).to_numpy(dtype=np.int64).reshape(-1, 2))
-        return cls(user_ids, item_ids, np.concatenate(parts))
+        catalog = cls(user_ids, item_ids, np.concatenate(parts))
+        catalog.dataset = dataset_identity(meta)
+        return catalog
 
     @staticmethod
     def _read_map(path: Path, id_col: str, n: int) -> list[str]:

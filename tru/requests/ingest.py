@@ -412,7 +412,7 @@ def _ingest(
         for inp in inputs:
             inp["rows"] = rows_in.get(inp["name"], 0)
         if writer is not None:
-            path = writer.close(inputs)
+            path = writer.close(inputs, dataset=catalog.dataset)
     finally:
         if writer is not None:
             writer.abort()  # a no-op once closed

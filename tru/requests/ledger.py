@@ -27,6 +27,7 @@ Raw ids live here and nowhere else; reports use `public_view`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -56,7 +57,7 @@ GATE_DIR = "gate"  # the audit gate's events (audit, review): one DVC output of 
 GATE_STAGES = ("audit", "review")
 BATCH_ID_REGEX = re.compile(r"^b(\d{8}T\d{6})Z$")
 STAGE_REGEX = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-META_KEY = b"tru.batch"  # Parquet key-value metadata: batch id, inputs (name, sha256, rows)
+META_KEY = b"tru.batch"  # Parquet key-value metadata: batch id, inputs (name, sha256, rows), dataset
 COMPRESSION = "zstd"
 
 
@@ -151,9 +152,12 @@ class LedgerWriter:
             self._writer.write_table(table)
             self.rows += table.num_rows
 
-    def close(self, inputs: list[dict]) -> Path:
-        """Finish the file and move it into place; `inputs` go into its metadata."""
+    def close(self, inputs: list[dict], dataset: dict | None = None) -> Path:
+        """Finish the file and move it into place; `inputs` and `dataset` (`dataset_identity`
+        of the split the ids were resolved against, when known) go into its metadata."""
         meta = {"batch_id": self.batch_id, "inputs": inputs, "rows": self.rows}
+        if dataset:
+            meta["dataset"] = dataset
         self._writer.add_key_value_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
         self._writer.close()
         written = pq.read_metadata(self._tmp).num_rows
@@ -188,11 +192,47 @@ class LedgerWriter:
 
 
 def batch_metadata(ledger_dir: str | Path, batch_id: str) -> dict:
-    """What ingest recorded about a batch: its inputs (name, sha256, rows) and row count."""
+    """What ingest recorded about a batch: its inputs (name, sha256, rows), row count and, when
+    recorded, the dataset its ids were resolved against (`dataset_identity`)."""
     path = requests_path(ledger_dir, batch_id)
     kv = pq.read_metadata(path).metadata or {}
     raw = kv.get(META_KEY)
     return json.loads(raw) if raw else {"batch_id": batch_id, "inputs": [], "rows": pq.read_metadata(path).num_rows}
+
+
+def dataset_identity(split_meta: dict) -> dict | None:
+    """The dataset a split was made from, as a batch records it: its name, its folder and a
+    sha256 over the digests of the files the split read (interactions and feature matrices),
+    which a split's metadata (split.json) and every batch's sets after it carry. None for a
+    split that recorded no digests.
+
+    A batch's requests name the dataset's ids, resolved to indices at ingest: rebuilding the
+    batch on other data would apply those indices to other users and items, and rewrite the
+    evidence of what was erased (`check_same_dataset`)."""
+    files = split_meta.get("sha256")
+    if not isinstance(files, dict) or not files:
+        return None
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {"name": split_meta.get("name"), "dataset_dir": split_meta.get("dataset_dir"), "sha256": digest}
+
+
+def check_same_dataset(batch_id: str, recorded: dict | None, now: dict | None, outcome: str) -> None:
+    """DataError when batch `batch_id`'s ids were resolved against a dataset (`recorded`) other
+    than `now` (both `dataset_identity`; a batch that recorded none is not checked). `outcome`
+    says what was refused."""
+    if not recorded or not now or recorded.get("sha256") == now.get("sha256"):
+        return
+
+    def named(d: dict) -> str:
+        return f"{d.get('name')} ({d.get('dataset_dir')}, sha256 {str(d.get('sha256'))[:12]}…)"
+
+    raise DataError(
+        f"batch {batch_id} was ingested against dataset {named(recorded)}, but the data is now "
+        f"{named(now)}: {outcome}. A batch belongs to the dataset it was erased from, so the data "
+        "cannot change while batches are registered: restore the `data:` settings (and those that "
+        "build the dataset), or switch datasets in a new workspace (docs: Your own data, "
+        '"Switching datasets once batches exist")'
+    )
 
 
 # ---------------------------------------------------------------- reading

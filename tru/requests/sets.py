@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from tru.data.validate import import_gx, run_expectations
 from tru.errors import DataError, ValidationFailed
 from tru.io import atomic_path, read_json, sha256_file, write_json
+from tru.requests.ledger import check_same_dataset, dataset_identity
 
 COLUMNS = ("user", "item", "timestamp")
 
@@ -60,11 +61,17 @@ def targets_from_ledger(requests: pd.DataFrame) -> dict[str, np.ndarray]:
     return {"users": users, "items": items, "pairs": pairs}
 
 
-def build_sets(prior_dir: str | Path, requests: pd.DataFrame, batch_id: str, out_dir: str | Path) -> dict:
+def build_sets(
+    prior_dir: str | Path, requests: pd.DataFrame, batch_id: str, out_dir: str | Path, dataset: dict | None = None
+) -> dict:
     """Apply one batch's accepted requests to the prior sets (a split folder or the previous
-    batch's sets folder) and write this batch's sets folder; returns its split.json."""
+    batch's sets folder) and write this batch's sets folder; returns its split.json.
+
+    `dataset`: the dataset the ledger resolved the requests' ids against (the ledger's
+    metadata); DataError, before anything is written, when the prior was made from another."""
     prior_dir, out_dir = Path(prior_dir), Path(out_dir)
     meta = read_json(prior_dir / "split.json")
+    check_same_dataset(batch_id, dataset, dataset_identity(meta), f"its sets are not rebuilt from {prior_dir}")
     n_items = int(meta["n_items"])
     train, valid, test = (_read(prior_dir / f"{s}.parquet") for s in ("train", "valid", "test"))
     t = targets_from_ledger(requests)

@@ -6,14 +6,20 @@ from pathlib import Path
 
 from tru import paths
 from tru.config import Params
-from tru.data.build import build_dataset, fetch
+from tru.data.build import build_dataset, check_tracked_mmrec_dir, fetch
 from tru.data.mmrec import load_folder
 from tru.data.split import make_split
 from tru.io import sha256_tree
 
 
 def fetch_stage(params: Params, raw_dir: str | Path = paths.RAW) -> dict:
-    """Download the source data into `raw_dir`; returns its folder, tree hash and fetch info."""
+    """Download the source data into `raw_dir`; returns its folder, tree hash and fetch info.
+
+    The pipeline's own raw folder (data/raw, a DVC output) takes an MMRec folder only from
+    under data/mmrec/, the folder dvc.yaml makes a dependency (tru.data.build); elsewhere (the
+    benchmarks' datasets) a folder may lie anywhere."""
+    if params.data.source == "mmrec" and Path(raw_dir) == paths.RAW:
+        check_tracked_mmrec_dir(params.data.mmrec_dir)
     info = fetch(params, raw_dir)
     return {"raw_dir": str(raw_dir), "sha256": sha256_tree(raw_dir), "info": info}
 

@@ -15,7 +15,7 @@ from tru.errors import DataError
 from tru.requests.catalog import Catalog
 from tru.requests.inbox import copy_into_inbox, pending_files, quarantine_dir_for
 from tru.requests.ingest import ingest_batch
-from tru.requests.ledger import new_batch_id, parse_batch_time
+from tru.requests.ledger import batch_metadata, check_same_dataset, new_batch_id, parse_batch_time, requests_path
 from tru.requests.pseudonym import load_key
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ def ingest_stage(
         except DataError as err:
             raise DataError(f"{err}: nothing ingested (the requests stay in the inbox)") from None
     catalog = Catalog.from_dataset(params.data.dataset_dir, split_dir)
+    if pending_files(inbox):
+        check_dataset_unchanged(catalog, batches_file)
     summary = ingest_batch(
         inbox, paths.ARCHIVE, paths.LEDGER, catalog, key, now=now, quarantine_dir=quarantine_dir_for(inbox)
     )
@@ -84,3 +86,18 @@ def ingest_stage(
             summary["batch_id"], batches_file, model_of=batches.promoted_model, method=params.unlearn.method
         )
     return summary
+
+
+def check_dataset_unchanged(catalog: Catalog, batches_file: Path) -> None:
+    """DataError when the last registered batch was ingested against another dataset than
+    `catalog`'s: new requests would be resolved in the new dataset and then erased from the
+    last batch's model, trained on the old one. A batch whose ledger is not on disk (a clone
+    before `dvc pull`) or recorded no dataset is not checked."""
+    registered = batches.read_batches(batches_file)
+    if not registered:
+        return
+    last = registered[-1]["id"]
+    if not requests_path(paths.LEDGER, last).is_file():
+        return
+    recorded = batch_metadata(paths.LEDGER, last).get("dataset")
+    check_same_dataset(last, recorded, catalog.dataset, "nothing ingested (the requests stay in the inbox)")
