@@ -9,12 +9,13 @@ from tru.checkpoint import load_checkpoint
 from tru.config import Params
 from tru.io import read_json, write_json
 from tru.stages.context import batch_metrics, load_context
+from tru.stages.plotdata import write_recall_plot
 
 
 def evaluate_batch_stage(params: Params, batch_id: str, batches_file: str | Path | None = None) -> dict:
     """reports/<batch>/metrics.json: retain/forget metrics of the original, unlearned and (when
-    run) retrain models; the methods' seconds go to timings/methods.json. Returns the path, the
-    values and the seconds."""
+    run) retrain models, and the same Recall@20 as a DVC plot (plots/recall.json); the methods'
+    seconds go to timings/methods.json. Returns the path, the values and the seconds."""
     ctx, _ = load_context(params, batch_id, batches_file)
     out = {"batch": batch_id, "original": batch_metrics(ctx.base, ctx)}
     for name, folder in (("unlearned", "model"), ("retrain", "retrain")):
@@ -31,5 +32,6 @@ def evaluate_batch_stage(params: Params, batch_id: str, batches_file: str | Path
             seconds[name] = recorded.get("total_seconds", recorded.get("seconds"))
     path = paths.report_dir(batch_id) / "metrics.json"
     write_json(path, out)
+    write_recall_plot(batch_id, out)
     write_json(paths.report_dir(batch_id) / "timings" / "methods.json", seconds)
     return {"metrics": str(path), "values": out, "seconds": seconds}
