@@ -3,9 +3,10 @@
 PREFECT_API_DATABASE_CONNECTION_URL=postgresql+asyncpg://user:pass@host:5432/prefect on the server).
 
 `tru serve` (or `make serve`, which also starts the local server) registers the deployment
-`erasure-batch/nightly` with a cron schedule and runs its scheduled and manual runs. At most one
-run at a time: the deployment's concurrency limit cancels a new run while one is active
-(and the run lock in the flow guards against any other trigger).
+`erasure-batch/nightly` with a cron schedule, and `erasure-review/review` without one (it clears
+a batch the audit gate refused), and runs their scheduled and manual runs. At most one run at a
+time: each deployment's concurrency limit cancels a new run while one is active, and the run
+lock in the flows serialises everything else.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Schedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -31,6 +33,7 @@ from tru.errors import ConfigError, TruError
 DEFAULT_CRON = "0 2 * * *"  # every night at 02:00
 DEFAULT_TIMEZONE = "UTC"
 DEPLOYMENT = "nightly"
+REVIEW_DEPLOYMENT = "review"  # erasure-review/review (tru.nightly.REVIEW_DEPLOYMENT)
 
 
 def task_runner(name: str = "thread", workers: int = 2) -> TaskRunner[Any]:
@@ -75,19 +78,32 @@ def serve(
     runner: str = "thread",
     name: str = DEPLOYMENT,
 ) -> None:
-    """Register the deployment `name` (the erasure flow with `params_path`, on the schedule, on
-    the task runner `runner`) and run its flow runs until interrupted (Ctrl-C)."""
-    from flows.erasure import erasure_batch  # why: it loads every pipeline stage; local_server does not need it
+    """Register the deployments and run their flow runs until interrupted (Ctrl-C):
+    `erasure-batch/<name>` (the erasure flow with `params_path`, on the schedule, on the task
+    runner `runner`) and `erasure-review/review` (no schedule: a person runs it to clear a batch
+    the audit gate refused, `prefect deployment run erasure-review/review`)."""
+    from prefect import serve as serve_all  # why: the runner; local_server does not need it
 
-    flow = erasure_batch.with_options(task_runner=task_runner(runner))
-    flow.serve(
+    from flows.erasure import erasure_batch, erasure_review  # why: they load every pipeline stage
+
+    # at most one run per deployment at a time (the run lock serialises the two deployments)
+    one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
+    nightly = erasure_batch.with_options(task_runner=task_runner(runner)).to_deployment(
         name=name,
         schedule=build_schedule(cron, timezone),
         parameters={"params_path": params_path},
-        global_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+        concurrency_limit=one_at_a_time,
         tags=["tru", "erasure"],
         description="Nightly erasure of the deletion requests in data/deletions/inbox/ (TRU), with audits and evidence",
     )
+    review = erasure_review.to_deployment(
+        name=REVIEW_DEPLOYMENT,
+        parameters={"params_path": params_path},
+        concurrency_limit=one_at_a_time,
+        tags=["tru", "review"],
+        description="Clear the batch the audit gate refused by an exact retrain of it; the queue then moves on",
+    )
+    serve_all(cast(RunnerDeployment, nightly), cast(RunnerDeployment, review))
 
 
 @contextlib.contextmanager

@@ -30,13 +30,21 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 from prefect import Task, flow, get_client, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.context import FlowRunContext
 from prefect.states import Failed
 
+from tasks import run_logger
 from tasks.erasure import audit_task, erase_task, evaluate_batch_task, repair_task, report_task
 from tasks.requests import ingest_task, map_task, sets_task
 from tru import batches, logs, nightly, paths
@@ -79,6 +87,15 @@ def dvc_commit_task(target: str) -> str:
     returns `target`."""
     dvc_commit([target])
     return target
+
+
+@task(name="lineage", task_run_name="lineage-{batch_id}")
+def lineage_task(params_path: str, batch_id: str, verdict: str) -> dict:
+    """Record the lineage of a batch that passed (tru.lineage.record: `dvc push`, then a git
+    commit, as params.yaml's `lineage` says); what it could not do is a warning, not a failure:
+    the batch is erased and recorded in dvc.lock, and `tru status` warns until `tru lineage` is run."""
+    log = run_logger()
+    return nightly.record_lineage(batch_id, load_params(params_path).lineage, echo=log.info)
 
 
 # --- the run's name and tags ------------------------------------------------------------------
@@ -155,6 +172,8 @@ def erasure_batch(
         )
         return {"status": "locked", "message": str(err)}
     except TruError as err:  # a refusal, bad input, a missing key: one line, no traceback
+        if isinstance(err, nightly.AwaitingReview):
+            _blocked_artifact(err.batch)
         if run["batch"] is None:
             _label_run(f"erasure-error-{_stamp()}", "error")
         else:
@@ -164,6 +183,80 @@ def erasure_batch(
         # Prefect: a State returned by a flow is its final state; a caller gets the dict above, or,
         # from this one, the error raised by `state.result()` (or by the call without return_state)
         return Failed(message=str(err), data=err)  # type: ignore[return-value]
+
+
+def _review_name() -> str:
+    """The review run's name until its batch is known."""
+    return f"erasure-review-starting-{_stamp()}"
+
+
+@flow(name="erasure-review", log_prints=True, flow_run_name=_review_name)
+def erasure_review(batch: str | None = None, params_path: str = "params.yaml", wait_for_lock: float = 0) -> dict:
+    """Clear the batch the audit gate refused (default: the one awaiting review), so the queue
+    moves on: erase it by an exact retrain (batches.yaml records `method: retrain`), then its
+    stages from the erasure to the evidence PDF, as tasks, each recorded in dvc.lock; only this
+    batch's stages run (tru.nightly.start_review, run_batch_stages: `tru review` runs the same
+    steps without Prefect). A killed review resumes, by this flow or by the next nightly run.
+    The next nightly run takes the requests waiting in the inbox.
+
+    Named `erasure-review-<batch>`, tagged `review` and the gate's verdict."""
+    logs.configure()
+    logger = get_run_logger()
+    try:
+        with run_lock("erasure-review flow", wait=wait_for_lock):
+            batch_id, changed = nightly.start_review(batch, params_path)
+            _label_run(f"erasure-review-{batch_id}", "review")
+            if changed:
+                logger.warning(
+                    f"params changed since batch {batch_id} ran; the retrain uses them as they are now: "
+                    + ", ".join(changed)
+                )
+            logger.info(f"batch {batch_id}: erasing it by an exact retrain (batches.yaml: method retrain)")
+            seconds: dict[str, float] = {}
+            done, skipped = _batch_stages(params_path, batch_id, None, logger, seconds)
+            summary = _artifacts(batch_id, None, done, skipped)
+            _label_run(tag=summary["verdict"] if summary["verdict"] in ("pass", "fail") else None)
+            _log_summary(logger, summary)
+            if summary["verdict"] == "pass":
+                summary["lineage"] = lineage_task(params_path, batch_id, "pass")
+            waiting = len(list(paths.INBOX.iterdir())) if paths.INBOX.is_dir() else 0
+            logger.info(f"the queue moves on: the next nightly run takes the {waiting} file(s) waiting in the inbox")
+            return {"status": "cleared", **summary, "seconds": {k: round(v, 3) for k, v in seconds.items()}}
+    except RunLocked as err:
+        _label_run(f"erasure-review-locked-{_stamp()}", "noop")
+        logger.warning(str(err))
+        return {"status": "locked", "message": str(err)}
+    except TruError as err:
+        _label_run(tag="error")
+        if logs.verbose():
+            logger.error(f"{type(err).__name__}: {err}", exc_info=err)
+        return Failed(message=str(err), data=err)  # type: ignore[return-value]
+
+
+def _blocked_artifact(batch_id: str) -> None:
+    """What a blocked run leaves in the UI: the batch that blocks the queue, why, and what clears it."""
+    audit = paths.report_dir(batch_id) / "audit.json"
+    failed = ", ".join(read_json(audit).get("failed") or []) if audit.is_file() else "not audited"
+    waiting = sorted(p.name for p in paths.INBOX.iterdir()) if paths.INBOX.is_dir() else []
+    create_markdown_artifact(
+        "\n".join(
+            [
+                f"# Erasure queue blocked by batch `{batch_id}`",
+                "",
+                f"Its audit gate refused the erasure (failed: {failed}); nothing new is erased until it is cleared.",
+                f"{len(waiting)} request file(s) wait in the inbox.",
+                "",
+                "Clear it with an exact retrain of the batch (only its stages rerun; earlier batches stay):",
+                "",
+                f"- the deployment: `prefect deployment run {nightly.REVIEW_DEPLOYMENT} --param batch={batch_id}`",
+                f"- or the command: `{nightly.REVIEW_COMMAND.format(batch=batch_id)}`",
+                "",
+                "The next nightly run then takes the waiting requests.",
+            ]
+        ),
+        key="erasure-summary",
+        description=f"blocked: batch {batch_id} awaits review",
+    )
 
 
 def _run(params_path: str, inbox: str | None, logger, batch_time: str | None, run: dict[str, str | None]) -> dict:
@@ -202,29 +295,56 @@ def _run(params_path: str, inbox: str | None, logger, batch_time: str | None, ru
         dvc_add_task(batch_id)
         seconds["dvc_add"] = time.perf_counter() - t
 
-    done, skipped = [], []
+    done, skipped = _batch_stages(params_path, batch_id, ingested, logger, seconds)
+    summary = _artifacts(batch_id, ingested, done, skipped)
+    _label_run(tag=summary["verdict"] if summary["verdict"] in ("pass", "fail") else None)
+    _log_summary(logger, summary)
+    if summary["verdict"] == "pass":
+        t = time.perf_counter()
+        summary["lineage"] = lineage_task(params_path, batch_id, "pass")
+        seconds["lineage"] = time.perf_counter() - t
+    return {"status": "erased", **summary, "seconds": {k: round(v, 3) for k, v in seconds.items()}}
+
+
+def _batch_stages(
+    params_path: str, batch_id: str, ingested: dict | None, logger, seconds: dict[str, float]
+) -> tuple[list[str], list[str]]:
+    """The batch's stages as tasks, each recorded in dvc.lock after it ran, the ones already
+    recorded skipped (tru.nightly.run_batch_stages); returns the stages run and skipped. A
+    refusal of the gate: the summary, then AuditGateFailed naming the model that stays."""
+    done: list[str] = []
+    skipped: list[str] = []
+    # the run's progress in the UI: the share of the batch's stages finished
+    progress = cast(UUID, create_progress_artifact(0.0, description=f"batch {batch_id}: stages finished"))
+
+    def advance() -> None:
+        share = 100.0 * (len(done) + len(skipped)) / len(nightly.BATCH_STAGES)
+        update_progress_artifact(progress, share)
+
+    def run(stage: str) -> None:
+        done.append(stage)
+        t = time.perf_counter()
+        STAGE_TASKS[stage](params_path, batch_id)
+        seconds[stage] = time.perf_counter() - t
+
+    def commit(target: str) -> None:
+        t = time.perf_counter()
+        dvc_commit_task(target)
+        seconds[f"dvc_commit_{target.split('@')[0]}"] = time.perf_counter() - t
+        advance()
+
+    def skip(target: str) -> None:
+        skipped.append(target.split("@")[0])
+        logger.info(f"{target}: up to date in dvc.lock, skipped")
+        advance()
+
     try:
-        for stage in nightly.BATCH_STAGES:
-            target = nightly.dvc_stage(stage, batch_id)
-            if not nightly.stage_changed(target):
-                skipped.append(stage)
-                logger.info(f"{target}: up to date in dvc.lock, skipped")
-                continue
-            t = time.perf_counter()
-            STAGE_TASKS[stage](params_path, batch_id)
-            seconds[stage] = time.perf_counter() - t
-            t = time.perf_counter()
-            dvc_commit_task(target)
-            seconds[f"dvc_commit_{stage}"] = time.perf_counter() - t
-            done.append(stage)
+        nightly.run_batch_stages(batch_id, run, commit, skip)
     except AuditGateFailed as err:
         summary = _artifacts(batch_id, ingested, done, skipped)
         _log_summary(logger, summary)
         raise AuditGateFailed(f"{err} (the current model stays {batches.current_model()})") from None
-    summary = _artifacts(batch_id, ingested, done, skipped)
-    _label_run(tag=summary["verdict"] if summary["verdict"] in ("pass", "fail") else None)
-    _log_summary(logger, summary)
-    return {"status": "erased", **summary, "seconds": {k: round(v, 3) for k, v in seconds.items()}}
+    return done, skipped
 
 
 # --- what a person sees in the Prefect UI --------------------------------------------------
@@ -316,7 +436,8 @@ def _artifacts(batch_id: str, ingested: dict | None, done: list[str], skipped: l
     if verdict == "fail":
         lines.append(
             f"\n**Needs review**: the failed checks are {', '.join(audit.get('failed', []))}. "
-            f"Clear the batch with `tru erase --batch {batch_id} --method retrain`."
+            f"Clear the batch with the deployment `{nightly.REVIEW_DEPLOYMENT}` or "
+            f"`{nightly.REVIEW_COMMAND.format(batch=batch_id)}` (an exact retrain of the batch)."
         )
     if pdf.is_file():
         lines.append(f"\nEvidence PDF: `{pdf}`")

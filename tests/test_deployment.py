@@ -68,9 +68,16 @@ def test_cron_deployment_on_a_real_server_runs_the_flow(repo, tmp_path):
                     assert dep.schedules[0].schedule.timezone == "Europe/Berlin"
                     assert dep.global_concurrency_limit is not None and dep.global_concurrency_limit.limit == 1
                     assert dep.parameters == {"params_path": "params.yaml"}
+                    # the way out of a refusal, served beside it: no schedule, a person runs it
+                    review = client.read_deployment_by_name("erasure-review/review")
+                    assert review.schedules == [] and review.parameters == {"params_path": "params.yaml"}
                 # a manual run of the deployment, executed by the serving process
                 fr = run_deployment("erasure-batch/nightly", timeout=300)
                 assert fr.state is not None and fr.state.is_completed(), (tmp_path / "serve.log").read_text()[-3000:]
+                # nothing awaits review: the review run fails at once, saying so, and changes nothing
+                fr = run_deployment("erasure-review/review", timeout=300)
+                assert fr.state is not None and fr.state.is_failed()
+                assert "no batch awaits review" in (fr.state.message or ""), fr.state.message
             finally:
                 os.killpg(served.pid, signal.SIGINT)
                 try:

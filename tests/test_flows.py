@@ -27,8 +27,12 @@ from tru.io import read_json, sha256_file
 
 @pytest.fixture(scope="module")
 def repo(base_repo, tmp_path_factory):
-    """A project with a trained base model, committed; no deletion batch yet."""
-    return copy_repo(base_repo, tmp_path_factory.mktemp("flowrepo"))
+    """A project with a trained base model, committed; no deletion batch yet. Its default DVC
+    remote is a folder beside it (`../store`, committed in .dvc/config), as in the project."""
+    d = copy_repo(base_repo, tmp_path_factory.mktemp("flowrepo"))
+    run([str(BIN / "dvc"), "remote", "add", "-d", "store", "../store"], d)
+    run(["git", "commit", "-qam", "the DVC remote"], d)
+    return d
 
 
 def flow_run(repo: Path, monkeypatch, **kwargs):
@@ -123,6 +127,11 @@ def test_flow_erases_the_inbox_and_records_it_in_dvc(repo, harness, monkeypatch)
     assert "not judged: too few pairs" in arts["erasure-summary"].data  # a tiny batch: the reason, in the UI
     assert arts["evidence-pdf"].data.endswith(f"reports/{b}/evidence.pdf)")  # a markdown link to the file
     assert "forget recall@20" in arts["erasure-metrics"].data
+    # the lineage: pushed to the DVC remote and committed in git, nothing of the batch left over
+    assert out["lineage"]["pushed"] > 0 and out["lineage"]["commit"] and out["lineage"]["notes"] == []
+    assert run(["git", "log", "-1", "--format=%s"], repo).startswith(f"erasure batch {b}: audit gate PASS")
+    assert run(["git", "status", "--porcelain", "--", "batches.yaml", "dvc.lock", "data", "reports"], repo) == ""
+    assert "lineage: committed in git and pushed to DVC remote 'store'" in run([str(BIN / "tru"), "status"], repo)
 
 
 def test_an_empty_inbox_finishes_quickly_and_changes_nothing(repo, harness, monkeypatch):
@@ -171,6 +180,12 @@ def test_a_second_run_while_one_holds_the_lock_exits_cleanly(repo, harness, monk
         # the losing nightly is not a success either: a scheduler sees exit 5, not 0
         res = subprocess.run([str(BIN / "tru"), "nightly"], cwd=repo, capture_output=True, text=True, env=env())
         assert res.returncode == 5 and "another erasure run is in progress" in res.stderr, res.stderr[-2000:]
+        # `dvc repro` of a batch through `tru repro`, or a batch stage command alone: refused as well
+        b = batches_of(repo)[0]["id"]
+        for cmd in (["repro", "--force", "--single-item", "report@0"], ["audit", "--batch", b]):
+            res = subprocess.run([str(BIN / "tru"), *cmd], cwd=repo, capture_output=True, text=True, env=env())
+            assert res.returncode == 5 and "another erasure run is in progress" in res.stderr, (cmd, res.stderr)
+        assert snapshot(repo) == before
     finally:
         holder.kill()
         holder.wait()
@@ -180,16 +195,11 @@ def test_a_second_run_while_one_holds_the_lock_exits_cleanly(repo, harness, monk
 # --- 2. the auditor's reproduction ---------------------------------------------------------------
 
 
-def test_fresh_clone_reproduces_checkpoint_metrics_and_pdf_byte_for_byte(repo, tmp_path):
+def test_fresh_clone_reproduces_checkpoint_metrics_and_pdf_byte_for_byte(repo):
+    """The auditor's path as the pipeline leaves it: nothing pushed or committed by hand."""
     b = batches_of(repo)[0]["id"]
-    store = tmp_path / "dvc-store"
-    run([str(BIN / "dvc"), "remote", "add", "-d", "store", str(store)], repo)
-    run([str(BIN / "dvc"), "push", "-q"], repo)
-    run(["git", "add", "-A"], repo)  # the lineage: batches.yaml, dvc.lock, .dvc pointers, reports
-    run(["git", "commit", "-qm", f"erasure batch {b}"], repo)
-
-    clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    clone = repo.parent / f"{repo.name}-clone"  # beside it: the committed remote `../store` is the same folder
+    run(["git", "clone", "-q", str(repo), str(clone)], repo.parent)
     run([str(BIN / "dvc"), "pull", "-q"], clone)
     files = {
         "checkpoint": f"data/batches/{b}/model/model.safetensors",
@@ -265,8 +275,15 @@ def test_sigkill_in_the_middle_of_the_update_then_a_clean_rerun(repo, harness, m
 
 
 def test_a_failed_gate_fails_the_flow_and_keeps_the_model(repo, harness, monkeypatch):
+    from prefect import get_client
+
     from tru.errors import AuditGateFailed
 
+    # one more batch first: three audited batches before the refused one
+    user_requests(repo, "third", 2, skip=8)
+    state = flow_run(repo, monkeypatch, batch_time="2026-02-03T12:00:00Z")
+    assert state.is_completed() and state.result()["verdict"] == "pass"
+    assert len(batches_of(repo)) == 3
     current = f"data/batches/{batches_of(repo)[-1]['id']}/model"
     user_requests(repo, "strict", 2)
     strict = yaml.safe_load((repo / "params.yaml").read_text())
@@ -277,7 +294,7 @@ def test_a_failed_gate_fails_the_flow_and_keeps_the_model(repo, harness, monkeyp
         assert state.is_failed()
         with pytest.raises(AuditGateFailed, match="forget_recall_ratio") as err:
             state.result()
-        assert "needs_review" in str(err.value) and current in str(err.value)
+        assert "needs_review" in str(err.value) and current in str(err.value) and "tru review" in str(err.value)
         b = batches_of(repo)[-1]["id"]
         assert read_json(repo / f"reports/{b}/audit.json")["verdict"] == "fail"
         assert set(ledger(repo, b)["status"]) == {"needs_review"}
@@ -288,18 +305,79 @@ def test_a_failed_gate_fails_the_flow_and_keeps_the_model(repo, harness, monkeyp
         out = run([str(BIN / "tru"), "audit", "--batch", b], repo, expect=4)
         assert "audit gate failed" in out and "forget_recall_ratio" in out and "Traceback" not in out
         assert set(ledger(repo, b)["status"]) == {"needs_review"}
-        # the next night: nothing new is erased until a person clears the batch
+        # the next night: nothing new is erased until a person clears the batch; the run says how
         user_requests(repo, "later", 3, skip=5)
         state = flow_run(repo, monkeypatch, batch_time="2026-02-05T02:00:00Z")
-        assert state.is_failed() and "awaits review" in state.message
+        assert state.is_failed() and "awaits review" in state.message and f"tru review --batch {b}" in state.message
+        with get_client(sync_client=True) as client:
+            notes = [a.data for a in client.read_artifacts() if a.key == "erasure-summary"]
+        blocked = [n for n in notes if n.startswith(f"# Erasure queue blocked by batch `{b}`")]
+        assert blocked and "erasure-review/review" in blocked[0] and "1 request file(s) wait" in blocked[0]
         assert (repo / "data/deletions/inbox/later.jsonl").is_file()
         out = run([str(BIN / "tru"), "ingest"], repo, expect=2)  # by hand: refused too, the file stays
         assert f"batch {b} failed its audit gate" in out and (repo / "data/deletions/inbox/later.jsonl").is_file()
     finally:
         run(["git", "checkout", "params.yaml"], repo)
-    # the fallback clears it; the next run takes the waiting requests
-    run([str(BIN / "tru"), "erase", "--batch", b, "--method", "retrain"], repo)
-    assert read_json(repo / f"reports/{b}/audit.json")["verdict"] == "pass"
+
+
+def earlier_batches(repo: Path) -> dict:
+    """What must not change when a refused batch is cleared: the earlier batches' dvc.lock
+    entries and evidence files."""
+    ids = [x["id"] for x in batches_of(repo)[:-1]]
+    lock = lock_stages(repo)
+    entries = {k: v for k, v in lock.items() if k.split("@")[-1] in {str(i) for i in range(len(ids))}}
+    files = {p: sha256_file(repo / p) for b in ids for p in (f"reports/{b}/evidence.pdf", f"reports/{b}/audit.json")}
+    return {"lock": entries, "files": files, "ids": ids}
+
+
+def test_a_killed_review_resumes_and_the_queue_moves_on(repo, harness, monkeypatch):
+    """The way out of a refusal: `tru review` (killed in the middle here), then the Prefect flow
+    `erasure-review` finishes it by an exact retrain of that batch alone; the earlier batches'
+    evidence stays as it was and verifiable; the next nightly run takes the waiting requests."""
+    from flows.erasure import erasure_review
+
+    b = batches_of(repo)[-1]["id"]
+    k = len(batches_of(repo)) - 1
+    before = earlier_batches(repo)
+    assert len(before["ids"]) == 3
+    proc = subprocess.Popen(
+        [str(BIN / "tru"), "review"],
+        cwd=repo,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and batches_of(repo)[-1].get("method") != "retrain":
+            assert proc.poll() is None, "the review ended before it recorded the retrain"
+            time.sleep(0.1)
+        time.sleep(2.0)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert batches_of(repo)[-1]["method"] == "retrain"
+    assert f"report@{k}" not in lock_stages(repo)  # killed before it finished
+    # a nightly run now would resume it rather than refuse: the review flow does it here
+    monkeypatch.chdir(repo)
+    for key, value in env().items():
+        monkeypatch.setenv(key, value)
+    state = erasure_review(return_state=True)
+    assert state.is_completed(), state.message
+    out = state.result()
+    assert out["status"] == "cleared" and out["batch"] == b and out["verdict"] == "pass"
+    assert "erase" in out["ran"] and "report" in out["ran"] and out["skipped"][:2] == ["sets", "map"]
+    audit = read_json(repo / f"reports/{b}/audit.json")
+    assert audit["method"] == "retrain" and audit["basis"].startswith("exact retrain") and audit["failed"] == []
+    assert set(ledger(repo, b)["status"]) == {"erased"}
+    assert out["lineage"]["commit"] and "up to date" in dvc_status(repo)
+    # the batches before it: not rerun, their evidence the same and verifiable
+    assert earlier_batches(repo) == before
+    for earlier in before["ids"]:
+        assert "every artifact matches" in run([str(BIN / "tru"), "evidence", "verify", "--batch", earlier], repo)
+    # the queue moves on
     state = flow_run(repo, monkeypatch, batch_time="2026-02-05T02:00:00Z")
     assert state.is_completed() and state.result()["verdict"] == "pass"
+    assert not (repo / "data/deletions/inbox/later.jsonl").exists()
     assert "up to date" in dvc_status(repo)

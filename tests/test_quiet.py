@@ -164,7 +164,8 @@ def test_a_refused_erasure_is_one_line_without_a_traceback(repo, harness):
             assert noise not in out, f"{noise!r} in the output of a refused run:\n{out}"
         assert "[FAIL] forget_recall_ratio" in out  # the check, in the audit task's log
         (line,) = error_lines(out)
-        assert line.startswith("error: audit gate failed for batch b20260204T020000Z") and "--method retrain" in line
+        assert line.startswith("error: audit gate failed for batch b20260204T020000Z")
+        assert "tru review --batch b20260204T020000Z" in line
         run = run_named(out)
         assert run.name == "erasure-b20260204T020000Z" and "fail" in run.tags and run.state.is_failed()
         assert run.state.message.startswith("audit gate failed") and "\n" not in run.state.message

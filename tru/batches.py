@@ -79,7 +79,7 @@ def check_ready_for_next(path: str | Path = BATCHES_FILE) -> None:
     if verdict == "fail":
         raise DataError(
             f"batch {last} failed its audit gate and awaits review: clear it with "
-            f"`tru erase --batch {last} --method retrain` (new requests stay in the inbox)"
+            f"`tru review --batch {last}` (an exact retrain of the batch; new requests stay in the inbox)"
         )
     if verdict is None:
         raise DataError(

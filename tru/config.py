@@ -350,6 +350,14 @@ class EvaluateParams(Section):
     ks: list[int]
 
 
+class LineageParams(Section):
+    """`lineage`: what a batch that passed its gate records for an auditor (tru/lineage.py)."""
+
+    commit: bool = True  # commit its lineage in git
+    branch: str = ""  # "": the checked-out branch; a name: a branch of its own, the working tree untouched
+    push: bool = True  # `dvc push` to the default DVC remote
+
+
 class Params(Section):
     """The whole of params.yaml, validated."""
 
@@ -366,6 +374,7 @@ class Params(Section):
     repair: RepairParams
     audit: AuditParams
     evaluate: EvaluateParams
+    lineage: LineageParams = LineageParams()  # optional: params files from before it keep working
 
 
 def with_backbone(params: Params, backbone: str) -> Params:

@@ -60,3 +60,28 @@ def dvc_commit(targets: list[str], root: str | Path = ".") -> None:
                 repo.commit(target, force=True)
     except Exception as err:
         raise TruError(f"dvc commit {' '.join(targets)} failed: {err}") from None
+
+
+def dvc_default_remote(root: str | Path = ".") -> str | None:
+    """The default DVC remote's name (`dvc remote default`); None when none is set."""
+    with _repo(root) as repo:
+        return repo.config.get("core", {}).get("remote") or None
+
+
+def dvc_push(root: str | Path = ".") -> int:
+    """`dvc push` to the default remote of everything dvc.lock and the `.dvc` files point at;
+    returns the number of objects sent (files and folder listings)."""
+    try:
+        with _repo(root) as repo:
+            return int(repo.push())
+    except Exception as err:
+        raise TruError(f"dvc push failed: {err}") from None
+
+
+def dvc_unpushed(root: str | Path = ".") -> int:
+    """How many cached objects (files and folder listings) the default remote lacks (`dvc status --cloud`)."""
+    try:
+        with _repo(root) as repo:
+            return len(repo.status(cloud=True))
+    except Exception as err:
+        raise TruError(f"dvc status --cloud failed: {err}") from None

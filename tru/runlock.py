@@ -1,5 +1,11 @@
 """One erasure run at a time: an exclusive lock around everything that writes the ledger,
-batches.yaml or dvc.lock (the nightly flow, `tru ingest`, the retrain fallback).
+batches.yaml or dvc.lock (the nightly and review flows, `tru ingest`, `tru review`, `tru
+lineage`, and every batch stage command, so a `dvc repro` of a batch's stages cannot run while
+a nightly does: its stage command exits 5 naming the holder, and `dvc repro` stops).
+
+Re-entrant along a process tree: the holder marks its environment (HELD_ENV: the project's
+folder), so the work it runs itself, in this process or in a child (`dvc repro` started by a
+holder), does not wait for the lock its parent holds.
 
 An OS file lock (fcntl, through `filelock`): the kernel releases it when its holder dies,
 even by SIGKILL, so a crashed run never leaves a stale lock behind. Who holds it (pid, what,
@@ -21,6 +27,7 @@ from tru.errors import TruError
 
 LOCK_FILE = Path(".tru-run.lock")
 HOLDER_FILE = Path(".tru-run.holder")
+HELD_ENV = "TRU_RUN_LOCK_HELD"
 
 
 class RunLocked(TruError):
@@ -44,6 +51,9 @@ def run_lock(what: str, root: str | Path = ".", wait: float = 0) -> Iterator[Non
     `wait`: seconds to wait for a running holder (0: fail at once; negative: wait forever).
     Raises RunLocked naming the holder when the lock stays taken."""
     root = Path(root)
+    if os.environ.get(HELD_ENV) == str(root.resolve()):  # held by this process or its parent
+        yield
+        return
     lock = FileLock(str(root / LOCK_FILE))
     try:
         lock.acquire(timeout=wait)
@@ -54,8 +64,10 @@ def run_lock(what: str, root: str | Path = ".", wait: float = 0) -> Iterator[Non
     try:
         since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         (root / HOLDER_FILE).write_text(json.dumps({"what": what, "pid": os.getpid(), "since": since}))
+        os.environ[HELD_ENV] = str(root.resolve())
         yield
     finally:
+        os.environ.pop(HELD_ENV, None)
         with contextlib.suppress(OSError):
             (root / HOLDER_FILE).unlink()
         lock.release()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tru import batches, paths
+from tru import batches, lineage, paths
 from tru.io import read_json
 from tru.requests.ledger import read_ledger
 
@@ -39,6 +39,8 @@ def batch_line(batch_id: str, ledger=None) -> str:
     if audit_path.is_file():
         a = read_json(audit_path)
         line += f"; audit gate {a['verdict'].upper()}" + (f" ({', '.join(a['failed'])})" if a["failed"] else "")
+        if a.get("basis"):  # a refused batch cleared by a review
+            line += " by construction (an exact retrain)"
         bd = a.get("backdoor", {})
         if bd.get("enabled") and "unlearned" in bd.get("models", {}):
             o, u = bd["models"]["original"], bd["models"]["unlearned"]
@@ -56,4 +58,36 @@ def status_lines(batches_file: Path = paths.BATCHES_FILE) -> list[str]:
         return lines + [f"no deletion batch yet (put request files in {paths.INBOX.as_posix()}/, then `tru ingest`)"]
     lines.append(f"current model: {batches.current_model(batches_file)}")
     ledger = read_ledger(paths.LEDGER, columns=["batch_id", "kind", "status"]) if paths.LEDGER.is_dir() else None
-    return lines + [batch_line(b, ledger) for b in ids]
+    return lines + [batch_line(b, ledger) for b in ids] + lineage_lines()
+
+
+def lineage_lines(params_file: Path = Path("params.yaml")) -> list[str]:
+    """Whether the batches' lineage is committed in git and pushed to the DVC remote: one line,
+    or a warning line per thing missing and the command that fixes it."""
+    from tru.config import load_params  # why: pydantic; only this line needs the settings
+
+    branch = load_params(params_file).lineage.branch if params_file.is_file() else ""
+    st = lineage.state(branch)
+    where = f"branch {branch}" if branch else "git"
+    out = []
+    if not st.git:
+        out.append("warning: lineage not committed: this is not a git repository")
+    elif st.uncommitted:
+        shown = ", ".join(st.uncommitted[:3]) + (
+            f" and {len(st.uncommitted) - 3} more" if len(st.uncommitted) > 3 else ""
+        )
+        out.append(f"warning: lineage not committed in {where}: {shown} (`tru lineage` commits it)")
+    if st.remote is None:
+        out.append(
+            "warning: lineage not pushed: no default DVC remote (`dvc remote add -d NAME URL`, then `tru lineage`)"
+        )
+    elif st.unpushed:
+        out.append(
+            f"warning: lineage not pushed: {st.unpushed} cached object(s) missing from DVC remote "
+            f"{st.remote!r} (`tru lineage`)"
+        )
+    if st.note:
+        out.append(f"warning: lineage not checked: {st.note}")
+    if not out:
+        out.append(f"lineage: committed in {where} and pushed to DVC remote {st.remote!r}")
+    return out

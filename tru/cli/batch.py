@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from tru import paths
-from tru.cli.common import BatchOpt, BatchTimeOpt, ParamsOpt, load, stage
+from tru.cli.common import BatchOpt, BatchTimeOpt, ParamsOpt, load, locked, stage
 
 PANEL = "Deletion batches"
 app = typer.Typer()
@@ -48,6 +48,7 @@ def ingest(
 
 @app.command(rich_help_panel=PANEL)
 @stage
+@locked
 def sets(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
     """Build the batch's forget and retain sets (cumulative over batches)."""
     from tru.stages.sets import sets_stage
@@ -62,6 +63,7 @@ def sets(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
 
 @app.command("map", rich_help_panel=PANEL)
 @stage
+@locked
 def map_cmd(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
     """Map the batch to model components: counts, target items, rebuilds, deletion heat map."""
     from tru.stages.components import map_stage
@@ -72,6 +74,7 @@ def map_cmd(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
 
 @app.command(rich_help_panel=PANEL)
 @stage
+@locked
 def erase(
     batch: str = BatchOpt,
     params: Path = ParamsOpt,
@@ -84,20 +87,15 @@ def erase(
 ) -> None:
     """Unlearn the batch from its base model (exact erasure, graph rebuild, then the method).
 
-    `--method retrain` on a batch whose audit gate failed is the fallback: the batch is then
-    erased by retraining (recorded in batches.yaml) and its stages rerun through DVC.
+    `--method retrain` on the batch the audit gate refused clears it, as `tru review` does: the
+    batch is then erased by an exact retrain (recorded in batches.yaml) and its stages rerun.
     Another method than the batch's own runs with `--out DIR`, and its log and timings go to
     DIR, never over the batch's reports."""
-    from tru import batches
-    from tru.nightly import needs_retrain_fallback, retrain_fallback
+    from tru import batches, nightly
     from tru.stages.erase import erase_stage
 
-    if method == "retrain" and out is None and needs_retrain_fallback(batch):
-        typer.echo(
-            f"batch {batch} failed its audit gate: erasing it by retraining instead (batches.yaml records "
-            f"method: retrain); rerunning its stages through DVC"
-        )
-        verdict = retrain_fallback(batch)
+    if method == "retrain" and out is None and nightly.clearable_batch() == batch:
+        verdict = nightly.clear_by_retrain(batch, params, echo=typer.echo)
         typer.echo(f"batch {batch}: audit gate {verdict}; current model {batches.current_model()}")
         return
     s = erase_stage(load(params), batch, method, out)
@@ -107,6 +105,7 @@ def erase(
 
 @app.command(rich_help_panel=PANEL)
 @stage
+@locked
 def repair(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
     """Final retain-side repair of the unlearned model (0 epochs when utility is within tolerance)."""
     from tru.stages.repair import repair_stage
@@ -117,6 +116,7 @@ def repair(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
 
 @app.command("evaluate-batch", rich_help_panel=PANEL)
 @stage
+@locked
 def evaluate_batch(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
     """Retain and forget Recall/NDCG@K of the batch's models: original, unlearned, retrain (when run)."""
     from tru.stages.evaluate_batch import evaluate_batch_stage
@@ -129,6 +129,7 @@ def evaluate_batch(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
 
 @app.command(rich_help_panel=PANEL)
 @stage
+@locked
 def audit(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
     """Membership inference, backdoor canary, exposure and parameter-shift audits, and the gate.
 
@@ -172,6 +173,7 @@ def print_audit(a: dict) -> None:
 
 @app.command(rich_help_panel=PANEL)
 @stage
+@locked
 def report(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
     """Render the batch's evidence PDF (reports/B/evidence.pdf) and its hash manifest."""
     from tru.evidence.lookup import check_known_batch

@@ -43,6 +43,20 @@ def stage(fn: Callable) -> Callable:
     return wrapper
 
 
+def locked(fn: Callable) -> Callable:
+    """Run the command under the run lock (tru/runlock.py): a batch stage command run by `dvc
+    repro` while a nightly run holds it exits 5 naming the holder, and `dvc repro` stops."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from tru.runlock import run_lock
+
+        with run_lock(f"tru {fn.__name__.removesuffix('_cmd').replace('_', '-')}"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def load(path: Path):
     """The validated params of `path` (params.yaml); config errors are TruErrors."""
     from tru.config import load_params  # pydantic models: loaded by the commands that need them

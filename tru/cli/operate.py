@@ -16,6 +16,7 @@ from tru.errors import ConfigError
 PANEL = "Operations"
 app = typer.Typer()
 DEPLOYMENT = "erasure-batch/nightly"
+REVIEW = "erasure-review/review"  # tru.nightly.REVIEW_DEPLOYMENT (not imported: it loads DVC)
 
 
 def prefect_api_url() -> str | None:
@@ -87,6 +88,82 @@ def nightly(
 
 @app.command(rich_help_panel=PANEL)
 @stage
+def review(
+    batch: str | None = typer.Option(None, help="the refused batch (default: the one awaiting review)"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Clear the batch the audit gate refused, so the queue moves on: erase it by an exact
+    retrain (batches.yaml records `method: retrain`), then rerun its stages from the erasure to
+    the evidence PDF, recorded in dvc.lock. Only this batch's stages run: earlier batches and
+    their evidence stay as they are. An exact retrain never trained on the erased data, so the
+    gate passes it (its checks are still measured and shown). The next `tru nightly` takes the
+    requests waiting in the inbox.
+
+    A killed review resumes where it stopped: run it again (or let the next nightly run finish
+    it). On a Prefect server the same steps are the deployment `erasure-review/review`
+    (`tru serve` registers it). Exit status: 0 (cleared), 2 (no batch awaits review), 5
+    (another run holds the lock)."""
+    from tru import batches, nightly
+
+    verdict = nightly.clear_by_retrain(batch, params, echo=typer.echo)
+    typer.echo(f"audit gate {str(verdict).upper()}; current model {batches.current_model()}")
+    typer.echo("the next `tru nightly` takes the requests waiting in the inbox")
+
+
+@app.command(
+    rich_help_panel=PANEL,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+@stage
+def repro(
+    ctx: typer.Context,
+    wait: float = typer.Option(0.0, help="seconds to wait for a running erasure run (0: exit at once)"),
+) -> None:
+    """`dvc repro` under the run lock: use it instead of `dvc repro` where a nightly run may be
+    going on. Its arguments are dvc repro's (`tru repro --force --single-item report@0`).
+
+    A bare `dvc repro` during a nightly run is refused too, by the first batch stage it
+    reaches (its command exits 5), but only after DVC has removed that stage's outputs, as it
+    does before every command it runs: `tru repro` is refused before DVC touches anything.
+    Exit status: dvc repro's, or 5 when another run holds the lock."""
+    import subprocess
+    import sys
+
+    from tru.runlock import run_lock
+
+    with run_lock(f"tru repro {' '.join(ctx.args)}".strip(), wait=wait):
+        code = subprocess.run([sys.executable, "-m", "dvc", "repro", *ctx.args]).returncode
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("lineage", rich_help_panel=PANEL)
+@stage
+def lineage_cmd(params: Path = ParamsOpt) -> None:
+    """Record the lineage now: `dvc push` to the default DVC remote, then commit batches.yaml,
+    dvc.lock, the batches' `.dvc` pointers and reports in git (params.yaml `lineage`: which
+    branch). A batch that passes does this by itself; run it after fixing what stopped it
+    (`tru status` warns). Exit status 2 when git or DVC refused."""
+    from tru import batches, lineage
+    from tru.runlock import run_lock
+
+    p = load(params).lineage
+    registered = batches.read_batches()
+    if not registered:
+        typer.echo("no deletion batch yet: no lineage to record")
+        return
+    with run_lock("tru lineage"):
+        last = registered[-1]["id"]
+        out = lineage.record(last, batches.gate_verdict(last) or "not audited", p.commit, p.branch, p.push)
+    if out["pushed"] is not None:
+        typer.echo(f"dvc push: {out['pushed']} object(s) sent to the default DVC remote")
+    typer.echo(f"git: committed {out['commit'][:12]}" if out["commit"] else "git: nothing new to commit")
+    if out["notes"]:
+        raise lineage.LineageError("; ".join(out["notes"]))
+
+
+@app.command(rich_help_panel=PANEL)
+@stage
 def serve(
     params: Path = ParamsOpt,
     cron: str = typer.Option("0 2 * * *", help="when the erasure runs (cron, five fields)"),
@@ -95,8 +172,9 @@ def serve(
     local_server: bool = typer.Option(False, help="start a local Prefect server (127.0.0.1, SQLite) first"),
     port: int = typer.Option(4200, help="port of the local server"),
 ) -> None:
-    """Serve the nightly deployment `erasure-batch/nightly` until interrupted, against the
-    Prefect server at $PREFECT_API_URL, or a local one started here (`--local-server`)."""
+    """Serve the nightly deployment `erasure-batch/nightly` (and `erasure-review/review`, which
+    clears a batch the audit gate refused) until interrupted, against the Prefect server at
+    $PREFECT_API_URL, or a local one started here (`--local-server`)."""
     import contextlib
 
     from flows.deployments import local_server as start_server
@@ -114,7 +192,7 @@ def serve(
         elif api := prefect_api_url():
             check_prefect_api(api)
             typer.echo(
-                f"serving {DEPLOYMENT} against the Prefect server at {api} (PREFECT_API_URL); "
+                f"serving {DEPLOYMENT} and {REVIEW} against the Prefect server at {api} (PREFECT_API_URL); "
                 "`prefect deployment run` needs the same PREFECT_API_URL"
             )
         else:

@@ -18,5 +18,6 @@ JSON-able summary (paths and hashes, never tensors or frames).
 | audit | `tru.stages.audit.audit_stage` |
 | report | `tru.stages.report.report_stage` |
 
-`tru.stages.context` holds what the batch stages share (the batch's context, seed, metrics).
+`tru.stages.context` holds what the batch stages share (the batch's context, seed, metrics);
+`tru.stages.plotdata` the per-batch DVC plot files that evaluate_batch and audit write.
 """

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from tru import batches, paths
 from tru.audit import canary as canary_mod
-from tru.audit.gate import failure_message
+from tru.audit.gate import exact_retrain_verdict, failure_message
 from tru.audit.run import audit_batch
 from tru.config import Params
 from tru.errors import AuditGateFailed, DataError
@@ -18,6 +18,7 @@ from tru.io import read_json, write_json
 from tru.requests.ledger import GATE_DIR, append_status, batch_time, requests_path
 from tru.requests.schema import ACCEPTED, ERASED, NEEDS_REVIEW
 from tru.stages.context import batch_models, load_context
+from tru.stages.plotdata import write_audit_plots
 from tru.train import seed_everything
 
 
@@ -40,6 +41,8 @@ def audit_stage(params: Params, batch_id: str, batches_file: str | Path | None =
             f"(rerun `tru evaluate-batch --batch {batch_id}`)"
         )
     result = audit_batch(ctx, models, metrics, params, canary_mod.load(paths.sets_dir(batch_id)))
+    if entry.get("method") == "retrain":
+        result = exact_retrain_verdict(result)
     passed = result["verdict"] == "pass"
     audit = {
         "batch": batch_id,
@@ -52,6 +55,7 @@ def audit_stage(params: Params, batch_id: str, batches_file: str | Path | None =
     }
     path = paths.report_dir(batch_id) / "audit.json"
     write_json(path, audit)
+    write_audit_plots(batch_id, audit)
 
     # the ledger: every accepted request of the batch moves on (deterministic time: the batch's)
     req = pq.read_table(requests_path(paths.LEDGER, batch_id), columns=["request_id", "status"]).to_pandas()
