@@ -121,16 +121,16 @@ def test_the_flow_reports_a_missing_key_as_a_failed_run_in_one_line(repo, harnes
 
 def test_a_nightly_run_is_named_after_its_batch_tagged_and_quiet(repo, harness):
     tru(repo, "demo-requests", "data/deletions/inbox/demo.jsonl")
-    out = tru(repo, "nightly", "--batch-time", "2026-02-01T02:00:00Z", PREFECT_API_URL=harness)
+    out = tru(repo, "nightly", "--batch-time", "2026-03-01T02:00:00Z", PREFECT_API_URL=harness)
     for noise in NOISE:
         assert noise not in out, f"{noise!r} in the output of tru nightly:\n{out}"
     # the gate's checks are in the audit task's log, the summary in the flow's
-    assert "Task run 'audit-gate-b20260201T020000Z' - [pass] retain_recall_drop" in out
-    assert "Task run 'audit-gate-b20260201T020000Z' - audit gate PASS" in out
-    assert "Flow run 'erasure-b20260201T020000Z' - batch b20260201T020000Z: audit gate PASS" in out
-    assert "Flow run 'erasure-b20260201T020000Z' - Finished in state Completed()" in out  # the engine's line too
+    assert "Task run 'audit-gate-b20260301T020000Z' - [pass] retain_recall_drop" in out
+    assert "Task run 'audit-gate-b20260301T020000Z' - audit gate PASS" in out
+    assert "Flow run 'erasure-b20260301T020000Z' - batch b20260301T020000Z: audit gate PASS" in out
+    assert "Flow run 'erasure-b20260301T020000Z' - Finished in state Completed()" in out  # the engine's line too
     run = run_named(out)
-    assert run.name == "erasure-b20260201T020000Z" and "pass" in run.tags and run.state.is_completed()
+    assert run.name == "erasure-b20260301T020000Z" and "pass" in run.tags and run.state.is_completed()
 
     # an empty inbox: a no-op, and it says so in the runs list
     out = tru(repo, "nightly", PREFECT_API_URL=harness)
@@ -159,15 +159,15 @@ def test_a_refused_erasure_is_one_line_without_a_traceback(repo, harness):
     (repo / "params.yaml").write_text(yaml.safe_dump(strict, sort_keys=False))
     user_requests(repo, "strict", 2)
     try:
-        out = tru(repo, "nightly", "--batch-time", "2026-02-04T02:00:00Z", expect=4, PREFECT_API_URL=harness)
+        out = tru(repo, "nightly", "--batch-time", "2026-03-04T02:00:00Z", expect=4, PREFECT_API_URL=harness)
         for noise in NOISE:
             assert noise not in out, f"{noise!r} in the output of a refused run:\n{out}"
         assert "[FAIL] forget_recall_ratio" in out  # the check, in the audit task's log
         (line,) = error_lines(out)
-        assert line.startswith("error: audit gate failed for batch b20260204T020000Z")
-        assert "tru review --batch b20260204T020000Z" in line
+        assert line.startswith("error: audit gate failed for batch b20260304T020000Z")
+        assert "tru review --batch b20260304T020000Z" in line
         run = run_named(out)
-        assert run.name == "erasure-b20260204T020000Z" and "fail" in run.tags and run.state.is_failed()
+        assert run.name == "erasure-b20260304T020000Z" and "fail" in run.tags and run.state.is_failed()
         assert run.state.message.startswith("audit gate failed") and "\n" not in run.state.message
 
         # the next night is refused too (the batch awaits review): one line, exit status 4 ...
