@@ -45,11 +45,15 @@ CRON ?= 0 2 * * *
 serve: $(STAMP) key
 	$(BIN)/tru serve --local-server --cron "$(CRON)"
 
-# The pseudonymisation key: $$TRU_PSEUDONYM_KEY in production; a local git-ignored file otherwise.
+# The pseudonymisation key and the evidence signing key: $$TRU_PSEUDONYM_KEY and $$TRU_SIGNING_KEY in
+# production; local git-ignored files otherwise.
 key:
 	@if [ -z "$$TRU_PSEUDONYM_KEY" ] && [ ! -s .tru-secret ]; then \
 	  $(BIN)/python -c 'import secrets; print(secrets.token_hex(32))' > .tru-secret; chmod 600 .tru-secret; \
 	  echo "generated a local pseudonymisation key in .tru-secret (git-ignored; production sets TRU_PSEUDONYM_KEY)"; fi
+	@if [ -z "$$TRU_SIGNING_KEY" ] && [ ! -s .tru-signing-key ]; then \
+	  $(BIN)/python -c 'import secrets; print(secrets.token_hex(32))' > .tru-signing-key; chmod 600 .tru-signing-key; \
+	  echo "generated a local evidence signing key in .tru-signing-key (git-ignored; production sets TRU_SIGNING_KEY)"; fi
 
 # Two test processes (the machine kind has 2 cores); whole files per process, the long ones first.
 TEST_WORKERS ?= 2

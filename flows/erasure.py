@@ -89,13 +89,14 @@ def dvc_commit_task(target: str) -> str:
     return target
 
 
-@task(name="lineage", task_run_name="lineage-{batch_id}")
-def lineage_task(params_path: str, batch_id: str, verdict: str) -> dict:
-    """Record the lineage of a batch that passed (tru.lineage.record: `dvc push`, then a git
-    commit, as params.yaml's `lineage` says); what it could not do is a warning, not a failure:
-    the batch is erased and recorded in dvc.lock, and `tru status` warns until `tru lineage` is run."""
+@task(name="sign-and-record", task_run_name="sign-and-record-{batch_id}")
+def finish_task(params_path: str, batch_id: str) -> dict:
+    """After a batch passed (tru.nightly.finish_batch): sign its evidence, then record its
+    lineage (`dvc push`, then a git commit, as params.yaml's `lineage` says); what git or the
+    remote refuse is a warning, not a failure: the batch is erased and recorded in dvc.lock,
+    and `tru status` warns until `tru lineage` is run."""
     log = run_logger()
-    return nightly.record_lineage(batch_id, load_params(params_path).lineage, echo=log.info)
+    return nightly.finish_batch(batch_id, load_params(params_path).lineage, echo=log.info)
 
 
 # --- the run's name and tags ------------------------------------------------------------------
@@ -204,6 +205,7 @@ def erasure_review(batch: str | None = None, params_path: str = "params.yaml", w
     logger = get_run_logger()
     try:
         with run_lock("erasure-review flow", wait=wait_for_lock):
+            nightly.check_signing_key()
             batch_id, changed = nightly.start_review(batch, params_path)
             _label_run(f"erasure-review-{batch_id}", "review")
             if changed:
@@ -218,7 +220,7 @@ def erasure_review(batch: str | None = None, params_path: str = "params.yaml", w
             _label_run(tag=summary["verdict"] if summary["verdict"] in ("pass", "fail") else None)
             _log_summary(logger, summary)
             if summary["verdict"] == "pass":
-                summary["lineage"] = lineage_task(params_path, batch_id, "pass")
+                summary["lineage"] = finish_task(params_path, batch_id)
             waiting = len(list(paths.INBOX.iterdir())) if paths.INBOX.is_dir() else 0
             logger.info(f"the queue moves on: the next nightly run takes the {waiting} file(s) waiting in the inbox")
             return {"status": "cleared", **summary, "seconds": {k: round(v, 3) for k, v in seconds.items()}}
@@ -260,6 +262,7 @@ def _blocked_artifact(batch_id: str) -> None:
 
 
 def _run(params_path: str, inbox: str | None, logger, batch_time: str | None, run: dict[str, str | None]) -> dict:
+    nightly.check_signing_key()  # before anything is erased: a batch is never left unsigned
     seconds: dict[str, float] = {}  # wall-clock per step, returned (never written into the batch's files)
     t = time.perf_counter()
     recovered = recover_task(params_path)
@@ -301,8 +304,8 @@ def _run(params_path: str, inbox: str | None, logger, batch_time: str | None, ru
     _log_summary(logger, summary)
     if summary["verdict"] == "pass":
         t = time.perf_counter()
-        summary["lineage"] = lineage_task(params_path, batch_id, "pass")
-        seconds["lineage"] = time.perf_counter() - t
+        summary["lineage"] = finish_task(params_path, batch_id)
+        seconds["sign_and_record"] = time.perf_counter() - t
     return {"status": "erased", **summary, "seconds": {k: round(v, 3) for k, v in seconds.items()}}
 
 

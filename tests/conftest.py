@@ -128,6 +128,9 @@ def tiny_params(dst: Path) -> None:
     (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 
 
+TEST_SIGNING_KEY = "5a" * 32  # an Ed25519 seed for the tests' evidence (never a real key)
+
+
 def tool_env(**extra) -> dict:
     """The environment of the project's commands in a test repository (a fixed test key)."""
     return {
@@ -135,6 +138,7 @@ def tool_env(**extra) -> dict:
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "DVC_NO_ANALYTICS": "1",
         "TRU_PSEUDONYM_KEY": "00112233445566778899aabbccddeeff",
+        "TRU_SIGNING_KEY": TEST_SIGNING_KEY,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "OMP_NUM_THREADS": "1",
         **extra,

@@ -86,7 +86,11 @@ def test_a_known_batch_without_evidence_is_not_unknown(tmp_path, monkeypatch):
 
 
 def evidence_of(root: Path, batch: str) -> None:
-    """A batch's files (a report, a checkpoint) and their manifest and sidecar, as the report stage writes them."""
+    """A batch's files (a report, a checkpoint) and their manifest, PDF and sidecar, as the report
+    stage writes them, signed as the flows do after it."""
+    from conftest import TEST_SIGNING_KEY
+
+    from tru.evidence import signing
     from tru.evidence.manifest import write_manifest, write_sidecar
 
     (root / "reports" / batch).mkdir(parents=True)
@@ -97,7 +101,9 @@ def evidence_of(root: Path, batch: str) -> None:
     model.mkdir(parents=True)
     (model / "model.safetensors").write_bytes(b"weights of " + batch.encode())
     write_manifest(batch, root)
+    (root / "reports" / batch / "evidence.pdf").write_bytes(b"%PDF-1.7 evidence of " + batch.encode())
     write_sidecar(batch, root)
+    signing.sign(batch, root, key=signing.load_private_key(env={"TRU_SIGNING_KEY": TEST_SIGNING_KEY}))
 
 
 def test_verify_without_batch_checks_every_registered_batch(tmp_path, monkeypatch):

@@ -149,7 +149,17 @@ def rendered(tmp_path_factory):
     """The fixture batch with its evidence rendered once: (root, pdf bytes, html)."""
     root = make_batch(tmp_path_factory.mktemp("batch"))
     pdf = render_pdf(B, root)
+    sign_fixture(root)
     return root, pdf.read_bytes(), render_html(collect(B, root))
+
+
+def sign_fixture(root: Path) -> None:
+    """What the flows do after the report stage: sign the evidence (the tests' key)."""
+    from conftest import TEST_SIGNING_KEY
+
+    from tru.evidence.signing import load_private_key, sign
+
+    sign(B, root, key=load_private_key(env={"TRU_SIGNING_KEY": TEST_SIGNING_KEY}))
 
 
 def pdf_text(data: bytes) -> str:
@@ -487,6 +497,24 @@ def test_verify_catches_an_edited_audit_rerendered_by_the_report_stage(rendered,
     write_manifest(B, root)  # what the report stage does: re-hash what it finds
     write_sidecar(B, root)
     problems = verify(B, root)
-    assert problems == [f"{audit_path}: differs from what audit@0 wrote (dvc.lock md5 {entry['md5'][:12]}…)"]
+    assert problems[0] == f"{audit_path}: differs from what audit@0 wrote (dvc.lock md5 {entry['md5'][:12]}…)"
+    # ... and the re-hashed manifest is not the one that was signed
+    assert problems[1].startswith(f"reports/{B}/manifest.json: differs from what was signed")
+    assert problems[1].endswith(f"re-hashed entries: {audit_path}") and len(problems) == 2
     (root / audit_path).unlink()
     assert f"{audit_path}: missing (dvc.lock records it as an output of audit@0)" in lock_problems(B, root)
+
+
+def test_a_batch_cleared_by_an_exact_retrain_says_why_it_passes(tmp_path):
+    """A refused batch cleared by a review: the summary says the verdict rests on the method,
+    and the check that would have failed shows its value and why it was not judged."""
+    from tru.audit.gate import exact_retrain_verdict
+
+    root = make_batch(tmp_path)
+    ev = collect(B, root)
+    failing = {**ev["audit"]["checks"][0], "passed": False}
+    cleared = exact_retrain_verdict({"verdict": "fail", "failed": [failing["name"]], "checks": [failing]})
+    ev["audit"] = {**ev["audit"], **cleared, "method": "retrain"}
+    html = render_html(ev)
+    assert "it passes by construction (exact retrain: the model was trained from scratch without the erased" in html
+    assert "would fail its limit" in html and "a false alarm of the check, not residue" in html

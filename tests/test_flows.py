@@ -129,6 +129,12 @@ def test_flow_erases_the_inbox_and_records_it_in_dvc(repo, harness, monkeypatch)
     assert "forget recall@20" in arts["erasure-metrics"].data
     # the lineage: pushed to the DVC remote and committed in git, nothing of the batch left over
     assert out["lineage"]["pushed"] > 0 and out["lineage"]["commit"] and out["lineage"]["notes"] == []
+    # the evidence signed before it was committed: the statement and the key are in the commit
+    assert out["lineage"]["signed"] and "signing key " + out["lineage"]["signed"] in run(
+        [str(BIN / "tru"), "evidence", "verify", "--batch", b], repo
+    )
+    committed = run(["git", "show", "--name-only", "--format=", "HEAD"], repo).split()
+    assert f"reports/{b}/evidence.statement.sig" in committed and any(f.startswith("reports/keys/") for f in committed)
     assert run(["git", "log", "-1", "--format=%s"], repo).startswith(f"erasure batch {b}: audit gate PASS")
     assert run(["git", "status", "--porcelain", "--", "batches.yaml", "dvc.lock", "data", "reports"], repo) == ""
     assert "lineage: committed in git and pushed to DVC remote 'store'" in run([str(BIN / "tru"), "status"], repo)
@@ -215,6 +221,15 @@ def test_fresh_clone_reproduces_checkpoint_metrics_and_pdf_byte_for_byte(repo):
     for what, path in files.items():
         assert sha256_file(clone / path) == sha256_file(repo / path), f"{what} differs: {path}"
     assert "up to date" in dvc_status(clone)
+    # what the auditor recomputed is what the operator signed (the auditor has no key)
+    out = subprocess.run(
+        [str(BIN / "tru"), "evidence", "verify", "--batch", b],
+        cwd=clone,
+        env=env(TRU_SIGNING_KEY=""),
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and "every artifact matches its recorded sha256 and the signed statement" in out.stdout
 
 
 # --- 3. crash safety ----------------------------------------------------------------------------

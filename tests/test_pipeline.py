@@ -3,13 +3,14 @@ and the CLI's one-line errors on bad input."""
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import BIN, ROOT, copy_repo, ledger_status, run, tiny_params
+from conftest import BIN, ROOT, copy_repo, ledger_status, run, tiny_params, tool_env
 from typer.testing import CliRunner
 
 from tru.cli import app
@@ -405,3 +406,34 @@ def test_prefect_flow_writes_the_same_artifacts_as_dvc(repo, harness, tmp_path, 
     assert hashes["checkpoint"] == sha256_file(repo / "data/models/base/model.safetensors")
     assert (tmp_path / "reports/train/metrics.json").read_bytes() == (repo / "reports/train/metrics.json").read_bytes()
     assert (tmp_path / "data/split/train.parquet").read_bytes() == (repo / "data/split/train.parquet").read_bytes()
+
+
+def test_another_pseudonymisation_key_stops_ingest(repo, demo_batch, tmp_path):
+    """The ledger records the key's fingerprint per batch: with another key the same person
+    would get another pseudonym, so ingest stops, saying so, and the requests wait."""
+    other = copy_repo(repo, tmp_path / "otherkey")
+    b = yaml.safe_load((other / "batches.yaml").read_text())["batches"][0]["id"]
+    from tru.requests.ledger import batch_metadata
+    from tru.requests.pseudonym import key_fingerprint
+
+    recorded = batch_metadata(other / "data/ledger", b)["pseudonym_key"]
+    assert recorded == key_fingerprint(bytes.fromhex(tool_env()["TRU_PSEUDONYM_KEY"]))
+    inbox = other / "data/deletions/inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "more.jsonl").write_text(
+        '{"request_id": "r-1", "kind": "item", "item_id": "i00001", "received_at": "2026-02-01T00:00:00Z"}\n'
+    )
+    res = subprocess.run(
+        [str(BIN / "tru"), "ingest", "--batch-time", "2026-02-01T02:00:00Z"],
+        cwd=other,
+        env=tool_env(TRU_PSEUDONYM_KEY="ff" * 32),
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"the pseudonymisation key is not the one batch {b} was ingested with (fingerprint {recorded[:16]}…" in (
+        res.stderr
+    )
+    assert (inbox / "more.jsonl").is_file() and len(
+        yaml.safe_load((other / "batches.yaml").read_text())["batches"]
+    ) == 1

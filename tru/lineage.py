@@ -29,6 +29,7 @@ from pathlib import Path
 from tru import batches, paths
 from tru.dvcio import dvc_default_remote, dvc_push, dvc_unpushed
 from tru.errors import TruError
+from tru.evidence.signing import KEYS_DIR
 
 DEFAULT_NAME = "tru pipeline"
 DEFAULT_EMAIL = "tru@localhost"
@@ -64,7 +65,7 @@ def batch_paths(batch_id: str) -> list[str]:
 def lineage_paths(root: str | Path = ".") -> list[str]:
     """Every registered batch's lineage, with the registry and dvc.lock: what is committed
     (paths relative to the repository `root`)."""
-    out = [paths.BATCHES_FILE.as_posix(), "dvc.lock"]
+    out = [paths.BATCHES_FILE.as_posix(), "dvc.lock", KEYS_DIR.as_posix()]  # + the evidence's public keys
     for b in batches.read_batches(Path(root) / paths.BATCHES_FILE):
         out += batch_paths(b["id"])
     return out

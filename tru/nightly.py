@@ -247,6 +247,7 @@ def clear_by_retrain(batch_id: str | None, params_file: str | Path = "params.yam
     stages up to date. Returns the new gate verdict."""
     from tru.config import load_params  # why: pydantic models; the nightly helpers above do not need them
 
+    check_signing_key()
     with run_lock("retrain of a refused batch"):
         batch_id, changed = start_review(batch_id, params_file)
         if changed:
@@ -264,8 +265,26 @@ def clear_by_retrain(batch_id: str | None, params_file: str | Path = "params.yam
         run_batch_stages(batch_id, run, lambda target: dvc_commit([target]))
         verdict = batches.gate_verdict(batch_id)
         if verdict == "pass":
-            record_lineage(batch_id, params.lineage, echo)
+            finish_batch(batch_id, params.lineage, echo)
     return verdict
+
+
+def check_signing_key() -> None:
+    """ConfigError (one line, with the fix) when the evidence signing key is missing: checked
+    before a run erases anything, so a batch is never erased and left unsigned."""
+    from tru.evidence.signing import load_private_key  # why: cryptography, for the runs only
+
+    load_private_key()
+
+
+def finish_batch(batch_id: str, settings: LineageParams, echo=print) -> dict:
+    """After a batch passed its gate: sign its evidence (tru.evidence.signing), then record its
+    lineage (`record_lineage`, the signature with it). Returns what was done."""
+    from tru.evidence import signing  # why: cryptography, for the runs only
+
+    signed = signing.sign(batch_id)
+    echo(f"evidence signed: {signed['statement']}, key {signed['fingerprint'][:16]}…")
+    return {"signed": signed["fingerprint"], **record_lineage(batch_id, settings, echo)}
 
 
 def record_lineage(batch_id: str, settings: LineageParams, echo=print) -> dict:

@@ -59,12 +59,14 @@ def nightly(
     Exit status: 0 (erased, or nothing to erase), 2 (bad params.yaml, no pseudonymisation key,
     bad input, no Prefect server at $PREFECT_API_URL), 4 (the audit gate refused the batch, or
     an earlier batch awaits review), 5 (another run holds the lock)."""
+    from tru.nightly import check_signing_key
     from tru.requests.ledger import parse_batch_time
     from tru.requests.pseudonym import load_key
 
     # configuration errors stop here, in one line, before a Prefect server starts
     load(params)
     load_key()
+    check_signing_key()
     if batch_time is not None:
         parse_batch_time(batch_time)
     url = prefect_api_url()

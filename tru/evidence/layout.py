@@ -9,8 +9,12 @@ from tru import paths
 MANIFEST = "manifest.json"
 PDF = "evidence.pdf"
 SIDECAR = "evidence.sha256"  # `sha256sum -c` format: the PDF's and the manifest's own hashes
-# written by the report stage itself: never inputs of the manifest
-OWN_FILES = (MANIFEST, PDF, SIDECAR)
+# the signed statement over the manifest's files, the manifest and the PDF, and its detached
+# Ed25519 signature (tru/evidence/signing.py): written after the report stage, by the flows
+STATEMENT = "evidence.statement.json"
+SIGNATURE = "evidence.statement.sig"
+# written by the report stage itself, or signed after it: never inputs of the manifest
+OWN_FILES = (MANIFEST, PDF, SIDECAR, STATEMENT, SIGNATURE)
 # wall-clock seconds of the batch's stages (tru/stages/context.py:split_timings moves them out
 # of the logs): different on every run, so never in the manifest or the PDF; dvc.yaml declares
 # them plain outputs (`cache: false`), not metrics

@@ -23,7 +23,7 @@ import yaml
 
 from tru import batches, paths
 from tru.errors import DataError
-from tru.evidence import layout
+from tru.evidence import layout, signing
 from tru.evidence.lineage import code_digest, dvc_stages
 from tru.evidence.lookup import check_known_batch, registered_batches
 from tru.io import atomic_path, read_json, sha256_file, write_json
@@ -172,9 +172,12 @@ def _short(digest: str) -> str:
     return digest[:12] + "…"
 
 
-def verify(batch_id: str, root: str | Path = Path(".")) -> list[str]:
-    """Recompute every hash the batch's manifest and sidecar record. Returns the problems, one
-    line per file ("<path>: changed / missing / not in the manifest"); empty when all match.
+def verify(batch_id: str, root: str | Path = Path("."), trusted_key: str | Path | None = None) -> list[str]:
+    """Recompute every hash the batch's manifest and sidecar record, and check the signed
+    statement over them (tru.evidence.signing.check: against `trusted_key`, a PEM file, when
+    given, else the key the statement names). Returns the problems, one line per file
+    ("<path>: changed / missing / not in the manifest / differs from what was signed"); empty
+    when all match.
     The batch's timing files are not artifacts (`artifact_files` leaves them out): a new or
     rewritten one is never a problem. DataError for a batch the checkout does not know
     (`tru.evidence.lookup.check_known_batch`)."""
@@ -226,7 +229,8 @@ def verify(batch_id: str, root: str | Path = Path(".")) -> list[str]:
     for name in found:
         if name not in recorded:
             problems.append(f"{name}: not in the manifest (added after the evidence was made)")
-    return problems + lock_problems(batch_id, root)
+    _, unsigned = signing.check(batch_id, root, trusted_key)
+    return problems + lock_problems(batch_id, root) + unsigned
 
 
 def lock_problems(batch_id: str, root: str | Path = Path(".")) -> list[str]:
@@ -254,9 +258,9 @@ def lock_problems(batch_id: str, root: str | Path = Path(".")) -> list[str]:
     return problems
 
 
-def verify_all(root: str | Path = Path(".")) -> dict[str, list[str]]:
+def verify_all(root: str | Path = Path("."), trusted_key: str | Path | None = None) -> dict[str, list[str]]:
     """`verify` of every batch registered in batches.yaml, oldest first: batch -> its problems
     (empty when every hash matches). A batch without evidence yet (no manifest: its stages
     have not reached the report, or its audit gate refused it) has problems too."""
     root = Path(root)
-    return {batch_id: verify(batch_id, root) for batch_id in registered_batches(root)}
+    return {batch_id: verify(batch_id, root, trusted_key) for batch_id in registered_batches(root)}

@@ -150,6 +150,7 @@ def summary(ev: dict) -> dict:
         ],
         "n_checks": len(checks),
         "n_judged": sum(c["passed"] is not None for c in checks),
+        "basis": audit.get("basis"),  # why a batch erased by an exact retrain passes (tru/audit/gate.py)
         "method": audit.get("method") or get(ev, "update_log", "method") or "not run",
         "promoted": audit.get("promoted"),
         "current_model": audit.get("current_model"),

@@ -72,6 +72,7 @@ from tru.requests.ledger import (
     read_ledger,
     requests_path,
 )
+from tru.requests.pseudonym import key_fingerprint
 from tru.requests.pseudonym import subject as make_subject
 from tru.requests.readers import UnreadableFile, check_file, one_line, read_chunks, reader_for
 from tru.requests.schema import (
@@ -412,7 +413,7 @@ def _ingest(
         for inp in inputs:
             inp["rows"] = rows_in.get(inp["name"], 0)
         if writer is not None:
-            path = writer.close(inputs, dataset=catalog.dataset)
+            path = writer.close(inputs, dataset=catalog.dataset, pseudonym_key=key_fingerprint(key))
     finally:
         if writer is not None:
             writer.abort()  # a no-op once closed

@@ -152,12 +152,15 @@ class LedgerWriter:
             self._writer.write_table(table)
             self.rows += table.num_rows
 
-    def close(self, inputs: list[dict], dataset: dict | None = None) -> Path:
-        """Finish the file and move it into place; `inputs` and `dataset` (`dataset_identity`
-        of the split the ids were resolved against, when known) go into its metadata."""
+    def close(self, inputs: list[dict], dataset: dict | None = None, pseudonym_key: str | None = None) -> Path:
+        """Finish the file and move it into place; `inputs`, `dataset` (`dataset_identity` of
+        the split the ids were resolved against, when known) and `pseudonym_key` (the key's
+        fingerprint, tru.requests.pseudonym.key_fingerprint) go into its metadata."""
         meta = {"batch_id": self.batch_id, "inputs": inputs, "rows": self.rows}
         if dataset:
             meta["dataset"] = dataset
+        if pseudonym_key:
+            meta["pseudonym_key"] = pseudonym_key
         self._writer.add_key_value_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
         self._writer.close()
         written = pq.read_metadata(self._tmp).num_rows

@@ -69,6 +69,13 @@ def load_key(path: str | Path | None = None, env: Mapping[str, str] | None = Non
     raise ConfigError(f"no pseudonymisation key: ${KEY_ENV} is not set and {path} does not exist; {_HOW}")
 
 
+def key_fingerprint(key: bytes) -> str:
+    """A public name of the key (sha256 of a fixed label and the key; the key has at least 128
+    bits, so the name reveals nothing usable): the ledger records it per batch, and a run whose
+    key differs stops instead of giving the same person another pseudonym."""
+    return hashlib.sha256(b"tru pseudonymisation key" + SEP.encode() + key).hexdigest()
+
+
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from tru import batches, paths
 from tru.config import Params
-from tru.errors import DataError
+from tru.errors import ConfigError, DataError
 from tru.requests.catalog import Catalog
 from tru.requests.inbox import copy_into_inbox, pending_files, quarantine_dir_for
 from tru.requests.ingest import ingest_batch
 from tru.requests.ledger import batch_metadata, check_same_dataset, new_batch_id, parse_batch_time, requests_path
-from tru.requests.pseudonym import load_key
+from tru.requests.pseudonym import key_fingerprint, load_key
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def ingest_stage(
     catalog = Catalog.from_dataset(params.data.dataset_dir, split_dir)
     if pending_files(inbox):
         check_dataset_unchanged(catalog, batches_file)
+        check_key_unchanged(key, batches_file)
     summary = ingest_batch(
         inbox, paths.ARCHIVE, paths.LEDGER, catalog, key, now=now, quarantine_dir=quarantine_dir_for(inbox)
     )
@@ -101,3 +102,22 @@ def check_dataset_unchanged(catalog: Catalog, batches_file: Path) -> None:
         return
     recorded = batch_metadata(paths.LEDGER, last).get("dataset")
     check_same_dataset(last, recorded, catalog.dataset, "nothing ingested (the requests stay in the inbox)")
+
+
+def check_key_unchanged(key: bytes, batches_file: Path) -> None:
+    """ConfigError when the pseudonymisation key is not the one the last registered batch was
+    ingested with (the ledger records its fingerprint): with another key the same person gets
+    another pseudonym, and an erased subject would no longer be recognised as already erased.
+    A batch whose ledger is not on disk or recorded no fingerprint is not checked."""
+    registered = batches.read_batches(batches_file)
+    if not registered or not requests_path(paths.LEDGER, registered[-1]["id"]).is_file():
+        return
+    last = registered[-1]["id"]
+    recorded = batch_metadata(paths.LEDGER, last).get("pseudonym_key")
+    now = key_fingerprint(key)
+    if recorded and recorded != now:
+        raise ConfigError(
+            f"the pseudonymisation key is not the one batch {last} was ingested with (fingerprint "
+            f"{recorded[:16]}…, now {now[:16]}…): the same person would get another pseudonym. Restore the "
+            "key ($TRU_PSEUDONYM_KEY or .tru-secret); nothing ingested (the requests stay in the inbox)"
+        )
