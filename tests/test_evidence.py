@@ -51,18 +51,18 @@ FIXTURE = Path(__file__).parent / "fixtures" / "evidence"
 GOLDEN = Path(__file__).parent / "golden" / "evidence.html"
 B = "b20260101T020000Z"
 KEY = bytes.fromhex("0f" * 32)
-SECTION_TITLES = (
+SECTION_TITLES = (  # in the document's order: the part for people, then the appendix for engineers
     "Summary",
     "Requests",
+    "Audits",
+    "Limits",
     "Component map",
     "Branch scales and layer selection",
     "Ranking gate and exposure",
     "Metrics",
-    "Audits",
     "Work done",
     "Artifact manifest",
     "How to reproduce",
-    "Limits",
 )
 
 INJECTION = "<script>alert(1)</script> <b>bold</b>"
@@ -518,3 +518,29 @@ def test_a_batch_cleared_by_an_exact_retrain_says_why_it_passes(tmp_path):
     html = render_html(ev)
     assert "it passes by construction (exact retrain: the model was trained from scratch without the erased" in html
     assert "would fail its limit" in html and "a false alarm of the check, not residue" in html
+
+
+def test_the_document_is_in_two_parts_people_first(rendered):
+    """What a person reads comes first (summary, requests, what the checks found, limits); the
+    engineers' appendix starts on a page of its own."""
+    html = rendered[2]
+    where = [html.index(f"<h2>{t}</h2>") for t in SECTION_TITLES]
+    assert where == sorted(where)
+    people = html.index('<h1 class="part" id="part-people">What was erased, and what the checks found</h1>')
+    appendix = html.index('<h1 class="part appendix" id="part-engineers">Appendix for engineers')
+    assert people < where[0] and where[3] < appendix < where[4]
+    text = pdf_text(rendered[1])
+    assert text.index("Limits") < text.index("Appendix for engineers") < text.index("Artifact manifest")
+
+
+def test_no_contradiction_for_a_batch_erased_by_retrain_or_with_no_reverse_epoch(tmp_path):
+    root = make_batch(tmp_path)
+    ev = collect(B, root)
+    ev["audit"] = {**ev["audit"], "method": "retrain"}
+    del ev["metrics"]["retrain"]
+    html = render_html(ev)
+    assert "the batch’s model is itself an exact retrain" in html and "retrain reference: <span" not in html
+    ev = collect(B, root)
+    ev["update_log"] = {**ev["update_log"], "epochs": [], "mechanisms": {"gate": True, "scaling": True}}
+    html = render_html(ev)
+    assert "Branch scales: none, since no reverse epoch ran" in html and "scaling off" not in html

@@ -26,7 +26,7 @@ from tru.errors import TruError
 from tru.evidence import layout
 from tru.evidence.collect import collect
 from tru.evidence.manifest import write_manifest, write_sidecar
-from tru.evidence.sections import SECTIONS, number
+from tru.evidence.sections import PARTS, number, ordered_sections
 from tru.io import atomic_path
 from tru.requests.ledger import batch_time
 
@@ -79,8 +79,11 @@ def environment() -> Environment:
 def render_html(evidence: dict) -> str:
     """The evidence as one self-contained HTML page (CSS inline, plots as data URIs)."""
     env = environment()
-    sections = [{"key": s.key, "title": s.title, "template": s.template, "ctx": s.build(evidence)} for s in SECTIONS]
-    return env.get_template("evidence.html.j2").render(ev=evidence, sections=sections)
+    sections = [
+        {"key": s.key, "title": s.title, "template": s.template, "part": s.part, "ctx": s.build(evidence)}
+        for s in ordered_sections()
+    ]
+    return env.get_template("evidence.html.j2").render(ev=evidence, sections=sections, parts=PARTS)
 
 
 def _identifier(evidence: dict, html: str) -> bytes:

@@ -49,6 +49,7 @@ class Section:
     key: str
     title: str
     build: Callable[[dict], dict]
+    part: str = "people"  # PARTS: who the section is for
 
     @property
     def template(self) -> str:
@@ -57,19 +58,35 @@ class Section:
 
 
 SECTIONS: list[Section] = []
+# The document's two parts, in order: what a data-protection officer, an auditor or the person
+# who asked reads (what was erased, what the checks found, the limits), then the appendix an
+# engineer checks it with (maps, scales, hashes, lineage, params)
+PARTS = {
+    "people": "What was erased, and what the checks found",
+    "engineers": "Appendix for engineers: how it was done, and how to check it",
+}
 
 
-def section(key: str, title: str):
+def section(key: str, title: str, part: str = "people"):
     """Decorator: register the decorated builder (evidence dict -> context dict) as section
-    `key` with `title`, in definition order; ValueError when `key` is taken."""
+    `key` with `title` in `part` (PARTS), in definition order within its part; ValueError when
+    `key` is taken or `part` unknown."""
 
     def deco(fn: Callable[[dict], dict]):
         if any(s.key == key for s in SECTIONS):
             raise ValueError(f"evidence section {key!r} registered twice")
-        SECTIONS.append(Section(key, title, fn))
+        if part not in PARTS:
+            raise ValueError(f"evidence section {key!r}: unknown part {part!r} (one of {', '.join(PARTS)})")
+        SECTIONS.append(Section(key, title, fn, part))
         return fn
 
     return deco
+
+
+def ordered_sections() -> list[Section]:
+    """The sections in the document's order: part by part, each in definition order."""
+    parts = list(PARTS)
+    return sorted(SECTIONS, key=lambda s: parts.index(s.part))
 
 
 def get(obj: Any, *keys, default=None):
@@ -199,7 +216,7 @@ def requests(ev: dict) -> dict:
     }
 
 
-@section("components", "Component map")
+@section("components", "Component map", part="engineers")
 def components(ev: dict) -> dict:
     """Context of the component map: the counts, targets and graph rebuilds of components.json,
     with the heat-map and parameter-shift plots."""
@@ -246,7 +263,7 @@ def _stop(log, epochs: list[dict]) -> str | None:
     return next((e.get("stop") for e in epochs if e.get("stop")), None)
 
 
-@section("selection", "Branch scales and layer selection")
+@section("selection", "Branch scales and layer selection", part="engineers")
 def selection(ev: dict) -> dict:
     """Context of the branch-scale and layer-selection section: the update log's epochs, probes and
     stop reason, with their plots."""
@@ -272,7 +289,7 @@ def selection(ev: dict) -> dict:
     }
 
 
-@section("gate", "Ranking gate and exposure")
+@section("gate", "Ranking gate and exposure", part="engineers")
 def gate(ev: dict) -> dict:
     """Context of the ranking gate and exposure section: the gate's plot and the target items'
     exposure per model."""
@@ -298,7 +315,7 @@ METRIC_ROWS = (
 )
 
 
-@section("metrics", "Metrics")
+@section("metrics", "Metrics", part="engineers")
 def metrics(ev: dict) -> dict:
     """Context of the metrics section: Recall/NDCG@20 on retain and forget per model, and the final
     repair's log."""
@@ -438,13 +455,13 @@ def _work(ev: dict) -> dict:
     }
 
 
-@section("work", "Work done")
+@section("work", "Work done", part="engineers")
 def work(ev: dict) -> dict:
     """Context of the work-done section: what each step did (`_work`) and the evidence's paths."""
     return {**_work(ev), "paths": ev["paths"]}
 
 
-@section("manifest", "Artifact manifest")
+@section("manifest", "Artifact manifest", part="engineers")
 def manifest(ev: dict) -> dict:
     """Context of the manifest section: the manifest's files grouped by role and folder, totals,
     code digest and dvc.lock stages."""
@@ -486,7 +503,7 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, obj if isinstance(obj, str) else json.dumps(obj))]
 
 
-@section("reproduce", "How to reproduce")
+@section("reproduce", "How to reproduce", part="engineers")
 def reproduce(ev: dict) -> dict:
     """Context of the how-to-reproduce section: the DVC stages, paths, code digest and the params
     flattened to dotted keys."""
