@@ -175,6 +175,7 @@ def normalise(html: str) -> str:
     html = re.sub(r"(\d+ files, )[0-9,]+( bytes)", r"\1TOTAL\2", html)
     digest = code_digest()
     html = html.replace(digest, "CODE-DIGEST").replace(digest[:16], "CODE-DIGEST")
+    html = re.sub(r"(<tr><th>renderer</th><td>).*?(<br><span)", r"\1RENDERER\2", html)
     return re.sub(
         r'(\.parquet</td><td class="n">)[0-9,]+(</td><td class="hash">)[0-9a-f]{64}', r"\1BYTES\2PARQUET-SHA256", html
     )
@@ -347,7 +348,7 @@ def test_code_digest_covers_sources_only(tmp_path):
 def test_pdf_refuses_fonts_the_stylesheet_does_not_name(monkeypatch):
     html = "<p style=\"font-family: 'DejaVu Sans'\">x</p>"
     assert pdf_bytes({"batch": B}, html).startswith(b"%PDF-")
-    monkeypatch.setattr("tru.evidence.render.stylesheet_fonts", lambda: {"Noto Sans"})
+    monkeypatch.setattr("tru.evidence.renderer.stylesheet_fonts", lambda: {"Noto Sans"})
     with pytest.raises(TruError, match="DejaVu Sans"):
         pdf_bytes({"batch": B}, html)
 
@@ -544,3 +545,21 @@ def test_no_contradiction_for_a_batch_erased_by_retrain_or_with_no_reverse_epoch
     ev["update_log"] = {**ev["update_log"], "epochs": [], "mechanisms": {"gate": True, "scaling": True}}
     html = render_html(ev)
     assert "Branch scales: none, since no reverse epoch ran" in html and "scaling off" not in html
+
+
+def test_the_pdf_is_the_same_with_or_without_harfbuzz_subsetting(rendered, monkeypatch):
+    """WeasyPrint subsets fonts with HarfBuzz when libharfbuzz-subset is installed, else with
+    fontTools, and the two give other bytes: the render pins fontTools, so a machine with the
+    library gives the PDF a machine without it gives. The manifest says so, with the versions."""
+    from weasyprint.pdf import fonts
+    from weasyprint.text import ffi
+
+    root, first, html = rendered
+    for handle in (None, ffi.harfbuzz_subset):  # as if the library were absent, then as it is here
+        monkeypatch.setattr(fonts, "harfbuzz_subset", handle)
+        assert render_pdf(B, root, out=root / "again.pdf").read_bytes() == first
+    if ffi.harfbuzz_subset is None:
+        pytest.skip("libharfbuzz-subset is not installed here: only the fontTools path was rendered")
+    manifest = json.loads((root / "reports" / B / "manifest.json").read_text())
+    assert manifest["renderer"]["font_subsetting"].startswith("fontTools (pinned")
+    assert manifest["renderer"]["packages"]["weasyprint"] and "renderer</th>" in html

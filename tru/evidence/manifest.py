@@ -23,7 +23,7 @@ import yaml
 
 from tru import batches, paths
 from tru.errors import DataError
-from tru.evidence import layout, signing
+from tru.evidence import layout, renderer, signing
 from tru.evidence.lineage import code_digest, dvc_stages
 from tru.evidence.lookup import check_known_batch, registered_batches
 from tru.io import atomic_path, read_json, sha256_file, write_json
@@ -138,6 +138,8 @@ def build_manifest(batch_id: str, root: str | Path = Path("."), batches_file: st
         "algorithm": "sha256",
         "base_model": base_model,
         "code_digest": code_digest(),
+        # what shapes the PDF's bytes besides its inputs (tru/evidence/renderer.py)
+        "renderer": renderer.renderer_info(),
         "files": files,
         "dvc_lock": stages,
     }

@@ -16,14 +16,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
-from importlib import resources
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from tru.errors import TruError
-from tru.evidence import layout
+from tru.evidence import layout, renderer
 from tru.evidence.collect import collect
 from tru.evidence.manifest import write_manifest, write_sidecar
 from tru.evidence.sections import PARTS, number, ordered_sections
@@ -92,27 +90,17 @@ def _identifier(evidence: dict, html: str) -> bytes:
     return digest.hexdigest()[:32].encode("ascii")
 
 
-GENERIC_FAMILIES = {"serif", "sans-serif", "monospace", "cursive", "fantasy", "system-ui", "math", "emoji"}
-
-
-def stylesheet_fonts() -> set[str]:
-    """The font families evidence.css names (generic families aside)."""
-    css = resources.files("tru.evidence").joinpath("templates", "evidence.css").read_text(encoding="utf-8")
-    names = {n.strip().strip("'\"") for decl in re.findall(r"font-family:\s*([^;}]+)", css) for n in decl.split(",")}
-    return {n for n in names if n and n.lower() not in GENERIC_FAMILIES}
-
-
 def _check_fonts(document) -> None:
     """Fail when the PDF embeds a font the stylesheet does not name: the machine's font
     configuration chose it (a missing family, or a script none of the named fonts covers),
     and another machine would choose another, giving other bytes."""
     used = {str(f.family) for f in (getattr(document, "fonts", None) or {}).values()}
-    foreign = sorted(used - stylesheet_fonts())
+    foreign = sorted(used - renderer.stylesheet_fonts())
     if foreign:
         raise TruError(
             f"the evidence PDF would embed font(s) {', '.join(foreign)}, which evidence.css does not name "
             f"(this machine substituted them): install the fonts it names "
-            f"({', '.join(sorted(stylesheet_fonts()))}), so the PDF does not depend on the machine"
+            f"({', '.join(sorted(renderer.stylesheet_fonts()))}), so the PDF does not depend on the machine"
         )
 
 
@@ -137,7 +125,7 @@ def pdf_bytes(evidence: dict, html: str | None = None) -> bytes:
     from weasyprint import HTML  # why: slow to import; only rendering a PDF needs it
 
     html = render_html(evidence) if html is None else html
-    with _source_date_epoch(int(batch_time(evidence["batch"]).timestamp())):
+    with _source_date_epoch(int(batch_time(evidence["batch"]).timestamp())), renderer.fonttools_subsetting():
         doc = HTML(string=html, base_url=None).render()
         data = doc.write_pdf(pdf_identifier=_identifier(evidence, html), uncompressed_pdf=False)
     _check_fonts(doc)

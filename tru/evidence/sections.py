@@ -488,6 +488,7 @@ def manifest(ev: dict) -> dict:
         "n_files": len(man["files"]),
         "total_bytes": sum(f["bytes"] for f in man["files"]),
         "code_digest": man["code_digest"],
+        "renderer": man.get("renderer"),  # absent from manifests made before it was recorded
         "stages": man["dvc_lock"],
         "paths": ev["paths"],
         "base_model": man.get("base_model"),
