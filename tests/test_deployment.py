@@ -57,8 +57,9 @@ def test_cron_deployment_on_a_real_server_runs_the_flow(repo, tmp_path):
                 with get_client(sync_client=True) as client:
                     deadline = time.monotonic() + 120
                     while True:
-                        try:
+                        try:  # both deployments: `tru serve` registers them one after the other
                             dep = client.read_deployment_by_name("erasure-batch/nightly")
+                            review = client.read_deployment_by_name("erasure-review/review")
                             break
                         except Exception:
                             assert served.poll() is None, (tmp_path / "serve.log").read_text()
@@ -69,7 +70,6 @@ def test_cron_deployment_on_a_real_server_runs_the_flow(repo, tmp_path):
                     assert dep.global_concurrency_limit is not None and dep.global_concurrency_limit.limit == 1
                     assert dep.parameters == {"params_path": "params.yaml"}
                     # the way out of a refusal, served beside it: no schedule, a person runs it
-                    review = client.read_deployment_by_name("erasure-review/review")
                     assert review.schedules == [] and review.parameters == {"params_path": "params.yaml"}
                 # a manual run of the deployment, executed by the serving process
                 fr = run_deployment("erasure-batch/nightly", timeout=300)

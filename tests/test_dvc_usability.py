@@ -338,8 +338,11 @@ def test_dag_mermaid_draws_the_batch_stages(project):
 def test_the_batch_plots_are_evidence_like_the_other_reports(tmp_path, monkeypatch):
     """The manifest hashes every file under reports/<batch>/ but the wall-clock timings: the
     plot files the stages write are in it, so `tru evidence verify` names an edited one."""
+    from conftest import TEST_SIGNING_KEY
+
     from tru.evidence import build_manifest, verify, write_manifest
     from tru.evidence.manifest import write_sidecar
+    from tru.evidence.signing import load_private_key, sign
     from tru.stages.plotdata import write_audit_plots, write_recall_plot
 
     b = BATCHES[0]
@@ -352,7 +355,10 @@ def test_the_batch_plots_are_evidence_like_the_other_reports(tmp_path, monkeypat
     roles = {f["path"]: f["role"] for f in manifest["files"]}
     assert all(roles[f"reports/{b}/plots/{name}.json"] == "reports" for name in BATCH_PLOTS)
     write_manifest(b, root, manifest)
+    if not (root / rep / "evidence.pdf").is_file():  # the fixture has no rendered PDF: a stand-in
+        (root / rep / "evidence.pdf").write_bytes(b"%PDF-1.7 stand-in")
     write_sidecar(b, root)
+    sign(b, root, key=load_private_key(env={"TRU_SIGNING_KEY": TEST_SIGNING_KEY}))  # as the flows do
     assert verify(b, root) == []
     plot = root / rep / "plots" / "recall.json"
     plot.write_text(plot.read_text().replace("0.0517", "0.0101"))
