@@ -16,7 +16,7 @@ export MPLCONFIGDIR := $(CURDIR)/.mplconfig
 export SOURCE_DATE_EPOCH ?= 1767225600
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run serve test lint bench docs docs-serve venv key clean-venv
+.PHONY: run serve portal test lint bench docs docs-serve venv key clean-venv
 
 venv: $(STAMP)
 
@@ -44,6 +44,13 @@ run: $(STAMP) key
 CRON ?= 0 2 * * *
 serve: $(STAMP) key
 	$(BIN)/tru serve --local-server --cron "$(CRON)"
+
+# The evidence portal for a data-protection officer, read-only, on http://127.0.0.1:8300; Ctrl-C stops it.
+# Beyond this machine (PORTAL_HOST=0.0.0.0) it needs $$TRU_PORTAL_TOKEN (docs/audits.md, "The evidence portal").
+PORTAL_HOST ?= 127.0.0.1
+PORTAL_PORT ?= 8300
+portal: $(STAMP)
+	$(BIN)/tru portal --host $(PORTAL_HOST) --port $(PORTAL_PORT)
 
 # The pseudonymisation key and the evidence signing key: $$TRU_PSEUDONYM_KEY and $$TRU_SIGNING_KEY in
 # production; local git-ignored files otherwise.

@@ -28,6 +28,7 @@ on a schedule: `tru serve` / `make serve` (flows/deployments.py).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -52,6 +53,7 @@ from tru.config import load_params
 from tru.dvcio import dvc_add, dvc_commit
 from tru.errors import AuditGateFailed, TruError
 from tru.io import read_json
+from tru.portal import DEFAULT_PORT
 from tru.requests.ledger import read_ledger
 from tru.runlock import RunLocked, run_lock
 
@@ -443,12 +445,16 @@ def _artifacts(batch_id: str, ingested: dict | None, done: list[str], skipped: l
             f"`{nightly.REVIEW_COMMAND.format(batch=batch_id)}` (an exact retrain of the batch)."
         )
     if pdf.is_file():
-        lines.append(f"\nEvidence PDF: `{pdf}`")
+        # a browser refuses file:// links from the UI: the link goes to the evidence portal
+        # (`tru portal` / `make portal`; TRU_PORTAL_URL where it runs elsewhere), which serves the
+        # PDF with its verification badge
+        portal = os.environ.get("TRU_PORTAL_URL", f"http://127.0.0.1:{DEFAULT_PORT}").rstrip("/")
+        lines.append(f"\nEvidence PDF: `{pdf}`; in the evidence portal: {portal}/batches/{batch_id}")
         create_link_artifact(
-            pdf.resolve().as_uri(),
-            link_text=f"evidence.pdf of {batch_id}",
+            f"{portal}/batches/{batch_id}/evidence.pdf",
+            link_text=f"evidence.pdf of {batch_id} (evidence portal)",
             key="evidence-pdf",
-            description="the compliance evidence of the batch",
+            description="the compliance evidence of the batch, served by `tru portal`",
         )
     create_markdown_artifact("\n".join(lines), key="erasure-summary", description=f"batch {batch_id}")
     return {

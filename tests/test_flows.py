@@ -125,7 +125,8 @@ def test_flow_erases_the_inbox_and_records_it_in_dvc(repo, harness, monkeypatch)
     assert "PASS" in arts["erasure-summary"].data and b in arts["erasure-summary"].data
     assert "| mia_balanced_accuracy |" in arts["erasure-summary"].data
     assert "not judged: too few pairs" in arts["erasure-summary"].data  # a tiny batch: the reason, in the UI
-    assert arts["evidence-pdf"].data.endswith(f"reports/{b}/evidence.pdf)")  # a markdown link to the file
+    # a link a browser follows: the evidence portal's URL of the PDF, never file://
+    assert arts["evidence-pdf"].data.endswith(f"http://127.0.0.1:8300/batches/{b}/evidence.pdf)")
     assert "forget recall@20" in arts["erasure-metrics"].data
     # the lineage: pushed to the DVC remote and committed in git, nothing of the batch left over
     assert out["lineage"]["pushed"] > 0 and out["lineage"]["commit"] and out["lineage"]["notes"] == []

@@ -1,5 +1,6 @@
 """Running the pipeline: `nightly` (the erasure flow once), `serve` (its schedule), `status`,
-`demo-requests`. These start Prefect flows: the CLI is the one floor above the orchestration."""
+`demo-requests`. These start Prefect flows: the CLI is the one floor above the orchestration.
+And `portal`, the read-only evidence web page (tru/portal/)."""
 
 from __future__ import annotations
 
@@ -206,6 +207,40 @@ def serve(
                 err=True,
             )
         serve_deployment(cron=cron, timezone=timezone, params_path=str(params), runner=runner)
+
+
+@app.command(rich_help_panel=PANEL)
+@stage
+def portal(
+    host: str = typer.Option(
+        "127.0.0.1", help="where to listen; anything but a loopback address needs $TRU_PORTAL_TOKEN"
+    ),
+    port: int = typer.Option(8300, help="the port"),
+    key: Path | None = typer.Option(
+        None, "--key", help="the operator's public key (PEM) the badges trust, instead of the one reports/keys/ holds"
+    ),
+    root_path: str = typer.Option(
+        "", "--root-path", help="the path prefix a reverse proxy serves the portal under (e.g. /evidence)"
+    ),
+) -> None:
+    """The evidence portal, a read-only web page over this checkout for a data-protection
+    officer: look a request up by its id (or a file of ids), see its status, batch, dates,
+    verdict and checks, download the batch's evidence PDF and the person's certificate, and a
+    badge per batch that says whether its evidence still matches what was signed (checked on
+    every page load).
+
+    Listens on 127.0.0.1 by default. With $TRU_PORTAL_TOKEN set, every page asks for it (HTTP
+    basic auth: any user name, the token as the password; or `Authorization: Bearer`); beyond
+    a loopback address it refuses to start without one (exit status 2). Request ids travel in
+    form bodies only, never in a URL or a log line."""
+    from tru.portal import access
+    from tru.portal.app import serve as serve_portal
+
+    token = access.portal_token()
+    access.check_binding(host, token)
+    where = "any user name, the token from $TRU_PORTAL_TOKEN" if token else "no token: this machine only"
+    typer.echo(f"evidence portal on http://{host}:{port}{root_path} ({where}); Ctrl-C stops it")
+    serve_portal(Path("."), host, port, token, key, root_path)
 
 
 @app.command(rich_help_panel=PANEL)
