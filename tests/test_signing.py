@@ -143,3 +143,42 @@ def test_the_key_comes_from_the_environment_or_a_file_and_bad_keys_are_one_line(
         signing.load_private_key(env={"TRU_SIGNING_KEY": "short"})
     with pytest.raises(ConfigError, match=r"no evidence signing key: \$TRU_SIGNING_KEY is not set"):
         signing.load_private_key(tmp_path / "absent", env={})
+
+
+def record_signing_key(root: Path, fp: str) -> None:
+    """What ingest does when a signing key is configured: the ledger's metadata names it."""
+    import pyarrow.parquet as pq
+
+    from tru.requests.ledger import META_KEY, requests_path
+
+    path = requests_path(root / "data" / "ledger", B)
+    table = pq.read_table(path)
+    meta = dict(table.schema.metadata or {})
+    body = json.loads(meta.get(META_KEY, b"{}"))
+    meta[META_KEY] = json.dumps({**body, "signing_key": fp}, sort_keys=True).encode()
+    pq.write_table(table.replace_schema_metadata(meta), path)
+
+
+def test_the_ledger_names_the_key_and_another_key_is_refused(copy):
+    """Ingest records the signing key's fingerprint in the ledger (the PDF names it): a
+    statement signed by any other key is named by verify, and `sign` refuses another key."""
+    from tru.evidence import collect, render_html
+
+    fp = signing.fingerprint(KEY.public_key())
+    record_signing_key(copy, fp)
+    assert signing.recorded_fingerprint(B, copy) == fp
+    html = render_html(collect(B, copy))
+    assert f'<tr><th>signing key</th><td><code class="hash">{fp}</code>' in html
+    other = signing.load_private_key(env={"TRU_SIGNING_KEY": "77" * 32})
+    with pytest.raises(ConfigError, match=f"is not the one batch {B}'s ledger recorded at ingest"):
+        signing.sign(B, copy, key=other)
+    # a forger who re-signs without tru's check: verify names the key the ledger expected
+    body = signing.statement(B, signing.fingerprint(other.public_key()), copy)
+    signing.statement_path(B, copy).write_bytes(body)
+    signing.signature_path(B, copy).write_bytes(other.sign(body))
+    from cryptography.hazmat.primitives import serialization
+
+    pem = other.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    signing.public_key_path(signing.fingerprint(other.public_key()), copy).write_bytes(pem)
+    problems = verify(B, copy)  # the signature itself checks out: only the ledger's record tells
+    assert any(f"but the batch's ledger recorded key {fp[:16]}…" in p for p in problems), problems

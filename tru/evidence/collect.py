@@ -19,7 +19,7 @@ import yaml
 
 from tru import paths
 from tru.errors import DataError
-from tru.evidence import layout
+from tru.evidence import layout, signing
 from tru.evidence.lineage import dvc_stages, repro_stages
 from tru.evidence.manifest import build_manifest
 from tru.requests.ledger import (
@@ -129,6 +129,8 @@ def collect(batch_id: str, root: str | Path = Path("."), batches_file: str | Pat
         "request_counts": counts,
         "manifest": manifest,
         "code_digest": manifest["code_digest"],
+        # the key that signs this evidence after it is rendered, as the ledger recorded it at ingest
+        "signing_key": signing.recorded_fingerprint(batch_id, root),
         "dvc_stages": stages,
         "repro_stages": repro_stages(stages),
         "params": _params(stages, root),

@@ -489,6 +489,7 @@ def manifest(ev: dict) -> dict:
         "total_bytes": sum(f["bytes"] for f in man["files"]),
         "code_digest": man["code_digest"],
         "renderer": man.get("renderer"),  # absent from manifests made before it was recorded
+        "signing_key": ev.get("signing_key"),
         "stages": man["dvc_lock"],
         "paths": ev["paths"],
         "base_model": man.get("base_model"),

@@ -33,6 +33,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from tru import paths
 from tru.errors import ConfigError, DataError
 from tru.evidence import layout
 from tru.io import atomic_path, read_json, sha256_file
@@ -65,6 +66,26 @@ def load_private_key(path: str | Path | None = None, env: Mapping[str, str] | No
     if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
         raise ConfigError(f"the evidence signing key in {where} is not 64 hex digits; {_HOW}")
     return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(text))
+
+
+def configured_fingerprint() -> str | None:
+    """The fingerprint of the signing key this machine is configured with; None without one.
+    Ingest records it in the batch's ledger, so the evidence PDF (rendered before it is signed)
+    can name the key that signs it, and `check` can tell a statement signed by another key."""
+    try:
+        return fingerprint(load_private_key().public_key())
+    except ConfigError:
+        return None
+
+
+def recorded_fingerprint(batch_id: str, root: str | Path = ".") -> str | None:
+    """The signing key's fingerprint the batch's ledger recorded at ingest; None when none was."""
+    from tru.requests.ledger import batch_metadata, requests_path  # why: pyarrow, for this lookup only
+
+    ledger = Path(root) / paths.LEDGER
+    if not requests_path(ledger, batch_id).is_file():
+        return None
+    return batch_metadata(ledger, batch_id).get("signing_key")
 
 
 def _raw_public(public_key) -> bytes:
@@ -126,6 +147,12 @@ def sign(batch_id: str, root: str | Path = ".", key=None) -> dict:
     key = key if key is not None else load_private_key(root / KEY_FILE)
     public = key.public_key()
     fp = fingerprint(public)
+    recorded = recorded_fingerprint(batch_id, root)
+    if recorded is not None and recorded != fp:
+        raise ConfigError(
+            f"the signing key {fp[:16]}… is not the one batch {batch_id}'s ledger recorded at ingest "
+            f"({recorded[:16]}…), which its evidence names: sign with that key ($TRU_SIGNING_KEY or {KEY_FILE})"
+        )
     body = statement(batch_id, fp, root)
     pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     outputs = {
@@ -181,6 +208,12 @@ def check(batch_id: str, root: str | Path = ".", trusted_key: str | Path | None 
         return fp, [f"{key_file}: the public key of fingerprint {fp[:16]}… is missing"]
     public = _load_public(key_file)
     problems = []
+    recorded = recorded_fingerprint(batch_id, root)
+    if recorded is not None and recorded != fp:
+        problems.append(
+            f"{rel}/{layout.STATEMENT}: signed by key {fp[:16]}…, but the batch's ledger recorded key "
+            f"{recorded[:16]}… when it was ingested"
+        )
     if fingerprint(public) != fp:
         problems.append(f"{key_file}: a key of fingerprint {fingerprint(public)[:16]}…, the statement names {fp[:16]}…")
     try:

@@ -374,6 +374,7 @@ def _ingest(
     key: bytes,
     chunk_rows: int = CHUNK_ROWS,
     schema: _LazySchema | None = None,
+    signing_key: str | None = None,
 ) -> dict:
     """Validate every row of `paths` and write the batch's ledger file; returns a summary
     (`ledger` None, and no file written, when the files hold no row at all). Streams: memory
@@ -413,7 +414,9 @@ def _ingest(
         for inp in inputs:
             inp["rows"] = rows_in.get(inp["name"], 0)
         if writer is not None:
-            path = writer.close(inputs, dataset=catalog.dataset, pseudonym_key=key_fingerprint(key))
+            path = writer.close(
+                inputs, dataset=catalog.dataset, pseudonym_key=key_fingerprint(key), signing_key=signing_key
+            )
     finally:
         if writer is not None:
             writer.abort()  # a no-op once closed
@@ -476,9 +479,11 @@ def ingest_batch(
     now: datetime | None = None,
     chunk_rows: int = CHUNK_ROWS,
     quarantine_dir: str | Path | None = None,
+    signing_key: str | None = None,
 ) -> dict:
     """Take every pending inbox file as one batch (id from `now`, UTC): validate, record
-    one status per row in the ledger, then archive the files under the batch.
+    one status per row in the ledger, then archive the files under the batch. `signing_key`:
+    the fingerprint of the key that will sign the batch's evidence, recorded in the ledger.
 
     With `quarantine_dir` (what `tru ingest` and the nightly flow pass), a file that cannot be
     read, a symlink, a folder, and, when the batch holds no row at all, its empty files go to
@@ -533,7 +538,7 @@ def ingest_batch(
     summary = None
     while files:
         try:
-            summary = _ingest(files, batch_id, ledger_dir, catalog, key, chunk_rows, schema)
+            summary = _ingest(files, batch_id, ledger_dir, catalog, key, chunk_rows, schema, signing_key)
             break
         except UnreadableFile as err:
             bad = next((f for f in files if f.name == err.path.name), None)

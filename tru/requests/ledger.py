@@ -152,15 +152,24 @@ class LedgerWriter:
             self._writer.write_table(table)
             self.rows += table.num_rows
 
-    def close(self, inputs: list[dict], dataset: dict | None = None, pseudonym_key: str | None = None) -> Path:
+    def close(
+        self,
+        inputs: list[dict],
+        dataset: dict | None = None,
+        pseudonym_key: str | None = None,
+        signing_key: str | None = None,
+    ) -> Path:
         """Finish the file and move it into place; `inputs`, `dataset` (`dataset_identity` of
-        the split the ids were resolved against, when known) and `pseudonym_key` (the key's
-        fingerprint, tru.requests.pseudonym.key_fingerprint) go into its metadata."""
+        the split the ids were resolved against, when known), `pseudonym_key` (the key's
+        fingerprint, tru.requests.pseudonym.key_fingerprint) and `signing_key` (the fingerprint
+        of the key that will sign the batch's evidence, tru.evidence.signing) go into its metadata."""
         meta = {"batch_id": self.batch_id, "inputs": inputs, "rows": self.rows}
         if dataset:
             meta["dataset"] = dataset
         if pseudonym_key:
             meta["pseudonym_key"] = pseudonym_key
+        if signing_key:
+            meta["signing_key"] = signing_key
         self._writer.add_key_value_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
         self._writer.close()
         written = pq.read_metadata(self._tmp).num_rows

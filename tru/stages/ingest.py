@@ -12,6 +12,7 @@ from pathlib import Path
 from tru import batches, paths
 from tru.config import Params
 from tru.errors import ConfigError, DataError
+from tru.evidence import signing
 from tru.requests.catalog import Catalog
 from tru.requests.inbox import copy_into_inbox, pending_files, quarantine_dir_for
 from tru.requests.ingest import ingest_batch
@@ -78,7 +79,14 @@ def ingest_stage(
         check_dataset_unchanged(catalog, batches_file)
         check_key_unchanged(key, batches_file)
     summary = ingest_batch(
-        inbox, paths.ARCHIVE, paths.LEDGER, catalog, key, now=now, quarantine_dir=quarantine_dir_for(inbox)
+        inbox,
+        paths.ARCHIVE,
+        paths.LEDGER,
+        catalog,
+        key,
+        now=now,
+        quarantine_dir=quarantine_dir_for(inbox),
+        signing_key=signing.configured_fingerprint(),
     )
     if copied:
         summary["copied"] = copied
