@@ -20,11 +20,17 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 venv: $(STAMP)
 
-# torch first and pinned: an open range would pull a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# The locked environment (docs/operations.md, "Environment"): every package `.[test,docs]` needs,
+# pinned with == and the sha256 of its files in requirements.lock (made by tools/lock.sh), so a
+# clone installs the same versions, and a file whose hash differs fails the install. torch is the
+# local CPU build, torch==2.13.0+cpu (PyPI's torch 2.13.0 is a multi-GB CUDA build). Then the
+# project itself, editable, with nothing more: --no-deps, and the locked setuptools as its build backend.
+LOCK := requirements.lock
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,docs]'
+	$(PIP_INSTALL) --require-hashes -r $(LOCK)
+	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 # The base pipeline through DVC, then the deletion batch through the Prefect flow

@@ -139,7 +139,7 @@ def build_manifest(batch_id: str, root: str | Path = Path("."), batches_file: st
         "base_model": base_model,
         "code_digest": code_digest(),
         # what shapes the PDF's bytes besides its inputs (tru/evidence/renderer.py)
-        "renderer": renderer.renderer_info(),
+        "renderer": renderer.renderer_info(root),
         "files": files,
         "dvc_lock": stages,
     }

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from importlib import metadata, resources
+from pathlib import Path
 
 SUBSETTING = "fontTools (pinned: the same bytes with or without libharfbuzz-subset)"
 PACKAGES = ("weasyprint", "pydyf", "fonttools", "tinycss2", "cssselect2")
@@ -85,11 +86,17 @@ def _revision(file: str) -> str | None:
         return None
 
 
-def renderer_info() -> dict:
+LOCK_FILE = "requirements.lock"  # the hash-locked environment the Makefile installs (tools/lock.sh)
+
+
+def renderer_info(root: str | Path = ".") -> dict:
     """The manifest's `renderer` entry: package versions, the subsetting path, the fonts of
-    the stylesheet's families."""
+    the stylesheet's families, and the sha256 of the environment's lock file at `root` (None
+    without one): the lock pins every package, these versions say which were installed."""
+    lock = Path(root) / LOCK_FILE
     return {
         "packages": {p: _version(p) for p in PACKAGES},
         "font_subsetting": SUBSETTING,
         "fonts": font_files(stylesheet_fonts()),
+        "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else None,
     }
