@@ -10,11 +10,11 @@ from conftest import ROOT
 
 import tru.bench.grid.run as grid_run
 from tru.bench.grid.claims import claim_check
+from tru.bench.grid.methods import REFERENCE
 from tru.bench.grid.report import report_markdown, summarise
 from tru.bench.grid.spec import (
     COLUMNS,
     KEY,
-    REFERENCE,
     DatasetSpec,
     cell_matches,
     load_grid,

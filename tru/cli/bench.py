@@ -8,26 +8,12 @@ from pathlib import Path
 import typer
 
 from tru import paths
+from tru.bench.grid.methods import UNLEARN_METHODS
 from tru.cli.common import ParamsOpt, comma_list, load, print_json, stage
 from tru.errors import TruError
 
 app = typer.Typer(help="Benchmarks (results under reports/bench/).", no_args_is_help=True)
 
-# every erasure method and ablation (as tru.bench.grid.spec.METHOD_ORDER, whose import loads torch: too slow for --help)
-UNLEARN_METHODS = (
-    "retrain",
-    "ultrare",
-    "reverse_repair",
-    "gradient_ascent",
-    "multidelete",
-    "scalegun",
-    "tru",
-    "tru_no_gate",
-    "tru_no_scaling",
-    "tru_no_selection",
-    "tru_no_exact",
-    "reverse_repair_no_exact",
-)
 RunnerOpt = typer.Option(
     "none",
     help="none: cells one after another; thread or dask: cells as Prefect tasks on "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tru.bench.grid.spec import METHOD_ORDER, REFERENCE
+from tru.bench.grid.methods import METHOD_ORDER, REFERENCE
 
 
 def _settings(s) -> list[tuple]:

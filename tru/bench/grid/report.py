@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from tru.bench.grid.claims import claim_markdown
+from tru.bench.grid.methods import METHOD_ORDER, REFERENCE
 from tru.bench.grid.plots import plot_frontier, plot_time
-from tru.bench.grid.spec import COLUMNS, LABELS, METHOD_ORDER, REFERENCE, Grid
+from tru.bench.grid.spec import COLUMNS, LABELS, Grid
 
 
 def summarise(rows: list[dict]) -> pd.DataFrame:

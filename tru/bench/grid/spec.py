@@ -11,13 +11,13 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tru import paths
+from tru.bench.grid.methods import REFERENCE
 from tru.bench.store import ResultsStore
 from tru.bench.unlearn import REGIMES, VARIANTS
 from tru.config import Section, TrainParams
 from tru.errors import ConfigError
 
 KEY = ("dataset", "backbone", "regime", "seed", "method")
-REFERENCE = ("original", "popularity")  # measured in every setting; not erasure methods
 COLUMNS = KEY + (
     "retain_recall@20",
     "retain_ndcg@20",
@@ -36,22 +36,6 @@ COLUMNS = KEY + (
     "train_interactions",
 )
 
-METHOD_ORDER = [
-    "original",
-    "popularity",
-    "retrain",
-    "ultrare",
-    "reverse_repair",
-    "gradient_ascent",
-    "multidelete",
-    "scalegun",
-    "tru",
-    "tru_no_gate",
-    "tru_no_scaling",
-    "tru_no_selection",
-    "tru_no_exact",
-    "reverse_repair_no_exact",
-]
 LABELS = {
     "original": "Original",
     "popularity": "Popularity (no user data)",

@@ -1,0 +1,24 @@
+"""The grid's methods, in the order its tables and plots show them. A module of its own, with
+no imports: `tru bench --help` lists the erasure methods from it without loading torch."""
+
+from __future__ import annotations
+
+REFERENCE = ("original", "popularity")  # measured in every setting; not erasure methods
+METHOD_ORDER = [
+    "original",
+    "popularity",
+    "retrain",
+    "ultrare",
+    "reverse_repair",
+    "gradient_ascent",
+    "multidelete",
+    "scalegun",
+    "tru",
+    "tru_no_gate",
+    "tru_no_scaling",
+    "tru_no_selection",
+    "tru_no_exact",
+    "reverse_repair_no_exact",
+]
+# every erasure method and ablation: what `tru bench unlearn --methods` runs by default
+UNLEARN_METHODS = tuple(m for m in METHOD_ORDER if m not in REFERENCE)
