@@ -4,7 +4,8 @@ between writing a batch's ledger file and archiving its inputs is finished here,
 twice.
 
 What the inbox holds, and what becomes of it:
-- regular files (not dotfiles, not partial uploads): request files, taken as one batch;
+- regular files (not dotfiles, not partial uploads): request files, taken as one batch (a file
+  named `backdoors*` is a backdoor declaration of that batch, `tru.requests.backdoors`);
 - dotfiles: ignored (hidden; also this module's own temporary copies);
 - partial uploads (`*.part`, `*.tmp`, ... PARTIAL_SUFFIXES): left where they are, with a
   warning, until they are renamed;
@@ -147,11 +148,13 @@ def quarantine(path: str | Path, quarantine_dir: str | Path, why: str) -> Path |
     return dst
 
 
-def copy_into_inbox(src: str | Path, inbox_dir: str | Path) -> Path:
-    """Copy the request file `src` into the inbox, never overwriting: a pending file of the same
-    name makes the copy `<stem>-2<suffix>` (then -3, ...). The copy appears whole, under its
-    final name, in one step. Returns its path; an unreadable `src` raises DataError."""
+def copy_into_inbox(src: str | Path, inbox_dir: str | Path, name: str | None = None) -> Path:
+    """Copy the request file `src` into the inbox as `name` (default: its own name), never
+    overwriting: a pending file of the same name makes the copy `<stem>-2<suffix>` (then -3,
+    ...). The copy appears whole, under its final name, in one step. Returns its path; an
+    unreadable `src` raises DataError."""
     src, inbox_dir = Path(src), Path(inbox_dir)
+    name = name or src.name
     inbox_dir.mkdir(parents=True, exist_ok=True)
     tmp = inbox_dir / f".{src.name}.copying-{os.getpid()}"  # a dotfile: never taken as input
     try:
@@ -162,7 +165,7 @@ def copy_into_inbox(src: str | Path, inbox_dir: str | Path) -> Path:
         raise DataError(f"{src}: cannot be copied into the inbox ({err.strerror or err.__class__.__name__})") from None
     try:
         while True:
-            dst = unique_path(inbox_dir, src.name)
+            dst = unique_path(inbox_dir, name)
             try:
                 os.link(tmp, dst)  # fails if dst appeared meanwhile: never overwrites
                 break

@@ -38,10 +38,18 @@ characters is stored truncated (its first 2000 characters and `…`), and a row 
 rejected says so in its `reason`.
 A request_id first seen on a rejected row may be sent again (corrected) and is then judged
 on its own.
+
+Backdoor declarations (inbox files named `backdoors*`, `tru.requests.backdoors`) are read
+first, whole: their fake_user rows join the batch as user requests after the request files'
+rows (judged by the rules above), and their trigger and target items go to
+`<ledger_dir>/<batch_id>/backdoors.json`, written after every file was read and before the
+ledger file (whose metadata marks the declaration inputs, so a stale backdoors.json of a
+crashed run is never taken for the batch's).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import Counter, defaultdict
@@ -59,6 +67,13 @@ import pyarrow.parquet as pq
 
 from tru.errors import DataError
 from tru.io import sha256_file
+from tru.requests.backdoors import (
+    Declarations,
+    backdoors_path,
+    check_declaration,
+    is_declaration,
+    write_backdoors,
+)
 from tru.requests.catalog import Catalog
 from tru.requests.checks import SchemaValidator, clean_values, kind_rules
 from tru.requests.inbox import finish_interrupted_moves, pending_files, quarantine, refused_entries, take_inbox
@@ -340,7 +355,10 @@ def _check_paths(paths: Sequence[str | Path]) -> list[Path]:
     for p in files:
         if not p.is_file():
             raise DataError(f"{p}: input file not found")
-        reader_for(p)  # unsupported type: UnreadableFile before reading anything
+        if is_declaration(p):
+            check_declaration(p, open_it=False)
+        else:
+            reader_for(p)  # unsupported type: UnreadableFile before reading anything
     return files
 
 
@@ -386,17 +404,27 @@ def _ingest(
     inputs: list[dict[str, Any]] = []
     for p in paths:
         try:
-            inputs.append({"name": p.name, "sha256": sha256_file(p)})
+            inputs.append(
+                {"name": p.name, "sha256": sha256_file(p)} | ({"backdoors": True} if is_declaration(p) else {})
+            )
         except OSError as err:
             raise UnreadableFile(p, f"cannot be read ({err.strerror or err.__class__.__name__})") from None
     state = _State.load(ledger_dir, batch_id, key)
     schema = schema if schema is not None else _LazySchema()
-    rows_in: dict[str, int] = {}
+    declared = [p for p in paths if is_declaration(p)]
+    decl = Declarations.read(declared, catalog, state.erased_items) if declared else None
+    rows_in: dict[str, int] = dict(decl.rows_per_file()) if decl is not None else {}
+    chunks = read_chunks([p for p in paths if not is_declaration(p)], chunk_rows, rows_in)
+    tagged = itertools.chain(
+        ((False, c) for c in chunks), ((True, c) for c in (decl.frames(batch_id, chunk_rows) if decl else ()))
+    )
+    fake_user_statuses: Counter[str] = Counter()
     proc = None
     writer = None
     path = None
+    record_path = None
     try:
-        for chunk in read_chunks(paths, chunk_rows, rows_in):
+        for from_declaration, chunk in tagged:
             if not len(chunk):
                 continue
             if proc is None:
@@ -406,6 +434,8 @@ def _ingest(
             table = proc.process(chunk)
             if table.num_rows != len(chunk):
                 raise RuntimeError(f"ingest lost rows in a chunk: {len(chunk)} read, {table.num_rows} statuses")
+            if from_declaration:
+                fake_user_statuses.update(table.column("status").to_pylist())
             writer.write(table)
         total = sum(rows_in.values())
         written = writer.rows if writer is not None else 0
@@ -414,10 +444,17 @@ def _ingest(
         for inp in inputs:
             inp["rows"] = rows_in.get(inp["name"], 0)
         if writer is not None:
+            # a stale record of a crashed run with this batch id goes; the new one precedes the ledger file
+            backdoors_path(ledger_dir, batch_id).unlink(missing_ok=True)
+            if decl is not None:
+                record = decl.record(batch_id, fake_user_statuses)
+                record_path = write_backdoors(ledger_dir, batch_id, record)
             path = writer.close(
                 inputs, dataset=catalog.dataset, pseudonym_key=key_fingerprint(key), signing_key=signing_key
             )
     finally:
+        if writer is not None and path is None and record_path is not None:
+            record_path.unlink(missing_ok=True)  # no ledger file, no record
         if writer is not None:
             writer.abort()  # a no-op once closed
     counts = proc.counts if proc is not None else Counter()
@@ -428,7 +465,7 @@ def _ingest(
     by_kind: dict[str, dict[str, int]] = {}
     for (k, s), v in sorted(counts.items()):
         by_kind.setdefault(k, {st: 0 for st in INGEST_STATUSES})[s] = v
-    return {
+    summary = {
         "batch_id": batch_id,
         "files": [{"name": i["name"], "rows": i["rows"], "sha256": i["sha256"]} for i in inputs],
         "rows": total,
@@ -437,6 +474,35 @@ def _ingest(
         "ledger": str(path) if path is not None else None,
         "ledger_sha256": sha256_file(path) if path is not None else None,
     }
+    if record_path is not None and path is not None:
+        _log_declaration(record)
+        summary["backdoors"] = {
+            "path": str(record_path),
+            "fake_users": record["counts"]["fake_user"],
+            "targets": len(record["targets"]),
+            "triggers": len(record["triggers"]),
+            "rejected": len(record["rejected"]),
+        }
+    return summary
+
+
+def _log_declaration(record: dict) -> None:
+    """A warning per rejected declaration row (a person fixes them), a line of counts."""
+    for r in record["rejected"]:
+        log.warning("%s line %d: %s; declaration row rejected", r["file"], r["line"], r["reason"])
+    fake = record["counts"]["fake_user"]
+    log.info(
+        "backdoors of %s: fake accounts %s; %d target(s), %d trigger(s); %d row(s) rejected",
+        record["batch_id"],
+        ", ".join(f"{k} {v}" for k, v in fake.items()),
+        len(record["targets"]),
+        len(record["triggers"]),
+        len(record["rejected"]),
+    )
+    if fake[REJECTED]:
+        log.warning(
+            "backdoors of %s: %d fake_user row(s) rejected (reasons in the ledger)", record["batch_id"], fake[REJECTED]
+        )
 
 
 def ingest_files(
@@ -494,7 +560,9 @@ def ingest_batch(
     Returns a summary: batch_id, files (name, rows, sha256), rows, by_status, by_kind
     (kind -> status -> count; `invalid` for rows without a valid kind), ledger path and hash,
     archived, recovered (moves finished for an interrupted batch), quarantined (name, reason,
-    path: None when it could not be moved) and skipped (name, reason: left in the inbox).
+    path: None when it could not be moved) and skipped (name, reason: left in the inbox);
+    with a backdoor declaration also backdoors (path of backdoors.json, fake_users: status ->
+    rows, targets, triggers, rejected: counts).
     An inbox without a single request row creates no batch: batch_id None."""
     inbox_dir, batches_dir, ledger_dir = Path(inbox_dir), Path(batches_dir), Path(ledger_dir)
     recovered = finish_interrupted_moves(inbox_dir, batches_dir, ledger_dir)
@@ -530,7 +598,7 @@ def ingest_batch(
     if folder is not None:
         for f in list(files):
             try:
-                check_file(f)
+                check_declaration(f) if is_declaration(f) else check_file(f)
             except UnreadableFile as err:
                 refuse(f, err.why)
                 files.remove(f)
@@ -547,8 +615,13 @@ def ingest_batch(
             refuse(bad, err.why)
             files.remove(bad)
     if summary is None or summary["ledger"] is None:
-        why = "holds no requests (a batch needs at least one row; none was created)"
         for f in files:
+            why = (
+                "declares no fake account and came without requests: no batch was created "
+                "(drop a declaration into the inbox with the batch it belongs to)"
+                if is_declaration(f)
+                else "holds no requests (a batch needs at least one row; none was created)"
+            )
             if folder is not None:
                 refuse(f, why)
             else:

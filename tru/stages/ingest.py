@@ -13,6 +13,7 @@ from tru import batches, paths
 from tru.config import Params
 from tru.errors import ConfigError, DataError
 from tru.evidence import signing
+from tru.requests.backdoors import declaration_name
 from tru.requests.catalog import Catalog
 from tru.requests.inbox import copy_into_inbox, pending_files, quarantine_dir_for
 from tru.requests.ingest import ingest_batch
@@ -29,6 +30,7 @@ def ingest_stage(
     now=None,
     batches_file: str | Path | None = None,
     split_dir: str | Path = paths.SPLIT,
+    backdoors: Sequence[str | Path] | None = None,
 ) -> dict:
     """Take the pending inbox files (or the given `files`, copied into the inbox first) as one
     batch: validate every row, write the batch's ledger, archive the inputs, register the batch.
@@ -41,16 +43,19 @@ def ingest_stage(
     anything is copied. Files that cannot be read, symlinks and folders go to
     `<inbox>/../quarantine/<batch id>/` with a reason file and a warning, and the rest is
     ingested. An inbox without a request row creates no batch (batch_id None).
-    Returns ingest's summary (batch id, rows, statuses, quarantined, skipped).
+    `backdoors`: backdoor declarations (tru.requests.backdoors), copied into the inbox as
+    `backdoors-<name>` (their own name when it starts with `backdoors`), as `files` are.
+    Returns ingest's summary (batch id, rows, statuses, quarantined, skipped, backdoors).
     """
     now = datetime.now(UTC) if now is None else parse_batch_time(now) if isinstance(now, str) else now
     inbox = Path(inbox or paths.INBOX)
     batches_file = Path(batches_file or paths.BATCHES_FILE)
     key = load_key()
     copied: dict[str, str] = {}
-    if files:
-        given = [Path(f) for f in files]
-        for f in given:  # all of them before copying any
+    given = [(Path(f), Path(f).name) for f in files or ()]
+    given += [(Path(f), declaration_name(Path(f).name)) for f in backdoors or ()]
+    if given:
+        for f, name in given:  # all of them before copying any
             if not f.is_file():
                 raise DataError(f"{f}: {'not a regular file' if f.exists() else 'no such file'}; nothing copied")
             try:
@@ -60,13 +65,18 @@ def ingest_stage(
                 raise DataError(
                     f"{f}: cannot be read ({err.strerror or err.__class__.__name__}); nothing copied"
                 ) from None
-        for f in given:
-            if inbox.is_dir() and os.path.samefile(f.parent, inbox) and not f.is_symlink():
+            if name != f.name and _pending(f, inbox):
+                raise DataError(
+                    f"{f}: a backdoor declaration in the inbox under a request file's name; rename it {name} "
+                    "(declarations are named backdoors*); nothing copied"
+                )
+        for f, name in given:
+            if _pending(f, inbox):
                 copied[str(f)] = f.name  # already pending: copying it would ingest it twice
                 continue
-            dst = copy_into_inbox(f, inbox)
+            dst = copy_into_inbox(f, inbox, name)
             copied[str(f)] = dst.name
-            if dst.name != f.name:
+            if dst.name != name:
                 log.warning("%s: the inbox already holds a file of that name; copied as %s", f, dst.name)
     if pending_files(inbox):
         batches.check_ready_for_next(batches_file)
@@ -95,6 +105,11 @@ def ingest_stage(
             summary["batch_id"], batches_file, model_of=batches.promoted_model, method=params.unlearn.method
         )
     return summary
+
+
+def _pending(f: Path, inbox: Path) -> bool:
+    """Whether the given file is itself waiting in the inbox."""
+    return inbox.is_dir() and os.path.samefile(f.parent, inbox) and not f.is_symlink()
 
 
 def check_dataset_unchanged(catalog: Catalog, batches_file: Path) -> None:
