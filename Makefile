@@ -85,7 +85,7 @@ bench: $(STAMP)
 	$(BIN)/tru bench ingest
 	$(BIN)/tru bench unlearn
 	$(BIN)/tru bench audit
-	$(BIN)/tru bench mia-null
+	$(BIN)/tru bench gate --backbones mgcn
 	$(BIN)/tru bench nightly
 
 # The documentation site (mkdocs.yml, docs/): strict, so a broken link or reference fails the

@@ -9,6 +9,6 @@ figures are recorded, not asserted.
 - unlearn: deletions per regime erased per method (`tru bench unlearn`); the deletion and
   erasure steps the audit benchmark and the grid share
 - audit: membership and backdoor audits after a user-level deletion (`tru bench audit`)
-- mia_null: the membership gate's calibration on chance alone (`tru bench mia-null`)
+- gate: the audit gate's false alarms and misses (`tru bench gate`)
 - grid: the paper's comparison as one resumable grid (`tru bench grid`)
 """

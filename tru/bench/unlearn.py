@@ -108,11 +108,20 @@ def regime_context(
         train=keep(prior.train),
         valid=keep(prior.valid),
         test=keep(prior.test),
+        shadow=keep(prior.shadow),
         deleted_users=users,
         deleted_items=items,
     )
     return UnlearnContext(
-        base=base, prior=prior, data=data, forget=forget, heldout=heldout, new_users=users, new_items=items, seed=seed
+        base=base,
+        prior=prior,
+        data=data,
+        forget=forget,
+        heldout=heldout,
+        heldout_shadow=prior.shadow[hit(prior.shadow)],
+        new_users=users,
+        new_items=items,
+        seed=seed,
     )
 
 

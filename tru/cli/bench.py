@@ -128,24 +128,32 @@ def bench_audit_cmd(
     bench_audit(load(params), out, [int(x) for x in comma_list(seeds)], comma_list(methods))
 
 
-@app.command("mia-null")
+@app.command("gate")
 @stage
-def bench_mia_null_cmd(
+def bench_gate_cmd(
     params: Path = ParamsOpt,
-    out: Path = typer.Option(paths.BENCH_REPORTS / "mia_null.csv"),
-    draws: int = typer.Option(200, min=1),
+    out: Path = typer.Option(paths.BENCH_REPORTS / "gate_ml100k.csv"),
+    backbones: str = typer.Option("mgcn,miggt", help="comma-separated backbones"),
+    regimes: str = typer.Option("user,item,interaction", help="comma-separated deletion regimes"),
+    canaries: str = typer.Option("warm,cold", "--canary", help="canary variants (cold: user regime only)"),
+    seeds: str = typer.Option("1,2,3", help="comma-separated seeds"),
+    methods: str = typer.Option("tru", help="approximate methods judged beside retrain and original"),
 ) -> None:
-    """Calibrate the membership check: how often chance alone (features without signal)
-    beats audit.gate.max_mia_balanced_accuracy, per sample size; CSV and PNG."""
-    from tru.bench.mia_null import bench_mia_null
+    """The audit gate's false alarms and misses on ML-100k: per cell it judges an exact retrain
+    (must pass), the untouched original (must fail) and each method; resumable, one CSV row per
+    model, the table in gate_ml100k.md."""
+    from tru.bench.gate import run_gate_bench
 
-    p = load(params)
-    for r in bench_mia_null(p, out, draws=draws):
-        typer.echo(
-            f"{r['pairs_per_class']:4d} pairs per class: mean {r['mean']:.3f}, 95th pct {r['p95']:.3f}, "
-            f"above {r['threshold']:.2f} in {100 * r['false_refusal_rate']:.1f}% of draws"
-        )
-    typer.echo(f"audit.gate.min_mia_pairs = {p.audit.gate.min_mia_pairs} -> {out}")
+    rows = run_gate_bench(
+        load(params),
+        out,
+        comma_list(backbones),
+        comma_list(regimes),
+        comma_list(canaries),
+        [int(s) for s in comma_list(seeds)],
+        comma_list(methods),
+    )
+    typer.echo(f"{len(rows)} row(s) in {out}; table in {out.with_suffix('.md')}")
 
 
 @app.command("grid")
