@@ -219,9 +219,9 @@ def erasure_review(batch: str | None = None, params_path: str = "params.yaml", w
             seconds: dict[str, float] = {}
             done, skipped = _batch_stages(params_path, batch_id, None, logger, seconds)
             summary = _artifacts(batch_id, None, done, skipped)
-            _label_run(tag=summary["verdict"] if summary["verdict"] in ("pass", "fail") else None)
+            _label_run(tag=summary["verdict"] if summary["verdict"] in ("pass", "fail", "inconclusive") else None)
             _log_summary(logger, summary)
-            if summary["verdict"] == "pass":
+            if batches.gate_verdict(batch_id) == "pass":  # promoted (an inconclusive one by its policy)
                 summary["lineage"] = finish_task(params_path, batch_id)
             waiting = len(list(paths.INBOX.iterdir())) if paths.INBOX.is_dir() else 0
             logger.info(f"the queue moves on: the next nightly run takes the {waiting} file(s) waiting in the inbox")
@@ -302,9 +302,9 @@ def _run(params_path: str, inbox: str | None, logger, batch_time: str | None, ru
 
     done, skipped = _batch_stages(params_path, batch_id, ingested, logger, seconds)
     summary = _artifacts(batch_id, ingested, done, skipped)
-    _label_run(tag=summary["verdict"] if summary["verdict"] in ("pass", "fail") else None)
+    _label_run(tag=summary["verdict"] if summary["verdict"] in ("pass", "fail", "inconclusive") else None)
     _log_summary(logger, summary)
-    if summary["verdict"] == "pass":
+    if batches.gate_verdict(batch_id) == "pass":  # promoted (an inconclusive one by its policy)
         t = time.perf_counter()
         summary["lineage"] = finish_task(params_path, batch_id)
         seconds["sign_and_record"] = time.perf_counter() - t
@@ -438,9 +438,12 @@ def _artifacts(batch_id: str, ingested: dict | None, done: list[str], skipped: l
         f"Steps run: {', '.join(done) or 'none'}; already done (skipped): {', '.join(skipped) or 'none'}.",
         f"Current model: `{batches.current_model()}`.",
     ]
-    if verdict == "fail":
+    if verdict == "inconclusive":
+        lines.append(f"\n**Inconclusive**: {audit.get('basis')}.")
+    if batches.gate_verdict(batch_id) == "fail":
+        failed = ", ".join(audit.get("failed", [])) or "none (inconclusive, held by audit.gate.inconclusive: review)"
         lines.append(
-            f"\n**Needs review**: the failed checks are {', '.join(audit.get('failed', []))}. "
+            f"\n**Needs review**: the failed checks are {failed}. "
             f"Clear the batch with the deployment `{nightly.REVIEW_DEPLOYMENT}` or "
             f"`{nightly.REVIEW_COMMAND.format(batch=batch_id)}` (an exact retrain of the batch)."
         )

@@ -57,7 +57,15 @@ def make_tiny_data(seed: int = 0, n_users: int = 60, n_items: int = 40, per_user
         "signal": np.concatenate([onehot, rng.normal(scale=0.1, size=(n_items, 4))], 1).astype(np.float32),
         "noise": rng.normal(size=(n_items, 6)).astype(np.float32),
     }
-    return InteractionData("tiny", n_users, n_items, train, valid, test, features)
+    # one shadow pair per user (never trained on): another item of the user's cluster, drawn
+    # after everything above so that train/valid/test and the features do not depend on it
+    shadow = []
+    for u in range(n_users):
+        left = np.setdiff1d(np.flatnonzero(item_c == user_c[u]), per[u, :, 1])
+        if len(left):
+            shadow.append((u, int(rng.choice(left))))
+    shadow_pairs = np.array(shadow, dtype=np.int64).reshape(-1, 2)
+    return InteractionData("tiny", n_users, n_items, train, valid, test, features, shadow=shadow_pairs)
 
 
 @pytest.fixture
@@ -119,13 +127,25 @@ def tiny_params(dst: Path) -> None:
     )
     p["audit"]["mia"].update({"bootstrap": 20})
     # a 3-epoch model on 80 users: the gate's plumbing is under test here, not its calibration
-    # (tests/test_audit.py checks that a broken erasure fails and a good one passes); the few
-    # forgotten items of a small batch move by chance in such a model's ranking (batch seeds
-    # come from the batch id, a timestamp), so the forget ratio's limit is loose. The membership
-    # check keeps params.yaml's limits: these batches hold 3-30 pairs per class, fewer than
-    # audit.gate.min_mia_pairs, so their attack is reported and not judged (as in production)
-    p["audit"]["gate"].update({"max_retain_drop": 0.5, "max_forget_recall_ratio": 3.0, "max_backdoor_lift": 1.0})
+    # (tests/test_audit.py checks that a broken erasure fails and a good one passes). Retain
+    # Recall@20 on such a model's few shadow pairs (about one per user) moves by chance, and so
+    # does the canary's lift, so their limits are loose. The membership test and the item-side
+    # check keep params.yaml's settings: they calibrate themselves on the batch (their null, the
+    # items the batch did not touch), and say whether they have power on it
+    p["audit"]["gate"].update({"max_retain_drop": 0.5, "max_backdoor_lift": 1.0})
     (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+# A batch the gate cannot judge, held for a person (tests of a refused erasure): the membership
+# test's threshold at AUC 1.0 (minimum effect 0.5), which no ranking exceeds, so it neither fails
+# nor has power; the item-side check needs more reference items than tiny_params' 50 items
+# (residue_peers + 1), a user batch after the first does not delete the canary, and no relative
+# drop exceeds 1. So the verdict is INCONCLUSIVE by construction, whatever the erasure did, and
+# `inconclusive: review` refuses it. (No judged check fails by construction on this 3-epoch
+# model: an erasure that does nothing, put on the retain graph by the audit, scored AUC 0.33 to
+# 0.88 against its shadow pairs on 2- and 10-user batches, and retain Recall@20 on shadow pairs
+# is near a random ranking's over 50 items.)
+HELD_FOR_REVIEW = {"membership_min_effect": 0.5, "max_retain_drop": 1.0, "inconclusive": "review"}
 
 
 TEST_SIGNING_KEY = "5a" * 32  # an Ed25519 seed for the tests' evidence (never a real key)

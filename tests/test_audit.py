@@ -1,6 +1,8 @@
 """The audits on tiny synthetic data: the membership attack, balanced sampling, the backdoor
-canary, exposure, parameter shift and the gate (the pipeline test runs `tru audit` itself)."""
+canary, exposure, parameter shift, the calibrated membership test against shadow pairs and the
+gate (the pipeline test runs `tru audit` itself)."""
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,14 +13,18 @@ from conftest import make_tiny_data
 from test_unlearning import small, user_batch
 
 from tru.audit import canary as canary_mod
-from tru.audit.gate import evaluate_gate
+from tru.audit.gate import evaluate_gate, promoted
 from tru.audit.measures import exposure, module_norms, parameter_shift
-from tru.audit.mia import balanced_sample, membership_audit, null_balanced_accuracy
+from tru.audit.mia import balanced_sample, membership_audit
+from tru.audit.run import audit_batch
+from tru.audit.shadow import membership_test, null_distribution, stratified_auc
 from tru.data.dataset import InteractionData
+from tru.data.split import shadow_rows
 from tru.models import build_backbone
 from tru.stages.context import batch_metrics
 from tru.train import EvalSet, fit, seed_everything
 from tru.unlearning import run_method
+from tru.unlearning.steps import probe_metrics
 
 
 def _model(params, data, epochs, lr=0.01):
@@ -226,71 +232,266 @@ def test_parameter_shift_is_relative_and_flags_overshoot(params, memorised):
     assert row["flagged"] and shift["flagged"] == [name]
 
 
-def test_gate_fails_a_broken_erasure_and_passes_a_good_one(params):
+# --- the gate on a real erasure -------------------------------------------------------------------
 
+
+@pytest.fixture(scope="module")
+def erasure(params):
+    """A user-level batch on tiny data whose shadow pairs are drawn as `tru split` draws them (a
+    random quarter of each user's training rows, tru.data.split.shadow_rows: exchangeable with
+    the forgotten rows under an exact retrain), 20 of 80 users deleted; a broken erasure (TRU
+    with every step off: theta_0 itself, on the retain graph) and a good one (TRU as
+    configured). Returns (params, ctx, {name: model})."""
     p = small(params)
-    # 120 items, so a top-20 is a sixth of the catalogue (with 40 a random ranking recalls half)
-    prior = make_tiny_data(seed=3, n_users=80, n_items=120)
-    base = _model(params, prior, 40)
-    ctx = user_batch(prior, base, np.arange(0, 80, 8))
-    gate = params.audit.gate
-    broken = run_method(
-        "tru",
-        ctx,
-        p.model_copy(
-            update={
-                "unlearn": p.unlearn.model_copy(
-                    update={"max_epochs": 0, "exact_erasure": False, "rebuild_graphs": False}
-                )
-            }
-        ),
+    p = p.model_copy(
+        update={"audit": p.audit.model_copy(update={"mia": p.audit.mia.model_copy(update={"bootstrap": 0})})}
     )
-    good = run_method("tru", ctx, p)
-    m0 = batch_metrics(ctx.base, ctx)
-    verdicts = {}
-    for name, res in (("broken", broken), ("good", good)):
-        res.model.set_graph(ctx.data.train, ctx.data.active_items)
-        metrics = {"original": m0, "unlearned": batch_metrics(res.model, ctx)}
-        mia = membership_audit(
-            {"unlearned": res.model},
-            ctx.base,
-            *ctx.membership_pairs(),
-            ctx.data.train,
-            ctx.data.n_users,
-            None,
-            seed=0,
-            bootstrap=0,
-        )
-        ba = mia["models"]["unlearned"][mia["models"]["unlearned"]["best"]]["balanced_accuracy"]
-        verdicts[name] = evaluate_gate(metrics, ba, None, gate)
-    assert verdicts["broken"]["verdict"] == "fail"
-    assert "forget_recall_ratio" in verdicts["broken"]["failed"]
-    assert verdicts["good"]["verdict"] == "pass", verdicts["good"]["checks"]
-    backdoor = next(c for c in verdicts["good"]["checks"] if c["name"] == "backdoor_lift")
-    assert backdoor["passed"] is None  # no canary in this batch: not applicable, not a pass
+    # 120 items, so a top-20 is a sixth of the catalogue (with 40 a random ranking recalls half)
+    tiny = make_tiny_data(seed=3, n_users=80, n_items=120)
+    held = shadow_rows(pd.DataFrame({"user": tiny.train[:, 0]}), 0.25, seed=0)
+    prior = replace(tiny, train=tiny.train[~held], shadow=tiny.train[held])
+    base = _model(params, prior, 40)
+    ctx = user_batch(prior, base, np.arange(0, 80, 4))
+    off = p.unlearn.model_copy(
+        update={
+            "max_epochs": 0,
+            "exact_erasure": False,
+            "rebuild_graphs": False,
+            "tru": p.unlearn.tru.model_copy(update={"refit_share": 0.0}),
+        }
+    )
+    models = {"broken": run_method("tru", ctx, p.model_copy(update={"unlearn": off})).model}
+    models["good"] = run_method("tru", ctx, p).model
+    for m in models.values():
+        m.set_graph(ctx.data.train, ctx.data.active_items)  # as tru.stages.context.batch_models does
+        m.eval()
+    return p, ctx, models
 
 
-def test_the_membership_check_is_judged_only_on_enough_pairs(params):
-    """A batch of two users gives a handful of pairs, on which a cross-validated attack scores
-    anywhere from 0 to 1 by chance: the value is kept, the gate does not act on it."""
-    gate = params.audit.gate
-    metrics = {
-        m: {"retain": {"recall@20": 0.2}, "forget": {"recall@20": f, "n_rows": 10}}
-        for m, f in (("original", 0.5), ("unlearned", 0.1))
+def _audit(p, ctx, unlearned) -> dict:
+    models = {"original": ctx.base, "unlearned": unlearned}
+    measured = {name: batch_metrics(m, ctx) for name, m in models.items()}
+    return audit_batch(ctx, models, measured, p, None)
+
+
+def test_gate_fails_a_broken_erasure_and_passes_a_good_one(erasure):
+    p, ctx, models = erasure
+    broken, good = _audit(p, ctx, models["broken"]), _audit(p, ctx, models["good"])
+    check = {name: {c["name"]: c for c in out["checks"]} for name, out in (("broken", broken), ("good", good))}
+    # the test has power here: theta_0, which trained on every forgotten pair, fails it
+    membership = check["broken"]["membership_vs_shadow"]
+    assert membership["power"] and membership["original"] > membership["threshold"]
+    assert broken["verdict"] == "fail" and "membership_vs_shadow" in broken["failed"]
+    assert membership["value"] > membership["threshold"] and membership["passed"] is False
+    # the good erasure PASSES, not merely INCONCLUSIVE: the membership test has power on this
+    # batch, and TRU (the deleted users' rows re-drawn, the graph rebuilt, reverse epochs until
+    # this same test holds) brings the forgotten pairs under the threshold that fails the broken
+    # one. It rests on that test alone: no canary, and the item-side check is not judged
+    # (deleting a quarter of the users takes a fifth of the interactions of most of the 120
+    # items, leaving fewer untouched items than residue_peers + 1 to compare them with)
+    assert good["verdict"] == "pass", good["checks"]
+    assert good["basis"] == "passed with power: membership_vs_shadow" and promoted(good)
+    kept = check["good"]["membership_vs_shadow"]
+    assert kept["threshold"] == membership["threshold"] and kept["value"] < kept["threshold"]
+    assert check["good"]["retain_recall_drop"]["passed"] is True
+    assert check["good"]["item_residue"]["judged"] is False
+    # reported, never judged; no canary in this batch: not applicable, not a pass
+    ratio = check["good"]["forget_recall_ratio"]
+    assert ratio["judged"] is False and ratio["passed"] is None and ratio["value"] is not None
+    assert check["good"]["backdoor_lift"]["passed"] is None and check["good"]["backdoor_lift"]["judged"] is False
+
+
+def _random_pairs(users, n_items, n, seed):
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.choice(users, n), rng.integers(0, n_items, n)], 1).astype(np.int64)
+
+
+def test_the_gate_and_the_stop_rule_read_no_valid_or_test_row(erasure):
+    """Valid and test rows are what utility is reported on (and valid rows what training stops
+    on): the gate's verdict and the stop rule's probe must not move when they do."""
+    p, ctx, models = erasure
+    kept = np.unique(ctx.data.train[:, 0])
+    data = replace(
+        ctx.data,
+        valid=_random_pairs(kept, ctx.data.n_items, len(ctx.data.valid), 1),
+        test=_random_pairs(kept, ctx.data.n_items, len(ctx.data.test), 2),
+    )
+    other = replace(ctx, data=data, heldout=_random_pairs(ctx.new_users, ctx.data.n_items, len(ctx.heldout), 3))
+    for name in ("broken", "good"):
+        before, after = _audit(p, ctx, models[name]), _audit(p, other, models[name])
+        assert after["verdict"] == before["verdict"]
+        for a, b in zip(after["checks"], before["checks"], strict=True):
+            assert {k: a.get(k) for k in ("name", "value", "judged", "passed", "power", "threshold")} == {
+                k: b.get(k) for k in ("name", "value", "judged", "passed", "power", "threshold")
+            }
+        # every audit of the batch, not only the gate's checks (the reported attack included)
+        assert after == before
+        probe = probe_metrics(models[name], ctx, p.audit.gate)
+        assert probe_metrics(models[name], other, p.audit.gate) == probe
+        assert probe["membership_auc"] is not None
+    # the perturbation is real: the utility the batch reports on test rows did change
+    test_recall = [batch_metrics(models["good"], c)["retain"]["recall@20"] for c in (ctx, other)]
+    assert test_recall[0] != test_recall[1]
+
+
+# --- the gate's rules, on hand-made results -------------------------------------------------------
+
+
+def gate(params, **changes):
+    return params.audit.gate.model_copy(update=changes)
+
+
+def metrics(retain_after=0.2, forget_after=0.1) -> dict:
+    return {
+        "original": {"retain_shadow": {"recall@20": 0.2}, "forget": {"recall@20": 0.5, "n_rows": 40}},
+        "unlearned": {
+            "retain_shadow": {"recall@20": retain_after},
+            "forget": {"recall@20": forget_after, "n_rows": 40},
+        },
     }
-    few = evaluate_gate(metrics, 1.0, None, gate, mia_pairs=gate.min_mia_pairs - 1)
-    check = next(c for c in few["checks"] if c["name"] == "mia_balanced_accuracy")
-    assert few["verdict"] == "pass" and check["passed"] is None and check["value"] == 1.0
-    assert f"{gate.min_mia_pairs - 1} forgotten" in check["note"] and "min_mia_pairs" in check["note"]
-    enough = evaluate_gate(metrics, 1.0, None, gate, mia_pairs=gate.min_mia_pairs)
-    assert enough["verdict"] == "fail" and enough["failed"] == ["mia_balanced_accuracy"]
-    assert evaluate_gate(metrics, 0.55, None, gate, mia_pairs=gate.min_mia_pairs)["verdict"] == "pass"
 
 
-def test_chance_alone_scores_wider_on_fewer_pairs():
-    """The calibration behind min_mia_pairs: without any membership signal the best attack's
-    balanced accuracy spreads far from 0.5 on a few pairs and tightens as pairs grow."""
-    few, many = null_balanced_accuracy(8, 20, seed=0), null_balanced_accuracy(200, 20, seed=0)
-    assert np.array_equal(few, null_balanced_accuracy(8, 20, seed=0))  # seeded
-    assert np.abs(few - 0.5).mean() > 2 * np.abs(many - 0.5).mean()
-    assert few.max() > 0.6 > many.max()
+def membership(auc, power, threshold=0.62):
+    return {"members": 120, "auc": auc, "threshold": threshold, "power": power, "original_auc": 0.8 if power else 0.55}
+
+
+def checks_of(result) -> dict:
+    return {c["name"]: c for c in result["checks"]}
+
+
+def test_a_check_without_power_cannot_make_a_pass(params):
+    """The original model passes it too: passing proves nothing, so the verdict is
+    INCONCLUSIVE, and the policy decides whether the model is promoted."""
+    out = evaluate_gate(metrics(), membership(0.5, power=False), None, None, gate(params, inconclusive="pass"))
+    c = checks_of(out)["membership_vs_shadow"]
+    assert c["judged"] and c["passed"] and c["power"] is False and "no power" in c["note"]
+    assert out["verdict"] == "inconclusive" and out["failed"] == []
+    assert "audit.gate.inconclusive: pass" in out["basis"] and promoted(out)
+    held = evaluate_gate(metrics(), membership(0.5, power=False), None, None, gate(params, inconclusive="review"))
+    assert held["verdict"] == "inconclusive" and held["policy"] == "review" and not promoted(held)
+    # with power the same value is a PASS, promoted under either policy
+    for policy in ("pass", "review"):
+        out = evaluate_gate(metrics(), membership(0.5, power=True), None, None, gate(params, inconclusive=policy))
+        assert out["verdict"] == "pass" and promoted(out)
+        assert out["basis"] == "passed with power: membership_vs_shadow"
+
+
+def test_a_failed_judged_check_fails_whatever_the_rest(params):
+    for policy in ("pass", "review"):
+        g = gate(params, inconclusive=policy)
+        leaky = evaluate_gate(metrics(), membership(0.7, power=True), None, None, g)
+        assert leaky["verdict"] == "fail" and leaky["failed"] == ["membership_vs_shadow"] and not promoted(leaky)
+        # a failure needs no power: only a pass does
+        assert evaluate_gate(metrics(), membership(0.7, power=False), None, None, g)["verdict"] == "fail"
+        # utility: the retained users' shadow pairs lost a quarter of their Recall@20
+        spoiled = evaluate_gate(metrics(retain_after=0.15), membership(0.5, power=True), None, None, g)
+        assert spoiled["verdict"] == "fail" and spoiled["failed"] == ["retain_recall_drop"] and not promoted(spoiled)
+        assert checks_of(spoiled)["retain_recall_drop"]["value"] == pytest.approx(0.25)
+
+
+def test_item_residue_and_backdoor_judge_with_their_own_power(params):
+    g = gate(params)
+
+    def residue(flagged_after, flagged_before, threshold=1.5):
+        return {
+            name: {"checked": 4, "flagged": f, "threshold": threshold}
+            for name, f in (("original", flagged_before), ("unlearned", flagged_after))
+        }
+
+    clean = evaluate_gate(metrics(), None, residue(0, 2), None, g)
+    c = checks_of(clean)
+    assert c["membership_vs_shadow"]["judged"] is False and c["membership_vs_shadow"]["note"]
+    assert c["item_residue"]["power"] and clean["verdict"] == "pass"
+    assert clean["basis"] == "passed with power: item_residue"
+    assert evaluate_gate(metrics(), None, residue(1, 2), None, g)["failed"] == ["item_residue"]
+    assert evaluate_gate(metrics(), None, residue(0, 0), None, g)["verdict"] == "inconclusive"
+    no_peers = checks_of(evaluate_gate(metrics(), None, residue(0, 2, threshold=None), None, g))["item_residue"]
+    assert no_peers["judged"] is False and "peers" in no_peers["note"]
+    # the canary: its lift after the erasure, and the original's (power: it exceeds the limit)
+    lift = g.max_backdoor_lift
+    assert evaluate_gate(metrics(), None, None, (lift / 2, lift * 10), g)["verdict"] == "pass"
+    assert evaluate_gate(metrics(), None, None, (lift * 2, lift * 10), g)["failed"] == ["backdoor_lift"]
+    assert evaluate_gate(metrics(), None, None, (lift / 2, lift / 2), g)["verdict"] == "inconclusive"
+
+
+def test_forget_recall_ratio_is_reported_and_never_judged(params):
+    """An exact retrain keeps a share of forget Recall@20 (a user's remaining data predicts some
+    removed items): the ratio is shown, and neither fails nor passes a batch."""
+    g = gate(params)
+    for forget_after in (0.0, 0.5, 1.0):
+        out = evaluate_gate(metrics(forget_after=forget_after), membership(0.5, power=True), None, None, g)
+        c = checks_of(out)["forget_recall_ratio"]
+        assert c["value"] == pytest.approx(forget_after / 0.5) and c["threshold"] is None
+        assert c["judged"] is False and c["passed"] is None and "not judged" in c["note"]
+        assert out["verdict"] == "pass" and out["failed"] == []
+    alone = evaluate_gate(metrics(forget_after=0.0), None, None, None, g)
+    assert alone["verdict"] == "inconclusive"  # forgetting everything is no erasure check with power
+
+
+# --- the membership test against shadow pairs (tru.audit.shadow) ---------------------------------
+
+
+def test_stratified_auc_is_the_auc_within_each_stratum():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    a, b = np.round(rng.normal(0.3, 1, 40), 1), np.round(rng.normal(0, 1, 25), 1)  # rounded: ties
+    one = stratified_auc(a, b, np.zeros(40, int), np.zeros(25, int))
+    assert one == pytest.approx(roc_auc_score(np.r_[np.ones(40), np.zeros(25)], np.r_[a, b]))
+    # several strata: the pairs compared are those of the same stratum only (weights n_m * n_n);
+    # a stratum whose every value is shifted changes nothing
+    c, d = rng.normal(0, 1, 6), rng.normal(0, 1, 9)
+    sm, sn = np.r_[np.zeros(40, int), np.ones(6, int)], np.r_[np.zeros(25, int), np.ones(9, int)]
+    two = stratified_auc(np.r_[a, c + 100], np.r_[b, d + 100], sm, sn)
+    other = roc_auc_score(np.r_[np.ones(6), np.zeros(9)], np.r_[c, d])
+    assert two == pytest.approx((one * 40 * 25 + other * 6 * 9) / (40 * 25 + 6 * 9))
+    # no stratum with both sides: nothing to compare
+    assert stratified_auc(a, b, np.zeros(40, int), np.ones(25, int)) is None
+    assert stratified_auc(a[:0], b, np.zeros(0, int), np.zeros(25, int)) is None
+
+
+def _draw(rng, sm, sn):
+    """Values of members and non-members drawn alike (an exact retrain's view): each stratum
+    (a user) has its own level."""
+    level = rng.normal(0, 3, max(sm.max(), sn.max()) + 1)
+    return level[sm] + rng.normal(size=len(sm)), level[sn] + rng.normal(size=len(sn))
+
+
+def _exchangeable(rng, strata=30):
+    """Members and non-members of `strata` users, each with its own numbers of each."""
+    sm = np.repeat(np.arange(strata), rng.integers(1, 10, strata))
+    sn = np.repeat(np.arange(strata), rng.integers(1, 4, strata))
+    return *_draw(rng, sm, sn), sm, sn
+
+
+def test_the_null_is_centred_and_its_quantile_has_the_test_size():
+    """Exchangeable draws exceed the null's 99% quantile about 1% of the time: the false alarms
+    of the membership test on exact erasures."""
+    rng = np.random.default_rng(7)
+    members, non, sm, sn = _exchangeable(rng)
+    null = null_distribution(members, non, sm, sn, 2000, seed=1)
+    assert abs(null.mean() - 0.5) < 0.01
+    assert np.array_equal(null, null_distribution(members, non, sm, sn, 2000, seed=1))  # seeded
+    # without ties the null depends on the strata only, so one null serves every draw with
+    # these strata: each draw is a fresh exact erasure
+    q99 = np.quantile(null, 0.99)
+    draws = 300
+    exceed = sum(stratified_auc(*_draw(rng, sm, sn), sm, sn) > q99 for _ in range(draws))
+    assert 0 <= exceed / draws <= 0.04
+
+
+def test_a_strong_signal_exceeds_the_threshold_and_gives_the_test_power():
+    rng = np.random.default_rng(3)
+    members, non, sm, sn = _exchangeable(rng)
+    shifted = members + 1.5  # forgotten pairs still rank above never-trained ones
+    out = membership_test(shifted, non, sm, sn, 0.99, 0.02, 500, seed=0, reference=(shifted, non))
+    assert out["auc"] > out["threshold"] >= 0.52 and out["exceeds"] and out["power"]
+    assert out["members"] == len(sm) and out["non_members"] == len(sn) and out["strata"] == 30
+    # an erasure that removed it, judged against the same original: no exceedance, with power
+    erased = membership_test(members, non, sm, sn, 0.99, 0.02, 500, seed=0, reference=(shifted, non))
+    assert not erased["exceeds"] and erased["power"] and erased["auc"] < erased["threshold"]
+    # against an original that showed nothing, the test has no power
+    assert membership_test(members, non, sm, sn, 0.99, 0.02, 500, seed=0, reference=(members, non))["power"] is False
+    # the minimum effect is a floor under the threshold
+    floor = membership_test(members, non, sm, sn, 0.99, 0.45, 500, seed=0)
+    assert floor["threshold"] == 0.95 and floor["null_quantile"] < 0.95

@@ -110,6 +110,17 @@ def test_cumulative_sets_over_three_batches(world, tmp_path):
         assert not np.isin(p[:, 0], [u1, u2]).any() and not (p[:, 1] == item).any()
     b1 = pd.read_parquet(tmp_path / batches[0][0] / "sets" / "heldout.parquet")
     assert set(b1["user"]) <= {u1} and len(b1) > 0
+    # shadow pairs (never trained on) follow the same rule: an erased user's or item's leave the
+    # retained shadow set for the batch's heldout_shadow, and none ever enters a training split
+    split_shadow = read_pairs(world / "split" / "shadow.parquet")
+    assert len(split_shadow) and not keys(split_shadow) & keys(original)
+    assert not np.isin(final.shadow[:, 0], [u1, u2]).any() and not (final.shadow[:, 1] == item).any()
+    hs = read_pairs(tmp_path / batches[0][0] / "sets" / "heldout_shadow.parquet")
+    assert len(hs) and set(hs[:, 0].tolist()) == {u1}
+    erased_shadow = np.concatenate([read_pairs(tmp_path / b / "sets" / "heldout_shadow.parquet") for b, _ in batches])
+    assert keys(erased_shadow) | keys(final.shadow) == keys(split_shadow)
+    for b, _ in batches:
+        assert not keys(read_pairs(tmp_path / b / "sets" / "train.parquet")) & keys(split_shadow)
     # batch 2 erased the duplicated interaction once
     f2 = read_pairs(tmp_path / batches[1][0] / "sets" / "forget.parquet")
     assert int(((f2[:, 0] == pair[0]) & (f2[:, 1] == pair[1])).sum()) == 1

@@ -103,3 +103,27 @@ def test_unlearn_recipe_per_backbone_lays_its_values_over_the_shared_ones():
     r["unlearn"]["backbones"] = {"miggt": {"learning_rate": 0.1}}
     with pytest.raises(ConfigError, match=r"unknown key 'unlearn.backbones.miggt.learning_rate'"):
         parse_params(r)
+
+
+def test_gate_keys_of_the_old_gate_and_a_bad_policy_are_named():
+    """A params.yaml written for the gate before shadow pairs fails loudly, naming the key."""
+    for section, key, value in (
+        ("audit.gate", "min_mia_pairs", 200),
+        ("audit.gate", "max_forget_recall_ratio", 0.5),
+        ("unlearn.stop", "mia_auc_margin", 0.05),
+    ):
+        r = raw()
+        node = r
+        for part in section.split("."):
+            node = node[part]
+        node[key] = value
+        with pytest.raises(ConfigError, match=rf"unknown key '{section}.{key}'"):
+            parse_params(r)
+    r = raw()
+    r["audit"]["gate"]["inconclusive"] = "promote"
+    with pytest.raises(ConfigError, match=r"'audit.gate.inconclusive'"):
+        parse_params(r)
+    r = raw()
+    del r["audit"]["gate"]["membership_quantile"]
+    with pytest.raises(ConfigError, match=r"missing key 'audit.gate.membership_quantile'"):
+        parse_params(r)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import BIN, copy_repo, run
+from conftest import BIN, HELD_FOR_REVIEW, copy_repo, run
 from conftest import ledger_status as ledger
 from conftest import tool_env as env
 
@@ -71,6 +71,14 @@ def snapshot(repo: Path) -> dict:
     }
 
 
+def promoted_verdict(repo: Path, batch: str) -> str:
+    """The gate's verdict on a batch it promoted: PASS, or INCONCLUSIVE under params.yaml's
+    `inconclusive: pass` (a 3-epoch model on 80 users rarely gives an erasure check power)."""
+    audit = read_json(repo / f"reports/{batch}/audit.json")
+    assert audit["promoted"] and audit["verdict"] in ("pass", "inconclusive") and audit["failed"] == []
+    return audit["verdict"]
+
+
 def user_requests(repo: Path, name: str, n: int, skip: int = 0) -> Path:
     """A request file erasing `n` users still in the current retain set."""
     last = batches_of(repo)[-1]["id"]
@@ -101,7 +109,8 @@ def test_flow_erases_the_inbox_and_records_it_in_dvc(repo, harness, monkeypatch)
     out = state.result()
     b = out["batch"]
     assert b == "b20260201T020000Z"  # named (and seeded) by the given time
-    assert out["status"] == "erased" and out["verdict"] == "pass"
+    verdict = promoted_verdict(repo, b)
+    assert out["status"] == "erased" and out["verdict"] == verdict
     assert out["ran"] == ["sets", "map", "erase", "repair", "evaluate_batch", "audit", "report"]
     assert (repo / out["pdf"]).read_bytes()[:5] == b"%PDF-"
     assert not list((repo / "data/deletions/inbox").iterdir())  # archived
@@ -122,9 +131,12 @@ def test_flow_erases_the_inbox_and_records_it_in_dvc(repo, harness, monkeypatch)
     with get_client(sync_client=True) as client:
         arts = {a.key: a for a in client.read_artifacts() if a.key}
     assert {"erasure-summary", "erasure-metrics", "evidence-pdf"} <= set(arts)
-    assert "PASS" in arts["erasure-summary"].data and b in arts["erasure-summary"].data
-    assert "| mia_balanced_accuracy |" in arts["erasure-summary"].data
-    assert "not judged: too few pairs" in arts["erasure-summary"].data  # a tiny batch: the reason, in the UI
+    summary = arts["erasure-summary"].data
+    assert verdict.upper() in summary and b in summary
+    rows = {line.split("|")[1].strip(): line for line in summary.splitlines() if line.startswith("| ")}
+    assert {"retain_recall_drop", "membership_vs_shadow", "item_residue", "backdoor_lift"} <= set(rows)
+    # a check the gate does not judge says why, in the UI
+    assert "not judged: reported, not judged" in rows["forget_recall_ratio"]
     # a link a browser follows: the evidence portal's URL of the PDF, never file://
     assert arts["evidence-pdf"].data.endswith(f"http://127.0.0.1:8300/batches/{b}/evidence.pdf)")
     assert "forget recall@20" in arts["erasure-metrics"].data
@@ -136,7 +148,7 @@ def test_flow_erases_the_inbox_and_records_it_in_dvc(repo, harness, monkeypatch)
     )
     committed = run(["git", "show", "--name-only", "--format=", "HEAD"], repo).split()
     assert f"reports/{b}/evidence.statement.sig" in committed and any(f.startswith("reports/keys/") for f in committed)
-    assert run(["git", "log", "-1", "--format=%s"], repo).startswith(f"erasure batch {b}: audit gate PASS")
+    assert run(["git", "log", "-1", "--format=%s"], repo).startswith(f"erasure batch {b}: audit gate {verdict.upper()}")
     assert run(["git", "status", "--porcelain", "--", "batches.yaml", "dvc.lock", "data", "reports"], repo) == ""
     assert "lineage: committed in git and pushed to DVC remote 'store'" in run([str(BIN / "tru"), "status"], repo)
 
@@ -290,7 +302,7 @@ def test_sigkill_in_the_middle_of_the_update_then_a_clean_rerun(repo, harness, m
 # --- 4. a refused erasure --------------------------------------------------------------------------
 
 
-def test_a_failed_gate_fails_the_flow_and_keeps_the_model(repo, harness, monkeypatch):
+def test_a_refused_gate_fails_the_flow_and_keeps_the_model(repo, harness, monkeypatch):
     from prefect import get_client
 
     from tru.errors import AuditGateFailed
@@ -298,28 +310,29 @@ def test_a_failed_gate_fails_the_flow_and_keeps_the_model(repo, harness, monkeyp
     # one more batch first: three audited batches before the refused one
     user_requests(repo, "third", 2, skip=8)
     state = flow_run(repo, monkeypatch, batch_time="2026-02-03T12:00:00Z")
-    assert state.is_completed() and state.result()["verdict"] == "pass"
+    assert state.is_completed() and state.result()["verdict"] == promoted_verdict(repo, state.result()["batch"])
     assert len(batches_of(repo)) == 3
     current = f"data/batches/{batches_of(repo)[-1]['id']}/model"
     user_requests(repo, "strict", 2)
     strict = yaml.safe_load((repo / "params.yaml").read_text())
-    strict["audit"]["gate"]["max_forget_recall_ratio"] = 0.0  # nothing short of forgetting everything passes
+    strict["audit"]["gate"].update(HELD_FOR_REVIEW)  # INCONCLUSIVE by construction, refused by policy
     (repo / "params.yaml").write_text(yaml.safe_dump(strict, sort_keys=False))
     try:
         state = flow_run(repo, monkeypatch, batch_time="2026-02-04T02:00:00Z")
         assert state.is_failed()
-        with pytest.raises(AuditGateFailed, match="forget_recall_ratio") as err:
+        with pytest.raises(AuditGateFailed, match="audit gate inconclusive") as err:
             state.result()
         assert "needs_review" in str(err.value) and current in str(err.value) and "tru review" in str(err.value)
         b = batches_of(repo)[-1]["id"]
-        assert read_json(repo / f"reports/{b}/audit.json")["verdict"] == "fail"
+        audit = read_json(repo / f"reports/{b}/audit.json")
+        assert audit["verdict"] == "inconclusive" and not audit["promoted"] and audit["failed"] == []
         assert set(ledger(repo, b)["status"]) == {"needs_review"}
         assert not (repo / f"reports/{b}/evidence.pdf").exists()
         res = subprocess.run([str(BIN / "tru"), "status"], cwd=repo, capture_output=True, text=True, env=env())
         assert f"current model: {current}" in res.stdout
-        # the stage command alone: one line naming the failed check, exit status 4, nothing changes
+        # the stage command alone: one line saying why, exit status 4, nothing changes
         out = run([str(BIN / "tru"), "audit", "--batch", b], repo, expect=4)
-        assert "audit gate failed" in out and "forget_recall_ratio" in out and "Traceback" not in out
+        assert "audit gate inconclusive" in out and "Traceback" not in out
         assert set(ledger(repo, b)["status"]) == {"needs_review"}
         # the next night: nothing new is erased until a person clears the batch; the run says how
         user_requests(repo, "later", 3, skip=5)
@@ -394,6 +407,6 @@ def test_a_killed_review_resumes_and_the_queue_moves_on(repo, harness, monkeypat
         assert "every artifact matches" in run([str(BIN / "tru"), "evidence", "verify", "--batch", earlier], repo)
     # the queue moves on
     state = flow_run(repo, monkeypatch, batch_time="2026-02-05T02:00:00Z")
-    assert state.is_completed() and state.result()["verdict"] == "pass"
+    assert state.is_completed() and state.result()["verdict"] == promoted_verdict(repo, state.result()["batch"])
     assert not (repo / "data/deletions/inbox/later.jsonl").exists()
     assert "up to date" in dvc_status(repo)

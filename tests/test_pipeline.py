@@ -92,22 +92,38 @@ def test_a_deletion_batch_through_ingest_sets_and_map(repo, demo_batch):
     sets = read_json(repo / f"data/batches/{b}/sets/split.json")
     assert sets["batch"]["targets"]["users"] >= 1 and sets["batch"]["targets"]["items"] == 3
     assert "up to date" in run([str(BIN / "dvc"), "status"], repo)
-    # the audit gate passed: promoted, every accepted request erased, the canary's effect measured
+    # the audit gate promoted the model, every accepted request erased, the canary's effect measured
     audit = read_json(repo / f"reports/{b}/audit.json")
-    assert audit["verdict"] == "pass" and audit["promoted"]
-    assert {c["name"] for c in audit["checks"]} == {
+    checks = {c["name"]: c for c in audit["checks"]}
+    assert set(checks) == {
         "retain_recall_drop",
-        "mia_balanced_accuracy",
-        "forget_recall_ratio",
+        "membership_vs_shadow",
+        "item_residue",
         "backdoor_lift",
+        "forget_recall_ratio",
     }
+    # PASS needs an erasure check that passed with power (it fails the original model); without
+    # one the verdict stays INCONCLUSIVE, promoted under params.yaml's `inconclusive: pass` (a
+    # 3-epoch model on 80 users rarely gives its checks power)
+    with_power = [n for n, c in checks.items() if c["kind"] == "erasure" and c["passed"] and c["power"]]
+    assert audit["verdict"] == ("pass" if with_power else "inconclusive") and audit["failed"] == []
+    assert audit["promoted"] and audit["policy"] == "pass"
+    for c in checks.values():
+        assert c["judged"] == (c["passed"] is not None)
+        assert ("power" in c) == (c["kind"] == "erasure")  # utility has no power to show
+        if not c["judged"]:
+            assert c["note"] and c.get("power") is None  # why it was not judged
+    # the membership test: forgotten pairs against never-trained shadow pairs of the same users
+    shadow = audit["shadow_membership"]["unlearned"]
+    assert shadow["members"] > 0 and shadow["non_members"] > 0
+    assert checks["membership_vs_shadow"]["judged"] and checks["membership_vs_shadow"]["value"] == shadow["auc"]
+    assert checks["membership_vs_shadow"]["original"] == shadow["original_auc"]
+    # the batch deletes the canary: its lift is judged, the original's beside it
+    assert checks["backdoor_lift"]["judged"] and checks["backdoor_lift"]["original"] is not None
     assert audit["backdoor"]["enabled"] and audit["backdoor"]["deleted_by_this_batch"]
+    # reported, never judged: the forget ratio, and the classifier attack (in "membership")
+    assert checks["forget_recall_ratio"]["value"] is not None and not checks["forget_recall_ratio"]["judged"]
     assert set(audit["membership"]["models"]) == {"original", "unlearned"}
-    # a tiny batch: the attack is measured and kept, but too few pairs for the gate to judge it
-    mia = next(c for c in audit["checks"] if c["name"] == "mia_balanced_accuracy")
-    least = yaml.safe_load((repo / "params.yaml").read_text())["audit"]["gate"]["min_mia_pairs"]
-    assert audit["membership"]["sample_per_class"] < least and mia["passed"] is None and mia["value"] is not None
-    assert "too few pairs" in mia["note"]
     status = ledger_status(repo, b)
     assert set(status["status"]) == {"erased", "rejected"} and (status["status"] == "erased").sum() > 10
     assert "current model: data/batches/" + b + "/model" in run([tru, "status"], repo)

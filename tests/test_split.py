@@ -6,7 +6,7 @@ import pytest
 from tru.config import SplitParams, SyntheticParams
 from tru.data.dataset import load_split
 from tru.data.mmrec import load_folder, write_folder
-from tru.data.split import make_split
+from tru.data.split import make_split, shadow_rows
 from tru.data.synth import synthesize
 from tru.data.validate import validate_split
 from tru.errors import ValidationFailed
@@ -52,10 +52,10 @@ def test_split_files_match_the_reader(synthetic):
     data = load_split(root / "split")
     assert (data.n_users, data.n_items, data.name) == (120, 150, "syn")
     assert data.modalities == ["image", "text"]
-    assert [len(data.pairs(s)) for s in ("train", "valid", "test")] == [
-        meta["counts"][s] for s in ("train", "valid", "test")
+    assert [len(data.pairs(s)) for s in ("train", "valid", "test", "shadow")] == [
+        meta["counts"][s] for s in ("train", "valid", "test", "shadow")
     ]
-    for s in ("train", "valid", "test"):
+    for s in ("train", "valid", "test", "shadow"):
         table = pq.read_table(root / "split" / f"{s}.parquet")
         assert table.schema.names == ["user", "item", "timestamp"]
         assert all(str(t) == "int64" for t in table.schema.types)
@@ -71,7 +71,13 @@ def test_split_files_match_the_reader(synthetic):
         "image_feat.npy": sha256_file(root / "ds" / "image_feat.npy"),
         "text_feat.npy": sha256_file(root / "ds" / "text_feat.npy"),
     }
-    assert meta["recipe"] == {"method": "chronological", "min_rating": 4, "fractions": [0.8, 0.1, 0.1], "seed": 0}
+    assert meta["recipe"] == {
+        "method": "chronological",
+        "min_rating": 4,
+        "fractions": [0.8, 0.1, 0.1],
+        "seed": 0,
+        "shadow_share": PARAMS.shadow_share,
+    }
 
 
 def test_chronological_per_user(synthetic):
@@ -88,13 +94,15 @@ def test_chronological_per_user(synthetic):
 
 def test_fractions_and_rating_filter(synthetic):
     folder, meta, root = synthetic
+    # the fractions are those of the split before its shadow pairs leave the training rows
+    realised = dict(meta["fractions"], train=meta["fractions"]["train"] + meta["fractions"]["shadow"])
     for s, target in zip(("train", "valid", "test"), PARAMS.fractions):
-        assert abs(meta["fractions"][s] - target) < 0.03
+        assert abs(realised[s] - target) < 0.03
     inter = folder.interactions
     positives = inter[inter["rating"] >= 4]
     assert sum(meta["counts"].values()) == len(positives)
     assert meta["filtering"]["below_min_rating"] == int((inter["rating"] < 4).sum()) > 0
-    kept = pd.concat([read(root / "split", s) for s in ("train", "valid", "test")])
+    kept = pd.concat([read(root / "split", s) for s in ("train", "valid", "test", "shadow")])
     low = set(map(tuple, inter.loc[inter["rating"] < 4, ["userID", "itemID"]].to_numpy()))
     assert not low & set(map(tuple, kept[["user", "item"]].to_numpy()))
 
@@ -102,7 +110,7 @@ def test_fractions_and_rating_filter(synthetic):
 def test_same_seed_identical_bytes(synthetic, tmp_path):
     folder, _, root = synthetic
     make_split(folder, PARAMS, 0, tmp_path / "again", root / "ds")
-    for name in ("train.parquet", "valid.parquet", "test.parquet", "split.json"):
+    for name in ("train.parquet", "valid.parquet", "test.parquet", "shadow.parquet", "split.json"):
         assert (tmp_path / "again" / name).read_bytes() == (root / "split" / name).read_bytes(), name
 
 
@@ -117,12 +125,15 @@ def test_per_user_sizes_ties_and_duplicates(tmp_path):
     folder = hand_folder(tmp_path / "ds", inter, n_items=12)
     loose = SplitParams(min_rating=4, fractions=(0.8, 0.1, 0.1), fraction_tolerance=0.5)
     meta = make_split(folder, loose, 0, tmp_path / "s0", "ds")
-    sizes = {s: read(tmp_path / "s0", s).groupby("user").size() for s in ("train", "valid", "test")}
-    assert sizes["train"].to_dict() == {0: 1, 1: 4, 2: 8, 3: 8, 4: 2}
+    # the recipe's training rows: train and the shadow pairs that leave it afterwards
+    training = pd.concat([read(tmp_path / "s0", "train"), read(tmp_path / "s0", "shadow")])
+    sizes = {s: read(tmp_path / "s0", s).groupby("user").size() for s in ("valid", "test", "shadow")}
+    assert training.groupby("user").size().to_dict() == {0: 1, 1: 4, 2: 8, 3: 8, 4: 2}
     assert sizes["valid"].to_dict() == {2: 1, 3: 1}
     assert sizes["test"].to_dict() == {1: 1, 2: 1, 3: 1}
+    assert sizes["shadow"].to_dict() == {1: 1, 2: 1, 3: 1, 4: 1}  # at least one; none of a single row
     assert meta["filtering"] == {"input_rows": 30, "below_min_rating": 1, "duplicate_pairs_dropped": 1}
-    train4 = read(tmp_path / "s0", "train").query("user == 4")
+    train4 = training.query("user == 4")
     assert train4.set_index("item")["timestamp"].to_dict() == {1: 100, 2: 150}  # earliest occurrence kept
     tied_test = set()
     for seed in range(8):
@@ -139,13 +150,67 @@ def test_x_label_is_used_as_given(tmp_path):
     folder = hand_folder(tmp_path / "ds", inter, n_items=6)
     assert folder.has_split
     meta = make_split(folder, PARAMS, 0, tmp_path / "split", "ds")  # 50/25/25: no fraction check
-    assert meta["counts"] == {"train": 8, "valid": 4, "test": 4}
-    assert meta["recipe"] == {"method": "x_label"}
-    train = read(tmp_path / "split", "train")
+    assert meta["counts"] == {"train": 4, "valid": 4, "test": 4, "shadow": 4}  # a shadow pair of 2 training rows
+    assert meta["recipe"] == {"method": "x_label", "shadow_share": PARAMS.shadow_share}
+    train = pd.concat([read(tmp_path / "split", "train"), read(tmp_path / "split", "shadow")])
     assert set(train["item"]) == {0, 1}  # the rating-1 rows stay: no filter on a given split
     assert set(read(tmp_path / "split", "valid")["item"]) == {2}
     # the given split is not chronological; it is kept anyway
     assert (read(tmp_path / "split", "test")["timestamp"] < train["timestamp"].min()).all()
+
+
+def test_shadow_pairs_are_a_random_share_of_each_users_training_rows():
+    rng = np.random.default_rng(0)
+    sizes = {0: 1, 1: 2, 2: 3, 3: 10, 4: 40, 5: 100, 6: 7}
+    train = pd.DataFrame(
+        {"user": np.repeat(list(sizes), list(sizes.values())), "item": rng.permutation(sum(sizes.values()))}
+    )
+    mask = shadow_rows(train, 0.05, seed=3)
+    taken = train[mask].groupby("user").size().reindex(list(sizes), fill_value=0).to_dict()
+    # max(1, round(share * n)) of a user with n >= 2 rows, never all of them; none of a single row
+    assert taken == {0: 0, 1: 1, 2: 1, 3: 1, 4: 2, 5: 5, 6: 1}
+    assert all(taken[u] < n for u, n in sizes.items() if n >= 2)
+    assert np.array_equal(mask, shadow_rows(train, 0.05, seed=3))  # seeded
+    # random, not the first or last rows: another seed takes other rows of the same sizes
+    other = shadow_rows(train, 0.05, seed=4)
+    assert not np.array_equal(mask, other) and train[other].groupby("user").size().to_dict() == {
+        u: k for u, k in taken.items() if k
+    }
+    assert not shadow_rows(train, 0.0, seed=3).any()
+    # any row of a long history can be drawn (not only its first or last ones)
+    draws = np.stack([shadow_rows(train, 0.05, seed=s) for s in range(200)])
+    assert draws[:, train["user"] == 5].any(0).all()
+
+
+def test_split_writes_shadow_pairs_outside_train_and_none_for_canary_users(tmp_path):
+    from types import SimpleNamespace
+
+    p = SyntheticParams(
+        n_users=60,
+        n_items=80,
+        n_interactions=1500,
+        latent_dim=8,
+        popularity_exponent=1.0,
+        modalities={"image": {"dim": 4, "noise": 0.5}},
+    )
+    synthesize(p, 5, tmp_path / "ds", "syn")
+    folder = load_folder(tmp_path / "ds")
+    canary = SimpleNamespace(
+        enabled=True, users=3, profile_length=6, triggers=2, target_popularity=(0, 40), trigger_popularity=(1, 10_000)
+    )
+    meta = make_split(folder, PARAMS, 0, tmp_path / "split", tmp_path / "ds", canary=canary)
+    train, shadow = read(tmp_path / "split", "train"), read(tmp_path / "split", "shadow")
+    assert meta["counts"]["shadow"] == len(shadow) > 0
+    pairs = {tuple(x) for x in train[["user", "item"]].to_numpy()}
+    assert not pairs & {tuple(x) for x in shadow[["user", "item"]].to_numpy()}  # never trained on
+    assert not shadow["user"].isin(meta["canary"]["fake_users"]).any()
+    # every real user who kept two or more training rows has a shadow pair, and keeps a training row
+    rows = pd.concat([train, shadow])
+    rows = rows[~rows["user"].isin(meta["canary"]["fake_users"])].groupby("user").size()
+    assert set(shadow["user"]) == set(rows[rows >= 2].index)
+    assert set(train["user"]) >= set(shadow["user"])
+    data = load_split(tmp_path / "split")
+    assert np.array_equal(data.shadow, shadow[["user", "item"]].to_numpy())
 
 
 def test_n_items_comes_from_the_folder(tmp_path):

@@ -13,7 +13,7 @@ from tru.train import EvalSet, NegativeSampler, fit, seed_everything
 from tru.unlearning import UnlearnContext, run_method
 from tru.unlearning.energy import gradient_energies
 from tru.unlearning.mechanisms import branch_scales, gate_penalty, ranking_gate, select_modules
-from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval
+from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval, shadow_membership
 from tru.unlearning.reverse_repair import ForgetSchedule, is_forgotten, refit_items
 from tru.unlearning.scalegun import conjugate_gradient
 from tru.unlearning.steps import prepare
@@ -66,13 +66,21 @@ def user_batch(prior, base, users, seed=11):
     heldout = np.concatenate(
         [prior.valid[np.isin(prior.valid[:, 0], users)], prior.test[np.isin(prior.test[:, 0], users)]]
     )
-    data = replace(prior, train=keep(prior.train), valid=keep(prior.valid), test=keep(prior.test), deleted_users=users)
+    data = replace(
+        prior,
+        train=keep(prior.train),
+        valid=keep(prior.valid),
+        test=keep(prior.test),
+        shadow=keep(prior.shadow),
+        deleted_users=users,
+    )
     return UnlearnContext(
         base=base,
         prior=prior,
         data=data,
         forget=forget,
         heldout=heldout,
+        heldout_shadow=prior.shadow[np.isin(prior.shadow[:, 0], users)],
         new_users=users,
         new_items=np.zeros(0, np.int64),
         seed=seed,
@@ -134,7 +142,14 @@ def test_selection_covers_rho_and_zeroes_the_rest(world):
                     "repair_sample": 0,
                     "exact_erasure": False,
                     "tru": p.unlearn.tru.model_copy(
-                        update={"gate": False, "scaling": False, "selection": True, "capacity_rho": 0.3}
+                        update={
+                            "gate": False,
+                            "scaling": False,
+                            "selection": True,
+                            "capacity_rho": 0.3,
+                            "refit_share": 0.0,  # no item re-fit: only the reverse epoch moves anything
+                            "check_before_reverse": False,
+                        }
                     ),
                 }
             )
@@ -226,7 +241,7 @@ def test_tru_forgets_while_retain_stays_within_tolerance(world):
     res = run_method(
         "tru",
         ctx,
-        _stop_rule(p, p.unlearn.stop.mia_auc_margin, p.unlearn.stop.retain_tolerance, check_before_reverse=False),
+        _stop_rule(p, p.audit.gate.membership_min_effect, p.unlearn.stop.retain_tolerance, check_before_reverse=False),
     )  # the reverse epochs themselves
     after_forget = rank_metrics_of(res.model, forget_eval(ctx.data, ctx.forget))["recall@20"]
     after_retain = rank_metrics_of(res.model, retain_eval(ctx.data, "test"))["recall@20"]
@@ -262,7 +277,7 @@ def test_tru_reverse_pass_is_bounded_by_reverse_sample(world):
                 update={
                     "reverse_sample": 16,
                     "max_epochs": 3,
-                    "stop": p.unlearn.stop.model_copy(update={"mia_auc_margin": -1.0}),
+                    "stop": p.unlearn.stop.model_copy(update={"retain_tolerance": -1.0}),  # never met
                 }
             )
         }
@@ -276,14 +291,21 @@ def test_tru_reverse_pass_is_bounded_by_reverse_sample(world):
     assert [e["reverse_pairs"] for e in whole.log["epochs"]] == [len(ctx.forget)] * 3
 
 
-def _stop_rule(p, margin, tolerance, **tru):
+def _stop_rule(p, min_effect, tolerance, residue_share=None, **tru):
+    """`p` with the stop rule's knobs: the membership test's minimum effect (0.5: the threshold
+    is AUC 1.0, always met), the retain tolerance (-1: never met) and the item-side check's
+    share (1.0: only items that lost everything are checked, i.e. none)."""
     up = p.unlearn.model_copy(
         update={
-            "stop": p.unlearn.stop.model_copy(update={"mia_auc_margin": margin, "retain_tolerance": tolerance}),
+            "stop": p.unlearn.stop.model_copy(update={"retain_tolerance": tolerance}),
             "tru": p.unlearn.tru.model_copy(update=tru),
         }
     )
-    return p.model_copy(update={"unlearn": up})
+    gate = p.audit.gate.model_copy(
+        update={"membership_min_effect": min_effect}
+        | ({} if residue_share is None else {"residue_min_removed_share": residue_share})
+    )
+    return p.model_copy(update={"unlearn": up, "audit": p.audit.model_copy(update={"gate": gate})})
 
 
 def test_tru_reverses_nothing_when_the_stop_rule_already_holds(world):
@@ -292,15 +314,22 @@ def test_tru_reverses_nothing_when_the_stop_rule_already_holds(world):
     model is that starting model; without the check the same rule stops after epoch 1."""
     p, prior, base = world
     ctx = user_batch(prior, base, list(range(0, 80, 10)))
-    met = _stop_rule(p, 0.5, 0.99)  # any AUC is <= 1.0, any retain utility within 99%
+    met = _stop_rule(p, 0.5, 0.99, residue_share=1.0)  # any AUC is <= 1.0, any retain utility within 99%
     res = run_method("tru", ctx, met)
     assert res.log["epochs"] == []
-    assert res.log["stop"].startswith("before the first reverse epoch: forgotten pairs rank no higher")
-    assert set(res.log["probe_start"]) == {"forget_recall@20", "retain_valid_recall@20", "membership_auc"}
+    assert res.log["stop"].startswith("before the first reverse epoch: forgotten pairs rank like shadow pairs")
+    assert set(res.log["probe_start"]) == {
+        "forget_recall@20",
+        "retain_shadow_recall@20",
+        "membership_auc",
+        "membership_threshold",
+        "residue_checked",
+        "residue_flagged",
+    }
     start = run_method("tru", ctx, met.model_copy(update={"unlearn": met.unlearn.model_copy(update={"max_epochs": 0})}))
     for (name, a), b in zip(res.model.named_parameters(), start.model.parameters()):
         assert torch.equal(a, b), name
-    unchecked = run_method("tru", ctx, _stop_rule(p, 0.5, 0.99, check_before_reverse=False))
+    unchecked = run_method("tru", ctx, _stop_rule(p, 0.5, 0.99, residue_share=1.0, check_before_reverse=False))
     assert len(unchecked.log["epochs"]) == 1 and "stop" in unchecked.log["epochs"][0]
     assert "stop" not in unchecked.log and "probe_start" not in unchecked.log
     # the uniform baseline always reverses: the check is TRU's
@@ -310,14 +339,8 @@ def test_tru_reverses_nothing_when_the_stop_rule_already_holds(world):
 def test_tru_reverses_while_the_stop_rule_fails_at_the_start(world):
     p, prior, base = world
     ctx = user_batch(prior, base, list(range(0, 80, 10)))
-    never = _stop_rule(p, 0.0, 0.0)
-    never = never.model_copy(
-        update={
-            "unlearn": never.unlearn.model_copy(
-                update={"max_epochs": 2, "stop": never.unlearn.stop.model_copy(update={"mia_auc_margin": -1.0})}
-            )
-        }
-    )
+    never = _stop_rule(p, 0.0, -1.0)  # retain Recall@20 at least twice theta_0's: never met
+    never = never.model_copy(update={"unlearn": never.unlearn.model_copy(update={"max_epochs": 2})})
     res = run_method("tru", ctx, never)
     assert "stop" not in res.log and len(res.log["epochs"]) == 2
     assert res.log["probe_start"]["membership_auc"] is not None
@@ -419,12 +442,15 @@ def test_multidelete_keeps_erased_rows_where_the_exact_erasure_put_them(world):
     assert torch.equal(model.user_embedding.detach()[rows], erased.user_embedding.detach()[rows])
 
 
-def test_item_only_batch_stops_on_the_forget_probe_not_a_fake_membership_signal(world):
-    """Pairs with a deleted item are no membership question: the AUC is absent (not 0.5, which
-    would stop the loop at once), and forgetting is judged by the forgotten pairs' presence in
-    their users' top-20 against held-out items'."""
+def test_an_item_only_batch_compares_the_deleted_items_pairs_with_their_shadow_pairs(world):
+    """A deleted item's forgotten pairs are compared with that item's shadow pairs (never
+    trained on): after the exact step both see the same re-drawn row, so the test holds. An item
+    without a shadow pair gives no membership question, and the stop rule falls back to the
+    forget probe."""
     p, prior, base = world
-    items = np.array([1, 4])
+    counts = np.bincount(prior.shadow[:, 1], minlength=prior.n_items)
+    items = np.flatnonzero(counts >= 2)[:2]
+    assert len(items) == 2
 
     def hit(a):
         return np.isin(a[:, 1], items)
@@ -434,6 +460,7 @@ def test_item_only_batch_stops_on_the_forget_probe_not_a_fake_membership_signal(
         train=prior.train[~hit(prior.train)],
         valid=prior.valid[~hit(prior.valid)],
         test=prior.test[~hit(prior.test)],
+        shadow=prior.shadow[~hit(prior.shadow)],
         deleted_items=items,
     )
     ctx = UnlearnContext(
@@ -442,20 +469,26 @@ def test_item_only_batch_stops_on_the_forget_probe_not_a_fake_membership_signal(
         data=data,
         forget=prior.train[hit(prior.train)],
         heldout=np.zeros((0, 2), np.int64),
+        heldout_shadow=prior.shadow[hit(prior.shadow)],
         new_users=np.zeros(0, np.int64),
         new_items=items,
         seed=5,
     )
-    loop = _stop_rule(p, p.unlearn.stop.mia_auc_margin, p.unlearn.stop.retain_tolerance, check_before_reverse=False)
-    res = run_method("tru", ctx, loop.model_copy(update={"unlearn": loop.unlearn.model_copy(update={"max_epochs": 3})}))
-    rows = res.log["epochs"]
-    assert rows and all(r["membership_auc"] is None for r in rows)
-    for r in rows:
-        forgotten, _ = is_forgotten(r, p.unlearn.stop.mia_auc_margin)
-        assert forgotten == (r["forget_recall@20"] <= r["retain_valid_recall@20"])
-    assert ("stop" in rows[-1]) or len(rows) == 3
-    assert is_forgotten({"membership_auc": 0.52, "forget_recall@20": 0.9, "retain_valid_recall@20": 0.1}, 0.05)[0]
-    assert not is_forgotten({"membership_auc": 0.7, "forget_recall@20": 0.0, "retain_valid_recall@20": 0.1}, 0.05)[0]
+    members, non, sm, sn = ctx.membership_strata()
+    assert len(members) == len(ctx.forget) and set(sm) == set(sn) == set((-1 - items).tolist())
+    original = shadow_membership(base, ctx, p.audit.gate)
+    assert original["auc"] is not None and original["members"] == len(ctx.forget)
+    erased, _ = prepare(ctx, p)
+    after = shadow_membership(erased, ctx, p.audit.gate)
+    assert not after["exceeds"]  # both sides see the same re-drawn item row
+    assert original["threshold"] == after["threshold"]  # one null per context
+    # the fallback of the rule, on rows without a membership AUC or a checked item
+    assert is_forgotten({"membership_auc": None, "forget_recall@20": 0.1, "retain_shadow_recall@20": 0.2})[0]
+    assert not is_forgotten({"membership_auc": None, "forget_recall@20": 0.3, "retain_shadow_recall@20": 0.2})[0]
+    row = {"membership_auc": 0.52, "membership_threshold": 0.55, "residue_flagged": 0, "residue_checked": 3}
+    assert is_forgotten(row)[0]
+    assert not is_forgotten({**row, "membership_auc": 0.7})[0]
+    assert not is_forgotten({**row, "residue_flagged": 1})[0]
 
 
 def test_scalegun_takes_one_newton_step_on_the_linearly_propagated_tables(world):

@@ -48,11 +48,16 @@ def batch_entry(batch_id: str, path: str | Path = BATCHES_FILE) -> dict:
 
 
 def gate_verdict(batch_id: str) -> str | None:
-    """'pass' or 'fail' from the batch's audit.json; None when it has not been audited."""
+    """The gate's outcome for the queue, from the batch's audit.json: 'pass' (promoted) or
+    'fail' (held for review); an INCONCLUSIVE verdict is either, as its policy decided
+    (`audit.gate.inconclusive`, recorded as `promoted`). None when it has not been audited."""
     path = report_dir(batch_id) / "audit.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text()).get("verdict")
+    audit = json.loads(path.read_text())
+    if audit.get("verdict") == "inconclusive":
+        return "pass" if audit.get("promoted") else "fail"
+    return audit.get("verdict")
 
 
 def promoted_model(batch_id: str) -> str:

@@ -84,11 +84,14 @@ class SyntheticParams(Section):
 
 
 class SplitParams(Section):
-    """`split`: implicit-feedback threshold and the train/valid/test fractions."""
+    """`split`: implicit-feedback threshold, the train/valid/test fractions and the shadow share."""
 
     min_rating: float
     fractions: tuple[float, float, float]
     fraction_tolerance: float = Field(gt=0, lt=1)
+    # random share of each user's training rows held out as *shadow* pairs: no model trains on
+    # them; the stop rule and the gate compare forgotten pairs with them (tru/data/split.py)
+    shadow_share: float = Field(default=0.02, ge=0, lt=0.5)
 
     @field_validator("fractions")
     @classmethod
@@ -228,6 +231,7 @@ class TRUParams(Section):
     refit_share: float = Field(ge=0, le=1)
     refit_steps: int = Field(ge=0)
     refit_lr: float = Field(gt=0)
+    refit_from: Literal["reinit", "current"] = "current"
     # check the stop rule on the model the reverse epochs would start from, and run none when it
     # already holds (what the exact step and the refit left is forgotten and useful)
     check_before_reverse: bool
@@ -265,9 +269,9 @@ class MultiDeleteParams(Section):
 
 
 class StopParams(Section):
-    """`unlearn.stop`: the reference-free stop rule of the reverse-repair loop."""
+    """`unlearn.stop`: the reference-free stop rule of the reverse-repair loop (its membership
+    test and item-side check are the gate's, `audit.gate`)."""
 
-    mia_auc_margin: float = Field(ge=0, le=0.5)
     retain_tolerance: float = Field(ge=0, lt=1)
 
 
@@ -328,10 +332,13 @@ class GateParams(Section):
     """`audit.gate`: the thresholds the audit gate judges an erasure by."""
 
     max_retain_drop: float = Field(ge=0, le=1)
-    max_mia_balanced_accuracy: float = Field(ge=0.5, le=1)
-    min_mia_pairs: int = Field(ge=2)
-    max_forget_recall_ratio: float = Field(ge=0)
+    membership_quantile: float = Field(gt=0.5, lt=1)
+    membership_min_effect: float = Field(ge=0, le=0.5)
+    membership_permutations: int = Field(ge=100)
+    residue_min_removed_share: float = Field(gt=0, le=1)
+    residue_peers: int = Field(ge=5)
     max_backdoor_lift: float = Field(ge=0, le=1)
+    inconclusive: Literal["pass", "review"]
 
 
 class AuditParams(Section):

@@ -9,6 +9,7 @@ appear by a completed rename), and the ledger's events are written once.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from tru import batches, lineage, paths
 from tru.dvcio import dvc_add, dvc_commit, stage_changes
 from tru.errors import DataError, TruError
 from tru.io import sweep_temporaries
+from tru.requests.backdoors import backdoors_path
 from tru.requests.inbox import finish_interrupted_moves
 from tru.requests.ledger import batch_ids, requests_path
 from tru.runlock import run_lock
@@ -64,8 +66,12 @@ def dvc_stage(stage: str, batch_id: str, batches_file: str | Path = paths.BATCHE
 
 
 def dvc_pointers(batch_id: str) -> list[Path]:
-    """What `tru ingest` versions with `dvc add`: the archived inputs and the batch's requests."""
-    return [paths.input_dir(batch_id), requests_path(paths.LEDGER, batch_id)]
+    """What `tru ingest` versions with `dvc add`: the archived inputs, the batch's requests and,
+    when the batch came with one, its backdoor declaration's record."""
+    declared = backdoors_path(paths.LEDGER, batch_id)
+    return [paths.input_dir(batch_id), requests_path(paths.LEDGER, batch_id)] + (
+        [declared] if declared.is_file() else []
+    )
 
 
 def recover(method: str, batches_file: str | Path = paths.BATCHES_FILE) -> dict:
@@ -289,7 +295,11 @@ def finish_batch(batch_id: str, settings: LineageParams, echo=print) -> dict:
 
 def record_lineage(batch_id: str, settings: LineageParams, echo=print) -> dict:
     """`tru.lineage.record` as params.yaml's `lineage` says, each outcome a line to `echo`."""
-    out = lineage.record(batch_id, "pass", settings.commit, settings.branch, settings.push)
+    audit = paths.report_dir(batch_id) / "audit.json"
+    verdict = json.loads(audit.read_text()).get("verdict", "pass") if audit.is_file() else "pass"
+    if verdict == "inconclusive":  # promoted by its policy: the commit says what the evidence says
+        verdict = "inconclusive, promoted by policy"
+    out = lineage.record(batch_id, verdict, settings.commit, settings.branch, settings.push)
     if out["pushed"] is not None:
         echo(f"dvc push: {out['pushed']} object(s) sent to the default DVC remote")
     if out["commit"]:

@@ -39,8 +39,10 @@ def batch_line(batch_id: str, ledger=None) -> str:
     if audit_path.is_file():
         a = read_json(audit_path)
         line += f"; audit gate {a['verdict'].upper()}" + (f" ({', '.join(a['failed'])})" if a["failed"] else "")
-        if a.get("basis"):  # a refused batch cleared by a review
+        if a.get("method") == "retrain" and a.get("basis"):  # a refused batch cleared by a review
             line += " by construction (an exact retrain)"
+        elif a["verdict"] == "inconclusive":
+            line += " (promoted by policy)" if a.get("promoted") else " (held for review)"
         bd = a.get("backdoor", {})
         if bd.get("enabled") and "unlearned" in bd.get("models", {}):
             o, u = bd["models"]["original"], bd["models"]["unlearned"]

@@ -1,81 +1,194 @@
-"""The audit gate: every check against its params.yaml threshold (`audit.gate`); the
-unlearned model is promoted only when all applicable checks pass. No check needs a retrain:
-production batches do not run one."""
+"""The audit gate: every check against its params.yaml threshold (`audit.gate`), each judged
+or not (and why), each erasure check with or without power on the batch. No check needs a
+retrain (production batches do not run one) and none reads a valid or test row: the
+comparisons are shadow pairs, never trained on (tru/data/split.py)."""
 
 from __future__ import annotations
 
+UTILITY, ERASURE = "utility", "erasure"
 
-def _check(name: str, description: str, value, threshold: float, op: str = "<=", note: str | None = None) -> dict:
-    """`note`: why the check does not apply (value None, or a value too noisy to judge)."""
-    if value is None or note:
-        return {
-            "name": name,
-            "description": description,
-            "value": None if value is None else round(float(value), 6),
-            "threshold": threshold,
-            "op": op,
-            "passed": None,
-            "note": note or "not applicable to this batch",
-        }
-    passed = value <= threshold if op == "<=" else value >= threshold
-    return {
+
+def _check(
+    name: str,
+    kind: str,
+    description: str,
+    value,
+    threshold: float | None,
+    op: str = "<=",
+    *,
+    judged: bool = True,
+    power: bool | None = None,
+    note: str | None = None,
+    original=None,
+) -> dict:
+    """One check: `judged` False (with `note`: why) when it cannot be judged on this batch;
+    `power`: whether it fails the original model (erasure checks), `original` its value there."""
+    out = {
         "name": name,
+        "kind": kind,
         "description": description,
-        "value": round(float(value), 6),
+        "value": None if value is None else round(float(value), 6),
         "threshold": threshold,
         "op": op,
-        "passed": bool(passed),
+        "judged": bool(judged and value is not None),
     }
+    if original is not None:
+        out["original"] = round(float(original), 6)
+    if out["judged"]:
+        out["passed"] = bool(value <= threshold if op == "<=" else value >= threshold)
+    else:
+        out["passed"] = None
+    if kind == ERASURE:
+        out["power"] = bool(power) if out["judged"] else None
+    if note:
+        out["note"] = note
+    elif not out["judged"]:
+        out["note"] = "not applicable to this batch"
+    elif kind == ERASURE and not out["power"]:
+        out["note"] = (
+            "no power on this batch: the original model, which trained on everything erased, passes it too, "
+            "so passing it proves nothing"
+        )
+    return out
 
 
 def evaluate_gate(
-    metrics: dict, mia_ba: float | None, backdoor_lift: float | None, gate, mia_pairs: int | None = None
+    metrics: dict,
+    membership: dict | None,
+    residue: dict | None,
+    backdoor: tuple[float, float] | None,
+    gate,
 ) -> dict:
-    """`metrics`: {"original": {...}, "unlearned": {...}} as in reports/<batch>/metrics.json;
-    `mia_pairs`: forgotten pairs the attack saw (as many held-out ones). On fewer than
-    `gate.min_mia_pairs` the attack's balanced accuracy is reported but not judged: on a
-    handful of pairs a cross-validated attack scores anywhere from 0 to 1 by chance, and a
-    batch of two users would be refused (or passed) by the draw, not by its erasure."""
+    """The verdict on the unlearned model (module docstring of tru.audit.shadow for the
+    membership test, tru.audit.residue for the item-side check).
+
+    `metrics`: {"original": {...}, "unlearned": {...}} as in reports/<batch>/metrics.json (their
+    `retain_shadow` and `forget` rankings); `membership`: tru.audit.shadow.membership_test of the
+    unlearned model with the original as reference; `residue`: {"original": ..., "unlearned": ...}
+    of tru.audit.residue.item_residue, or None; `backdoor`: the canary's lift (unlearned,
+    original) when the batch deletes it.
+
+    FAIL when a judged check fails; PASS when none fails and at least one erasure check with
+    power passed; INCONCLUSIVE otherwise (nothing that could have failed was judged)."""
     o, u = metrics["original"], metrics["unlearned"]
-    o_ret, u_ret = o["retain"]["recall@20"], u["retain"]["recall@20"]
+    o_ret, u_ret = o["retain_shadow"]["recall@20"], u["retain_shadow"]["recall@20"]
     drop = (o_ret - u_ret) / o_ret if o_ret > 0 else None
-    o_f, u_f = o["forget"]["recall@20"], u["forget"]["recall@20"]
-    ratio = u_f / o_f if o["forget"].get("n_rows", 1) and o_f > 0 else None
     checks = [
         _check(
             "retain_recall_drop",
-            "relative drop of retain test Recall@20 from the original model",
+            UTILITY,
+            "relative drop of Recall@20 on retained users' shadow pairs (never trained on) from the original model",
             drop,
             gate.max_retain_drop,
-        ),
-        _check(
-            "mia_balanced_accuracy",
-            "best membership attack (forgotten vs held-out pairs) on the unlearned model",
-            mia_ba,
-            gate.max_mia_balanced_accuracy,
-            note=(
-                f"too few pairs to judge: {mia_pairs} forgotten and {mia_pairs} held-out, the check needs "
-                f"{gate.min_mia_pairs} of each (audit.gate.min_mia_pairs)"
+            note=None if drop is not None else "no retained user has a shadow pair (split.shadow_share 0?)",
+        )
+    ]
+    m = membership or {}
+    if m.get("auc") is None:
+        why = "no forgotten pair has a shadow pair of the same user or item to compare with"
+        if m.get("members") == 0:
+            why = "no forgotten pair to test (an item-only batch whose items had no shadow pair, or none at all)"
+        checks.append(_check("membership_vs_shadow", ERASURE, _MEMBERSHIP, None, None, ">", judged=False, note=why))
+    else:
+        checks.append(
+            _check(
+                "membership_vs_shadow",
+                ERASURE,
+                _MEMBERSHIP,
+                m["auc"],
+                m["threshold"],
+                power=m.get("power"),
+                original=m.get("original_auc"),
             )
-            if mia_ba is not None and mia_pairs is not None and mia_pairs < gate.min_mia_pairs
-            else None,
-        ),
-        _check(
-            "forget_recall_ratio",
-            "forget Recall@20 of the unlearned model / of the original",
-            ratio,
-            gate.max_forget_recall_ratio,
-        ),
+        )
+    if residue is None or residue["unlearned"]["checked"] == 0:
+        checks.append(
+            _check(
+                "item_residue",
+                ERASURE,
+                _RESIDUE,
+                None,
+                0,
+                judged=False,
+                note=f"no item lost {gate.residue_min_removed_share:.0%} of its training interactions to this batch "
+                "and no backdoor target was declared",
+            )
+        )
+    elif residue["unlearned"].get("threshold") is None:
+        checks.append(
+            _check("item_residue", ERASURE, _RESIDUE, None, 0, judged=False, note="too few reference items for peers")
+        )
+    else:
+        checks.append(
+            _check(
+                "item_residue",
+                ERASURE,
+                _RESIDUE,
+                residue["unlearned"]["flagged"],
+                0,
+                power=residue["original"]["flagged"] > 0,
+                original=residue["original"]["flagged"],
+            )
+        )
+    checks.append(
         _check(
             "backdoor_lift",
+            ERASURE,
             "backdoor canary: the target's attack success rate after the erasure minus the top-20 "
             "share of items of its real popularity (batches that delete the canary)",
-            backdoor_lift,
+            None if backdoor is None else backdoor[0],
             gate.max_backdoor_lift,
-        ),
-    ]
+            power=backdoor is not None and backdoor[1] > gate.max_backdoor_lift,
+            original=None if backdoor is None else backdoor[1],
+            note=None if backdoor is not None else "the batch does not delete the built-in canary",
+        )
+    )
+    ratio = None
+    if o["forget"].get("n_rows", 1) and o["forget"]["recall@20"] > 0:
+        ratio = u["forget"]["recall@20"] / o["forget"]["recall@20"]
+    checks.append(
+        _check(
+            "forget_recall_ratio",
+            ERASURE,
+            "forget Recall@20 of the unlearned model / of the original",
+            ratio,
+            None,
+            judged=False,
+            note="reported, not judged: a user's remaining data predicts some removed items, so an exact retrain "
+            "keeps a share of forget Recall@20 that no fixed limit separates from residue (ML-100k, interaction "
+            "level: 0.8 of the original's); the membership test compares with never-trained pairs instead",
+        )
+    )
     failed = [c["name"] for c in checks if c["passed"] is False]
-    return {"verdict": "fail" if failed else "pass", "checks": checks, "failed": failed}
+    with_power = [c["name"] for c in checks if c["kind"] == ERASURE and c["passed"] and c.get("power")]
+    if failed:
+        verdict, basis = "fail", None
+    elif with_power:
+        verdict, basis = "pass", "passed with power: " + ", ".join(with_power)
+    else:
+        verdict = "inconclusive"
+        basis = (
+            "no erasure check that could have failed was judged on this batch (each is either not applicable "
+            "or passes the original model too); audit.gate.inconclusive: " + gate.inconclusive
+        )
+    return {"verdict": verdict, "checks": checks, "failed": failed, "basis": basis, "policy": gate.inconclusive}
+
+
+def promoted(result: dict) -> bool:
+    """Whether the gate's result promotes the model: PASS, or INCONCLUSIVE under the policy
+    `inconclusive: pass` (the verdict itself stays INCONCLUSIVE in the evidence)."""
+    return result["verdict"] == "pass" or (result["verdict"] == "inconclusive" and result.get("policy") == "pass")
+
+
+_MEMBERSHIP = (
+    "membership test: stratified AUC of forgotten pairs against shadow pairs (never trained on) of the same "
+    "users or items; above the threshold (its null's quantile under exchangeability) they still rank like "
+    "trained pairs"
+)
+_RESIDUE = (
+    "item-side residue: items that lost a share of their interactions (and declared backdoor targets) ranked "
+    "further above items of the same retained popularity than any item the batch did not touch"
+)
 
 
 # why a batch erased by an exact retrain passes whatever its checks measure
@@ -90,18 +203,29 @@ def exact_retrain_verdict(result: dict) -> dict:
     out of a refusal): pass, by construction. Its checks keep their values; a check that would
     have failed says so in its note, as a measure of the check's own false alarms (a user's
     remaining data still predicts some removed items, so forget Recall@20 stays above zero). A
-    retrain refused by the gate would leave the queue with no way out."""
+    retrain refused by the gate would leave the queue with no way out. `tru bench gate` measures
+    how often the checks would refuse one (their false alarms)."""
     checks = []
     for c in result["checks"]:
         if c["passed"] is False:
             c = {
                 **c,
                 "passed": None,
+                "judged": False,
                 "note": f"would fail its limit ({c['op']} {c['threshold']}); not judged: an exact retrain "
                 "never trained on the erased data (a false alarm of the check, not residue)",
             }
         checks.append(c)
     return {**result, "verdict": "pass", "checks": checks, "failed": [], "basis": EXACT_RETRAIN_BASIS}
+
+
+def inconclusive_message(batch_id: str, result: dict) -> str:
+    """The message of an INCONCLUSIVE gate held for review (`audit.gate.inconclusive: review`)."""
+    return (
+        f"audit gate inconclusive for batch {batch_id}: {result['basis']}. The model is not promoted and the "
+        f"batch's requests are needs_review; clear it with `tru review --batch {batch_id}` (an exact retrain of "
+        "the batch)."
+    )
 
 
 def failure_message(batch_id: str, result: dict) -> str:

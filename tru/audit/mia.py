@@ -1,8 +1,10 @@
 """Membership inference against an erasure (docs: Audits and evidence).
 
-Members are the forgotten training interactions; non-members are held-out (valid/test)
-interactions of the same users. Never random non-edges: a model ranks any observed-style
-item above a random one, which would make every model look leaky.
+Members are the forgotten training interactions; non-members are shadow pairs of the same
+users (tru/data/split.py: training interactions held out from every model). Reported, not
+judged: the gate judges the calibrated test of tru.audit.shadow. Never random non-edges: a
+model ranks any observed-style item above a random one, which would make every model look
+leaky.
 
 Per pair the attacker sees what a recommender exposes about (u, i): the score, the rank of i
 in u's ranking (u's retained training items masked), its percentile and the score normalised
@@ -188,18 +190,6 @@ def membership_audit(
         out["models"][name] = attack(X, y, seed, folds, bootstrap)
         if name != "original":
             out["difference"][name] = attack(np.hstack([X, base_X, X - base_X]), y, seed, folds, bootstrap)
-    return out
-
-
-def null_balanced_accuracy(pairs_per_class: int, draws: int, seed: int = 0) -> np.ndarray:
-    """The best attack's balanced accuracy on `draws` samples where membership carries no
-    signal (pair features drawn i.i.d. normal, as many as FEATURES): what chance alone scores
-    at this many pairs per class. Calibrates `audit.gate.min_mia_pairs` (tru bench mia-null)."""
-    y = np.r_[np.ones(pairs_per_class, np.int64), np.zeros(pairs_per_class, np.int64)]
-    out = np.empty(draws)
-    for d in range(draws):
-        X = np.random.default_rng([seed, pairs_per_class, d]).normal(size=(len(y), len(FEATURES)))
-        out[d] = best_balanced_accuracy(attack(X, y, seed + d, bootstrap=0))
     return out
 
 

@@ -10,7 +10,8 @@ import numpy as np
 from tru.audit import canary as canary_mod
 from tru.audit.gate import evaluate_gate
 from tru.audit.measures import exposure, parameter_shift
-from tru.audit.mia import best_balanced_accuracy, membership_audit
+from tru.audit.mia import membership_audit
+from tru.audit.residue import item_residue
 
 if TYPE_CHECKING:  # annotations only: the audit needs no unlearning code to run
     from tru.config import MIAParams
@@ -19,7 +20,9 @@ if TYPE_CHECKING:  # annotations only: the audit needs no unlearning code to run
 
 def context_membership(models: dict, ctx: UnlearnContext, mia: MIAParams) -> dict:
     """The membership attack on each of `models` for a deletion context: its forgotten pairs
-    (members) against its held-out pairs (non-members), theta_0 as the reference model."""
+    (members) against shadow pairs of the same users (non-members, never trained on), theta_0
+    as the reference model. Reported, not judged: the gate judges the calibrated test
+    (tru.audit.shadow)."""
     members, non_members = ctx.membership_pairs()
     return membership_audit(
         models,
@@ -36,9 +39,21 @@ def context_membership(models: dict, ctx: UnlearnContext, mia: MIAParams) -> dic
     )
 
 
-def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None) -> dict:
+def residue_items(ctx: UnlearnContext, share: float, declared=()) -> tuple[np.ndarray, np.ndarray]:
+    """The items the item-side residue check looks at: those that lost at least `share` of
+    their training interactions to the batch, and the declared backdoor targets (still in the
+    catalogue)."""
+    declared = np.intersect1d(np.asarray(declared, np.int64), ctx.data.candidates)
+    return np.setdiff1d(ctx.items_losing(share), declared), declared
+
+
+def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None, declared: dict | None = None) -> dict:
     """`models`: {"original": theta_0, "unlearned": ..., "retrain": ... (optional)}, graphs set;
-    `metrics`: batch_metrics of the same models (reports/<batch>/metrics.json)."""
+    `metrics`: batch_metrics of the same models (reports/<batch>/metrics.json); `declared`: the
+    batch's declared backdoors (tru.requests.backdoors), whose targets the item-side check
+    always looks at, like the built-in canary's target when the batch deletes it."""
+    from tru.unlearning.probes import shadow_membership  # why: the audit package imports no unlearning code at load
+
     ap = params.audit
     data = ctx.data
     mia = context_membership(models, ctx, ap.mia)
@@ -79,12 +94,41 @@ def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None) -
 
     shift = parameter_shift(models["unlearned"], ctx.base, models.get("retrain"), ap.shift_flag_ratio)
 
-    lift = backdoor["models"]["unlearned"]["lift"] if canary and backdoor["deleted_by_this_batch"] else None
+    # the calibrated membership test (each model, with the original as the power reference)
+    shadow = {
+        name: shadow_membership(model, ctx, ap.gate, reference=None if name == "original" else ctx.base)
+        for name, model in models.items()
+    }
+    # the item-side residue check: items the batch took engagement from, declared targets, and
+    # the canary's target when this batch deletes the canary
+    targets = list((declared or {}).get("targets", []))
+    lifts = None
+    if canary and backdoor["deleted_by_this_batch"]:
+        targets.append(int(canary["target_item"]))
+        lifts = (backdoor["models"]["unlearned"]["lift"], backdoor["models"]["original"]["lift"])
+    checked, declared_items = residue_items(ctx, ap.gate.residue_min_removed_share, targets)
+    residue = {
+        "min_removed_share": ap.gate.residue_min_removed_share,
+        "models": {
+            name: item_residue(
+                model, data.train, normal, data.candidates, checked, declared_items, n_peers=ap.gate.residue_peers
+            )
+            for name, model in models.items()
+        },
+    }
     gate = evaluate_gate(
         metrics,
-        best_balanced_accuracy(mia["models"].get("unlearned")),
-        lift,
+        shadow["unlearned"],
+        residue["models"],
+        lifts,
         ap.gate,
-        mia_pairs=mia.get("sample_per_class"),
     )
-    return {**gate, "membership": mia, "backdoor": backdoor, "exposure": expo, "parameter_shift": shift}
+    return {
+        **gate,
+        "shadow_membership": shadow,
+        "item_residue": residue,
+        "membership": mia,
+        "backdoor": backdoor,
+        "exposure": expo,
+        "parameter_shift": shift,
+    }

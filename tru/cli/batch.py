@@ -22,6 +22,13 @@ def ingest(
     inbox: Path = typer.Option(paths.INBOX),
     dvc: bool = typer.Option(True, help="version the batch's inputs and ledger with `dvc add`"),
     batch_time: str | None = BatchTimeOpt,
+    backdoors: list[Path] | None = typer.Option(
+        None,
+        "--backdoors",
+        metavar="FILE",
+        help="a declaration of fake accounts (CSV or JSON Lines: role fake_user/trigger/target, id, note), "
+        "copied into the inbox as backdoors-FILE: its fake users are deleted, its targets audited",
+    ),
 ) -> None:
     """Take the pending deletion requests as one batch: validate, record in the ledger, archive."""
     from tru.dvcio import dvc_add
@@ -30,7 +37,7 @@ def ingest(
     from tru.stages.ingest import ingest_stage
 
     with run_lock("tru ingest"):
-        s = ingest_stage(load(params), inbox, files, now=batch_time)
+        s = ingest_stage(load(params), inbox, files, now=batch_time, backdoors=backdoors)
         for q in s.get("quarantined", []):
             typer.echo(f"quarantined {q['name']}: {q['reason']}" + (f" ({q['path']})" if q["path"] else ""), err=True)
         for k in s.get("skipped", []):
@@ -43,6 +50,14 @@ def ingest(
         if dvc and Path(".dvc").is_dir():
             dvc_add(dvc_pointers(s["batch_id"]))
     typer.echo(f"batch {s['batch_id']}: {s['rows']} rows, " + ", ".join(f"{k} {v}" for k, v in s["by_status"].items()))
+    if s.get("backdoors"):
+        d = s["backdoors"]
+        typer.echo(
+            "declared backdoors: fake accounts "
+            + ", ".join(f"{k} {v}" for k, v in d["fake_users"].items())
+            + f"; {d['targets']} target(s), {d['triggers']} trigger(s) kept; {d['rejected']} row(s) rejected"
+            + f" ({d['path']})"
+        )
     typer.echo(f"next: dvc repro (or tru sets --batch {s['batch_id']} && tru map --batch {s['batch_id']})")
 
 
@@ -144,8 +159,10 @@ def audit(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
     except AuditGateFailed:
         print_audit(read_json(paths.report_dir(batch) / "audit.json"))
         raise
-    print_audit(read_json(s["audit"]))
-    typer.echo(f"audit gate passed: {s['requests']} request(s) erased; wrote {s['audit']}")
+    a = read_json(s["audit"])
+    print_audit(a)
+    state = "passed" if s["verdict"] == "pass" else f"inconclusive, promoted by policy ({a.get('basis')})"
+    typer.echo(f"audit gate {state}: {s['requests']} request(s) erased; wrote {s['audit']}")
 
 
 def print_audit(a: dict) -> None:
@@ -153,7 +170,14 @@ def print_audit(a: dict) -> None:
     for c in a["checks"]:
         mark = {True: "pass", False: "FAIL", None: "n/a "}[c["passed"]]
         value = "-" if c["value"] is None else f"{c['value']:.4f}"
-        typer.echo(f"  [{mark}] {c['name']:24s} {value:>8s}  (allowed {c['op']} {c['threshold']})")
+        limit = "" if c.get("threshold") is None else f"  (allowed {c['op']} {c['threshold']})"
+        why = ""
+        if c["passed"] is None:
+            why = f"  not judged: {c.get('note', '')}"
+        elif c.get("power") is False:
+            why = "  no power: the original model passes it too"
+        typer.echo(f"  [{mark}] {c['name']:24s} {value:>8s}{limit}{why}")
+    typer.echo(f"  verdict {a['verdict'].upper()}" + (f": {a['basis']}" if a.get("basis") else ""))
     for name, m in a["membership"].get("models", {}).items():
         if m.get("best"):
             b = m[m["best"]]

@@ -1,8 +1,9 @@
 """The split dataset in memory: what training, evaluation and unlearning read.
 
 On disk (written by `tru split`, see tru/data/split.py) a split folder holds
-`train.parquet`, `valid.parquet`, `test.parquet` (columns user, item, timestamp; 0-based
-indices into the dataset folder's ids) and `split.json` (counts, n_users, n_items,
+`train.parquet`, `valid.parquet`, `test.parquet`, `shadow.parquet` (columns user, item,
+timestamp; 0-based indices into the dataset folder's ids; shadow: pairs no model trains on) and
+`split.json` (counts, n_users, n_items,
 modality dims, the dataset folder it came from and the hashes of its inputs).
 Features are read from the dataset folder named in split.json.
 """
@@ -36,6 +37,8 @@ class InteractionData:
     features: dict[str, np.ndarray]  # modality -> [n_items, dim] float32
     deleted_users: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     deleted_items: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # shadow pairs (tru/data/split.py): never trained on; the stop rule's and gate's comparison
+    shadow: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
 
     @property
     def candidates(self) -> np.ndarray:
@@ -57,8 +60,8 @@ class InteractionData:
         return list(self.features)
 
     def pairs(self, split: str) -> np.ndarray:
-        """The [n, 2] (user, item) pairs of `split` (train, valid or test); ValueError otherwise."""
-        if split not in SPLITS:
+        """The [n, 2] (user, item) pairs of `split` (train, valid, test or shadow); ValueError otherwise."""
+        if split not in SPLITS + ("shadow",):
             raise ValueError(f"unknown split {split!r}")
         return getattr(self, split)
 
@@ -98,6 +101,9 @@ def load_split(split_dir: str | Path, dataset_dir: str | Path | None = None) -> 
                 f"{ds_dir / (modality + '_feat.npy')}: has {arr.shape[0]} rows, the split has {meta['n_items']} items"
             )
     parts = {s: _read_pairs(split_dir / f"{s}.parquet") for s in SPLITS}
+    # a split made before shadow pairs existed (or with split.shadow_share 0) has none
+    if (split_dir / "shadow.parquet").is_file():
+        parts["shadow"] = _read_pairs(split_dir / "shadow.parquet")
     return InteractionData(
         meta["name"],
         int(meta["n_users"]),

@@ -12,7 +12,15 @@ Two recipes:
   the rest is test. round() is Python's (half to even), so a user with 5 rows gets
   4/0/1 and one with 2 rows 2/0/0; users with a single row are train-only.
 
-Output (see tru/data/dataset.py for the reader): train/valid/test.parquet with int64
+Shadow pairs (`split.shadow_share`, either recipe): after validation, a random (not
+chronological) share of each user's training rows is moved to `shadow.parquet`: at least one
+per user who keeps another training row, round(share * n_train) of a user with more, drawn
+seeded. No model trains on them (not the base model, a retrain or any erasure method): they
+are what "never seen" looks like for the same users and items, the comparison of the stop rule
+and the gate (a forgotten pair of an exact retrain is exchangeable with a shadow pair of its
+user or item). The canary's fake users, appended after, have none.
+
+Output (see tru/data/dataset.py for the reader): train/valid/test/shadow.parquet with int64
 columns user, item, timestamp, sorted by (user, timestamp, item), and split.json.
 """
 
@@ -99,6 +107,25 @@ def _duplicate_rows(inter: pd.DataFrame, path: Path, limit: int = 5) -> str:
     return f"{path} repeats {len(pairs)} (userID, itemID) pair(s) on {len(repeated)} lines{more}: " + "; ".join(shown)
 
 
+def shadow_rows(train: pd.DataFrame, share: float, seed: int) -> np.ndarray:
+    """Boolean mask of the rows of `train` held out as shadow pairs (module docstring): per user
+    with n >= 2 training rows, max(1, round(share * n)) of them (at most n - 1), drawn at random
+    with a generator of its own (the split's other draws are unchanged by the share)."""
+    mask = np.zeros(len(train), bool)
+    if share <= 0 or len(train) == 0:
+        return mask
+    rng = np.random.default_rng([seed, 0x5AD0])
+    users = train["user"].to_numpy()
+    order = np.lexsort((rng.random(len(train)), users))  # each user's rows in random order
+    sorted_users = users[order]
+    _, first, inverse, counts = np.unique(sorted_users, return_index=True, return_inverse=True, return_counts=True)
+    position = np.arange(len(train)) - first[inverse]
+    n = counts[inverse]
+    take = np.where(n >= 2, np.minimum(np.maximum(1, np.round(share * n)), n - 1), 0)
+    mask[order[position < take]] = True
+    return mask
+
+
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     table = pa.table({c: pa.array(frame[c].to_numpy(np.int64), type=pa.int64()) for c in COLUMNS})
     pq.write_table(table, path, compression="zstd", write_statistics=True)
@@ -142,6 +169,11 @@ def make_split(
         if where:
             raise ValidationFailed(f"{err}; {where}") from None
         raise
+
+    shadow = shadow_rows(parts["train"], params.shadow_share, seed)
+    parts["shadow"] = parts["train"][shadow].reset_index(drop=True)
+    parts["train"] = parts["train"][~shadow].reset_index(drop=True)
+    recipe["shadow_share"] = params.shadow_share
 
     n_users = int(folder.n_users)
     canary_meta = None

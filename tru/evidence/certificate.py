@@ -54,24 +54,39 @@ CHECK_TEXT = {
         "The erasure must not spoil recommendations for people who did not ask: their quality may "
         "fall by at most the limit (a share of what it was).",
     ),
-    "mia_balanced_accuracy": (
+    "membership_vs_shadow": (
         "Detecting the erased data",
-        "A simulated attacker reads the model's recommendations and tries to tell the erased "
-        "interactions from ones the model never saw; 0.5 is a coin toss, and the attacker may do no "
-        "better than the limit.",
+        "The erased interactions are compared with real interactions of the same people or items that "
+        "no model was ever trained on, set aside for this purpose. If the model still ranks the erased "
+        "ones higher, by more than chance gives in 1 erasure in 100, it still remembers them.",
+    ),
+    "item_residue": (
+        "Items pushed by the erased data",
+        "Items that lost much of their activity in this erasure, and any declared targets of fake "
+        "accounts, may not stay recommended more than items of the same popularity that the erasure "
+        "did not touch.",
     ),
     "forget_recall_ratio": (
         "Erased items recommended back",
         "How often the model still recommends the erased items to the people who asked, as a share "
-        "of how often it did before; at most the limit.",
+        "of how often it did before. Their remaining history suggests some of these items even to a "
+        "model that never saw the erased data, so current audits show this figure without judging it.",
     ),
     "backdoor_lift": (
         "A planted test pattern",
         "Test batches plant fake accounts that push one item; erasing them must take the push away. "
         "Judged only in batches that erase them.",
     ),
+    # audits of batches erased before the membership test against never-trained pairs: their
+    # certificates still read their own audit.json
+    "mia_balanced_accuracy": (
+        "Detecting the erased data",
+        "A simulated attacker reads the model's recommendations and tries to tell the erased "
+        "interactions from ones the model never saw; 0.5 is a coin toss, and the attacker may do no "
+        "better than the limit.",
+    ),
 }
-VERDICTS = {"pass": "PASS", "fail": "FAIL"}
+VERDICTS = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE (promoted by policy)"}
 # the badge of the certificate: its class in evidence.css and its words
 OUTCOMES = {
     ERASED: ("PASS", "ERASED"),

@@ -124,7 +124,11 @@ def _checks(audit: dict) -> list[dict]:
                     "threshold": c.get("threshold"),
                     "op": OPS.get(op, op),
                     "passed": c.get("passed"),
-                    "note": c.get("note") if c.get("passed") is None else None,
+                    "judged": c.get("judged", c.get("passed") is not None),
+                    "power": c.get("power"),
+                    "original": c.get("original"),
+                    "kind": c.get("kind") or "",
+                    "note": c.get("note") if c.get("passed") is None or c.get("power") is False else None,
                 }
             )
     return rows
@@ -157,7 +161,8 @@ def summary(ev: dict) -> dict:
     ]
     m = ev["metrics"] or {}
     return {
-        "verdict": {"pass": "PASS", "fail": "FAIL"}.get(verdict, "UNKNOWN"),
+        "verdict": {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}.get(verdict, "UNKNOWN"),
+        "policy": audit.get("policy"),
         "failed": [
             next(
                 (c for c in checks if c["name"] == n),
@@ -166,8 +171,10 @@ def summary(ev: dict) -> dict:
             for n in failed_names
         ],
         "n_checks": len(checks),
-        "n_judged": sum(c["passed"] is not None for c in checks),
-        "basis": audit.get("basis"),  # why a batch erased by an exact retrain passes (tru/audit/gate.py)
+        "n_judged": sum(bool(c["judged"]) for c in checks),
+        # what the verdict rests on: the checks with power that passed, why it is inconclusive, or
+        # why a batch erased by an exact retrain passes (tru/audit/gate.py)
+        "basis": audit.get("basis"),
         "method": audit.get("method") or get(ev, "update_log", "method") or "not run",
         "promoted": audit.get("promoted"),
         "current_model": audit.get("current_model"),

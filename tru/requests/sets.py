@@ -8,6 +8,9 @@ reads it unchanged) plus what the erasure needs:
 - `forget.parquet`: D_f, the training interactions this batch erases;
 - `heldout.parquet`: the valid/test rows of users and items deleted in this batch: they leave
   evaluation and become the held-out comparison of the membership audit;
+- `shadow.parquet`: the shadow pairs (tru/data/split.py) of retained users and items, and
+  `heldout_shadow.parquet`: those of the users, items and pairs deleted in this batch: the
+  never-trained comparison of the stop rule and the gate;
 - `split.json`: the split metadata, plus `batch` (id, previous sets, counts) and the
   cumulative `deleted_users` and `deleted_items` (deleted items leave the candidate set).
 
@@ -74,6 +77,9 @@ def build_sets(
     check_same_dataset(batch_id, dataset, dataset_identity(meta), f"its sets are not rebuilt from {prior_dir}")
     n_items = int(meta["n_items"])
     train, valid, test = (_read(prior_dir / f"{s}.parquet") for s in ("train", "valid", "test"))
+    # a split made before shadow pairs existed has none
+    shadow_path = prior_dir / "shadow.parquet"
+    shadow = _read(shadow_path) if shadow_path.is_file() else train.iloc[:0]
     t = targets_from_ledger(requests)
     pair_keys = t["pairs"][:, 0] * n_items + t["pairs"][:, 1] if len(t["pairs"]) else np.zeros(0, np.int64)
 
@@ -89,6 +95,8 @@ def build_sets(
     v_mask, s_mask = hit(valid), hit(test)
     heldout = pd.concat([valid[v_mask], test[s_mask]], ignore_index=True)
     valid, test = valid[~v_mask], test[~s_mask]
+    h_mask = hit(shadow)
+    heldout_shadow, shadow = shadow[h_mask], shadow[~h_mask]
 
     validate_sets(train, forget, retain, n_items)
 
@@ -97,7 +105,7 @@ def build_sets(
     out_meta = {k: v for k, v in meta.items() if k not in ("batch",)}
     out_meta.update(
         {
-            "counts": {"train": len(retain), "valid": len(valid), "test": len(test)},
+            "counts": {"train": len(retain), "valid": len(valid), "test": len(test), "shadow": len(shadow)},
             "users": {
                 "train": int(retain["user"].nunique()),
                 "valid": int(valid["user"].nunique()),
@@ -113,6 +121,7 @@ def build_sets(
                 "forget": len(forget),
                 "retain": len(retain),
                 "heldout": len(heldout),
+                "heldout_shadow": len(heldout_shadow),
                 "affected_users": int(forget["user"].nunique()),
                 "target_items": int(forget["item"].nunique()),
             },
@@ -126,6 +135,8 @@ def build_sets(
             ("test", test),
             ("forget", forget),
             ("heldout", heldout),
+            ("shadow", shadow),
+            ("heldout_shadow", heldout_shadow),
         ):
             _write(frame, tmp / f"{name}.parquet")
         write_json(tmp / "split.json", out_meta)

@@ -10,11 +10,12 @@ import pyarrow.parquet as pq
 
 from tru import batches, paths
 from tru.audit import canary as canary_mod
-from tru.audit.gate import exact_retrain_verdict, failure_message
+from tru.audit.gate import exact_retrain_verdict, failure_message, inconclusive_message, promoted
 from tru.audit.run import audit_batch
 from tru.config import Params
 from tru.errors import AuditGateFailed, DataError
 from tru.io import read_json, write_json
+from tru.requests.backdoors import declared_backdoors
 from tru.requests.ledger import GATE_DIR, append_status, batch_time, requests_path
 from tru.requests.schema import ACCEPTED, ERASED, NEEDS_REVIEW
 from tru.stages.context import batch_models, load_context
@@ -23,9 +24,10 @@ from tru.train import seed_everything
 
 
 def audit_stage(params: Params, batch_id: str, batches_file: str | Path | None = None) -> dict:
-    """reports/<batch>/audit.json and the gate: on pass the batch's model is promoted and its
-    accepted requests become `erased`; on fail they become `needs_review`, the current model
-    stays, and AuditGateFailed (exit status 4) names the failed checks. Returns the audit's
+    """reports/<batch>/audit.json and the gate: on pass (or inconclusive under the policy
+    `audit.gate.inconclusive: pass`) the batch's model is promoted and its accepted requests
+    become `erased`; on fail (or inconclusive under `review`) they become `needs_review`, the
+    current model stays, and AuditGateFailed (exit status 4) names the failed checks. Returns the audit's
     path, verdict, failed checks and the requests' new status."""
     seed_everything(params.seed, params.train.threads)
     ctx, entry = load_context(params, batch_id, batches_file)
@@ -40,10 +42,11 @@ def audit_stage(params: Params, batch_id: str, batches_file: str | Path | None =
             f"{metrics_path}: has {sorted(metrics)}, the batch has models {sorted(models)} "
             f"(rerun `tru evaluate-batch --batch {batch_id}`)"
         )
-    result = audit_batch(ctx, models, metrics, params, canary_mod.load(paths.sets_dir(batch_id)))
+    declared = declared_backdoors(paths.LEDGER, batch_id)
+    result = audit_batch(ctx, models, metrics, params, canary_mod.load(paths.sets_dir(batch_id)), declared)
     if entry.get("method") == "retrain":
         result = exact_retrain_verdict(result)
-    passed = result["verdict"] == "pass"
+    passed = promoted(result)
     audit = {
         "batch": batch_id,
         "method": entry.get("method", params.unlearn.method),
@@ -61,7 +64,13 @@ def audit_stage(params: Params, batch_id: str, batches_file: str | Path | None =
     req = pq.read_table(requests_path(paths.LEDGER, batch_id), columns=["request_id", "status"]).to_pandas()
     ids = sorted(req.loc[req["status"] == ACCEPTED, "request_id"].tolist())
     status = ERASED if passed else NEEDS_REVIEW
-    reason = None if passed else "audit gate failed: " + ", ".join(result["failed"])
+    reason = None
+    if not passed:
+        reason = (
+            "audit gate failed: " + ", ".join(result["failed"])
+            if result["failed"]
+            else "audit gate inconclusive (audit.gate.inconclusive: review)"
+        )
     # a batch that failed before and passes now (the retrain fallback) records a review event
     # after its audit event, so the ledger keeps both; failing again changes nothing
     stage: str | None = "audit"
@@ -82,5 +91,6 @@ def audit_stage(params: Params, batch_id: str, batches_file: str | Path | None =
         "status": status,
     }
     if not passed:
-        raise AuditGateFailed(failure_message(batch_id, result))
+        message = failure_message if result["failed"] else inconclusive_message
+        raise AuditGateFailed(message(batch_id, result))
     return summary

@@ -61,6 +61,9 @@ def load_context(params: Params, batch_id: str, batches_file: str | Path | None 
         data=data,
         forget=read_pairs(sets / "forget.parquet"),
         heldout=read_pairs(sets / "heldout.parquet"),
+        heldout_shadow=read_pairs(sets / "heldout_shadow.parquet")
+        if (sets / "heldout_shadow.parquet").is_file()
+        else np.zeros((0, 2), np.int64),
         new_users=np.setdiff1d(data.deleted_users, prior.deleted_users),
         new_items=np.setdiff1d(data.deleted_items, prior.deleted_items),
         seed=batch_seed(params.seed, batch_id),
@@ -84,7 +87,7 @@ def batch_models(ctx: UnlearnContext, batch_id: str) -> dict:
 
 
 def batch_metrics(model, ctx, ks=(20,), score=None) -> dict:
-    """Retain (test, valid) and forget ranking metrics of `model` on the deletion `ctx`;
+    """Retain (test, valid, shadow) and forget ranking metrics of `model` on the deletion `ctx`;
     with `score` (users -> score rows), of that ranking instead (model None)."""
     if model is not None:
         model.eval()
@@ -92,6 +95,7 @@ def batch_metrics(model, ctx, ks=(20,), score=None) -> dict:
     for name, es in (
         ("retain", retain_eval(ctx.data, "test")),
         ("retain_valid", retain_eval(ctx.data, "valid")),
+        ("retain_shadow", retain_eval(ctx.data, "shadow")),
         ("forget", forget_eval(ctx.data, ctx.forget)),
     ):
         m = rank_metrics_of(model, es, ks, score=score)

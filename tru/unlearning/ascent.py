@@ -31,7 +31,12 @@ def gradient_ascent(ctx: UnlearnContext, params: Params) -> UnlearnResult:
         batches = shuffled_batches(ctx.forget, sampler, rng, params.unlearn.forget_batch_size)
         total, _, _ = train_steps(model, opt, batches, ascent=True, after_step=guard)
         epochs.append(
-            {"epoch": epoch, "ascent_loss": total, "seconds": time.perf_counter() - e0, **probe_metrics(model, ctx)}
+            {
+                "epoch": epoch,
+                "ascent_loss": total,
+                "seconds": time.perf_counter() - e0,
+                **probe_metrics(model, ctx, params.audit.gate),
+            }
         )
     log.update({"method": "gradient_ascent", "epochs": epochs})
     return UnlearnResult(model, log)

@@ -73,7 +73,13 @@ def multidelete(ctx: UnlearnContext, params: Params) -> UnlearnResult:
     rng = np.random.default_rng(ctx.seed)
     opt = torch.optim.Adam(model.parameters(), lr=up.lr)
     retain = ctx.data.train
-    log.update({"method": "multidelete", "weights": md.model_dump(), "probe_before": probe_metrics(model, ctx)})
+    log.update(
+        {
+            "method": "multidelete",
+            "weights": md.model_dump(),
+            "probe_before": probe_metrics(model, ctx, params.audit.gate),
+        }
+    )
     epochs = []
     for epoch in range(1, md.epochs + 1):
         e0 = time.perf_counter()
@@ -111,7 +117,7 @@ def multidelete(ctx: UnlearnContext, params: Params) -> UnlearnResult:
         row = {
             "epoch": epoch,
             **{k: v / max(steps, 1) for k, v in sums.items()},
-            **probe_metrics(model, ctx),
+            **probe_metrics(model, ctx, params.audit.gate),
             "seconds": time.perf_counter() - e0,
         }
         epochs.append(row)

@@ -80,3 +80,39 @@ def membership_auc(
     b = rank_percentiles(model, non_members, data, score=score)
     y = np.concatenate([np.ones(len(a)), np.zeros(len(b))])
     return float(roc_auc_score(y, np.concatenate([a, b])))
+
+
+def shadow_membership(model: Recommender, ctx, gate, reference: Recommender | None = None, score=None) -> dict:
+    """The calibrated membership test (tru.audit.shadow) of `model` on the deletion `ctx`:
+    forgotten pairs against shadow pairs of the same users or items, the threshold from its
+    null (drawn once per context: it does not depend on the model); with `reference` (theta_0)
+    also the original's AUC and whether the test has power on this batch."""
+    from tru.audit.shadow import membership_test, null_distribution  # why: keeps probes importable alone
+
+    members, non, sm, sn = ctx.membership_strata()
+    a = rank_percentiles(model, members, ctx.data, score=score)
+    b = rank_percentiles(model, non, ctx.data, score=score)
+    key = (gate.membership_permutations, ctx.seed)
+    cache = ctx.__dict__.setdefault("_shadow_null", {})
+    if key not in cache and len(members) and len(non):
+        # drawn on distinct values: the null then depends on the strata alone, not on any
+        # model's ties, so the stop rule and the gate of a batch use the same threshold
+        distinct = np.arange(len(members) + len(non), dtype=float)
+        cache[key] = null_distribution(
+            distinct[: len(members)], distinct[len(members) :], sm, sn, gate.membership_permutations, ctx.seed
+        )
+    ref = None
+    if reference is not None:
+        ref = (rank_percentiles(reference, members, ctx.data), rank_percentiles(reference, non, ctx.data))
+    return membership_test(
+        a,
+        b,
+        sm,
+        sn,
+        gate.membership_quantile,
+        gate.membership_min_effect,
+        gate.membership_permutations,
+        ctx.seed,
+        reference=ref,
+        null=cache.get(key),
+    )

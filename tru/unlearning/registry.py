@@ -39,16 +39,19 @@ def register_method(name: str):
 @dataclass
 class UnlearnContext:
     """One deletion batch as a method sees it: theta_0, the data before and after the batch,
-    the forgotten and held-out pairs, the deleted users and items, the seed."""
+    the forgotten, held-out and shadow pairs, the deleted users and items, the seed."""
 
     base: Recommender  # theta_0 (left untouched; methods work on a copy)
     prior: InteractionData  # the data theta_0 was trained on (its train = D_r + D_f)
     data: InteractionData  # after the batch: train = D_r; valid/test of retained users
     forget: np.ndarray  # D_f
-    heldout: np.ndarray  # held-out rows of deleted users (non-members for the audits)
+    heldout: np.ndarray  # valid/test rows of deleted users and items (they leave evaluation)
     new_users: np.ndarray  # users deleted by this batch
     new_items: np.ndarray  # items deleted by this batch
     seed: int
+    # shadow pairs of the users, items and pairs deleted by this batch (never trained on): with
+    # data.shadow, the non-members of the stop rule and the gate
+    heldout_shadow: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
     # where exact methods keep resume snapshots of their training (fit's, every
     # train.checkpoint_every epochs): a killed run continues to the same model; None: no
     # snapshots. The caller clears the folder once the result is saved.
@@ -60,14 +63,13 @@ class UnlearnContext:
 
     @property
     def non_members(self) -> np.ndarray:
-        """Held-out interactions of the affected users: the deleted users' valid/test rows and
-        the retained affected users' valid/test rows (interaction- and item-level batches)."""
-        affected = np.unique(self.forget[:, 0]) if len(self.forget) else np.zeros(0, np.int64)
-        rows = [self.heldout.reshape(-1, 2)]
-        for split in ("valid", "test"):
-            p = self.data.pairs(split)
-            rows.append(p[np.isin(p[:, 0], affected)])
-        return np.unique(np.concatenate(rows), axis=0) if sum(len(r) for r in rows) else np.zeros((0, 2), np.int64)
+        """Never-trained pairs of the same users and items as the forgotten ones: the shadow
+        pairs (tru/data/split.py) of the users, items and pairs this batch deletes, and the
+        retained shadow pairs of the retained users who lost interactions. Never valid or test
+        rows: those are what utility is reported on."""
+        users = np.unique(self.forget[:, 0]) if len(self.forget) else np.zeros(0, np.int64)
+        rows = [self.heldout_shadow.reshape(-1, 2), self.data.shadow[np.isin(self.data.shadow[:, 0], users)]]
+        return np.unique(np.concatenate(rows), axis=0)
 
     def items_losing(self, share: float) -> np.ndarray:
         """Items still in the catalogue that lost at least `share` of their training
@@ -81,24 +83,37 @@ class UnlearnContext:
     @cached_property
     def probes(self) -> tuple:
         """What `probe_metrics` ranks after every epoch (it depends on the batch only, so it is
-        built once): the forget and retain-validation rankings' ground truth and exclusions, and
-        the membership pairs."""
-        return forget_eval(self.data, self.forget), retain_eval(self.data, "valid"), *self.membership_pairs()
+        built once): the forget and retain-shadow rankings' ground truth and exclusions, and the
+        membership pairs with their strata."""
+        return forget_eval(self.data, self.forget), retain_eval(self.data, "shadow"), *self.membership_strata()
 
     def membership_pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        """Members (forgotten pairs) and non-members (held-out pairs) of the same users only:
-        comparing across users would measure how well the model knows the users, not whether
-        it still remembers these interactions."""
+        """Members (forgotten pairs) and non-members (never-trained shadow pairs) of the same
+        users or items only (`membership_strata`)."""
+        members, non, _, _ = self.membership_strata()
+        return members, non
+
+    def membership_strata(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Members and non-members, each with its stratum: a forgotten pair of an item this
+        batch deletes is compared with that item's shadow pairs (stratum -1 - item); any other
+        with its user's (stratum = user). Only strata with both sides are kept: comparing across
+        users would measure how well the model knows the users, not whether it still remembers
+        these interactions. Within a stratum, the two sides of an exact retrain are
+        exchangeable (both random rows of the same user or item, neither trained on), which
+        is what calibrates the test (tru.audit.shadow)."""
         non = self.non_members
+        empty = np.zeros(0, np.int64)
         if len(self.forget) == 0 or len(non) == 0:
-            return self.forget[:0], non[:0]
-        # a deleted item is gone from the catalogue: (u, deleted item) is not a membership
-        # question any model could answer differently (every model, retrain included, scores a
-        # re-drawn item row alike), and would make every model look leaky
-        forget = self.forget[~np.isin(self.forget[:, 1], self.data.deleted_items)]
-        non = non[~np.isin(non[:, 1], self.data.deleted_items)]
-        users = np.intersect1d(forget[:, 0], non[:, 0])
-        return forget[np.isin(forget[:, 0], users)], non[np.isin(non[:, 0], users)]
+            return self.forget[:0], non[:0], empty, empty
+
+        def stratum(p: np.ndarray) -> np.ndarray:
+            by_item = np.isin(p[:, 1], self.new_items)
+            return np.where(by_item, -1 - p[:, 1], p[:, 0])
+
+        sm, sn = stratum(self.forget), stratum(non)
+        both = np.intersect1d(sm, sn)
+        km, kn = np.isin(sm, both), np.isin(sn, both)
+        return self.forget[km], non[kn], sm[km], sn[kn]
 
 
 @dataclass

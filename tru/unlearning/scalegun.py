@@ -117,7 +117,7 @@ def scalegun(ctx: UnlearnContext, params: Params) -> UnlearnResult:
     guard = erased_row_guard(model, ctx.base)
     names = model.linear_parameters()
     log.update({"method": "scalegun", "newton_parameters": names, "damping": sp.damping})
-    log["probe_before"] = probe_metrics(model, ctx)
+    log["probe_before"] = probe_metrics(model, ctx, params.audit.gate)
 
     # theta* under the old graph G: the reference of the gradient difference
     old = copy.deepcopy(ctx.base)
@@ -189,6 +189,6 @@ def scalegun(ctx: UnlearnContext, params: Params) -> UnlearnResult:
             },
         }
     )
-    log["epochs"] = [{"epoch": 1, **probe_metrics(model, ctx)}]
+    log["epochs"] = [{"epoch": 1, **probe_metrics(model, ctx, params.audit.gate)}]
     model.eval()
     return UnlearnResult(model, log)

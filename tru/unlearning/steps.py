@@ -14,7 +14,7 @@ import torch
 from tru.config import Params
 from tru.models.base import Recommender
 from tru.train import NegativeSampler, train_steps
-from tru.unlearning.probes import membership_auc, rank_metrics_of
+from tru.unlearning.probes import rank_metrics_of, shadow_membership
 from tru.unlearning.registry import UnlearnContext
 
 
@@ -100,16 +100,30 @@ def repair_pass(
     return total / max(steps, 1)
 
 
-def probe_metrics(model: Recommender, ctx: UnlearnContext) -> dict:
-    """Forget and retain-validation Recall@20 and the membership AUC, from one forward pass
-    (leaves the model in eval mode)."""
+def probe_metrics(model: Recommender, ctx: UnlearnContext, gate) -> dict:
+    """Forget Recall@20, retain Recall@20 on retained users' shadow pairs, the calibrated
+    membership test against shadow pairs and the item-side residue check (`gate`: the audit
+    gate's params, whose checks these are), from one forward pass (leaves the model in eval
+    mode). No valid or test row is read."""
+    from tru.audit.residue import item_residue  # why: the audit's check, the same code
+
     model.eval()
-    forget_set, valid_set, members, non_members = ctx.probes
+    forget_set, shadow_set = ctx.probes[:2]
     score = model.score_fn()
     forget = rank_metrics_of(model, forget_set, score=score)
-    valid = rank_metrics_of(model, valid_set, score=score)
-    return {
+    retain = rank_metrics_of(model, shadow_set, score=score)
+    test = shadow_membership(model, ctx, gate, score=score)
+    row = {
         "forget_recall@20": forget["recall@20"],
-        "retain_valid_recall@20": valid["recall@20"],
-        "membership_auc": membership_auc(model, members, non_members, ctx.data, score=score),
+        "retain_shadow_recall@20": retain["recall@20"],
+        "membership_auc": test["auc"],
+        "membership_threshold": test["threshold"],
+        "residue_checked": 0,
+        "residue_flagged": None,
     }
+    checked = ctx.items_losing(gate.residue_min_removed_share)
+    if len(checked):
+        users = np.unique(ctx.data.train[:, 0])
+        res = item_residue(model, ctx.data.train, users, ctx.data.candidates, checked, n_peers=gate.residue_peers)
+        row["residue_checked"], row["residue_flagged"] = res["checked"], res["flagged"]
+    return row
