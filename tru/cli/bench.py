@@ -132,7 +132,7 @@ def bench_audit_cmd(
 @stage
 def bench_gate_cmd(
     params: Path = ParamsOpt,
-    out: Path = typer.Option(paths.BENCH_REPORTS / "gate_ml100k.csv"),
+    out: Path = typer.Option(paths.BENCH_REPORTS / "gate_movielens100k.csv"),
     backbones: str = typer.Option("mgcn,miggt", help="comma-separated backbones"),
     regimes: str = typer.Option("user,item,interaction", help="comma-separated deletion regimes"),
     canaries: str = typer.Option("warm,cold", "--canary", help="canary variants (cold: user regime only)"),
@@ -141,7 +141,7 @@ def bench_gate_cmd(
 ) -> None:
     """The audit gate's false alarms and misses on ML-100k: per cell it judges an exact retrain
     (must pass), the untouched original (must fail) and each method; resumable, one CSV row per
-    model, the table in gate_ml100k.md."""
+    model, the table in gate_movielens100k.md."""
     from tru.bench.gate import run_gate_bench
 
     rows = run_gate_bench(
