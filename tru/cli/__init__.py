@@ -23,7 +23,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a busy 2-core machine
 
-from tru.cli import batch, bench, evidence, operate, pipeline  # noqa: E402  (after the environment above)
+from tru.cli import batch, bench, evidence, lifecycle, operate, pipeline  # noqa: E402  (after the environment above)
 
 app = typer.Typer(
     help="tru: erase deletion requests from trained multimodal recommenders, with evidence.",
@@ -54,6 +54,7 @@ def main(
 app.add_typer(pipeline.app)
 app.add_typer(batch.app)
 app.add_typer(operate.app)
+app.add_typer(lifecycle.app)
 app.add_typer(bench.app, name="bench")
 app.add_typer(evidence.app, name="evidence")
 
