@@ -232,6 +232,10 @@ class TRUParams(Section):
     refit_steps: int = Field(ge=0)
     refit_lr: float = Field(gt=0)
     refit_from: Literal["reinit", "current"] = "current"
+    # users who lost pairs to interaction requests get their own rows re-drawn and fitted on the
+    # pairs they kept, before the items' refit (0 steps = off); reverse_repair.refit_users
+    user_refit_steps: int = Field(ge=0)
+    user_refit_lr: float = Field(gt=0)
     # check the stop rule on the model the reverse epochs would start from, and run none when it
     # already holds (what the exact step and the refit left is forgotten and useful)
     check_before_reverse: bool

@@ -58,6 +58,7 @@ COLUMNS = KEY + (
     "target_z",
     "backdoor_lift",
     "forget_recall@20",
+    "retain_recall@20",
     "seconds",
 )
 
@@ -174,6 +175,7 @@ def _row(cell: tuple, name: str, judged: dict, seconds: float) -> dict:
         "target_z": None if target is None else target["z"],
         "backdoor_lift": mine.get("lift"),
         "forget_recall@20": mine["metrics"]["forget"]["recall@20"],
+        "retain_recall@20": mine["metrics"]["retain"]["recall@20"],
         "seconds": round(seconds, 2),
     }
 
@@ -257,6 +259,56 @@ def run_gate_bench(
     return done
 
 
+def _near_retrain(df) -> list[str]:
+    """Per method and setting, how near each cell's model is to the same cell's retrain: the
+    forget Recall@20 gap, retain Recall@20 (test rows of retained users) as a share of the
+    original's, and the seconds as a share of the retrain's. Cells measured before the retain
+    column existed count for the gap and the time only."""
+    key = ["backbone", "regime", "canary", "seed"]
+    ref = df[df["model"] == "retrain"].set_index(key)
+    orig = df[df["model"] == "original"].set_index(key)
+    rows = []
+    for _, r in df[~df["model"].isin(["retrain", "original"])].iterrows():
+        k = tuple(r[c] for c in key)
+        if k not in ref.index:
+            continue
+        re_, o = ref.loc[k], orig.loc[k]
+        retain = r.get("retain_recall@20")
+        known = retain is not None and retain == retain and o["retain_recall@20"]
+        share = retain / o["retain_recall@20"] if known else None
+        rows.append(
+            {
+                **dict(zip(key, k)),
+                "model": r["model"],
+                "gap": abs(r["forget_recall@20"] - re_["forget_recall@20"]),
+                "retain_share": share,
+                "time_share": r["seconds"] / re_["seconds"] if re_["seconds"] else None,
+            }
+        )
+    if not rows:
+        return []
+    import pandas as pd
+
+    near = pd.DataFrame(rows)
+    lines = [
+        "",
+        "## How near an exact retrain (per cell, against that cell's retrain)",
+        "",
+        "| backbone | regime | canary | model | cells | forget Recall@20 gap (mean, max) | retain vs original "
+        "(mean, min) | time vs retrain (mean, max) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (b, r, c, m), g in near.groupby(["backbone", "regime", "canary", "model"], sort=True):
+        rs = g["retain_share"].dropna()
+        ts = g["time_share"].dropna()
+        retain = f"{rs.mean():.1%} ({rs.min():.1%}) of {len(rs)}" if len(rs) else "-"
+        time_ = f"{ts.mean():.1%} ({ts.max():.1%})" if len(ts) else "-"
+        lines.append(
+            f"| {b} | {r} | {c} | {m} | {len(g)} | {g['gap'].mean():.3f} ({g['gap'].max():.3f}) | {retain} | {time_} |"
+        )
+    return lines
+
+
 def write_gate_report(rows: list[dict], out: Path) -> Path:
     """The benchmark's README section (generated): the confusion table of the gate on retrains
     and originals, per backbone and regime, and Retrain's membership AUC against shadow pairs."""
@@ -310,6 +362,7 @@ def write_gate_report(rows: list[dict], out: Path) -> Path:
             f"| {b} | {r} | {c} | {len(g)} | {a.mean():.3f} ({a.min():.3f}-{a.max():.3f}) "
             f"| {g['membership_threshold'].mean():.3f} | {g['membership_original_auc'].mean():.3f} |"
         )
+    lines += _near_retrain(df)
     targets = df[df["target_median_rank"].notna()]
     if not targets.empty:
         lines += [

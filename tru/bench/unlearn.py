@@ -122,6 +122,7 @@ def regime_context(
         new_users=users,
         new_items=items,
         seed=seed,
+        fake_users=fake,
     )
 
 

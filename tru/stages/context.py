@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tru import batches, paths
+from tru.audit.canary import load as load_canary
 from tru.checkpoint import load_checkpoint
 from tru.config import Params
 from tru.data.dataset import load_split, read_pairs
@@ -67,6 +68,7 @@ def load_context(params: Params, batch_id: str, batches_file: str | Path | None 
         new_users=np.setdiff1d(data.deleted_users, prior.deleted_users),
         new_items=np.setdiff1d(data.deleted_items, prior.deleted_items),
         seed=batch_seed(params.seed, batch_id),
+        fake_users=np.asarray((load_canary(sets) or {}).get("fake_users", []), np.int64),
     ), entry
 
 

@@ -56,6 +56,9 @@ class UnlearnContext:
     # train.checkpoint_every epochs): a killed run continues to the same model; None: no
     # snapshots. The caller clears the folder once the result is saved.
     resume: Path | None = None
+    # the backdoor canary's fake users of the split (tru/audit/canary.py; none without one): the
+    # gate's item-side check ranks items for the other users, and so does the stop rule
+    fake_users: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def resume_folder(self, name: str) -> Path | None:
         """The snapshot folder of the training run `name`, or None without `resume`."""
@@ -71,12 +74,29 @@ class UnlearnContext:
         rows = [self.heldout_shadow.reshape(-1, 2), self.data.shadow[np.isin(self.data.shadow[:, 0], users)]]
         return np.unique(np.concatenate(rows), axis=0)
 
-    def items_losing(self, share: float) -> np.ndarray:
+    @property
+    def normal_users(self) -> np.ndarray:
+        """The retained users the item-side residue check ranks items for: all but the canary's
+        fake users."""
+        return np.setdiff1d(np.unique(self.data.train[:, 0]), self.fake_users)
+
+    def pair_users(self) -> np.ndarray:
+        """Retained users who lost interactions to this batch's pair-level deletions: a forgotten
+        pair of a user who stays, with an item that stays (the interaction requests)."""
+        if not len(self.forget):
+            return np.zeros(0, np.int64)
+        f = self.forget
+        own = ~np.isin(f[:, 0], self.data.deleted_users) & ~np.isin(f[:, 1], self.data.deleted_items)
+        return np.unique(self.forget[own, 0])
+
+    def items_losing(self, share: float, to_deleted_users: bool = False) -> np.ndarray:
         """Items still in the catalogue that lost at least `share` of their training
-        interactions to this batch (and at least one)."""
+        interactions to this batch (and at least one); with `to_deleted_users`, counting only
+        the interactions of the users it deletes."""
         n = self.data.n_items
         before = np.bincount(self.prior.train[:, 1], minlength=n)
-        removed = np.bincount(self.forget[:, 1], minlength=n) if len(self.forget) else np.zeros(n, np.int64)
+        lost_pairs = self.forget[np.isin(self.forget[:, 0], self.new_users)] if to_deleted_users else self.forget
+        removed = np.bincount(lost_pairs[:, 1], minlength=n) if len(lost_pairs) else np.zeros(n, np.int64)
         lost = np.divide(removed, before, out=np.zeros(n), where=before > 0)
         return np.setdiff1d(np.flatnonzero((removed > 0) & (lost >= share)), self.data.deleted_items)
 

@@ -123,7 +123,8 @@ def probe_metrics(model: Recommender, ctx: UnlearnContext, gate) -> dict:
     }
     checked = ctx.items_losing(gate.residue_min_removed_share)
     if len(checked):
-        users = np.unique(ctx.data.train[:, 0])
-        res = item_residue(model, ctx.data.train, users, ctx.data.candidates, checked, n_peers=gate.residue_peers)
+        res = item_residue(
+            model, ctx.data.train, ctx.normal_users, ctx.data.candidates, checked, n_peers=gate.residue_peers
+        )
         row["residue_checked"], row["residue_flagged"] = res["checked"], res["flagged"]
     return row
