@@ -87,7 +87,7 @@ class UnlearnContext:
             return np.zeros(0, np.int64)
         f = self.forget
         own = ~np.isin(f[:, 0], self.data.deleted_users) & ~np.isin(f[:, 1], self.data.deleted_items)
-        return np.unique(self.forget[own, 0])
+        return np.unique(f[own, 0])
 
     def items_losing(self, share: float, to_deleted_users: bool = False) -> np.ndarray:
         """Items still in the catalogue that lost at least `share` of their training

@@ -118,7 +118,6 @@ def _stop_reason(row: dict, stop, base_retain: float) -> str | None:
 def _refit_rows(
     model: Recommender,
     tables: list[str],
-    axis: int,
     rows: np.ndarray,
     pairs: np.ndarray,
     steps: int,
@@ -128,7 +127,7 @@ def _refit_rows(
     batch_size: int,
 ) -> None:
     """`steps` Adam steps of the training loss on `pairs` that move only `rows` of `tables`
-    (rows indexed by user, axis 0 of a pair, or by item, axis 1), everything else fixed."""
+    (user tables indexed by user, item tables by item), everything else fixed."""
     named = dict(model.named_parameters())
     params = [named[t] for t in tables]
     mask = torch.zeros(params[0].shape[0], 1, dtype=torch.bool)
@@ -189,7 +188,7 @@ def refit_items(
         return {"items": 0, "steps": 0}
     if reinit:
         model.erase_rows(np.zeros(0, np.int64), items, torch.Generator().manual_seed(ctx.seed + 1))
-    _refit_rows(model, tables, 1, items, pairs, steps, lr, sampler, rng, batch_size)
+    _refit_rows(model, tables, items, pairs, steps, lr, sampler, rng, batch_size)
     return {"items": int(len(items)), "pairs": int(len(pairs)), "steps": steps, "share": share, "reinit": reinit}
 
 
@@ -220,7 +219,7 @@ def refit_users(
     tables = model.erase_rows(users, np.zeros(0, np.int64), torch.Generator().manual_seed(ctx.seed + 2))
     if not len(pairs):
         return {"users": int(len(users)), "pairs": 0, "steps": 0}
-    _refit_rows(model, tables, 0, users, pairs, steps, lr, sampler, rng, batch_size)
+    _refit_rows(model, tables, users, pairs, steps, lr, sampler, rng, batch_size)
     return {"users": int(len(users)), "pairs": int(len(pairs)), "steps": steps}
 
 
