@@ -495,3 +495,18 @@ def test_a_strong_signal_exceeds_the_threshold_and_gives_the_test_power():
     # the minimum effect is a floor under the threshold
     floor = membership_test(members, non, sm, sn, 0.99, 0.45, 500, seed=0)
     assert floor["threshold"] == 0.95 and floor["null_quantile"] < 0.95
+
+
+def test_the_stop_rule_judges_the_batchs_backdoor_targets(erasure):
+    """A batch's backdoor targets (the canary's, when it deletes the canary) join the stop rule's
+    item-side check whatever share they lost, as they join the gate's."""
+    p, ctx, models = erasure
+    losing = ctx.items_losing(p.audit.gate.residue_min_removed_share)
+    assert len(losing)
+    target = int(np.setdiff1d(ctx.data.candidates, losing)[0])
+    plain = probe_metrics(models["good"], ctx, p.audit.gate)
+    named = probe_metrics(models["good"], replace(ctx, targets=np.array([target])), p.audit.gate)
+    assert named["residue_checked"] == plain["residue_checked"] + 1 == len(losing) + 1
+    # a target already among the items that lost a share is checked once
+    again = probe_metrics(models["good"], replace(ctx, targets=losing[:1]), p.audit.gate)
+    assert again["residue_checked"] == len(losing)

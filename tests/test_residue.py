@@ -77,6 +77,48 @@ def test_declared_target_is_flagged_and_reported():
     assert row["median_rank"] <= 5 and row["percentile"] > 0.9
 
 
+def test_a_weak_push_on_a_declared_target_is_flagged_and_the_same_item_unnamed_is_not():
+    # a push that lifts the item above its peers but not above the most extreme untouched item:
+    # named before looking (declared), it is judged at the reference z's (1 - alpha) quantile
+    model, train = world(0, push=True)
+    model.item_emb[PUSHED, -1] = 0.0
+    alpha = 0.1  # 199 reference items: its quantile lies well below their largest z
+    ref = item_residue(model, train, USERS, ALL_ITEMS, np.array([PUSHED]), n_peers=20, declared_alpha=alpha)
+    z0 = _row(ref, PUSHED)["z"]
+    lo, hi = ref["declared_threshold"], ref["threshold"]
+    assert lo < hi
+    # the smallest push that puts the item strictly between the two thresholds
+    for push in np.linspace(0.0, 3.0, 601):
+        model.item_emb[PUSHED, -1] = push
+        undeclared = item_residue(model, train, USERS, ALL_ITEMS, np.array([PUSHED]), n_peers=20)
+        if lo < _row(undeclared, PUSHED)["z"] < hi:
+            break
+    else:
+        raise AssertionError(f"no push between the thresholds {lo} and {hi} (z without push {z0})")
+    none = np.zeros(0, np.int64)
+    declared = item_residue(model, train, USERS, ALL_ITEMS, none, np.array([PUSHED]), n_peers=20, declared_alpha=alpha)
+    assert not _row(undeclared, PUSHED)["flagged"] and undeclared["flagged"] == 0
+    assert _row(declared, PUSHED)["flagged"] and declared["flagged"] == 1
+    assert _row(declared, PUSHED)["z"] > declared["declared_threshold"]
+    # and the unpushed twin, declared, is not flagged (it sits among its peers)
+    twin = item_residue(model, train, USERS, ALL_ITEMS, none, np.array([UNPUSHED]), n_peers=20, declared_alpha=alpha)
+    assert twin["flagged"] == 0 and twin["declared_alpha"] == alpha
+
+
+def test_declared_threshold_is_a_quantile_of_the_reference_items():
+    model, train = world(3, push=False, taste=0.3)
+    one = item_residue(model, train, USERS, ALL_ITEMS, np.zeros(0, np.int64), np.array([5]), n_peers=20)
+    loose = item_residue(
+        model, train, USERS, ALL_ITEMS, np.zeros(0, np.int64), np.array([5]), n_peers=20, declared_alpha=0.2
+    )
+    two = item_residue(model, train, USERS, ALL_ITEMS, np.zeros(0, np.int64), np.array([5, 6]), n_peers=20)
+    # more declared targets: a stricter quantile each (alpha / d), never above the largest z
+    assert loose["declared_threshold"] < one["declared_threshold"] <= one["threshold"]
+    assert one["declared_threshold"] <= two["declared_threshold"] <= two["threshold"]
+    # about a fifth of the references lie above the alpha = 0.2 quantile
+    assert loose["reference_items"] == N_ITEMS - 1
+
+
 def test_push_free_model_flags_nothing():
     flagged = 0
     for seed in range(10):

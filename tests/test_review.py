@@ -33,6 +33,7 @@ GATE = GateParams(
     membership_permutations=1000,
     residue_min_removed_share=0.2,
     residue_peers=50,
+    residue_declared_alpha=0.01,
     max_backdoor_lift=0.02,
     inconclusive="review",
 )

@@ -186,8 +186,9 @@ _MEMBERSHIP = (
     "trained pairs"
 )
 _RESIDUE = (
-    "item-side residue: items that lost a share of their interactions (and declared backdoor targets) ranked "
-    "further above items of the same retained popularity than any item the batch did not touch"
+    "item-side residue: items that lost a share of their interactions ranked further above items of the same "
+    "retained popularity than any item the batch did not touch; declared backdoor targets ranked above all but "
+    "audit.gate.residue_declared_alpha of those items"
 )
 
 

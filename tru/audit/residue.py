@@ -19,6 +19,14 @@ its popularity peers than any item the batch did not touch (z above the largest 
 reference z's). Checking k items against N reference items, an exchangeable (not pushed)
 item then exceeds the threshold with probability about k / (N + k).
 
+A declared target (an operator's declared backdoor target, or the canary's target when the batch
+deletes the canary) is a hypothesis stated before looking, not one of many items searched for
+the most extreme: it is flagged above the (1 - alpha / d) quantile of the same reference z's, d
+the number of declared targets (`declared_alpha`, audit.gate.residue_declared_alpha). An
+exchangeable declared item is then flagged with probability about alpha / d, and a cold target
+a bandwagon attack pushed, which stands out from its peers but not from the most extreme of
+~1,500 untouched items, is caught.
+
 What it sees: items lifted above their popularity peers by shared parameters. A pushed
 *popular* item is compared with popular peers and must stand out among them, which a push
 that only keeps it where it was does not. What it cannot see: residue that does not lift an
@@ -153,6 +161,7 @@ def item_residue(
     checked: np.ndarray,
     declared: np.ndarray | None = None,
     n_peers: int = 50,
+    declared_alpha: float = 0.01,
 ) -> dict:
     """The residue check (see the module docstring) of the `checked` items (those that lost a
     set share of their training interactions to the batch) and the `declared` backdoor
@@ -165,12 +174,16 @@ def item_residue(
     checked or declared item. `threshold`: the largest z among the reference items (every
     candidate neither checked, declared nor trained on by every user, against its own peers);
     None when there are fewer than n_peers + 1 of them, and then nothing is flagged.
+    `declared_threshold`: the (1 - declared_alpha / d) quantile of the reference z's (d declared
+    targets, the quantile's "higher" value), which declared items are judged by instead.
 
     Returns a JSON-able dict: counts, the threshold and per checked item (z descending) its
     retained interactions, percentile, median rank, the peers' median percentile, z, whether
     it is flagged and whether it was declared (nan values as None)."""
     if n_peers < 1:
         raise ValueError(f"n_peers must be at least 1, got {n_peers}")
+    if not 0 < declared_alpha < 1:
+        raise ValueError(f"declared_alpha must be in (0, 1), got {declared_alpha}")
     n_items = int(model.n_items)
     train = np.asarray(train, np.int64).reshape(-1, 2)
     cand = np.unique(np.asarray(candidates, np.int64))
@@ -179,11 +192,18 @@ def item_residue(
     percentile, median_rank = item_standing(model, train, users, cand)
     popularity = np.bincount(train[:, 1], minlength=n_items)
     pool = np.setdiff1d(cand[np.isfinite(percentile[cand])], checked_items)
-    threshold = None
+    threshold = declared_threshold = None
     if len(pool) >= n_peers + 1:
-        threshold = float(np.max(_peer_z(pool, pool, percentile, popularity, n_peers)[0]))
+        ref = _peer_z(pool, pool, percentile, popularity, n_peers)[0]
+        ref = ref[np.isfinite(ref)]
+        threshold = float(np.max(ref))
+        level = 1 - declared_alpha / max(1, len(declared_items))
+        declared_threshold = float(np.quantile(ref, level, method="higher"))
     z, peer_median = _peer_z(checked_items, pool, percentile, popularity, n_peers)
-    flagged = np.isfinite(z) & (z > threshold) if threshold is not None else np.zeros(len(z), bool)
+    is_declared = np.isin(checked_items, declared_items)
+    flagged = np.zeros(len(z), bool)
+    if threshold is not None and declared_threshold is not None:
+        flagged = np.isfinite(z) & (z > np.where(is_declared, declared_threshold, threshold))
     order = sorted(range(len(checked_items)), key=lambda j: (-z[j] if np.isfinite(z[j]) else np.inf, checked_items[j]))
     rows = [
         {
@@ -194,7 +214,7 @@ def item_residue(
             "peer_percentile": _rounded(peer_median[j]),
             "z": _rounded(z[j]),
             "flagged": bool(flagged[j]),
-            "declared": bool(np.isin(checked_items[j], declared_items)),
+            "declared": bool(is_declared[j]),
         }
         for j in order
     ]
@@ -202,6 +222,8 @@ def item_residue(
         "checked": int(len(checked_items)),
         "flagged": int(flagged.sum()),
         "threshold": None if threshold is None else round(threshold, 6),
+        "declared_threshold": None if declared_threshold is None else round(declared_threshold, 6),
+        "declared_alpha": float(declared_alpha),
         "reference_items": int(len(pool)),
         "n_peers": int(n_peers),
         "users": int(len(np.unique(np.asarray(users, np.int64)))),

@@ -59,7 +59,7 @@ def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None, d
     mia = context_membership(models, ctx, ap.mia)
 
     fake = np.asarray((canary or {}).get("fake_users", []), np.int64)
-    normal = np.setdiff1d(np.unique(data.train[:, 0]), fake)
+    normal = ctx.normal_users
     if canary:
         deleted_now = bool(len(fake)) and np.isin(fake, ctx.new_users).all()
         backdoor = {
@@ -111,7 +111,14 @@ def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None, d
         "min_removed_share": ap.gate.residue_min_removed_share,
         "models": {
             name: item_residue(
-                model, data.train, normal, data.candidates, checked, declared_items, n_peers=ap.gate.residue_peers
+                model,
+                data.train,
+                normal,
+                data.candidates,
+                checked,
+                declared_items,
+                n_peers=ap.gate.residue_peers,
+                declared_alpha=ap.gate.residue_declared_alpha,
             )
             for name, model in models.items()
         },

@@ -27,8 +27,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from tru import paths
 from tru.bench.grid.spec import DatasetSpec
 from tru.bench.store import ResultsStore
@@ -56,6 +54,7 @@ COLUMNS = KEY + (
     "residue_original_flagged",
     "target_median_rank",
     "target_z",
+    "target_threshold",
     "backdoor_lift",
     "forget_recall@20",
     "retain_recall@20",
@@ -116,15 +115,23 @@ def judge(params: Params, ctx, model, canary: dict | None, delete_canary: bool, 
     from tru.unlearning.probes import shadow_membership
 
     ap, data = params.audit, ctx.data
-    fake = np.asarray((canary or {}).get("fake_users", []), np.int64)
-    normal = np.setdiff1d(np.unique(data.train[:, 0]), fake)
+    normal = ctx.normal_users
     targets = [int(canary["target_item"])] if canary and delete_canary else []
     checked, declared = residue_items(ctx, ap.gate.residue_min_removed_share, targets)
 
     def parts(m) -> dict:
         out = {
             "metrics": batch_metrics(m, ctx),
-            "residue": item_residue(m, data.train, normal, data.candidates, checked, declared, ap.gate.residue_peers),
+            "residue": item_residue(
+                m,
+                data.train,
+                normal,
+                data.candidates,
+                checked,
+                declared,
+                ap.gate.residue_peers,
+                ap.gate.residue_declared_alpha,
+            ),
         }
         if canary and targets:
             out["lift"] = canary_mod.backdoor_metrics(
@@ -170,6 +177,7 @@ def _row(cell: tuple, name: str, judged: dict, seconds: float) -> dict:
         "residue_checked": residue["checked"],
         "residue_flagged": residue["flagged"],
         "residue_threshold": residue.get("threshold"),
+        "target_threshold": residue.get("declared_threshold") if target is not None else None,
         "residue_original_flagged": judged["original"]["residue"]["flagged"],
         "target_median_rank": None if target is None else target["median_rank"],
         "target_z": None if target is None else target["z"],
@@ -369,13 +377,21 @@ def write_gate_report(rows: list[dict], out: Path) -> Path:
             "",
             "## The canary's target among normal users (median rank; item-side residue z against its peers)",
             "",
-            "| backbone | canary | model | cells | median rank (mean) | z (mean) | cells with an item flagged |",
-            "|---|---|---|---|---|---|---|",
+            "The target is a declared item: flagged above its own threshold, the (1 - residue_declared_alpha)",
+            "quantile of the untouched items' z's (cells measured before it existed show -).",
+            "",
+            "| backbone | canary | model | cells | median rank (mean, min) | z (mean, max) | target threshold (mean) "
+            "| cells with an item flagged | PASS / INCONCLUSIVE / FAIL |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for (b, c, m), g in targets.groupby(["backbone", "canary", "model"], sort=True):
+            v = g["verdict"].value_counts()
+            th = g["target_threshold"].dropna() if "target_threshold" in g else g["target_z"].iloc[:0]
             lines.append(
-                f"| {b} | {c} | {m} | {len(g)} | {g['target_median_rank'].mean():.0f} | {g['target_z'].mean():.1f} "
-                f"| {(g['residue_flagged'] > 0).sum()} |"
+                f"| {b} | {c} | {m} | {len(g)} | {g['target_median_rank'].mean():.0f} "
+                f"({g['target_median_rank'].min():.0f}) | {g['target_z'].mean():.2f} ({g['target_z'].max():.2f}) "
+                f"| {f'{th.mean():.2f}' if len(th) else '-'} | {(g['residue_flagged'] > 0).sum()} "
+                f"| {v.get('pass', 0)} / {v.get('inconclusive', 0)} / {v.get('fail', 0)} |"
             )
     md.write_text("\n".join(lines) + "\n")
     return md

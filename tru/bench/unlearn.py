@@ -67,7 +67,9 @@ def regime_context(
     rng = np.random.default_rng(seed)
     share = REGIMES[regime]
     users = items = np.zeros(0, np.int64)
-    fake = np.asarray((load_canary(split_dir) or {}).get("fake_users", []), np.int64)
+    canary = load_canary(split_dir) or {}
+    fake = np.asarray(canary.get("fake_users", []), np.int64)
+    targets = [int(canary["target_item"])] if canary and delete_canary and regime == "user" else []
     if regime == "user":
         active = np.setdiff1d(np.unique(prior.train[:, 0]), fake)
         users = np.sort(rng.choice(active, size=max(1, round(share * len(active))), replace=False))
@@ -123,6 +125,7 @@ def regime_context(
         new_items=items,
         seed=seed,
         fake_users=fake,
+        targets=np.asarray(targets, np.int64),
     )
 
 

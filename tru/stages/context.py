@@ -56,6 +56,10 @@ def load_context(params: Params, batch_id: str, batches_file: str | Path | None 
     data = load_split(sets, params.data.dataset_dir)
     base, _ = load_checkpoint(entry["base_model"], prior.features)
     base.set_graph(prior.train, prior.active_items)
+    canary = load_canary(sets) or {}
+    fake = np.asarray(canary.get("fake_users", []), np.int64)
+    new_users = np.setdiff1d(data.deleted_users, prior.deleted_users)
+    deletes_canary = bool(len(fake)) and bool(np.isin(fake, new_users).all())
     return UnlearnContext(
         base=base,
         prior=prior,
@@ -65,10 +69,11 @@ def load_context(params: Params, batch_id: str, batches_file: str | Path | None 
         heldout_shadow=read_pairs(sets / "heldout_shadow.parquet")
         if (sets / "heldout_shadow.parquet").is_file()
         else np.zeros((0, 2), np.int64),
-        new_users=np.setdiff1d(data.deleted_users, prior.deleted_users),
+        new_users=new_users,
         new_items=np.setdiff1d(data.deleted_items, prior.deleted_items),
         seed=batch_seed(params.seed, batch_id),
-        fake_users=np.asarray((load_canary(sets) or {}).get("fake_users", []), np.int64),
+        fake_users=fake,
+        targets=np.asarray([int(canary["target_item"])] if deletes_canary else [], np.int64),
     ), entry
 
 

@@ -59,6 +59,9 @@ class UnlearnContext:
     # the backdoor canary's fake users of the split (tru/audit/canary.py; none without one): the
     # gate's item-side check ranks items for the other users, and so does the stop rule
     fake_users: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # backdoor targets the item-side check always judges (by its declared threshold): the
+    # canary's target when this batch deletes the canary's fake users
+    targets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def resume_folder(self, name: str) -> Path | None:
         """The snapshot folder of the training run `name`, or None without `resume`."""

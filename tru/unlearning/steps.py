@@ -121,10 +121,19 @@ def probe_metrics(model: Recommender, ctx: UnlearnContext, gate) -> dict:
         "residue_checked": 0,
         "residue_flagged": None,
     }
-    checked = ctx.items_losing(gate.residue_min_removed_share)
-    if len(checked):
+    # the gate's items: those the batch took engagement from, and its backdoor targets
+    declared = np.intersect1d(ctx.targets, ctx.data.candidates)
+    checked = np.setdiff1d(ctx.items_losing(gate.residue_min_removed_share), declared)
+    if len(checked) or len(declared):
         res = item_residue(
-            model, ctx.data.train, ctx.normal_users, ctx.data.candidates, checked, n_peers=gate.residue_peers
+            model,
+            ctx.data.train,
+            ctx.normal_users,
+            ctx.data.candidates,
+            checked,
+            declared,
+            n_peers=gate.residue_peers,
+            declared_alpha=gate.residue_declared_alpha,
         )
         row["residue_checked"], row["residue_flagged"] = res["checked"], res["flagged"]
     return row
