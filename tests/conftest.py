@@ -177,7 +177,7 @@ def base_repo(tmp_path_factory):
     once per test process; tests work on copies (copy_repo)."""
     d = tmp_path_factory.mktemp("base-repo")
     # data/ stays out of git: DVC versions it (data/mmrec/.gitignore keeps the fetch stage's folder)
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "data/mmrec/.gitignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "data/mmrec/.gitignore", "lifecycle/suppression.tsv"):
         (d / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, d / name)
     (d / "batches.yaml").write_text("batches: []\n")

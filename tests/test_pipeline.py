@@ -278,7 +278,7 @@ def mmrec_repo(root: Path, source: Path) -> Path:
     """A project repository (git + DVC, nothing run) whose data is the MMRec folder `source`,
     imported under data/mmrec/ as docs/data.md says."""
     root.mkdir(parents=True)
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "data/mmrec/.gitignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "data/mmrec/.gitignore", "lifecycle/suppression.tsv"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes((ROOT / name).read_bytes())
     (root / "batches.yaml").write_text("batches: []\n")

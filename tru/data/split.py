@@ -37,7 +37,7 @@ from tru.config import SplitParams
 from tru.data.mmrec import FEAT_SUFFIX, MMRecFolder
 from tru.data.validate import SPLIT_NAMES, validate_split
 from tru.errors import DataError, ValidationFailed
-from tru.io import atomic_path, sha256_file, write_json
+from tru.io import atomic_path, read_json, sha256_file, write_json
 
 COLUMNS = ("user", "item", "timestamp")
 
@@ -131,6 +131,15 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     pq.write_table(table, path, compression="zstd", write_statistics=True)
 
 
+def data_generation(dataset_dir: Path) -> int:
+    """The data generation a dataset folder was built in: its manifest's `redaction` record
+    (tru.lifecycle.redact), 0 without one (nothing suppressed yet)."""
+    path = Path(dataset_dir) / "manifest.json"
+    if not path.is_file():
+        return 0
+    return int((read_json(path).get("redaction") or {}).get("generation", 0))
+
+
 def make_split(
     folder: MMRecFolder, params: SplitParams, seed: int, out_dir: Path, dataset_dir: Path, canary=None
 ) -> dict:
@@ -180,7 +189,8 @@ def make_split(
     if canary is not None and canary.enabled:
         from tru.audit.canary import inject  # why: it imports torch; a split without a canary never needs it
 
-        parts["train"], canary_meta = inject(parts["train"], n_users, int(folder.n_items), canary, seed)
+        generation = data_generation(folder.path)
+        parts["train"], canary_meta = inject(parts["train"], n_users, int(folder.n_items), canary, seed, generation)
         n_users += len(canary_meta["fake_users"])
     total = sum(len(df) for df in parts.values())
     inputs = [folder.path / f"{folder.name}.inter"] + [
