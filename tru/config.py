@@ -370,6 +370,13 @@ class LineageParams(Section):
     push: bool = True  # `dvc push` to the default DVC remote
 
 
+class LifecycleParams(Section):
+    """`lifecycle`: consolidation (an exact retrain on the redacted data), retention and purge
+    of what held erased data (tru/lifecycle/)."""
+
+    retention_days: int = Field(default=30, ge=0)  # how long a consolidated generation's artifacts stay
+
+
 class Params(Section):
     """The whole of params.yaml, validated."""
 
@@ -387,6 +394,7 @@ class Params(Section):
     audit: AuditParams
     evaluate: EvaluateParams
     lineage: LineageParams = LineageParams()  # optional: params files from before it keep working
+    lifecycle: LifecycleParams = LifecycleParams()
 
 
 def with_backbone(params: Params, backbone: str) -> Params:

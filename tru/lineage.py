@@ -65,7 +65,8 @@ def batch_paths(batch_id: str) -> list[str]:
 def lineage_paths(root: str | Path = ".") -> list[str]:
     """Every registered batch's lineage, with the registry and dvc.lock: what is committed
     (paths relative to the repository `root`)."""
-    out = [paths.BATCHES_FILE.as_posix(), "dvc.lock", KEYS_DIR.as_posix()]  # + the evidence's public keys
+    # + the evidence's public keys, and the data lifecycle (suppression list, generations, purges)
+    out = [paths.BATCHES_FILE.as_posix(), "dvc.lock", KEYS_DIR.as_posix(), paths.LIFECYCLE.as_posix()]
     for b in batches.read_batches(Path(root) / paths.BATCHES_FILE):
         out += batch_paths(b["id"])
     return out
@@ -125,12 +126,24 @@ def current_branch(root: str | Path = ".") -> str | None:
     return out or None
 
 
-def commit(message: str, branch: str = "", root: str | Path = ".") -> str | None:
+def commit(message: str, branch: str = "", root: str | Path = ".", extra: list[str] | None = None) -> str | None:
     """Commit the lineage of every registered batch (`lineage_paths`) on `branch` ("" or the
     checked-out one: an ordinary commit of those paths only; another: see the module's
-    docstring). Returns the new commit's hash, or None when the lineage was committed already."""
+    docstring). `extra`: more paths of the change (a consolidation's base-model reports, a
+    purge's removed or rewritten folders): those that exist, and those git tracks (a removal).
+    Returns the new commit's hash, or None when the lineage was committed already."""
     root = Path(root)
     items = _existing(lineage_paths(root), root)
+    if extra:
+        tracked = _git("ls-files", "--", *extra, root=root, check=False).split()
+        items += sorted(
+            {
+                p
+                for p in extra
+                if (root / p).exists() or any(t == p or t.startswith(p.rstrip("/") + "/") for t in tracked)
+            }
+            - set(items)
+        )
     env = _identity(root)
     here = current_branch(root)
     if not branch or branch == here:
@@ -193,7 +206,16 @@ def record(batch_id: str, verdict: str, do_commit: bool = True, branch: str = ""
     the lineage in git (pushed first: a commit an auditor can check out always has its data
     in the remote). Returns what was done and, per step, why not; never raises: the erasure is
     done whatever git or the remote say, and `tru status` keeps warning until it is recorded."""
-    out: dict = {"batch": batch_id, "pushed": None, "commit": None, "notes": []}
+    message = f"erasure batch {batch_id}: audit gate {verdict.upper()} (lineage recorded by tru)"
+    return {"batch": batch_id, **record_change(message, do_commit, branch, do_push)}
+
+
+def record_change(
+    message: str, do_commit: bool = True, branch: str = "", do_push: bool = True, extra: list[str] | None = None
+) -> dict:
+    """Push, then commit the lineage with `message` (a batch, a consolidation, a purge: `extra`
+    as in `commit`); what was done and why not, never raising (see `record`)."""
+    out: dict = {"pushed": None, "commit": None, "notes": []}
     if do_push:
         try:
             out["pushed"] = push()
@@ -204,8 +226,7 @@ def record(batch_id: str, verdict: str, do_commit: bool = True, branch: str = ""
             out["notes"].append("not a git repository: the lineage is not committed")
         else:
             try:
-                message = f"erasure batch {batch_id}: audit gate {verdict.upper()} (lineage recorded by tru)"
-                out["commit"] = commit(message, branch)
+                out["commit"] = commit(message, branch, extra=extra)
             except LineageError as err:
                 out["notes"].append(str(err))
     return out

@@ -52,9 +52,47 @@ def batch_line(batch_id: str, ledger=None) -> str:
     return line
 
 
+def lifecycle_lines(now=None) -> list[str]:
+    """The data generation in service, what is kept in retention and when `tru purge` may remove
+    it, and what was purged (tru/lifecycle/): nothing before the first consolidation."""
+    from datetime import UTC, datetime
+
+    from tru.lifecycle.consolidate import current_generation, read_generations
+    from tru.lifecycle.purge import parse_time
+    from tru.lifecycle.suppression import read_suppression
+
+    gens = read_generations()
+    sup = read_suppression(paths.SUPPRESSION)
+    if not gens:
+        return []
+    now = now or datetime.now(UTC)
+    g = current_generation(gens)
+    counts = ", ".join(f"{v} {k}(s)" for k, v in sup.counts().items() if v)
+    lines = [f"data generation {g}: the data leaves out {len(sup)} erased subject(s) ({counts or 'none'})"]
+    for e in gens:
+        if e.get("state") != "done":
+            lines.append(
+                f"warning: the consolidation into generation {e['generation']} is unfinished: run `tru consolidate`"
+            )
+        elif e.get("purged_at"):
+            lines.append(
+                f"generation {int(e['generation']) - 1}: purged {e['purged_at']} "
+                f"({e.get('purged_objects', 0)} object(s); lifecycle/tombstones.jsonl)"
+            )
+        else:
+            until = parse_time(e["retain_until"])
+            state = "due now: `tru purge`" if until <= now else f"purge from {e['retain_until']}"
+            lines.append(
+                f"generation {int(e['generation']) - 1} in retention ({len(e['batches'])} archived batch(es), "
+                f"the base model and data before {e['finished_at']}): {state}"
+            )
+    return lines
+
+
 def status_lines(batches_file: Path = paths.BATCHES_FILE) -> list[str]:
-    """The whole status report, one line per fact: base model, current model, every batch."""
-    lines = [line for line in [base_model_line()] if line]
+    """The whole status report, one line per fact: base model, data generation and retention,
+    current model, every batch."""
+    lines = [line for line in [base_model_line()] if line] + lifecycle_lines()
     ids = [b["id"] for b in batches.read_batches(batches_file)]
     if not ids:
         return lines + [f"no deletion batch yet (put request files in {paths.INBOX.as_posix()}/, then `tru ingest`)"]

@@ -84,3 +84,101 @@ def scan(
         typer.echo(f"report: {out}")
     if report["holds_subjects"]:
         raise typer.Exit(EXIT_FOUND)
+
+
+@app.command(rich_help_panel=PANEL)
+@stage
+def consolidate(
+    dry_run: bool = typer.Option(False, "--dry-run", help="say what it would fold in, change nothing"),
+    wait: float = typer.Option(0.0, help="seconds to wait for a running erasure run (0: exit at once)"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Retrain the base model exactly on the data without every erased subject, and make it the
+    new base of the lineage: the erased requests of every batch since the last consolidation join
+    the suppression list (lifecycle/suppression.tsv, keyed pseudonyms), the batches are archived
+    (batches.yaml starts empty; their files stay until `tru purge`), and `dvc repro evaluate`
+    fetches, featurizes and splits the data without them and trains the base model from scratch.
+    The generation that ends is kept for `lifecycle.retention_days` (its dvc.lock is copied to
+    lifecycle/locks/). A killed consolidation resumes when run again.
+
+    Exit status: 0 (consolidated), 2 (no batch to consolidate, or one awaits review), 5 (another
+    run holds the lock)."""
+    from tru import paths
+    from tru.lifecycle import consolidate as cons
+    from tru.runlock import run_lock
+
+    p = load(params)
+    if dry_run:
+        plan = cons.plan()
+        typer.echo(
+            f"data generation {plan['generation']}; {len(plan['batches'])} batch(es) to fold into generation "
+            f"{plan['next']}, {plan['new_subjects']} new subject(s) for the suppression list"
+            + ("; an unfinished consolidation would resume" if plan["unfinished"] else "")
+        )
+        return
+    from tru.lineage import record_change
+
+    with run_lock("tru consolidate", wait=wait):
+        entry = cons.consolidate(p, echo=typer.echo)
+        lp = p.lineage
+        message = f"consolidation: data generation {entry['generation']} (lineage recorded by tru)"
+        done = record_change(message, lp.commit, lp.branch, lp.push, extra=[paths.TRAIN_REPORTS.as_posix()])
+    for note in done["notes"]:
+        typer.echo(f"lineage: {note}", err=True)
+
+
+@app.command(rich_help_panel=PANEL)
+@stage
+def purge(
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what it would remove, change nothing"),
+    scan: bool = typer.Option(
+        True, help="also remove objects of the DVC cache and local remotes that the scan finds holding the subjects"
+    ),
+    wait: float = typer.Option(0.0, help="seconds to wait for a running erasure run (0: exit at once)"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Remove what held erased data once its retention window has closed: the data generation a
+    consolidation ended (its data and base model, the archived batches' sets, checkpoints and
+    request files) from the work tree, the DVC cache and every DVC remote that is a local
+    folder, by object hash, never an object the data and model in service or a generation still
+    in its window need. The archived batches' ledger files lose their raw ids and free-text
+    reasons; a tombstone per object goes to lifecycle/tombstones.jsonl. A killed purge resumes
+    from its plan (lifecycle/purge-plan.json) when run again.
+
+    Exit status: 0 (purged, or nothing due), 5 (another run holds the lock)."""
+    from datetime import UTC, datetime
+
+    from tru import paths
+    from tru.lifecycle import purge as pg
+    from tru.lifecycle.consolidate import read_generations
+    from tru.lineage import record_change
+    from tru.runlock import run_lock
+
+    p = load(params)
+    now = datetime.now(UTC)
+    if dry_run:
+        gens = read_generations()
+        closing = pg.due(gens, now)
+        if not closing:
+            typer.echo("nothing to purge: no retention window has closed")
+            return
+        preview = pg.make_plan(gens, now, Path("."))
+        typer.echo(
+            f"would purge data generation(s) {', '.join(map(str, preview['generations']))}: "
+            f"{len(preview['objects'])} object(s), {len(preview['paths'])} folder(s), the raw ids of "
+            f"{len(preview['ledgers'])} ledger file(s) ({preview['kept_in_use']} object(s) kept: in service)"
+        )
+        return
+    with run_lock("tru purge", wait=wait):
+        plan = pg.purge(now, Path("."), p.data.dataset_dir, scan=scan, echo=typer.echo)
+        if plan is None:
+            typer.echo("nothing to purge: no retention window has closed")
+            return
+        for r in plan["not_purged"]:
+            typer.echo(f"not purged: remote {r['remote']} ({r['url']}) is not a local folder", err=True)
+        lp = p.lineage
+        message = f"purge: data generation(s) {', '.join(map(str, plan['generations']))} (lineage recorded by tru)"
+        ledgers = [(paths.LEDGER / b).as_posix() for b in plan["ledgers"]]
+        done = record_change(message, lp.commit, lp.branch, lp.push, extra=plan["paths"] + ledgers)
+    for note in done["notes"]:
+        typer.echo(f"lineage: {note}", err=True)

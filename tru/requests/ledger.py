@@ -203,6 +203,38 @@ class LedgerWriter:
             self.abort()
 
 
+# the columns a closed retention window drops: raw ids, the dataset indices they resolved to
+# (in a data generation that no longer exists) and the requester's free text
+DROPPED_AT_PURGE = {"user_id": None, "item_id": None, "user_index": -1, "item_index": -1, "request_reason": None}
+
+
+def drop_private(ledger_dir: str | Path, batch_id: str, at: datetime) -> bool:
+    """Rewrite batch `batch_id`'s requests file without raw ids, their indices and the free-text
+    reasons (DROPPED_AT_PURGE), once its retention window has closed: request ids, kinds,
+    pseudonyms and statuses stay, so the ledger still says what was asked, when and what became
+    of it. The metadata records when (`private_dropped_at`). Atomic and idempotent: returns
+    False when the file had been rewritten already."""
+    path = requests_path(ledger_dir, batch_id)
+    table = pq.read_table(path)
+    meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
+    if meta.get("private_dropped_at"):
+        return False
+    cols = {}
+    for name in table.schema.names:
+        if name in DROPPED_AT_PURGE:
+            value = DROPPED_AT_PURGE[name]
+            cols[name] = pa.array([value] * table.num_rows, type=table.schema.field(name).type)
+        else:
+            cols[name] = table.column(name)
+    meta["private_dropped_at"] = iso_utc(at)
+    out = pa.table(cols, schema=LEDGER_SCHEMA).replace_schema_metadata(
+        {META_KEY: json.dumps(meta, sort_keys=True).encode()}
+    )
+    with atomic_path(path) as tmp:
+        pq.write_table(out, tmp, compression=COMPRESSION)
+    return True
+
+
 def batch_metadata(ledger_dir: str | Path, batch_id: str) -> dict:
     """What ingest recorded about a batch: its inputs (name, sha256, rows), row count and, when
     recorded, the dataset its ids were resolved against (`dataset_identity`)."""

@@ -1,0 +1,179 @@
+"""The data lifecycle end to end on tiny data: after a demo batch, `tru consolidate` retrains
+the base model on data without the erased subjects and archives the batch, and `tru purge` (a
+zero-day window) removes what held them from the work tree, the DVC cache and a local DVC
+remote. The scan finds the subjects before the purge (it has power) and nothing after it."""
+
+import json
+import os
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import BIN, copy_repo, run, tool_env
+from tru.io import read_json
+
+BATCH_TIME = "2026-01-15T03:00:00+01:00"
+
+
+def tru(repo, *args, expect=0):
+    return run([str(BIN / "tru"), *args], repo, expect=expect)
+
+
+@pytest.fixture(scope="module")
+def batch_repo(base_repo, tmp_path_factory):
+    """A project with a local DVC remote, after the demo batch (pushed and committed)."""
+    root = tmp_path_factory.mktemp("lifecycle")
+    repo = copy_repo(base_repo, root / "repo")
+    run([str(BIN / "dvc"), "remote", "add", "-d", "store", str(root / "remote")], repo)
+    tru(repo, "demo-requests", "data/deletions/inbox/demo.jsonl")
+    tru(repo, "ingest", "--batch-time", BATCH_TIME)
+    run([str(BIN / "dvc"), "repro"], repo)
+    run([str(BIN / "dvc"), "push", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "demo batch"], repo)
+    batch = yaml.safe_load((repo / "batches.yaml").read_text())["batches"][0]["id"]
+    # the subjects by raw id, kept outside the repository: after the purge no file in it names them
+    led = pd.read_parquet(repo / "data/ledger" / batch / "requests.parquet")
+    led = led[led["status"] != "rejected"][["kind", "user_id", "item_id"]]
+    led.to_csv(root / "subjects.csv", index=False)
+    return repo, batch, root
+
+
+def scan_report(repo, root, name, expect):
+    tru(repo, "scan", "--subjects", str(root / "subjects.csv"), "--out", str(root / name), expect=expect)
+    return read_json(root / name)
+
+
+def holding(report, kind):
+    return sum(len(loc.get("holding", [])) for loc in report["locations"] if loc["kind"] == kind)
+
+
+@pytest.fixture(scope="module")
+def consolidated(batch_repo):
+    repo, batch, root = batch_repo
+    before = scan_report(repo, root, "before.json", expect=6)
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p["lifecycle"] = {"retention_days": 0}
+    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    lock_before = yaml.safe_load((repo / "dvc.lock").read_text())
+    out = tru(repo, "consolidate")
+    return repo, batch, root, before, lock_before, out
+
+
+def test_the_scan_has_power_before_anything_is_purged(consolidated):
+    *_, before, _, _ = consolidated
+    assert before["holds_subjects"]
+    for kind in ("work tree", "dvc cache", "remote"):
+        assert holding(before, kind) > 0, kind
+
+
+def test_consolidation_archives_the_batch_and_retrains_without_the_subjects(consolidated):
+    repo, batch, root, _, lock_before, out = consolidated
+    assert "data generation 1 in service" in out
+    gens = yaml.safe_load((repo / "lifecycle/generations.yaml").read_text())["generations"]
+    (g,) = gens
+    assert g["generation"] == 1 and g["state"] == "done" and g["batches"] == [batch]
+    assert g["previous_model"] == f"data/batches/{batch}/model" and g["model"] == "data/models/base"
+    assert 0 <= g["test_recall@20"] <= 1 and g["seconds"] > 0
+    # the batch left batches.yaml and dvc.lock; dvc.lock as it was is kept for the window
+    assert yaml.safe_load((repo / "batches.yaml").read_text())["batches"] == []
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"fetch", "featurize", "split", "train", "evaluate"}
+    assert yaml.safe_load((repo / "lifecycle/locks/generation-0.dvc.lock").read_text()) == lock_before
+    # every stage of the base lineage reran on the redacted data: a new model
+    for stage in ("featurize", "split", "train"):
+        assert lock["stages"][stage]["outs"] != lock_before["stages"][stage]["outs"], stage
+    sup = pd.read_csv(repo / "lifecycle/suppression.tsv", sep="\t")
+    accepted = pd.read_csv(root / "subjects.csv")
+    assert set(sup["generation"]) == {1} and 0 < len(sup) <= len(accepted)
+    manifest = read_json(repo / "data/datasets/tiny/manifest.json")
+    assert manifest["redaction"]["generation"] == 1 and manifest["redaction"]["removed"]["interactions"] > 0
+    # the new split plants a canary of its own (the erased one's ids are not planted again)
+    canary = read_json(repo / "data/split/split.json")["canary"]
+    assert all(r.startswith("canary-g1-") for r in canary["raw_ids"])
+    # the model in service is the new base; the lineage is committed
+    status = tru(repo, "status")
+    assert "data generation 1" in status and "generation 0 in retention" in status
+    assert (
+        run(["git", "status", "--porcelain", "--", "lifecycle", "batches.yaml", "dvc.lock", "reports/train"], repo)
+        == ""
+    )
+    assert run([str(BIN / "dvc"), "status"], repo).strip().endswith("up to date.") or "up to date" in run(
+        [str(BIN / "dvc"), "status"], repo
+    )
+
+
+def test_before_the_purge_the_generation_in_retention_still_holds_them(consolidated):
+    repo, _, root, *_ = consolidated
+    mid = scan_report(repo, root, "mid.json", expect=6)
+    # the data in service does not: only the archived batch, the cache and the remote
+    tree = next(loc for loc in mid["locations"] if loc["kind"] == "work tree")
+    paths = [e.get("path", "") for e in tree["holding"]]
+    assert paths and all(p.startswith(("data/batches/", "data/deletions/batches/")) for p in paths), paths
+    assert holding(mid, "dvc cache") > 0 and holding(mid, "remote") > 0
+
+
+@pytest.fixture(scope="module")
+def purged(consolidated):
+    repo, batch, root, *_ = consolidated
+    out = tru(repo, "purge")
+    return repo, batch, root, out
+
+
+def test_after_the_purge_nothing_holds_them_anywhere(purged):
+    repo, batch, root, out = purged
+    assert "purged" in out
+    after = scan_report(repo, root, "after.json", expect=0)
+    assert not after["holds_subjects"]
+    assert all(holding(after, k) == 0 for k in ("work tree", "dvc cache", "remote"))
+    # the ledger keeps what was asked and what became of it, without raw ids or reasons
+    led = pd.read_parquet(repo / "data/ledger" / batch / "requests.parquet")
+    assert led["user_id"].isna().all() and led["item_id"].isna().all() and led["request_reason"].isna().all()
+    assert led["subject"].notna().any() and set(led["status"]) >= {"accepted"}
+    assert not (repo / "data/batches" / batch).exists() and not (repo / "data/deletions/batches" / batch).exists()
+    # committed: the removals and the ledger's new pointer
+    assert run(["git", "status", "--porcelain", "--", "data", "lifecycle"], repo) == ""
+
+
+def test_every_removed_object_has_a_tombstone_and_the_generation_says_purged(purged):
+    repo, *_ = purged
+    stones = [json.loads(line) for line in (repo / "lifecycle/tombstones.jsonl").read_text().splitlines()]
+    assert stones and all(s["generation"] == 0 and s["why"] and s["removed_from"] for s in stones)
+    objects = {s["object"] for s in stones}
+    assert len(objects) == len(stones)
+    g = yaml.safe_load((repo / "lifecycle/generations.yaml").read_text())["generations"][0]
+    assert g["purged_objects"] == len(stones) and g["purged_at"]
+    # nothing the lineage in service names was removed
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    in_service = {o["md5"] for s in lock["stages"].values() for o in s.get("outs", [])}
+    assert not in_service & objects
+    assert "generation 0: purged" in tru(repo, "status")
+    # a second purge has nothing to do
+    assert "nothing to purge" in tru(repo, "purge")
+
+
+def test_a_fresh_clone_reproduces_the_consolidated_lineage_from_the_remote(purged, tmp_path):
+    repo, *_ = purged
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    # the remote's url is the same folder; the clone has no cache of its own
+    run([str(BIN / "dvc"), "pull", "-q"], clone)
+    status = run([str(BIN / "dvc"), "status"], clone)
+    assert "up to date" in status, status
+    res = subprocess.run(
+        [str(BIN / "dvc"), "repro", "--force", "--single-item", "train"],
+        cwd=clone,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    def model(root):  # the checkpoint (the training log beside it records wall-clock seconds)
+        outs = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["train"]["outs"]
+        return next(o["md5"] for o in outs if o["path"] == "data/models/base")
+
+    assert model(clone) == model(repo)
+    assert os.path.isfile(clone / "data/models/base/model.safetensors")

@@ -1,0 +1,292 @@
+"""Retention and purge: what held erased data goes once its retention window closes (`tru purge`).
+
+After a consolidation (tru.lifecycle.consolidate) the generation that ended is kept for
+`lifecycle.retention_days`, for audit and rollback: its data, its base model, the batches'
+sets, checkpoints and archived request files, in the work tree, the DVC cache and the DVC
+remote. When the window has closed, a purge removes them:
+
+- **what**: every object the ended generation's dvc.lock names (its copy in
+  `lifecycle/locks/`), every object the archived batches' `.dvc` pointers name (request files,
+  ledger versions, declarations), the members of their folder listings, and every object of the
+  cache or a local remote that the scan (tru.lifecycle.scan) finds holding the batches'
+  subjects (versions no lock names any longer);
+- **never**: an object the current dvc.lock or a `.dvc` file of the work tree names, or that a
+  generation still in its window needs (its lock copy): the data and model in service, and what
+  an auditor may still check out, stay. Objects go by hash, one at a time, never by a blanket
+  `dvc gc`;
+- **where**: the DVC cache and every remote that is a local folder (any other remote is listed
+  as not purged, with its objects' hashes, for its own tools); in the work tree, the archived
+  batches' folders (`data/batches/<B>/`, `data/deletions/batches/<B>/`);
+- **the ledger**: the archived batches' requests files lose their raw ids, the indices those
+  resolved to and the free-text reasons (tru.requests.ledger.drop_private); request ids,
+  kinds, pseudonyms and statuses stay, and the new version is versioned by DVC;
+- **the record**: one tombstone per object removed (`lifecycle/tombstones.jsonl`: its hash,
+  the path it held, the generation, why, when, where from), and the generation's entry in
+  `lifecycle/generations.yaml` says when it was purged and how many objects went.
+
+Crash safety: the purge first writes its plan (`lifecycle/purge-plan.json`: every object and
+path, decided before anything is removed); killed, it resumes from the plan when run again.
+Every step is idempotent (a file already gone counts as removed), the tombstones and the
+generation's record are written once everything is gone, and the plan is removed last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from tru import paths
+from tru.errors import DataError
+from tru.io import atomic_path, read_json, write_json
+from tru.lifecycle.consolidate import DONE, read_generations, write_generations
+from tru.requests.ledger import drop_private, iso_utc, requests_path
+
+PLAN = paths.LIFECYCLE / "purge-plan.json"
+TOMBSTONES = paths.LIFECYCLE / "tombstones.jsonl"
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(UTC)
+
+
+def due(gens: list[dict], now: datetime) -> list[dict]:
+    """Consolidations whose earlier generation's window has closed and that are not purged yet."""
+    return [
+        g for g in gens if g.get("state") == DONE and not g.get("purged_at") and parse_time(g["retain_until"]) <= now
+    ]
+
+
+def _entries(doc: dict | list | None) -> list[dict]:
+    """The `outs` entries of a dvc.lock stage map or of a .dvc file: what DVC caches (a stage's
+    data dependencies are another stage's outputs or a .dvc file's)."""
+    out: list[dict] = []
+    if isinstance(doc, dict) and "stages" in doc:
+        for stage in (doc.get("stages") or {}).values():
+            if isinstance(stage, dict):
+                out += [e for e in stage.get("outs") or [] if isinstance(e, dict)]
+    elif isinstance(doc, dict):
+        out += [e for e in doc.get("outs") or [] if isinstance(e, dict)]
+    return out
+
+
+def named_objects(file: Path, base: str = "") -> dict[str, str]:
+    """md5 (a file's, or a folder's `<md5>.dir`) -> the path it held, from a dvc.lock or a .dvc
+    file (paths of a .dvc file are relative to its folder)."""
+    if not file.is_file():
+        return {}
+    doc = yaml.safe_load(file.read_text()) or {}
+    return {
+        str(e["md5"]): (Path(base) / str(e["path"])).as_posix() if base else str(e["path"])
+        for e in _entries(doc)
+        if e.get("md5") and e.get("path")
+    }
+
+
+def object_files(store: Path, md5: str) -> list[Path]:
+    """Where a DVC object lives in a cache or local remote (DVC 3's files/md5/ layout and the
+    older one)."""
+    return [store / "files" / "md5" / md5[:2] / md5[2:], store / md5[:2] / md5[2:]]
+
+
+def with_members(objects: dict[str, str], stores: list[Path]) -> dict[str, str]:
+    """`objects` plus the members of every folder listing (`.dir`) among them, read from the
+    first store that has it (members named `<folder>/<relpath>`)."""
+    out = dict(objects)
+    for md5, where in objects.items():
+        if not md5.endswith(".dir"):
+            continue
+        for store in stores:
+            hit = next((p for p in object_files(store, md5) if p.is_file()), None)
+            if hit is None:
+                continue
+            try:
+                listing = json.loads(hit.read_text())
+            except (ValueError, OSError):
+                continue
+            for e in listing if isinstance(listing, list) else []:
+                if isinstance(e, dict) and e.get("md5"):
+                    out.setdefault(str(e["md5"]), f"{where}/{e.get('relpath', '')}")
+            break
+    return out
+
+
+def tracked_pointers(root: Path, skip: list[Path]) -> list[Path]:
+    """Every .dvc file of the work tree outside `skip` (folders) and outside .git/.dvc."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if d not in (".git", ".dvc", ".venv", "node_modules")]
+        if any(here == s or s in here.parents for s in skip):
+            continue
+        found += [here / f for f in filenames if f.endswith(".dvc")]
+    return sorted(found)
+
+
+def batch_folders(batch_id: str) -> list[Path]:
+    """What an archived batch keeps in the work tree beside its ledger and reports."""
+    return [paths.batch_dir(batch_id), paths.ARCHIVE / batch_id]
+
+
+def _stores(root: Path) -> tuple[list[Path], list[dict], dict[str, str]]:
+    """The DVC cache and the local remotes' folders, every remote, and a name per store folder."""
+    from tru.lifecycle.scan import dvc_locations
+
+    cache, remotes = dvc_locations(root)
+    stores = [cache] if cache is not None else []
+    names = {cache.as_posix(): "dvc cache"} if cache is not None else {}
+    for r in remotes:
+        if r.get("path") is not None:
+            stores.append(Path(r["path"]))
+            names[Path(r["path"]).as_posix()] = f"remote {r['name']}"
+    return stores, remotes, names
+
+
+def make_plan(
+    gens: list[dict], now: datetime, root: Path = Path("."), scan_finds: dict[str, str] | None = None
+) -> dict:
+    """What a purge of the due generations removes (module docstring); written before anything is."""
+    closing = due(gens, now)
+    stores, remotes, names = _stores(root)
+    archived = [b for g in closing for b in g["batches"]]
+    old: dict[str, str] = {}
+    for g in closing:
+        old |= named_objects(root / g["previous_lock"])
+    for b in archived:
+        for folder in batch_folders(b) + [paths.LEDGER / b]:
+            for ptr in tracked_pointers(root / folder, []):
+                old |= named_objects(ptr, ptr.parent.relative_to(root).as_posix())
+    old |= scan_finds or {}
+    skip = [root / f for b in archived for f in batch_folders(b)]
+    keep = named_objects(root / "dvc.lock")
+    for ptr in tracked_pointers(root, skip):
+        if any(ptr.parent == root / paths.LEDGER / b for b in archived):
+            continue  # the ledger's pointer is replaced by its redacted version below
+        keep |= named_objects(ptr, ptr.parent.relative_to(root).as_posix())
+    for g in gens:
+        if g.get("state") == DONE and not g.get("purged_at") and g not in closing:
+            keep |= named_objects(root / g["previous_lock"])  # a window still open
+    old, keep = with_members(old, stores), with_members(keep, stores)
+    remove = {}
+    for md5, where in sorted(old.items()):
+        present = [s.as_posix() for s in stores if any(f.is_file() for f in object_files(s, md5))]
+        if md5 not in keep and present:  # outputs DVC does not cache (metrics, plots) are in no store
+            remove[md5] = {"held": where, "in": present}
+    return {
+        "generations": [int(g["generation"]) - 1 for g in closing],
+        "consolidations": [int(g["generation"]) for g in closing],
+        "batches": archived,
+        "objects": remove,
+        "kept_in_use": len(set(old) & set(keep)),
+        "paths": [f.as_posix() for b in archived for f in batch_folders(b)],
+        "ledgers": archived,
+        "stores": [s.as_posix() for s in stores],
+        "store_names": names,
+        "not_purged": [{"remote": r["name"], "url": r["url"]} for r in remotes if "scheme" in r],
+        "planned_at": iso_utc(now),
+    }
+
+
+def _store_name(store: str, plan: dict) -> str:
+    """`dvc cache` or `remote <name>` for a store folder of the plan."""
+    return plan["store_names"].get(store, store)
+
+
+def _remove_path(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p)
+    elif p.exists() or p.is_symlink():
+        p.unlink()
+
+
+def execute(plan: dict, now: datetime, root: Path = Path("."), echo: Callable[[str], None] = print) -> list[dict]:
+    """Carry the plan out (idempotent); returns the tombstones (one per object)."""
+    from tru.dvcio import dvc_add  # why: DVC is slow to import; planning never needs it
+
+    for b in plan["ledgers"]:
+        ledger_file = requests_path(root / paths.LEDGER, b)
+        if ledger_file.is_file() and drop_private(root / paths.LEDGER, b, now):
+            dvc_add([ledger_file.relative_to(root) if root != Path(".") else ledger_file], root)
+    for p in plan["paths"]:
+        _remove_path(root / p)
+    tombstones = []
+    for md5, obj in plan["objects"].items():
+        for store in obj["in"]:
+            for f in object_files(Path(store), md5):
+                if f.is_file():
+                    f.unlink()
+        where = [_store_name(s, plan) for s in obj["in"]]
+        tombstones.append({"object": md5, "held": obj["held"], "removed_from": where, "at": iso_utc(now)})
+    echo(f"purged {len(plan['objects'])} object(s) and {len(plan['paths'])} folder(s) of the work tree")
+    return tombstones
+
+
+def purge(
+    now: datetime | None = None, root: Path = Path("."), dataset_dir: str = "", scan: bool = True, echo=print
+) -> dict | None:
+    """Purge every generation whose retention window has closed (module docstring), or resume an
+    unfinished purge; returns the plan carried out, None when nothing was due. `dataset_dir`:
+    the dataset the scan resolves ids the ledger did not in; `scan`: also remove what the scan
+    finds. The caller holds the run lock."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    gens = read_generations(root / paths.GENERATIONS)
+    plan_file = root / PLAN
+    if plan_file.is_file():
+        plan = read_json(plan_file)
+        echo(f"resuming the purge planned at {plan['planned_at']}")
+    else:
+        closing = due(gens, now)
+        if not closing:
+            return None
+        finds = _scan_finds([b for g in closing for b in g["batches"]], root, dataset_dir) if scan else {}
+        plan = make_plan(gens, now, root, finds)
+        write_json(plan_file, plan)
+    tombstones = execute(plan, now, root, echo)
+    why = {
+        g: f"retention window of data generation {g} closed (consolidated into generation {g + 1})"
+        for g in plan["generations"]
+    }
+    reason = "; ".join(why.values())
+    for t in tombstones:
+        t["generation"] = plan["generations"][0] if len(plan["generations"]) == 1 else plan["generations"]
+        t["why"] = reason
+    existing = (root / TOMBSTONES).read_text() if (root / TOMBSTONES).is_file() else ""
+    seen = {json.loads(line)["object"] for line in existing.splitlines() if line.strip()}
+    lines = [json.dumps(t, sort_keys=True) for t in tombstones if t["object"] not in seen]
+    with atomic_path(root / TOMBSTONES) as tmp:
+        tmp.write_text(existing + "".join(line + "\n" for line in lines))
+    gens = read_generations(root / paths.GENERATIONS)
+    for g in gens:
+        if int(g["generation"]) in plan["consolidations"]:
+            g["purged_at"] = iso_utc(now)
+            g["purged_objects"] = len(plan["objects"])
+    write_generations(gens, root / paths.GENERATIONS)
+    plan_file.unlink()
+    return plan
+
+
+def _scan_finds(batch_ids: list[str], root: Path, dataset_dir: str) -> dict[str, str]:
+    """Objects of the DVC cache and local remotes that the scan finds holding the batches'
+    subjects: md5 -> what it held (the path when the checkout names it)."""
+    from tru.lifecycle.scan import resolve_indices, subjects_from_batches
+    from tru.lifecycle.scan import scan as run_scan
+
+    try:
+        subjects = subjects_from_batches(batch_ids, root)
+    except DataError:
+        return {}
+    resolve_indices(subjects, root, dataset_dir)
+    report = run_scan(subjects, root, cache=True, remotes=True)
+    out = {}
+    for loc in report["locations"]:
+        if loc["kind"] not in ("dvc cache", "remote"):
+            continue
+        for e in loc.get("holding", []) + loc.get("ledger_copies", []):
+            if e.get("object"):
+                out[str(e["object"])] = str(e.get("path") or e.get("in") or "an earlier version")
+    return out
