@@ -267,7 +267,11 @@ def test_forget_schedule_visits_every_pair_before_any_twice():
     assert sorted(np.concatenate(passes)[10:20].tolist()) == list(range(10))
 
 
-def test_tru_reverse_pass_is_bounded_by_reverse_sample(world):
+def test_tru_reverse_pass_is_bounded_by_reverse_sample(world, monkeypatch):
+    import tru.unlearning.reverse_repair as rr
+
+    # every epoch reverses: the erasure checks never hold (once they do, epochs repair only)
+    monkeypatch.setattr(rr, "is_forgotten", lambda row: (False, ""))
     p, prior, base = world
     ctx = user_batch(prior, base, list(range(0, 80, 10)))
     assert len(ctx.forget) > 40
@@ -306,6 +310,21 @@ def _stop_rule(p, min_effect, tolerance, residue_share=None, **tru):
         | ({} if residue_share is None else {"residue_min_removed_share": residue_share})
     )
     return p.model_copy(update={"unlearn": up, "audit": p.audit.model_copy(update={"gate": gate})})
+
+
+def test_once_the_erasure_checks_hold_an_epoch_repairs_without_reversing(world):
+    """Reversing past the point where the checks hold forgets more than a retrain would: the
+    epochs after it only repair, until retain utility is back within tolerance."""
+    p, prior, base = world
+    ctx = user_batch(prior, base, list(range(0, 80, 10)))
+    # the checks always hold (threshold AUC 1.0, no item checked), utility never within tolerance
+    q = _stop_rule(p, 0.5, -1.0, residue_share=1.0, check_before_reverse=False)
+    q = q.model_copy(update={"unlearn": q.unlearn.model_copy(update={"max_epochs": 3})})
+    res = run_method("tru", ctx, q)
+    epochs = res.log["epochs"]
+    assert len(epochs) == 3 and epochs[0]["reverse_pairs"] > 0
+    assert [e["reverse_pairs"] for e in epochs[1:]] == [0, 0]
+    assert all(e["reverse"].startswith("skipped") and e["repair_pairs"] > 0 for e in epochs[1:])
 
 
 def test_tru_reverses_nothing_when_the_stop_rule_already_holds(world):

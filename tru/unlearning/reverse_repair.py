@@ -285,10 +285,27 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
             return UnlearnResult(model, log)
     schedule = ForgetSchedule(len(ctx.forget), up.reverse_sample, rng)
     log["reverse_sample"] = up.reverse_sample
-    epochs = []
+    epochs: list[dict] = []
     for epoch in range(1, up.max_epochs + 1):
         e0 = time.perf_counter()
         row: dict = {"epoch": epoch}
+        # once the erasure checks hold, reversing further only forgets more than a retrain would:
+        # the epoch repairs (until retain utility is back within tolerance), it does not reverse
+        last = epochs[-1] if epochs else log.get("probe_start")
+        if last is not None and is_forgotten(last)[0]:
+            row["reverse"] = "skipped: the erasure checks hold; repair only"
+            repair_pairs = neighbourhood_sample(ctx, up.repair_sample, rng)
+            row["repair_loss"] = repair_pass(model, repair_pairs, retain_sampler, opt_rep, up.repair_batch_size, rng)
+            guard()
+            row["reverse_pairs"], row["repair_pairs"] = 0, int(len(repair_pairs))
+            row.update(probe_metrics(model, ctx, checks))
+            row["seconds"] = time.perf_counter() - e0
+            epochs.append(row)
+            stop = _stop_reason(row, up.stop, base_retain)
+            if stop:
+                row["stop"] = stop
+                break
+            continue
         scales = {b: 1.0 for b in model.branches()}
         selected = list(modules)
         if mechanisms is not None and (mechanisms.scaling or mechanisms.selection) and len(ctx.forget):
