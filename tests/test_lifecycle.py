@@ -171,6 +171,7 @@ def test_a_fresh_clone_reproduces_the_consolidated_lineage_from_the_remote(purge
         timeout=600,
     )
     assert res.returncode == 0, res.stderr
+
     def model(root):  # the checkpoint (the training log beside it records wall-clock seconds)
         outs = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["train"]["outs"]
         return next(o["md5"] for o in outs if o["path"] == "data/models/base")

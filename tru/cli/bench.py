@@ -156,6 +156,25 @@ def bench_gate_cmd(
     typer.echo(f"{len(rows)} row(s) in {out}; table in {out.with_suffix('.md')}")
 
 
+@app.command("lifecycle")
+@stage
+def bench_lifecycle_cmd(
+    project: Path = typer.Option(..., help="a scratch clone after `make run`: it is consolidated and purged"),
+    out: Path = typer.Option(paths.BENCH_REPORTS / "lifecycle_movielens100k.json"),
+    results: Path = typer.Option(paths.BENCH_REPORTS / "results.csv", help="the grid's results (Retrain's range)"),
+) -> None:
+    """The data lifecycle timed on a project after `make run`: `tru consolidate` and `tru purge`
+    (zero-day window), the scan before, between and after, and the consolidated model's test
+    Recall@20 against the grid's exact retrains. Destructive for the project it is given."""
+    from tru.bench.lifecycle import run_lifecycle_bench
+
+    r = run_lifecycle_bench(project, out, results)
+    typer.echo(
+        f"consolidate {r['consolidate_seconds']} s, purge {r['purge_seconds']} s; "
+        f"after the purge the scan finds the subjects: {r['scan']['after']['holds_subjects']} ({out})"
+    )
+
+
 @app.command("grid")
 @stage
 def bench_grid_cmd(
