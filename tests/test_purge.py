@@ -1,0 +1,191 @@
+"""Consolidation and purge without DVC runs: which objects a purge may remove (never one the
+lineage in service or a generation still in its window names), and a consolidation or purge
+killed half-way resumes to the same end."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tru.config import load_params
+from tru.lifecycle import consolidate as cons
+from tru.lifecycle import purge as pg
+from tru.lifecycle.suppression import read_suppression
+from tru.requests.pseudonym import subject
+from tru.requests.schema import LEDGER_SCHEMA
+
+KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+B1 = "b20261101T020000Z"
+
+
+def put(store, md5, data=b"x"):
+    path = store / "files" / "md5" / md5[:2] / md5[2:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def lock(path, outs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stages = {f"s{k}": {"cmd": "x", "outs": [{"path": p, "md5": m}]} for k, (p, m) in enumerate(outs.items())}
+    path.write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
+
+
+def md5(c):
+    return c * 32
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".dvc").mkdir()
+    return tmp_path
+
+
+def test_a_purge_removes_only_what_no_lineage_in_use_names(project):
+    cache = project / ".dvc" / "cache"
+    a, b, c, d, e = md5("a"), md5("b"), md5("c"), md5("d"), md5("e")
+    x = md5("f") + ".dir"
+    for m in (a, b, c, d, e):
+        put(cache, m)
+    # a folder listing of the ended generation: one member of its own, one shared with the lineage in service
+    put(cache, x, json.dumps([{"md5": d, "relpath": "train.parquet"}, {"md5": b, "relpath": "kept.npy"}]).encode())
+    lock(project / "lifecycle/locks/generation-0.dvc.lock", {"data/raw": a, "data/models/base": b, "data/split": x})
+    lock(project / "lifecycle/locks/generation-1.dvc.lock", {"data/split": c})  # the window still open
+    lock(project / "dvc.lock", {"data/models/base": b})
+    past, future = NOW - timedelta(days=1), NOW + timedelta(days=10)
+    gens = [
+        {"generation": 1, "state": "done", "batches": [], "previous_lock": "lifecycle/locks/generation-0.dvc.lock",
+         "retain_until": past.isoformat()},
+        {"generation": 2, "state": "done", "batches": [], "previous_lock": "lifecycle/locks/generation-1.dvc.lock",
+         "retain_until": future.isoformat()},
+    ]  # fmt: skip
+    # an object the scan found holding the subjects, also named by the open window: kept
+    plan = pg.make_plan(gens, NOW, project, scan_finds={e: "an earlier version", c: "data/split"})
+    assert set(plan["objects"]) == {a, x, d, e}
+    assert plan["objects"][d]["held"] == "data/split/train.parquet"
+    assert plan["generations"] == [0] and plan["consolidations"] == [1]
+    assert plan["kept_in_use"] == 2  # b (in service) and c (open window)
+    # nothing due yet at the consolidation's own time
+    assert pg.due(gens, past - timedelta(days=1)) == []
+
+
+def test_a_purge_killed_half_way_resumes_from_its_plan(project, monkeypatch):
+    cache = project / ".dvc" / "cache"
+    objs = [md5(c) for c in "abcd"]
+    for m in objs:
+        put(cache, m)
+    lock(project / "lifecycle/locks/generation-0.dvc.lock", {f"data/x{k}": m for k, m in enumerate(objs)})
+    lock(project / "dvc.lock", {})
+    gens = [
+        {"generation": 1, "state": "done", "batches": [], "previous_lock": "lifecycle/locks/generation-0.dvc.lock",
+         "retain_until": (NOW - timedelta(days=1)).isoformat(), "finished_at": "x"},
+    ]  # fmt: skip
+    cons.write_generations(gens)
+    real_unlink = type(project).unlink
+    calls = {"n": 0}
+
+    def dying_unlink(self, *args, **kwargs):
+        if "files/md5" in self.as_posix():
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt("killed")
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(project), "unlink", dying_unlink)
+    with pytest.raises(KeyboardInterrupt):
+        pg.purge(NOW, project, scan=False, echo=lambda _: None)
+    monkeypatch.setattr(type(project), "unlink", real_unlink)
+    assert (project / pg.PLAN).is_file() and not (project / pg.TOMBSTONES).exists()
+    assert sum(any(f.is_file() for f in pg.object_files(cache, m)) for m in objs) == 2
+    plan = pg.purge(NOW, project, scan=False, echo=lambda _: None)
+    assert plan is not None and not (project / pg.PLAN).exists()
+    assert not any(f.is_file() for m in objs for f in pg.object_files(cache, m))
+    stones = [json.loads(line) for line in (project / pg.TOMBSTONES).read_text().splitlines()]
+    assert sorted(s["object"] for s in stones) == sorted(objs)
+    assert all(s["removed_from"] == ["dvc cache"] and s["generation"] == 0 for s in stones)
+    assert cons.read_generations()[0]["purged_objects"] == 4
+    assert pg.purge(NOW, project, scan=False, echo=lambda _: None) is None  # nothing left to do
+
+
+def ledger(project, batch, rows):
+    cols = {name: [] for name in LEDGER_SCHEMA.names}
+    for k, (kind, user, item, status) in enumerate(rows):
+        row = {name: None for name in LEDGER_SCHEMA.names}
+        row.update(
+            batch_id=batch, source="r.jsonl", line=k + 1, request_id=f"r{k}", kind=kind, user_id=user,
+            item_id=item, user_index=-1, item_index=-1, subject=subject(KEY, kind, user, item), status=status,
+            received_at="2026-11-01T00:00:00Z", recorded_at="2026-11-01T02:00:00Z",
+        )  # fmt: skip
+        for name in cols:
+            cols[name].append(row[name])
+    path = project / "data/ledger" / batch / "requests.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.table(cols, schema=LEDGER_SCHEMA), path)
+
+
+def test_a_consolidation_killed_in_its_retrain_resumes_and_loses_nothing(project):
+    params = load_params(ROOT / "params.yaml")
+    (project / "batches.yaml").write_text(
+        yaml.safe_dump(
+            {"batches": [{"id": B1, "prior": "data/split", "base_model": "data/models/base", "method": "tru"}]}
+        )
+    )
+    (project / "reports" / B1).mkdir(parents=True)
+    (project / "reports" / B1 / "audit.json").write_text(json.dumps({"verdict": "pass"}))
+    ledger(
+        project,
+        B1,
+        [("user", "7", None, "accepted"), ("interaction", "3", "c", "accepted"), ("user", "9", None, "rejected")],
+    )
+    from tru.requests.ledger import append_status
+
+    append_status(project / "data/ledger", B1, "audit", ["r0", "r1"], "erased", NOW)
+    lock(project / "dvc.lock", {"data/models/base": md5("a"), "data/batches/x/model": md5("b")})
+    lock_doc = yaml.safe_load((project / "dvc.lock").read_text())
+    lock_doc["stages"]["erase@0"] = lock_doc["stages"].pop("s1")
+    (project / "dvc.lock").write_text(yaml.safe_dump(lock_doc))
+
+    def killed(targets):
+        raise KeyboardInterrupt("killed during dvc repro")
+
+    with pytest.raises(KeyboardInterrupt):
+        cons.consolidate(params, NOW, repro=killed, echo=lambda _: None)
+    (entry,) = cons.read_generations()
+    assert entry["state"] == "started" and entry["batches"] == [B1]
+    sup = read_suppression("lifecycle/suppression.tsv")
+    assert sup.counts() == {"user": 1, "item": 0, "interaction": 1} and sup.generation == 1
+    assert yaml.safe_load((project / "batches.yaml").read_text())["batches"] == []
+    assert "erase@0" not in yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    assert "erase@0" in yaml.safe_load((project / "lifecycle/locks/generation-0.dvc.lock").read_text())["stages"]
+
+    def retrain(targets):
+        assert targets == ["evaluate"]
+        (project / "reports/train").mkdir(parents=True, exist_ok=True)
+        (project / "reports/train/metrics.json").write_text(json.dumps({"test": {"recall@20": 0.2}}))
+
+    later = NOW + timedelta(hours=1)
+    done = cons.consolidate(params, later, repro=retrain, echo=lambda _: None)
+    assert done["state"] == "done" and done["test_recall@20"] == 0.2 and done["started_at"] == "2026-12-01T00:00:00Z"
+    assert done["retain_until"] == "2026-12-31T01:00:00Z"  # retention_days 30 after it finished
+    # the list did not grow twice
+    assert len(read_suppression("lifecycle/suppression.tsv")) == 2
+    with pytest.raises(cons.NothingToConsolidate):
+        cons.consolidate(params, later, repro=retrain, echo=lambda _: None)
+
+
+def test_a_batch_awaiting_review_is_not_consolidated(project):
+    params = load_params(ROOT / "params.yaml")
+    (project / "batches.yaml").write_text(yaml.safe_dump({"batches": [{"id": B1}]}))
+    (project / "reports" / B1).mkdir(parents=True)
+    (project / "reports" / B1 / "audit.json").write_text(json.dumps({"verdict": "fail"}))
+    from tru.errors import DataError
+
+    with pytest.raises(DataError, match="awaits review"):
+        cons.consolidate(params, NOW, repro=lambda t: None, echo=lambda _: None)
+    assert cons.read_generations() == [] and not (project / "lifecycle/suppression.tsv").exists()
