@@ -63,12 +63,22 @@ def lifecycle_lines(now=None) -> list[str]:
 
     gens = read_generations()
     sup = read_suppression(paths.SUPPRESSION)
-    if not gens:
+    pending = batches.read_batches()
+    if not gens and not pending:
         return []
     now = now or datetime.now(UTC)
     g = current_generation(gens)
     counts = ", ".join(f"{v} {k}(s)" for k, v in sup.counts().items() if v)
     lines = [f"data generation {g}: the data leaves out {len(sup)} erased subject(s) ({counts or 'none'})"]
+    if pending:
+        from tru.config import load_params  # why: pydantic; only this line needs the settings
+
+        days = load_params(Path("params.yaml")).lifecycle.retention_days if Path("params.yaml").is_file() else 30
+        lines.append(
+            f"generation {g} still holds the erased subjects of {len(pending)} batch(es) in its data, its base model "
+            f"and the batches' files: `tru consolidate` retrains without them; generation {g} is then kept "
+            f"{days} day(s) (lifecycle.retention_days) before `tru purge` removes it"
+        )
     for e in gens:
         if e.get("state") != "done":
             lines.append(
