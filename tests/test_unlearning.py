@@ -643,3 +643,42 @@ def test_refit_moves_only_the_rows_of_items_that_lost_a_large_share(world):
     assert moved[item] and log["items"] == int(expected.sum())
     assert np.array_equal(moved, expected)  # no other row, and nothing else in the model, moved
     assert torch.equal(model.user_embedding, prepare(ctx, p)[0].user_embedding)
+
+
+@pytest.mark.parametrize("holds_after", [False, True])
+def test_the_final_repair_never_keeps_an_epoch_that_undoes_the_erasure(world, monkeypatch, holds_after):
+    """The final repair restores utility on retained pairs; an epoch after which the gate's
+    erasure checks no longer hold (they held on its input) is never the model it returns."""
+    import copy
+
+    import tru.unlearning.repair as rep
+
+    p, prior, base = world
+    ctx = user_batch(prior, base, list(range(0, 80, 10)))
+
+    def noisy():  # below theta_0's utility: the repair has work to do
+        model = copy.deepcopy(base)
+        model.set_graph(ctx.data.train)
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(0)
+            for t in model.parameters():
+                t.add_(0.1 * torch.randn(t.shape, generator=gen))
+        return model
+
+    params = p.repair.model_copy(update={"tolerance": 0.0, "max_epochs": 3, "patience": 5})
+    theta0 = {k: v.clone() for k, v in base.state_dict().items()}
+    plain, plain_log = rep.final_repair(noisy(), ctx, params, 0.01, 256, 0, 1)
+    model = noisy()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    verdicts = iter([True] + [holds_after] * 50)  # the input passes; then every epoch holds or not
+    monkeypatch.setattr(rep, "is_forgotten", lambda row: (next(verdicts), ""))
+    out, log = rep.final_repair(model, ctx, params, 0.01, 256, 0, 1, checks=p.audit.gate)
+    assert log["erasure_checks_kept"] and len(log["epochs"]) == len(plain_log["epochs"]) == 3
+    assert all(torch.equal(theta0[k], v) for k, v in base.state_dict().items())  # theta_0 untouched
+    assert all(e["erasure_checks_hold"] is holds_after for e in log["epochs"])
+    if holds_after:  # every epoch keeps the checks: the same model as a repair without them
+        assert all(torch.equal(plain.state_dict()[k], v) for k, v in out.state_dict().items())
+        assert log["end_retain_valid_recall@20"] == plain_log["end_retain_valid_recall@20"]
+    else:  # none does: the input comes back, whatever utility the epochs reached
+        assert all(torch.equal(before[k], v) for k, v in out.state_dict().items())
+        assert log["end_retain_valid_recall@20"] == log["start_retain_valid_recall@20"]

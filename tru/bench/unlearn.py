@@ -155,7 +155,14 @@ def erase_variant(params: Params, ctx: UnlearnContext, variant: str) -> dict:
     if method not in EXACT:
         t0 = time.perf_counter()
         model, rlog = final_repair(
-            model, ctx, params.repair, up.repair_lr, up.repair_batch_size, ctx.seed, params.train.threads
+            model,
+            ctx,
+            params.repair,
+            up.repair_lr,
+            up.repair_batch_size,
+            ctx.seed,
+            params.train.threads,
+            checks=params.audit.gate,
         )
         repair_epochs, seconds = rlog["epochs_run"], seconds + time.perf_counter() - t0
     epochs = len(res.log.get("epochs", [])) if method not in EXACT else res.log.get("best_epoch")

@@ -31,6 +31,7 @@ def repair_stage(params: Params, batch_id: str, batches_file: str | Path | None 
         params.unlearn.repair_batch_size,
         ctx.seed,
         params.train.threads,
+        checks=params.audit.gate,
     )
     out = paths.batch_dir(batch_id) / "model"
     digest = save_checkpoint(

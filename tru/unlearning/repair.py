@@ -15,15 +15,26 @@ from tru.models.base import Recommender
 from tru.train import NegativeSampler, seed_everything
 from tru.unlearning.probes import rank_metrics_of, retain_eval
 from tru.unlearning.registry import UnlearnContext
-from tru.unlearning.steps import neighbourhood_sample, repair_pass
+from tru.unlearning.steps import is_forgotten, neighbourhood_sample, probe_metrics, repair_pass
 
 
 def final_repair(
-    model: Recommender, ctx: UnlearnContext, params: RepairParams, lr: float, batch_size: int, seed: int, threads: int
+    model: Recommender,
+    ctx: UnlearnContext,
+    params: RepairParams,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    threads: int,
+    checks=None,
 ) -> tuple[Recommender, dict]:
     """Repair passes (Adam at `lr`) over a neighbourhood of D_r until retain-validation
     Recall@20 is within `params.tolerance` of theta_0's or stops improving; returns the best
-    model seen (the input one when it was already within tolerance) and the log."""
+    model seen (the input one when it was already within tolerance) and the log.
+
+    `checks` (audit.gate's params): a repair must not undo the erasure. When the input model
+    passes the gate's erasure checks (the stop rule's, tru.unlearning.steps.is_forgotten), an
+    epoch whose model no longer passes them is never kept, however good its utility."""
     seed_everything(seed, threads)
     t0 = time.perf_counter()
     valid_set = retain_eval(ctx.data, "valid")
@@ -40,6 +51,8 @@ def final_repair(
             }
         )
         return model, log
+    guarded = checks is not None and is_forgotten(probe_metrics(model, ctx, checks))[0]
+    log["erasure_checks_kept"] = guarded
     rng = np.random.default_rng(seed)
     sampler = NegativeSampler(ctx.data.train, model.n_items, ctx.data.candidates)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -49,7 +62,15 @@ def final_repair(
         loss = repair_pass(model, pairs, sampler, opt, batch_size, rng)
         model.eval()
         r = rank_metrics_of(model, valid_set)["recall@20"]
-        log["epochs"].append({"epoch": epoch, "loss": loss, "retain_valid_recall@20": r})
+        row = {"epoch": epoch, "loss": loss, "retain_valid_recall@20": r}
+        log["epochs"].append(row)
+        if guarded:
+            row["erasure_checks_hold"] = holds = is_forgotten(probe_metrics(model, ctx, checks))[0]
+            if not holds:  # never kept; the repair goes on from it (utility may still come back)
+                bad += 1
+                if bad >= params.patience:
+                    break
+                continue
         if r > best:
             best, best_state, bad = r, copy.deepcopy(model.state_dict()), 0
         else:

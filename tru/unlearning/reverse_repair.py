@@ -25,7 +25,14 @@ from tru.unlearning.energy import gradient_energies, reverse_bpr_from
 from tru.unlearning.mechanisms import branch_scales, exclusion_mask, gate_penalty, ranking_gate, select_modules
 from tru.unlearning.probes import rank_metrics_of
 from tru.unlearning.registry import UnlearnContext, UnlearnResult, register_method
-from tru.unlearning.steps import erased_row_guard, neighbourhood_sample, prepare, probe_metrics, repair_pass
+from tru.unlearning.steps import (
+    erased_row_guard,
+    is_forgotten,
+    neighbourhood_sample,
+    prepare,
+    probe_metrics,
+    repair_pass,
+)
 
 
 def original_users(ctx: UnlearnContext) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -79,31 +86,6 @@ def tru(ctx: UnlearnContext, params: Params) -> UnlearnResult:
     """The reverse-repair loop with the mechanisms of `unlearn.tru`; the log holds one row per
     epoch (energies, scales, selected modules, gate) and the stop reason."""
     return _reverse_repair_loop(ctx, params, mechanisms=params.unlearn.tru)
-
-
-def is_forgotten(row: dict) -> tuple[bool, str]:
-    """The stopping signal, without a retrain reference: the gate's erasure checks on the probe
-    row. Forgotten once the forgotten pairs rank no higher than shadow pairs (never trained on)
-    of the same users or items, by the calibrated membership test, and no item the batch took
-    engagement from ranks above its popularity peers (the item-side residue check). With neither
-    (no pair to compare and no item to check), once the forgotten pairs reach their users'
-    top-20 no more often than retained users' shadow pairs reach theirs."""
-    auc, flagged = row["membership_auc"], row.get("residue_flagged")
-    if auc is None and flagged is None:
-        return (
-            row["forget_recall@20"] <= row["retain_shadow_recall@20"],
-            "forgotten pairs reach their users' top-20 no more often than shadow pairs",
-        )
-    why = []
-    if auc is not None:
-        if auc > row["membership_threshold"]:
-            return False, ""
-        why.append(f"forgotten pairs rank like shadow pairs (AUC {auc:.3f} <= {row['membership_threshold']:.3f})")
-    if flagged is not None:
-        if flagged > 0:
-            return False, ""
-        why.append(f"none of {row['residue_checked']} items checked ranks above its popularity peers")
-    return True, "; ".join(why)
 
 
 def _stop_reason(row: dict, stop, base_retain: float) -> str | None:

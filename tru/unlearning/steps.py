@@ -137,3 +137,28 @@ def probe_metrics(model: Recommender, ctx: UnlearnContext, gate) -> dict:
         )
         row["residue_checked"], row["residue_flagged"] = res["checked"], res["flagged"]
     return row
+
+
+def is_forgotten(row: dict) -> tuple[bool, str]:
+    """The stopping signal, without a retrain reference: the gate's erasure checks on the probe
+    row. Forgotten once the forgotten pairs rank no higher than shadow pairs (never trained on)
+    of the same users or items, by the calibrated membership test, and no item the batch took
+    engagement from ranks above its popularity peers (the item-side residue check). With neither
+    (no pair to compare and no item to check), once the forgotten pairs reach their users'
+    top-20 no more often than retained users' shadow pairs reach theirs."""
+    auc, flagged = row["membership_auc"], row.get("residue_flagged")
+    if auc is None and flagged is None:
+        return (
+            row["forget_recall@20"] <= row["retain_shadow_recall@20"],
+            "forgotten pairs reach their users' top-20 no more often than shadow pairs",
+        )
+    why = []
+    if auc is not None:
+        if auc > row["membership_threshold"]:
+            return False, ""
+        why.append(f"forgotten pairs rank like shadow pairs (AUC {auc:.3f} <= {row['membership_threshold']:.3f})")
+    if flagged is not None:
+        if flagged > 0:
+            return False, ""
+        why.append(f"none of {row['residue_checked']} items checked ranks above its popularity peers")
+    return True, "; ".join(why)
