@@ -3,8 +3,9 @@
 PREFECT_API_DATABASE_CONNECTION_URL=postgresql+asyncpg://user:pass@host:5432/prefect on the server).
 
 `tru serve` (or `make serve`, which also starts the local server) registers the deployment
-`erasure-batch/nightly` with a cron schedule, and `erasure-review/review` without one (it clears
-a batch the audit gate refused), and runs their scheduled and manual runs. At most one run at a
+`erasure-batch/nightly` with a cron schedule, `erasure-review/review` without one (it clears
+a batch the audit gate refused), `data-consolidation/weekly` and `data-purge/daily` (the data
+lifecycle, flows/lifecycle.py), and runs their scheduled and manual runs. At most one run at a
 time: each deployment's concurrency limit cancels a new run while one is active, and the run
 lock in the flows serialises everything else.
 """
@@ -34,6 +35,8 @@ DEFAULT_CRON = "0 2 * * *"  # every night at 02:00
 DEFAULT_TIMEZONE = "UTC"
 DEPLOYMENT = "nightly"
 REVIEW_DEPLOYMENT = "review"  # erasure-review/review (tru.nightly.REVIEW_DEPLOYMENT)
+CONSOLIDATION_CRON = "0 3 * * 0"  # data-consolidation/weekly: Sundays at 03:00
+PURGE_CRON = "0 4 * * *"  # data-purge/daily: every day at 04:00 (nothing to do until a window closes)
 
 
 def task_runner(name: str = "thread", workers: int = 2) -> TaskRunner[Any]:
@@ -85,6 +88,7 @@ def serve(
     from prefect import serve as serve_all  # why: the runner; local_server does not need it
 
     from flows.erasure import erasure_batch, erasure_review  # why: they load every pipeline stage
+    from flows.lifecycle import data_consolidation, data_purge
 
     # at most one run per deployment at a time (the run lock serialises the two deployments)
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
@@ -103,7 +107,28 @@ def serve(
         tags=["tru", "review"],
         description="Clear the batch the audit gate refused by an exact retrain of it; the queue then moves on",
     )
-    serve_all(cast(RunnerDeployment, nightly), cast(RunnerDeployment, review))
+    consolidation = data_consolidation.to_deployment(
+        name="weekly",
+        schedule=build_schedule(CONSOLIDATION_CRON, timezone),
+        parameters={"params_path": params_path},
+        concurrency_limit=one_at_a_time,
+        tags=["tru", "lifecycle"],
+        description="Retrain the base model exactly on the data without every erased subject; archive the batches",
+    )
+    purge = data_purge.to_deployment(
+        name="daily",
+        schedule=build_schedule(PURGE_CRON, timezone),
+        parameters={"params_path": params_path},
+        concurrency_limit=one_at_a_time,
+        tags=["tru", "lifecycle"],
+        description="Remove what held erased data once its retention window (lifecycle.retention_days) has closed",
+    )
+    serve_all(
+        cast(RunnerDeployment, nightly),
+        cast(RunnerDeployment, review),
+        cast(RunnerDeployment, consolidation),
+        cast(RunnerDeployment, purge),
+    )
 
 
 @contextlib.contextmanager

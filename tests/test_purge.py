@@ -189,3 +189,15 @@ def test_a_batch_awaiting_review_is_not_consolidated(project):
     with pytest.raises(DataError, match="awaits review"):
         cons.consolidate(params, NOW, repro=lambda t: None, echo=lambda _: None)
     assert cons.read_generations() == [] and not (project / "lifecycle/suppression.tsv").exists()
+
+
+def test_the_lifecycle_flows_run_the_same_steps_and_say_when_there_is_nothing_to_do(project, harness):
+    import shutil
+
+    from flows.lifecycle import data_consolidation, data_purge
+
+    shutil.copy(ROOT / "params.yaml", project / "params.yaml")
+    (project / "batches.yaml").write_text("batches: []\n")
+    assert data_consolidation(params_path="params.yaml")["status"] == "nothing"
+    assert data_purge(params_path="params.yaml") == {"status": "nothing"}
+    assert not (project / "lifecycle/generations.yaml").exists()

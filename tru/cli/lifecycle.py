@@ -103,9 +103,8 @@ def consolidate(
 
     Exit status: 0 (consolidated), 2 (no batch to consolidate, or one awaits review), 5 (another
     run holds the lock)."""
-    from tru import paths
     from tru.lifecycle import consolidate as cons
-    from tru.runlock import run_lock
+    from tru.lifecycle.runs import consolidation_run
 
     p = load(params)
     if dry_run:
@@ -116,14 +115,8 @@ def consolidate(
             + ("; an unfinished consolidation would resume" if plan["unfinished"] else "")
         )
         return
-    from tru.lineage import record_change
-
-    with run_lock("tru consolidate", wait=wait):
-        entry = cons.consolidate(p, echo=typer.echo)
-        lp = p.lineage
-        message = f"consolidation: data generation {entry['generation']} (lineage recorded by tru)"
-        done = record_change(message, lp.commit, lp.branch, lp.push, extra=[paths.TRAIN_REPORTS.as_posix()])
-    for note in done["notes"]:
+    entry = consolidation_run(p, echo=typer.echo, wait=wait)
+    for note in entry["lineage"]["notes"]:
         typer.echo(f"lineage: {note}", err=True)
 
 
@@ -148,11 +141,9 @@ def purge(
     Exit status: 0 (purged, or nothing due), 5 (another run holds the lock)."""
     from datetime import UTC, datetime
 
-    from tru import paths
     from tru.lifecycle import purge as pg
     from tru.lifecycle.consolidate import read_generations
-    from tru.lineage import record_change
-    from tru.runlock import run_lock
+    from tru.lifecycle.runs import purge_run
 
     p = load(params)
     now = datetime.now(UTC)
@@ -169,16 +160,11 @@ def purge(
             f"{len(preview['ledgers'])} ledger file(s) ({preview['kept_in_use']} object(s) kept: in service)"
         )
         return
-    with run_lock("tru purge", wait=wait):
-        plan = pg.purge(now, Path("."), p.data.dataset_dir, scan=scan, echo=typer.echo)
-        if plan is None:
-            typer.echo("nothing to purge: no retention window has closed")
-            return
-        for r in plan["not_purged"]:
-            typer.echo(f"not purged: remote {r['remote']} ({r['url']}) is not a local folder", err=True)
-        lp = p.lineage
-        message = f"purge: data generation(s) {', '.join(map(str, plan['generations']))} (lineage recorded by tru)"
-        ledgers = [(paths.LEDGER / b).as_posix() for b in plan["ledgers"]]
-        done = record_change(message, lp.commit, lp.branch, lp.push, extra=plan["paths"] + ledgers)
-    for note in done["notes"]:
+    plan = purge_run(p, echo=typer.echo, wait=wait, scan=scan, now=now)
+    if plan is None:
+        typer.echo("nothing to purge: no retention window has closed")
+        return
+    for r in plan["not_purged"]:
+        typer.echo(f"not purged: remote {r['remote']} ({r['url']}) is not a local folder", err=True)
+    for note in plan["lineage"]["notes"]:
         typer.echo(f"lineage: {note}", err=True)
