@@ -60,6 +60,8 @@ def test_cron_deployment_on_a_real_server_runs_the_flow(repo, tmp_path):
                         try:  # both deployments: `tru serve` registers them one after the other
                             dep = client.read_deployment_by_name("erasure-batch/nightly")
                             review = client.read_deployment_by_name("erasure-review/review")
+                            weekly = client.read_deployment_by_name("data-consolidation/weekly")
+                            daily = client.read_deployment_by_name("data-purge/daily")
                             break
                         except Exception:
                             assert served.poll() is None, (tmp_path / "serve.log").read_text()
@@ -71,6 +73,10 @@ def test_cron_deployment_on_a_real_server_runs_the_flow(repo, tmp_path):
                     assert dep.parameters == {"params_path": "params.yaml"}
                     # the way out of a refusal, served beside it: no schedule, a person runs it
                     assert review.schedules == [] and review.parameters == {"params_path": "params.yaml"}
+                    # the data lifecycle, on schedules of their own in the same time zone
+                    assert [s.schedule.cron for s in weekly.schedules] == ["0 3 * * 0"]
+                    assert [s.schedule.cron for s in daily.schedules] == ["0 4 * * *"]
+                    assert daily.schedules[0].schedule.timezone == "Europe/Berlin"
                 # a manual run of the deployment, executed by the serving process
                 fr = run_deployment("erasure-batch/nightly", timeout=300)
                 assert fr.state is not None and fr.state.is_completed(), (tmp_path / "serve.log").read_text()[-3000:]
@@ -78,6 +84,9 @@ def test_cron_deployment_on_a_real_server_runs_the_flow(repo, tmp_path):
                 fr = run_deployment("erasure-review/review", timeout=300)
                 assert fr.state is not None and fr.state.is_failed()
                 assert "no batch awaits review" in (fr.state.message or ""), fr.state.message
+                # no retention window has closed: the purge has nothing to do, and says so
+                fr = run_deployment("data-purge/daily", timeout=300)
+                assert fr.state is not None and fr.state.is_completed(), (tmp_path / "serve.log").read_text()[-3000:]
             finally:
                 os.killpg(served.pid, signal.SIGINT)
                 try:
