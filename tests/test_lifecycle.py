@@ -96,6 +96,9 @@ def test_consolidation_archives_the_batch_and_retrains_without_the_subjects(cons
     # the model in service is the new base; the lineage is committed
     status = tru(repo, "status")
     assert "data generation 1" in status and "generation 0 in retention" in status
+    # a person asking about their request is told where its data is today
+    where = tru(repo, "evidence", "get", "demo-canary-0000")
+    assert "left out of the data since generation 1" in where and "kept for audit until" in where
     assert (
         run(["git", "status", "--porcelain", "--", "lifecycle", "batches.yaml", "dvc.lock", "reports/train"], repo)
         == ""
@@ -150,6 +153,9 @@ def test_every_removed_object_has_a_tombstone_and_the_generation_says_purged(pur
     in_service = {o["md5"] for s in lock["stages"].values() for o in s.get("outs", [])}
     assert not in_service & objects
     assert "generation 0: purged" in tru(repo, "status")
+    where = tru(repo, "evidence", "get", "demo-canary-0000")
+    assert f"purged {g['purged_at'][:10]}: {len(stones)} object(s)" in where
+    assert "raw ids and reasons dropped at the purge" in where
     # a second purge has nothing to do
     assert "nothing to purge" in tru(repo, "purge")
 

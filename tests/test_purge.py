@@ -201,3 +201,21 @@ def test_the_lifecycle_flows_run_the_same_steps_and_say_when_there_is_nothing_to
     assert data_consolidation(params_path="params.yaml")["status"] == "nothing"
     assert data_purge(params_path="params.yaml") == {"status": "nothing"}
     assert not (project / "lifecycle/generations.yaml").exists()
+
+
+def test_where_a_batchs_data_is_follows_the_lifecycle(project):
+    from tru.lifecycle.where import where_lines
+
+    assert where_lines(B1) == []  # a batch nobody knows
+    (project / "batches.yaml").write_text(yaml.safe_dump({"batches": [{"id": B1}]}))
+    before = " ".join(where_lines(B1))
+    assert "until the next consolidation" in before and "raw ids, kept until that purge" in before
+    entry = {"generation": 1, "state": "done", "batches": [B1], "finished_at": "2026-12-01T00:00:00Z",
+             "retain_until": "2026-12-31T00:00:00Z"}  # fmt: skip
+    cons.write_generations([entry])
+    kept = " ".join(where_lines(B1))
+    assert "left out of the data since generation 1 (consolidated 2026-12-01)" in kept
+    assert "kept for audit until 2026-12-31" in kept
+    cons.write_generations([{**entry, "purged_at": "2026-12-31T04:00:00Z", "purged_objects": 7}])
+    gone = " ".join(where_lines(B1))
+    assert "purged 2026-12-31: 7 object(s)" in gone and "raw ids and reasons dropped" in gone

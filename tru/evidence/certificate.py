@@ -34,6 +34,7 @@ from tru.evidence.lookup import get_request
 from tru.evidence.manifest import base_model_dir
 from tru.evidence.sections import OPS, STATUS_LABELS
 from tru.io import atomic_path, read_json
+from tru.lifecycle.where import where_lines
 from tru.requests.ledger import batch_time, iso_utc, utc
 from tru.requests.schema import ACCEPTED, ALREADY_ERASED, ERASED, NEEDS_REVIEW, REJECTED, REQUEST_ID_REGEX
 
@@ -180,6 +181,8 @@ def request_facts(request_id: str, root: str | Path = Path(".")) -> dict:
         "audit": audit,
         "model_before": base_model_dir(evidence_batch, root) if audited else None,
         "model_after": audit["current_model"] if audit and audit["promoted"] is True else None,
+        # where the erased data still exists today (tru/lifecycle/where.py); nothing before an erasure
+        "where": where_lines(found["erased_by"], root) if found["erased_by"] else [],
     }
 
 
@@ -238,6 +241,9 @@ def summary_lines(f: dict) -> list[str]:
     lines.append(f"evidence: {evidence}")
     if f["other_batches"]:
         lines.append(f"also recorded in batch(es) {', '.join(f['other_batches'])} (the same request id sent again)")
+    if f.get("where"):
+        lines.append("where the erased data is today:")
+        lines += [f"  {line}" for line in f["where"]]
     return lines
 
 
