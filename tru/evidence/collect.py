@@ -37,7 +37,7 @@ OPTIONAL = ("update_log", "repair_log", "retrain_log")
 # the only ledger columns the evidence keeps (after public_view): a new ledger column stays
 # out of the PDF until someone decides it is safe
 PUBLIC_FIELDS = ("kind", "subject", "status", "reason", "received_at", "status_at", "stage", "duplicate_target")
-PARAM_SECTIONS = ("seed", "unlearn", "repair", "audit", "evaluate")
+PARAM_SECTIONS = ("seed", "unlearn", "repair", "audit", "evaluate", "lifecycle")
 LEDGER_READ = ["batch_id", "kind", "subject", "status", "reason", "received_at", "status_at", "stage", "duplicate_of"]
 MAX_REQUEST_ROWS = 200  # rows listed in the PDF; the counts cover every row
 

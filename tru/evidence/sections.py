@@ -528,6 +528,28 @@ def reproduce(ev: dict) -> dict:
     }
 
 
+def _retention_days(ev: dict) -> int | None:
+    """lifecycle.retention_days as the batch's stages recorded it (dvc.lock; the report stage
+    depends on the `lifecycle` params), else None."""
+    values = get(ev, "params", "values", default={}) or {}
+    if "lifecycle.retention_days" in values:
+        return int(values["lifecycle.retention_days"])
+    nested = values.get("lifecycle")
+    return int(nested["retention_days"]) if isinstance(nested, dict) and "retention_days" in nested else None
+
+
+@section("where", "Where this data still exists")
+def where(ev: dict) -> dict:
+    """Context of the section on the copies the erasure did not remove yet (docs/lifecycle.md):
+    whether the model was promoted, the model the batch started from, the retention window."""
+    audit = ev.get("audit") or {}
+    return {
+        "promoted": audit.get("promoted"),
+        "base_model": get(ev, "components", "base_model"),
+        "retention_days": _retention_days(ev),
+    }
+
+
 @section("limits", "Limits")
 def limits(ev: dict) -> dict:
     """Context of the limits section: whether a retrain ran, the targets' median removed share and
