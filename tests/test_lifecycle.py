@@ -140,6 +140,24 @@ def test_after_the_purge_nothing_holds_them_anywhere(purged):
     assert run(["git", "status", "--porcelain", "--", "data", "lifecycle"], repo) == ""
 
 
+def test_the_purge_certificate_names_every_object_and_its_verification(purged):
+    repo, batch, *_ = purged
+    facts = read_json(repo / "reports/lifecycle/purge-generation-0.json")
+    stones = [json.loads(line) for line in (repo / "lifecycle/tombstones.jsonl").read_text().splitlines()]
+    assert sorted(o["object"] for o in facts["objects"]) == sorted(s["object"] for s in stones)
+    assert facts["verified"] is True and facts["verification_label"] == "VERIFIED"
+    assert set(facts["scan"]["holding"].values()) == {0}
+    assert facts["batches"][0]["id"] == batch and len(facts["batches"][0]["pdf_sha256"]) == 64
+    pdf = (repo / "reports/lifecycle/purge-generation-0.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-")
+    # no machine path and no raw id in what a person outside the ledger reads
+    text = json.dumps(facts)
+    assert str(repo) not in text and "/tmp" not in text
+    subjects = pd.read_csv(repo.parent / "subjects.csv", dtype=str)
+    raw = {v for v in pd.concat([subjects["user_id"], subjects["item_id"]]).dropna() if len(v) > 3}
+    assert not any(f'"{v}"' in text for v in raw)
+
+
 def test_every_removed_object_has_a_tombstone_and_the_generation_says_purged(purged):
     repo, *_ = purged
     stones = [json.loads(line) for line in (repo / "lifecycle/tombstones.jsonl").read_text().splitlines()]

@@ -110,6 +110,11 @@ def test_a_purge_killed_half_way_resumes_from_its_plan(project, monkeypatch):
     assert sorted(s["object"] for s in stones) == sorted(objs)
     assert all(s["removed_from"] == ["dvc cache"] and s["generation"] == 0 for s in stones)
     assert cons.read_generations()[0]["purged_objects"] == 4
+    # the certificate of sanitization lists every object; unverified without a scan, and says so
+    facts = json.loads((project / plan["certificate"]).with_suffix(".json").read_text())
+    assert sorted(o["object"] for o in facts["objects"]) == sorted(objs)
+    assert facts["verified"] is None and facts["verification_label"] == "NOT VERIFIED"
+    assert (project / plan["certificate"]).read_bytes().startswith(b"%PDF-")
     assert pg.purge(NOW, project, scan=False, echo=lambda _: None) is None  # nothing left to do
 
 

@@ -243,10 +243,13 @@ def purge(
         closing = due(gens, now)
         if not closing:
             return None
-        finds = _scan_finds([b for g in closing for b in g["batches"]], root, dataset_dir) if scan else {}
+        subjects = _subjects([b for g in closing for b in g["batches"]], root, dataset_dir)
+        finds = scan_finds(_scan(subjects, root)) if scan and subjects is not None else {}
         plan = make_plan(gens, now, root, finds)
         write_json(plan_file, plan)
+    subjects = _subjects(plan["batches"], root, dataset_dir)  # before the ledger loses the raw ids
     tombstones = execute(plan, now, root, echo)
+    checked = verification(_scan(subjects, root)) if scan and subjects is not None else None
     why = {
         g: f"retention window of data generation {g} closed (consolidated into generation {g + 1})"
         for g in plan["generations"]
@@ -266,22 +269,41 @@ def purge(
             g["purged_at"] = iso_utc(now)
             g["purged_objects"] = len(plan["objects"])
     write_generations(gens, root / paths.GENERATIONS)
+    from tru.lifecycle.certificate import certificate_facts, write_certificate
+
+    facts = certificate_facts(plan, tombstones, checked, gens, now, root, Path(dataset_dir).name or "?")
+    plan["certificate"] = write_certificate(facts, root, now).relative_to(root).as_posix()
+    plan["verification"] = checked
     plan_file.unlink()
+    echo(f"certificate of sanitization: {plan['certificate']}")
     return plan
 
 
-def _scan_finds(batch_ids: list[str], root: Path, dataset_dir: str) -> dict[str, str]:
-    """Objects of the DVC cache and local remotes that the scan finds holding the batches'
-    subjects: md5 -> what it held (the path when the checkout names it)."""
+def _subjects(batch_ids: list[str], root: Path, dataset_dir: str):
+    """The batches' subjects by raw id, read from the ledger (in memory only), or None when the
+    ledger no longer holds them (a purge that dropped them already)."""
     from tru.lifecycle.scan import resolve_indices, subjects_from_batches
-    from tru.lifecycle.scan import scan as run_scan
 
     try:
         subjects = subjects_from_batches(batch_ids, root)
     except DataError:
-        return {}
+        return None
+    if not (subjects.users or subjects.items or subjects.pairs):
+        return None
     resolve_indices(subjects, root, dataset_dir)
-    report = run_scan(subjects, root, cache=True, remotes=True)
+    return subjects
+
+
+def _scan(subjects, root: Path) -> dict:
+    """The scan's report of the work tree, the DVC cache and the local remotes."""
+    from tru.lifecycle.scan import scan as run_scan
+
+    return run_scan(subjects, root, cache=True, remotes=True)
+
+
+def scan_finds(report: dict) -> dict[str, str]:
+    """Objects of the DVC cache and local remotes that the scan found holding the subjects:
+    md5 -> what it held (the path when the checkout names it)."""
     out = {}
     for loc in report["locations"]:
         if loc["kind"] not in ("dvc cache", "remote"):
@@ -290,3 +312,13 @@ def _scan_finds(batch_ids: list[str], root: Path, dataset_dir: str) -> dict[str,
             if e.get("object"):
                 out[str(e["object"])] = str(e.get("path") or e.get("in") or "an earlier version")
     return out
+
+
+def verification(report: dict) -> dict:
+    """What the scan after a purge found, per location (counts only)."""
+    holding = {
+        loc["location"]: len(loc.get("holding", []))
+        for loc in report["locations"]
+        if loc["kind"] in ("work tree", "dvc cache", "remote") and "not_scanned" not in loc
+    }
+    return {"holding": holding, "holds_subjects": bool(report["holds_subjects"])}

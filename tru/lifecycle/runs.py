@@ -39,5 +39,6 @@ def purge_run(
         lp = params.lineage
         ledgers = [(paths.LEDGER / b).as_posix() for b in plan["ledgers"]]
         message = f"purge: data generation(s) {', '.join(map(str, plan['generations']))} (lineage recorded by tru)"
-        done = record_change(message, lp.commit, lp.branch, lp.push, extra=plan["paths"] + ledgers)
+        extra = plan["paths"] + ledgers + [str(Path(plan["certificate"]).parent)]
+        done = record_change(message, lp.commit, lp.branch, lp.push, extra=extra)
     return {**plan, "lineage": done}
