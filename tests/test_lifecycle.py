@@ -116,6 +116,12 @@ def test_before_the_purge_the_generation_in_retention_still_holds_them(consolida
     paths = [e.get("path", "") for e in tree["holding"]]
     assert paths and all(p.startswith(("data/batches/", "data/deletions/batches/")) for p in paths), paths
     assert holding(mid, "dvc cache") > 0 and holding(mid, "remote") > 0
+    # by batch: the ledger's indices belong to generation 0; the renumbered data in service is not mistaken for it
+    batch = consolidated[1]
+    tru(repo, "scan", "--batch", batch, "--out", str(root / "mid-batch.json"), expect=6)
+    tree = next(loc for loc in read_json(root / "mid-batch.json")["locations"] if loc["kind"] == "work tree")
+    paths = [e.get("path", "") for e in tree["holding"]]
+    assert all(p.startswith(("data/batches/", "data/deletions/batches/")) for p in paths), paths
 
 
 @pytest.fixture(scope="module")

@@ -69,6 +69,14 @@ def scan(
     found = Subjects()
     if batch:
         found.merge(subjects_from_batches(batch))
+        from tru.lifecycle.consolidate import read_generations
+
+        archived = {b for g in read_generations() for b in g.get("batches") or []}
+        if archived & set(batch):
+            # ingest resolved their ids in a generation a consolidation ended: the data in service
+            # is renumbered, so ids are resolved again through its maps
+            found.user_index.clear()
+            found.item_index.clear()
     if subjects is not None:
         found.merge(subjects_from_file(subjects))
     found.dataset = found.dataset or p.data.name

@@ -290,6 +290,10 @@ def _subjects(batch_ids: list[str], root: Path, dataset_dir: str):
         return None
     if not (subjects.users or subjects.items or subjects.pairs):
         return None
+    # the indices ingest resolved belong to the generation that ended: the data in service is
+    # renumbered, so its index-keyed files are read through its own maps (where the erased ids are not)
+    subjects.user_index.clear()
+    subjects.item_index.clear()
     resolve_indices(subjects, root, dataset_dir)
     return subjects
 
