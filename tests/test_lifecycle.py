@@ -5,7 +5,9 @@ remote. The scan finds the subjects before the purge (it has power) and nothing 
 
 import json
 import os
+import signal
 import subprocess
+import time
 
 import pandas as pd
 import pytest
@@ -58,7 +60,36 @@ def consolidated(batch_repo):
     p["lifecycle"] = {"retention_days": 0}
     (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())
+    # killed (SIGKILL) once its record, the suppression list and the archive are written, while
+    # DVC rebuilds the data and retrains; run again, it resumes and loses nothing
+    proc = subprocess.Popen(
+        [str(BIN / "tru"), "consolidate"],
+        cwd=repo,
+        env=tool_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    killed, deadline = False, time.monotonic() + 300
+    gens_file = repo / "lifecycle/generations.yaml"
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            archived = "batches: []" in (repo / "batches.yaml").read_text()
+            if gens_file.is_file() and "state: started" in gens_file.read_text() and archived:
+                time.sleep(0.5)
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed = True
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None and not killed:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert killed, "the consolidation finished before it could be killed"
+    assert "state: started" in gens_file.read_text()
+    assert len(pd.read_csv(repo / "lifecycle/suppression.tsv", sep="\t")) > 0
     out = tru(repo, "consolidate")
+    assert "resuming the consolidation into generation 1" in out
     return repo, batch, root, before, lock_before, out
 
 

@@ -268,6 +268,22 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
     schedule = ForgetSchedule(len(ctx.forget), up.reverse_sample, rng)
     log["reverse_sample"] = up.reverse_sample
     epochs: list[dict] = []
+
+    def finish_epoch(row: dict, e0: float) -> bool:
+        """The epoch's repair pass on (a neighbourhood of) D_r, its probe and the stop rule;
+        True when the loop stops."""
+        repair_pairs = neighbourhood_sample(ctx, up.repair_sample, rng)
+        row["repair_loss"] = repair_pass(model, repair_pairs, retain_sampler, opt_rep, up.repair_batch_size, rng)
+        guard()
+        row["repair_pairs"] = int(len(repair_pairs))
+        row.update(probe_metrics(model, ctx, checks))
+        row["seconds"] = time.perf_counter() - e0
+        epochs.append(row)
+        stop = _stop_reason(row, up.stop, base_retain)
+        if stop:
+            row["stop"] = stop
+        return bool(stop)
+
     for epoch in range(1, up.max_epochs + 1):
         e0 = time.perf_counter()
         row: dict = {"epoch": epoch}
@@ -276,16 +292,8 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         last = epochs[-1] if epochs else log.get("probe_start")
         if last is not None and is_forgotten(last)[0]:
             row["reverse"] = "skipped: the erasure checks hold; repair only"
-            repair_pairs = neighbourhood_sample(ctx, up.repair_sample, rng)
-            row["repair_loss"] = repair_pass(model, repair_pairs, retain_sampler, opt_rep, up.repair_batch_size, rng)
-            guard()
-            row["reverse_pairs"], row["repair_pairs"] = 0, int(len(repair_pairs))
-            row.update(probe_metrics(model, ctx, checks))
-            row["seconds"] = time.perf_counter() - e0
-            epochs.append(row)
-            stop = _stop_reason(row, up.stop, base_retain)
-            if stop:
-                row["stop"] = stop
+            row["reverse_pairs"] = 0
+            if finish_epoch(row, e0):
                 break
             continue
         scales = {b: 1.0 for b in model.branches()}
@@ -350,17 +358,7 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         if mechanisms is not None and mechanisms.gate:
             row["gate"] = {"pairs_in_top_k": active, "pairs": gated_pairs, "penalty": gate_total}
 
-        # repair pass on (a neighbourhood of) D_r
-        repair_pairs = neighbourhood_sample(ctx, up.repair_sample, rng)
-        row["repair_loss"] = repair_pass(model, repair_pairs, retain_sampler, opt_rep, up.repair_batch_size, rng)
-        guard()
-        row["repair_pairs"] = int(len(repair_pairs))
-        row.update(probe_metrics(model, ctx, checks))
-        row["seconds"] = time.perf_counter() - e0
-        epochs.append(row)
-        stop = _stop_reason(row, up.stop, base_retain)
-        if stop:
-            row["stop"] = stop
+        if finish_epoch(row, e0):
             break
     log["epochs"] = epochs
     model.eval()
