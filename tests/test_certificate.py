@@ -118,6 +118,14 @@ def test_get_prints_an_erased_request(root, monkeypatch):
         f"erased: 2026-01-01 02:00:00 UTC, by batch {B}",
         f"verdict: PASS (the audit gate of batch {B})",
         f"evidence: reports/{B}/evidence.pdf, section Requests, row 2 of 12",
+        "where the erased data is today:",
+        "  model in service: erased (the batch's model, or a later batch's built on it)",
+        "  data: still in the data the pipeline keeps (dataset, splits, the base model trained on them) "
+        "until the next consolidation retrains without it (`tru consolidate`)",
+        "  batch files: the batch's sets and checkpoints, the request file and their versions in the DVC cache "
+        "and remote, kept for lifecycle.retention_days after that consolidation, then purged (`tru purge`)",
+        "  ledger: the request with its raw ids, kept until that purge; then the request id, kind, pseudonym "
+        "and status only",
         "certificate: `--certificate` writes data/certificates/req-0002.pdf (git-ignored), "
         "`--pdf PATH` writes it where you say",
     ]

@@ -37,7 +37,7 @@ OPTIONAL = ("update_log", "repair_log", "retrain_log")
 # the only ledger columns the evidence keeps (after public_view): a new ledger column stays
 # out of the PDF until someone decides it is safe
 PUBLIC_FIELDS = ("kind", "subject", "status", "reason", "received_at", "status_at", "stage", "duplicate_target")
-PARAM_SECTIONS = ("seed", "unlearn", "repair", "audit", "evaluate", "lifecycle")
+PARAM_SECTIONS = ("seed", "unlearn", "repair", "audit", "evaluate")
 LEDGER_READ = ["batch_id", "kind", "subject", "status", "reason", "received_at", "status_at", "stage", "duplicate_of"]
 MAX_REQUEST_ROWS = 200  # rows listed in the PDF; the counts cover every row
 
@@ -111,6 +111,15 @@ def _params(stages: dict, root: Path) -> dict:
     return {"source": None, "values": {}}
 
 
+def _lifecycle(root: Path) -> dict:
+    """The `lifecycle` params (the report stage depends on them), from params.yaml: what the
+    section on where the data still exists says about retention. {} without the section."""
+    path = root / "params.yaml"
+    data = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    section = data.get("lifecycle") if isinstance(data, dict) else None
+    return dict(section) if isinstance(section, dict) else {}
+
+
 def collect(batch_id: str, root: str | Path = Path("."), batches_file: str | Path | None = None) -> dict:
     """Everything the evidence of batch `batch_id` shows, read from the files under `root`."""
     check_batch_id(batch_id)
@@ -133,7 +142,9 @@ def collect(batch_id: str, root: str | Path = Path("."), batches_file: str | Pat
         "signing_key": signing.recorded_fingerprint(batch_id, root),
         "dvc_stages": stages,
         "repro_stages": repro_stages(stages),
-        "params": _params(stages, root),
+        # the params the erasure ran with (the report's own stage is recorded only after it renders)
+        "params": _params({k: v for k, v in stages.items() if not k.startswith("report@")}, root),
+        "lifecycle": _lifecycle(root),
         "paths": {
             "pdf": layout.pdf_path(batch_id).as_posix(),
             "manifest": layout.manifest_path(batch_id).as_posix(),

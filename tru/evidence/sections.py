@@ -529,13 +529,9 @@ def reproduce(ev: dict) -> dict:
 
 
 def _retention_days(ev: dict) -> int | None:
-    """lifecycle.retention_days as the batch's stages recorded it (dvc.lock; the report stage
-    depends on the `lifecycle` params), else None."""
-    values = get(ev, "params", "values", default={}) or {}
-    if "lifecycle.retention_days" in values:
-        return int(values["lifecycle.retention_days"])
-    nested = values.get("lifecycle")
-    return int(nested["retention_days"]) if isinstance(nested, dict) and "retention_days" in nested else None
+    """lifecycle.retention_days as params.yaml sets it (the report stage depends on it), else None."""
+    days = (ev.get("lifecycle") or {}).get("retention_days")
+    return None if days is None else int(days)
 
 
 @section("where", "Where this data still exists")
