@@ -125,7 +125,7 @@ def drop_batch_stages(lock_file: str | Path = "dvc.lock") -> list[str]:
     return gone
 
 
-def plan(now: datetime | None = None) -> dict:
+def plan() -> dict:
     """What `tru consolidate` would do now: the batches it folds in and the subjects it adds."""
     gens = read_generations()
     entries = batches.read_batches()

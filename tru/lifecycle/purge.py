@@ -239,6 +239,7 @@ def purge(
     if plan_file.is_file():
         plan = read_json(plan_file)
         echo(f"resuming the purge planned at {plan['planned_at']}")
+        subjects = _subjects(plan["batches"], root, dataset_dir)  # None once the ledger lost the raw ids
     else:
         closing = due(gens, now)
         if not closing:
@@ -247,7 +248,6 @@ def purge(
         finds = scan_finds(_scan(subjects, root)) if scan and subjects is not None else {}
         plan = make_plan(gens, now, root, finds)
         write_json(plan_file, plan)
-    subjects = _subjects(plan["batches"], root, dataset_dir)  # before the ledger loses the raw ids
     tombstones = execute(plan, now, root, echo)
     checked = verification(_scan(subjects, root)) if scan and subjects is not None else None
     why = {
