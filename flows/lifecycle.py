@@ -50,5 +50,7 @@ def data_purge(params_path: str = "params.yaml", wait_for_lock: float = 0) -> di
         logger.info("nothing to purge: no retention window has closed")
         return {"status": "nothing"}
     for r in plan["not_purged"]:
-        logger.warning(f"not purged: remote {r['remote']} ({r['url']}) is not a local folder")
+        logger.warning(f"not purged: remote {r['remote']} ({r['url']}) was not opened ({r['why']})")
+    for md5, where in plan["left_on_remotes"].items():
+        logger.warning(f"not purged: object {md5} stays on {', '.join(f'{k} ({v})' for k, v in where.items())}")
     return {"status": "purged", "objects": len(plan["objects"]), "generations": plan["generations"]}

@@ -52,6 +52,33 @@ def holding(report, kind):
     return sum(len(loc.get("holding", [])) for loc in report["locations"] if loc["kind"] == kind)
 
 
+def kill_when(repo, args, ready, after=0.0, deadline_s=300):
+    """Run `tru ARGS` and SIGKILL it (its whole process group) `after` seconds once `ready()`
+    holds; whether it was killed before it finished."""
+    proc = subprocess.Popen(
+        [str(BIN / "tru"), *args],
+        cwd=repo,
+        env=tool_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    killed, deadline = False, time.monotonic() + deadline_s
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if ready():
+                time.sleep(after)
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed = True
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None and not killed:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return killed
+
+
 @pytest.fixture(scope="module")
 def consolidated(batch_repo):
     repo, batch, root = batch_repo
@@ -62,29 +89,13 @@ def consolidated(batch_repo):
     lock_before = yaml.safe_load((repo / "dvc.lock").read_text())
     # killed (SIGKILL) once its record, the suppression list and the archive are written, while
     # DVC rebuilds the data and retrains; run again, it resumes and loses nothing
-    proc = subprocess.Popen(
-        [str(BIN / "tru"), "consolidate"],
-        cwd=repo,
-        env=tool_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    killed, deadline = False, time.monotonic() + 300
     gens_file = repo / "lifecycle/generations.yaml"
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            archived = "batches: []" in (repo / "batches.yaml").read_text()
-            if gens_file.is_file() and "state: started" in gens_file.read_text() and archived:
-                time.sleep(0.5)
-                os.killpg(proc.pid, signal.SIGKILL)
-                killed = True
-                break
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None and not killed:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+
+    def started_and_archived():
+        archived = "batches: []" in (repo / "batches.yaml").read_text()
+        return gens_file.is_file() and "state: started" in gens_file.read_text() and archived
+
+    killed = kill_when(repo, ["consolidate"], started_and_archived, after=0.5)
     assert killed, "the consolidation finished before it could be killed"
     assert "state: started" in gens_file.read_text()
     assert len(pd.read_csv(repo / "lifecycle/suppression.tsv", sep="\t")) > 0
@@ -158,7 +169,17 @@ def test_before_the_purge_the_generation_in_retention_still_holds_them(consolida
 @pytest.fixture(scope="module")
 def purged(consolidated):
     repo, batch, root, *_ = consolidated
+    # killed (SIGKILL) once its plan is written and the batch's folders are gone, while objects
+    # go and the verification scans: run again, it resumes from the plan, the ledger still gives
+    # the subjects to verify with, and it ends as an uninterrupted purge would
+    plan = repo / "lifecycle/purge-plan.json"
+    killed = kill_when(repo, ["purge"], lambda: plan.is_file() and not (repo / "data/batches" / batch).exists())
+    assert killed, "the purge finished before it could be killed"
+    assert plan.is_file() and not (repo / "lifecycle/tombstones.jsonl").exists()
+    led = pd.read_parquet(repo / "data/ledger" / batch / "requests.parquet")
+    assert led["user_id"].notna().any()  # the ledger is redacted last
     out = tru(repo, "purge")
+    assert "resuming the purge planned at" in out
     return repo, batch, root, out
 
 

@@ -224,3 +224,91 @@ def test_where_a_batchs_data_is_follows_the_lifecycle(project):
     cons.write_generations([{**entry, "purged_at": "2026-12-31T04:00:00Z", "purged_objects": 7}])
     gone = " ".join(where_lines(B1))
     assert "purged 2026-12-31: 7 object(s)" in gone and "raw ids and reasons dropped" in gone
+
+
+def test_a_purge_removes_objects_from_a_remote_through_dvc_and_lists_what_a_remote_kept(tmp_path, monkeypatch):
+    """A remote that is not a local folder goes through DVC's own object store for it: here a
+    folder DVC opens as a remote, handed to the purge as if it were S3 (the same calls), holding
+    one object in DVC 3's layout and one in DVC 2's. A second remote DVC cannot reach (HTTP,
+    nothing listening) is named with why, and the certificate says INCOMPLETE, never VERIFIED."""
+    from dvc.repo import Repo
+
+    from tru.lifecycle import scan
+
+    project = tmp_path / "p"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    Repo.init(str(project), no_scm=True).close()
+    far, dead = tmp_path / "far", "http://127.0.0.1:9/store"
+    with (project / ".dvc" / "config").open("a") as f:
+        f.write(f"['remote \"far\"']\n    url = {far}\n['remote \"ro\"']\n    url = {dead}\n")
+    real = scan.dvc_locations
+
+    def as_if_cloud(root):
+        cache, remotes = real(root)
+        return cache, [
+            r if r["name"] != "far" else {"name": "far", "url": "s3://bucket/tru", "scheme": "s3"} for r in remotes
+        ]
+
+    monkeypatch.setattr(scan, "dvc_locations", as_if_cloud)
+    a, b, c = md5("a"), md5("b"), md5("c")
+    put(far, a)
+    legacy = far / b[:2] / b[2:]  # DVC 2's layout
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"x")
+    put(far, c)  # named by the lineage in service: stays
+    put(project / ".dvc" / "cache", a)
+    lock(project / "lifecycle/locks/generation-0.dvc.lock", {"data/raw": a, "data/split": b, "data/models/base": c})
+    lock(project / "dvc.lock", {"data/models/base": c})
+    gens = [
+        {"generation": 1, "state": "done", "batches": [], "previous_lock": "lifecycle/locks/generation-0.dvc.lock",
+         "retain_until": (NOW - timedelta(days=1)).isoformat(), "finished_at": "x", "retention_days": 0},
+    ]  # fmt: skip
+    cons.write_generations(gens)
+    plan = pg.make_plan(gens, NOW, project)
+    assert plan["objects"][a]["remotes"] == ["far"] and plan["objects"][b] == {
+        "held": "data/split", "in": [], "remotes": ["far"]
+    }  # fmt: skip
+    assert c not in plan["objects"] and plan["far_remotes"] == ["far"]
+    (ro,) = plan["not_purged"]
+    assert ro["remote"] == "ro" and ro["why"]
+    done = pg.purge(NOW, project, scan=False, echo=lambda _: None)
+    assert not any(f.is_file() for m in (a, b) for f in pg.object_files(far, m))
+    assert any(f.is_file() for f in pg.object_files(far, c))
+    stones = {s["object"]: s for s in map(json.loads, (project / pg.TOMBSTONES).read_text().splitlines())}
+    assert stones[a]["removed_from"] == ["dvc cache", "remote far"] and stones[b]["removed_from"] == ["remote far"]
+    facts = json.loads((project / done["certificate"]).with_suffix(".json").read_text())
+    assert facts["verification_label"] == "INCOMPLETE" and facts["verified"] is False
+    assert "ro" in facts["not_purged"] and "remote far" in facts["stores"]
+
+
+def test_an_object_a_remote_refuses_to_delete_is_recorded_not_hidden(project, monkeypatch):
+    a = md5("a")
+    put(project / ".dvc" / "cache", a)
+    lock(project / "lifecycle/locks/generation-0.dvc.lock", {"data/raw": a})
+    lock(project / "dvc.lock", {})
+    gens = [
+        {"generation": 1, "state": "done", "batches": [], "previous_lock": "lifecycle/locks/generation-0.dvc.lock",
+         "retain_until": (NOW - timedelta(days=1)).isoformat(), "finished_at": "x"},
+    ]  # fmt: skip
+    cons.write_generations(gens)
+    plan = pg.make_plan(gens, NOW, project)
+    plan["objects"][a]["remotes"] = ["far"]  # as planned when the remote held it
+    (project / pg.PLAN).write_text(json.dumps(plan))
+
+    def refuses(root, remotes):
+        return {}, {r["name"]: "PermissionError: read-only remote" for r in remotes}
+
+    monkeypatch.setattr(pg, "remote_odbs", refuses)
+    monkeypatch.setattr(
+        pg,
+        "_stores",
+        lambda root: ([project / ".dvc" / "cache"], [{"name": "far", "url": "s3://b", "scheme": "s3"}], {}),
+    )
+    done = pg.purge(NOW, project, scan=False, echo=lambda _: None)
+    assert done["left_on_remotes"] == {a: {"remote far": "PermissionError: read-only remote"}}
+    (stone,) = map(json.loads, (project / pg.TOMBSTONES).read_text().splitlines())
+    assert stone["removed_from"] == ["dvc cache"]
+    assert stone["not_removed_from"] == {"remote far": "PermissionError: read-only remote"}
+    facts = json.loads((project / done["certificate"]).with_suffix(".json").read_text())
+    assert facts["verification_label"] == "INCOMPLETE" and "far" in facts["not_purged"]

@@ -173,6 +173,8 @@ def purge(
         typer.echo("nothing to purge: no retention window has closed")
         return
     for r in plan["not_purged"]:
-        typer.echo(f"not purged: remote {r['remote']} ({r['url']}) is not a local folder", err=True)
+        typer.echo(f"not purged: remote {r['remote']} ({r['url']}) was not opened ({r['why']})", err=True)
+    for md5, where in plan["left_on_remotes"].items():
+        typer.echo(f"not purged: object {md5} stays on {', '.join(f'{k} ({v})' for k, v in where.items())}", err=True)
     for note in plan["lineage"]["notes"]:
         typer.echo(f"lineage: {note}", err=True)

@@ -67,6 +67,14 @@ def certificate_facts(
     """What the certificate shows."""
     closing = [g for g in gens if int(g["generation"]) in plan["consolidations"]]
     sentence, verified, label = verification_text(verification)
+    left = [t for t in tombstones if t.get("not_removed_from")]
+    unopened = [f"{r['remote']} ({r.get('why', 'not opened')})" for r in plan["not_purged"]]
+    if left or unopened:
+        # a remote that kept objects: the scan cannot see into it, so nothing there is verified
+        sentence += (f"; {len(left)} object(s) could not be removed from a remote (listed below)" if left else "") + (
+            f"; not opened, so neither checked nor purged: {', '.join(unopened)}" if unopened else ""
+        )
+        verified, label = False, "INCOMPLETE"
     return {
         "generations": ", ".join(map(str, plan["generations"])),
         "consolidations": ", ".join(map(str, plan["consolidations"])),
@@ -74,8 +82,10 @@ def certificate_facts(
         "at": iso_utc(now),
         "operator": _operator(root),
         "version": __version__,
-        "stores": sorted(set(plan["store_names"].values())) + ["work tree"],
-        "not_purged": [r["remote"] for r in plan["not_purged"]],
+        "stores": sorted(set(plan["store_names"].values()) | {f"remote {n}" for n in plan.get("far_remotes", [])})
+        + ["work tree"],
+        "not_purged": [r["remote"] for r in plan["not_purged"]]
+        + sorted({k.removeprefix("remote ") for t in left for k in t["not_removed_from"]}),
         "retention_days": ", ".join(str(g.get("retention_days")) for g in closing),
         "consolidated_at": ", ".join(str(g.get("finished_at")) for g in closing),
         "retain_until": ", ".join(str(g.get("retain_until")) for g in closing),
@@ -83,7 +93,10 @@ def certificate_facts(
         "verified": verified,
         "verification_label": label,
         "batches": [{"id": b, "pdf_sha256": _pdf_sha256(root, b)} for b in plan["batches"]],
-        "objects": [{k: t[k] for k in ("object", "held", "removed_from")} for t in tombstones],
+        "objects": [
+            {k: t[k] for k in ("object", "held", "removed_from")} | {"not_removed_from": t.get("not_removed_from", {})}
+            for t in tombstones
+        ],
         "paths": plan["paths"],
         "scan": verification,
     }

@@ -14,9 +14,13 @@ remote. When the window has closed, a purge removes them:
   generation still in its window needs (its lock copy): the data and model in service, and what
   an auditor may still check out, stay. Objects go by hash, one at a time, never by a blanket
   `dvc gc`;
-- **where**: the DVC cache and every remote that is a local folder (any other remote is listed
-  as not purged, with its objects' hashes, for its own tools); in the work tree, the archived
-  batches' folders (`data/batches/<B>/`, `data/deletions/batches/<B>/`);
+- **where**: the DVC cache and every DVC remote: a remote that is a local folder object by
+  object in its folder, any other (S3, GCS, Azure, SSH, ...) through DVC's own object store for
+  that remote (`dvc.data_cloud`, the credentials and plugin `dvc push` uses), by the same
+  hashes. A remote DVC cannot open or delete from (no plugin, no credentials, a read-only HTTP
+  remote) is named in the plan and the certificate with why, and every object left there is
+  listed, for its own tools; in the work tree, the archived batches' folders
+  (`data/batches/<B>/`, `data/deletions/batches/<B>/`);
 - **the ledger**: the archived batches' requests files lose their raw ids, the indices those
   resolved to and the free-text reasons (tru.requests.ledger.drop_private); request ids,
   kinds, pseudonyms and statuses stay, and the new version is versioned by DVC;
@@ -26,8 +30,10 @@ remote. When the window has closed, a purge removes them:
 
 Crash safety: the purge first writes its plan (`lifecycle/purge-plan.json`: every object and
 path, decided before anything is removed); killed, it resumes from the plan when run again.
-Every step is idempotent (a file already gone counts as removed), the tombstones and the
-generation's record are written once everything is gone, and the plan is removed last.
+Every step is idempotent (a file already gone counts as removed). In order: folders and
+objects go, the verification scan runs and its counts join the plan, the ledger loses its raw
+ids (last, so a purge killed before then still has the subjects to verify with), then the
+tombstones, the generation's record and the certificate are written, and the plan is removed.
 """
 
 from __future__ import annotations
@@ -133,6 +139,50 @@ def batch_folders(batch_id: str) -> list[Path]:
     return [paths.batch_dir(batch_id), paths.ARCHIVE / batch_id]
 
 
+def _why(err: BaseException) -> str:
+    return f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+
+
+def remote_odbs(root: Path, remotes: list[dict]) -> tuple[dict[str, list], dict[str, str]]:
+    """DVC's object stores (DVC 3's layout and DVC 2's) of every remote that is not a local
+    folder, by name, and the remotes DVC could not open, with why."""
+    far = [r for r in remotes if "scheme" in r]
+    if not far:
+        return {}, {}
+    from dvc.repo import Repo  # why: DVC is slow to import; a project with local remotes never needs it
+
+    odbs: dict[str, list] = {}
+    failed: dict[str, str] = {}
+    try:
+        repo = Repo(str(root))
+    except Exception as err:  # noqa: BLE001 -- reported per remote, the local stores are still purged
+        return {}, {r["name"]: _why(err) for r in far}
+    with repo:
+        for r in far:
+            if r["scheme"] in ("http", "https"):  # fsspec reads an unreachable HTTP object as absent
+                failed[r["name"]] = "an HTTP remote is read-only: DVC can neither list nor delete its objects"
+                continue
+            try:
+                remote = repo.cloud.get_remote(r["name"])
+                odbs[r["name"]] = [remote.odb, remote.legacy_odb]
+            except Exception as err:  # noqa: BLE001 -- no plugin, no credentials: reported, not fatal
+                failed[r["name"]] = _why(err)
+    return odbs, failed
+
+
+def odb_holds(odbs: list, md5: str) -> bool:
+    """Whether one of a remote's object stores holds the object (raises when it cannot tell)."""
+    return any(odb.fs.exists(odb.oid_to_path(md5)) for odb in odbs)
+
+
+def odb_remove(odbs: list, md5: str) -> None:
+    """Delete the object from a remote's object stores (idempotent; raises when it cannot)."""
+    for odb in odbs:
+        path = odb.oid_to_path(md5)
+        if odb.fs.exists(path):
+            odb.fs.rm(path)
+
+
 def _stores(root: Path) -> tuple[list[Path], list[dict], dict[str, str]]:
     """The DVC cache and the local remotes' folders, every remote, and a name per store folder."""
     from tru.lifecycle.scan import dvc_locations
@@ -172,11 +222,22 @@ def make_plan(
         if g.get("state") == DONE and not g.get("purged_at") and g not in closing:
             keep |= named_objects(root / g["previous_lock"])  # a window still open
     old, keep = with_members(old, stores), with_members(keep, stores)
+    odbs, failed = remote_odbs(root, remotes)
+    candidates = {m: w for m, w in sorted(old.items()) if m not in keep}
+    far: dict[str, list[str]] = {}
+    for name, stores_of in odbs.items():
+        try:
+            for md5 in candidates:
+                if odb_holds(stores_of, md5):
+                    far.setdefault(md5, []).append(name)
+        except Exception as err:  # noqa: BLE001 -- unreachable: reported as not purged
+            failed[name] = _why(err)
+            far = {m: [n for n in ns if n != name] for m, ns in far.items()}
     remove = {}
-    for md5, where in sorted(old.items()):
+    for md5, where in candidates.items():
         present = [s.as_posix() for s in stores if any(f.is_file() for f in object_files(s, md5))]
-        if md5 not in keep and present:  # outputs DVC does not cache (metrics, plots) are in no store
-            remove[md5] = {"held": where, "in": present}
+        if present or far.get(md5):  # outputs DVC does not cache (metrics, plots) are in no store
+            remove[md5] = {"held": where, "in": present, "remotes": far.get(md5, [])}
     return {
         "generations": [int(g["generation"]) - 1 for g in closing],
         "consolidations": [int(g["generation"]) for g in closing],
@@ -187,7 +248,10 @@ def make_plan(
         "ledgers": archived,
         "stores": [s.as_posix() for s in stores],
         "store_names": names,
-        "not_purged": [{"remote": r["name"], "url": r["url"]} for r in remotes if "scheme" in r],
+        "far_remotes": sorted(odbs),
+        "not_purged": [
+            {"remote": r["name"], "url": r["url"], "why": failed[r["name"]]} for r in remotes if r["name"] in failed
+        ],
         "planned_at": iso_utc(now),
     }
 
@@ -205,15 +269,12 @@ def _remove_path(p: Path) -> None:
 
 
 def execute(plan: dict, now: datetime, root: Path = Path("."), echo: Callable[[str], None] = print) -> list[dict]:
-    """Carry the plan out (idempotent); returns the tombstones (one per object)."""
-    from tru.dvcio import dvc_add  # why: DVC is slow to import; planning never needs it
-
-    for b in plan["ledgers"]:
-        ledger_file = requests_path(root / paths.LEDGER, b)
-        if ledger_file.is_file() and drop_private(root / paths.LEDGER, b, now):
-            dvc_add([ledger_file.relative_to(root) if root != Path(".") else ledger_file], root)
+    """Remove the plan's folders and objects (idempotent); returns the tombstones (one per
+    object). The ledger is redacted after this, by `redact_ledgers`."""
     for p in plan["paths"]:
         _remove_path(root / p)
+    named = {n for obj in plan["objects"].values() for n in obj.get("remotes", [])}
+    odbs, failed = remote_odbs(root, [r for r in _stores(root)[1] if r["name"] in named])
     tombstones = []
     for md5, obj in plan["objects"].items():
         for store in obj["in"]:
@@ -221,9 +282,38 @@ def execute(plan: dict, now: datetime, root: Path = Path("."), echo: Callable[[s
                 if f.is_file():
                     f.unlink()
         where = [_store_name(s, plan) for s in obj["in"]]
-        tombstones.append({"object": md5, "held": obj["held"], "removed_from": where, "at": iso_utc(now)})
-    echo(f"purged {len(plan['objects'])} object(s) and {len(plan['paths'])} folder(s) of the work tree")
+        left = {}
+        for name in obj.get("remotes", []):
+            if name in failed or name not in odbs:
+                left[f"remote {name}"] = failed.get(name, "the remote is no longer configured")
+                continue
+            try:
+                odb_remove(odbs[name], md5)
+                where.append(f"remote {name}")
+            except Exception as err:  # noqa: BLE001 -- what stays on a remote is recorded, never hidden
+                left[f"remote {name}"] = _why(err)
+        stone = {"object": md5, "held": obj["held"], "removed_from": where, "at": iso_utc(now)}
+        if left:
+            stone["not_removed_from"] = left
+        tombstones.append(stone)
+    kept = sum(bool(t.get("not_removed_from")) for t in tombstones)
+    echo(
+        f"purged {len(plan['objects']) - kept} object(s) and {len(plan['paths'])} folder(s) of the work tree"
+        + (f"; {kept} object(s) could not be removed from a remote (the certificate lists them)" if kept else "")
+    )
     return tombstones
+
+
+def redact_ledgers(plan: dict, now: datetime, root: Path = Path(".")) -> None:
+    """The archived batches' request files without raw ids, indices and reasons, versioned by
+    DVC (idempotent): the purge's last removal, so that a purge killed before it still reads the
+    subjects its verification scans for."""
+    from tru.dvcio import dvc_add  # why: DVC is slow to import; planning never needs it
+
+    for b in plan["ledgers"]:
+        ledger_file = requests_path(root / paths.LEDGER, b)
+        if ledger_file.is_file() and drop_private(root / paths.LEDGER, b, now):
+            dvc_add([ledger_file.relative_to(root) if root != Path(".") else ledger_file], root)
 
 
 def purge(
@@ -249,7 +339,11 @@ def purge(
         plan = make_plan(gens, now, root, finds)
         write_json(plan_file, plan)
     tombstones = execute(plan, now, root, echo)
-    checked = verification(_scan(subjects, root)) if scan and subjects is not None else None
+    if "verification" not in plan:  # kept in the plan (counts only): a resumed purge reuses it
+        plan["verification"] = verification(_scan(subjects, root)) if scan and subjects is not None else None
+        write_json(plan_file, plan)
+    checked = plan["verification"]
+    redact_ledgers(plan, now, root)
     why = {
         g: f"retention window of data generation {g} closed (consolidated into generation {g + 1})"
         for g in plan["generations"]
@@ -273,7 +367,7 @@ def purge(
 
     facts = certificate_facts(plan, tombstones, checked, gens, now, root, Path(dataset_dir).name or "?")
     plan["certificate"] = write_certificate(facts, root, now).relative_to(root).as_posix()
-    plan["verification"] = checked
+    plan["left_on_remotes"] = {t["object"]: t["not_removed_from"] for t in tombstones if t.get("not_removed_from")}
     plan_file.unlink()
     echo(f"certificate of sanitization: {plan['certificate']}")
     return plan

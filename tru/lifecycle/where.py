@@ -44,7 +44,7 @@ def where_lines(batch_id: str, root: str | Path = Path("."), retention_days: int
     if folded.get("purged_at"):
         files = (
             f"purged {_day(folded['purged_at'])}: {folded.get('purged_objects', 0)} object(s) removed from the work "
-            "tree, the DVC cache and local remotes (lifecycle/tombstones.jsonl)"
+            "tree, the DVC cache and the DVC remotes (lifecycle/tombstones.jsonl)"
         )
         ledger = "the request id, kind, pseudonym and status only (raw ids and reasons dropped at the purge)"
     else:
