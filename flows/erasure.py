@@ -166,7 +166,10 @@ def erasure_batch(
     run: dict[str, str | None] = {"batch": None}  # what _run knows so far
     try:
         with run_lock("erasure-batch flow", wait=wait_for_lock):
-            return _run(params_path, inbox, logger, batch_time, run)
+            out = _run(params_path, inbox, logger, batch_time, run)
+        if out.get("lineage") is not None:  # a batch finished and recorded: the lifecycle's turn
+            out["consolidation"] = _consolidate_if_due(params_path, logger)
+        return out
     except RunLocked as err:
         _label_run(f"erasure-locked-{_stamp()}", "noop")
         logger.warning(str(err))
@@ -186,6 +189,24 @@ def erasure_batch(
         # Prefect: a State returned by a flow is its final state; a caller gets the dict above, or,
         # from this one, the error raised by `state.result()` (or by the call without return_state)
         return Failed(message=str(err), data=err)  # type: ignore[return-value]
+
+
+def _consolidate_if_due(params_path: str, logger) -> dict | None:
+    """The consolidation the policy calls for after this batch (tru.lifecycle.policy), as the
+    flow `data-consolidation` under its own run lock; None when none is due."""
+    from flows.lifecycle import data_consolidation
+    from tru.lifecycle.policy import consolidation_due
+
+    reasons = consolidation_due(load_params(params_path))
+    if not reasons:
+        return None
+    logger.info("consolidation due: " + "; ".join(reasons))
+    try:
+        done = data_consolidation(params_path=params_path)
+    except TruError as err:  # the batch stands; the consolidation waits for the next trigger or a person
+        logger.warning(f"consolidation not run: {err}")
+        done = {"status": "error", "message": str(err)}
+    return {"reasons": reasons, **done}
 
 
 def _review_name() -> str:

@@ -133,6 +133,8 @@ def tiny_params(dst: Path) -> None:
     # check keep params.yaml's settings: they calibrate themselves on the batch (their null, the
     # items the batch did not touch), and say whether they have power on it
     p["audit"]["gate"].update({"max_retain_drop": 0.5, "max_backdoor_lift": 1.0})
+    # consolidations start where a test asks for one (test_lifecycle), not after every tiny batch
+    p["lifecycle"]["consolidate_when"] = {"batches": 0, "erased_user_share": 0.0, "retain_drop": 0.0}
     (dst / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 
 

@@ -1,7 +1,8 @@
-"""The data lifecycle end to end on tiny data: after a demo batch, `tru consolidate` retrains
-the base model on data without the erased subjects and archives the batch, and `tru purge` (a
-zero-day window) removes what held them from the work tree, the DVC cache and a local DVC
-remote. The scan finds the subjects before the purge (it has power) and nothing after it."""
+"""The data lifecycle end to end on tiny data: after a demo batch through `tru nightly`, whose
+policy (lifecycle.consolidate_when) starts a consolidation, the base model is retrained on
+data without the erased subjects and the batch archived, and `tru purge` (a zero-day window)
+removes what held them from the work tree, the DVC cache and a local DVC remote. The scan
+finds the subjects before the purge (it has power) and nothing after it."""
 
 import json
 import os
@@ -23,26 +24,6 @@ def tru(repo, *args, expect=0):
     return run([str(BIN / "tru"), *args], repo, expect=expect)
 
 
-@pytest.fixture(scope="module")
-def batch_repo(base_repo, tmp_path_factory):
-    """A project with a local DVC remote, after the demo batch (pushed and committed)."""
-    root = tmp_path_factory.mktemp("lifecycle")
-    repo = copy_repo(base_repo, root / "repo")
-    run([str(BIN / "dvc"), "remote", "add", "-d", "store", str(root / "remote")], repo)
-    tru(repo, "demo-requests", "data/deletions/inbox/demo.jsonl")
-    tru(repo, "ingest", "--batch-time", BATCH_TIME)
-    run([str(BIN / "dvc"), "repro"], repo)
-    run([str(BIN / "dvc"), "push", "-q"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "demo batch"], repo)
-    batch = yaml.safe_load((repo / "batches.yaml").read_text())["batches"][0]["id"]
-    # the subjects by raw id, kept outside the repository: after the purge no file in it names them
-    led = pd.read_parquet(repo / "data/ledger" / batch / "requests.parquet")
-    led = led[led["status"] != "rejected"][["kind", "user_id", "item_id"]]
-    led.to_csv(root / "subjects.csv", index=False)
-    return repo, batch, root
-
-
 def scan_report(repo, root, name, expect):
     tru(repo, "scan", "--subjects", str(root / "subjects.csv"), "--out", str(root / name), expect=expect)
     return read_json(root / name)
@@ -52,13 +33,13 @@ def holding(report, kind):
     return sum(len(loc.get("holding", [])) for loc in report["locations"] if loc["kind"] == kind)
 
 
-def kill_when(repo, args, ready, after=0.0, deadline_s=300):
+def kill_when(repo, args, ready, after=0.0, deadline_s=300, env=None):
     """Run `tru ARGS` and SIGKILL it (its whole process group) `after` seconds once `ready()`
     holds; whether it was killed before it finished."""
     proc = subprocess.Popen(
         [str(BIN / "tru"), *args],
         cwd=repo,
-        env=tool_env(),
+        env=tool_env(**(env or {})),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -80,25 +61,41 @@ def kill_when(repo, args, ready, after=0.0, deadline_s=300):
 
 
 @pytest.fixture(scope="module")
-def consolidated(batch_repo):
-    repo, batch, root = batch_repo
-    before = scan_report(repo, root, "before.json", expect=6)
+def consolidated(base_repo, tmp_path_factory, harness):
+    """A project with a local DVC remote whose policy consolidates after every batch: the demo
+    batch through `tru nightly`, which records the batch, then starts the consolidation by
+    itself. Killed (SIGKILL) once the consolidation's record, the suppression list and the
+    archive are written, while DVC rebuilds the data and retrains; `tru consolidate` resumes it
+    and loses nothing. The subjects' raw ids are kept outside the repository, as an auditor
+    would, to scan for."""
+    root = tmp_path_factory.mktemp("lifecycle")
+    repo = copy_repo(base_repo, root / "repo")
+    run([str(BIN / "dvc"), "remote", "add", "-d", "store", str(root / "remote")], repo)
     p = yaml.safe_load((repo / "params.yaml").read_text())
-    p["lifecycle"] = {"retention_days": 0}
+    p["lifecycle"] = {"retention_days": 0, "consolidate_when": {"batches": 1, "erased_user_share": 0, "retain_drop": 0}}
     (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    lock_before = yaml.safe_load((repo / "dvc.lock").read_text())
-    # killed (SIGKILL) once its record, the suppression list and the archive are written, while
-    # DVC rebuilds the data and retrains; run again, it resumes and loses nothing
+    run(["git", "commit", "-qam", "a zero-day window; consolidate after every batch"], repo)
+    tru(repo, "demo-requests", "data/deletions/inbox/demo.jsonl")
     gens_file = repo / "lifecycle/generations.yaml"
 
     def started_and_archived():
         archived = "batches: []" in (repo / "batches.yaml").read_text()
         return gens_file.is_file() and "state: started" in gens_file.read_text() and archived
 
-    killed = kill_when(repo, ["consolidate"], started_and_archived, after=0.5)
-    assert killed, "the consolidation finished before it could be killed"
-    assert "state: started" in gens_file.read_text()
+    env = {"PREFECT_API_URL": harness}
+    nightly = ["nightly", "--batch-time", BATCH_TIME]
+    killed = kill_when(repo, nightly, started_and_archived, after=0.5, deadline_s=900, env=env)
+    assert killed, "the nightly run's consolidation finished before it could be killed"
+    (entry,) = yaml.safe_load(gens_file.read_text())["generations"]
+    assert entry["state"] == "started"
+    (batch,) = entry["batches"]
     assert len(pd.read_csv(repo / "lifecycle/suppression.tsv", sep="\t")) > 0
+    led = pd.read_parquet(repo / "data/ledger" / batch / "requests.parquet")
+    led[led["status"] != "rejected"][["kind", "user_id", "item_id"]].to_csv(root / "subjects.csv", index=False)
+    # the batch's lineage was committed before the consolidation began: dvc.lock as it recorded it
+    lock_before = yaml.safe_load(run(["git", "show", "HEAD:dvc.lock"], repo))
+    assert "report@0" in lock_before["stages"]
+    before = scan_report(repo, root, "before.json", expect=6)
     out = tru(repo, "consolidate")
     assert "resuming the consolidation into generation 1" in out
     return repo, batch, root, before, lock_before, out

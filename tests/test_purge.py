@@ -312,3 +312,49 @@ def test_an_object_a_remote_refuses_to_delete_is_recorded_not_hidden(project, mo
     assert stone["not_removed_from"] == {"remote far": "PermissionError: read-only remote"}
     facts = json.loads((project / done["certificate"]).with_suffix(".json").read_text())
     assert facts["verification_label"] == "INCOMPLETE" and "far" in facts["not_purged"]
+
+
+def test_the_nightly_flow_consolidates_when_its_policy_says_so(project):
+    """Each trigger of lifecycle.consolidate_when on its own, over the batches whose gate passed."""
+    from tru.lifecycle.policy import consolidation_due
+
+    b2, b3 = "b20261102T020000Z", "b20261103T020000Z"
+    (project / "batches.yaml").write_text(yaml.safe_dump({"batches": [{"id": b} for b in (B1, b2, b3)]}))
+    for b, verdict, ratio in ((B1, "pass", 0.98), (b2, "inconclusive", 0.96), (b3, "fail", 0.5)):
+        (project / "reports" / b).mkdir(parents=True)
+        audit = {"verdict": verdict, "promoted": verdict == "inconclusive"}
+        (project / "reports" / b / "audit.json").write_text(json.dumps(audit))
+        metrics = {
+            "original": {"retain_valid": {"recall@20": 0.2}},
+            "unlearned": {"retain_valid": {"recall@20": 0.2 * ratio}},
+        }
+        (project / "reports" / b / "metrics.json").write_text(json.dumps(metrics))
+    # 20 real users and the canary's fake accounts in service; B1 erased 1 real user and a fake one, b3 (refused) 5
+    ledger(
+        project,
+        B1,
+        [("user", "7", None, "erased"), ("user", "canary-0001", None, "erased"), ("user", "8", None, "rejected")],
+    )
+    ledger(project, b3, [("user", str(u), None, "accepted") for u in range(10, 15)])
+    users = ["raw_id"] + [str(u) for u in range(20)] + ["canary-0000", "canary-0001"]
+    (project / "data/datasets/tiny").mkdir(parents=True)
+    (project / "data/datasets/tiny/user_map.tsv").write_text(
+        "\n".join(f"{k}\t{u}" if k else f"userID\t{u}" for k, u in enumerate(users)) + "\n"
+    )
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    base["data"]["dataset_dir"] = "data/datasets/tiny"
+
+    def due(**when):
+        base["lifecycle"]["consolidate_when"] = {"batches": 0, "erased_user_share": 0.0, "retain_drop": 0.0} | when
+        (project / "params.yaml").write_text(yaml.safe_dump(base))
+        return consolidation_due(load_params(project / "params.yaml"), project)
+
+    assert due() == []  # every trigger off
+    assert due(batches=2) and due(batches=3) == []  # the refused batch does not count
+    (reason,) = due(erased_user_share=0.05)  # 1 of 20 real users: the fake account is not one
+    assert "1 of 20 users (5.0%)" in reason
+    assert due(erased_user_share=0.06) == []
+    (reason,) = due(retain_drop=0.05)  # 0.98 * 0.96 = 94.1%: the refused batch's model is not served
+    assert "94.1%" in reason
+    assert due(retain_drop=0.06) == []
+    assert len(due(batches=1, erased_user_share=0.01, retain_drop=0.01)) == 3

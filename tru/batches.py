@@ -47,11 +47,11 @@ def batch_entry(batch_id: str, path: str | Path = BATCHES_FILE) -> dict:
     raise DataError(f"{path}: no batch {batch_id!r} (known: {known})")
 
 
-def gate_verdict(batch_id: str) -> str | None:
+def gate_verdict(batch_id: str, root: Path = Path(".")) -> str | None:
     """The gate's outcome for the queue, from the batch's audit.json: 'pass' (promoted) or
     'fail' (held for review); an INCONCLUSIVE verdict is either, as its policy decided
     (`audit.gate.inconclusive`, recorded as `promoted`). None when it has not been audited."""
-    path = report_dir(batch_id) / "audit.json"
+    path = root / report_dir(batch_id) / "audit.json"
     if not path.is_file():
         return None
     audit = json.loads(path.read_text())

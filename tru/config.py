@@ -370,11 +370,21 @@ class LineageParams(Section):
     push: bool = True  # `dvc push` to the default DVC remote
 
 
+class ConsolidateWhen(Section):
+    """`lifecycle.consolidate_when`: the nightly flow's triggers for a consolidation
+    (tru.lifecycle.policy); 0 turns one off."""
+
+    batches: int = Field(default=0, ge=0)  # batches since the last consolidation
+    erased_user_share: float = Field(default=0.0, ge=0.0, le=1.0)  # real users erased / users in service
+    retain_drop: float = Field(default=0.0, ge=0.0, lt=1.0)  # chained retain Recall@20 fallen this much
+
+
 class LifecycleParams(Section):
     """`lifecycle`: consolidation (an exact retrain on the redacted data), retention and purge
     of what held erased data (tru/lifecycle/)."""
 
     retention_days: int = Field(default=30, ge=0)  # how long a consolidated generation's artifacts stay
+    consolidate_when: ConsolidateWhen = Field(default_factory=ConsolidateWhen)
 
 
 class Params(Section):

@@ -72,13 +72,17 @@ def lifecycle_lines(now=None) -> list[str]:
     lines = [f"data generation {g}: the data leaves out {len(sup)} erased subject(s) ({counts or 'none'})"]
     if pending:
         from tru.config import load_params  # why: pydantic; only this line needs the settings
+        from tru.lifecycle.policy import policy_line
 
-        days = load_params(Path("params.yaml")).lifecycle.retention_days if Path("params.yaml").is_file() else 30
+        params = load_params(Path("params.yaml")) if Path("params.yaml").is_file() else None
+        days = params.lifecycle.retention_days if params is not None else 30
         lines.append(
             f"generation {g} still holds the erased subjects of {len(pending)} batch(es) in its data, its base model "
             f"and the batches' files: `tru consolidate` retrains without them; generation {g} is then kept "
             f"{days} day(s) (lifecycle.retention_days) before `tru purge` removes it"
         )
+        if params is not None:
+            lines.append(policy_line(params))
     for e in gens:
         if e.get("state") != "done":
             lines.append(

@@ -86,7 +86,16 @@ def nightly(
         raise RunLocked(out["message"])
     else:
         typer.echo(f"batch {out['batch']}: audit gate {out['verdict'].upper()}; evidence PDF: {out['pdf']}")
+        cons = out.get("consolidation")
+        if cons is not None:
+            typer.echo(f"consolidation due ({'; '.join(cons['reasons'])}): {_consolidation_line(cons)}")
     typer.echo("runs are recorded by Prefect: `make serve` starts the UI at http://127.0.0.1:4200 (Runs, Artifacts)")
+
+
+def _consolidation_line(cons: dict) -> str:
+    if cons.get("status") == "consolidated":
+        return f"data generation {cons['generation']} in service (test Recall@20 {cons.get('test_recall@20')})"
+    return f"{cons.get('status')}: {cons.get('message', '')}"
 
 
 @app.command(rich_help_panel=PANEL)

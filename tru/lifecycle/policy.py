@@ -1,0 +1,125 @@
+"""When the nightly flow starts a consolidation by itself (`lifecycle.consolidate_when` in
+params.yaml): after a batch it finished and recorded, the flow asks `consolidation_due`, and
+when one of the triggers holds it runs the consolidation (tru.lifecycle.runs) at once, under
+its own run lock. A trigger set to 0 is off; all three off: consolidations only run when
+started (`tru consolidate`, the `data-consolidation/weekly` deployment).
+
+The triggers, over the batches since the last consolidation whose gate passed:
+
+- `batches`: that many batches;
+- `erased_user_share`: the real users erased (the canary's fake accounts left out) as a share
+  of the users of the data in service;
+- `retain_drop`: the served model's drift, read without a retrain: the product over those
+  batches of each batch's Recall@20 on its retained users' validation rows, unlearned over
+  original (metrics.json, `retain_valid`), fallen below 1 - `retain_drop`.
+
+Each is a reason in plain words (logged, and returned with the flow's result)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from tru import batches, paths
+from tru.audit.canary import RAW_PREFIX
+from tru.config import Params
+
+
+def _erased_users(batch_ids: list[str], root: Path) -> set[str]:
+    """The raw ids of the real users the batches erased (their ledger's accepted user requests)."""
+    from tru.requests.ledger import read_ledger
+
+    if not batch_ids or not (root / paths.LEDGER).is_dir():
+        return set()
+    led = read_ledger(root / paths.LEDGER, columns=["batch_id", "kind", "user_id", "status"])
+    led = led[led["batch_id"].isin(batch_ids) & (led["kind"] == "user") & (led["status"] != "rejected")]
+    return {u for u in led["user_id"].dropna().astype(str) if not u.startswith(RAW_PREFIX)}
+
+
+def _users_in_service(params: Params, root: Path) -> int:
+    user_map = root / params.data.dataset_dir / "user_map.tsv"
+    if not user_map.is_file():
+        return 0
+    users = pd.read_csv(user_map, sep="\t", dtype=str, usecols=["raw_id"])["raw_id"]
+    return int((~users.str.startswith(RAW_PREFIX)).sum())
+
+
+def retain_ratio(batch_ids: list[str], root: Path) -> float | None:
+    """The product of the batches' retain_valid Recall@20 ratios (unlearned / original); None
+    when no batch has both."""
+    ratio, seen = 1.0, False
+    for b in batch_ids:
+        path = root / paths.report_dir(b) / "metrics.json"
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text())
+        before = ((m.get("original") or {}).get("retain_valid") or {}).get("recall@20")
+        after = ((m.get("unlearned") or {}).get("retain_valid") or {}).get("recall@20")
+        if before and after is not None:
+            ratio *= float(after) / float(before)
+            seen = True
+    return ratio if seen else None
+
+
+def chain_state(params: Params, root: Path = Path(".")) -> dict:
+    """Where the batches since the last consolidation stand on each trigger: `batches` (those
+    whose gate passed), `erased_users`, `users` (real ones in service) and `retain_ratio`
+    (None without metrics)."""
+    done = [
+        b["id"]
+        for b in batches.read_batches(root / batches.BATCHES_FILE)
+        if batches.gate_verdict(b["id"], root) == "pass"
+    ]
+    return {
+        "batches": len(done),
+        "erased_users": len(_erased_users(done, root)),
+        "users": _users_in_service(params, root),
+        "retain_ratio": retain_ratio(done, root),
+    }
+
+
+def consolidation_due(params: Params, root: Path = Path(".")) -> list[str]:
+    """Why a consolidation is due now (an empty list: it is not); see the module docstring."""
+    when = params.lifecycle.consolidate_when
+    st = chain_state(params, root)
+    if not st["batches"]:
+        return []
+    reasons = []
+    if when.batches and st["batches"] >= when.batches:
+        reasons.append(
+            f"{st['batches']} batch(es) since the last consolidation "
+            f"(lifecycle.consolidate_when.batches: {when.batches})"
+        )
+    erased, users = st["erased_users"], st["users"]
+    if when.erased_user_share and users and erased / users >= when.erased_user_share:
+        reasons.append(
+            f"{erased} of {users} users ({erased / users:.1%}) erased since the last consolidation "
+            f"(lifecycle.consolidate_when.erased_user_share: {when.erased_user_share:.1%})"
+        )
+    ratio = st["retain_ratio"]
+    if when.retain_drop and ratio is not None and ratio <= 1 - when.retain_drop:
+        reasons.append(
+            f"the served model's Recall@20 on retained users is {ratio:.1%} of the last consolidated "
+            f"model's, chained over the batches (lifecycle.consolidate_when.retain_drop: {when.retain_drop:.1%})"
+        )
+    return reasons
+
+
+def policy_line(params: Params, root: Path = Path(".")) -> str:
+    """`tru status`'s line: each trigger that is on, and where the chain stands on it."""
+    when = params.lifecycle.consolidate_when
+    st = chain_state(params, root)
+    parts = []
+    if when.batches:
+        parts.append(f"{when.batches} batches (now {st['batches']})")
+    if when.erased_user_share:
+        share = st["erased_users"] / st["users"] if st["users"] else 0.0
+        parts.append(f"{when.erased_user_share:.1%} of users erased (now {share:.1%})")
+    if when.retain_drop:
+        now = "no metrics yet" if st["retain_ratio"] is None else f"{1 - st['retain_ratio']:.1%}"
+        parts.append(f"retained users' Recall@20 down {when.retain_drop:.1%} (now {now})")
+    if not parts:
+        return "next consolidation: when started (lifecycle.consolidate_when: every trigger off)"
+    return "next consolidation: the nightly flow starts one at " + ", or ".join(parts)
