@@ -32,6 +32,7 @@ REGIMES = {"user": 0.05, "item": 0.02, "interaction": 0.05}
 VARIANTS = {
     # name: (method, unlearn overrides, tru switch overrides)
     "retrain": ("retrain", {}, {}),
+    "exact": ("exact", {}, {}),
     "reverse_repair": ("reverse_repair", {}, {}),
     "gradient_ascent": ("gradient_ascent", {}, {}),
     "multidelete": ("multidelete", {}, {}),

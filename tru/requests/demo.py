@@ -21,6 +21,19 @@ def _raw_ids(path: Path, id_col: str, n: int) -> list[str]:
     return [str(i) for i in range(n)]
 
 
+def raw_id_lists(dataset_dir: str | Path, split_dir: str | Path) -> tuple[list[str], list[str], list[int]]:
+    """The raw id of every user index (the canary's fake users after the real ones) and item
+    index of the split, and the fake users' indices."""
+    dataset_dir, split_dir = Path(dataset_dir), Path(split_dir)
+    meta = json.loads((split_dir / "split.json").read_text())
+    canary = meta.get("canary") or {}
+    fake = [int(u) for u in canary.get("fake_users", [])]
+    users = _raw_ids(dataset_dir / "user_map.tsv", "userID", meta["n_users"] - len(fake)) + list(
+        canary.get("raw_ids", [])
+    )
+    return users, _raw_ids(dataset_dir / "item_map.tsv", "itemID", meta["n_items"]), fake
+
+
 def demo_requests(
     dataset_dir: str | Path,
     split_dir: str | Path,
@@ -34,12 +47,7 @@ def demo_requests(
     """Write a JSON Lines request file at `out`; returns counts by kind."""
     dataset_dir, split_dir = Path(dataset_dir), Path(split_dir)
     meta = json.loads((split_dir / "split.json").read_text())
-    canary = meta.get("canary") or {}
-    fake = list(canary.get("fake_users", []))
-    users = _raw_ids(dataset_dir / "user_map.tsv", "userID", meta["n_users"] - len(fake)) + list(
-        canary.get("raw_ids", [])
-    )
-    items = _raw_ids(dataset_dir / "item_map.tsv", "itemID", meta["n_items"])
+    users, items, fake = raw_id_lists(dataset_dir, split_dir)
     train = pd.read_parquet(split_dir / "train.parquet", columns=["user", "item"]).to_numpy()
     rng = np.random.default_rng(seed)
     active = np.setdiff1d(np.unique(train[:, 0]), fake)

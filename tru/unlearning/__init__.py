@@ -7,6 +7,7 @@ The public API: build an `UnlearnContext`, call `run_method(name, ctx, params)`,
 `UnlearnResult` (model, log, seconds); `METHODS` lists the registered methods."""
 
 from tru.unlearning import ascent as _ascent  # noqa: F401  (registers "gradient_ascent")
+from tru.unlearning import exact as _exact  # noqa: F401  (registers "exact")
 from tru.unlearning import multidelete as _multidelete  # noqa: F401  (registers "multidelete")
 from tru.unlearning import retrain as _retrain  # noqa: F401  (registers "retrain")
 from tru.unlearning import reverse_repair as _reverse_repair  # noqa: F401  (registers "reverse_repair", "tru")

@@ -41,6 +41,7 @@ LABELS = {
     "popularity": "Popularity (no user data)",
     "retrain": "Retrain",
     "ultrare": "UltraRE",
+    "exact": "Exact step + repair (no reverse)",
     "reverse_repair": "MMRecUn (reverse-repair)",
     "gradient_ascent": "Gradient ascent",
     "multidelete": "MultiDelete",

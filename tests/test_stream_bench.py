@@ -1,0 +1,75 @@
+"""`tru bench stream` on tiny data: nights chained through the batch stages, each batch starting
+where the previous one ended, a retrain compared on checkpoint nights, resumed night by night,
+and the report generated from the CSV."""
+
+import json
+import os
+
+import pandas as pd
+import yaml
+
+from tests.conftest import copy_repo
+from tru.bench.stream import draw_requests, night_plan, run_stream_bench, stream_store, write_stream_report
+from tru.config import load_params
+
+
+def test_traffic_is_mostly_small_with_a_large_night_and_the_canary_once():
+    import numpy as np
+
+    plans = [night_plan(np.random.default_rng([1, n]), n, 12, 943) for n in range(1, 31)]
+    assert sum(p["canary"] for p in plans) == 1 and plans[11]["canary"]
+    assert [n for n, p in enumerate(plans, 1) if p["pairs"] == 50] == [10, 20, 30]
+    assert all(p["users"] == 9 for p in plans[9::10])
+    small = [p for n, p in enumerate(plans, 1) if n % 10]
+    assert all(1 <= p["pairs"] <= 20 for p in small) and np.mean([p["users"] for p in small]) < 2
+    # drawn from what is still there: never a fake user outside the canary's night, every pair trained on
+    train = np.array([[u, i] for u in range(6) for i in range(8)] + [[6, 0], [6, 1]])
+    users, items = [f"u{k}" for k in range(7)], [f"i{k}" for k in range(8)]
+    rows = draw_requests(np.random.default_rng(0), {"users": 1, "items": 0, "pairs": 5, "canary": False},
+                         train, np.array([6]), users, items, 3, "2027-01-03T01:00:00Z")  # fmt: skip
+    assert len(rows) == 6 and not any(r["user_id"] == "u6" for r in rows)
+    pairs = {(r["user_id"], r["item_id"]) for r in rows if r["kind"] == "interaction"}
+    (gone,) = [r["user_id"] for r in rows if r["kind"] == "user"]
+    assert all(u != gone for u, _ in pairs) and len(pairs) == 5
+
+
+def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_path, monkeypatch):
+    repo = copy_repo(base_repo, tmp_path / "repo")
+    (repo / ".tru-secret").write_text("00112233445566778899aabbccddeeff\n")
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("TRU_PSEUDONYM_KEY", raising=False)
+    params = load_params("params.yaml")
+    out = tmp_path / "stream.csv"
+    run_stream_bench(params, out, ["mgcn"], ["exact"], [1], nights=2, every=2, canary_night=2)
+    assert os.getcwd() == str(repo)
+    # killed after night 2: the rerun runs night 3 only
+    rows = run_stream_bench(params, out, ["mgcn"], ["exact"], [1], nights=3, every=2, canary_night=2)
+    df = pd.read_csv(out)
+    assert list(df["night"]) == [1, 2, 3] and len(rows) == 3
+    folder = repo / "data/bench/stream/mgcn-exact-1"
+    chain = yaml.safe_load((folder / "batches.yaml").read_text())["batches"]
+    assert [b["id"] for b in chain] == list(df["batch"])
+    # each batch starts from the sets and the model the previous one left
+    for before, after in zip(chain, chain[1:], strict=False):
+        assert after["prior"] == f"data/batches/{before['id']}/sets"
+        assert after["base_model"] in (f"data/batches/{before['id']}/model", before["base_model"])
+    # exact: no reverse epoch on any night
+    for b in chain:
+        assert json.loads((folder / "reports" / b["id"] / "update_log.json").read_text())["epochs"] == []
+    # the canary's fake users went on night 2, by their raw ids
+    led = pd.read_parquet(folder / "data/ledger" / chain[1]["id"] / "requests.parquet")
+    assert led["user_id"].str.startswith("canary-").sum() == 4
+    # checkpoint nights (2, and the last) carry the comparison with an exact retrain on the same data
+    ck = df[df["retrain_seconds"].notna()]
+    assert list(ck["night"]) == [2, 3]
+    assert (ck["forget_pairs_cumulative"].diff().dropna() > 0).all()
+    for col in ("chain", "retrain", "original"):
+        assert ck[f"{col}_retain_recall@20"].between(0, 1).all()
+    assert ck["chain_top20_agreement"].between(0, 1).all() and set(ck["retrain_gate"]) <= {
+        "pass",
+        "fail",
+        "inconclusive",
+    }
+    assert (folder / "data/batches" / chain[1]["id"] / "retrain").is_dir()
+    md = write_stream_report(stream_store(out).read(), out).read_text()
+    assert "| mgcn | exact | 1 | 3 |" in md and out.with_suffix(".png").is_file()

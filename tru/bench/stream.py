@@ -1,0 +1,510 @@
+"""`tru bench stream`: many nights in a row, each compared with an exact retrain (docs: Benchmarks).
+
+Production erases a batch every night, each from the model the night before left. One
+deletion applied once (the grid, the gate bench) cannot say whether such a chain drifts away
+from what an exact retrain on the same data would give. This benchmark runs the chain:
+
+- **traffic**, drawn with the stream's seed as real nights look: most nights a few
+  interactions (1-20 pairs) and a few users (Poisson, mean 1); some nights an item (15%);
+  every 10th night a large one (1% of the users and 50 interactions); the backdoor canary's
+  fake users on one night (`canary_night`, default the 12th). Only real users, items and
+  pairs still in the data are drawn; requests carry raw ids, as an inbox's do;
+- **each night through the stage functions the nightly flow runs** (tru.stages: ingest, sets,
+  map, erase, repair, evaluate_batch, audit, in the project folder, cumulative as in
+  production: each batch starts from the previous one's sets and promoted model). A batch the
+  gate refuses is cleared as `tru review` clears it (an exact retrain of that batch), and the
+  chain goes on from there. The evidence PDF is not written (it measures nothing here);
+  Prefect and DVC are left out (their cost is in `tru bench nightly`);
+- **every `every`-th night, and the last**, an exact retrain on the cumulative retain set
+  (the erase stage's reference retrain, `data/batches/<B>/retrain`), and the chain's model
+  compared with it: Recall@20 on retained users' test rows, Recall@20 on every pair erased
+  so far (cumulative forget), the share of each retained user's top-20 both models agree on
+  (the untouched original's agreement with the retrain beside it, for scale), and the gate's
+  verdict on the retrain as if it were the night's erasure (a FAIL is a false alarm).
+
+Each night is one CSV row (checkpoint nights carry the comparison), written when the night is
+done: a killed run resumes at the next night of each stream (a night killed half-way is run
+again from its ingest: the ledger and batches.yaml say how far it got). A stream lives in its
+own folder under `data/bench/stream/<backbone>-<method>-<seed>/`, a copy of the pipeline's
+split, base model and dataset maps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tru import paths
+from tru.bench.process import peak_rss_mb
+from tru.bench.store import ResultsStore
+from tru.config import Params
+from tru.errors import ConfigError
+from tru.io import write_json
+
+KEY = ("backbone", "method", "seed", "night")
+STAGES = ("sets", "map", "erase", "repair", "evaluate_batch", "audit")
+START = datetime(2027, 1, 1, 2, 0, tzinfo=UTC)  # night 1's batch time (names and seeds the batches)
+LARGE_EVERY = 10  # every 10th night is a large one
+TOP_K = 20
+
+
+def _line(row: dict) -> str:
+    line = (
+        f"  {row['backbone']}-{row['method']}-{row['seed']} night {row['night']}: {row['requests']} request(s), "
+        f"gate {row['verdict']}"
+        + (" (cleared by retrain)" if row["cleared_by_retrain"] else "")
+        + f", erase+repair {row['erase_repair_s']:.1f} s"
+    )
+    if row.get("retrain_seconds") is not None:
+        line += (
+            f"; vs retrain: retain R@20 {row['chain_retain_recall@20']:.4f}/{row['retrain_retain_recall@20']:.4f}, "
+            f"forget R@20 {row['chain_forget_recall@20']:.4f}/{row['retrain_forget_recall@20']:.4f}, "
+            f"retrain gate {row['retrain_gate']}"
+        )
+    return line
+
+
+def stream_store(out: str | Path) -> ResultsStore:
+    return ResultsStore(Path(out), KEY, _line)
+
+
+# --------------------------------------------------------------------------- traffic
+
+
+def night_plan(rng: np.random.Generator, night: int, canary_night: int, n_users: int) -> dict:
+    """How many requests of each kind night `night` (1-based) brings."""
+    large = night % LARGE_EVERY == 0
+    return {
+        "users": max(1, round(0.01 * n_users)) if large else int(rng.poisson(1.0)),
+        "items": int(rng.random() < 0.15),
+        "pairs": 50 if large else int(rng.integers(1, 21)),
+        "canary": night == canary_night,
+    }
+
+
+def draw_requests(
+    rng: np.random.Generator,
+    plan: dict,
+    train: np.ndarray,
+    fake: np.ndarray,
+    user_ids: list[str],
+    item_ids: list[str],
+    night: int,
+    received_at: str,
+) -> list[dict]:
+    """The night's request rows (raw ids) drawn from the current training pairs `train`: users
+    and items still there (not the canary's fake users, except on its night), pairs of users
+    who keep at least 5 interactions."""
+    real = ~np.isin(train[:, 0], fake)
+    users = np.unique(train[real, 0])
+    chosen_u = rng.choice(users, size=min(plan["users"], len(users)), replace=False) if plan["users"] else []
+    rest = train[real & ~np.isin(train[:, 0], chosen_u)]
+    counts = np.bincount(rest[:, 1], minlength=len(item_ids))
+    mid = np.flatnonzero((counts >= 5) & (counts <= 50))
+    chosen_i = rng.choice(mid, size=min(plan["items"], len(mid)), replace=False) if plan["items"] else []
+    rest = rest[~np.isin(rest[:, 1], chosen_i)]
+    per_user = np.bincount(rest[:, 0], minlength=len(user_ids))
+    pool = rest[per_user[rest[:, 0]] >= 5]
+    pick = pool[rng.choice(len(pool), size=min(plan["pairs"], len(pool)), replace=False)] if len(pool) else pool
+    rows: list[dict] = []
+
+    def add(kind: str, user: str | None, item: str | None, reason: str) -> None:
+        k = len(rows)
+        rows.append(
+            {
+                "request_id": f"n{night:03d}-{k:04d}",
+                "kind": kind,
+                "user_id": user,
+                "item_id": item,
+                "received_at": received_at,
+                "reason": reason,
+            }
+        )
+
+    for u in sorted(int(x) for x in chosen_u):
+        add("user", user_ids[u], None, "account deleted")
+    if plan["canary"]:
+        for u in fake.tolist():
+            add("user", user_ids[u], None, "fake account removed")
+    for i in sorted(int(x) for x in chosen_i):
+        add("item", None, item_ids[i], "product withdrawn")
+    for u, i in sorted(map(tuple, pick.tolist())):
+        add("interaction", user_ids[u], item_ids[i], "remove this from my history")
+    return rows
+
+
+# --------------------------------------------------------------------------- one stream
+
+
+@contextmanager
+def _inside(folder: Path):
+    here = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+
+
+def prepare_stream(folder: Path, split: Path, checkpoint: Path, dataset_dir: Path, key_file: Path | None) -> None:
+    """A stream's project folder: the split, the base model and the dataset's id maps, copied
+    (the chain writes batches, ledger and reports beside them)."""
+    if (folder / paths.SPLIT).is_dir():
+        return
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(split, tmp / paths.SPLIT)
+    shutil.copytree(checkpoint, tmp / paths.BASE_MODEL)
+    (tmp / dataset_dir).mkdir(parents=True)
+    for f in dataset_dir.iterdir():
+        if f.is_file():
+            shutil.copy2(f, tmp / dataset_dir / f.name)
+    if key_file is not None and key_file.is_file():
+        shutil.copy2(key_file, tmp / key_file.name)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def _id_lists(params: Params) -> tuple[list[str], list[str], np.ndarray]:
+    from tru.requests.demo import raw_id_lists
+
+    users, items, fake = raw_id_lists(params.data.dataset_dir, paths.SPLIT)
+    return users, items, np.asarray(fake, np.int64)
+
+
+def _current_train() -> np.ndarray:
+    from tru import batches
+    from tru.data.dataset import load_split
+
+    done = batches.read_batches()
+    where = paths.sets_dir(done[-1]["id"]) if done else paths.SPLIT
+    return load_split(where).train
+
+
+def run_night(params: Params, night: int, rows: list[dict]) -> dict:
+    """Ingest the night's requests and run the batch's stages; a refused batch is cleared by an
+    exact retrain. Returns the night's measures (seconds per stage, the verdict)."""
+    from tru import batches
+    from tru.nightly import stage_functions
+    from tru.stages.ingest import ingest_stage
+
+    t0 = time.perf_counter()
+    inbox = Path(paths.INBOX)
+    inbox.mkdir(parents=True, exist_ok=True)
+    done = batches.read_batches()
+    batch_time = START + timedelta(days=night - 1)
+    if not done or done[-1]["id"] != _batch_id(batch_time):
+        (inbox / f"night-{night:03d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        ingest_stage(params, inbox, now=batch_time)
+    batch_id = batches.read_batches()[-1]["id"]
+    seconds = {"ingest": time.perf_counter() - t0}
+    functions = stage_functions()
+    for stage in STAGES:
+        t = time.perf_counter()
+        functions[stage](params, batch_id)
+        seconds[stage] = time.perf_counter() - t
+    first = json.loads((paths.report_dir(batch_id) / "audit.json").read_text())
+    cleared = batches.gate_verdict(batch_id) != "pass"
+    if cleared:  # as `tru review` clears it: an exact retrain of this batch, then its stages again
+        batches.set_method(batch_id, "retrain")
+        t = time.perf_counter()
+        for stage in STAGES[2:]:
+            functions[stage](params, batch_id)
+        seconds["review_retrain"] = time.perf_counter() - t
+    return {"batch": batch_id, "seconds": seconds, "verdict": first["verdict"], "cleared_by_retrain": cleared}
+
+
+def _batch_id(t: datetime) -> str:
+    from tru.requests.ledger import new_batch_id
+
+    return new_batch_id(t)
+
+
+def top_k(model, data, users: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """Each user's top-k items (their training items and deleted items masked)."""
+    import torch
+
+    from tru.data.dataset import group_by_user
+
+    train = group_by_user(data.train, data.n_users)
+    model.eval()
+    with torch.no_grad():
+        scores = model.score_fn()(torch.as_tensor(users))
+        for j, u in enumerate(users):
+            scores[j, torch.as_tensor(train[u], dtype=torch.long)] = -torch.inf
+        if len(data.deleted_items):
+            scores[:, torch.as_tensor(data.deleted_items)] = -torch.inf
+        return torch.topk(scores, k, dim=1).indices.numpy()
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean share of each row's top-k that two rankings share."""
+    return float(np.mean([len(np.intersect1d(x, y)) / len(x) for x, y in zip(a, b, strict=True)]))
+
+
+def compare_with_retrain(params: Params, batch_id: str, sample_users: int = 500) -> dict:
+    """The checkpoint night's comparison (module docstring)."""
+    from tru.audit import canary as canary_mod
+    from tru.bench.gate import judge
+    from tru.checkpoint import load_checkpoint
+    from tru.data.dataset import load_split
+    from tru.stages.context import load_context
+    from tru.stages.erase import erase_stage
+    from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval
+
+    t0 = time.perf_counter()
+    erase_stage(params, batch_id, method="retrain")
+    seconds = time.perf_counter() - t0
+    ctx, _ = load_context(params, batch_id)
+    data = ctx.data
+    chain, _ = load_checkpoint(paths.batch_dir(batch_id) / "model", data.features)
+    ref, _ = load_checkpoint(paths.batch_dir(batch_id) / "retrain", data.features)
+    orig, _ = load_checkpoint(paths.BASE_MODEL, data.features)
+    for m in (chain, ref, orig):
+        m.set_graph(data.train, data.active_items)
+        m.eval()
+    base_train = load_split(paths.SPLIT).train
+    n = data.n_items
+    kept = set((data.train[:, 0] * n + data.train[:, 1]).tolist())
+    cum = base_train[[k not in kept for k in (base_train[:, 0] * n + base_train[:, 1]).tolist()]]
+    retain_es, forget_es = retain_eval(data, "test"), forget_eval(data, cum)
+    out: dict = {"retrain_seconds": round(seconds, 2), "forget_pairs_cumulative": len(cum)}
+    for name, m in (("chain", chain), ("retrain", ref), ("original", orig)):
+        out[f"{name}_retain_recall@20"] = rank_metrics_of(m, retain_es)["recall@20"]
+        out[f"{name}_forget_recall@20"] = rank_metrics_of(m, forget_es)["recall@20"]
+    rng = np.random.default_rng(0)
+    users = ctx.normal_users
+    users = np.sort(rng.choice(users, size=min(sample_users, len(users)), replace=False))
+    ref_top = top_k(ref, data, users)
+    out["chain_top20_agreement"] = agreement(top_k(chain, data, users), ref_top)
+    out["original_top20_agreement"] = agreement(top_k(orig, data, users), ref_top)
+    canary = canary_mod.load(paths.sets_dir(batch_id))
+    delete = bool(len(ctx.targets))
+    judged = judge(params, ctx, ref, canary, delete)
+    out["retrain_gate"] = judged["result"]["verdict"]
+    return out
+
+
+def run_stream(
+    params: Params,
+    folder: Path,
+    store: ResultsStore,
+    done: list[dict],
+    key: dict,
+    nights: int,
+    every: int,
+    canary_night: int,
+) -> None:
+    """Every night of one stream not yet in `done`, in `folder` (prepared)."""
+    seen = {int(r["night"]) for r in done if all(r[k] == v for k, v in key.items())}
+    seed = int(key["seed"])
+    with _inside(folder):
+        users, items, fake = _id_lists(params)
+        for night in range(1, nights + 1):
+            # each night's own generator: a resumed stream draws the nights it runs as a whole run would
+            rng = np.random.default_rng([seed, night])
+            plan = night_plan(rng, night, canary_night, len(users) - len(fake))
+            if night in seen:
+                continue
+            received = (START + timedelta(days=night - 1) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+            rows = draw_requests(rng, plan, _current_train(), fake, users, items, night, received)
+            t0 = time.perf_counter()
+            res = run_night(params, night, rows)
+            wall = time.perf_counter() - t0
+            m = json.loads((paths.report_dir(res["batch"]) / "metrics.json").read_text())
+            row = {
+                **key,
+                "night": night,
+                "batch": res["batch"],
+                "requests": len(rows),
+                "users": plan["users"],
+                "items": plan["items"],
+                "pairs": plan["pairs"],
+                "canary": plan["canary"],
+                "verdict": res["verdict"],
+                "cleared_by_retrain": res["cleared_by_retrain"],
+                "erase_repair_s": round(res["seconds"]["erase"] + res["seconds"]["repair"], 2),
+                "night_s": round(wall, 2),
+                "retain_valid_ratio": _ratio(m, "retain_valid"),
+                "peak_rss_mb": round(peak_rss_mb()),
+            }
+            if night % every == 0 or night == nights:
+                row |= compare_with_retrain(params, res["batch"])
+            store.record(done, row)
+
+
+def _ratio(m: dict, part: str) -> float | None:
+    before = ((m.get("original") or {}).get(part) or {}).get("recall@20")
+    after = ((m.get("unlearned") or {}).get(part) or {}).get("recall@20")
+    return round(after / before, 6) if before and after is not None else None
+
+
+def run_stream_bench(
+    params: Params,
+    out: str | Path,
+    backbones: list[str],
+    methods: list[str],
+    seeds: list[int],
+    nights: int = 30,
+    every: int = 5,
+    canary_night: int = 12,
+    root: str | Path = paths.BENCH_SCRATCH / "stream",
+    echo=print,
+) -> list[dict]:
+    """Every stream (backbone x method x seed) to `nights` nights, resuming; then the report."""
+    from tru.bench.gate import _dataset
+    from tru.unlearning import METHODS
+
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ConfigError(f"--methods: unknown method(s) {unknown}; choose from {', '.join(sorted(METHODS))}")
+    if every < 1 or nights < 1:
+        raise ConfigError("--nights and --every must be at least 1")
+    out = Path(out).resolve()
+    store = stream_store(out)
+    done = store.read()
+    root = Path(root).resolve()
+    key_file = Path(".tru-secret").resolve()
+    log = out.with_suffix(".timings.json")
+    for backbone in backbones:
+        p, split, checkpoint = _dataset(params, "warm", backbone, root.parent / "gate")
+        for method in methods:
+            for seed in seeds:
+                key = {"backbone": backbone, "method": method, "seed": seed}
+                name = f"{backbone}-{method}-{seed}"
+                folder = root / name
+                prepare_stream(
+                    folder, Path(split).resolve(), Path(checkpoint).resolve(), Path(p.data.dataset_dir), key_file
+                )
+                mp = p.model_copy(update={"unlearn": p.unlearn.model_copy(update={"method": method})})
+                echo(f"stream {name}: {nights} night(s), a retrain every {every}")
+                t0 = time.perf_counter()
+                run_stream(mp, folder, store, done, key, nights, every, canary_night)
+                timings = json.loads(log.read_text()) if log.is_file() else {}
+                timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 1)
+                write_json(log, timings)
+    write_stream_report(store.read(), out)
+    return done
+
+
+# --------------------------------------------------------------------------- report
+
+
+def first_departure(df: pd.DataFrame, tolerance: float) -> dict:
+    """Per (backbone, method): the first checkpoint night where a seed's chain leaves the
+    retrain's range (forget or retain Recall@20 further from the matching retrain's than
+    `tolerance` plus the spread of the retrains over seeds at that night), or where the gate
+    missed (passed a chain outside the range); None when it never does."""
+    out = {}
+    ck = df[df["retrain_seconds"].notna()] if "retrain_seconds" in df else df.iloc[0:0]
+    for (backbone, method), g in ck.groupby(["backbone", "method"]):
+        first = None
+        for night, n in g.groupby("night"):
+            spread = {
+                m: (n[f"retrain_{m}_recall@20"].max() - n[f"retrain_{m}_recall@20"].min()) if len(n) > 1 else 0.0
+                for m in ("retain", "forget")
+            }
+            gaps = {m: (n[f"chain_{m}_recall@20"] - n[f"retrain_{m}_recall@20"]).abs() for m in ("retain", "forget")}
+            outside = (gaps["retain"] > tolerance + spread["retain"]) | (gaps["forget"] > tolerance + spread["forget"])
+            if outside.any():
+                first = int(night)
+                break
+        out[(backbone, method)] = first
+    return out
+
+
+def write_stream_report(rows: list[dict], out: Path, tolerance: float = 0.02) -> Path:
+    """The README section (`out` with .md) and the plot (`out` with .png) from the CSV rows."""
+    md = out.with_suffix(".md")
+    df = pd.DataFrame(rows)
+    lines = ["## Many nights in a row (`tru bench stream`)", ""]
+    if df.empty:
+        md.write_text("\n".join(lines + ["No stream has been run yet.", ""]))
+        return md
+    ck = df[df["retrain_seconds"].notna()] if "retrain_seconds" in df else df.iloc[0:0]
+    departures = first_departure(df, tolerance)
+    lines += [
+        f"Each stream erases one batch a night from the model the night before left; every few nights an exact "
+        f"retrain on the same retained data is the reference. A chain leaves the retrain's range where its "
+        f"Recall@20 (retained users' test rows, or every pair erased so far) differs from the retrain's by more "
+        f"than {tolerance} plus the retrains' spread over seeds.",
+        "",
+        "| backbone | method | seeds | nights | gate FAIL (cleared by retrain) | retrain judged FAIL (false alarms) "
+        "| erase+repair s per night (mean) | all nights' erase+repair s | one retrain's s (mean) "
+        "| last night: retain R@20 chain / retrain | forget R@20 chain / retrain | top-20 agreement chain / original "
+        "| first night out of range |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (backbone, method), g in df.groupby(["backbone", "method"]):
+        c = ck[(ck["backbone"] == backbone) & (ck["method"] == method)]
+        last = c[c["night"] == c["night"].max()] if len(c) else c
+        per_seed = g.groupby("seed")["erase_repair_s"].sum()
+        first = departures.get((backbone, method))
+
+        def pair(col: str, last=last) -> str:
+            if last.empty:
+                return "–"
+            return f"{last[f'chain_{col}'].mean():.4f} / {last[f'retrain_{col}'].mean():.4f}"
+
+        agree = (
+            f"{last['chain_top20_agreement'].mean():.2f} / {last['original_top20_agreement'].mean():.2f}"
+            if len(last)
+            else "–"
+        )
+        lines.append(
+            f"| {backbone} | {method} | {g['seed'].nunique()} | {int(g['night'].max())} "
+            f"| {int((g['verdict'] == 'fail').sum())} ({int(g['cleared_by_retrain'].astype(bool).sum())}) "
+            f"| {int((c['retrain_gate'] == 'fail').sum()) if len(c) else 0} of {len(c)} "
+            f"| {g['erase_repair_s'].mean():.1f} | {per_seed.mean():.0f} "
+            f"| {c['retrain_seconds'].mean():.0f} | {pair('retain_recall@20')} | {pair('forget_recall@20')} | {agree} "
+            f"| {'never' if first is None else first} |"
+            if len(c)
+            else f"| {backbone} | {method} | {g['seed'].nunique()} | {int(g['night'].max())} | – | – "
+            f"| {g['erase_repair_s'].mean():.1f} | {per_seed.mean():.0f} | – | – | – | – | – |"
+        )
+    lines += ["", f"![drift over nights]({out.with_suffix('.png').name})", ""]
+    md.write_text("\n".join(lines))
+    _plot(ck, out.with_suffix(".png"))
+    return md
+
+
+def _plot(ck: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if ck.empty:
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for (backbone, method), g in ck.groupby(["backbone", "method"]):
+        by = g.groupby("night")
+        label = f"{method} ({backbone})"
+        for ax, col in zip(axes[:2], ("retain", "forget"), strict=True):
+            gap = by.apply(lambda n, col=col: (n[f"chain_{col}_recall@20"] - n[f"retrain_{col}_recall@20"]).mean())
+            ax.plot(gap.index, gap.values, marker="o", label=label)
+        axes[2].plot(by["chain_top20_agreement"].mean(), marker="o", label=label)
+    for ax, title in zip(
+        axes,
+        (
+            "retain Recall@20: chain - retrain",
+            "cumulative forget Recall@20: chain - retrain",
+            "top-20 agreement with the retrain",
+        ),
+        strict=True,
+    ):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("night")
+        ax.axhline(0, color="grey", lw=0.5) if "chain" in title else None
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
