@@ -40,6 +40,19 @@ def md5(c):
     return c * 32
 
 
+def ended_generation(project, outs, **extra):
+    """Generation 0's lock naming `outs` (path -> md5), nothing in service, its window closed
+    yesterday; the generations record written and returned."""
+    lock(project / "lifecycle/locks/generation-0.dvc.lock", outs)
+    lock(project / "dvc.lock", {})
+    gens = [
+        {"generation": 1, "state": "done", "batches": [], "previous_lock": "lifecycle/locks/generation-0.dvc.lock",
+         "retain_until": (NOW - timedelta(days=1)).isoformat(), "finished_at": "x", **extra},
+    ]  # fmt: skip
+    cons.write_generations(gens)
+    return gens
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -80,13 +93,7 @@ def test_a_purge_killed_half_way_resumes_from_its_plan(project, monkeypatch):
     objs = [md5(c) for c in "abcd"]
     for m in objs:
         put(cache, m)
-    lock(project / "lifecycle/locks/generation-0.dvc.lock", {f"data/x{k}": m for k, m in enumerate(objs)})
-    lock(project / "dvc.lock", {})
-    gens = [
-        {"generation": 1, "state": "done", "batches": [], "previous_lock": "lifecycle/locks/generation-0.dvc.lock",
-         "retain_until": (NOW - timedelta(days=1)).isoformat(), "finished_at": "x"},
-    ]  # fmt: skip
-    cons.write_generations(gens)
+    ended_generation(project, {f"data/x{k}": m for k, m in enumerate(objs)})
     real_unlink = type(project).unlink
     calls = {"n": 0}
 
@@ -285,13 +292,7 @@ def test_a_purge_removes_objects_from_a_remote_through_dvc_and_lists_what_a_remo
 def test_an_object_a_remote_refuses_to_delete_is_recorded_not_hidden(project, monkeypatch):
     a = md5("a")
     put(project / ".dvc" / "cache", a)
-    lock(project / "lifecycle/locks/generation-0.dvc.lock", {"data/raw": a})
-    lock(project / "dvc.lock", {})
-    gens = [
-        {"generation": 1, "state": "done", "batches": [], "previous_lock": "lifecycle/locks/generation-0.dvc.lock",
-         "retain_until": (NOW - timedelta(days=1)).isoformat(), "finished_at": "x"},
-    ]  # fmt: skip
-    cons.write_generations(gens)
+    gens = ended_generation(project, {"data/raw": a})
     plan = pg.make_plan(gens, NOW, project)
     plan["objects"][a]["remotes"] = ["far"]  # as planned when the remote held it
     (project / pg.PLAN).write_text(json.dumps(plan))
