@@ -84,3 +84,34 @@ def test_graph_rebuilt_from_given_pairs(params, tiny_data):
     model.set_graph(keep)
     after = model.norm_adj.to_dense()
     assert float(before[0].abs().sum()) > 0 and float(after[0].abs().sum()) == 0
+
+
+def test_the_user_rows_loss_equals_the_loss_while_only_those_rows_move(params, tiny_data):
+    """The re-fit's shortcut (Recommender.user_rows_loss): the same loss and the same gradient
+    on the re-fitted users' rows as the whole forward pass, before and after those rows move;
+    the other rows get no gradient."""
+    d = tiny_data
+    torch.manual_seed(0)
+    model = build_backbone("mgcn", small_params(params), d.n_users, d.n_items, d.features)
+    model.set_graph(d.train)
+    rows = np.array([0, 3, 7])
+    local = model.user_rows_loss(rows)
+    assert local is not None
+    pick = np.flatnonzero(np.isin(d.train[:, 0], rows))[:40]
+    users, pos = torch.as_tensor(d.train[pick, 0]), torch.as_tensor(d.train[pick, 1])
+    neg = torch.as_tensor((d.train[pick, 1] * 7 + 3) % d.n_items)
+    for _ in range(2):
+        model.zero_grad(set_to_none=True)
+        full, parts = model.loss(users, pos, neg)
+        full.backward()
+        g_full = model.user_embedding.grad.clone()
+        model.zero_grad(set_to_none=True)
+        short, short_parts = local(users, pos, neg)
+        short.backward()
+        g_short = model.user_embedding.grad.clone()
+        assert torch.allclose(full, short, atol=1e-6) and parts.keys() == short_parts.keys()
+        assert torch.allclose(g_full[rows], g_short[rows], atol=1e-6)
+        others = np.setdiff1d(np.arange(d.n_users), rows)
+        assert float(g_short[others].abs().max()) == 0.0
+        with torch.no_grad():  # the rows move (a step of the fit): still the same loss
+            model.user_embedding[torch.as_tensor(rows)] += 0.1 * torch.randn(len(rows), 16)

@@ -122,6 +122,14 @@ class Recommender(nn.Module):
         backbone encodes items from their features only."""
         return []
 
+    def user_rows_loss(self, users: np.ndarray) -> Callable[..., tuple[torch.Tensor, dict[str, float]]] | None:
+        """`loss` for a fit that moves only `users`' rows of the user tables, everything else
+        fixed (a re-fit), computed without a whole forward pass per step where the backbone can:
+        a function of (users, pos, neg) equal to `loss` while only those rows change (the
+        other parameters, the graphs and the rows of other users as they are now). None: the
+        backbone has no such shortcut, and the caller uses `loss`."""
+        return None
+
     def erase_rows(self, users: np.ndarray, items: np.ndarray, generator: torch.Generator) -> list[str]:
         """Exact erasure of parameters private to deleted entities: set the rows that belong to
         `users` and `items` alone to what a retrain leaves for an entity without interactions

@@ -107,9 +107,12 @@ def _refit_rows(
     sampler: NegativeSampler,
     rng: np.random.Generator,
     batch_size: int,
+    loss_fn=None,
 ) -> None:
     """`steps` Adam steps of the training loss on `pairs` that move only `rows` of `tables`
-    (user tables indexed by user, item tables by item), everything else fixed."""
+    (user tables indexed by user, item tables by item), everything else fixed. `loss_fn`: the
+    backbone's loss for exactly such a fit (Recommender.user_rows_loss), else `model.loss`."""
+    loss_fn = loss_fn or model.loss
     named = dict(model.named_parameters())
     params = [named[t] for t in tables]
     mask = torch.zeros(params[0].shape[0], 1, dtype=torch.bool)
@@ -121,7 +124,7 @@ def _refit_rows(
         u, i = torch.as_tensor(b[:, 0]), torch.as_tensor(b[:, 1])
         neg = torch.as_tensor(sampler.sample(b[:, 0], rng))
         model.zero_grad(set_to_none=True)
-        loss, _ = model.loss(u, i, neg)
+        loss, _ = loss_fn(u, i, neg)
         loss.backward()
         for p in params:
             assert p.grad is not None  # every own-row table is in the loss
@@ -201,8 +204,9 @@ def refit_users(
     tables = model.erase_rows(users, np.zeros(0, np.int64), torch.Generator().manual_seed(ctx.seed + 2))
     if not len(pairs):
         return {"users": int(len(users)), "pairs": 0, "steps": 0}
-    _refit_rows(model, tables, users, pairs, steps, lr, sampler, rng, batch_size)
-    return {"users": int(len(users)), "pairs": int(len(pairs)), "steps": steps}
+    local = model.user_rows_loss(users)  # everything but these rows is fixed from here on
+    _refit_rows(model, tables, users, pairs, steps, lr, sampler, rng, batch_size, loss_fn=local)
+    return {"users": int(len(users)), "pairs": int(len(pairs)), "steps": steps, "local": local is not None}
 
 
 def _module_branch(model: Recommender) -> dict[str, str]:
