@@ -335,6 +335,7 @@ def run_stream(
                 "night_s": round(wall, 2),
                 "retain_valid_ratio": _ratio(m, "retain_valid"),
                 "peak_rss_mb": round(peak_rss_mb()),
+                "load_average": round(os.getloadavg()[0], 2),  # the host's 1-minute load: contended seconds show
             }
             if night % every == 0 or night == nights:
                 row |= compare_with_retrain(params, res["batch"])
