@@ -65,6 +65,10 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     assert (ck["forget_pairs_cumulative"].diff().dropna() > 0).all()
     for col in ("chain", "retrain", "original"):
         assert ck[f"{col}_retain_recall@20"].between(0, 1).all()
+    # everything erased so far, judged by the gate's membership test: measured for chain, retrain and original
+    for col in ("chain", "retrain", "original"):
+        assert ck[f"{col}_cumulative_membership_auc"].between(0, 1).all()
+    assert (ck["cumulative_membership_pairs"] > 0).all()
     assert ck["chain_top20_agreement"].between(0, 1).all() and set(ck["retrain_gate"]) <= {
         "pass",
         "fail",
