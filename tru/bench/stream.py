@@ -35,7 +35,7 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import chdir
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -142,16 +142,6 @@ def draw_requests(
 
 
 # --------------------------------------------------------------------------- one stream
-
-
-@contextmanager
-def _inside(folder: Path):
-    here = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(here)
 
 
 def prepare_stream(folder: Path, split: Path, checkpoint: Path, dataset_dir: Path, key_file: Path | None) -> None:
@@ -340,7 +330,7 @@ def run_stream(
     """Every night of one stream not yet in `done`, in `folder` (prepared)."""
     seen = {int(r["night"]) for r in done if all(r[k] == v for k, v in key.items())}
     seed = int(key["seed"])
-    with _inside(folder):
+    with chdir(folder):
         users, items, fake = _id_lists(params)
         for night in range(1, nights + 1):
             # each night's own generator: a resumed stream draws the nights it runs as a whole run would
