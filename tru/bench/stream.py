@@ -48,6 +48,7 @@ from tru.bench.store import ResultsStore
 from tru.config import Params
 from tru.errors import ConfigError
 from tru.io import write_json
+from tru.lifecycle.policy import batch_retain_ratio
 
 KEY = ("backbone", "method", "seed", "night")
 STAGES = ("sets", "map", "erase", "repair", "evaluate_batch", "audit")
@@ -343,7 +344,7 @@ def run_stream(
             t0 = time.perf_counter()
             res = run_night(params, night, rows)
             wall = time.perf_counter() - t0
-            m = json.loads((paths.report_dir(res["batch"]) / "metrics.json").read_text())
+            ratio = batch_retain_ratio(json.loads((paths.report_dir(res["batch"]) / "metrics.json").read_text()))
             row = {
                 **key,
                 "night": night,
@@ -357,19 +358,13 @@ def run_stream(
                 "cleared_by_retrain": res["cleared_by_retrain"],
                 "erase_repair_s": round(res["seconds"]["erase"] + res["seconds"]["repair"], 2),
                 "night_s": round(wall, 2),
-                "retain_valid_ratio": _ratio(m, "retain_valid"),
+                "retain_valid_ratio": None if ratio is None else round(ratio, 6),
                 "peak_rss_mb": round(peak_rss_mb()),
                 "load_average": round(os.getloadavg()[0], 2),  # the host's 1-minute load: contended seconds show
             }
             if night % every == 0 or night == nights:
                 row |= compare_with_retrain(params, res["batch"])
             store.record(done, row)
-
-
-def _ratio(m: dict, part: str) -> float | None:
-    before = ((m.get("original") or {}).get(part) or {}).get("recall@20")
-    after = ((m.get("unlearned") or {}).get(part) or {}).get("recall@20")
-    return round(after / before, 6) if before and after is not None else None
 
 
 def run_stream_bench(

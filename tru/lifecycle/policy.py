@@ -46,20 +46,22 @@ def _users_in_service(params: Params, root: Path) -> int:
     return int((~users.str.startswith(RAW_PREFIX)).sum())
 
 
+def batch_retain_ratio(metrics: dict) -> float | None:
+    """A batch's Recall@20 on retained users' validation rows, unlearned over original, from
+    its metrics.json; None when either is missing."""
+    before = ((metrics.get("original") or {}).get("retain_valid") or {}).get("recall@20")
+    after = ((metrics.get("unlearned") or {}).get("retain_valid") or {}).get("recall@20")
+    return float(after) / float(before) if before and after is not None else None
+
+
 def retain_ratio(batch_ids: list[str], root: Path) -> float | None:
-    """The product of the batches' retain_valid Recall@20 ratios (unlearned / original); None
-    when no batch has both."""
+    """The product of the batches' `batch_retain_ratio`s; None when no batch has one."""
     ratio, seen = 1.0, False
     for b in batch_ids:
         path = root / paths.report_dir(b) / "metrics.json"
-        if not path.is_file():
-            continue
-        m = json.loads(path.read_text())
-        before = ((m.get("original") or {}).get("retain_valid") or {}).get("recall@20")
-        after = ((m.get("unlearned") or {}).get("retain_valid") or {}).get("recall@20")
-        if before and after is not None:
-            ratio *= float(after) / float(before)
-            seen = True
+        r = batch_retain_ratio(json.loads(path.read_text())) if path.is_file() else None
+        if r is not None:
+            ratio, seen = ratio * r, True
     return ratio if seen else None
 
 
