@@ -75,5 +75,14 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
         "inconclusive",
     }
     assert (folder / "data/batches" / chain[1]["id"] / "retrain").is_dir()
+    # another method on the same seed: the same traffic and retained data, so the retrain is reused, not re-run
+    run_stream_bench(params, out, ["mgcn"], ["tru"], [1], nights=2, every=2, canary_night=2)
+    df = pd.read_csv(out).set_index(["method", "night"])
+    other = repo / "data/bench/stream/mgcn-tru-1/data/batches" / chain[1]["id"]
+    assert (other / "retrain/model.safetensors").read_bytes() == (
+        folder / "data/batches" / chain[1]["id"] / "retrain/model.safetensors"
+    ).read_bytes()
+    assert df.loc[("tru", 2), "retrain_shared"] and not df.loc[("exact", 2), "retrain_shared"]
+    assert df.loc[("tru", 2), "retrain_seconds"] == df.loc[("exact", 2), "retrain_seconds"]
     md = write_stream_report(stream_store(out).read(), out).read_text()
     assert "| mgcn | exact | 1 | 3 |" in md and out.with_suffix(".png").is_file()

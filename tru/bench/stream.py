@@ -31,6 +31,7 @@ split, base model and dataset maps.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -270,8 +271,26 @@ def cumulative_context(ctx, original, dataset_dir: str):
     )
 
 
-def compare_with_retrain(params: Params, batch_id: str, sample_users: int = 500) -> dict:
-    """The checkpoint night's comparison (module docstring)."""
+def _files_digest(folder: Path) -> dict[str, str]:
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.iterdir()) if f.is_file()}
+
+
+def shared_retrain(batch_id: str, siblings: list[Path]) -> Path | None:
+    """A sibling stream's retrain of the same batch on byte-identical sets (the same backbone and
+    seed under another method: the traffic and the retained data do not depend on the method,
+    and the retrain is deterministic), or None. Its `bench_seconds.json` carries the seconds it
+    took to train."""
+    mine = _files_digest(paths.batch_dir(batch_id) / "sets")
+    for other in siblings:
+        ref = other / paths.batch_dir(batch_id)
+        if (ref / "retrain" / "bench_seconds.json").is_file() and _files_digest(ref / "sets") == mine:
+            return ref / "retrain"
+    return None
+
+
+def compare_with_retrain(params: Params, batch_id: str, sample_users: int = 500, siblings: list[Path] = ()) -> dict:
+    """The checkpoint night's comparison (module docstring). `siblings`: other streams' folders
+    whose retrain of this batch is reused when its retained data is the same (shared_retrain)."""
     from tru.audit import canary as canary_mod
     from tru.bench.gate import judge
     from tru.checkpoint import load_checkpoint
@@ -280,9 +299,20 @@ def compare_with_retrain(params: Params, batch_id: str, sample_users: int = 500)
     from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval, shadow_membership
 
     t0 = time.perf_counter()
-    if not (paths.batch_dir(batch_id) / "retrain" / "checkpoint.json").is_file():  # kept: a re-comparison reuses it
-        erase_stage(params, batch_id, method="retrain")
-    seconds = time.perf_counter() - t0
+    here = paths.batch_dir(batch_id) / "retrain"
+    shared = None
+    if not (here / "checkpoint.json").is_file():  # kept: a re-comparison reuses it
+        shared = shared_retrain(batch_id, siblings)
+        if shared is None:
+            erase_stage(params, batch_id, method="retrain")
+            write_json(here / "bench_seconds.json", {"seconds": round(time.perf_counter() - t0, 2)})
+        else:
+            tmp = here.with_name("retrain.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(shared, tmp)
+            tmp.rename(here)
+    timed = here / "bench_seconds.json"
+    seconds = json.loads(timed.read_text())["seconds"] if timed.is_file() else time.perf_counter() - t0
     ctx, _ = load_context(params, batch_id)
     data = ctx.data
     chain, _ = load_checkpoint(paths.batch_dir(batch_id) / "model", data.features)
@@ -294,7 +324,11 @@ def compare_with_retrain(params: Params, batch_id: str, sample_users: int = 500)
     cctx = cumulative_context(ctx, orig, params.data.dataset_dir)
     cum = cctx.forget
     retain_es, forget_es = retain_eval(data, "test"), forget_eval(data, cum)
-    out: dict = {"retrain_seconds": round(seconds, 2), "forget_pairs_cumulative": len(cum)}
+    out: dict = {
+        "retrain_seconds": round(seconds, 2),
+        "retrain_shared": shared is not None,
+        "forget_pairs_cumulative": len(cum),
+    }
     for name, m in (("chain", chain), ("retrain", ref), ("original", orig)):
         out[f"{name}_retain_recall@20"] = rank_metrics_of(m, retain_es)["recall@20"]
         out[f"{name}_forget_recall@20"] = rank_metrics_of(m, forget_es)["recall@20"]
@@ -331,6 +365,11 @@ def run_stream(
     """Every night of one stream not yet in `done`, in `folder` (prepared)."""
     seen = {int(r["night"]) for r in done if all(r[k] == v for k, v in key.items())}
     seed = int(key["seed"])
+    siblings = [
+        f
+        for f in sorted(folder.resolve().parent.glob(f"{key['backbone']}-*-{seed}"))
+        if f.name != folder.name and f.name.rsplit("-", 1)[-1] == str(seed)
+    ]
     with chdir(folder):
         users, items, fake = _id_lists(params)
         for night in range(1, nights + 1):
@@ -363,7 +402,7 @@ def run_stream(
                 "load_average": round(os.getloadavg()[0], 2),  # the host's 1-minute load: contended seconds show
             }
             if night % every == 0 or night == nights:
-                row |= compare_with_retrain(params, res["batch"])
+                row |= compare_with_retrain(params, res["batch"], siblings=siblings)
             store.record(done, row)
 
 
