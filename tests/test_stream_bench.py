@@ -8,7 +8,7 @@ import os
 import pandas as pd
 import yaml
 
-from tests.conftest import copy_repo
+from tests.conftest import HELD_FOR_REVIEW, copy_repo
 from tru.bench.stream import draw_requests, night_plan, run_stream_bench, stream_store, write_stream_report
 from tru.config import load_params
 
@@ -86,3 +86,30 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     assert df.loc[("tru", 2), "retrain_seconds"] == df.loc[("exact", 2), "retrain_seconds"]
     md = write_stream_report(stream_store(out).read(), out).read_text()
     assert "| mgcn | exact | 1 | 3 |" in md and out.with_suffix(".png").is_file()
+
+
+def test_a_refused_night_is_cleared_by_a_retrain_and_the_stream_goes_on(base_repo, tmp_path, monkeypatch):
+    """A night the gate refuses (here every INCONCLUSIVE one, under `inconclusive: review`) is
+    recorded as refused and cleared as `tru review` clears it; the next night starts from the
+    retrained batch."""
+    repo = copy_repo(base_repo, tmp_path / "repo")
+    (repo / ".tru-secret").write_text("00112233445566778899aabbccddeeff\n")
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("TRU_PSEUDONYM_KEY", raising=False)
+    params = load_params("params.yaml")
+    held = params.audit.gate.model_copy(update=HELD_FOR_REVIEW)
+    params = params.model_copy(update={"audit": params.audit.model_copy(update={"gate": held})})
+    out = tmp_path / "stream.csv"
+    run_stream_bench(params, out, ["mgcn"], ["exact"], [1], nights=2, every=5, canary_night=9)
+    df = pd.read_csv(out)
+    assert list(df["night"]) == [1, 2]
+    assert (df["verdict"] != "pass").all() and df["cleared_by_retrain"].all()
+    # the last night's reference is the night's own retrain (the same data), not trained again
+    assert df["retrain_shared"].iloc[-1] and df["retrain_seconds"].iloc[-1] > 0
+    folder = repo / "data/bench/stream/mgcn-exact-1"
+    chain = yaml.safe_load((folder / "batches.yaml").read_text())["batches"]
+    assert [b["method"] for b in chain] == ["retrain", "retrain"]
+    assert chain[1]["base_model"] == f"data/batches/{chain[0]['id']}/model"
+    for b in chain:  # cleared: the retrained batch's audit promotes it
+        audit = json.loads((folder / "reports" / b["id"] / "audit.json").read_text())
+        assert audit["promoted"] is True
