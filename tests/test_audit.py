@@ -13,7 +13,7 @@ from conftest import make_tiny_data
 from test_unlearning import small, user_batch
 
 from tru.audit import canary as canary_mod
-from tru.audit.gate import evaluate_gate, promoted
+from tru.audit.gate import evaluate_gate, promoted, retain_drop_interval
 from tru.audit.measures import exposure, module_norms, parameter_shift
 from tru.audit.mia import balanced_sample, membership_audit
 from tru.audit.run import audit_batch
@@ -21,7 +21,7 @@ from tru.audit.shadow import membership_test, null_distribution, stratified_auc
 from tru.data.dataset import InteractionData
 from tru.data.split import shadow_rows
 from tru.models import build_backbone
-from tru.stages.context import batch_metrics
+from tru.stages.context import batch_metrics, with_retain_drop, without_rows
 from tru.train import EvalSet, fit, seed_everything
 from tru.unlearning import run_method
 from tru.unlearning.steps import probe_metrics
@@ -269,8 +269,13 @@ def erasure(params):
 
 
 def _audit(p, ctx, unlearned) -> dict:
+    """As the evaluate_batch and audit stages judge it: the retain drop with its paired bounds."""
     models = {"original": ctx.base, "unlearned": unlearned}
-    measured = {name: batch_metrics(m, ctx) for name, m in models.items()}
+    original = batch_metrics(ctx.base, ctx, keep_rows=True)
+    measured = {
+        "original": without_rows(original),
+        "unlearned": with_retain_drop(original, batch_metrics(unlearned, ctx, keep_rows=True), p.audit.gate),
+    }
     return audit_batch(ctx, models, measured, p, None)
 
 
@@ -387,6 +392,45 @@ def test_a_failed_judged_check_fails_whatever_the_rest(params):
         spoiled = evaluate_gate(metrics(retain_after=0.15), membership(0.5, power=True), None, None, g)
         assert spoiled["verdict"] == "fail" and spoiled["failed"] == ["retain_recall_drop"] and not promoted(spoiled)
         assert checks_of(spoiled)["retain_recall_drop"]["value"] == pytest.approx(0.25)
+
+
+def test_the_retain_check_judges_the_drop_beyond_its_sampling_noise(params):
+    """Two models of equal quality differ on a few shadow pairs a user by chance: the check fails
+    a drop whose one-sided lower bound is above the limit, not one the sample cannot tell from
+    noise; metrics without the bounds (older reports) are judged on the drop itself."""
+    g = gate(params)  # max_retain_drop 0.05, one-sided 95%
+    rng = np.random.default_rng(3)
+    users = 900
+    original = (rng.random(users) < 0.2).astype(float)  # each user's Recall@20 on one shadow pair: 0 or 1
+
+    def judged(unlearned):
+        ci = retain_drop_interval(original, unlearned, g.retain_confidence, g.retain_resamples)
+        m = metrics(retain_after=float(unlearned.mean()) * 0.2 / original.mean())
+        m["unlearned"]["retain_shadow_drop"] = ci
+        return ci, checks_of(evaluate_gate(m, membership(0.5, power=True), None, None, g))["retain_recall_drop"]
+
+    # an independent model of the same quality (a retrain): hits drawn anew, 7% fewer by chance
+    noisy = original.copy()
+    flip = rng.choice(np.flatnonzero(original == 1), size=round(0.07 * original.sum()), replace=False)
+    noisy[flip] = 0
+    ci, check = judged(noisy)
+    assert ci["drop"] == pytest.approx(0.07, abs=0.005) and ci["low"] < 0.05 < ci["drop"] < ci["high"]
+    assert (
+        check["passed"] is True and check["value"] > check["threshold"] and check["interval"] == [ci["low"], ci["high"]]
+    )
+    assert "not shown to exceed the limit" in check["note"] and "900 retained users" in check["note"]
+    # a quarter of the hits lost: beyond the limit at this confidence
+    spoiled = original.copy()
+    spoiled[np.flatnonzero(original == 1)[::4]] = 0
+    ci, check = judged(spoiled)
+    assert ci["low"] > 0.05 and check["passed"] is False and "beyond the limit" in check["note"]
+    # the same model: no drop, and the bounds are those of a paired difference of nothing
+    ci, check = judged(original.copy())
+    assert ci["drop"] == ci["low"] == ci["high"] == 0 and check["passed"] and "within the limit" in check["note"]
+    # deterministic: the same rows give the same bounds
+    assert retain_drop_interval(original, noisy, 0.95, 1000) == retain_drop_interval(original, noisy, 0.95, 1000)
+    with pytest.raises(ValueError, match="differ in length"):
+        retain_drop_interval(original, noisy[:-1], 0.95, 1000)
 
 
 def test_item_residue_and_backdoor_judge_with_their_own_power(params):

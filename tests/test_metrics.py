@@ -76,6 +76,13 @@ def test_batched_equals_full():
     batched = ranked_metrics_batched(lambda u: scores[u], users, pos, exc, ks=(5, 10), batch_users=7)
     for key in full:
         assert batched[key] == pytest.approx(full[key])
+    # per-user values, kept in the users' order across batches: one per user with a positive
+    kept = ranked_metrics_batched(lambda u: scores[u], users, pos, exc, ks=(5, 10), batch_users=7, rows="recall@10")
+    counted = [j for j in range(50) if len(np.setdiff1d(pos[j], exc[j]))]
+    assert len(kept["rows"]) == len(counted) == full["n_rows"]
+    assert kept["rows"].mean() == pytest.approx(full["recall@10"])
+    for r, j in zip(kept["rows"], counted, strict=True):
+        assert r == pytest.approx(rank_metrics(scores[j : j + 1], [pos[j]], [exc[j]], ks=(10,))["recall@10"])
 
 
 def test_bad_shapes_raise():

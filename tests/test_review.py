@@ -28,6 +28,8 @@ def metrics(retain_after: float) -> dict:
 
 GATE = GateParams(
     max_retain_drop=0.05,
+    retain_confidence=0.95,
+    retain_resamples=1000,
     membership_quantile=0.99,
     membership_min_effect=0.02,
     membership_permutations=1000,

@@ -336,6 +336,8 @@ class GateParams(Section):
     """`audit.gate`: the thresholds the audit gate judges an erasure by."""
 
     max_retain_drop: float = Field(ge=0, le=1)
+    retain_confidence: float = Field(gt=0.5, lt=1)
+    retain_resamples: int = Field(ge=100)
     membership_quantile: float = Field(gt=0.5, lt=1)
     membership_min_effect: float = Field(ge=0, le=0.5)
     membership_permutations: int = Field(ge=100)

@@ -52,12 +52,14 @@ def top_k_order(scores: torch.Tensor, k: int) -> torch.Tensor:
 class RankAccumulator:
     """Sums per-row Recall/NDCG over batches of rows; `result()` gives the means."""
 
-    def __init__(self, ks: Sequence[int]):
+    def __init__(self, ks: Sequence[int], keep_rows: bool = False):
         if not ks or min(ks) < 1:
             raise ValueError("ks must be positive cut-offs")
         self.ks = sorted(set(int(k) for k in ks))
         self.sums = {f"{m}@{k}": 0.0 for k in self.ks for m in ("recall", "ndcg")}
         self.rows = 0
+        # keep_rows: each counted row's values too (`row_values`), in the order the rows came
+        self.kept: dict[str, list[np.ndarray]] | None = {key: [] for key in self.sums} if keep_rows else None
 
     def add(self, scores: torch.Tensor, positives: Rows, exclude: Rows | None = None) -> None:
         """Add a batch: `scores` [rows, items], each row's positive items and (optionally) the
@@ -91,11 +93,21 @@ class RankAccumulator:
         for k in self.ks:
             kk = min(k, k_max)
             h = hits[:, :kk]
-            self.sums[f"recall@{k}"] += float((h.sum(1) / n_pos).sum())
-            dcg = (h * discount[:kk]).sum(1)
-            ideal = cum_disc[(torch.clamp(n_pos, max=kk) - 1).long()]
-            self.sums[f"ndcg@{k}"] += float((dcg / ideal).sum())
+            recall = h.sum(1) / n_pos
+            ndcg = (h * discount[:kk]).sum(1) / cum_disc[(torch.clamp(n_pos, max=kk) - 1).long()]
+            self.sums[f"recall@{k}"] += float(recall.sum())
+            self.sums[f"ndcg@{k}"] += float(ndcg.sum())
+            if self.kept is not None:
+                self.kept[f"recall@{k}"].append(recall.numpy())
+                self.kept[f"ndcg@{k}"].append(ndcg.numpy())
         self.rows += int(keep.sum())
+
+    def row_values(self, key: str) -> np.ndarray:
+        """Each counted row's value of metric `key` ("recall@20"), in the order the rows were added
+        (rows without a positive are not counted); needs keep_rows."""
+        if self.kept is None:
+            raise ValueError("row_values needs RankAccumulator(..., keep_rows=True)")
+        return np.concatenate(self.kept[key]) if self.kept[key] else np.zeros(0)
 
     def result(self) -> dict[str, float]:
         """The mean of each metric over the rows added ({"recall@k": ..., "ndcg@k": ..., "n_rows": n})."""
@@ -120,19 +132,22 @@ def ranked_metrics_batched(
     exclude: Rows | None,
     ks: Sequence[int] = (10, 20),
     batch_users: int = 4096,
+    rows: str | None = None,
 ) -> dict:
     """rank_metrics over `users` in batches: score_fn(user_ids) -> [batch, n_items].
 
     `positives[j]` / `exclude[j]` belong to `users[j]`; memory is bounded by the batch size.
+    `rows`: a metric ("recall@20") whose per-user values are returned too, under "rows" (one per
+    user with a positive, in `users`' order): what a paired interval between two models needs.
     """
-    acc = RankAccumulator(ks)
+    acc = RankAccumulator(ks, keep_rows=rows is not None)
     for start in range(0, len(users), batch_users):
         idx = slice(start, start + batch_users)
         batch = torch.as_tensor(np.asarray(users[idx]), dtype=torch.long)
         with torch.no_grad():
             scores = score_fn(batch)
         acc.add(scores, positives[idx], exclude[idx] if exclude is not None else None)
-    return acc.result()
+    return acc.result() | ({"rows": acc.row_values(rows)} if rows is not None else {})
 
 
 def popularity_scores(train: np.ndarray, n_items: int) -> Callable[[torch.Tensor], torch.Tensor]:

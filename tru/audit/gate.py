@@ -5,7 +5,37 @@ comparisons are shadow pairs, never trained on (tru/data/split.py)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 UTILITY, ERASURE = "utility", "erasure"
+
+
+def retain_drop_interval(original_rows, unlearned_rows, confidence: float, resamples: int, seed: int = 0) -> dict:
+    """The relative drop of Recall@20 on retained users' shadow pairs, 1 - mean(unlearned) /
+    mean(original), with its one-sided `confidence` lower bound and the matching upper bound
+    (percentile bootstrap over users, paired: each resample draws the same users for both
+    models). `*_rows`: each retained user's Recall@20, in the same order for both models.
+
+    The shadow pairs are a small sample (2% of each user's interactions), so two models of the
+    same quality differ on them by chance; the gate judges the lower bound, so that a drop the
+    sample cannot tell from that chance is not called a loss, while a drop beyond the limit
+    with the sample's confidence is."""
+    o, u = np.asarray(original_rows, np.float64), np.asarray(unlearned_rows, np.float64)
+    if len(o) != len(u):
+        raise ValueError(f"paired rows differ in length: {len(o)} original, {len(u)} unlearned")
+    if len(o) == 0 or o.sum() == 0:
+        return {"drop": None, "low": None, "high": None, "confidence": confidence, "users": int(len(o))}
+    idx = np.random.default_rng(seed).integers(0, len(o), size=(resamples, len(o)))
+    ob = o[idx].mean(1)
+    drops = 1 - u[idx].mean(1) / np.where(ob > 0, ob, np.nan)
+    low, high = np.nanquantile(drops, [1 - confidence, confidence])
+    return {
+        "drop": round(float(1 - u.mean() / o.mean()), 6),
+        "low": round(float(low), 6),
+        "high": round(float(high), 6),
+        "confidence": confidence,
+        "users": int(len(o)),
+    }
 
 
 def _check(
@@ -20,9 +50,12 @@ def _check(
     power: bool | None = None,
     note: str | None = None,
     original=None,
+    judged_on=None,
 ) -> dict:
     """One check: `judged` False (with `note`: why) when it cannot be judged on this batch;
-    `power`: whether it fails the original model (erasure checks), `original` its value there."""
+    `power`: whether it fails the original model (erasure checks), `original` its value there;
+    `judged_on`: the value compared with the threshold when it is not `value` itself (a
+    confidence bound of it)."""
     out = {
         "name": name,
         "kind": kind,
@@ -35,7 +68,8 @@ def _check(
     if original is not None:
         out["original"] = round(float(original), 6)
     if out["judged"]:
-        out["passed"] = bool(value <= threshold if op == "<=" else value >= threshold)
+        v = value if judged_on is None else judged_on
+        out["passed"] = bool(v <= threshold if op == "<=" else v >= threshold)
     else:
         out["passed"] = None
     if kind == ERASURE:
@@ -71,18 +105,7 @@ def evaluate_gate(
     FAIL when a judged check fails; PASS when none fails and at least one erasure check with
     power passed; INCONCLUSIVE otherwise (nothing that could have failed was judged)."""
     o, u = metrics["original"], metrics["unlearned"]
-    o_ret, u_ret = o["retain_shadow"]["recall@20"], u["retain_shadow"]["recall@20"]
-    drop = (o_ret - u_ret) / o_ret if o_ret > 0 else None
-    checks = [
-        _check(
-            "retain_recall_drop",
-            UTILITY,
-            "relative drop of Recall@20 on retained users' shadow pairs (never trained on) from the original model",
-            drop,
-            gate.max_retain_drop,
-            note=None if drop is not None else "no retained user has a shadow pair (split.shadow_share 0?)",
-        )
-    ]
+    checks = [_retain_check(o, u, gate)]
     m = membership or {}
     if m.get("auc") is None:
         why = "no forgotten pair has a shadow pair of the same user or item to compare with"
@@ -172,6 +195,46 @@ def evaluate_gate(
             "or passes the original model too); audit.gate.inconclusive: " + gate.inconclusive
         )
     return {"verdict": verdict, "checks": checks, "failed": failed, "basis": basis, "policy": gate.inconclusive}
+
+
+def _retain_check(o: dict, u: dict, gate) -> dict:
+    """retain_recall_drop: judged on the drop's one-sided lower bound when the metrics carry its
+    interval (`retain_shadow_drop`, tru.stages.context.with_retain_drop), else on the drop."""
+    o_ret, u_ret = o["retain_shadow"]["recall@20"], u["retain_shadow"]["recall@20"]
+    drop = (o_ret - u_ret) / o_ret if o_ret > 0 else None
+    ci = u.get("retain_shadow_drop") or {}
+    description = (
+        "relative drop of Recall@20 on retained users' shadow pairs (never trained on) from the original model"
+    )
+    if drop is None:
+        return _check(
+            "retain_recall_drop", UTILITY, description, None, gate.max_retain_drop,
+            note="no retained user has a shadow pair (split.shadow_share 0?)",
+        )  # fmt: skip
+    if ci.get("low") is None:
+        return _check("retain_recall_drop", UTILITY, description, drop, gate.max_retain_drop)
+    conf = ci["confidence"]
+    check = _check(
+        "retain_recall_drop",
+        UTILITY,
+        description + f"; judged on its one-sided {conf:.0%} lower bound (paired bootstrap over retained users)",
+        drop,
+        gate.max_retain_drop,
+        judged_on=ci["low"],
+        note=(
+            f"drop {drop:.3f}, one-sided {conf:.0%} bounds {ci['low']:.3f} to {ci['high']:.3f} over {ci['users']} "
+            "retained users' shadow pairs: "
+            + (
+                "a loss beyond the limit at this confidence"
+                if ci["low"] > gate.max_retain_drop
+                else "not shown to exceed the limit"
+                if drop > gate.max_retain_drop
+                else "within the limit"
+            )
+        ),
+    )
+    check["interval"] = [ci["low"], ci["high"]]
+    return check
 
 
 def promoted(result: dict) -> bool:

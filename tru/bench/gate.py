@@ -111,7 +111,7 @@ def judge(params: Params, ctx, model, canary: dict | None, delete_canary: bool, 
     from tru.audit.gate import evaluate_gate
     from tru.audit.residue import item_residue
     from tru.audit.run import residue_items
-    from tru.stages.context import batch_metrics
+    from tru.stages.context import batch_metrics, with_retain_drop, without_rows
     from tru.unlearning.probes import shadow_membership
 
     ap, data = params.audit, ctx.data
@@ -121,7 +121,7 @@ def judge(params: Params, ctx, model, canary: dict | None, delete_canary: bool, 
 
     def parts(m) -> dict:
         out = {
-            "metrics": batch_metrics(m, ctx),
+            "metrics": batch_metrics(m, ctx, keep_rows=True),
             "residue": item_residue(
                 m,
                 data.train,
@@ -143,7 +143,10 @@ def judge(params: Params, ctx, model, canary: dict | None, delete_canary: bool, 
     mine = parts(model)
     membership = shadow_membership(model, ctx, ap.gate, reference=ctx.base)
     result = evaluate_gate(
-        {"original": original["metrics"], "unlearned": mine["metrics"]},
+        {
+            "original": without_rows(original["metrics"]),
+            "unlearned": with_retain_drop(original["metrics"], mine["metrics"], ap.gate),
+        },
         membership,
         {"original": original["residue"], "unlearned": mine["residue"]},
         (mine["lift"], original["lift"]) if targets else None,

@@ -52,8 +52,8 @@ KIND_TEXT = {
 CHECK_TEXT = {
     "retain_recall_drop": (
         "Service for everyone else",
-        "The erasure must not spoil recommendations for people who did not ask: their quality may "
-        "fall by at most the limit (a share of what it was).",
+        "The erasure must not spoil recommendations for people who did not ask: their quality, measured "
+        "on a sample, may not fall, beyond what chance explains, by more than the limit (a share of what it was).",
     ),
     "membership_vs_shadow": (
         "Detecting the erased data",

@@ -93,9 +93,11 @@ def batch_models(ctx: UnlearnContext, batch_id: str) -> dict:
     return models
 
 
-def batch_metrics(model, ctx, ks=(20,), score=None) -> dict:
+def batch_metrics(model, ctx, ks=(20,), score=None, keep_rows: bool = False) -> dict:
     """Retain (test, valid, shadow) and forget ranking metrics of `model` on the deletion `ctx`;
-    with `score` (users -> score rows), of that ranking instead (model None)."""
+    with `score` (users -> score rows), of that ranking instead (model None). `keep_rows`: each
+    retained user's Recall@20 on the shadow pairs too (`retain_shadow` "rows"), which
+    `with_retain_drop` pairs with another model's; `without_rows` drops them before writing."""
     if model is not None:
         model.eval()
     out = {}
@@ -105,6 +107,28 @@ def batch_metrics(model, ctx, ks=(20,), score=None) -> dict:
         ("retain_shadow", retain_eval(ctx.data, "shadow")),
         ("forget", forget_eval(ctx.data, ctx.forget)),
     ):
-        m = rank_metrics_of(model, es, ks, score=score)
+        rows = "recall@20" if keep_rows and name == "retain_shadow" else None
+        m = rank_metrics_of(model, es, ks, score=score, rows=rows)
         out[name] = {k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}
+    return out
+
+
+def without_rows(metrics: dict) -> dict:
+    """`metrics` (batch_metrics) without the per-user rows kept for the retain interval."""
+    return {
+        k: ({kk: vv for kk, vv in v.items() if kk != "rows"} if isinstance(v, dict) else v) for k, v in metrics.items()
+    }
+
+
+def with_retain_drop(original: dict, other: dict, gate) -> dict:
+    """`other`'s metrics (batch_metrics with keep_rows) with `retain_shadow_drop`: its drop of
+    Recall@20 on retained users' shadow pairs from `original`'s (the same, with keep_rows) and
+    the drop's bounds, which the gate's retain check judges (tru.audit.gate.retain_drop_interval);
+    the rows removed."""
+    from tru.audit.gate import retain_drop_interval
+
+    out = without_rows(other)
+    out["retain_shadow_drop"] = retain_drop_interval(
+        original["retain_shadow"]["rows"], other["retain_shadow"]["rows"], gate.retain_confidence, gate.retain_resamples
+    )
     return out

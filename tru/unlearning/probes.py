@@ -29,13 +29,19 @@ def forget_eval(data: InteractionData, forget: np.ndarray) -> EvalSet:
     return EvalSet.build(forget, data.train, data.n_users)
 
 
-def rank_metrics_of(model: Recommender, es: EvalSet, ks=(20,), batch_users: int = 4096, score=None) -> dict:
+def rank_metrics_of(
+    model: Recommender, es: EvalSet, ks=(20,), batch_users: int = 4096, score=None, rows: str | None = None
+) -> dict:
     """Recall and NDCG at each k of `ks` of `model` on `es` ({"recall@20": ..., "n_rows": ...}; zeros
     when `es` has no user). `score`: the model's `score_fn()` when the caller already has it (one
-    forward pass for several probes of the same model state)."""
+    forward pass for several probes of the same model state). `rows`: a metric whose per-user
+    values come back too, under "rows" (tru.metrics.ranked_metrics_batched)."""
     if len(es.users) == 0:
-        return {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")} | {"n_rows": 0}
-    return ranked_metrics_batched(score or model.score_fn(), es.users, es.positives, es.exclude, ks, batch_users)
+        empty = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")} | {"n_rows": 0}
+        return empty | ({"rows": np.zeros(0)} if rows is not None else {})
+    return ranked_metrics_batched(
+        score or model.score_fn(), es.users, es.positives, es.exclude, ks, batch_users, rows=rows
+    )
 
 
 def rank_percentiles(
