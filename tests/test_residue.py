@@ -5,9 +5,10 @@ ranking."""
 import json
 
 import numpy as np
+import pytest
 import torch
 
-from tru.audit.residue import item_residue, item_standing
+from tru.audit.residue import allowed_above, item_residue, item_standing
 
 N_USERS, N_ITEMS, N_COLD = 120, 200, 60
 PUSHED, UNPUSHED = 0, 1  # both cold (2 retained interactions)
@@ -191,3 +192,26 @@ def test_deterministic_and_json_able():
     assert a == b
     assert json.loads(json.dumps(a, allow_nan=False)) == a
     assert [r["z"] for r in a["items"]] == sorted((r["z"] for r in a["items"]), reverse=True)
+
+
+def test_one_item_above_by_chance_is_allowed_and_two_are_flagged():
+    """Searching k items against N references, one of them above every reference is chance in
+    k / (N + k) of exact erasures; the check flags only a count rarer than `alpha`."""
+    # hand-computed: 88 items against 1,500 (ML-100k's scale) allow one, two are 0.3% chance
+    assert allowed_above(88, 1500, 0.01) == (1, pytest.approx(88 / 1588 * 87 / 1587))
+    assert allowed_above(2, 198, 0.01) == (0, pytest.approx(0.01))
+    assert allowed_above(1, 50, 0.01) == (1, pytest.approx(1 / 51))  # never that rare: nothing can be flagged
+    assert allowed_above(0, 100, 0.01) == (0, 0.0)
+    model, train = world(0, push=True)
+    others = np.random.default_rng(7).choice(np.arange(2, N_ITEMS), 9, replace=False)
+    checked = np.r_[PUSHED, others]
+    one = item_residue(model, train, USERS, ALL_ITEMS, checked, n_peers=20)
+    assert one["allowed_above"] == 1 and one["above"] == 1 and one["flagged"] == 0
+    assert _row(one, PUSHED)["above"] and not _row(one, PUSHED)["flagged"]
+    # with a looser alpha the single item is flagged (10 of 200: chance 5%)
+    loose = item_residue(model, train, USERS, ALL_ITEMS, checked, n_peers=20, alpha=0.1)
+    assert loose["allowed_above"] == 0 and loose["flagged"] == 1
+    model.item_emb[UNPUSHED, -1] = 3.0  # a second pushed item among the checked ones
+    two = item_residue(model, train, USERS, ALL_ITEMS, np.r_[checked, UNPUSHED], n_peers=20)
+    assert two["above"] == 2 and two["flagged"] == 2 and two["allowed_above"] == 1
+    assert _row(two, PUSHED)["flagged"] and _row(two, UNPUSHED)["flagged"]

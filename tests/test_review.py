@@ -36,6 +36,7 @@ GATE = GateParams(
     residue_min_removed_share=0.2,
     residue_peers=50,
     residue_declared_alpha=0.01,
+    residue_alpha=0.01,
     max_backdoor_lift=0.02,
     inconclusive="review",
 )

@@ -344,6 +344,7 @@ class GateParams(Section):
     residue_min_removed_share: float = Field(gt=0, le=1)
     residue_peers: int = Field(ge=5)
     residue_declared_alpha: float = Field(gt=0, lt=1)
+    residue_alpha: float = Field(gt=0, lt=1)
     max_backdoor_lift: float = Field(ge=0, le=1)
     inconclusive: Literal["pass", "review"]
 

@@ -142,17 +142,22 @@ def evaluate_gate(
             _check("item_residue", ERASURE, _RESIDUE, None, 0, judged=False, note="too few reference items for peers")
         )
     else:
-        checks.append(
-            _check(
-                "item_residue",
-                ERASURE,
-                _RESIDUE,
-                residue["unlearned"]["flagged"],
-                0,
-                power=residue["original"]["flagged"] > 0,
-                original=residue["original"]["flagged"],
-            )
+        u_res = residue["unlearned"]
+        check = _check(
+            "item_residue",
+            ERASURE,
+            _RESIDUE,
+            u_res["flagged"],
+            0,
+            power=residue["original"]["flagged"] > 0,
+            original=residue["original"]["flagged"],
         )
+        if u_res.get("above") and not u_res["flagged"]:
+            check["note"] = (
+                f"{u_res['above']} of {u_res['checked']} items above every untouched item, no more than chance "
+                f"puts there in {u_res['alpha']:.0%} of exact erasures (up to {u_res['allowed_above']}): none flagged"
+            ) + (f"; {check['note']}" if check.get("note") else "")
+        checks.append(check)
     checks.append(
         _check(
             "backdoor_lift",
@@ -250,7 +255,8 @@ _MEMBERSHIP = (
 )
 _RESIDUE = (
     "item-side residue: items that lost a share of their interactions ranked further above items of the same "
-    "retained popularity than any item the batch did not touch; declared backdoor targets ranked above all but "
+    "retained popularity than any item the batch did not touch, more of them than chance gives in "
+    "audit.gate.residue_alpha of exact erasures; declared backdoor targets ranked above all but "
     "audit.gate.residue_declared_alpha of those items"
 )
 

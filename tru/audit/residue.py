@@ -14,10 +14,15 @@ items masked. Its z: (its standing - the median standing of its `n_peers` peers)
 the peers' median absolute deviation), a robust z-score.
 
 Calibration, without a retrain: the same z is computed for every recommendable item the
-batch did not touch, against its own peers; an item is flagged when it ranks further above
-its popularity peers than any item the batch did not touch (z above the largest of those
-reference z's). Checking k items against N reference items, an exchangeable (not pushed)
-item then exceeds the threshold with probability about k / (N + k).
+batch did not touch, against its own peers; a checked item is *above* when it ranks further
+above its popularity peers than any item the batch did not touch (z above the largest of those
+reference z's). Checking k items against N reference items, at least one exchangeable (not
+pushed) item is above with probability k / (N + k), and at least j with probability
+prod_{i<j} (k - i) / (N + k - i) (the top j of the N + k z's all checked). A batch's above items
+are flagged when there are more of them than chance gives in `alpha` of exact erasures
+(`allowed_above`, the largest j - 1 whose probability exceeds alpha): on ML-100k, with about 80
+checked items and 1,500 references, one item above happens in 5% of exact erasures and two in
+0.3%, so one is allowed and two are flagged.
 
 A declared target (an operator's declared backdoor target, or the canary's target when the batch
 deletes the canary) is a hypothesis stated before looking, not one of many items searched for
@@ -149,6 +154,20 @@ def _peer_z(
     return z, peer_median
 
 
+def allowed_above(checked: int, references: int, alpha: float) -> tuple[int, float]:
+    """How many of `checked` exchangeable items may rank above the largest of `references`
+    reference z's before it is more than chance in `alpha` of batches, and the chance that one
+    more would: (j - 1, P(at least j above)) for the smallest j with P <= alpha (module
+    docstring). When even all of them above is not that rare (few references): (checked, P(all
+    above)), nothing can be flagged. With no checked item: (0, 0.0)."""
+    chance = 1.0
+    for j in range(1, checked + 1):
+        chance *= (checked - j + 1) / (references + checked - j + 1)
+        if chance <= alpha:
+            return j - 1, chance
+    return checked, (chance if checked else 0.0)
+
+
 def _rounded(x: float) -> float | None:
     return round(float(x), 6) if np.isfinite(x) else None
 
@@ -162,6 +181,7 @@ def item_residue(
     declared: np.ndarray | None = None,
     n_peers: int = 50,
     declared_alpha: float = 0.01,
+    alpha: float = 0.01,
 ) -> dict:
     """The residue check (see the module docstring) of the `checked` items (those that lost a
     set share of their training interactions to the batch) and the `declared` backdoor
@@ -176,14 +196,18 @@ def item_residue(
     None when there are fewer than n_peers + 1 of them, and then nothing is flagged.
     `declared_threshold`: the (1 - declared_alpha / d) quantile of the reference z's (d declared
     targets, the quantile's "higher" value), which declared items are judged by instead.
+    Undeclared items above `threshold` are flagged only when more than `allowed_above` are
+    (chance_above: the probability that as many as allowed_above + 1 exchangeable items are;
+    module docstring), so that an exact erasure is flagged in at most `alpha` of batches.
 
     Returns a JSON-able dict: counts, the threshold and per checked item (z descending) its
     retained interactions, percentile, median rank, the peers' median percentile, z, whether
     it is flagged and whether it was declared (nan values as None)."""
     if n_peers < 1:
         raise ValueError(f"n_peers must be at least 1, got {n_peers}")
-    if not 0 < declared_alpha < 1:
-        raise ValueError(f"declared_alpha must be in (0, 1), got {declared_alpha}")
+    for name, a in (("declared_alpha", declared_alpha), ("alpha", alpha)):
+        if not 0 < a < 1:
+            raise ValueError(f"{name} must be in (0, 1), got {a}")
     n_items = int(model.n_items)
     train = np.asarray(train, np.int64).reshape(-1, 2)
     cand = np.unique(np.asarray(candidates, np.int64))
@@ -201,9 +225,13 @@ def item_residue(
         declared_threshold = float(np.quantile(ref, level, method="higher"))
     z, peer_median = _peer_z(checked_items, pool, percentile, popularity, n_peers)
     is_declared = np.isin(checked_items, declared_items)
-    flagged = np.zeros(len(z), bool)
+    above = np.zeros(len(z), bool)
+    allowed, chance = 0, None
     if threshold is not None and declared_threshold is not None:
-        flagged = np.isfinite(z) & (z > np.where(is_declared, declared_threshold, threshold))
+        above = np.isfinite(z) & (z > np.where(is_declared, declared_threshold, threshold))
+        allowed, chance = allowed_above(int((~is_declared).sum()), int(len(ref)), alpha)
+    # declared items flagged above their own threshold; the searched ones only beyond chance
+    flagged = above & (is_declared | (int((above & ~is_declared).sum()) > allowed))
     order = sorted(range(len(checked_items)), key=lambda j: (-z[j] if np.isfinite(z[j]) else np.inf, checked_items[j]))
     rows = [
         {
@@ -213,6 +241,7 @@ def item_residue(
             "median_rank": _rounded(median_rank[checked_items[j]]),
             "peer_percentile": _rounded(peer_median[j]),
             "z": _rounded(z[j]),
+            "above": bool(above[j]),
             "flagged": bool(flagged[j]),
             "declared": bool(is_declared[j]),
         }
@@ -221,6 +250,10 @@ def item_residue(
     return {
         "checked": int(len(checked_items)),
         "flagged": int(flagged.sum()),
+        "above": int((above & ~is_declared).sum()),
+        "allowed_above": allowed,
+        "chance_above": None if chance is None else round(chance, 6),
+        "alpha": float(alpha),
         "threshold": None if threshold is None else round(threshold, 6),
         "declared_threshold": None if declared_threshold is None else round(declared_threshold, 6),
         "declared_alpha": float(declared_alpha),

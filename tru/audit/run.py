@@ -119,6 +119,7 @@ def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None, d
                 declared_items,
                 n_peers=ap.gate.residue_peers,
                 declared_alpha=ap.gate.residue_declared_alpha,
+                alpha=ap.gate.residue_alpha,
             )
             for name, model in models.items()
         },

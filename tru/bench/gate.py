@@ -131,6 +131,7 @@ def judge(params: Params, ctx, model, canary: dict | None, delete_canary: bool, 
                 declared,
                 ap.gate.residue_peers,
                 ap.gate.residue_declared_alpha,
+                ap.gate.residue_alpha,
             ),
         }
         if canary and targets:

@@ -134,6 +134,7 @@ def probe_metrics(model: Recommender, ctx: UnlearnContext, gate) -> dict:
             declared,
             n_peers=gate.residue_peers,
             declared_alpha=gate.residue_declared_alpha,
+            alpha=gate.residue_alpha,
         )
         row["residue_checked"], row["residue_flagged"] = res["checked"], res["flagged"]
     return row
