@@ -56,10 +56,12 @@ def regime_context(
     split_dir: str | Path = paths.SPLIT,
     checkpoint: str | Path = paths.BASE_MODEL,
     delete_canary: bool = False,
+    n_users: int | None = None,
 ) -> UnlearnContext:
     """A deletion of the given regime drawn with `seed` from the split in `split_dir`, in memory:
     the UnlearnContext of the base model at `checkpoint`. The backdoor canary's fake users (when
-    the split has them) are never drawn; with `delete_canary` they are deleted too (user regime)."""
+    the split has them) are never drawn; with `delete_canary` they are deleted too (user regime).
+    `n_users`: the user regime's number of users instead of its share (at most the real users)."""
     from tru.unlearning import UnlearnContext  # why: scikit-learn; the grid's spec imports this module
 
     prior = load_split(split_dir)
@@ -73,7 +75,8 @@ def regime_context(
     targets = [int(canary["target_item"])] if canary and delete_canary and regime == "user" else []
     if regime == "user":
         active = np.setdiff1d(np.unique(prior.train[:, 0]), fake)
-        users = np.sort(rng.choice(active, size=max(1, round(share * len(active))), replace=False))
+        size = max(1, round(share * len(active))) if n_users is None else min(n_users, len(active))
+        users = np.sort(rng.choice(active, size=size, replace=False))
         if delete_canary:
             users = np.union1d(users, fake)
 

@@ -194,6 +194,38 @@ def bench_stream_cmd(
     typer.echo(f"{len(rows)} night(s) in {out}; table in {out.with_suffix('.md')}")
 
 
+@app.command("cost")
+@stage
+def bench_cost_cmd(
+    params: Path = ParamsOpt,
+    grid: Path = typer.Option(paths.BENCH_REPORTS / "grid.yaml", help="the grid file naming the datasets"),
+    out: Path = typer.Option(paths.BENCH_REPORTS / "cost.csv"),
+    datasets: str = typer.Option("ml100k", help="comma-separated datasets of the grid file (ml100k, ml1m, baby)"),
+    backbones: str = typer.Option("mgcn", help="comma-separated backbones"),
+    sizes: str = typer.Option("1,10,100,1000", help="comma-separated batch sizes, in users"),
+    methods: str = typer.Option("tru", help="comma-separated benchmark variants (tru, exact, retrain, ...)"),
+    seed: int = typer.Option(1, help="the seed the users are drawn with"),
+) -> None:
+    """How an erasure's cost grows with the batch (users erased) and with the dataset: seconds and
+    peak memory per cell, each in a fresh process; resumable, the table in cost.md and the plot
+    beside it. Datasets other than ml100k are prepared and their base models trained first, as
+    `tru bench grid` does (long on ml1m and baby)."""
+    from tru.bench.cost import run_cost_bench
+
+    rows = run_cost_bench(
+        load(params),
+        out,
+        grid,
+        comma_list(datasets),
+        comma_list(backbones),
+        [int(s) for s in comma_list(sizes)],
+        comma_list(methods),
+        seed,
+        echo=typer.echo,
+    )
+    typer.echo(f"{len(rows)} cell(s) in {out}; table in {out.with_suffix('.md')}")
+
+
 @app.command("lifecycle")
 @stage
 def bench_lifecycle_cmd(

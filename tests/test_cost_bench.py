@@ -1,0 +1,34 @@
+"""`tru bench cost` on tiny data: each batch size erased in a process of its own, sizes beyond
+the dataset's real users skipped, resumed without re-running a cell, the report generated."""
+
+import pandas as pd
+
+from tests.conftest import copy_repo
+from tru.bench.cost import run_cost_bench
+from tru.config import load_params
+
+
+def test_cost_grows_per_batch_size_and_resumes(base_repo, tmp_path, monkeypatch):
+    repo = copy_repo(base_repo, tmp_path / "repo")
+    monkeypatch.chdir(repo)
+    grid = repo / "grid.yaml"
+    grid.write_text(
+        "root: data/bench/grid\nout: results.csv\n"
+        "datasets:\n  tiny: {label: Tiny, source: pipeline, canary: true}\n"
+        "blocks:\n  - {datasets: [tiny], backbones: [mgcn], regimes: [user], methods: [tru], seeds: [1]}\n"
+    )
+    params = load_params("params.yaml")
+    out = tmp_path / "cost.csv"
+    said: list[str] = []
+    run_cost_bench(params, out, grid, ["tiny"], ["mgcn"], [1, 8, 5000], ["exact"], echo=said.append)
+    df = pd.read_csv(out)
+    assert list(df["users"]) == [1, 8] and (df["users_erased"] == df["users"]).all()
+    assert any("5000 users is more than its" in s for s in said)
+    assert (df["seconds"] > 0).all() and (df["peak_rss_mb"] >= df["loaded_rss_mb"]).all()
+    assert (df["forget_pairs"].diff().dropna() > 0).all()  # more users, more of their pairs
+    assert (df["train_pairs"] > 0).all() and (df["dataset_users"] >= 80).all()
+    # resumed: nothing re-run
+    rows = run_cost_bench(params, out, grid, ["tiny"], ["mgcn"], [1, 8], ["exact"], echo=said.append)
+    assert len(rows) == 2 and len(pd.read_csv(out)) == 2
+    md = out.with_suffix(".md").read_text()
+    assert "| Tiny (" in md and "| mgcn | exact |" in md and out.with_suffix(".png").is_file()

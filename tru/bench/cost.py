@@ -1,0 +1,187 @@
+"""`tru bench cost`: how an erasure's cost grows with the batch and with the dataset (docs:
+Benchmarks).
+
+The goal is a cost that grows with the deletion, not with the dataset. Per dataset of the grid
+file (its prepared split and base model, as `tru bench grid` builds them) and per batch size,
+`n` real users are drawn with the seed and erased by each method (the method, then its final
+repair, as the grid times them), each cell in a fresh child process so that its peak memory is
+its own. A row records the seconds, the child's peak resident memory and its resident memory
+before the erasure (the data and the model loaded), and the dataset's size. Batch sizes above a
+dataset's real users are not run (the report says so). Each cell is written when done, so a
+killed run resumes after its last cell; the table and the plot are generated from the CSV.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tru.bench.store import ResultsStore
+from tru.config import Params, with_backbone
+from tru.errors import ConfigError
+
+KEY = ("dataset", "backbone", "method", "users", "seed")
+
+
+def _line(row: dict) -> str:
+    return (
+        f"  {row['dataset']} {row['backbone']} {row['method']}: {row['users']} user(s), "
+        f"{row['seconds']:.1f} s, peak {row['peak_rss_mb']:.0f} MB ({row['loaded_rss_mb']:.0f} MB loaded)"
+    )
+
+
+def cost_store(out: str | Path) -> ResultsStore:
+    return ResultsStore(Path(out), KEY, _line)
+
+
+def cost_cell(params_json: str, split_dir: str, checkpoint: str, n_users: int, method: str, seed: int) -> dict:
+    """One cell, in the process that runs it (a fresh child: its peak memory is the cell's)."""
+    from tru.bench.process import peak_rss_mb
+    from tru.bench.unlearn import erase_variant, regime_context
+
+    params = Params.model_validate_json(params_json)
+    ctx = regime_context(params, "user", seed, split_dir, checkpoint, n_users=n_users)
+    loaded = peak_rss_mb()
+    t0 = time.perf_counter()
+    run = erase_variant(params, ctx, method)
+    wall = time.perf_counter() - t0
+    prior = ctx.prior
+    return {
+        "users_erased": int(len(ctx.new_users)),
+        "forget_pairs": int(len(ctx.forget)),
+        "seconds": round(float(run["seconds"]), 3),
+        "wall_seconds": round(wall, 3),
+        "epochs": int(run.get("epochs", 0)),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "loaded_rss_mb": round(loaded),
+        "dataset_users": int(prior.n_users),
+        "dataset_items": int(prior.n_items),
+        "train_pairs": int(len(prior.train)),
+    }
+
+
+def real_users(split_dir: str | Path) -> int:
+    """The users of a split's training pairs who are not the canary's fake accounts."""
+    from tru.audit.canary import load as load_canary
+    from tru.data.dataset import load_split
+
+    train = load_split(split_dir).train
+    fake = np.asarray((load_canary(split_dir) or {}).get("fake_users", []), np.int64)
+    return int(len(np.setdiff1d(np.unique(train[:, 0]), fake)))
+
+
+def run_cost_bench(
+    params: Params,
+    out: str | Path,
+    grid_file: str | Path,
+    datasets: list[str],
+    backbones: list[str],
+    sizes: list[int],
+    methods: list[str],
+    seed: int = 1,
+    echo=print,
+) -> list[dict]:
+    """Every cell not yet in the CSV at `out` (module docstring); then the report beside it."""
+    from tru.bench.grid.run import base_checkpoint, prepare_dataset
+    from tru.bench.grid.spec import load_grid
+    from tru.bench.process import in_child
+    from tru.bench.unlearn import VARIANTS
+
+    grid = load_grid(grid_file)
+    unknown = sorted(set(datasets) - set(grid.datasets))
+    if unknown:
+        raise ConfigError(f"--datasets: {unknown} not in {grid_file}; choose from {', '.join(grid.datasets)}")
+    bad = sorted(set(methods) - set(VARIANTS))
+    if bad:
+        raise ConfigError(f"--methods: unknown {bad}; choose from {', '.join(VARIANTS)}")
+    if not sizes or min(sizes) < 1:
+        raise ConfigError("--sizes: batch sizes must be at least 1 user")
+    out = Path(out)
+    store = cost_store(out)
+    done = store.read()
+    finished = store.finished(done)
+    for name in datasets:
+        spec = grid.datasets[name]
+        p, split = prepare_dataset(params, name, spec, grid.root)
+        available = real_users(split)
+        for backbone in backbones:
+            pb = with_backbone(p, backbone)
+            checkpoint = base_checkpoint(pb, name, spec, split, grid.root, params.model.backbone)
+            for n in sizes:
+                if n > available:
+                    echo(f"  {name}: {n} users is more than its {available} real users; not run")
+                    continue
+                for method in methods:
+                    if (name, backbone, method, n, seed) in finished:
+                        continue
+                    cell = in_child(cost_cell, pb.model_dump_json(), str(split), str(checkpoint), n, method, seed)
+                    store.record(
+                        done,
+                        {"dataset": name, "backbone": backbone, "method": method, "users": n, "seed": seed} | cell,
+                    )
+    write_cost_report(done, out, grid)
+    return done
+
+
+def write_cost_report(rows: list[dict], out: Path, grid=None) -> Path:
+    """The README section (`out` with .md) and the plot (`out` with .png) from the CSV rows."""
+    md = out.with_suffix(".md")
+    lines = ["# How the erasure's cost grows (generated by `tru bench cost`)", ""]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        md.write_text("\n".join(lines + ["No cell has been run yet.", ""]))
+        return md
+    sizes = sorted(df["users"].unique())
+    lines += [
+        "Seconds of the erasure (the method and its final repair) and the process's peak resident memory, "
+        "per batch of erased users; *loaded* is the memory with the data and the model loaded, before the "
+        "erasure. A cost that grows with the deletion and not with the dataset keeps a row flat across "
+        "datasets for the same batch size. A dash: the dataset has fewer real users than the batch.",
+        "",
+        "| dataset (users / items / training pairs) | backbone | method | "
+        + " | ".join(f"{n} user{'s' if n > 1 else ''}: s (peak MB)" for n in sizes)
+        + " | loaded MB |",
+        "|---|---|---|" + "---|" * len(sizes) + "---|",
+    ]
+    for (dataset, backbone, method), g in df.groupby(["dataset", "backbone", "method"], sort=False):
+        by = g.set_index("users")
+        first = g.iloc[0]
+        label = grid.datasets[dataset].label if grid is not None and dataset in grid.datasets else dataset
+        cells = [
+            f"{by.loc[n, 'seconds']:.1f} ({by.loc[n, 'peak_rss_mb']:.0f})" if n in by.index else "–" for n in sizes
+        ]
+        lines.append(
+            f"| {label} ({first['dataset_users']:,} / {first['dataset_items']:,} / {first['train_pairs']:,}) "
+            f"| {backbone} | {method} | " + " | ".join(cells) + f" | {g['loaded_rss_mb'].median():.0f} |"
+        )
+    lines += ["", f"![cost by batch size]({out.with_suffix('.png').name})", ""]
+    md.write_text("\n".join(lines))
+    _plot(df, out.with_suffix(".png"))
+    return md
+
+
+def _plot(df: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for (dataset, backbone, method), g in df.groupby(["dataset", "backbone", "method"], sort=False):
+        g = g.sort_values("users")
+        label = f"{method}, {dataset} ({backbone})"
+        axes[0].plot(g["users"], g["seconds"], marker="o", label=label)
+        axes[1].plot(g["users"], g["peak_rss_mb"] - g["loaded_rss_mb"], marker="o", label=label)
+    titles = ("erasure seconds (method + final repair)", "peak memory above the loaded data and model (MB)")
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel("users erased in the batch")
+        ax.set_title(title, fontsize=9)
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
