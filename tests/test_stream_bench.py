@@ -75,6 +75,14 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
         "inconclusive",
     }
     assert (folder / "data/batches" / chain[1]["id"] / "retrain").is_dir()
+    # parameter distances to the retrain, measured on checkpoint nights; a CSV without them (an
+    # earlier version's) is filled from the models the stream kept, to the same values
+    distances = ["chain_retrain_param_distance", "original_retrain_param_distance", "chain_original_param_distance"]
+    assert (ck[distances] > 0).all().all()
+    df.drop(columns=distances).to_csv(out, index=False)
+    run_stream_bench(params, out, ["mgcn"], ["exact"], [1], nights=3, every=2, canary_night=2)
+    refilled = pd.read_csv(out)
+    assert refilled.loc[ck.index, distances].round(6).equals(ck[distances].round(6))
     # another method on the same seed: the same traffic and retained data, so the retrain is reused, not re-run
     run_stream_bench(params, out, ["mgcn"], ["tru"], [1], nights=2, every=2, canary_night=2)
     df = pd.read_csv(out).set_index(["method", "night"])

@@ -53,3 +53,9 @@ class ResultsStore:
         columns = None if self.columns is None else list(self.columns)
         with atomic_path(self.path) as tmp:  # creates the folder
             pd.DataFrame(done, columns=columns).to_csv(tmp, index=False)
+
+    def rewrite(self, rows: list[dict]) -> None:
+        """Write `rows` as the whole file at once (rows measured after the fact filled in)."""
+        columns = None if self.columns is None else list(self.columns)
+        with atomic_path(self.path) as tmp:
+            pd.DataFrame(rows, columns=columns).to_csv(tmp, index=False)

@@ -357,11 +357,54 @@ def compare_with_retrain(params: Params, batch_id: str, sample_users: int = 500,
             out["original_cumulative_membership_auc"] = test.get("original_auc")
             out["cumulative_membership_threshold"] = test.get("threshold")
             out["cumulative_membership_pairs"] = test.get("members")
+    out |= parameter_distances(chain, ref, orig)
     canary = canary_mod.load(paths.sets_dir(batch_id))
     delete = bool(len(ctx.targets))
     judged = judge(params, ctx, ref, canary, delete)
     out["retrain_gate"] = judged["result"]["verdict"]
     return out
+
+
+def parameter_distances(chain, retrain, original) -> dict:
+    """How far the chain's parameters are from the retrain's, relative to the retrain's norm,
+    with the untouched original's distance beside it for scale (a retrain trains anew, so the
+    original is far from it too), and how far the chain has moved from the original."""
+    import torch
+
+    def dist(a, b) -> float:
+        pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+        with torch.no_grad():
+            diff = sum(float((pa[n] - pb[n]).pow(2).sum()) for n in pb)
+            norm = sum(float(pb[n].pow(2).sum()) for n in pb)
+        return round(float(np.sqrt(diff / max(norm, 1e-24))), 6)
+
+    return {
+        "chain_retrain_param_distance": dist(chain, retrain),
+        "original_retrain_param_distance": dist(original, retrain),
+        "chain_original_param_distance": dist(chain, original),
+    }
+
+
+def fill_parameter_distances(rows: list[dict], root: Path, dataset_dir: str) -> int:
+    """Checkpoint rows recorded before the parameter distances were measured, filled from the
+    models their stream folder kept; returns how many rows were filled."""
+    from tru.checkpoint import load_checkpoint
+    from tru.data.dataset import load_split
+
+    filled = 0
+    for row in rows:
+        if pd.isna(row.get("retrain_seconds")) or not pd.isna(row.get("chain_retrain_param_distance", np.nan)):
+            continue
+        folder = root / f"{row['backbone']}-{row['method']}-{int(row['seed'])}"
+        batch = folder / paths.batch_dir(row["batch"])
+        if not (batch / "retrain" / "checkpoint.json").is_file():
+            continue
+        features = load_split(folder / paths.sets_dir(row["batch"]), folder / dataset_dir).features
+        kept = (batch / "model", batch / "retrain", folder / paths.BASE_MODEL)
+        models = [load_checkpoint(f, features)[0] for f in kept]
+        row |= parameter_distances(*models)
+        filled += 1
+    return filled
 
 
 def run_stream(
@@ -462,7 +505,10 @@ def run_stream_bench(
                 timings = json.loads(log.read_text()) if log.is_file() else {}
                 timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 1)
                 write_json(log, timings)
-    write_stream_report(store.read(), out)
+    rows = store.read()
+    if fill_parameter_distances(rows, root, params.data.dataset_dir):
+        store.rewrite(rows)
+    write_stream_report(rows, out)
     return done
 
 
@@ -513,6 +559,14 @@ def _auc(n: pd.DataFrame) -> str:
     return " / ".join(f"{n[c].mean():.3f}" for c in cols) + f" ({n['cumulative_membership_threshold'].mean():.3f})"
 
 
+def _distances(n: pd.DataFrame) -> str:
+    """chain / original relative parameter distance to the retrain (the chain's from the original), or –."""
+    cols = ("chain_retrain_param_distance", "original_retrain_param_distance", "chain_original_param_distance")
+    if not all(c in n for c in cols) or n[cols[0]].isna().all():
+        return "–"
+    return f"{n[cols[0]].mean():.3f} / {n[cols[1]].mean():.3f} ({n[cols[2]].mean():.3f})"
+
+
 def write_stream_report(rows: list[dict], out: Path) -> Path:
     """The README section (`out` with .md) and the plot (`out` with .png) from the CSV rows."""
     md = out.with_suffix(".md")
@@ -558,8 +612,9 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
         "",
         "| backbone | method | night | pairs erased so far | retain R@20 | forget R@20 | forget excess removed "
         "| top-20 agreement with the retrain: chain / original | membership AUC of everything erased so far "
-        "(threshold) | gate on the retrain |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "(threshold) | parameter distance to the retrain: chain / original (chain from the original) "
+        "| gate on the retrain |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (backbone, method, night), n in ck.groupby(["backbone", "method", "night"]):
 
@@ -570,7 +625,7 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
             f"| {backbone} | {method} | {int(night)} | {n['forget_pairs_cumulative'].mean():.0f} | {trio('retain')} "
             f"| {trio('forget')} | {gap_closed(n):.0%} "
             f"| {n['chain_top20_agreement'].mean():.3f} / {n['original_top20_agreement'].mean():.3f} "
-            f"| {_auc(n)} | {', '.join(n['retrain_gate'].astype(str))} |"
+            f"| {_auc(n)} | {_distances(n)} | {', '.join(n['retrain_gate'].astype(str))} |"
         )
     lines += ["", f"![drift over nights]({out.with_suffix('.png').name})", ""]
     md.write_text("\n".join(lines))
