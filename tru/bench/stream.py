@@ -505,11 +505,19 @@ def run_stream_bench(
                 timings = json.loads(log.read_text()) if log.is_file() else {}
                 timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 1)
                 write_json(log, timings)
-    rows = store.read()
-    if fill_parameter_distances(rows, root, params.data.dataset_dir):
-        store.rewrite(rows)
-    write_stream_report(rows, out)
+    refresh_report(params, out, root)
     return done
+
+
+def refresh_report(params: Params, out: str | Path, root: str | Path = paths.BENCH_SCRATCH / "stream") -> Path:
+    """The report from the CSV at `out`, after filling the checkpoint rows' parameter distances
+    from the streams' kept models under `root` where an earlier version did not measure them."""
+    out = Path(out).resolve()
+    store = stream_store(out)
+    rows = store.read()
+    if fill_parameter_distances(rows, Path(root).resolve(), params.data.dataset_dir):
+        store.rewrite(rows)
+    return write_stream_report(rows, out)
 
 
 # --------------------------------------------------------------------------- report

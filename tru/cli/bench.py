@@ -167,7 +167,9 @@ def bench_stream_cmd(
     nights: int = typer.Option(30, help="nights per stream"),
     every: int = typer.Option(5, help="an exact retrain as the reference every this many nights (and the last)"),
     canary_night: int = typer.Option(12, help="the night the canary's fake accounts are erased"),
-    report_only: bool = typer.Option(False, "--report-only", help="rewrite the report from the CSV and exit"),
+    report_only: bool = typer.Option(
+        False, "--report-only", help="rewrite the report from the CSV and exit (distances filled from kept models)"
+    ),
 ) -> None:
     """Many nights in a row on ML-100k: each night's deletions through the batch stages from the
     model the night before left, and every few nights an exact retrain on the same retained
@@ -175,10 +177,10 @@ def bench_stream_cmd(
     table in stream_movielens100k.md, the drift plot beside it. Run it in a project after
     `make run`'s base stages (it reads data/split and the base model; its chains live under
     data/bench/stream/)."""
-    from tru.bench.stream import run_stream_bench, stream_store, write_stream_report
+    from tru.bench.stream import refresh_report, run_stream_bench
 
     if report_only:
-        typer.echo(f"wrote {write_stream_report(stream_store(out).read(), out.resolve())}")
+        typer.echo(f"wrote {refresh_report(load(params), out)}")
         return
     rows = run_stream_bench(
         load(params),
