@@ -121,3 +121,18 @@ def test_a_refused_night_is_cleared_by_a_retrain_and_the_stream_goes_on(base_rep
     for b in chain:  # cleared: the retrained batch's audit promotes it
         audit = json.loads((folder / "reports" / b["id"] / "audit.json").read_text())
         assert audit["promoted"] is True
+
+
+def test_first_departure_names_the_night_and_why():
+    from tru.bench.stream import first_departure
+
+    def row(seed, night, chain_forget, retrain_forget, verdict="inconclusive"):
+        return {"backbone": "mgcn", "method": "tru", "seed": seed, "night": night, "verdict": verdict,
+                "retrain_seconds": 1.0, "chain_retain_recall@20": 0.18, "retrain_retain_recall@20": 0.18,
+                "chain_forget_recall@20": chain_forget, "retrain_forget_recall@20": retrain_forget}  # fmt: skip
+
+    inside = [row(1, 5, 0.25, 0.24), row(2, 5, 0.25, 0.26)]
+    assert first_departure(pd.DataFrame(inside)) == {("mgcn", "tru"): None}
+    later = inside + [row(1, 10, 0.30, 0.24, verdict="pass"), row(2, 10, 0.25, 0.26)]
+    assert first_departure(pd.DataFrame(later)) == {("mgcn", "tru"): "10: forget above (seed 1), gate miss (seed 1)"}
+    assert first_departure(pd.DataFrame(inside[:1])) == {}  # one seed: no range

@@ -525,9 +525,10 @@ def refresh_report(params: Params, out: str | Path, root: str | Path = paths.BEN
 
 def first_departure(df: pd.DataFrame) -> dict:
     """Per (backbone, method): the first checkpoint night where a seed's chain leaves the
-    retrains' range (its forget or retain Recall@20 outside [min, max] of that night's
-    retrains over the seeds), or None when it never does; absent with fewer than two seeds
-    (one retrain has no range)."""
+    retrains' range, with why: its retain or forget Recall@20 below or above [min, max] of that
+    night's retrains over the seeds, or a gate miss (forget above the range on a night the
+    gate said PASS); None when it never does. Absent with fewer than two seeds (one retrain has
+    no range)."""
     out = {}
     ck = checkpoints(df)
     for (backbone, method), g in ck.groupby(["backbone", "method"]):
@@ -535,12 +536,19 @@ def first_departure(df: pd.DataFrame) -> dict:
             continue
         first = None
         for night, n in g.groupby("night"):
-            outside = False
+            why = []
             for m in ("retain", "forget"):
                 lo, hi = n[f"retrain_{m}_recall@20"].min(), n[f"retrain_{m}_recall@20"].max()
-                outside |= bool(((n[f"chain_{m}_recall@20"] < lo) | (n[f"chain_{m}_recall@20"] > hi)).any())
-            if outside:
-                first = int(night)
+                chain = n[f"chain_{m}_recall@20"]
+                why += [f"{m} below (seed {int(r.seed)})" for r in n[chain < lo].itertuples()]
+                why += [f"{m} above (seed {int(r.seed)})" for r in n[chain > hi].itertuples()]
+                if m == "forget":
+                    why += [
+                        f"gate miss (seed {int(r.seed)})"
+                        for r in n[(chain > hi) & (n["verdict"] == "pass")].itertuples()
+                    ]
+            if why:
+                first = f"{int(night)}: {', '.join(why)}"
                 break
         out[(backbone, method)] = first
     return out
@@ -589,8 +597,9 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
         "Each stream erases one batch a night, through the batch stages, from the model the night before left; "
         "every few nights an exact retrain on the same retained data is the reference. *Forget* is Recall@20 on "
         "every pair erased so far (lower: less remembered), *retain* Recall@20 on retained users' test rows. A "
-        "chain leaves the retrains' range where one of them falls outside the retrains' own spread over seeds "
-        "(with one seed there is no spread, and the column says so).",
+        "chain leaves the retrains' range where one of them falls outside the retrains' own spread over seeds, "
+        "or where its forget is above that spread on a night the gate said PASS (a gate miss); with one seed "
+        "there is no spread, and the column says so.",
         "",
         "| backbone | method | seeds | nights | gate FAIL (cleared by a retrain) | retrain judged FAIL (false alarms) "
         "| erase+repair s, all nights (per night) | one retrain's s (mean) | first night out of range |",
