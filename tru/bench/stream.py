@@ -16,11 +16,14 @@ from what an exact retrain on the same data would give. This benchmark runs the 
   chain goes on from there. The evidence PDF is not written (it measures nothing here);
   Prefect and DVC are left out (their cost is in `tru bench nightly`);
 - **every `every`-th night, and the last**, an exact retrain on the cumulative retain set
-  (the erase stage's reference retrain, `data/batches/<B>/retrain`), and the chain's model
-  compared with it: Recall@20 on retained users' test rows, Recall@20 on every pair erased
-  so far (cumulative forget), the share of each retained user's top-20 both models agree on
-  (the untouched original's agreement with the retrain beside it, for scale), and the gate's
-  verdict on the retrain as if it were the night's erasure (a FAIL is a false alarm).
+  (the erase stage's reference retrain, `data/batches/<B>/retrain`; another method's stream
+  of the same backbone and seed has the same traffic and retained data, so its retrain is
+  reused when the night's sets are byte-identical, and a night cleared by a retrain is its own
+  reference), and the chain's model compared with it: Recall@20 on retained users' test rows,
+  Recall@20 on every pair erased so far (cumulative forget), the share of each retained user's
+  top-20 both models agree on (the untouched original's agreement with the retrain beside it,
+  for scale), the parameters' distance to the retrain, and the gate's verdict on the retrain
+  as if it were the night's erasure (a FAIL is a false alarm).
 
 Each night is one CSV row (checkpoint nights carry the comparison), written when the night is
 done: a killed run resumes at the next night of each stream (a night killed half-way is run
