@@ -296,7 +296,9 @@ def shared_retrain(batch_id: str, siblings: list[Path]) -> Path | None:
     return None
 
 
-def compare_with_retrain(params: Params, batch_id: str, sample_users: int = 500, siblings: list[Path] = ()) -> dict:
+def compare_with_retrain(
+    params: Params, batch_id: str, sample_users: int = 500, siblings: tuple[Path, ...] | list[Path] = ()
+) -> dict:
     """The checkpoint night's comparison (module docstring). `siblings`: other streams' folders
     whose retrain of this batch is reused when its retained data is the same (shared_retrain)."""
     from tru import batches
