@@ -39,6 +39,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from contextlib import chdir
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -283,7 +284,7 @@ def _files_digest(folder: Path) -> dict[str, str]:
     return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.iterdir()) if f.is_file()}
 
 
-def shared_retrain(batch_id: str, siblings: list[Path]) -> Path | None:
+def shared_retrain(batch_id: str, siblings: Sequence[Path]) -> Path | None:
     """A sibling stream's retrain of the same batch on byte-identical sets (the same backbone and
     seed under another method: the traffic and the retained data do not depend on the method,
     and the retrain is deterministic), or None. Its `bench_seconds.json` carries the seconds it
@@ -296,9 +297,7 @@ def shared_retrain(batch_id: str, siblings: list[Path]) -> Path | None:
     return None
 
 
-def compare_with_retrain(
-    params: Params, batch_id: str, sample_users: int = 500, siblings: tuple[Path, ...] | list[Path] = ()
-) -> dict:
+def compare_with_retrain(params: Params, batch_id: str, sample_users: int = 500, siblings: Sequence[Path] = ()) -> dict:
     """The checkpoint night's comparison (module docstring). `siblings`: other streams' folders
     whose retrain of this batch is reused when its retained data is the same (shared_retrain)."""
     from tru import batches
