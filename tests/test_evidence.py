@@ -565,3 +565,23 @@ def test_the_pdf_is_the_same_with_or_without_harfbuzz_subsetting(rendered, monke
     manifest = json.loads((root / "reports" / B / "manifest.json").read_text())
     assert manifest["renderer"]["font_subsetting"].startswith("fontTools (pinned")
     assert manifest["renderer"]["packages"]["weasyprint"] and "renderer</th>" in html
+
+
+def test_a_judged_check_shows_what_its_value_rests_on():
+    """A retain drop above the limit that passes (its lower bound is within it) must say why in
+    the evidence, as must a check not judged; a plain pass carries no note."""
+    from tru.evidence.sections import _checks
+
+    audit = {
+        "checks": [
+            {"name": "retain_recall_drop", "value": 0.06, "threshold": 0.05, "op": "<=", "passed": True,
+             "note": "drop 0.060, one-sided 95% bounds 0.015 to 0.104 over 900 retained users' shadow pairs"},
+            {"name": "backdoor_lift", "value": None, "threshold": 0.02, "op": "<=", "passed": None,
+             "note": "the batch does not delete the built-in canary"},
+            {"name": "membership_vs_shadow", "value": 0.5, "threshold": 0.6, "op": "<=", "passed": True, "power": True},
+        ]
+    }  # fmt: skip
+    rows = {r["name"]: r for r in _checks(audit)}
+    assert "bounds 0.015 to 0.104" in rows["retain_recall_drop"]["note"]
+    assert rows["backdoor_lift"]["note"].startswith("the batch does not delete")
+    assert rows["membership_vs_shadow"]["note"] is None

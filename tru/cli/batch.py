@@ -176,6 +176,8 @@ def print_audit(a: dict) -> None:
             why = f"  not judged: {c.get('note', '')}"
         elif c.get("power") is False:
             why = "  no power: the original model passes it too"
+        elif c.get("note"):  # what a judged value rests on (the retain drop's bounds, items above by chance)
+            why = f"  {c['note']}"
         typer.echo(f"  [{mark}] {c['name']:24s} {value:>8s}{limit}{why}")
     typer.echo(f"  verdict {a['verdict'].upper()}" + (f": {a['basis']}" if a.get("basis") else ""))
     for name, m in a["membership"].get("models", {}).items():

@@ -128,7 +128,7 @@ def _checks(audit: dict) -> list[dict]:
                     "power": c.get("power"),
                     "original": c.get("original"),
                     "kind": c.get("kind") or "",
-                    "note": c.get("note") if c.get("passed") is None or c.get("power") is False else None,
+                    "note": c.get("note"),  # why not judged, why no power, or what a judged value rests on
                 }
             )
     return rows
