@@ -146,6 +146,9 @@ def _audit(root: Path, batch_id: str) -> dict | None:
                 "op": OPS.get(str(c.get("op") or ""), str(c.get("op") or "")),
                 "threshold": c.get("threshold"),
                 "note": c.get("note") if passed is None else None,
+                # a judged check's note: what its value rests on (the portal shows it; the one-page
+                # certificate keeps to the plain sentence)
+                "rests_on": c.get("note") if passed is not None else None,
             }
         )
     return {
