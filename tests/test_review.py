@@ -34,6 +34,7 @@ GATE = GateParams(
     membership_min_effect=0.02,
     membership_permutations=1000,
     residue_min_removed_share=0.2,
+    residue_min_removed=3,
     residue_peers=50,
     residue_declared_alpha=0.01,
     residue_alpha=0.01,

@@ -342,6 +342,7 @@ class GateParams(Section):
     membership_min_effect: float = Field(ge=0, le=0.5)
     membership_permutations: int = Field(ge=100)
     residue_min_removed_share: float = Field(gt=0, le=1)
+    residue_min_removed: int = Field(ge=1)
     residue_peers: int = Field(ge=5)
     residue_declared_alpha: float = Field(gt=0, lt=1)
     residue_alpha: float = Field(gt=0, lt=1)

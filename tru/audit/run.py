@@ -39,12 +39,14 @@ def context_membership(models: dict, ctx: UnlearnContext, mia: MIAParams) -> dic
     )
 
 
-def residue_items(ctx: UnlearnContext, share: float, declared=()) -> tuple[np.ndarray, np.ndarray]:
-    """The items the item-side residue check looks at: those that lost at least `share` of
-    their training interactions to the batch, and the declared backdoor targets (still in the
+def residue_items(ctx: UnlearnContext, gate, declared=()) -> tuple[np.ndarray, np.ndarray]:
+    """The items the item-side residue check looks at: those that lost at least
+    `gate.residue_min_removed_share` of their training interactions to the batch, and at least
+    `gate.residue_min_removed` of them, and the declared backdoor targets (still in the
     catalogue)."""
     declared = np.intersect1d(np.asarray(declared, np.int64), ctx.data.candidates)
-    return np.setdiff1d(ctx.items_losing(share), declared), declared
+    losing = ctx.items_losing(gate.residue_min_removed_share, at_least=gate.residue_min_removed)
+    return np.setdiff1d(losing, declared), declared
 
 
 def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None, declared: dict | None = None) -> dict:
@@ -106,7 +108,7 @@ def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None, d
     if canary and backdoor["deleted_by_this_batch"]:
         targets.append(int(canary["target_item"]))
         lifts = (backdoor["models"]["unlearned"]["lift"], backdoor["models"]["original"]["lift"])
-    checked, declared_items = residue_items(ctx, ap.gate.residue_min_removed_share, targets)
+    checked, declared_items = residue_items(ctx, ap.gate, targets)
     residue = {
         "min_removed_share": ap.gate.residue_min_removed_share,
         "models": {

@@ -117,7 +117,7 @@ def judge(params: Params, ctx, model, canary: dict | None, delete_canary: bool, 
     ap, data = params.audit, ctx.data
     normal = ctx.normal_users
     targets = [int(canary["target_item"])] if canary and delete_canary else []
-    checked, declared = residue_items(ctx, ap.gate.residue_min_removed_share, targets)
+    checked, declared = residue_items(ctx, ap.gate, targets)
 
     def parts(m) -> dict:
         out = {

@@ -92,16 +92,16 @@ class UnlearnContext:
         own = ~np.isin(f[:, 0], self.data.deleted_users) & ~np.isin(f[:, 1], self.data.deleted_items)
         return np.unique(f[own, 0])
 
-    def items_losing(self, share: float, to_deleted_users: bool = False) -> np.ndarray:
+    def items_losing(self, share: float, to_deleted_users: bool = False, at_least: int = 1) -> np.ndarray:
         """Items still in the catalogue that lost at least `share` of their training
-        interactions to this batch (and at least one); with `to_deleted_users`, counting only
-        the interactions of the users it deletes."""
+        interactions to this batch (and at least `at_least` of them); with `to_deleted_users`,
+        counting only the interactions of the users it deletes."""
         n = self.data.n_items
         before = np.bincount(self.prior.train[:, 1], minlength=n)
         lost_pairs = self.forget[np.isin(self.forget[:, 0], self.new_users)] if to_deleted_users else self.forget
         removed = np.bincount(lost_pairs[:, 1], minlength=n) if len(lost_pairs) else np.zeros(n, np.int64)
         lost = np.divide(removed, before, out=np.zeros(n), where=before > 0)
-        return np.setdiff1d(np.flatnonzero((removed > 0) & (lost >= share)), self.data.deleted_items)
+        return np.setdiff1d(np.flatnonzero((removed >= max(1, at_least)) & (lost >= share)), self.data.deleted_items)
 
     @cached_property
     def probes(self) -> tuple:

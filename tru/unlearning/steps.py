@@ -123,7 +123,8 @@ def probe_metrics(model: Recommender, ctx: UnlearnContext, gate) -> dict:
     }
     # the gate's items: those the batch took engagement from, and its backdoor targets
     declared = np.intersect1d(ctx.targets, ctx.data.candidates)
-    checked = np.setdiff1d(ctx.items_losing(gate.residue_min_removed_share), declared)
+    losing = ctx.items_losing(gate.residue_min_removed_share, at_least=gate.residue_min_removed)
+    checked = np.setdiff1d(losing, declared)
     if len(checked) or len(declared):
         res = item_residue(
             model,
