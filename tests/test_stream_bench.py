@@ -126,10 +126,16 @@ def test_a_refused_night_is_cleared_by_a_retrain_and_the_stream_goes_on(base_rep
 def test_first_departure_names_the_night_and_why():
     from tru.bench.stream import first_departure
 
-    def row(seed, night, chain_forget, retrain_forget, verdict="inconclusive"):
+    def row(seed, night, chain_forget, retrain_forget, verdict="inconclusive", original_forget=0.5):
         return {"backbone": "mgcn", "method": "tru", "seed": seed, "night": night, "verdict": verdict,
                 "retrain_seconds": 1.0, "chain_retain_recall@20": 0.18, "retrain_retain_recall@20": 0.18,
-                "chain_forget_recall@20": chain_forget, "retrain_forget_recall@20": retrain_forget}  # fmt: skip
+                "chain_forget_recall@20": chain_forget, "retrain_forget_recall@20": retrain_forget,
+                "original_retain_recall@20": 0.18, "original_forget_recall@20": original_forget}  # fmt: skip
+
+    # each seed's own traffic: judged relative to the original on the same pairs, seed 1's chain
+    # (0.30 of an original 0.60: 0.5) is inside the retrains' ratios (0.40 and 0.52)
+    other_traffic = [row(1, 5, 0.30, 0.24, original_forget=0.6), row(2, 5, 0.25, 0.26)]
+    assert first_departure(pd.DataFrame(other_traffic)) == {("mgcn", "tru"): None}
 
     inside = [row(1, 5, 0.25, 0.24), row(2, 5, 0.25, 0.26)]
     assert first_departure(pd.DataFrame(inside)) == {("mgcn", "tru"): None}

@@ -529,10 +529,12 @@ def refresh_report(params: Params, out: str | Path, root: str | Path = paths.BEN
 
 def first_departure(df: pd.DataFrame) -> dict:
     """Per (backbone, method): the first checkpoint night where a seed's chain leaves the
-    retrains' range, with why: its retain or forget Recall@20 below or above [min, max] of that
-    night's retrains over the seeds, or a gate miss (forget above the range on a night the
-    gate said PASS); None when it never does. Absent with fewer than two seeds (one retrain has
-    no range)."""
+    retrains' range, with why. Each seed draws its own traffic, so each model's Recall@20 is
+    taken relative to the untouched original's on the same pairs (forget: every pair erased so
+    far; retain: retained users' test rows), and the range is [min, max] of that night's
+    retrains' ratios over the seeds. A chain leaves it when its ratio is below or above, or on a
+    gate miss (forget above the range on a night the gate said PASS); None when it never does.
+    Absent with fewer than two seeds (one retrain has no range)."""
     out = {}
     ck = checkpoints(df)
     for (backbone, method), g in ck.groupby(["backbone", "method"]):
@@ -542,15 +544,14 @@ def first_departure(df: pd.DataFrame) -> dict:
         for night, n in g.groupby("night"):
             why = []
             for m in ("retain", "forget"):
-                lo, hi = n[f"retrain_{m}_recall@20"].min(), n[f"retrain_{m}_recall@20"].max()
-                chain = n[f"chain_{m}_recall@20"]
+                ref = n[f"retrain_{m}_recall@20"] / n[f"original_{m}_recall@20"]
+                chain = n[f"chain_{m}_recall@20"] / n[f"original_{m}_recall@20"]
+                lo, hi = ref.min(), ref.max()
                 why += [f"{m} below (seed {int(r.seed)})" for r in n[chain < lo].itertuples()]
                 why += [f"{m} above (seed {int(r.seed)})" for r in n[chain > hi].itertuples()]
                 if m == "forget":
-                    why += [
-                        f"gate miss (seed {int(r.seed)})"
-                        for r in n[(chain > hi) & (n["verdict"] == "pass")].itertuples()
-                    ]
+                    missed = n[(chain > hi) & (n["verdict"] == "pass")]
+                    why += [f"gate miss (seed {int(r.seed)})" for r in missed.itertuples()]
             if why:
                 first = f"{int(night)}: {', '.join(why)}"
                 break
@@ -601,9 +602,10 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
         "Each stream erases one batch a night, through the batch stages, from the model the night before left; "
         "every few nights an exact retrain on the same retained data is the reference. *Forget* is Recall@20 on "
         "every pair erased so far (lower: less remembered), *retain* Recall@20 on retained users' test rows. A "
-        "chain leaves the retrains' range where one of them falls outside the retrains' own spread over seeds, "
-        "or where its forget is above that spread on a night the gate said PASS (a gate miss); with one seed "
-        "there is no spread, and the column says so.",
+        "chain leaves the retrains' range where one of them, as a ratio to the untouched original's on the same "
+        "pairs (each seed draws its own traffic), falls outside the retrains' ratios over seeds, or where its "
+        "forget is above that range on a night the gate said PASS (a gate miss); with one seed there is no "
+        "spread, and the column says so.",
         "",
         "| backbone | method | seeds | nights | gate FAIL (cleared by a retrain) | retrain judged FAIL (false alarms) "
         "| erase+repair s, all nights (per night) | one retrain's s (mean) | first night out of range |",
