@@ -164,11 +164,9 @@ def write_cost_report(rows: list[dict], out: Path, grid=None) -> Path:
 
 
 def _plot(df: pd.DataFrame, path: Path) -> None:
-    import matplotlib
+    from tru.bench.process import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for (dataset, backbone, method), g in df.groupby(["dataset", "backbone", "method"], sort=False):
         g = g.sort_values("users")

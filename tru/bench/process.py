@@ -34,3 +34,14 @@ def host_gemm_gflops(threads: int, size: int = 1024, seconds: float = 2.0) -> fl
         a @ b
         n += 1
     return round(2 * size**3 * n / (time.perf_counter() - t0) / 1e9, 1)
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (imported on first use: it is slow to
+    import, and only the benchmarks' plots need it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -657,11 +657,9 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
 
 
 def _plot(ck: pd.DataFrame, path: Path) -> None:
-    import matplotlib
+    from tru.bench.process import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     if ck.empty:
         return
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
