@@ -46,7 +46,10 @@ def evaluate_batch_task(params_path: str, batch_id: str) -> dict:
     s = evaluate_batch_stage(load_params(params_path), batch_id)
     for name, vals in s["values"].items():
         if isinstance(vals, dict):
-            log.info(f"{name}: " + ", ".join(f"{k} Recall@20 {v['recall@20']:.4f}" for k, v in vals.items()))
+            log.info(
+                f"{name}: "
+                + ", ".join(f"{k} Recall@20 {v['recall@20']:.4f}" for k, v in vals.items() if "recall@20" in v)
+            )
     return s
 
 

@@ -139,7 +139,11 @@ def evaluate_batch(batch: str = BatchOpt, params: Path = ParamsOpt) -> None:
     s = evaluate_batch_stage(load(params), batch)
     for name, vals in s["values"].items():
         if isinstance(vals, dict):
-            typer.echo(f"{name:9s} " + "  ".join(f"{k} R@20 {v['recall@20']:.4f}" for k, v in vals.items()))
+            line = "  ".join(f"{k} R@20 {v['recall@20']:.4f}" for k, v in vals.items() if "recall@20" in v)
+            drop = vals.get("retain_shadow_drop") or {}
+            if drop.get("low") is not None:  # the retain check's measure: the drop from the original, with bounds
+                line += f"  retain drop {drop['drop']:.3f} (bounds {drop['low']:.3f} to {drop['high']:.3f})"
+            typer.echo(f"{name:9s} {line}")
 
 
 @app.command(rich_help_panel=PANEL)
