@@ -262,3 +262,13 @@ def item_residue(
         "users": int(len(np.unique(np.asarray(users, np.int64)))),
         "items": rows,
     }
+
+
+def residue_items(ctx, gate, declared=()) -> tuple[np.ndarray, np.ndarray]:
+    """The items the item-side residue check looks at: those that lost at least
+    `gate.residue_min_removed_share` of their training interactions to the batch, and at least
+    `gate.residue_min_removed` of them, and the declared backdoor targets (still in the
+    catalogue)."""
+    declared = np.intersect1d(np.asarray(declared, np.int64), ctx.data.candidates)
+    losing = ctx.items_losing(gate.residue_min_removed_share, at_least=gate.residue_min_removed)
+    return np.setdiff1d(losing, declared), declared

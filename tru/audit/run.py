@@ -11,7 +11,7 @@ from tru.audit import canary as canary_mod
 from tru.audit.gate import evaluate_gate
 from tru.audit.measures import exposure, parameter_shift
 from tru.audit.mia import membership_audit
-from tru.audit.residue import item_residue
+from tru.audit.residue import item_residue, residue_items
 
 if TYPE_CHECKING:  # annotations only: the audit needs no unlearning code to run
     from tru.config import MIAParams
@@ -37,16 +37,6 @@ def context_membership(models: dict, ctx: UnlearnContext, mia: MIAParams) -> dic
         mia.bootstrap,
         mia.max_per_class,
     )
-
-
-def residue_items(ctx: UnlearnContext, gate, declared=()) -> tuple[np.ndarray, np.ndarray]:
-    """The items the item-side residue check looks at: those that lost at least
-    `gate.residue_min_removed_share` of their training interactions to the batch, and at least
-    `gate.residue_min_removed` of them, and the declared backdoor targets (still in the
-    catalogue)."""
-    declared = np.intersect1d(np.asarray(declared, np.int64), ctx.data.candidates)
-    losing = ctx.items_losing(gate.residue_min_removed_share, at_least=gate.residue_min_removed)
-    return np.setdiff1d(losing, declared), declared
 
 
 def audit_batch(ctx, models: dict, metrics: dict, params, canary: dict | None, declared: dict | None = None) -> dict:

@@ -109,8 +109,7 @@ def judge(params: Params, ctx, model, canary: dict | None, delete_canary: bool, 
     `parts` for theta_0 on the same ctx, reused (they do not depend on `model`)."""
     from tru.audit import canary as canary_mod
     from tru.audit.gate import evaluate_gate
-    from tru.audit.residue import item_residue
-    from tru.audit.run import residue_items
+    from tru.audit.residue import item_residue, residue_items
     from tru.stages.context import batch_metrics, with_retain_drop, without_rows
     from tru.unlearning.probes import shadow_membership
 

@@ -105,7 +105,7 @@ def probe_metrics(model: Recommender, ctx: UnlearnContext, gate) -> dict:
     membership test against shadow pairs and the item-side residue check (`gate`: the audit
     gate's params, whose checks these are), from one forward pass (leaves the model in eval
     mode). No valid or test row is read."""
-    from tru.audit.residue import item_residue  # why: the audit's check, the same code
+    from tru.audit.residue import item_residue, residue_items  # why: the audit's check, the same code
 
     model.eval()
     forget_set, shadow_set = ctx.probes[:2]
@@ -122,9 +122,7 @@ def probe_metrics(model: Recommender, ctx: UnlearnContext, gate) -> dict:
         "residue_flagged": None,
     }
     # the gate's items: those the batch took engagement from, and its backdoor targets
-    declared = np.intersect1d(ctx.targets, ctx.data.candidates)
-    losing = ctx.items_losing(gate.residue_min_removed_share, at_least=gate.residue_min_removed)
-    checked = np.setdiff1d(losing, declared)
+    checked, declared = residue_items(ctx, gate, ctx.targets)
     if len(checked) or len(declared):
         res = item_residue(
             model,
