@@ -3,15 +3,17 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT
 
 import tru.bench.grid.run as grid_run
-from tru.bench.grid.claims import claim_check
+from tru.bench.grid.claims import claim_check, claim_verdicts, retrain_floors
 from tru.bench.grid.methods import REFERENCE
-from tru.bench.grid.report import report_markdown, summarise
+from tru.bench.grid.report import report_markdown, shown_rows, summarise
+from tru.bench.grid.run import cooccurring_items
 from tru.bench.grid.spec import (
     COLUMNS,
     KEY,
@@ -52,7 +54,10 @@ def test_the_repo_grid_is_valid_and_every_setting_starts_with_its_reference():
     cells = g.cells()
     assert len(cells) == len(set(cells))
     ml = [c for c in cells if c[0] == "ml100k"]
-    assert len(ml) == 2 * 3 * 3 * 12  # backbones x seeds x regimes x (original + popularity + 10 methods)
+    # backbones x (5 evaluation + 3 development seeds) x regimes x (original + popularity + 14 methods)
+    assert len(ml) == 2 * 8 * 3 * 16
+    assert {c[3] for c in ml if g.seed_role("ml100k", c[3]) == "development"} == {1, 2, 3}
+    assert {c[4] for c in ml} >= {"exact", "retrain_r2", "retrain_r3", "tru_uniform_lr"}
     assert {c[4] for c in cells} >= {"original", "popularity", "retrain", "reverse_repair", "multidelete", "tru"}
     heads = {}
     for c in cells:
@@ -101,6 +106,43 @@ def test_the_repo_grid_is_valid_and_every_setting_starts_with_its_reference():
         ),
         ({"datasets": {"tiny": {"label": "x", "source": "mmrec"}}}, "mmrec needs mmrec_dir"),
         ({"colour": "blue"}, "colour"),
+        (
+            {
+                "blocks": [
+                    {
+                        "datasets": ["tiny"],
+                        "backbones": ["mgcn"],
+                        "regimes": ["user"],
+                        "methods": ["tru"],
+                        "seeds": [1, 2],
+                        "development_seeds": [2],
+                    }
+                ]
+            },
+            "seed\\(s\\) \\[2\\] are both evaluation and development seeds",
+        ),
+        (
+            {
+                "blocks": [
+                    {
+                        "datasets": ["tiny"],
+                        "backbones": ["mgcn"],
+                        "regimes": ["user"],
+                        "methods": ["tru"],
+                        "seeds": [1],
+                    },
+                    {
+                        "datasets": ["tiny"],
+                        "backbones": ["miggt"],
+                        "regimes": ["user"],
+                        "methods": ["tru"],
+                        "seeds": [5],
+                        "development_seeds": [1],
+                    },
+                ]
+            },
+            "seed 1 is an evaluation seed in one block and a development seed in another",
+        ),
         (
             {"datasets": {"tiny": {"label": "x", "source": "synthetic", "train": {"miggt": {"batch": 8000}}}}},
             "train.miggt: unknown key\\(s\\) \\['batch'\\]",
@@ -250,20 +292,50 @@ def test_a_bad_train_override_value_names_the_key(tiny_grid_params, tmp_path):
 
 def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkeypatch, harness):
     monkeypatch.chdir(tmp_path)
-    g = load_grid(write_grid(tmp_path / "grid.yaml"))
+    blocks = [
+        {
+            "datasets": ["tiny"],
+            "backbones": ["mgcn"],
+            "regimes": ["user", "item", "interaction"],
+            "methods": ["retrain", "tru"],
+            "seeds": [1],
+        }
+    ]
+    g = load_grid(write_grid(tmp_path / "grid.yaml", blocks=blocks))
     rows = grid_run.run_grid(tiny_grid_params, g)
     df = pd.read_csv(tmp_path / "out/results.csv")
-    assert len(df) == 8 and set(df.method) == {"original", "popularity", "retrain", "tru"}
-    assert list(df.columns) == list(COLUMNS) and len(rows) == 8
+    assert len(df) == 12 and set(df.method) == {"original", "popularity", "retrain", "tru"}
+    assert list(df.columns) == list(COLUMNS) and len(rows) == 12
+    # user level with the canary: forget of the real deleted users and of the fakes apart, the
+    # mixed figure their mean over users (Recall@20 is a per-user mean)
+    from tru.audit.canary import load as load_canary
+    from tru.bench.unlearn import regime_context
+
+    uctx = regime_context(tiny_grid_params, "user", 1, "grid/tiny/split", "grid/tiny/base-mgcn", delete_canary=True)
+    fake = np.asarray(load_canary("grid/tiny/split")["fake_users"])
+    users = np.unique(uctx.forget[:, 0])
+    n_fake, n_real = int(np.isin(users, fake).sum()), int((~np.isin(users, fake)).sum())
+    assert n_fake and n_real
+    for r in df[df.regime == "user"].to_dict("records"):
+        real, fk = r["forget_real_recall@20"], r["forget_fake_recall@20"]
+        assert (n_real * real + n_fake * fk) / (n_real + n_fake) == pytest.approx(r["forget_recall@20"], abs=1e-5)
+    other = df[df.regime != "user"]
+    assert other["forget_real_recall@20"].isna().all() and other["forget_fake_recall@20"].isna().all()
+    # item level: what retained users are served from the deleted items' co-occurring items
+    item_models = df[(df.regime == "item") & (df.method != "popularity")]
+    assert item_models["served_exposure@20"].between(0, 20).all()
+    assert df.loc[df.regime != "item", "served_exposure@20"].isna().all()
+    assert df.loc[(df.regime == "item") & (df.method == "popularity"), "served_exposure@20"].isna().all()
     models, pop = df[df.method != "popularity"], df[df.method == "popularity"]
-    assert models["mia_balanced_accuracy"].between(0, 1).all()
-    user, inter = models[models.regime == "user"], models[models.regime == "interaction"]
+    # (the tiny item-level deletion has too few pairs for the attack: it is left blank there)
+    assert models.loc[models.regime != "item", "mia_balanced_accuracy"].between(0, 1).all()
+    user, inter = models[models.regime == "user"], models[models.regime != "user"]
     assert user["backdoor_asr"].notna().all() and inter["backdoor_asr"].isna().all()  # the canary goes with users
     ref = df.method.isin(REFERENCE)
     assert (df.loc[ref, "seconds"] == 0).all() and (df.loc[~ref, "seconds"] > 0).all()
     # the popularity reference: no model, so no attack; its ranking metrics, checked by hand
     assert pop["mia_balanced_accuracy"].isna().all() and pop["backdoor_asr"].isna().all()
-    for regime in ("user", "interaction"):
+    for regime in ("user", "item", "interaction"):
         got = pop[pop.regime == regime].iloc[0]
         want = _popularity_by_hand(tiny_grid_params, regime)
         assert got["retain_recall@20"] == pytest.approx(want["retain"], abs=1e-6)
@@ -272,7 +344,10 @@ def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkey
     readme = (tmp_path / "out/README.md").read_text()
     assert "## Tiny (synthetic) · MGCN · user-level (1 seed)" in readme and "| **TRU** |" in readme
     pop_line = next(x for x in readme.splitlines() if x.startswith("| Popularity (no user data) |")).split("|")
-    assert [c.strip() for c in pop_line[6:9]] == ["–", "–", "–"] and pop_line[10].strip() == "–"  # MIA, ASR, lift; time
+    # the user-level table has the real / fake users' forget columns (6, 7); then MIA, ASR, lift; time
+    assert [c.strip() for c in pop_line[8:11]] == ["–", "–", "–"] and pop_line[12].strip() == "–"
+    assert "| Method | Retain R@20 | Retain N@20 | Forget R@20 | Forget N@20 | Forget R@20 real users |" in readme
+    assert "Co-item exposure@20 |" in readme
     assert (tmp_path / "out/results_frontier.png").stat().st_size > 0 and (tmp_path / "out/results_time.png").is_file()
     # Retrain snapshotted its training under grid/resume/<cell> (every epoch here) and the
     # finished cell cleared it
@@ -308,7 +383,17 @@ def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkey
     methods = ("original", "popularity", "retrain", "tru")
     assert sorted(ran) == sorted(("tiny", "mgcn", "user", 2, m) for m in methods)
     assert sorted(folders) == sorted(str(Path("grid/resume") / f"tiny-mgcn-user-2-{m}") for m in methods)
-    assert len(pd.read_csv(tmp_path / "out/results.csv")) == 12
+    assert len(pd.read_csv(tmp_path / "out/results.csv")) == 16
+
+
+def test_cooccurring_items_are_each_deleted_items_closest_by_shared_users():
+    # users 0-2 had item 0 (to be deleted); item 1 shares 3 of them, item 2 two, item 3 one,
+    # item 4 none; item 5 is deleted too and never counts
+    train = np.array([[0, 0], [1, 0], [2, 0], [0, 1], [1, 1], [2, 1], [0, 2], [1, 2], [2, 3], [3, 4], [0, 5]])
+    assert cooccurring_items(train, np.array([0, 5]), 6, per_item=2).tolist() == [1, 2]
+    assert cooccurring_items(train, np.array([0]), 6, per_item=10).tolist() == [1, 2, 3, 5]
+    assert cooccurring_items(train, np.array([4]), 6).tolist() == []  # its one user has nothing else
+    assert cooccurring_items(train, np.zeros(0, np.int64), 6).tolist() == []
 
 
 def _popularity_by_hand(params, regime):
@@ -376,7 +461,9 @@ def test_the_report_says_where_tru_beats_the_other_approximate_methods_and_where
     line = next(x for x in text.splitlines() if x.startswith("| d · mgcn · user (2)"))
     assert line.split("|")[2].strip() == "yes" and line.split("|")[4].strip() == "**no**"
     assert line.split("|")[6].strip() == "0.0610 / 0.0500 / 0.0300"  # TRU / Retrain / Popularity forget
-    assert line.split("|")[7].strip().startswith("**no** (gap 0.0110 vs 0.0090, ScaleGUN)")
+    assert line.split("|")[7].strip() == "–"  # no replicates: no noise floor
+    assert line.split("|")[8].strip().startswith("**no** (gap 0.0110 vs 0.0090, ScaleGUN)")
+    assert line.split("|")[9].strip() == "–"  # no exact step in the grid
     # and in a few lines under the table: per axis, the count of settings and those TRU is behind in
     tally = text[text.index("In short, over 1 setting,") :].splitlines()
     assert tally[2] == "* keeps retain Recall@20 higher: ahead in 1, level in 0, behind in 0."
@@ -386,3 +473,70 @@ def test_the_report_says_where_tru_beats_the_other_approximate_methods_and_where
     )
     # a setting without TRU or without another approximate method is not judged
     assert claim_check(summarise([r for r in rows if r["method"] != "tru"])) == []
+
+    # Retrain's replicates (other training seeds, same retain set): the reference is their mean
+    # and their pooled spread the noise floor; a gap within it is a tie. The exact step alone
+    # lands 0.013 from it: TRU (0.011) is no nearer beyond the floor
+    rows += [row(1, "retrain_r2", 0.20, 0.060), row(2, "retrain_r2", 0.20, 0.040)]
+    rows += [row(1, "retrain_r3", 0.20, 0.055), row(2, "retrain_r3", 0.20, 0.045)]
+    rows += [row(1, "exact", 0.20, 0.063), row(2, "exact", 0.20, 0.063)]
+    floors = retrain_floors(rows)
+    # per seed the three retrains' sample variance: {0.05, 0.06, 0.055} and {0.05, 0.04, 0.045}
+    assert floors[("d", "mgcn", "user")] == {"floor": pytest.approx(0.005), "retrains": 3, "seeds": 2}
+    c = claim_check(summarise(rows), floors)[0]
+    assert c["forget_retrain"] == pytest.approx(0.05) and c["retrain_floor"] == pytest.approx(0.005)
+    assert c["exact_gap"] == pytest.approx(0.013)
+    v = claim_verdicts(c)
+    assert v["nearest"] == "tie" and v["over_exact"] == "tie"  # 0.011 vs 0.009 and vs 0.013: within 0.005
+    far = claim_verdicts(c | {"exact_gap": 0.030})
+    assert far["over_exact"] == "yes"
+    text = report_markdown(rows)
+    line = next(x for x in text.splitlines() if x.startswith("| d · mgcn · user (2)"))
+    assert line.split("|")[7].strip() == "0.0050" and line.split("|")[9].strip() == "tie (gap 0.0110 vs 0.0130)"
+    assert "* lands nearer Retrain's forget Recall@20 than the exact step alone" in text
+
+
+def test_the_report_rests_on_evaluation_seeds_and_marks_a_setting_shown_from_development_seeds(tmp_path):
+    g = load_grid(
+        write_grid(
+            tmp_path / "grid.yaml",
+            blocks=[
+                {
+                    "datasets": ["tiny"],
+                    "backbones": ["mgcn"],
+                    "regimes": ["user", "interaction"],
+                    "methods": ["retrain", "tru", "scalegun"],
+                    "seeds": [11, 12],
+                    "development_seeds": [1],
+                }
+            ],
+        )
+    )
+    assert {c[3] for c in g.cells()} == {1, 11, 12}
+    assert g.seed_role("tiny", 1) == "development" and g.seed_role("tiny", 11) == "evaluation"
+
+    def row(regime, seed, method, forget):
+        return {
+            **dict(zip(KEY, ("tiny", "mgcn", regime, seed, method))),
+            **{c: 0.0 for c in COLUMNS[5:]},
+            "retain_recall@20": 0.2,
+            "forget_recall@20": forget,
+            "seconds": 1.0,
+        }
+
+    methods = ("original", "retrain", "tru", "scalegun")
+    # user level: a development row that would change the mean if it counted (forget 0.9)
+    rows = [row("user", 1, m, 0.9) for m in methods] + [row("user", s, m, 0.1) for s in (11, 12) for m in methods]
+    # interaction level: development seeds only so far
+    rows += [row("interaction", 1, m, 0.3) for m in methods]
+    shown, dev = shown_rows(rows, g)
+    assert {(r["regime"], r["seed"]) for r in shown} == {("user", 11), ("user", 12), ("interaction", 1)}
+    assert dev == {("tiny", "mgcn", "interaction")}
+    text = report_markdown(rows, g)
+    assert "* Tiny (synthetic): evaluation 11, 12; development 1" in text
+    assert "## Tiny (synthetic) · MGCN · user-level (2 seeds)" in text
+    assert "## Tiny (synthetic) · MGCN · interaction-level (1 development seed)" in text
+    assert text.count("Development seeds only: knobs were tuned on these rows") == 1
+    assert "(1 of them from development seeds only: tuning, not evidence)" in text
+    user = text[text.index("user-level (2 seeds)") :]
+    assert "| Retrain | 0.2000 ± 0.0000 | 0.0000 ± 0.0000 | 0.1000 ± 0.0000 |" in user  # the 0.9 row left out

@@ -12,7 +12,7 @@ from tru.models import build_backbone
 from tru.train import EvalSet, NegativeSampler, fit, seed_everything
 from tru.unlearning import UnlearnContext, run_method
 from tru.unlearning.energy import gradient_energies
-from tru.unlearning.mechanisms import branch_scales, gate_penalty, ranking_gate, select_modules
+from tru.unlearning.mechanisms import branch_scales, gate_penalty, ranking_gate, select_modules, uniform_scales
 from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval, shadow_membership
 from tru.unlearning.reverse_repair import ForgetSchedule, is_forgotten, refit_items
 from tru.unlearning.scalegun import conjugate_gradient
@@ -98,6 +98,38 @@ def test_branch_scales_follow_the_energy_ratio():
     assert s["image"] > s["id"] > s["text"]
     assert s["image"] == 4.0 and s["text"] == 0.25 and s["fusion"] == 0.25  # clipped; no forget gradient
     assert branch_scales(e, gamma=0.0, s_min=0.25, s_max=4.0)["image"] == 1.0
+
+
+def test_uniform_scales_are_the_parameter_weighted_mean_of_the_branch_scales(world):
+    e = {
+        "id": {"forget_energy": 1.0, "retain_energy": 1.0, "ratio": 1.0, "params": 30},
+        "image": {"forget_energy": 8.0, "retain_energy": 1.0, "ratio": 8.0, "params": 10},
+    }
+    s = branch_scales(e, gamma=1.0, s_min=0.25, s_max=4.0)
+    u = uniform_scales(s, e)
+    assert set(u) == set(s) and len(set(u.values())) == 1
+    assert u["id"] == pytest.approx((30 * s["id"] + 10 * s["image"]) / 40)
+    # in the loop: tru_uniform_lr's switch gives every branch that one scale, every epoch
+    p, prior, base = world
+    pp = p.model_copy(
+        update={
+            "unlearn": p.unlearn.model_copy(
+                update={
+                    "max_epochs": 2,
+                    "tru": p.unlearn.tru.model_copy(update={"scale_uniform": True, "check_before_reverse": False}),
+                }
+            )
+        }
+    )
+    res = run_method("tru", user_batch(prior, base, [1, 2, 3]), pp)
+    reversed_epochs = [row for row in res.log["epochs"] if "branch_energy" in row]
+    assert reversed_epochs
+    for row in reversed_epochs:
+        assert len(set(row["branch_scales"].values())) == 1
+        expect = branch_scales(
+            row["branch_energy"], pp.unlearn.tru.scale_gamma, pp.unlearn.tru.scale_min, pp.unlearn.tru.scale_max
+        )
+        assert row["branch_scales"] == uniform_scales(expect, row["branch_energy"])
 
 
 def test_scaling_favours_the_branch_that_carries_the_deleted_signal(world):

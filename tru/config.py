@@ -224,6 +224,10 @@ class TRUParams(Section):
     scale_gamma: float = Field(ge=0)
     scale_min: float = Field(gt=0)
     scale_max: float = Field(gt=0)
+    # the control of scaling (the grid's tru_uniform_lr): every branch reverses with one scale,
+    # the parameter-weighted mean of the branch scales, so the step is as large as scaling's
+    # but not directed at any branch
+    scale_uniform: bool = False
     capacity_rho: float = Field(gt=0, le=1)
     probe_size: int = Field(gt=0)
     # items that lost at least this share of their interactions get their own rows re-fitted

@@ -41,10 +41,18 @@ VARIANTS = {
     "tru": ("tru", {}, {}),
     "tru_no_gate": ("tru", {}, {"gate": False}),
     "tru_no_scaling": ("tru", {}, {"scaling": False}),
+    # the control of scaling: the scales' parameter-weighted mean as one step for every branch
+    "tru_uniform_lr": ("tru", {}, {"scale_uniform": True}),
     "tru_no_selection": ("tru", {}, {"selection": False}),
     "tru_no_exact": ("tru", {"exact_erasure": False}, {}),
     "reverse_repair_no_exact": ("reverse_repair", {"exact_erasure": False}, {}),
 }
+# Retrain replicates: the same retain set trained again with another training seed (params.seed
+# plus the offset). Their spread is Retrain's own noise floor: a method's gap to Retrain within
+# it is as near as another retrain would be.
+REPLICATES = {"retrain_r2": 1, "retrain_r3": 2}
+for _name in REPLICATES:
+    VARIANTS[_name] = ("retrain", {}, {})
 EXACT = ("retrain", "ultrare")  # exact methods: no final repair
 KEY = ("backbone", "regime", "seed", "method")
 
@@ -139,7 +147,7 @@ def variant_params(params: Params, variant: str) -> tuple[str, Params]:
     params = unlearn_for(params)
     method, over, tru_over = VARIANTS[variant]
     up = params.unlearn.model_copy(update={**over, "tru": params.unlearn.tru.model_copy(update=tru_over)})
-    return method, params.model_copy(update={"unlearn": up})
+    return method, params.model_copy(update={"unlearn": up, "seed": params.seed + REPLICATES.get(variant, 0)})
 
 
 def erase_variant(params: Params, ctx: UnlearnContext, variant: str) -> dict:

@@ -40,6 +40,18 @@ def branch_scales(
     return out
 
 
+def uniform_scales(scales: dict[str, float], branch_energy: dict[str, dict[str, float]]) -> dict[str, float]:
+    """One scale for every branch: the parameter-weighted mean of `scales` (weights: each
+    branch's parameter count in `branch_energy`). The control of mechanism 1: as large a
+    reverse step overall, but not directed at the branches that still carry the deletion."""
+    weights = {b: float(branch_energy[b]["params"]) if b in branch_energy else 0.0 for b in scales}
+    total = sum(weights.values())
+    if total <= 0:
+        return dict(scales)
+    mean = sum(scales[b] * w for b, w in weights.items()) / total
+    return {b: mean for b in scales}
+
+
 def select_modules(module_energy: dict[str, dict[str, float]], rho: float) -> tuple[list[str], float]:
     """Most deletion-sensitive modules first, until they cover >= rho of the parameters.
 

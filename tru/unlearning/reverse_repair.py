@@ -22,7 +22,14 @@ from tru.data.dataset import group_by_user
 from tru.models.base import Recommender
 from tru.train import NegativeSampler, seed_everything
 from tru.unlearning.energy import gradient_energies, reverse_bpr_from
-from tru.unlearning.mechanisms import branch_scales, exclusion_mask, gate_penalty, ranking_gate, select_modules
+from tru.unlearning.mechanisms import (
+    branch_scales,
+    exclusion_mask,
+    gate_penalty,
+    ranking_gate,
+    select_modules,
+    uniform_scales,
+)
 from tru.unlearning.probes import rank_metrics_of
 from tru.unlearning.registry import UnlearnContext, UnlearnResult, register_method
 from tru.unlearning.steps import (
@@ -311,6 +318,8 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
             row["branch_energy"] = branch_e
             if mechanisms.scaling:
                 scales = branch_scales(branch_e, mechanisms.scale_gamma, mechanisms.scale_min, mechanisms.scale_max)
+                if mechanisms.scale_uniform:
+                    scales = uniform_scales(scales, branch_e)
             if mechanisms.selection:
                 selected, coverage = select_modules(module_e, mechanisms.capacity_rho)
                 row["capacity_covered"] = coverage

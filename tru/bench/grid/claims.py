@@ -13,6 +13,34 @@ from tru.bench.grid.spec import LABELS
 # MultiDelete, ScaleGUN, MMRecUn): the tables report it, the claim is not judged against it
 # (on MIG-GT user level it forgets by wrecking the model: 62-79% of Original's retain).
 APPROXIMATE = ("reverse_repair", "multidelete", "scalegun")
+# Retrain and its replicates (the same retain set, other training seeds): their mean is the
+# reference, their spread its noise floor (tru.bench.unlearn.REPLICATES)
+RETRAINS = ("retrain", "retrain_r2", "retrain_r3")
+
+
+def retrain_floors(rows: list[dict]) -> dict[tuple, dict]:
+    """Retrain's own noise floor on forget Recall@20 per setting (dataset, backbone, regime),
+    from the grid's raw `rows`: per deletion seed, the sample variance over the retrains
+    (Retrain and its replicates) of that seed; the floor is the root of their mean (the pooled
+    standard deviation). Settings with fewer than two retrains on any seed are left out.
+    Each value: {"floor", "retrains" (per seed, the most), "seeds"}."""
+    by: dict[tuple, dict[int, list[float]]] = {}
+    for r in rows:
+        v = r.get("forget_recall@20")
+        if r["method"] in RETRAINS and v is not None and v == v:
+            by.setdefault((r["dataset"], r["backbone"], r["regime"]), {}).setdefault(int(r["seed"]), []).append(
+                float(v)
+            )
+    out = {}
+    for setting, seeds in by.items():
+        variances = [np.var(v, ddof=1) for v in seeds.values() if len(v) >= 2]
+        if variances:
+            out[setting] = {
+                "floor": float(np.sqrt(np.mean(variances))),
+                "retrains": max(len(v) for v in seeds.values()),
+                "seeds": len(variances),
+            }
+    return out
 
 
 def _spread(tru, sub, col: str, m: str) -> float:
@@ -28,13 +56,16 @@ def _retrain_gap(sub, m: str, ref: float) -> float:
     return abs(float(sub.loc[m, "forget_recall@20_mean"]) - ref)
 
 
-def claim_check(s) -> list[dict]:
+def claim_check(s, floors: dict[tuple, dict] | None = None) -> list[dict]:
     """The article's claim per setting, from the summary `s` (tru.bench.grid.report.summarise:
     means over seeds): does TRU keep retain Recall@20 higher (closer to Original) and forget
     Recall@20 lower than every other approximate method in the setting? One dict per setting;
     settings without TRU or without another approximate method are left out. `*_margin` is TRU
     minus the best other (retain: > 0 is TRU ahead; forget: < 0 is TRU ahead); the largest
-    spread over seeds of the two is there to say whether the margin is more than noise."""
+    spread over seeds of the two is there to say whether the margin is more than noise.
+    `floors` (retrain_floors): Retrain's noise floor per setting; with replicates the reference
+    is the mean of the retrains' forget Recall@20. `exact_gap`: the exact step's own gap to it,
+    what TRU's reverse updates are judged against."""
     out = []
     for (dataset, backbone, regime), sub in s.groupby(["dataset", "backbone", "regime"], sort=False):
         sub = sub.set_index("method")
@@ -44,7 +75,9 @@ def claim_check(s) -> list[dict]:
         tru = sub.loc["tru"]
         best_r = max(others, key=lambda m: sub.loc[m, "retain_recall@20_mean"])
         best_f = min(others, key=lambda m: sub.loc[m, "forget_recall@20_mean"])
-        ref = float(sub.loc["retrain", "forget_recall@20_mean"]) if "retrain" in sub.index else None
+        refs = [float(sub.loc[m, "forget_recall@20_mean"]) for m in RETRAINS if m in sub.index]
+        ref = float(np.mean(refs)) if refs else None
+        floor = (floors or {}).get((dataset, backbone, regime), {}).get("floor")
         pop = float(sub.loc["popularity", "forget_recall@20_mean"]) if "popularity" in sub.index else None
         closest, closest_gap = None, None
         if ref is not None:
@@ -69,6 +102,8 @@ def claim_check(s) -> list[dict]:
                 "retrain_gap_tru": None if ref is None else abs(float(tru["forget_recall@20_mean"]) - ref),
                 "retrain_gap_best_other": closest_gap,
                 "retrain_gap_closest_other": closest,
+                "retrain_floor": floor,
+                "exact_gap": None if ref is None or "exact" not in sub.index else _retrain_gap(sub, "exact", ref),
             }
         )
     return out
@@ -78,7 +113,9 @@ def claim_verdicts(r: dict) -> dict[str, str]:
     """One claim_check row judged per axis (`retain`, `forget`, `nearest`): "yes", "tie" or "no"
     ("–": not judged). Retain and forget: the margin against the best other method, a tie when it
     is no more than the spread over seeds (or below 5e-4); nearest Retrain's forget: TRU's gap
-    against the closest other's."""
+    against the closest other's, a tie within Retrain's noise floor when there is one (or below
+    5e-4); `over_exact`: is TRU nearer Retrain's forget Recall@20 than the exact step alone,
+    judged the same way (a tie: TRU's reverse updates add nothing measurable there)."""
 
     def margin(m: float, spread: float, better_up: bool) -> str:
         """A margin judged against the spread: "yes", "tie" or "no"."""
@@ -86,18 +123,29 @@ def claim_verdicts(r: dict) -> dict[str, str]:
             return "tie"
         return "yes" if (m > 0 if better_up else m < 0) else "no"
 
+    floor = r.get("retrain_floor")
+    tol = max(5e-4, floor or 0.0)
+
+    def nearer(gap: float, other: float | None) -> str:
+        """TRU's gap to Retrain against another's: "yes", "tie" or "no" ("–": no other)."""
+        if other is None:
+            return "–"
+        d = gap - other
+        return "tie" if abs(d) <= tol else "yes" if d < 0 else "no"
+
     out = {
         "retain": margin(r["retain_margin"], r["retain_spread"], True),
         "forget": margin(r["forget_margin"], r["forget_spread"], False),
         "nearest": "–",
+        "over_exact": "–",
     }
     if r["retrain_gap_tru"] is not None:
-        d = r["retrain_gap_tru"] - r["retrain_gap_best_other"]
-        out["nearest"] = "tie" if abs(d) < 5e-4 else "yes" if d < 0 else "no"
+        out["nearest"] = nearer(r["retrain_gap_tru"], r["retrain_gap_best_other"])
+        out["over_exact"] = nearer(r["retrain_gap_tru"], r.get("exact_gap"))
     return out
 
 
-def claim_tally(rows: list[dict], labels: dict) -> list[str]:
+def claim_tally(rows: list[dict], labels: dict, development: set[tuple] = frozenset()) -> list[str]:
     """The claim table (claim_check rows; `labels`: dataset -> printed name) in a few Markdown
     lines: per axis, in how many settings TRU is ahead, level or behind, and which settings it
     is behind in."""
@@ -105,18 +153,24 @@ def claim_tally(rows: list[dict], labels: dict) -> list[str]:
         ("retain", "keeps retain Recall@20 higher"),
         ("forget", "has lower forget Recall@20"),
         ("nearest", "lands nearest Retrain's forget Recall@20"),
+        ("over_exact", "lands nearer Retrain's forget Recall@20 than the exact step alone (what the reverse adds)"),
     )
 
     def name(r: dict) -> str:
         return f"{labels.get(r['dataset'], r['dataset'])} · {r['backbone']} · {r['regime']}"
 
     verdicts = [claim_verdicts(r) for r in rows]
+    dev = sum(1 for r in rows if (r["dataset"], r["backbone"], r["regime"]) in development)
     lines = [
-        f"In short, over {len(rows)} setting{'s' * (len(rows) != 1)}, TRU against the best other approximate method:",
+        f"In short, over {len(rows)} setting{'s' * (len(rows) != 1)}, TRU against the best other approximate method"
+        + (f" ({dev} of them from development seeds only: tuning, not evidence)" if dev else "")
+        + ":",
         "",
     ]
     for axis, what in axes:
         judged = [(r, v[axis]) for r, v in zip(rows, verdicts) if v[axis] != "–"]
+        if not judged and axis == "over_exact":
+            continue
         count = {k: sum(1 for _, x in judged if x == k) for k in ("yes", "tie", "no")}
         behind = [name(r) for r, x in judged if x == "no"]
         lines.append(
@@ -132,10 +186,11 @@ def _plus_minus(v: float) -> str:
     return "" if v != v else f" ± {v:.4f}"
 
 
-def claim_markdown(s, labels: dict) -> list[str]:
+def claim_markdown(s, labels: dict, development: set[tuple] = frozenset(), floors: dict | None = None) -> list[str]:
     """The claim's section of the report, from the summary `s` (`labels`: dataset -> printed
-    name): a table per setting, then the tally; no lines when no setting is judged."""
-    rows = claim_check(s)
+    name; `development`: settings shown from development seeds; `floors`: retrain_floors):
+    a table per setting, then the tally; no lines when no setting is judged."""
+    rows = claim_check(s, floors)
     if not rows:
         return []
     shown = {"yes": "yes", "tie": "tie (within spread)", "no": "**no**"}
@@ -145,18 +200,24 @@ def claim_markdown(s, labels: dict) -> list[str]:
         "",
         "Per setting, TRU against the best of "
         + ", ".join(LABELS[m] for m in APPROXIMATE)
-        + " on each axis (means over seeds; margin = TRU minus that method; spread = the larger std over seeds "
-        "of the two, – with one seed). Forget R@20 below Retrain's is over-forgetting, not a win: "
-        "Retrain's value is shown beside it, and the last column asks whose forget R@20 lands nearest it.",
+        + " on each axis (means over seeds; margin = TRU minus that method; spread = the larger sample std "
+        "over seeds of the two, – with one seed). Forget R@20 below Retrain's is over-forgetting, not a win: "
+        "Retrain's value is shown beside it (the mean of its replicates where the grid trained several), and "
+        "the last two columns ask whose forget R@20 lands nearest it, against the best other method and "
+        "against the exact step alone (no reverse: what TRU's mechanisms add). Gaps within Retrain's noise "
+        "floor (the pooled std of its replicates' forget R@20, other training seeds on the same retain set) "
+        "are ties: another retrain would land that far.",
         "",
         "| Setting | Retain higher? | margin (vs) | Forget lower? | margin (vs) | "
-        "TRU / Retrain / Popularity forget | Forget closest to Retrain's? |",
-        "|---|---|---|---|---|---|---|",
+        "TRU / Retrain / Popularity forget | Retrain's floor | Forget closest to Retrain's? | Nearer than exact? |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        name = f"{labels.get(r['dataset'], r['dataset'])} · {r['backbone']} · {r['regime']} ({r['seeds']})"
+        dev = " · development seeds" if (r["dataset"], r["backbone"], r["regime"]) in development else ""
+        name = f"{labels.get(r['dataset'], r['dataset'])} · {r['backbone']} · {r['regime']} ({r['seeds']}){dev}"
         ret = "–" if r["forget_retrain"] is None else f"{r['forget_retrain']:.4f}"
         pop = "–" if r.get("forget_popularity") is None else f"{r['forget_popularity']:.4f}"
+        floor = "–" if r.get("retrain_floor") is None else f"{r['retrain_floor']:.4f}"
         v = claim_verdicts(r)
         near = (
             "–"
@@ -166,11 +227,17 @@ def claim_markdown(s, labels: dict) -> list[str]:
                 f"{r['retrain_gap_best_other']:.4f}, {LABELS[r['retrain_gap_closest_other']]})"
             )
         )
+        over = (
+            "–"
+            if v["over_exact"] == "–"
+            else {"no": "**no**"}.get(v["over_exact"], v["over_exact"])
+            + f" (gap {r['retrain_gap_tru']:.4f} vs {r['exact_gap']:.4f})"
+        )
         lines.append(
             f"| {name} | {shown[v['retain']]} | "
             f"{r['retain_margin']:+.4f}{_plus_minus(r['retain_spread'])} ({LABELS[r['retain_best_other']]}) | "
             f"{shown[v['forget']]} | "
             f"{r['forget_margin']:+.4f}{_plus_minus(r['forget_spread'])} ({LABELS[r['forget_best_other']]}) | "
-            f"{r['forget_tru']:.4f} / {ret} / {pop} | {near} |"
+            f"{r['forget_tru']:.4f} / {ret} / {pop} | {floor} | {near} | {over} |"
         )
-    return lines + [""] + claim_tally(rows, labels)
+    return lines + [""] + claim_tally(rows, labels, development)

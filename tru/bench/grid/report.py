@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tru.bench.grid.claims import claim_markdown
+from tru.bench.grid.claims import claim_markdown, retrain_floors
 from tru.bench.grid.methods import METHOD_ORDER, REFERENCE
 from tru.bench.grid.plots import plot_frontier, plot_time
 from tru.bench.grid.spec import COLUMNS, LABELS, Grid
@@ -37,6 +37,9 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
         "retain_ndcg@20",
         "forget_recall@20",
         "forget_ndcg@20",
+        "forget_real_recall@20",
+        "forget_fake_recall@20",
+        "served_exposure@20",
         "mia_balanced_accuracy",
         "backdoor_asr",
         "backdoor_lift",
@@ -45,7 +48,8 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
         "time_pct_of_retrain",
     ]
     g = df.groupby(["dataset", "backbone", "regime", "method"], sort=False)[metrics]
-    mean, std = g.mean(), g.std(ddof=0)
+    # the sample spread (ddof=1): the seeds are a sample of the deletions a night could bring
+    mean, std = g.mean(), g.std(ddof=1)
     mean.columns = [f"{c}_mean" for c in mean.columns]
     std.columns = [f"{c}_std" for c in std.columns]
     out = mean.join(std).join(g.size().rename("seeds")).reset_index()
@@ -66,10 +70,48 @@ def _summary_cell(r, seeds: int, col: str, digits: int = 4) -> str:
     return _cell(r[f"{col}_mean"], r[f"{col}_std"], digits, seeds)
 
 
+def shown_rows(rows: list[dict], grid: Grid | None) -> tuple[list[dict], set[tuple]]:
+    """The rows the report's tables and claims rest on: per setting (dataset, backbone, regime),
+    its evaluation seeds' rows, or, while it has none, its development seeds' rows. Returns them
+    and the settings shown from development seeds (`grid`: the seeds' roles; without it every
+    seed is an evaluation seed)."""
+
+    def role(r: dict) -> str:
+        return "evaluation" if grid is None else grid.seed_role(r["dataset"], r["seed"])
+
+    def setting(r: dict) -> tuple:
+        return r["dataset"], r["backbone"], r["regime"]
+
+    evaluated = {setting(r) for r in rows if role(r) == "evaluation"}
+    shown = [r for r in rows if (role(r) == "evaluation") == (setting(r) in evaluated)]
+    return shown, {setting(r) for r in shown} - evaluated
+
+
+def _seed_lines(grid: Grid | None) -> list[str]:
+    """The report's statement of which seeds are evaluation and which development, per dataset."""
+    if grid is None:
+        return []
+
+    def span(seeds: list[int]) -> str:
+        return ", ".join(map(str, seeds)) or "none"
+
+    lines = [
+        "Seeds, per dataset: **evaluation** (the tables and the claims; no knob was ever tuned on them) and "
+        "development (where knobs are tuned; a setting is shown from them only while it has no evaluation "
+        "rows, and its heading says so):",
+        "",
+    ]
+    for d, roles in grid.seeds_by_role().items():
+        label = grid.datasets[d].label if d in grid.datasets else d
+        lines.append(f"* {label}: evaluation {span(roles['evaluation'])}; development {span(roles['development'])}")
+    return lines + [""]
+
+
 def report_markdown(rows: list[dict], grid: Grid | None = None) -> str:
     """The report (Markdown) of the grid's `rows`: the tables in the article's layout, one per
     (dataset, backbone, regime), methods as rows; Retain and Forget Recall@20/NDCG@20, then the
     audits and the cost; then the claim's section and the plots. `grid` names the datasets."""
+    rows, development = shown_rows(rows, grid)
     s = summarise(rows)
     lines = [
         "# The comparison grid",
@@ -81,8 +123,14 @@ def report_markdown(rows: list[dict], grid: Grid | None = None) -> str:
         "real popularity (0 = the backdoor is gone; tru/audit/canary.py). "
         "Time: erase + repair as a share of Retrain's. Popularity: the retained items' training counts, one "
         "ranking for every user (no model, so no attack and no time): where a user the model knows nothing "
-        "about lands, the reference for a deleted user's forget R@20 besides Retrain's.",
+        "about lands, the reference for a deleted user's forget R@20 besides Retrain's. Spreads are sample "
+        "standard deviations over seeds (ddof=1). Where measured: user level with the canary, forget R@20 of "
+        "the real deleted users and of the canary's fake users apart (the mixed figure is mostly the fakes'); "
+        "item level, co-item exposure@20, the mean number of the deleted items' closest co-occurring retained "
+        "items (10 each, by shared users) in a retained user's top-20: what users are served, to read next "
+        "to Retrain's (item-level forget R@20 ranks items nobody is served any more).",
         "",
+        *_seed_lines(grid),
     ]
     if s.empty:
         return "\n".join(lines + ["No finished cells yet."]) + "\n"
@@ -90,26 +138,44 @@ def report_markdown(rows: list[dict], grid: Grid | None = None) -> str:
     for (dataset, backbone, regime), sub in s.groupby(["dataset", "backbone", "regime"], sort=False):
         sub = sub.set_index("method")
         n = int(sub["seeds"].max())
+        dev = (dataset, backbone, regime) in development
+        # the columns only some settings have: user level with the canary, forget of the real
+        # deleted users and of the fake ones apart; item level, what retained users are served
+        split = sub["forget_real_recall@20_mean"].notna().any()
+        served = sub["served_exposure@20_mean"].notna().any()
+        extra_head = (" Forget R@20 real users | Forget R@20 fake users |" if split else "") + (
+            " Co-item exposure@20 |" if served else ""
+        )
         lines += [
             f"## {labels.get(dataset, dataset)} · {backbone.upper() if backbone == 'mgcn' else 'MIG-GT'} · "
-            f"{regime}-level ({n} seed{'s' if n > 1 else ''})",
+            f"{regime}-level ({n} {'development ' if dev else ''}seed{'s' if n > 1 else ''})",
             "",
-            "| Method | Retain R@20 | Retain N@20 | Forget R@20 | Forget N@20 | MIA BA | ASR | ASR lift | "
-            "Retain % of Original | Time % of Retrain |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| Method | Retain R@20 | Retain N@20 | Forget R@20 | Forget N@20 |"
+            + extra_head
+            + " MIA BA | ASR | ASR lift | Retain % of Original | Time % of Retrain |",
+            "|---|---|---|---|---|" + "---|" * (2 * split + served) + "---|---|---|---|---|",
         ]
+        if dev:
+            lines[-2:-2] = [
+                "Development seeds only: knobs were tuned on these rows, so they are not evidence; the "
+                "evaluation seeds' rows replace them once run.",
+                "",
+            ]
         for m in [m for m in METHOD_ORDER if m in sub.index] + [m for m in sub.index if m not in METHOD_ORDER]:
             r = sub.loc[m]
             k = int(r["seeds"])
             c = partial(_summary_cell, r, k)
+            extra = (f" {c('forget_real_recall@20')} | {c('forget_fake_recall@20')} |" if split else "") + (
+                f" {c('served_exposure@20', 3)} |" if served else ""
+            )
             lines.append(
                 f"| {LABELS.get(m, m)} | {c('retain_recall@20')} | {c('retain_ndcg@20')} | "
-                f"{c('forget_recall@20')} | {c('forget_ndcg@20')} | {c('mia_balanced_accuracy', 3)} | "
+                f"{c('forget_recall@20')} | {c('forget_ndcg@20')} |{extra} {c('mia_balanced_accuracy', 3)} | "
                 f"{c('backdoor_asr', 3)} | {c('backdoor_lift', 3)} | {c('retain_pct_of_original', 1)} | "
                 f"{'–' if m in REFERENCE + ('retrain',) else c('time_pct_of_retrain', 1)} |"
             )
         lines.append("")
-    lines += claim_markdown(s, labels)
+    lines += claim_markdown(s, labels, development, retrain_floors(rows))
     lines += ["![retain vs forget](results_frontier.png)", "", "![time vs retrain](results_time.png)", ""]
     return "\n".join(lines)
 
@@ -119,7 +185,7 @@ def write_report(rows: list[dict], grid: Grid | None, folder: str | Path) -> Non
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "README.md").write_text(report_markdown(rows, grid))
-    s = summarise(rows)
+    s = summarise(shown_rows(rows, grid)[0])
     if not s.empty:
         plot_frontier(s, folder / "results_frontier.png")
         plot_time(s, folder / "results_time.png")

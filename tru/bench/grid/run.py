@@ -114,6 +114,33 @@ def base_checkpoint(
 # --------------------------------------------------------------------------- one cell
 
 
+def cooccurring_items(train: np.ndarray, deleted: np.ndarray, n_items: int, per_item: int = 10) -> np.ndarray:
+    """The retained items most tied to the `deleted` ones in `train` (the data before the
+    deletion): for each deleted item, the `per_item` other items that share the most users with
+    it (ties: lower item first), deleted items left out. What an item-level deletion changes
+    in what users are served: these items' exposure after it, next to Retrain's."""
+    deleted = np.asarray(deleted, np.int64)
+    if len(deleted) == 0:
+        return np.zeros(0, np.int64)
+    out = set()
+    for i in deleted:
+        users = np.unique(train[train[:, 1] == i, 0])
+        shared = np.bincount(train[np.isin(train[:, 0], users), 1], minlength=n_items)
+        shared[deleted] = 0
+        order = np.lexsort((np.arange(n_items), -shared))
+        out.update(int(j) for j in order[:per_item] if shared[j] > 0)
+    return np.asarray(sorted(out), np.int64)
+
+
+def _forget_recall(model, ctx, pairs: np.ndarray, score=None) -> float | None:
+    """Forget Recall@20 on a subset of the forgotten pairs (None when it is empty)."""
+    from tru.unlearning.probes import forget_eval, rank_metrics_of
+
+    if len(pairs) == 0:
+        return None
+    return round(float(rank_metrics_of(model, forget_eval(ctx.data, pairs), (20,), score=score)["recall@20"]), 6)
+
+
 def _grid_cell(
     params_json: str,
     split_dir: str,
@@ -139,7 +166,7 @@ def _grid_cell(
     ctx.resume = None if resume is None else Path(resume)
     run: dict  # erase_variant's: the model (none for popularity), seconds, epochs, repair epochs
     if method == "popularity":  # a ranking, not a model: no audit to run, nothing timed
-        run, mia = {"seconds": 0.0, "epochs": 0, "repair_epochs": 0}, None
+        run, mia, model = {"seconds": 0.0, "epochs": 0, "repair_epochs": 0}, None, None
         m = batch_metrics(None, ctx, score=popularity_scores(ctx.data.train, ctx.data.n_items))
     else:
         run = erase_variant(params, ctx, method)
@@ -150,6 +177,22 @@ def _grid_cell(
         m = batch_metrics(model, ctx)
         ap = params.audit
         mia = context_membership({"model": model}, ctx, ap.mia)["models"].get("model")
+    score = popularity_scores(ctx.data.train, ctx.data.n_items) if method == "popularity" else None
+    split_forget = {}
+    if canary and regime == "user":
+        fake_pair = np.isin(ctx.forget[:, 0], np.asarray(canary["fake_users"], np.int64))
+        split_forget = {
+            "real": _forget_recall(model, ctx, ctx.forget[~fake_pair], score),
+            "fake": _forget_recall(model, ctx, ctx.forget[fake_pair], score),
+        }
+    served = None
+    if regime == "item" and method != "popularity":
+        from tru.audit.measures import exposure
+
+        tied = cooccurring_items(ctx.prior.train, ctx.new_items, ctx.data.n_items)
+        served = exposure(
+            model, tied, ctx.normal_users, ctx.data.train, ctx.data.n_users, ctx.data.candidates, params.audit.k
+        )["mean_per_user"]
     bd = {}
     if canary and regime == "user" and method != "popularity":
         fake = np.asarray(canary["fake_users"], np.int64)
@@ -167,6 +210,9 @@ def _grid_cell(
         "retain_ndcg@20": m["retain"]["ndcg@20"],
         "forget_recall@20": m["forget"]["recall@20"],
         "forget_ndcg@20": m["forget"]["ndcg@20"],
+        "forget_real_recall@20": split_forget.get("real"),
+        "forget_fake_recall@20": split_forget.get("fake"),
+        "served_exposure@20": served,
         "mia_balanced_accuracy": None if mia is None else best_balanced_accuracy(mia),
         "backdoor_asr": bd.get("asr"),
         "backdoor_lift": bd.get("lift"),

@@ -23,6 +23,12 @@ COLUMNS = KEY + (
     "retain_ndcg@20",
     "forget_recall@20",
     "forget_ndcg@20",
+    # user level with the canary: forget Recall@20 of the real deleted users and of the fake ones apart
+    "forget_real_recall@20",
+    "forget_fake_recall@20",
+    # item level: what users are served, the mean number of the deleted items' closest
+    # co-occurring retained items in a retained user's top-20 (tru.bench.grid.run.cooccurring_items)
+    "served_exposure@20",
     "mia_balanced_accuracy",
     "backdoor_asr",
     "backdoor_lift",
@@ -40,6 +46,8 @@ LABELS = {
     "original": "Original",
     "popularity": "Popularity (no user data)",
     "retrain": "Retrain",
+    "retrain_r2": "Retrain, 2nd training seed",
+    "retrain_r3": "Retrain, 3rd training seed",
     "ultrare": "UltraRE",
     "exact": "Exact step + repair (no reverse)",
     "reverse_repair": "MMRecUn (reverse-repair)",
@@ -49,6 +57,7 @@ LABELS = {
     "tru": "**TRU**",
     "tru_no_gate": "TRU w/o gate",
     "tru_no_scaling": "TRU w/o scaling",
+    "tru_uniform_lr": "TRU, one lr (scaling's mean)",
     "tru_no_selection": "TRU w/o selection",
     "tru_no_exact": "TRU w/o exact step",
     "reverse_repair_no_exact": "MMRecUn w/o exact step",
@@ -87,7 +96,20 @@ class Block(Section):
     backbones: list[Literal["mgcn", "miggt"]] = Field(min_length=1)
     regimes: list[str] = Field(min_length=1)
     methods: list[str] = Field(min_length=1)
+    # evaluation seeds: the report's tables and claims rest on these, and no knob is ever tuned on them
     seeds: list[int] = Field(min_length=1)
+    # development seeds: where knobs may be tuned (any method's, any setting's); the report shows
+    # a setting's development rows only while it has no evaluation rows, and says so
+    development_seeds: list[int] = []
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Block:
+        both = sorted(set(self.seeds) & set(self.development_seeds))
+        if both:
+            raise ValueError(
+                f"seed(s) {both} are both evaluation and development seeds: a seed tuned on is no evidence"
+            )
+        return self
 
     @field_validator("regimes")
     @classmethod
@@ -120,16 +142,45 @@ class Grid(Section):
             missing = [d for d in b.datasets if d not in self.datasets]
             if missing:
                 raise ValueError(f"block names dataset(s) {missing} not under `datasets`")
+        roles: dict[tuple[str, int], str] = {}
+        for b in self.blocks:
+            for d in b.datasets:
+                for role, seeds in (("evaluation", b.seeds), ("development", b.development_seeds)):
+                    for seed in seeds:
+                        if roles.setdefault((d, seed), role) != role:
+                            raise ValueError(
+                                f"dataset {d!r}: seed {seed} is an evaluation seed in one block and a "
+                                "development seed in another"
+                            )
         return self
 
+    def seed_role(self, dataset: str, seed: int) -> str:
+        """ "evaluation" or "development": what `seed` is for on `dataset` (a seed no block
+        names is reported as evaluation, the stricter reading of a row)."""
+        for b in self.blocks:
+            if dataset in b.datasets and int(seed) in b.development_seeds:
+                return "development"
+        return "evaluation"
+
+    def seeds_by_role(self) -> dict[str, dict[str, list[int]]]:
+        """Per dataset, its evaluation and development seeds (sorted): what the report states."""
+        out: dict[str, dict[str, list[int]]] = {}
+        for b in self.blocks:
+            for d in b.datasets:
+                have = out.setdefault(d, {"evaluation": [], "development": []})
+                have["evaluation"] = sorted(set(have["evaluation"]) | set(b.seeds))
+                have["development"] = sorted(set(have["development"]) | set(b.development_seeds))
+        return out
+
     def cells(self) -> list[tuple]:
-        """Every cell once, in the file's order; the references (`original`, the base model
-        measured, and `popularity`) first in each setting so that the report always has them."""
+        """Every cell once, in the file's order (evaluation seeds, then development seeds); the
+        references (`original`, the base model measured, and `popularity`) first in each setting
+        so that the report always has them."""
         seen, out = set(), []
         for b in self.blocks:
             for d in b.datasets:
                 for bb in b.backbones:
-                    for seed in b.seeds:
+                    for seed in b.seeds + b.development_seeds:
                         for r in b.regimes:
                             for m in list(REFERENCE) + [m for m in b.methods if m not in REFERENCE]:
                                 key = (d, bb, r, seed, m)
