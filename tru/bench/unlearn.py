@@ -17,6 +17,7 @@ import pandas as pd
 
 from tru import paths
 from tru.audit.canary import load as load_canary
+from tru.bench.grid.methods import REPLICATES as REPLICATE_NAMES
 from tru.bench.process import in_child, peak_rss_mb
 from tru.bench.store import ResultsStore
 from tru.checkpoint import load_checkpoint
@@ -50,7 +51,7 @@ VARIANTS = {
 # Retrain replicates: the same retain set trained again with another training seed (params.seed
 # plus the offset). Their spread is Retrain's own noise floor: a method's gap to Retrain within
 # it is as near as another retrain would be.
-REPLICATES = {"retrain_r2": 1, "retrain_r3": 2}
+REPLICATES = {name: k for k, name in enumerate(REPLICATE_NAMES, start=1)}
 for _name in REPLICATES:
     VARIANTS[_name] = ("retrain", {}, {})
 EXACT = ("retrain", "ultrare")  # exact methods: no final repair
@@ -150,10 +151,11 @@ def variant_params(params: Params, variant: str) -> tuple[str, Params]:
     return method, params.model_copy(update={"unlearn": up, "seed": params.seed + REPLICATES.get(variant, 0)})
 
 
-def erase_variant(params: Params, ctx: UnlearnContext, variant: str) -> dict:
+def erase_variant(params: Params, ctx: UnlearnContext, variant: str, tune=None) -> dict:
     """A benchmark variant end to end on the deletion `ctx`, timed: the method, then (approximate
     methods) the final repair. Returns the model the evaluation sees (`model`), with its
-    `seconds`, `epochs` and `repair_epochs`; `original` is the base model, untouched."""
+    `seconds`, `epochs` and `repair_epochs`; `original` is the base model, untouched. `tune`:
+    params -> params applied last, over the variant's recipe (a knob of `tru bench sensitivity`)."""
     # why: scikit-learn; the grid's spec imports this module
     from tru.unlearning import run_method
     from tru.unlearning.repair import final_repair
@@ -161,6 +163,8 @@ def erase_variant(params: Params, ctx: UnlearnContext, variant: str) -> dict:
     if variant == "original":
         return {"model": ctx.base, "seconds": 0.0, "epochs": 0, "repair_epochs": 0}
     method, params = variant_params(params, variant)
+    if tune is not None:
+        params = tune(params)
     up = params.unlearn
     res = run_method(method, ctx, params)
     model, repair_epochs, seconds = res.model, 0, res.seconds

@@ -24,5 +24,7 @@ METHOD_ORDER = [
     "tru_no_exact",
     "reverse_repair_no_exact",
 ]
+# Retrain again with other training seeds: the grid's noise floor, not a method of its own
+REPLICATES = ("retrain_r2", "retrain_r3")
 # every erasure method and ablation: what `tru bench unlearn --methods` runs by default
-UNLEARN_METHODS = tuple(m for m in METHOD_ORDER if m not in REFERENCE)
+UNLEARN_METHODS = tuple(m for m in METHOD_ORDER if m not in REFERENCE + REPLICATES)

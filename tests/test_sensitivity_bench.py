@@ -1,0 +1,76 @@
+"""`tru bench sensitivity` on tiny data: each knob moved alone around its default, the
+references run beside it, development seeds only, resumed without re-running, the report
+generated. Figures are recorded by the benchmark, not asserted here."""
+
+import pandas as pd
+import pytest
+
+from tests.conftest import copy_repo
+from tru.bench.sensitivity import KNOBS, knob_default, knob_values, run_sensitivity_bench, with_knob
+from tru.bench.unlearn import variant_params
+from tru.config import load_params, unlearn_for, with_backbone
+from tru.errors import ConfigError
+
+GRID = (
+    "root: data/bench/grid\nout: results.csv\n"
+    "datasets:\n  ml100k: {label: Tiny, source: pipeline, canary: true}\n"
+    "blocks:\n  - {datasets: [ml100k], backbones: [mgcn], regimes: [interaction], methods: [tru], "
+    "seeds: [7], development_seeds: [1]}\n"
+)
+
+
+def test_knob_values_centre_on_the_backbones_default(base_repo):
+    params = load_params(base_repo / "params.yaml")
+    for backbone in ("mgcn", "miggt"):
+        p = with_backbone(params, backbone)
+        up = unlearn_for(p).unlearn
+        assert knob_default(p, "lr") == up.lr and knob_default(p, "capacity_rho") == up.tru.capacity_rho
+        for knob in KNOBS:
+            values = knob_values(p, knob)
+            assert knob_default(p, knob) in values and values == sorted(set(values)) and len(values) >= 3
+        assert all(v == int(v) and v >= 1 for v in knob_values(p, "max_epochs"))
+        assert max(knob_values(p, "capacity_rho")) <= 1.0
+        # a knob set last, over the backbone's recipe (variant_params lays it on first)
+        _, tru = variant_params(p, "tru")
+        assert with_knob(tru, "lr", 0.123).unlearn.lr == 0.123
+        assert with_knob(tru, "gate_lambda", 0.0).unlearn.tru.gate_lambda == 0.0
+        assert with_knob(tru, "max_epochs", 2.0).unlearn.max_epochs == 2
+    # Retrain's replicates train again with another seed on the same retain set
+    assert variant_params(params, "retrain_r2")[1].seed == params.seed + 1
+    assert variant_params(params, "retrain_r3")[1].seed == params.seed + 2
+    assert variant_params(params, "retrain")[1].seed == params.seed
+
+
+def test_sensitivity_moves_one_knob_at_a_time_on_development_seeds_and_resumes(base_repo, tmp_path, monkeypatch):
+    repo = copy_repo(base_repo, tmp_path / "repo")
+    monkeypatch.chdir(repo)
+    grid = repo / "grid.yaml"
+    grid.write_text(GRID)
+    params = load_params("params.yaml")
+    out = tmp_path / "sens.csv"
+    with pytest.raises(ConfigError, match="not development seeds.*tuning on evaluation seeds is refused"):
+        run_sensitivity_bench(params, out, grid, [("mgcn", "interaction")], [7], ["lr"])
+    with pytest.raises(ConfigError, match="unknown \\['rho'\\]"):
+        run_sensitivity_bench(params, out, grid, [("mgcn", "interaction")], [1], ["rho"])
+    assert not out.exists()
+
+    knobs = ["max_epochs", "scale_gamma"]
+    run_sensitivity_bench(params, out, grid, [("mgcn", "interaction")], [1], knobs, echo=lambda s: None)
+    df = pd.read_csv(out)
+    expect = 3 + sum(len(knob_values(params, k)) - 1 for k in knobs)  # original, retrain, default, the others
+    assert len(df) == expect
+    assert set(df.knob) == {"original", "retrain", "default", *knobs}
+    assert df.loc[df.knob.isin(["original", "retrain", "default"]), "value"].isna().all()
+    # the knob reaches the method: no more reverse epochs than the smallest max_epochs allows
+    fewest = min(knob_values(params, "max_epochs"))
+    one = df[(df.knob == "max_epochs") & (df.value == fewest)]
+    assert len(one) == 1 and int(one["epochs"].iloc[0]) <= fewest
+    assert df.loc[df.knob == "original", "seconds"].iloc[0] == 0
+    # resumed: nothing re-run
+    rows = run_sensitivity_bench(params, out, grid, [("mgcn", "interaction")], [1], knobs, echo=lambda s: None)
+    assert len(rows) == expect and len(pd.read_csv(out)) == expect
+    md = out.with_suffix(".md").read_text()
+    assert "development seeds 1 (never the grid's evaluation seeds)" in md
+    default_epochs = knob_default(params, "max_epochs")
+    assert f"| mgcn · interaction | max_epochs | {default_epochs:g}* |" in md
+    assert out.with_suffix(".png").stat().st_size > 0

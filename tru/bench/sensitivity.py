@@ -1,0 +1,294 @@
+"""`tru bench sensitivity`: TRU's knobs one at a time around their defaults (docs: Benchmarks).
+
+The article reports how TRU responds to its hyper-parameters; this is ours. For each setting
+(backbone x deletion regime on ML-100k) and each development seed, the deletion is drawn as
+the grid draws it, then TRU erases it once with the defaults and once per other value of each
+knob, every other knob at its default. Each run is measured as the grid measures a cell
+(retain and forget Recall@20, epochs, seconds) next to the setting's own references run here:
+the untouched original and an exact retrain on the same retain set. What a knob does is read
+as the gap of forget Recall@20 to Retrain's (nearer is better, over- and under-forgetting
+alike) and retain Recall@20 as a share of the original's.
+
+Tuning is what this benchmark is for, so it runs on development seeds only: a seed the grid
+file names as an evaluation seed of the dataset is refused. Resumable (one CSV row per run, in
+a fresh child process); the table and one plot panel per knob are generated from the CSV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tru.bench.store import ResultsStore
+from tru.config import Params, with_backbone
+from tru.errors import ConfigError
+
+KEY = ("backbone", "regime", "seed", "knob", "value")
+# knob -> (where it lives: "unlearn" or "tru", its values as factors of the backbone's default)
+KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "capacity_rho": ("tru", (1 / 3, 2 / 3, 1.0, 5 / 3, 3.0)),  # rho 0.3: 0.1, 0.2, 0.3, 0.5, 0.9
+    "scale_gamma": ("tru", (0.0, 0.5, 1.0, 2.0)),
+    "gate_lambda": ("tru", (0.0, 0.2, 1.0, 4.0)),
+    "lr": ("unlearn", (0.25, 0.5, 1.0, 2.0, 4.0)),
+    "max_epochs": ("unlearn", (0.2, 0.5, 1.0, 2.0)),
+}
+REFERENCES = ("original", "retrain")  # run per setting and seed, knob = the reference's name
+DEFAULT_SETTINGS = (("mgcn", "interaction"), ("miggt", "user"))
+
+
+def knob_default(params: Params, knob: str) -> float:
+    """The knob's value in the backbone's recipe (unlearn_for: the backbone's overrides laid on)."""
+    from tru.config import unlearn_for
+
+    where, _ = KNOBS[knob]
+    up = unlearn_for(params).unlearn
+    return float(getattr(up.tru if where == "tru" else up, knob))
+
+
+def knob_values(params: Params, knob: str) -> list[float]:
+    """The values a knob is run at: its factors times the backbone's default, rho capped at 1,
+    epochs whole and at least 1; duplicates dropped, in increasing order."""
+    default = knob_default(params, knob)
+    out = []
+    for f in KNOBS[knob][1]:
+        v = default * f
+        if knob == "capacity_rho":
+            v = min(1.0, v)
+        if knob == "max_epochs":
+            v = float(max(1, round(v)))
+        out.append(round(v, 6))
+    return sorted(set(out))
+
+
+def with_knob(params: Params, knob: str, value: float) -> Params:
+    """The params TRU runs with (the backbone's recipe already laid on) with one knob set."""
+    where, _ = KNOBS[knob]
+    up = params.unlearn
+    v: float | int = int(value) if knob == "max_epochs" else float(value)
+    if where == "tru":
+        up = up.model_copy(update={"tru": up.tru.model_copy(update={knob: v})})
+    else:
+        up = up.model_copy(update={knob: v})
+    return params.model_copy(update={"unlearn": up})
+
+
+def sensitivity_cell(
+    params_json: str, split_dir: str, checkpoint: str, regime: str, seed: int, knob: str, value: float | None
+) -> dict:
+    """One run, in the process that runs it: the deletion drawn with `seed`, erased by TRU with
+    `knob` at `value` (knob "default": every knob at its default; "original" / "retrain": that
+    reference); its metrics."""
+    from tru.audit.canary import load as load_canary
+    from tru.bench.unlearn import erase_variant, regime_context
+    from tru.stages.context import batch_metrics
+
+    params = Params.model_validate_json(params_json)
+    canary = load_canary(split_dir)
+    ctx = regime_context(params, regime, seed, split_dir, checkpoint, delete_canary=bool(canary) and regime == "user")
+    variant = knob if knob in REFERENCES else "tru"
+    tune = None if knob in REFERENCES or knob == "default" else (lambda p: with_knob(p, knob, value))
+    run = erase_variant(params, ctx, variant, tune=tune)
+    model = run["model"]
+    if variant != "original":
+        model.set_graph(ctx.data.train, ctx.data.active_items)
+    m = batch_metrics(model, ctx)
+    return {
+        "retain_recall@20": m["retain"]["recall@20"],
+        "forget_recall@20": m["forget"]["recall@20"],
+        "epochs": run["epochs"],
+        "repair_epochs": run["repair_epochs"],
+        "seconds": round(float(run["seconds"]), 2),
+    }
+
+
+def _line(row: dict) -> str:
+    value = "" if row["value"] is None or row["value"] != row["value"] else f" = {row['value']:g}"
+    return (
+        f"  {row['backbone']} {row['regime']} seed {row['seed']} {row['knob']}{value}: retain R@20 "
+        f"{row['retain_recall@20']:.4f}, forget R@20 {row['forget_recall@20']:.4f}, {row['epochs']} epoch(s), "
+        f"{row['seconds']:.1f} s"
+    )
+
+
+def sensitivity_store(out: str | Path) -> ResultsStore:
+    return ResultsStore(Path(out), KEY, _line)
+
+
+def _key(row: dict) -> tuple:
+    """A row's cell, the reference rows' empty value as None (CSV reads it as NaN)."""
+    v = row["value"]
+    v = None if v is None or v != v else round(float(v), 6)
+    return row["backbone"], row["regime"], int(row["seed"]), row["knob"], v
+
+
+def run_sensitivity_bench(
+    params: Params,
+    out: str | Path,
+    grid_file: str | Path,
+    settings: list[tuple[str, str]],
+    seeds: list[int],
+    knobs: list[str],
+    echo: Callable[[str], None] = print,
+) -> list[dict]:
+    """Every run not yet in the CSV at `out` (module docstring); then the report beside it."""
+    from tru.bench.grid.run import base_checkpoint, prepare_dataset
+    from tru.bench.grid.spec import load_grid
+    from tru.bench.process import in_child
+    from tru.bench.unlearn import REGIMES
+
+    grid = load_grid(grid_file)
+    dataset = "ml100k"
+    if dataset not in grid.datasets:
+        raise ConfigError(f"{grid_file}: no dataset {dataset!r} to tune on")
+    evaluation = sorted(s for s in seeds if grid.seed_role(dataset, s) != "development")
+    if evaluation:
+        raise ConfigError(
+            f"--seeds: {evaluation} are not development seeds of {dataset} in {grid_file}; tuning on evaluation "
+            f"seeds is refused (development seeds: {grid.seeds_by_role()[dataset]['development'] or 'none'})"
+        )
+    bad = sorted(set(knobs) - set(KNOBS))
+    if bad:
+        raise ConfigError(f"--knobs: unknown {bad}; choose from {', '.join(KNOBS)}")
+    for backbone, regime in settings:
+        if backbone not in ("mgcn", "miggt") or regime not in REGIMES:
+            raise ConfigError(
+                f"--settings: {backbone}:{regime} is not backbone:regime (mgcn|miggt : {sorted(REGIMES)})"
+            )
+    out = Path(out)
+    store = sensitivity_store(out)
+    done = store.read()
+    finished = {_key(r) for r in done}
+    spec = grid.datasets[dataset]
+    p, split = prepare_dataset(params, dataset, spec, grid.root)
+    for backbone, regime in settings:
+        pb = with_backbone(p, backbone)
+        checkpoint = base_checkpoint(pb, dataset, spec, split, grid.root, params.model.backbone)
+        runs: list[tuple[str, float | None]] = [(r, None) for r in REFERENCES]
+        runs += [("default", None)] + [(k, v) for k in knobs for v in knob_values(pb, k) if v != knob_default(pb, k)]
+        for seed in seeds:
+            for knob, value in runs:
+                if (backbone, regime, seed, knob, value) in finished:
+                    continue
+                cell = in_child(
+                    sensitivity_cell, pb.model_dump_json(), str(split), str(checkpoint), regime, seed, knob, value
+                )
+                store.record(
+                    done, {"backbone": backbone, "regime": regime, "seed": seed, "knob": knob, "value": value} | cell
+                )
+    write_sensitivity_report(done, out, params)
+    return done
+
+
+def _table(rows: list[dict], params: Params) -> pd.DataFrame:
+    """Per setting, knob and value (each knob's default from the `default` runs): mean over
+    seeds of the forget gap to that seed's Retrain and of retain as a % of the original's."""
+    df = pd.DataFrame(rows)
+    setting = ["backbone", "regime", "seed"]
+    ref = df[df.knob.isin(REFERENCES)].pivot_table(
+        index=setting, columns="knob", values=["retain_recall@20", "forget_recall@20"]
+    )
+    runs = df[~df.knob.isin(REFERENCES)].copy()
+    defaults = runs[runs.knob == "default"]
+    expanded = [runs[runs.knob != "default"]]
+    for backbone, g in defaults.groupby("backbone"):
+        pb = with_backbone(params, backbone)
+        for knob in sorted(set(runs.knob) - {"default"}):
+            d = g.copy()
+            d["knob"], d["value"] = knob, knob_default(pb, knob)
+            expanded.append(d)
+    runs = pd.concat(expanded, ignore_index=True)
+    idx = pd.MultiIndex.from_frame(runs[setting])
+    runs["forget_gap"] = (
+        runs["forget_recall@20"].to_numpy() - ref[("forget_recall@20", "retrain")].reindex(idx).to_numpy()
+    )
+    runs["retain_pct"] = (
+        100 * runs["retain_recall@20"].to_numpy() / ref[("retain_recall@20", "original")].reindex(idx).to_numpy()
+    )
+    runs["abs_gap"] = runs["forget_gap"].abs()
+    g = runs.groupby(["backbone", "regime", "knob", "value"])
+    table = g.agg(
+        abs_gap=("abs_gap", "mean"),
+        gap_min=("abs_gap", "min"),
+        gap_max=("abs_gap", "max"),
+        forget_gap=("forget_gap", "mean"),
+        retain_pct=("retain_pct", "mean"),
+        retain_min=("retain_pct", "min"),
+        epochs=("epochs", "mean"),
+        seconds=("seconds", "mean"),
+        seeds=("seed", "nunique"),
+    ).reset_index()
+    return table
+
+
+def write_sensitivity_report(rows: list[dict], out: Path, params: Params) -> Path:
+    """The report (`out` with .md) and the plot (`out` with .png) from the CSV rows."""
+    md = out.with_suffix(".md")
+    lines = ["# TRU's knobs, one at a time (generated by `tru bench sensitivity`)", ""]
+    df = pd.DataFrame(rows)
+    have_refs = not df.empty and set(REFERENCES) <= set(df.knob) and (df.knob == "default").any()
+    if not have_refs:
+        md.write_text("\n".join(lines + ["No setting has its references and a default run yet.", ""]))
+        return md
+    t = _table(rows, params)
+    seeds = ", ".join(str(s) for s in sorted(df["seed"].unique()))
+    lines += [
+        f"ML-100k, development seeds {seeds} (never the grid's evaluation seeds). Per setting, each knob is "
+        "moved alone, the others at their defaults (the backbone's recipe, marked *). |gap|: the distance "
+        "of TRU's forget Recall@20 from the same deletion's exact Retrain (mean over seeds, min-max; nearer "
+        "is better, over-forgetting counts as much as residue); gap: its sign (above 0: residue); retain: "
+        "Recall@20 as a % of the untouched original's. Epochs: the reverse-repair epochs run; 0 where the "
+        "stop rule already held after the exact step (then the knobs of the reverse step cannot act).",
+        "",
+        "| setting | knob | value | \\|gap\\| (min-max) | gap | retain % (min) | epochs | seconds | seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (backbone, regime, knob), g in t.groupby(["backbone", "regime", "knob"], sort=False):
+        default = knob_default(with_backbone(params, backbone), knob)
+        for r in g.sort_values("value").itertuples():
+            star = "*" if np.isclose(r.value, default) else ""
+            lines.append(
+                f"| {backbone} · {regime} | {knob} | {r.value:g}{star} | {r.abs_gap:.4f} ({r.gap_min:.4f}-"
+                f"{r.gap_max:.4f}) | {r.forget_gap:+.4f} | {r.retain_pct:.1f} ({r.retain_min:.1f}) | "
+                f"{r.epochs:.1f} | {r.seconds:.1f} | {r.seeds} |"
+            )
+    lines += ["", f"![sensitivity per knob]({out.with_suffix('.png').name})", ""]
+    md.write_text("\n".join(lines))
+    _plot(t, out.with_suffix(".png"), params)
+    return md
+
+
+def _plot(t: pd.DataFrame, path: Path, params: Params) -> None:
+    """One column per knob: |forget gap| to Retrain (top) and retain % of the original (bottom)
+    against the knob's value, one line per setting (mean over seeds, bars min-max); the default
+    is the open marker."""
+    from tru.bench.process import pyplot
+
+    plt = pyplot()
+    knobs = list(dict.fromkeys(t["knob"]))
+    fig, axes = plt.subplots(2, len(knobs), figsize=(3.2 * len(knobs), 5.6), squeeze=False)
+    for j, knob in enumerate(knobs):
+        for (backbone, regime), g in t[t.knob == knob].groupby(["backbone", "regime"], sort=False):
+            g = g.sort_values("value")
+            default = knob_default(with_backbone(params, backbone), knob)
+            label = f"{backbone} · {regime}"
+            err = [g["abs_gap"] - g["gap_min"], g["gap_max"] - g["abs_gap"]]
+            line = axes[0][j].errorbar(g["value"], g["abs_gap"], yerr=err, marker="o", capsize=2, label=label)
+            axes[1][j].plot(g["value"], g["retain_pct"], marker="o", color=line[0].get_color(), label=label)
+            d = g[np.isclose(g["value"], default)]
+            for ax, col in ((axes[0][j], "abs_gap"), (axes[1][j], "retain_pct")):
+                ax.plot(d["value"], d[col], "o", markersize=11, mfc="none", color=line[0].get_color())
+        axes[0][j].set_title(knob, fontsize=10)
+        axes[1][j].set_xlabel(knob)
+        if knob == "lr":
+            for ax in (axes[0][j], axes[1][j]):
+                ax.set_xscale("log")
+    axes[0][0].set_ylabel("|forget R@20 - Retrain's|")
+    axes[1][0].set_ylabel("retain R@20, % of original")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("TRU's knobs one at a time (ML-100k, development seeds; open marker: default)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
