@@ -121,11 +121,17 @@ def bench_audit_cmd(
     out: Path = typer.Option(paths.BENCH_REPORTS / "audit_movielens100k.csv"),
     seeds: str = typer.Option("1,2,3"),
     methods: str = typer.Option("original,retrain,reverse_repair,tru"),
+    references: int = typer.Option(
+        2, help="exact retrains per seed (other training seeds) for the reference-model attack; 0: off"
+    ),
 ) -> None:
-    """Audit benchmark: user-level 5% + the backdoor canary on ML-100k; MIA and backdoor per method."""
+    """Audit benchmark: user-level 5% + the backdoor canary on ML-100k; per method the membership
+    attacks (one model's scores, and offline LiRA against reference retrains: TPR at 1% and 0.1%
+    FPR) and the backdoor. Rows already in the CSV are kept (a row without the LiRA columns was
+    measured before it existed)."""
     from tru.bench.audit import bench_audit
 
-    bench_audit(load(params), out, [int(x) for x in comma_list(seeds)], comma_list(methods))
+    bench_audit(load(params), out, [int(x) for x in comma_list(seeds)], comma_list(methods), references)
 
 
 @app.command("gate")
