@@ -54,10 +54,17 @@ def test_the_repo_grid_is_valid_and_every_setting_starts_with_its_reference():
     cells = g.cells()
     assert len(cells) == len(set(cells))
     ml = [c for c in cells if c[0] == "ml100k"]
-    # backbones x (5 evaluation + 3 development seeds) x regimes x (original + popularity + 14 methods)
-    assert len(ml) == 2 * 8 * 3 * 16
+    # backbones x (5 evaluation + 3 development seeds) x regimes x (original + popularity + 16 methods)
+    assert len(ml) == 2 * 8 * 3 * 18
     assert {c[3] for c in ml if g.seed_role("ml100k", c[3]) == "development"} == {1, 2, 3}
-    assert {c[4] for c in ml} >= {"exact", "retrain_r2", "retrain_r3", "tru_uniform_lr"}
+    assert {c[4] for c in ml} >= {
+        "exact",
+        "exact_refit",
+        "reverse_repair_refit",
+        "retrain_r2",
+        "retrain_r3",
+        "tru_uniform_lr",
+    }
     assert {c[4] for c in cells} >= {"original", "popularity", "retrain", "reverse_repair", "multidelete", "tru"}
     heads = {}
     for c in cells:

@@ -39,6 +39,13 @@ def test_knob_values_centre_on_the_backbones_default(base_repo):
     assert variant_params(params, "retrain_r2")[1].seed == params.seed + 1
     assert variant_params(params, "retrain_r3")[1].seed == params.seed + 2
     assert variant_params(params, "retrain")[1].seed == params.seed
+    # TRU's re-fit and pre-check offered to the others: no reverse epoch, or no mechanism
+    method, exact_refit = variant_params(params, "exact_refit")
+    assert method == "tru" and exact_refit.unlearn.max_epochs == 0
+    assert exact_refit.unlearn.tru.refit_share > 0 and exact_refit.unlearn.tru.check_before_reverse
+    method, rr = variant_params(params, "reverse_repair_refit")
+    t = rr.unlearn.tru
+    assert method == "tru" and not (t.gate or t.scaling or t.selection) and t.refit_share > 0
 
 
 def test_sensitivity_moves_one_knob_at_a_time_on_development_seeds_and_resumes(base_repo, tmp_path, monkeypatch):

@@ -46,6 +46,12 @@ VARIANTS = {
     "tru_uniform_lr": ("tru", {}, {"scale_uniform": True}),
     "tru_no_selection": ("tru", {}, {"selection": False}),
     "tru_no_exact": ("tru", {"exact_erasure": False}, {}),
+    # TRU's item and user re-fit and its check before the first reverse epoch, offered to the
+    # others: the exact step with them and no reverse epoch, and MMRecUn's uniform loop with
+    # them (TRU with its three mechanisms off). TRU against these is what the gate, scaling
+    # and selection add, and the reverse epochs at all
+    "exact_refit": ("tru", {"max_epochs": 0}, {}),
+    "reverse_repair_refit": ("tru", {}, {"gate": False, "scaling": False, "selection": False}),
     "reverse_repair_no_exact": ("reverse_repair", {"exact_erasure": False}, {}),
 }
 # Retrain replicates: the same retain set trained again with another training seed (params.seed

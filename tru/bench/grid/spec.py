@@ -50,6 +50,8 @@ LABELS = {
     "retrain_r3": "Retrain, 3rd training seed",
     "ultrare": "UltraRE",
     "exact": "Exact step + repair (no reverse)",
+    "exact_refit": "Exact step + TRU's re-fit (no reverse)",
+    "reverse_repair_refit": "MMRecUn + TRU's re-fit and pre-check",
     "reverse_repair": "MMRecUn (reverse-repair)",
     "gradient_ascent": "Gradient ascent",
     "multidelete": "MultiDelete",
