@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tru.bench.grid.claims import claim_markdown, retrain_floors
+from tru.bench.grid.claims import RETRAINS, claim_markdown, retrain_floors
 from tru.bench.grid.methods import METHOD_ORDER, REFERENCE
 from tru.bench.grid.plots import plot_frontier, plot_time
 from tru.bench.grid.spec import COLUMNS, LABELS, Grid
@@ -125,7 +125,7 @@ def report_markdown(rows: list[dict], grid: Grid | None = None) -> str:
         "ranking for every user (no model, so no attack and no time): where a user the model knows nothing "
         "about lands, the reference for a deleted user's forget R@20 besides Retrain's. Spreads are sample "
         "standard deviations over seeds (ddof=1). Where measured: user level with the canary, forget R@20 of "
-        "the real deleted users and of the canary's fake users apart (the mixed figure is mostly the fakes'); "
+        "the real deleted users and of the canary's fake users apart (the fakes can outnumber the real users); "
         "item level, co-item exposure@20, the mean number of the deleted items' closest co-occurring retained "
         "items (10 each, by shared users) in a retained user's top-20: what users are served, to read next "
         "to Retrain's (item-level forget R@20 ranks items nobody is served any more).",
@@ -172,7 +172,7 @@ def report_markdown(rows: list[dict], grid: Grid | None = None) -> str:
                 f"| {LABELS.get(m, m)} | {c('retain_recall@20')} | {c('retain_ndcg@20')} | "
                 f"{c('forget_recall@20')} | {c('forget_ndcg@20')} |{extra} {c('mia_balanced_accuracy', 3)} | "
                 f"{c('backdoor_asr', 3)} | {c('backdoor_lift', 3)} | {c('retain_pct_of_original', 1)} | "
-                f"{'–' if m in REFERENCE + ('retrain',) else c('time_pct_of_retrain', 1)} |"
+                f"{'–' if m in REFERENCE + RETRAINS else c('time_pct_of_retrain', 1)} |"
             )
         lines.append("")
     lines += claim_markdown(s, labels, development, retrain_floors(rows))
