@@ -499,8 +499,14 @@ def test_the_report_says_where_tru_beats_the_other_approximate_methods_and_where
     assert far["over_exact"] == "yes"
     text = report_markdown(rows)
     line = next(x for x in text.splitlines() if x.startswith("| d · mgcn · user (2)"))
-    assert line.split("|")[7].strip() == "0.0050" and line.split("|")[9].strip() == "tie (gap 0.0110 vs 0.0130)"
-    assert "* lands nearer Retrain's forget Recall@20 than the exact step alone" in text
+    assert line.split("|")[7].strip() == "0.0050"
+    assert line.split("|")[9].strip() == "tie (gap 0.0110 vs 0.0130, Exact step + repair (no reverse))"
+    assert "* lands nearer Retrain's forget Recall@20 than the exact step (no reverse epoch)" in text
+    # with TRU's re-fit offered to the exact step, TRU is judged against that: its reverse epochs
+    rows += [row(1, "exact_refit", 0.20, 0.080), row(2, "exact_refit", 0.20, 0.080)]
+    c = claim_check(summarise(rows), retrain_floors(rows))[0]
+    assert c["exact_baseline"] == "exact_refit" and c["exact_gap"] == pytest.approx(0.030)
+    assert claim_verdicts(c)["over_exact"] == "yes"
 
 
 def test_the_report_rests_on_evaluation_seeds_and_marks_a_setting_shown_from_development_seeds(tmp_path):
@@ -547,3 +553,9 @@ def test_the_report_rests_on_evaluation_seeds_and_marks_a_setting_shown_from_dev
     assert "(1 of them from development seeds only: tuning, not evidence)" in text
     user = text[text.index("user-level (2 seeds)") :]
     assert "| Retrain | 0.2000 ± 0.0000 | 0.0000 ± 0.0000 | 0.1000 ± 0.0000 |" in user  # the 0.9 row left out
+    # an evaluation seed part-way through (TRU not run yet at interaction level) keeps the
+    # development view: a table never loses methods while the grid runs
+    partial = rows + [row("interaction", 11, m, 0.2) for m in ("original", "retrain")]
+    assert shown_rows(partial, g)[1] == {("tiny", "mgcn", "interaction")}
+    done = partial + [row("interaction", 11, m, 0.2) for m in ("tru", "scalegun")]
+    assert shown_rows(done, g)[1] == set()

@@ -39,6 +39,19 @@ def test_an_exchangeable_model_sits_at_chance_and_a_remembering_one_does_not():
     target, refs, y = _world(shift=1.0)
     assert lira_offline(target, refs, y, bootstrap=0)["auc"] > roc_auc_score(y, target) + 0.1
     assert lira_offline(target, refs, y, bootstrap=20, seed=3) == lira_offline(target, refs, y, bootstrap=20, seed=3)
+    # resampled by user, pairs of one user move together: when how much is remembered differs
+    # by user (40 users, 50 members and 50 non-members each), the interval is wider
+    rng = np.random.default_rng(5)
+    users = np.repeat(np.arange(40), 100)
+    y = np.tile(np.r_[np.ones(50, int), np.zeros(50, int)], 40)
+    mu = rng.normal(0, 2, len(y))
+    refs = mu + rng.normal(0, 1, (3, len(y)))
+    target = mu + rng.normal(0, 1, len(y)) + y * rng.normal(0.5, 1.5, 40)[users]
+    by_pair = lira_offline(target, refs, y, bootstrap=200, seed=3)
+    by_user = lira_offline(target, refs, y, bootstrap=200, seed=3, groups=users)
+    assert by_user["auc"] == by_pair["auc"]
+    width = {k: r["auc_ci"][1] - r["auc_ci"][0] for k, r in (("pair", by_pair), ("user", by_user))}
+    assert width["user"] > width["pair"]
 
 
 def test_bad_inputs_are_refused():

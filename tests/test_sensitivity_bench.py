@@ -68,10 +68,18 @@ def test_sensitivity_moves_one_knob_at_a_time_on_development_seeds_and_resumes(b
     assert len(df) == expect
     assert set(df.knob) == {"original", "retrain", "default", *knobs}
     assert df.loc[df.knob.isin(["original", "retrain", "default"]), "value"].isna().all()
-    # the knob reaches the method: no more reverse epochs than the smallest max_epochs allows
-    fewest = min(knob_values(params, "max_epochs"))
-    one = df[(df.knob == "max_epochs") & (df.value == fewest)]
-    assert len(one) == 1 and int(one["epochs"].iloc[0]) <= fewest
+    # the knob reaches the method: TRU runs with it set, over the backbone's recipe
+    import tru.unlearning as unlearning
+    from tru.bench.sensitivity import sensitivity_cell
+
+    seen, real = [], unlearning.run_method
+    monkeypatch.setattr(unlearning, "run_method", lambda name, ctx, p: seen.append((name, p)) or real(name, ctx, p))
+    split, ck = "data/split", "data/models/base"
+    sensitivity_cell(params.model_dump_json(), split, ck, "interaction", 1, "scale_gamma", 0.5)
+    sensitivity_cell(params.model_dump_json(), split, ck, "interaction", 1, "default", None)
+    assert [n for n, _ in seen] == ["tru", "tru"]
+    assert seen[0][1].unlearn.tru.scale_gamma == 0.5
+    assert seen[1][1].unlearn.tru.scale_gamma == knob_default(params, "scale_gamma")
     assert df.loc[df.knob == "original", "seconds"].iloc[0] == 0
     # resumed: nothing re-run
     rows = run_sensitivity_bench(params, out, grid, [("mgcn", "interaction")], [1], knobs, echo=lambda s: None)

@@ -15,7 +15,8 @@ the audited model still remembers sits far above its references: the score is th
 
 Members are forgotten pairs and non-members shadow pairs of the same users, balanced per user
 as the other attack samples them (tru.audit.mia.balanced_sample). Reported: AUC and TPR at 1%
-and 0.1% FPR with percentile-bootstrap 95% intervals. An exact retrain's pairs are
+and 0.1% FPR with percentile-bootstrap 95% intervals over users (a user's pairs are resampled
+together: they are not independent). An exact retrain's pairs are
 exchangeable with its references', so its TPR at x% FPR sits near x%: that is the calibration.
 A TPR at 0.1% FPR needs at least 1,000 non-members to mean anything; the result says how many
 there were.
@@ -49,12 +50,31 @@ def _metrics(y: np.ndarray, z: np.ndarray) -> list[float]:
     return [float(roc_auc_score(y, z))] + [float(tpr[fpr <= x].max(initial=0.0)) for x in FPRS]
 
 
+def _draws(n: int, groups: np.ndarray | None, bootstrap: int, rng: np.random.Generator):
+    """Bootstrap index sets: pairs drawn with replacement, or, with `groups` (a user per pair),
+    whole users drawn with replacement (a user's pairs are not independent of each other)."""
+    if groups is None:
+        for _ in range(bootstrap):
+            yield rng.integers(0, n, n)
+        return
+    _, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    for _ in range(bootstrap):
+        yield np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+
+
 def lira_offline(
-    target: np.ndarray, references: np.ndarray, y: np.ndarray, bootstrap: int = 200, seed: int = 0
+    target: np.ndarray,
+    references: np.ndarray,
+    y: np.ndarray,
+    bootstrap: int = 200,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> dict:
     """The attack on per-pair statistics: `target` [n] under the audited model, `references`
     [k, n] under k >= 2 models trained without any of the pairs, `y` [n] 1 = member. Returns
-    AUC and TPR at 1% / 0.1% FPR with 95% bootstrap intervals, the pooled sigma, and counts."""
+    AUC and TPR at 1% / 0.1% FPR with 95% bootstrap intervals (`groups`: each pair's user, so
+    that users are resampled whole), the pooled sigma, and counts."""
     references = np.atleast_2d(np.asarray(references, float))
     k, n = references.shape
     if k < 2:
@@ -66,7 +86,7 @@ def lira_offline(
     z = (np.asarray(target, float) - mu) / max(sigma, 1e-12)
     auc, *tprs = _metrics(y, z)
     rng = np.random.default_rng([seed, 0x11A])
-    boot = np.array([_metrics(y[d], z[d]) for d in (rng.integers(0, n, n) for _ in range(bootstrap))]) if n else None
+    boot = np.array([_metrics(y[d], z[d]) for d in _draws(n, groups, bootstrap, rng)]) if n else None
 
     def ci(col: int) -> list[float]:
         if boot is None or not len(boot):
@@ -106,4 +126,4 @@ def reference_attack(
     def stat(m) -> np.ndarray:
         return pair_statistic(m, pairs, retained_train, n_users, candidates)
 
-    return lira_offline(stat(model), np.stack([stat(r) for r in references]), y, bootstrap, seed)
+    return lira_offline(stat(model), np.stack([stat(r) for r in references]), y, bootstrap, seed, groups=pairs[:, 0])

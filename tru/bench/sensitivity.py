@@ -134,7 +134,7 @@ def run_sensitivity_bench(
     echo: Callable[[str], None] = print,
 ) -> list[dict]:
     """Every run not yet in the CSV at `out` (module docstring); then the report beside it."""
-    from tru.bench.grid.run import base_checkpoint, prepare_dataset
+    from tru.bench.grid.run import base_checkpoint, prepare_dataset, with_train
     from tru.bench.grid.spec import load_grid
     from tru.bench.process import in_child
     from tru.bench.unlearn import REGIMES
@@ -164,7 +164,7 @@ def run_sensitivity_bench(
     spec = grid.datasets[dataset]
     p, split = prepare_dataset(params, dataset, spec, grid.root)
     for backbone, regime in settings:
-        pb = with_backbone(p, backbone)
+        pb = with_train(with_backbone(p, backbone), spec)  # the recipe the grid trains this backbone with
         checkpoint = base_checkpoint(pb, dataset, spec, split, grid.root, params.model.backbone)
         runs: list[tuple[str, float | None]] = [(r, None) for r in REFERENCES]
         runs += [("default", None)] + [(k, v) for k in knobs for v in knob_values(pb, k) if v != knob_default(pb, k)]
@@ -208,6 +208,7 @@ def _table(rows: list[dict], params: Params) -> pd.DataFrame:
         100 * runs["retain_recall@20"].to_numpy() / ref[("retain_recall@20", "original")].reindex(idx).to_numpy()
     )
     runs["abs_gap"] = runs["forget_gap"].abs()
+    runs = runs.dropna(subset=["abs_gap", "retain_pct"])  # a seed whose references are missing
     g = runs.groupby(["backbone", "regime", "knob", "value"])
     table = g.agg(
         abs_gap=("abs_gap", "mean"),

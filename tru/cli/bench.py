@@ -122,7 +122,7 @@ def bench_audit_cmd(
     seeds: str = typer.Option("1,2,3"),
     methods: str = typer.Option("original,retrain,reverse_repair,tru"),
     references: int = typer.Option(
-        2, help="exact retrains per seed (other training seeds) for the reference-model attack; 0: off"
+        2, min=0, help="exact retrains per seed (other training seeds) for the reference-model attack; 0: off"
     ),
 ) -> None:
     """Audit benchmark: user-level 5% + the backdoor canary on ML-100k; per method the membership

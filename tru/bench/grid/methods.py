@@ -28,5 +28,6 @@ METHOD_ORDER = [
 ]
 # Retrain again with other training seeds: the grid's noise floor, not a method of its own
 REPLICATES = ("retrain_r2", "retrain_r3")
+RETRAINS = ("retrain", *REPLICATES)  # the reference's mean and its noise floor (tru.bench.grid.claims)
 # every erasure method and ablation: what `tru bench unlearn --methods` runs by default
 UNLEARN_METHODS = tuple(m for m in METHOD_ORDER if m not in REFERENCE + REPLICATES)

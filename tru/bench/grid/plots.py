@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tru.bench.grid.methods import METHOD_ORDER, REFERENCE
+from tru.bench.grid.methods import METHOD_ORDER, REFERENCE, RETRAINS
 
 
 def _settings(s) -> list[tuple]:
@@ -27,7 +27,7 @@ def plot_frontier(s, path: Path) -> None:
     rows = -(-len(settings) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), dpi=110, squeeze=False)
     methods = [m for m in METHOD_ORDER if m in set(s["method"])] + sorted(set(s["method"]) - set(METHOD_ORDER))
-    markers = dict(zip(methods, "o*sPDv^<>hpXd8H1"))  # one marker and one colour per method
+    markers = dict(zip(methods, "o*sPDv^<>hpXd8H1+x|_"))  # one marker and one colour per method
     colours = matplotlib.color_sequences["tab20"]  # the tab20 colour map's 20 colours
     for ax, (d, b, r) in zip(axes.flat, settings):
         sub = s[(s.dataset == d) & (s.backbone == b) & (s.regime == r)]
@@ -68,7 +68,7 @@ def plot_time(s, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sub = s[~s.method.isin(REFERENCE + ("retrain",))].dropna(subset=["time_pct_of_retrain_mean"])
+    sub = s[~s.method.isin(REFERENCE + RETRAINS)].dropna(subset=["time_pct_of_retrain_mean"])
     settings = _settings(sub)
     methods = [m for m in METHOD_ORDER if m in set(sub["method"])] + sorted(set(sub["method"]) - set(METHOD_ORDER))
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(settings) * max(1, len(methods)) / 3), 3.8), dpi=110)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tru.bench.grid.claims import RETRAINS, claim_markdown, retrain_floors
-from tru.bench.grid.methods import METHOD_ORDER, REFERENCE
+from tru.bench.grid.claims import claim_markdown, retrain_floors
+from tru.bench.grid.methods import METHOD_ORDER, REFERENCE, RETRAINS
 from tru.bench.grid.plots import plot_frontier, plot_time
 from tru.bench.grid.spec import COLUMNS, LABELS, Grid
 
@@ -72,9 +72,10 @@ def _summary_cell(r, seeds: int, col: str, digits: int = 4) -> str:
 
 def shown_rows(rows: list[dict], grid: Grid | None) -> tuple[list[dict], set[tuple]]:
     """The rows the report's tables and claims rest on: per setting (dataset, backbone, regime),
-    its evaluation seeds' rows, or, while it has none, its development seeds' rows. Returns them
-    and the settings shown from development seeds (`grid`: the seeds' roles; without it every
-    seed is an evaluation seed)."""
+    its evaluation seeds' rows once every method it has development rows for has evaluation
+    rows too (a grid part-way through its evaluation seeds would otherwise drop methods from a
+    table), else its development seeds' rows. Returns them and the settings shown from
+    development seeds (`grid`: the seeds' roles; without it every seed is an evaluation seed)."""
 
     def role(r: dict) -> str:
         return "evaluation" if grid is None else grid.seed_role(r["dataset"], r["seed"])
@@ -82,7 +83,10 @@ def shown_rows(rows: list[dict], grid: Grid | None) -> tuple[list[dict], set[tup
     def setting(r: dict) -> tuple:
         return r["dataset"], r["backbone"], r["regime"]
 
-    evaluated = {setting(r) for r in rows if role(r) == "evaluation"}
+    methods: dict[tuple, dict[str, set]] = {}
+    for r in rows:
+        methods.setdefault(setting(r), {"evaluation": set(), "development": set()})[role(r)].add(r["method"])
+    evaluated = {k for k, v in methods.items() if v["evaluation"] and v["development"] <= v["evaluation"]}
     shown = [r for r in rows if (role(r) == "evaluation") == (setting(r) in evaluated)]
     return shown, {setting(r) for r in shown} - evaluated
 
