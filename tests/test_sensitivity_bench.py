@@ -64,10 +64,13 @@ def test_sensitivity_moves_one_knob_at_a_time_on_development_seeds_and_resumes(b
     knobs = ["max_epochs", "scale_gamma"]
     run_sensitivity_bench(params, out, grid, [("mgcn", "interaction")], [1], knobs, echo=lambda s: None)
     df = pd.read_csv(out)
-    expect = 3 + sum(len(knob_values(params, k)) - 1 for k in knobs)  # original, retrain, default, the others
+    # original, retrain, TRU as configured, the centre (defaults, pre-check off), the other values
+    expect = 4 + sum(len(knob_values(params, k)) - 1 for k in knobs)
     assert len(df) == expect
-    assert set(df.knob) == {"original", "retrain", "default", *knobs}
-    assert df.loc[df.knob.isin(["original", "retrain", "default"]), "value"].isna().all()
+    assert set(df.knob) == {"original", "retrain", "default", "centre", *knobs}
+    assert df.loc[df.knob.isin(["original", "retrain", "default", "centre"]), "value"].isna().all()
+    # with the pre-check off at least one loop epoch runs, so the knobs have a reverse step to act in
+    assert (df.loc[df.knob.isin(["centre", *knobs]), "epochs"] >= 1).all()
     # the knob reaches the method: TRU runs with it set, over the backbone's recipe
     import tru.unlearning as unlearning
     from tru.bench.sensitivity import sensitivity_cell
@@ -76,10 +79,15 @@ def test_sensitivity_moves_one_knob_at_a_time_on_development_seeds_and_resumes(b
     monkeypatch.setattr(unlearning, "run_method", lambda name, ctx, p: seen.append((name, p)) or real(name, ctx, p))
     split, ck = "data/split", "data/models/base"
     sensitivity_cell(params.model_dump_json(), split, ck, "interaction", 1, "scale_gamma", 0.5)
+    sensitivity_cell(params.model_dump_json(), split, ck, "interaction", 1, "centre", None)
     sensitivity_cell(params.model_dump_json(), split, ck, "interaction", 1, "default", None)
-    assert [n for n, _ in seen] == ["tru", "tru"]
-    assert seen[0][1].unlearn.tru.scale_gamma == 0.5
-    assert seen[1][1].unlearn.tru.scale_gamma == knob_default(params, "scale_gamma")
+    assert [n for n, _ in seen] == ["tru", "tru", "tru"]
+    knob, centre, configured = (p.unlearn.tru for _, p in seen)
+    assert knob.scale_gamma == 0.5 and centre.scale_gamma == configured.scale_gamma == knob_default(
+        params, "scale_gamma"
+    )
+    assert not knob.check_before_reverse and not centre.check_before_reverse
+    assert configured.check_before_reverse == params.unlearn.tru.check_before_reverse
     assert df.loc[df.knob == "original", "seconds"].iloc[0] == 0
     # resumed: nothing re-run
     rows = run_sensitivity_bench(params, out, grid, [("mgcn", "interaction")], [1], knobs, echo=lambda s: None)
@@ -88,4 +96,5 @@ def test_sensitivity_moves_one_knob_at_a_time_on_development_seeds_and_resumes(b
     assert "development seeds 1 (never the grid's evaluation seeds)" in md
     default_epochs = knob_default(params, "max_epochs")
     assert f"| mgcn · interaction | max_epochs | {default_epochs:g}* |" in md
+    assert "| mgcn · interaction | **as configured** (pre-check on) | – |" in md
     assert out.with_suffix(".png").stat().st_size > 0

@@ -2,8 +2,13 @@
 
 The article reports how TRU responds to its hyper-parameters; this is ours. For each setting
 (backbone x deletion regime on ML-100k) and each development seed, the deletion is drawn as
-the grid draws it, then TRU erases it once with the defaults and once per other value of each
-knob, every other knob at its default. Each run is measured as the grid measures a cell
+the grid draws it, then TRU erases it as configured (`default`), and, with its check before
+the first reverse epoch switched off, once with the defaults (`centre`) and once per other
+value of each knob, every other knob at its default. The knobs all act inside reverse epochs;
+as configured, TRU often runs none (the stop rule already holds after the exact step and the
+re-fit), and then no knob could act: switching the pre-check off makes at least one reverse
+epoch run, so the curves say what each knob does to the reverse step when it runs, and the
+`default` row what the configured method does. Each run is measured as the grid measures a cell
 (retain and forget Recall@20, epochs, seconds) next to the setting's own references run here:
 the untouched original and an exact retrain on the same retain set. What a knob does is read
 as the gap of forget Recall@20 to Retrain's (nearer is better, over- and under-forgetting
@@ -36,6 +41,8 @@ KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     "max_epochs": ("unlearn", (0.2, 0.5, 1.0, 2.0)),
 }
 REFERENCES = ("original", "retrain")  # run per setting and seed, knob = the reference's name
+# TRU as configured (`default`), and the curves' centre: the defaults with the pre-check off
+CONFIGURED, CENTRE = "default", "centre"
 DEFAULT_SETTINGS = (("mgcn", "interaction"), ("miggt", "user"))
 
 
@@ -75,12 +82,21 @@ def with_knob(params: Params, knob: str, value: float) -> Params:
     return params.model_copy(update={"unlearn": up})
 
 
+def without_precheck(params: Params) -> Params:
+    """`params` with TRU's check before the first reverse epoch off: at least one reverse epoch runs."""
+    up = params.unlearn
+    return params.model_copy(
+        update={"unlearn": up.model_copy(update={"tru": up.tru.model_copy(update={"check_before_reverse": False})})}
+    )
+
+
 def sensitivity_cell(
     params_json: str, split_dir: str, checkpoint: str, regime: str, seed: int, knob: str, value: float | None
 ) -> dict:
     """One run, in the process that runs it: the deletion drawn with `seed`, erased by TRU with
-    `knob` at `value` (knob "default": every knob at its default; "original" / "retrain": that
-    reference); its metrics."""
+    `knob` at `value` and the pre-check off (knob "centre": every knob at its default, the
+    pre-check off; "default": TRU as configured; "original" / "retrain": that reference); its
+    metrics."""
     from tru.audit.canary import load as load_canary
     from tru.bench.unlearn import erase_variant, regime_context
     from tru.stages.context import batch_metrics
@@ -89,7 +105,14 @@ def sensitivity_cell(
     canary = load_canary(split_dir)
     ctx = regime_context(params, regime, seed, split_dir, checkpoint, delete_canary=bool(canary) and regime == "user")
     variant = knob if knob in REFERENCES else "tru"
-    tune = None if knob in REFERENCES or knob == "default" else (lambda p: with_knob(p, knob, value))
+    tune = None
+    if knob == CENTRE:
+        tune = without_precheck
+    elif knob in KNOBS:
+
+        def tune(p: Params) -> Params:
+            return without_precheck(with_knob(p, knob, value))
+
     run = erase_variant(params, ctx, variant, tune=tune)
     model = run["model"]
     if variant != "original":
@@ -167,7 +190,8 @@ def run_sensitivity_bench(
         pb = with_train(with_backbone(p, backbone), spec)  # the recipe the grid trains this backbone with
         checkpoint = base_checkpoint(pb, dataset, spec, split, grid.root, params.model.backbone)
         runs: list[tuple[str, float | None]] = [(r, None) for r in REFERENCES]
-        runs += [("default", None)] + [(k, v) for k in knobs for v in knob_values(pb, k) if v != knob_default(pb, k)]
+        runs += [(CONFIGURED, None), (CENTRE, None)]
+        runs += [(k, v) for k in knobs for v in knob_values(pb, k) if v != knob_default(pb, k)]
         for seed in seeds:
             for knob, value in runs:
                 if (backbone, regime, seed, knob, value) in finished:
@@ -183,19 +207,21 @@ def run_sensitivity_bench(
 
 
 def _table(rows: list[dict], params: Params) -> pd.DataFrame:
-    """Per setting, knob and value (each knob's default from the `default` runs): mean over
-    seeds of the forget gap to that seed's Retrain and of retain as a % of the original's."""
+    """Per setting, knob and value (each knob's default from the `centre` runs; TRU as
+    configured under knob `default`): mean over seeds of the forget gap to that seed's Retrain
+    and of retain as a % of the original's."""
     df = pd.DataFrame(rows)
     setting = ["backbone", "regime", "seed"]
     ref = df[df.knob.isin(REFERENCES)].pivot_table(
         index=setting, columns="knob", values=["retain_recall@20", "forget_recall@20"]
     )
     runs = df[~df.knob.isin(REFERENCES)].copy()
-    defaults = runs[runs.knob == "default"]
-    expanded = [runs[runs.knob != "default"]]
-    for backbone, g in defaults.groupby("backbone"):
+    runs.loc[runs.knob == CONFIGURED, "value"] = 0.0  # one row per setting: the value is a placeholder
+    centres = runs[runs.knob == CENTRE]
+    expanded = [runs[runs.knob != CENTRE]]
+    for backbone, g in centres.groupby("backbone"):
         pb = with_backbone(params, backbone)
-        for knob in sorted(set(runs.knob) - {"default"}):
+        for knob in sorted(set(runs.knob) - {CENTRE, CONFIGURED}):
             d = g.copy()
             d["knob"], d["value"] = knob, knob_default(pb, knob)
             expanded.append(d)
@@ -229,7 +255,7 @@ def write_sensitivity_report(rows: list[dict], out: Path, params: Params) -> Pat
     md = out.with_suffix(".md")
     lines = ["# TRU's knobs, one at a time (generated by `tru bench sensitivity`)", ""]
     df = pd.DataFrame(rows)
-    have_refs = not df.empty and set(REFERENCES) <= set(df.knob) and (df.knob == "default").any()
+    have_refs = not df.empty and set(REFERENCES) <= set(df.knob) and (df.knob == CENTRE).any()
     if not have_refs:
         md.write_text("\n".join(lines + ["No setting has its references and a default run yet.", ""]))
         return md
@@ -237,16 +263,29 @@ def write_sensitivity_report(rows: list[dict], out: Path, params: Params) -> Pat
     seeds = ", ".join(str(s) for s in sorted(df["seed"].unique()))
     lines += [
         f"ML-100k, development seeds {seeds} (never the grid's evaluation seeds). Per setting, each knob is "
-        "moved alone, the others at their defaults (the backbone's recipe, marked *). |gap|: the distance "
-        "of TRU's forget Recall@20 from the same deletion's exact Retrain (mean over seeds, min-max; nearer "
-        "is better, over-forgetting counts as much as residue); gap: its sign (above 0: residue); retain: "
-        "Recall@20 as a % of the untouched original's. Epochs: the reverse-repair epochs run; 0 where the "
-        "stop rule already held after the exact step (then the knobs of the reverse step cannot act).",
+        "moved alone, the others at their defaults (the backbone's recipe, marked *), with TRU's check "
+        "before the first reverse epoch off, so that the reverse step the knobs act in runs at least once. "
+        "The first row per setting is TRU as configured (the pre-check on): where its epochs are 0, the "
+        "stop rule held after the exact step and the re-fit, and no knob below acts in the configured "
+        "method. |gap|: the distance of TRU's forget Recall@20 from the same deletion's exact Retrain (mean "
+        "over seeds, min-max; nearer is better, over-forgetting counts as much as residue); gap: its sign "
+        "(above 0: residue); retain: Recall@20 as a % of the untouched original's. Epochs: the loop's "
+        "epochs run (reverse, or repair only once the erasure checks hold).",
         "",
         "| setting | knob | value | \\|gap\\| (min-max) | gap | retain % (min) | epochs | seconds | seeds |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    t["order"] = (t["knob"] != CONFIGURED).astype(int)
+    t = t.sort_values(["backbone", "regime", "order"], kind="stable")
     for (backbone, regime, knob), g in t.groupby(["backbone", "regime", "knob"], sort=False):
+        if knob == CONFIGURED:
+            r = g.iloc[0]
+            lines.append(
+                f"| {backbone} · {regime} | **as configured** (pre-check on) | – | {r.abs_gap:.4f} ({r.gap_min:.4f}-"
+                f"{r.gap_max:.4f}) | {r.forget_gap:+.4f} | {r.retain_pct:.1f} ({r.retain_min:.1f}) | "
+                f"{r.epochs:.1f} | {r.seconds:.1f} | {r.seeds} |"
+            )
+            continue
         default = knob_default(with_backbone(params, backbone), knob)
         for r in g.sort_values("value").itertuples():
             star = "*" if np.isclose(r.value, default) else ""
@@ -268,7 +307,7 @@ def _plot(t: pd.DataFrame, path: Path, params: Params) -> None:
     from tru.bench.process import pyplot
 
     plt = pyplot()
-    knobs = list(dict.fromkeys(t["knob"]))
+    knobs = [k for k in dict.fromkeys(t["knob"]) if k != CONFIGURED]
     fig, axes = plt.subplots(2, len(knobs), figsize=(3.2 * len(knobs), 5.6), squeeze=False)
     for j, knob in enumerate(knobs):
         for (backbone, regime), g in t[t.knob == knob].groupby(["backbone", "regime"], sort=False):
@@ -289,7 +328,9 @@ def _plot(t: pd.DataFrame, path: Path, params: Params) -> None:
     axes[0][0].set_ylabel("|forget R@20 - Retrain's|")
     axes[1][0].set_ylabel("retain R@20, % of original")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("TRU's knobs one at a time (ML-100k, development seeds; open marker: default)", fontsize=10)
+    fig.suptitle(
+        "TRU's knobs one at a time, pre-check off (ML-100k, development seeds; open marker: default)", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
