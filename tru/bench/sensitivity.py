@@ -105,14 +105,16 @@ def sensitivity_cell(
     canary = load_canary(split_dir)
     ctx = regime_context(params, regime, seed, split_dir, checkpoint, delete_canary=bool(canary) and regime == "user")
     variant = knob if knob in REFERENCES else "tru"
-    tune = None
+    tune: Callable[[Params], Params] | None = None
     if knob == CENTRE:
         tune = without_precheck
-    elif knob in KNOBS:
+    elif knob in KNOBS and value is not None:
+        knob_value = float(value)
 
-        def tune(p: Params) -> Params:
-            return without_precheck(with_knob(p, knob, value))
+        def knob_tune(p: Params) -> Params:
+            return without_precheck(with_knob(p, knob, knob_value))
 
+        tune = knob_tune
     run = erase_variant(params, ctx, variant, tune=tune)
     model = run["model"]
     if variant != "original":

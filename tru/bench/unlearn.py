@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from tru.unlearning import UnlearnContext
 
 REGIMES = {"user": 0.05, "item": 0.02, "interaction": 0.05}
-VARIANTS = {
+VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # name: (method, unlearn overrides, tru switch overrides)
     "retrain": ("retrain", {}, {}),
     "exact": ("exact", {}, {}),

@@ -4,6 +4,8 @@ forget Recall@20 lands nearest Retrain's? The table and the tally the report pri
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from tru.bench.grid.methods import RETRAINS
@@ -151,7 +153,7 @@ def claim_verdicts(r: dict) -> dict[str, str]:
     return out
 
 
-def claim_tally(rows: list[dict], labels: dict, development: set[tuple] = frozenset()) -> list[str]:
+def claim_tally(rows: list[dict], labels: dict, development: Collection[tuple] = frozenset()) -> list[str]:
     """The claim table (claim_check rows; `labels`: dataset -> printed name) in a few Markdown
     lines: per axis, in how many settings TRU is ahead, level or behind, and which settings it
     is behind in."""
@@ -192,7 +194,9 @@ def _plus_minus(v: float) -> str:
     return "" if v != v else f" ± {v:.4f}"
 
 
-def claim_markdown(s, labels: dict, development: set[tuple] = frozenset(), floors: dict | None = None) -> list[str]:
+def claim_markdown(
+    s, labels: dict, development: Collection[tuple] = frozenset(), floors: dict | None = None
+) -> list[str]:
     """The claim's section of the report, from the summary `s` (`labels`: dataset -> printed
     name; `development`: settings shown from development seeds; `floors`: retrain_floors):
     a table per setting, then the tally; no lines when no setting is judged."""

@@ -122,7 +122,7 @@ def cooccurring_items(train: np.ndarray, deleted: np.ndarray, n_items: int, per_
     deleted = np.asarray(deleted, np.int64)
     if len(deleted) == 0:
         return np.zeros(0, np.int64)
-    out = set()
+    out: set[int] = set()
     for i in deleted:
         users = np.unique(train[train[:, 1] == i, 0])
         shared = np.bincount(train[np.isin(train[:, 0], users), 1], minlength=n_items)
