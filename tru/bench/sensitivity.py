@@ -43,7 +43,6 @@ KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
 REFERENCES = ("original", "retrain")  # run per setting and seed, knob = the reference's name
 # TRU as configured (`default`), and the curves' centre: the defaults with the pre-check off
 CONFIGURED, CENTRE = "default", "centre"
-DEFAULT_SETTINGS = (("mgcn", "interaction"), ("miggt", "user"))
 
 
 def knob_default(params: Params, knob: str) -> float:

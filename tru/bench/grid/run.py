@@ -165,9 +165,11 @@ def _grid_cell(
     ctx = regime_context(params, regime, seed, split_dir, checkpoint, delete_canary=bool(canary) and regime == "user")
     ctx.resume = None if resume is None else Path(resume)
     run: dict  # erase_variant's: the model (none for popularity), seconds, epochs, repair epochs
+    # the popularity reference's ranking (no model), built once for every metric of the cell
+    score = popularity_scores(ctx.data.train, ctx.data.n_items) if method == "popularity" else None
     if method == "popularity":  # a ranking, not a model: no audit to run, nothing timed
         run, mia, model = {"seconds": 0.0, "epochs": 0, "repair_epochs": 0}, None, None
-        m = batch_metrics(None, ctx, score=popularity_scores(ctx.data.train, ctx.data.n_items))
+        m = batch_metrics(None, ctx, score=score)
     else:
         run = erase_variant(params, ctx, method)
         model = run["model"]
@@ -177,7 +179,6 @@ def _grid_cell(
         m = batch_metrics(model, ctx)
         ap = params.audit
         mia = context_membership({"model": model}, ctx, ap.mia)["models"].get("model")
-    score = popularity_scores(ctx.data.train, ctx.data.n_items) if method == "popularity" else None
     split_forget = {}
     if canary and regime == "user":
         fake_pair = np.isin(ctx.forget[:, 0], np.asarray(canary["fake_users"], np.int64))
