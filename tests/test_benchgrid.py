@@ -10,7 +10,7 @@ import yaml
 from conftest import ROOT
 
 import tru.bench.grid.run as grid_run
-from tru.bench.grid.claims import claim_check, claim_verdicts, retrain_floors
+from tru.bench.grid.claims import claim_check, claim_verdicts, over_exact, retrain_floors
 from tru.bench.grid.methods import REFERENCE
 from tru.bench.grid.report import report_markdown, shown_rows, summarise
 from tru.bench.grid.run import cooccurring_items
@@ -507,6 +507,55 @@ def test_the_report_says_where_tru_beats_the_other_approximate_methods_and_where
     c = claim_check(summarise(rows), retrain_floors(rows))[0]
     assert c["exact_baseline"] == "exact_refit" and c["exact_gap"] == pytest.approx(0.030)
     assert claim_verdicts(c)["over_exact"] == "yes"
+
+
+def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval():
+    def row(regime, seed, method, forget, retain=0.2, epochs=0):
+        return {
+            **dict(zip(KEY, ("d", "mgcn", regime, seed, method))),
+            **{c: 0.0 for c in COLUMNS[5:]},
+            "retain_recall@20": retain,
+            "forget_recall@20": forget,
+            "epochs": epochs,
+            "seconds": 1.0,
+        }
+
+    rows = []
+    for seed, ref in ((1, 0.30), (2, 0.40), (3, 0.35), (4, 0.32)):
+        # the retrains land within 0.002 of each other: a floor of about 0.002
+        rows += [row(r, seed, m, ref + d) for r in ("interaction", "user") for m, d in RETRAIN_JITTER]
+        # interaction: the exact step under-forgets by 0.05, TRU's reverse epochs leave 0.010-0.013
+        # (a seed-to-seed difference that still excludes 0), at a retain cost of 0.004
+        rows += [row("interaction", seed, "exact_refit", ref + 0.05)]
+        rows += [row("interaction", seed, "tru", ref + 0.01 + 0.001 * seed, retain=0.196, epochs=3)]
+        # user: TRU's stop rule held on every seed; it is the same model as the baseline
+        rows += [row("user", seed, "exact_refit", ref + 0.02), row("user", seed, "tru", ref + 0.02)]
+    found = {r["regime"]: r for r in over_exact(rows, retrain_floors(rows))}
+    inter, user = found["interaction"], found["user"]
+    assert inter["baseline"] == "exact_refit" and inter["seeds"] == 4 and inter["reverse_seeds"] == 4
+    # per seed: |TRU - ref| - |exact_refit - ref| = (0.011, 0.012, 0.013, 0.014) - 0.05 (ref: the retrains' mean)
+    assert inter["gap_diff"] == pytest.approx(-0.0375, abs=1e-9)
+    assert inter["gap_diff_low"] < inter["gap_diff"] < inter["gap_diff_high"] < 0
+    assert inter["retain_diff"] == pytest.approx(-0.004) and inter["verdict"] == "nearer"
+    assert user["reverse_seeds"] == 0 and user["same_model_seeds"] == 4
+    assert user["gap_diff"] == pytest.approx(0.0) and user["verdict"] == "no measurable difference"
+    # a difference whose interval excludes 0 but stays within Retrain's floor is no difference
+    assert over_exact(rows, {("d", "mgcn", "interaction"): {"floor": 0.05}})[0]["verdict"] == "no measurable difference"
+    # the report says it plainly, per setting
+    text = report_markdown(rows)
+    assert "## What TRU adds over the exact step (paired by seed)" in text
+    assert "* **d · mgcn · user**: TRU ran no reverse epoch on any seed" in text
+    assert (
+        "* **d · mgcn · interaction**: TRU's reverse epochs (on 4 of 4 seeds) bring forget Recall@20 nearer the "
+        "retrain's than the exact step does, beyond the retrain's own noise; retain Recall@20 falls by 0.0040 "
+        "against it." in text
+    )
+    # without an exact baseline (or a retrain) on the same seeds there is nothing to pair
+    assert over_exact([r for r in rows if r["method"] != "exact_refit"]) == []
+    assert over_exact([]) == []
+
+
+RETRAIN_JITTER = (("retrain", 0.0), ("retrain_r2", 0.002), ("retrain_r3", -0.002))
 
 
 def test_the_report_rests_on_evaluation_seeds_and_marks_a_setting_shown_from_development_seeds(tmp_path):

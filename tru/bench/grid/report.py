@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tru.bench.grid.claims import claim_markdown, retrain_floors
+from tru.bench.grid.claims import claim_markdown, over_exact_markdown, retrain_floors
 from tru.bench.grid.methods import METHOD_ORDER, REFERENCE, RETRAINS
 from tru.bench.grid.plots import plot_frontier, plot_time
 from tru.bench.grid.spec import COLUMNS, LABELS, Grid
@@ -179,7 +179,9 @@ def report_markdown(rows: list[dict], grid: Grid | None = None) -> str:
                 f"{'–' if m in REFERENCE + RETRAINS else c('time_pct_of_retrain', 1)} |"
             )
         lines.append("")
-    lines += claim_markdown(s, labels, development, retrain_floors(rows))
+    floors = retrain_floors(rows)
+    lines += claim_markdown(s, labels, development, floors)
+    lines += over_exact_markdown(rows, labels, development, floors)
     lines += ["![retain vs forget](results_frontier.png)", "", "![time vs retrain](results_time.png)", ""]
     return "\n".join(lines)
 
