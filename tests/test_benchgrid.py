@@ -12,7 +12,7 @@ from conftest import ROOT
 import tru.bench.grid.run as grid_run
 from tru.bench.grid.claims import claim_check, claim_verdicts, over_exact, retrain_floors
 from tru.bench.grid.methods import REFERENCE
-from tru.bench.grid.report import report_markdown, shown_rows, summarise
+from tru.bench.grid.report import report_markdown, shown_rows, summarise, write_report
 from tru.bench.grid.run import cooccurring_items
 from tru.bench.grid.spec import (
     COLUMNS,
@@ -509,7 +509,7 @@ def test_the_report_says_where_tru_beats_the_other_approximate_methods_and_where
     assert claim_verdicts(c)["over_exact"] == "yes"
 
 
-def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval():
+def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval(tmp_path):
     def row(regime, seed, method, forget, retain=0.2, epochs=0):
         return {
             **dict(zip(KEY, ("d", "mgcn", regime, seed, method))),
@@ -550,6 +550,9 @@ def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval():
         "retrain's than the exact step does, beyond the retrain's own noise; retain Recall@20 falls by 0.0040 "
         "against it." in text
     )
+    assert "![what TRU adds over the exact step](results_over_exact.png)" in text
+    write_report(rows, None, tmp_path)
+    assert (tmp_path / "results_over_exact.png").stat().st_size > 0
     # without an exact baseline (or a retrain) on the same seeds there is nothing to pair
     assert over_exact([r for r in rows if r["method"] != "exact_refit"]) == []
     assert over_exact([]) == []

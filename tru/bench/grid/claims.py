@@ -393,4 +393,4 @@ def over_exact_markdown(
         if r["reverse_seeds"] and (high < 0 or low > 0):  # False with NaN bounds
             says += f"; retain Recall@20 {'falls' if high < 0 else 'rises'} by {abs(r['retain_diff']):.4f} against it"
         plain.append(f"* **{name}**{dev}: {says}.")
-    return lines + ["", *plain, ""]
+    return lines + ["", *plain, "", "![what TRU adds over the exact step](results_over_exact.png)", ""]

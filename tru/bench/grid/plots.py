@@ -93,3 +93,41 @@ def plot_time(s, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
+
+
+def plot_over_exact(found: list[dict], path: Path) -> None:
+    """What TRU adds over the exact step (tru.bench.grid.claims.over_exact rows `found`): per
+    setting, the paired difference of the distance to Retrain's forget Recall@20 (TRU minus the
+    exact baseline; left of 0 is TRU nearer) with its 95% interval, Retrain's noise floor as a
+    grey band around 0 (inside it: no measurable difference), and the retain difference beside
+    it. Written to `path` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [
+        f"{r['dataset']} · {r['backbone']} · {r['regime']}\n({r['reverse_seeds']}/{r['seeds']} seeds reversed)"
+        for r in found
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 1.2 + 0.55 * len(found)), dpi=110, sharey=True)
+    for ax, col, label in (
+        (axes[0], "gap_diff", "Δ distance to Retrain's forget R@20\n(TRU − exact baseline; < 0: TRU nearer)"),
+        (axes[1], "retain_diff", "Δ retain Recall@20\n(TRU − exact baseline)"),
+    ):
+        for y, r in enumerate(found):
+            low, high = r[f"{col}_low"], r[f"{col}_high"]
+            err = None if low != low else [[r[col] - low], [high - r[col]]]
+            colour = {"nearer": "C2", "farther": "C3"}.get(r["verdict"], "0.3") if col == "gap_diff" else "C0"
+            ax.errorbar(r[col], y, xerr=err, fmt="o", color=colour, capsize=3)
+            if col == "gap_diff" and r["floor"]:
+                ax.fill_betweenx([y - 0.35, y + 0.35], -r["floor"], r["floor"], color="0.85", lw=0)
+        ax.axvline(0, color="0.4", lw=1)
+        ax.set_xlabel(label, fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(found)), names, fontsize=7)
+    axes[0].invert_yaxis()
+    axes[0].set_title("grey: Retrain's noise floor", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tru.bench.grid.claims import claim_markdown, over_exact_markdown, retrain_floors
+from tru.bench.grid.claims import claim_markdown, over_exact, over_exact_markdown, retrain_floors
 from tru.bench.grid.methods import METHOD_ORDER, REFERENCE, RETRAINS
-from tru.bench.grid.plots import plot_frontier, plot_time
+from tru.bench.grid.plots import plot_frontier, plot_over_exact, plot_time
 from tru.bench.grid.spec import COLUMNS, LABELS, Grid
 
 
@@ -191,7 +191,11 @@ def write_report(rows: list[dict], grid: Grid | None, folder: str | Path) -> Non
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "README.md").write_text(report_markdown(rows, grid))
-    s = summarise(shown_rows(rows, grid)[0])
+    shown = shown_rows(rows, grid)[0]
+    s = summarise(shown)
     if not s.empty:
         plot_frontier(s, folder / "results_frontier.png")
         plot_time(s, folder / "results_time.png")
+    found = over_exact(shown, retrain_floors(shown))
+    if found:
+        plot_over_exact(found, folder / "results_over_exact.png")
