@@ -97,6 +97,15 @@ def test_unlearn_recipe_per_backbone_lays_its_values_over_the_shared_ones():
     assert (got.lr, got.max_epochs) == (0.0005, 5)
     assert got.repair_lr == p.unlearn.repair_lr and got.forget_batch_size == p.unlearn.forget_batch_size
     assert unlearn_for(unlearn_for(mig)).unlearn == got  # idempotent
+    # TRU's own step size (unlearn.tru.lr) has its per-backbone value too: tru_lr
+    r["unlearn"]["tru"]["lr"] = 0.00075
+    r["unlearn"]["backbones"] = {"miggt": {"lr": 0.0005, "tru_lr": 0.0004}}
+    p = parse_params(r)
+    mig = p.model_copy(update={"model": p.model.model_copy(update={"backbone": "miggt"})})
+    got = unlearn_for(mig).unlearn
+    assert (got.lr, got.tru.lr, p.unlearn.tru.lr) == (0.0005, 0.0004, 0.00075)
+    assert got.tru.gate_k == p.unlearn.tru.gate_k  # the rest of unlearn.tru as shared
+    assert unlearn_for(unlearn_for(mig)).unlearn == got
     r["unlearn"]["backbones"] = {"lightgcn": {"lr": 0.1}}
     with pytest.raises(ConfigError, match=r"unlearn.backbones"):
         parse_params(r)

@@ -24,7 +24,9 @@ def test_knob_values_centre_on_the_backbones_default(base_repo):
     for backbone in ("mgcn", "miggt"):
         p = with_backbone(params, backbone)
         up = unlearn_for(p).unlearn
-        assert knob_default(p, "lr") == up.lr and knob_default(p, "capacity_rho") == up.tru.capacity_rho
+        # the lr knob is TRU's own reverse step (unlearn.tru.lr), not the baselines' unlearn.lr
+        assert up.tru.lr is not None and knob_default(p, "lr") == up.tru.lr
+        assert knob_default(p, "capacity_rho") == up.tru.capacity_rho
         for knob in KNOBS:
             values = knob_values(p, knob)
             assert knob_default(p, knob) in values and values == sorted(set(values)) and len(values) >= 3
@@ -32,7 +34,8 @@ def test_knob_values_centre_on_the_backbones_default(base_repo):
         assert max(knob_values(p, "capacity_rho")) <= 1.0
         # a knob set last, over the backbone's recipe (variant_params lays it on first)
         _, tru = variant_params(p, "tru")
-        assert with_knob(tru, "lr", 0.123).unlearn.lr == 0.123
+        moved = with_knob(tru, "lr", 0.123).unlearn
+        assert moved.tru.lr == 0.123 and moved.lr == tru.unlearn.lr
         assert with_knob(tru, "gate_lambda", 0.0).unlearn.tru.gate_lambda == 0.0
         assert with_knob(tru, "max_epochs", 2.0).unlearn.max_epochs == 2
     # Retrain's replicates train again with another seed on the same retain set

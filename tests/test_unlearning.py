@@ -397,6 +397,29 @@ def test_tru_reverses_while_the_stop_rule_fails_at_the_start(world):
     assert res.log["probe_start"]["membership_auc"] is not None
 
 
+def test_tru_reverses_with_its_own_step_size_and_mmrecun_with_the_shared_one(world):
+    """unlearn.tru.lr is TRU's reverse step (unset: unlearn.lr); MMRecUn's uniform loop keeps
+    unlearn.lr whatever TRU's is."""
+    p, prior, base = world
+    ctx = user_batch(prior, base, list(range(0, 80, 10)))
+    q = _stop_rule(p, 0.0, -1.0, check_before_reverse=False)  # never met: every epoch reverses
+    q = q.model_copy(update={"unlearn": q.unlearn.model_copy(update={"max_epochs": 1, "lr": 0.002})})
+
+    def with_tru_lr(params, lr):
+        up = params.unlearn
+        return params.model_copy(
+            update={"unlearn": up.model_copy(update={"tru": up.tru.model_copy(update={"lr": lr})})}
+        )
+
+    def same(a, b) -> bool:
+        return all(torch.equal(x, y) for x, y in zip(a.model.parameters(), b.model.parameters()))
+
+    shared = run_method("tru", ctx, with_tru_lr(q, None))
+    assert same(shared, run_method("tru", ctx, with_tru_lr(q, 0.002)))  # unset: unlearn.lr
+    assert not same(shared, run_method("tru", ctx, with_tru_lr(q, 0.02)))
+    assert same(run_method("reverse_repair", ctx, q), run_method("reverse_repair", ctx, with_tru_lr(q, 0.02)))
+
+
 def test_exact_erasure_redraws_private_rows(world):
     p, prior, base = world
     ctx = user_batch(prior, base, [7])

@@ -215,6 +215,9 @@ class TRUParams(Section):
     gate: bool
     scaling: bool
     selection: bool
+    # TRU's reverse step size (Adam; its controls' too: the grid's exact_refit and
+    # reverse_repair_refit); unset: unlearn.lr, the step of MMRecUn, gradient ascent and MultiDelete
+    lr: float | None = Field(default=None, gt=0)
     gate_k: int = Field(gt=0)
     gate_lambda: float = Field(ge=0)
     gate_temperature: float = Field(gt=0)
@@ -294,6 +297,7 @@ class UnlearnOverride(Section):
     repair_sample: int | None = Field(default=None, ge=0)
     repair_batch_size: int | None = Field(default=None, gt=0)
     ascent_epochs: int | None = Field(default=None, ge=0)
+    tru_lr: float | None = Field(default=None, gt=0)  # unlearn.tru.lr for this backbone
 
 
 class UnlearnParams(Section):
@@ -431,9 +435,13 @@ def unlearn_for(params: Params) -> Params:
     if over is None:
         return params
     changes = over.model_dump(exclude_none=True)
-    if all(getattr(params.unlearn, k) == v for k, v in changes.items()):
+    tru_lr = changes.pop("tru_lr", None)
+    if all(getattr(params.unlearn, k) == v for k, v in changes.items()) and tru_lr in (None, params.unlearn.tru.lr):
         return params
-    return params.model_copy(update={"unlearn": params.unlearn.model_copy(update=changes)})
+    unlearn = params.unlearn.model_copy(update=changes)
+    if tru_lr is not None:
+        unlearn = unlearn.model_copy(update={"tru": unlearn.tru.model_copy(update={"lr": tru_lr})})
+    return params.model_copy(update={"unlearn": unlearn})
 
 
 def _describe(err: ValidationError, source: str) -> str:

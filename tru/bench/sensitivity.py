@@ -37,7 +37,7 @@ KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     "capacity_rho": ("tru", (1 / 3, 2 / 3, 1.0, 5 / 3, 3.0)),  # rho 0.3: 0.1, 0.2, 0.3, 0.5, 0.9
     "scale_gamma": ("tru", (0.0, 0.5, 1.0, 2.0)),
     "gate_lambda": ("tru", (0.0, 0.2, 1.0, 4.0)),
-    "lr": ("unlearn", (0.25, 0.5, 1.0, 2.0, 4.0)),
+    "lr": ("tru", (0.25, 0.5, 1.0, 2.0, 4.0)),  # TRU's reverse step: unlearn.tru.lr, else unlearn.lr
     "max_epochs": ("unlearn", (0.2, 0.5, 1.0, 2.0)),
 }
 REFERENCES = ("original", "retrain")  # run per setting and seed, knob = the reference's name
@@ -51,6 +51,8 @@ def knob_default(params: Params, knob: str) -> float:
 
     where, _ = KNOBS[knob]
     up = unlearn_for(params).unlearn
+    if knob == "lr":  # TRU's own step size where set, else the shared one
+        return float(up.tru.lr if up.tru.lr is not None else up.lr)
     return float(getattr(up.tru if where == "tru" else up, knob))
 
 

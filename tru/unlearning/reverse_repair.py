@@ -236,7 +236,9 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
     named = dict(model.named_parameters())
     module_branch = _module_branch(model)
     groups = [{"params": [named[n] for n in names], "name": m} for m, names in modules.items()]
-    opt_rev = torch.optim.Adam(groups, lr=up.lr)
+    # TRU reverses with its own step size where set (unlearn.tru.lr), MMRecUn with unlearn.lr
+    lr = mechanisms.lr if mechanisms is not None and mechanisms.lr is not None else up.lr
+    opt_rev = torch.optim.Adam(groups, lr=lr)
     opt_rep = torch.optim.Adam(model.parameters(), lr=up.repair_lr)
     prior_sampler = NegativeSampler(ctx.prior.train, model.n_items, ctx.data.candidates)
     retain_sampler = NegativeSampler(ctx.data.train, model.n_items, ctx.data.candidates)
@@ -326,7 +328,7 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         row["branch_scales"] = scales
         row["selected_modules"] = selected
         for group in opt_rev.param_groups:
-            group["lr"] = up.lr * scales[module_branch[group["name"]]] if group["name"] in selected else 0.0
+            group["lr"] = lr * scales[module_branch[group["name"]]] if group["name"] in selected else 0.0
 
         # reverse pass over D_f (a slice of it when it holds more than reverse_sample pairs)
         model.train()
