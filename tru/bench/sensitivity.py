@@ -307,6 +307,8 @@ def _plot(t: pd.DataFrame, path: Path, params: Params) -> None:
     """One column per knob: |forget gap| to Retrain (top) and retain % of the original (bottom)
     against the knob's value, one line per setting (mean over seeds, bars min-max); the default
     is the open marker."""
+    from matplotlib.ticker import NullFormatter
+
     from tru.bench.process import pyplot
 
     plt = pyplot()
@@ -328,6 +330,7 @@ def _plot(t: pd.DataFrame, path: Path, params: Params) -> None:
         if knob == "lr":
             for ax in (axes[0][j], axes[1][j]):
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # the minor labels overlap
     axes[0][0].set_ylabel("|forget R@20 - Retrain's|")
     axes[1][0].set_ylabel("retain R@20, % of original")
     axes[0][0].legend(fontsize=7)
