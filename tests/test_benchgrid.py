@@ -532,12 +532,12 @@ def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval(tm
         rows += [row("user", seed, "exact_refit", ref + 0.02), row("user", seed, "tru", ref + 0.02)]
     found = {r["regime"]: r for r in over_exact(rows, retrain_floors(rows))}
     inter, user = found["interaction"], found["user"]
-    assert inter["baseline"] == "exact_refit" and inter["seeds"] == 4 and inter["reverse_seeds"] == 4
+    assert inter["baseline"] == "exact_refit" and inter["seeds"] == 4 and inter["loop_seeds"] == 4
     # per seed: |TRU - ref| - |exact_refit - ref| = (0.011, 0.012, 0.013, 0.014) - 0.05 (ref: the retrains' mean)
     assert inter["gap_diff"] == pytest.approx(-0.0375, abs=1e-9)
     assert inter["gap_diff_low"] < inter["gap_diff"] < inter["gap_diff_high"] < 0
     assert inter["retain_diff"] == pytest.approx(-0.004) and inter["verdict"] == "nearer"
-    assert user["reverse_seeds"] == 0 and user["same_model_seeds"] == 4
+    assert user["loop_seeds"] == 0 and user["same_model_seeds"] == 4
     assert user["gap_diff"] == pytest.approx(0.0) and user["verdict"] == "no measurable difference"
     # a difference whose interval excludes 0 but stays within Retrain's floor is no difference
     assert over_exact(rows, {("d", "mgcn", "interaction"): {"floor": 0.05}})[0]["verdict"] == "no measurable difference"
@@ -546,10 +546,24 @@ def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval(tm
     assert "## What TRU adds over the exact step (paired by seed)" in text
     assert "* **d · mgcn · user**: TRU ran no reverse epoch on any seed" in text
     assert (
-        "* **d · mgcn · interaction**: TRU's reverse epochs (on 4 of 4 seeds) bring forget Recall@20 nearer the "
-        "retrain's than the exact step does, beyond the retrain's own noise; retain Recall@20 falls by 0.0040 "
-        "against it." in text
+        "* **d · mgcn · interaction**: TRU's loop (on 4 of 4 seeds; on 0 its model scored exactly as the "
+        "baseline's) brings forget Recall@20 nearer the retrain's than the exact step does, beyond the retrain's "
+        "own noise; retain Recall@20 falls by 0.0040 against it." in text
     )
+    # the other way round (the loop over-forgets past the retrain): farther, and said so
+    swapped = [r | {"forget_recall@20": r["forget_recall@20"] - 0.09} if r["method"] == "tru" else r for r in rows]
+    assert {r["regime"]: r["verdict"] for r in over_exact(swapped, retrain_floors(rows))}["interaction"] == "farther"
+    # one seed: no interval, so not judged, however large the difference
+    one = [r for r in rows if r["seed"] == 1]
+    assert {r["regime"]: r["verdict"] for r in over_exact(one)}["interaction"] == "not judged (one seed)"
+    # rows read back from a CSV hold None where a value is missing: that seed drops out of the retain
+    # difference only, and a baseline with no forget value at all is no baseline (exact is used)
+    holes = [r | {"retain_recall@20": None} if (r["method"], r["seed"]) == ("tru", 4) else r for r in rows]
+    got = {r["regime"]: r for r in over_exact(holes)}["interaction"]
+    assert got["seeds"] == 4 and got["retain_diff"] == pytest.approx(-0.004)
+    blank = [r | {"forget_recall@20": None} if r["method"] == "exact_refit" else r for r in rows]
+    blank += [row("interaction", s, "exact", 0.5) for s in (1, 2, 3, 4)]
+    assert {r["regime"]: r["baseline"] for r in over_exact(blank)}["interaction"] == "exact"
     assert "![what TRU adds over the exact step](results_over_exact.png)" in text
     write_report(rows, None, tmp_path)
     assert (tmp_path / "results_over_exact.png").stat().st_size > 0

@@ -107,7 +107,7 @@ def plot_over_exact(found: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [
-        f"{r['dataset']} · {r['backbone']} · {r['regime']}\n({r['reverse_seeds']}/{r['seeds']} seeds reversed)"
+        f"{r['dataset']} · {r['backbone']} · {r['regime']}\n(loop ran on {r['loop_seeds']}/{r['seeds']} seeds)"
         for r in found
     ]
     fig, axes = plt.subplots(1, 2, figsize=(9, 1.2 + 0.55 * len(found)), dpi=110, sharey=True)

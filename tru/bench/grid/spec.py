@@ -51,7 +51,7 @@ LABELS = {
     "ultrare": "UltraRE",
     "exact": "Exact step + repair (no reverse)",
     "exact_refit": "Exact step + TRU's re-fit (no reverse)",
-    "reverse_repair_refit": "MMRecUn + TRU's re-fit and pre-check",
+    "reverse_repair_refit": "MMRecUn + TRU's re-fit, pre-check and step",
     "reverse_repair": "MMRecUn (reverse-repair)",
     "gradient_ascent": "Gradient ascent",
     "multidelete": "MultiDelete",
