@@ -110,7 +110,9 @@ def plot_over_exact(found: list[dict], path: Path) -> None:
         f"{r['dataset']} · {r['backbone']} · {r['regime']}\n(loop ran on {r['loop_seeds']}/{r['seeds']} seeds)"
         for r in found
     ]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 1.2 + 0.55 * len(found)), dpi=110, sharey=True)
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 1.8 + 0.55 * len(found)), dpi=110, sharey=True)
     for ax, col, label in (
         (axes[0], "gap_diff", "Δ distance to Retrain's forget R@20\n(TRU − exact baseline; < 0: TRU nearer)"),
         (axes[1], "retain_diff", "Δ retain Recall@20\n(TRU − exact baseline)"),
@@ -123,6 +125,8 @@ def plot_over_exact(found: list[dict], path: Path) -> None:
             if col == "gap_diff" and r["floor"]:
                 ax.fill_betweenx([y - 0.35, y + 0.35], -r["floor"], r["floor"], color="0.85", lw=0)
         ax.axvline(0, color="0.4", lw=1)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, symmetric=True))  # few ticks: the values are small
+        ax.tick_params(labelsize=7)
         ax.set_xlabel(label, fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(range(len(found)), names, fontsize=7)
