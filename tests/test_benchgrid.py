@@ -1,6 +1,7 @@
 """The comparison grid's plumbing: the grid file, a tiny grid end to end (cells, resume,
 --only, the report). Figures are recorded by the benchmark, not asserted here."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -391,6 +392,13 @@ def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkey
     assert sorted(ran) == sorted(("tiny", "mgcn", "user", 2, m) for m in methods)
     assert sorted(folders) == sorted(str(Path("grid/resume") / f"tiny-mgcn-user-2-{m}") for m in methods)
     assert len(pd.read_csv(tmp_path / "out/results.csv")) == 16
+    # how long each part took: one entry per run that ran cells (the resumed run that found
+    # nothing to do adds none), with its --only filter, in the timings file and the report
+    parts = json.loads((tmp_path / "out/results.timings.json").read_text())
+    assert [(p["part"], p["cells"]) for p in parts] == [("(all)", 12), ("seed=2,regime=user", 4)]
+    assert all(p["seconds"] >= 0 and p["threads"] == tiny_grid_params.train.threads for p in parts)
+    readme = (tmp_path / "out/README.md").read_text()
+    assert "## How long each part took" in readme and "| `seed=2,regime=user` | 4 |" in readme
 
 
 def test_cooccurring_items_are_each_deleted_items_closest_by_shared_users():

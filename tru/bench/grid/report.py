@@ -3,6 +3,7 @@ seeds), README.md with the tables in the article's layout and the claim's verdic
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def _seed_lines(grid: Grid | None) -> list[str]:
     return lines + [""]
 
 
-def report_markdown(rows: list[dict], grid: Grid | None = None) -> str:
+def report_markdown(rows: list[dict], grid: Grid | None = None, parts: list[dict] | None = None) -> str:
     """The report (Markdown) of the grid's `rows`: the tables in the article's layout, one per
     (dataset, backbone, regime), methods as rows; Retain and Forget Recall@20/NDCG@20, then the
     audits and the cost; then the claim's section and the plots. `grid` names the datasets."""
@@ -183,14 +184,37 @@ def report_markdown(rows: list[dict], grid: Grid | None = None) -> str:
     lines += claim_markdown(s, labels, development, floors)
     lines += over_exact_markdown(rows, labels, development, floors)
     lines += ["![retain vs forget](results_frontier.png)", "", "![time vs retrain](results_time.png)", ""]
+    lines += parts_markdown(parts or [])
     return "\n".join(lines)
+
+
+def parts_markdown(parts: list[dict]) -> list[str]:
+    """The report's "How long each part took" (the grid's timings file: one entry per run that
+    ran cells, in order); no lines without any."""
+    if not parts:
+        return []
+    lines = [
+        "## How long each part took",
+        "",
+        "Each run of `tru bench grid` that ran cells, in order: its `--only` filter, the cells it ran and its "
+        "wall time, data and base-model preparation included (on this machine, with the training threads "
+        "shown; a part run beside other jobs takes longer). Runs before this record existed are not listed.",
+        "",
+        "| part | cells | wall time | threads |",
+        "|---|---|---|---|",
+    ]
+    for p in parts:
+        lines.append(f"| `{p['part']}` | {p['cells']} | {p['seconds'] / 60:.1f} min | {p.get('threads', '–')} |")
+    return lines + [""]
 
 
 def write_report(rows: list[dict], grid: Grid | None, folder: str | Path) -> None:
     """Write the report of the grid's `rows` to `folder`: README.md and (with rows) the two plots."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "README.md").write_text(report_markdown(rows, grid))
+    timings = Path(grid.out).with_suffix(".timings.json") if grid else None
+    parts = json.loads(timings.read_text()) if timings and timings.is_file() else []
+    (folder / "README.md").write_text(report_markdown(rows, grid, parts))
     shown = shown_rows(rows, grid)[0]
     s = summarise(shown)
     if not s.empty:

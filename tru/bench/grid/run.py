@@ -16,6 +16,7 @@ other benchmarks use them.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +240,21 @@ def grid_cell(params_json: str, split_dir: str, checkpoint: str, cell: tuple, re
     return in_child(_grid_cell, params_json, split_dir, checkpoint, dataset, regime, int(seed), method, resume)
 
 
+def timings_path(out: str | Path) -> Path:
+    """Where the grid records how long each part took: beside its CSV, `<out>.timings.json`."""
+    return Path(out).with_suffix(".timings.json")
+
+
+def record_part(out: str | Path, only: dict[str, list[str]] | None, cells: int, seconds: float, threads: int) -> None:
+    """Append one part of the grid (a run's `--only` filter, the cells it ran, its wall seconds
+    including data and base-model preparation, the training threads) to the timings file."""
+    path = timings_path(out)
+    parts = read_json(path) if path.is_file() else []
+    part = ",".join(f"{k}={'+'.join(map(str, v))}" for k, v in (only or {}).items()) or "(all)"
+    parts.append({"part": part, "cells": cells, "seconds": round(seconds, 1), "threads": threads})
+    write_json(path, parts)
+
+
 def resume_folder(root: str | Path, cell: tuple) -> str:
     """Where a cell's exact methods keep their resume snapshots (under the grid's root)."""
     return str(Path(root) / "resume" / "-".join(str(v) for v in cell))
@@ -272,11 +288,14 @@ def run_grid(
         p = with_train(with_backbone(p, backbone), spec)
         checkpoint = base_checkpoint(p, dataset, spec, split, grid.root, params.model.backbone)
         jobs += [(p.model_dump_json(), str(split), checkpoint, c, resume_folder(grid.root, c)) for c in cells]
+    t0 = time.perf_counter()
     if run_cells is None:
         for pj, split_dir, ck, c, resume in jobs:
             store.record(done, grid_cell(pj, split_dir, ck, c, resume))
     else:
         run_cells(jobs, out, done)
+    if jobs:
+        record_part(out, only, len(jobs), time.perf_counter() - t0, params.train.threads)
     if report:
         write_report(store.read(), grid, out.parent)
     return done
