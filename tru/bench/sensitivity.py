@@ -51,8 +51,10 @@ def knob_default(params: Params, knob: str) -> float:
 
     where, _ = KNOBS[knob]
     up = unlearn_for(params).unlearn
-    if knob == "lr":  # TRU's own step size where set, else the shared one
-        return float(up.tru.lr if up.tru.lr is not None else up.lr)
+    if knob == "lr":  # the step TRU reverses with
+        from tru.unlearning.reverse_repair import reverse_lr
+
+        return float(reverse_lr(up, up.tru))
     return float(getattr(up.tru if where == "tru" else up, knob))
 
 

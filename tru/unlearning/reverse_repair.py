@@ -216,6 +216,12 @@ def refit_users(
     return {"users": int(len(users)), "pairs": int(len(pairs)), "steps": steps, "local": local is not None}
 
 
+def reverse_lr(up, mechanisms=None) -> float:
+    """The reverse step size: TRU's own (`unlearn.tru.lr`, with `mechanisms` = unlearn.tru) where
+    set, else `unlearn.lr`, MMRecUn's and the other baselines' (`up`: the unlearn section)."""
+    return mechanisms.lr if mechanisms is not None and mechanisms.lr is not None else up.lr
+
+
 def _module_branch(model: Recommender) -> dict[str, str]:
     """The branch each selection module belongs to (that of its first parameter)."""
     owner = {n: b for b, names in model.branches().items() for n in names}
@@ -236,8 +242,7 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
     named = dict(model.named_parameters())
     module_branch = _module_branch(model)
     groups = [{"params": [named[n] for n in names], "name": m} for m, names in modules.items()]
-    # TRU reverses with its own step size where set (unlearn.tru.lr), MMRecUn with unlearn.lr
-    lr = mechanisms.lr if mechanisms is not None and mechanisms.lr is not None else up.lr
+    lr = reverse_lr(up, mechanisms)
     opt_rev = torch.optim.Adam(groups, lr=lr)
     opt_rep = torch.optim.Adam(model.parameters(), lr=up.repair_lr)
     prior_sampler = NegativeSampler(ctx.prior.train, model.n_items, ctx.data.candidates)

@@ -3,7 +3,6 @@ seeds), README.md with the tables in the article's layout and the claim's verdic
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 
@@ -13,7 +12,8 @@ import pandas as pd
 from tru.bench.grid.claims import claim_markdown, over_exact, over_exact_markdown, retrain_floors
 from tru.bench.grid.methods import METHOD_ORDER, REFERENCE, RETRAINS
 from tru.bench.grid.plots import plot_frontier, plot_over_exact, plot_time
-from tru.bench.grid.spec import COLUMNS, LABELS, Grid
+from tru.bench.grid.spec import COLUMNS, LABELS, Grid, timings_path
+from tru.io import read_json
 
 
 def summarise(rows: list[dict]) -> pd.DataFrame:
@@ -209,11 +209,13 @@ def parts_markdown(parts: list[dict]) -> list[str]:
 
 
 def write_report(rows: list[dict], grid: Grid | None, folder: str | Path) -> None:
-    """Write the report of the grid's `rows` to `folder`: README.md and (with rows) the two plots."""
+    """Write the report of the grid's `rows` to `folder`: README.md (with how long each part took,
+    from the grid's timings file) and, with rows, the plots (retain vs forget, time, and what TRU
+    adds over the exact step where a setting has that baseline)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    timings = Path(grid.out).with_suffix(".timings.json") if grid else None
-    parts = json.loads(timings.read_text()) if timings and timings.is_file() else []
+    timings = timings_path(grid.out) if grid else None
+    parts = read_json(timings) if timings and timings.is_file() else []
     (folder / "README.md").write_text(report_markdown(rows, grid, parts))
     shown = shown_rows(rows, grid)[0]
     s = summarise(shown)

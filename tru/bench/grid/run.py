@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from tru import paths
 from tru.audit import canary as canary_mod
 from tru.bench.grid.report import write_report
-from tru.bench.grid.spec import DatasetSpec, Grid, pending, results_store, validation_reasons
+from tru.bench.grid.spec import DatasetSpec, Grid, pending, results_store, timings_path, validation_reasons
 from tru.bench.process import in_child, peak_rss_mb
 from tru.bench.unlearn import bench_base_model, erase_variant, regime_context
 from tru.config import Params, TrainParams, with_backbone
@@ -238,11 +238,6 @@ def grid_cell(params_json: str, split_dir: str, checkpoint: str, cell: tuple, re
     continues from it."""
     dataset, _, regime, seed, method = cell
     return in_child(_grid_cell, params_json, split_dir, checkpoint, dataset, regime, int(seed), method, resume)
-
-
-def timings_path(out: str | Path) -> Path:
-    """Where the grid records how long each part took: beside its CSV, `<out>.timings.json`."""
-    return Path(out).with_suffix(".timings.json")
 
 
 def record_part(out: str | Path, only: dict[str, list[str]] | None, cells: int, seconds: float, threads: int) -> None:

@@ -233,6 +233,11 @@ def results_store(out: str | Path) -> ResultsStore:
     return ResultsStore(Path(out), KEY, _progress, columns=COLUMNS, blank_as_none=True)
 
 
+def timings_path(out: str | Path) -> Path:
+    """Where the grid records how long each part took: beside its CSV, `<out>.timings.json`."""
+    return Path(out).with_suffix(".timings.json")
+
+
 def read_results(out: str | Path) -> list[dict]:
     """The grid's finished rows in the CSV at `out` (none while it does not exist)."""
     return results_store(out).read()
