@@ -6,7 +6,15 @@ import pandas as pd
 import pytest
 
 from tests.conftest import copy_repo
-from tru.bench.sensitivity import KNOBS, knob_default, knob_values, run_sensitivity_bench, with_knob
+from tru.bench.sensitivity import (
+    KNOBS,
+    knob_default,
+    knob_values,
+    recipe,
+    run_sensitivity_bench,
+    with_knob,
+    write_sensitivity_report,
+)
 from tru.bench.unlearn import variant_params
 from tru.config import load_params, unlearn_for, with_backbone
 from tru.errors import ConfigError
@@ -101,3 +109,29 @@ def test_sensitivity_moves_one_knob_at_a_time_on_development_seeds_and_resumes(b
     assert f"| mgcn · interaction | max_epochs | {default_epochs:g}* |" in md
     assert "| mgcn · interaction | **as configured** (pre-check on) | – |" in md
     assert out.with_suffix(".png").stat().st_size > 0
+    # every TRU run records the recipe it ran around; the references none
+    assert df.loc[df.knob.isin(["original", "retrain"]), "recipe"].isna().all()
+    assert (df.loc[~df.knob.isin(["original", "retrain"]), "recipe"] == recipe(params)).all()
+    assert f"mgcn: `{recipe(params)}`" in md
+    # a default changed: the runs around the old one are left out of the report, then run again
+    moved = params.model_copy(
+        update={"unlearn": params.unlearn.model_copy(update={"max_epochs": params.unlearn.max_epochs + 1})}
+    )
+    assert recipe(moved) != recipe(params) and "max_epochs=" in recipe(moved)
+    rows = pd.read_csv(out).to_dict("records")
+    write_sensitivity_report(rows, out, moved)
+    n_tru = expect - 2
+    assert f"{n_tru} recorded run(s) ran around other defaults than today's and are left out" in md_text(out)
+    assert "No setting has its references and a default run yet." in md_text(out)
+    again = run_sensitivity_bench(moved, out, grid, [("mgcn", "interaction")], [1], ["scale_gamma"], echo=print)
+    df2 = pd.read_csv(out)
+    assert len(again) == len(df2) == 4 + len(knob_values(moved, "scale_gamma")) - 1  # the old max_epochs runs gone
+    assert (df2.loc[~df2.knob.isin(["original", "retrain"]), "recipe"] == recipe(moved)).all()
+    # the references did not run again
+    kept = df.loc[df.knob.isin(["original", "retrain"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(df2.loc[df2.knob.isin(["original", "retrain"])].reset_index(drop=True), kept)
+    assert "left out" not in md_text(out)
+
+
+def md_text(out):
+    return out.with_suffix(".md").read_text()

@@ -17,10 +17,14 @@ alike) and retain Recall@20 as a share of the original's.
 Tuning is what this benchmark is for, so it runs on development seeds only: a seed the grid
 file names as an evaluation seed of the dataset is refused. Resumable (one CSV row per run, in
 a fresh child process); the table and one plot panel per knob are generated from the CSV.
+Every TRU run records the recipe it ran around (`recipe`: each knob's default and a digest of
+the rest of TRU's recipe): once a default changes, the runs around the old ones no longer
+count as done, are run again, and are left out of the report until they are.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +60,40 @@ def knob_default(params: Params, knob: str) -> float:
 
         return float(reverse_lr(up, up.tru))
     return float(getattr(up.tru if where == "tru" else up, knob))
+
+
+# the loop's settings TRU runs with besides `unlearn.tru` (the baselines' own sections and step are not)
+_LOOP = ("exact_erasure", "rebuild_graphs", "max_epochs", "forget_batch_size", "reverse_sample")
+_LOOP_REPAIR = ("repair_lr", "repair_sample", "repair_batch_size", "stop")
+
+
+def recipe(params: Params) -> str:
+    """The recipe a TRU run's knobs move around, for the backbone `params` names: every knob's
+    default, readable, then a digest of the rest of what TRU runs with (its own section and the
+    loop's settings, the backbone's overrides laid on). A recorded run whose recipe differs from
+    the current one ran around other defaults."""
+    from tru.config import unlearn_for
+
+    up = unlearn_for(params).unlearn
+    rest = up.model_dump(mode="json", include={"tru", *_LOOP, *_LOOP_REPAIR})
+    digest = hashlib.sha256(repr(sorted(_flat(rest))).encode()).hexdigest()[:10]
+    return " ".join(f"{k}={knob_default(params, k):g}" for k in KNOBS) + f" #{digest}"
+
+
+def _flat(d: dict, prefix: str = "") -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for k, v in d.items():
+        out += _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", repr(v))]
+    return out
+
+
+def current(row: dict, recipes: dict[str, str]) -> bool:
+    """Whether a recorded row counts: a reference (no knob acts in it), or a TRU run around the
+    recipe its backbone has now (`recipes`: backbone -> recipe)."""
+    if row["knob"] in REFERENCES:
+        return True
+    r = row.get("recipe")
+    return isinstance(r, str) and r == recipes.get(row["backbone"])
 
 
 def knob_values(params: Params, knob: str) -> list[float]:
@@ -188,9 +226,15 @@ def run_sensitivity_bench(
     out = Path(out)
     store = sensitivity_store(out)
     done = store.read()
-    finished = {_key(r) for r in done}
     spec = grid.datasets[dataset]
     p, split = prepare_dataset(params, dataset, spec, grid.root)
+    recipes = {b: recipe(with_backbone(p, b)) for b, _ in settings}
+    stale = [r for r in done if (r["backbone"], r["regime"]) in settings and not current(r, recipes)]
+    if stale:  # run around other defaults: superseded by the runs below (the old ones stay in git)
+        echo(f"{len(stale)} recorded run(s) ran around other defaults than {recipes}: running them again")
+        done = [r for r in done if not any(r is x for x in stale)]
+        store.rewrite(done)  # before the first record, which would take them in again from the file
+    finished = {_key(r) for r in done}
     for backbone, regime in settings:
         pb = with_train(with_backbone(p, backbone), spec)  # the recipe the grid trains this backbone with
         checkpoint = base_checkpoint(pb, dataset, spec, split, grid.root, params.model.backbone)
@@ -204,9 +248,9 @@ def run_sensitivity_bench(
                 cell = in_child(
                     sensitivity_cell, pb.model_dump_json(), str(split), str(checkpoint), regime, seed, knob, value
                 )
-                store.record(
-                    done, {"backbone": backbone, "regime": regime, "seed": seed, "knob": knob, "value": value} | cell
-                )
+                row = {"backbone": backbone, "regime": regime, "seed": seed, "knob": knob, "value": value}
+                row |= {"recipe": None if knob in REFERENCES else recipes[backbone]}
+                store.record(done, row | cell)
     write_sensitivity_report(done, out, params)
     return done
 
@@ -255,11 +299,27 @@ def _table(rows: list[dict], params: Params) -> pd.DataFrame:
     return table
 
 
+def _recipes(params: Params, df: pd.DataFrame) -> dict[str, str]:
+    return {b: recipe(with_backbone(params, b)) for b in df["backbone"].unique()}
+
+
 def write_sensitivity_report(rows: list[dict], out: Path, params: Params) -> Path:
-    """The report (`out` with .md) and the plot (`out` with .png) from the CSV rows."""
+    """The report (`out` with .md) and the plot (`out` with .png) from the CSV rows that ran
+    around the current recipe (the others are counted, not shown)."""
     md = out.with_suffix(".md")
     lines = ["# TRU's knobs, one at a time (generated by `tru bench sensitivity`)", ""]
     df = pd.DataFrame(rows)
+    if not df.empty:
+        recipes = _recipes(params, df)
+        keep = [current(r, recipes) for r in rows]
+        if not all(keep):
+            lines += [
+                f"{keep.count(False)} recorded run(s) ran around other defaults than today's and are left out; "
+                "`tru bench sensitivity` runs them again around today's.",
+                "",
+            ]
+        rows = [r for r, k in zip(rows, keep, strict=True) if k]
+        df = pd.DataFrame(rows)
     have_refs = not df.empty and set(REFERENCES) <= set(df.knob) and (df.knob == CENTRE).any()
     if not have_refs:
         md.write_text("\n".join(lines + ["No setting has its references and a default run yet.", ""]))
@@ -276,6 +336,9 @@ def write_sensitivity_report(rows: list[dict], out: Path, params: Params) -> Pat
         "over seeds, min-max; nearer is better, over-forgetting counts as much as residue); gap: its sign "
         "(above 0: residue); retain: Recall@20 as a % of the untouched original's. Epochs: the loop's "
         "epochs run (reverse, or repair only once the erasure checks hold).",
+        "",
+        "The defaults the knobs move around (`recipe` in the CSV; after #, a digest of the rest of TRU's "
+        "recipe): " + "; ".join(f"{b}: `{r}`" for b, r in sorted(_recipes(params, df).items())) + ".",
         "",
         "| setting | knob | value | \\|gap\\| (min-max) | gap | retain % (min) | epochs | seconds | seeds |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -1,16 +1,34 @@
 """The benchmarks' resumable results: one CSV row per finished cell, the whole file rewritten
-atomically after each, so that a killed benchmark resumes after its last finished cell."""
+atomically after each, so that a killed benchmark resumes after its last finished cell.
+
+Several runs may share one file (two `--only` parts of the grid side by side): each write
+holds an OS file lock beside the CSV (`<name>.lock`, released by the kernel if its holder
+dies) and first takes in the rows the others recorded since, so no run's rows are lost."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock
 
 from tru.io import atomic_path
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold the lock of the file at `path` (`<name>.lock` beside it) while the body runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(path.name + ".lock"))):
+        yield
+
+
+def _blank(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
 
 
 @dataclass(frozen=True)
@@ -31,6 +49,10 @@ class ResultsStore:
 
     def read(self) -> list[dict]:
         """The rows recorded so far, one dict per row (none while the file does not exist)."""
+        with file_lock(self.path):
+            return self._read()
+
+    def _read(self) -> list[dict]:
         if not self.path.is_file():
             return []
         df = pd.read_csv(self.path)
@@ -43,19 +65,33 @@ class ResultsStore:
 
     def finished(self, rows: list[dict]) -> set[tuple]:
         """The keys of `rows`: the cells they hold."""
-        return {tuple(int(r[k]) if k == "seed" else r[k] for k in self.key) for r in rows}
+        return {self._cell(r) for r in rows}
+
+    def _cell(self, row: dict) -> tuple:
+        """A row's cell: `seed` as an int, an empty field (NaN as the CSV reads it) as None."""
+        return tuple(int(row[k]) if k == "seed" else None if _blank(row[k]) else row[k] for k in self.key)
 
     def record(self, done: list[dict], row: dict) -> None:
         """Append a finished cell's `row` to `done` (the rows so far), print its progress line and
-        write every row of `done` to the file at once: a killed run resumes after it."""
-        done.append(row)
+        write every row of `done` to the file at once: a killed run resumes after it. Rows that
+        another run recorded in the file meanwhile (cells `done` lacks) join `done` first; a row
+        of the same cell already there is replaced."""
+        cell = self._cell(row)
+        with file_lock(self.path):
+            done[:] = [r for r in done if self._cell(r) != cell]
+            mine = self.finished(done) | {cell}
+            done.extend(r for r in self._read() if self._cell(r) not in mine)
+            done.append(row)
+            self._write(done)
         print(self.line(row), flush=True)
-        columns = None if self.columns is None else list(self.columns)
-        with atomic_path(self.path) as tmp:  # creates the folder
-            pd.DataFrame(done, columns=columns).to_csv(tmp, index=False)
 
     def rewrite(self, rows: list[dict]) -> None:
-        """Write `rows` as the whole file at once (rows measured after the fact filled in)."""
+        """Write `rows` as the whole file at once (rows measured after the fact filled in, rows
+        set aside): it replaces what is there, so only a run that alone writes the file calls it."""
+        with file_lock(self.path):
+            self._write(rows)
+
+    def _write(self, rows: list[dict]) -> None:
         columns = None if self.columns is None else list(self.columns)
-        with atomic_path(self.path) as tmp:
+        with atomic_path(self.path) as tmp:  # creates the folder
             pd.DataFrame(rows, columns=columns).to_csv(tmp, index=False)

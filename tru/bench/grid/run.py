@@ -27,6 +27,7 @@ from tru.audit import canary as canary_mod
 from tru.bench.grid.report import write_report
 from tru.bench.grid.spec import DatasetSpec, Grid, pending, results_store, timings_path, validation_reasons
 from tru.bench.process import in_child, peak_rss_mb
+from tru.bench.store import file_lock
 from tru.bench.unlearn import bench_base_model, erase_variant, regime_context
 from tru.config import Params, TrainParams, with_backbone
 from tru.data.synth import SCALES
@@ -244,10 +245,11 @@ def record_part(out: str | Path, only: dict[str, list[str]] | None, cells: int, 
     """Append one part of the grid (a run's `--only` filter, the cells it ran, its wall seconds
     including data and base-model preparation, the training threads) to the timings file."""
     path = timings_path(out)
-    parts = read_json(path) if path.is_file() else []
     part = ",".join(f"{k}={'+'.join(map(str, v))}" for k, v in (only or {}).items()) or "(all)"
-    parts.append({"part": part, "cells": cells, "seconds": round(seconds, 1), "threads": threads})
-    write_json(path, parts)
+    with file_lock(path):  # another part may finish beside this one
+        parts = read_json(path) if path.is_file() else []
+        parts.append({"part": part, "cells": cells, "seconds": round(seconds, 1), "threads": threads})
+        write_json(path, parts)
 
 
 def resume_folder(root: str | Path, cell: tuple) -> str:
