@@ -39,6 +39,8 @@ def test_knob_values_centre_on_the_backbones_default(base_repo):
             values = knob_values(p, knob)
             assert knob_default(p, knob) in values and values == sorted(set(values)) and len(values) >= 3
         assert all(v == int(v) and v >= 1 for v in knob_values(p, "max_epochs"))
+        # the re-fit's steps are whole, and 0 (no re-fit) is among them
+        assert 0.0 in knob_values(p, "refit_steps") and all(v == int(v) for v in knob_values(p, "refit_steps"))
         assert max(knob_values(p, "capacity_rho")) <= 1.0
         # a knob set last, over the backbone's recipe (variant_params lays it on first)
         _, tru = variant_params(p, "tru")
@@ -46,6 +48,7 @@ def test_knob_values_centre_on_the_backbones_default(base_repo):
         assert moved.tru.lr == 0.123 and moved.lr == tru.unlearn.lr
         assert with_knob(tru, "gate_lambda", 0.0).unlearn.tru.gate_lambda == 0.0
         assert with_knob(tru, "max_epochs", 2.0).unlearn.max_epochs == 2
+        assert with_knob(tru, "refit_steps", 100.0).unlearn.tru.refit_steps == 100
     # Retrain's replicates train again with another seed on the same retain set
     assert variant_params(params, "retrain_r2")[1].seed == params.seed + 1
     assert variant_params(params, "retrain_r3")[1].seed == params.seed + 2
@@ -92,8 +95,13 @@ def test_sensitivity_moves_one_knob_at_a_time_on_development_seeds_and_resumes(b
     sensitivity_cell(params.model_dump_json(), split, ck, "interaction", 1, "scale_gamma", 0.5)
     sensitivity_cell(params.model_dump_json(), split, ck, "interaction", 1, "centre", None)
     sensitivity_cell(params.model_dump_json(), split, ck, "interaction", 1, "default", None)
-    assert [n for n, _ in seen] == ["tru", "tru", "tru"]
-    knob, centre, configured = (p.unlearn.tru for _, p in seen)
+    # the re-fit acts before any reverse epoch: moved with the pre-check as configured
+    user = sensitivity_cell(params.model_dump_json(), split, ck, "user", 1, "refit_steps", 7.0)
+    assert [n for n, _ in seen] == ["tru", "tru", "tru", "tru"]
+    knob, centre, configured, refit = (p.unlearn.tru for _, p in seen)
+    assert refit.refit_steps == 7 and refit.check_before_reverse == params.unlearn.tru.check_before_reverse
+    # user level with the canary's fake users deleted: the backdoor's attack success rate is measured
+    assert 0.0 <= user["backdoor_asr"] <= 1.0 and df["backdoor_asr"].isna().all()
     assert knob.scale_gamma == 0.5 and centre.scale_gamma == configured.scale_gamma == knob_default(
         params, "scale_gamma"
     )

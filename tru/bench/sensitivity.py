@@ -43,7 +43,14 @@ KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     "gate_lambda": ("tru", (0.0, 0.2, 1.0, 4.0)),
     "lr": ("tru", (0.25, 0.5, 1.0, 2.0, 4.0)),  # TRU's reverse step: unlearn.tru.lr, else unlearn.lr
     "max_epochs": ("unlearn", (0.2, 0.5, 1.0, 2.0)),
+    # the item re-fit, before any reverse epoch (items that lost >= refit_share of their pairs)
+    "refit_steps": ("tru", (0.0, 1 / 3, 1.0, 10 / 3, 10.0)),  # 30: 0 (none), 10, 30, 100, 300
+    "refit_lr": ("tru", (0.5, 1.0, 2.0, 4.0)),
 }
+# knobs that act before the reverse epochs: moved with TRU as configured (the pre-check on), their
+# default's point is TRU as configured (`default`), not the centre
+BEFORE_REVERSE = frozenset({"refit_steps", "refit_lr"})
+WHOLE = frozenset({"max_epochs", "refit_steps"})  # counts: run at whole values
 REFERENCES = ("original", "retrain")  # run per setting and seed, knob = the reference's name
 # TRU as configured (`default`), and the curves' centre: the defaults with the pre-check off
 CONFIGURED, CENTRE = "default", "centre"
@@ -70,8 +77,8 @@ _LOOP_REPAIR = ("repair_lr", "repair_sample", "repair_batch_size", "stop")
 def recipe(params: Params) -> str:
     """The recipe a TRU run's knobs move around, for the backbone `params` names: every knob's
     default, readable, then a digest of the rest of what TRU runs with (its own section and the
-    loop's settings, the backbone's overrides laid on). A recorded run whose recipe differs from
-    the current one ran around other defaults."""
+    loop's settings, the backbone's overrides laid on). A recorded run whose digest differs from
+    the current one's ran around other defaults (current)."""
     from tru.config import unlearn_for
 
     up = unlearn_for(params).unlearn
@@ -89,11 +96,12 @@ def _flat(d: dict, prefix: str = "") -> list[tuple[str, str]]:
 
 def current(row: dict, recipes: dict[str, str]) -> bool:
     """Whether a recorded row counts: a reference (no knob acts in it), or a TRU run around the
-    recipe its backbone has now (`recipes`: backbone -> recipe)."""
+    recipe its backbone has now (`recipes`: backbone -> recipe), compared by its digest (the
+    readable part grows when a knob is added)."""
     if row["knob"] in REFERENCES:
         return True
-    r = row.get("recipe")
-    return isinstance(r, str) and r == recipes.get(row["backbone"])
+    r, now = row.get("recipe"), recipes.get(row["backbone"])
+    return isinstance(r, str) and now is not None and r.rsplit("#", 1)[-1] == now.rsplit("#", 1)[-1]
 
 
 def knob_values(params: Params, knob: str) -> list[float]:
@@ -105,8 +113,8 @@ def knob_values(params: Params, knob: str) -> list[float]:
         v = default * f
         if knob == "capacity_rho":
             v = min(1.0, v)
-        if knob == "max_epochs":
-            v = float(max(1, round(v)))
+        if knob in WHOLE:
+            v = float(max(1 if knob == "max_epochs" else 0, round(v)))
         out.append(round(v, 6))
     return sorted(set(out))
 
@@ -115,7 +123,7 @@ def with_knob(params: Params, knob: str, value: float) -> Params:
     """The params TRU runs with (the backbone's recipe already laid on) with one knob set."""
     where, _ = KNOBS[knob]
     up = params.unlearn
-    v: float | int = int(value) if knob == "max_epochs" else float(value)
+    v: float | int = int(value) if knob in WHOLE else float(value)
     if where == "tru":
         up = up.model_copy(update={"tru": up.tru.model_copy(update={knob: v})})
     else:
@@ -135,9 +143,10 @@ def sensitivity_cell(
     params_json: str, split_dir: str, checkpoint: str, regime: str, seed: int, knob: str, value: float | None
 ) -> dict:
     """One run, in the process that runs it: the deletion drawn with `seed`, erased by TRU with
-    `knob` at `value` and the pre-check off (knob "centre": every knob at its default, the
-    pre-check off; "default": TRU as configured; "original" / "retrain": that reference); its
-    metrics."""
+    `knob` at `value` and the pre-check off (on for a knob that acts before the reverse epochs;
+    knob "centre": every knob at its default, the pre-check off; "default": TRU as configured;
+    "original" / "retrain": that reference); its metrics, with the backdoor's attack success rate
+    where the deletion takes the canary's fake users (user level)."""
     from tru.audit.canary import load as load_canary
     from tru.bench.unlearn import erase_variant, regime_context
     from tru.stages.context import batch_metrics
@@ -153,7 +162,8 @@ def sensitivity_cell(
         knob_value = float(value)
 
         def knob_tune(p: Params) -> Params:
-            return without_precheck(with_knob(p, knob, knob_value))
+            moved = with_knob(p, knob, knob_value)
+            return moved if knob in BEFORE_REVERSE else without_precheck(moved)
 
         tune = knob_tune
     run = erase_variant(params, ctx, variant, tune=tune)
@@ -161,9 +171,21 @@ def sensitivity_cell(
     if variant != "original":
         model.set_graph(ctx.data.train, ctx.data.active_items)
     m = batch_metrics(model, ctx)
+    asr = None
+    if canary and regime == "user":
+        from tru.audit.canary import backdoor_metrics
+
+        fake = np.asarray(canary["fake_users"], np.int64)
+        normal = np.setdiff1d(np.unique(ctx.data.train[:, 0]), fake)
+        model.eval()
+        bd = backdoor_metrics(
+            model, canary, normal, ctx.data.train, ctx.data.n_users, params.audit.k, candidates=ctx.data.candidates
+        )
+        asr = bd.get("asr")
     return {
         "retain_recall@20": m["retain"]["recall@20"],
         "forget_recall@20": m["forget"]["recall@20"],
+        "backdoor_asr": asr,
         "epochs": run["epochs"],
         "repair_epochs": run["repair_epochs"],
         "seconds": round(float(run["seconds"]), 2),
@@ -175,7 +197,7 @@ def _line(row: dict) -> str:
     return (
         f"  {row['backbone']} {row['regime']} seed {row['seed']} {row['knob']}{value}: retain R@20 "
         f"{row['retain_recall@20']:.4f}, forget R@20 {row['forget_recall@20']:.4f}, {row['epochs']} epoch(s), "
-        f"{row['seconds']:.1f} s"
+        f"{row['seconds']:.1f} s" + ("" if row.get("backdoor_asr") is None else f", ASR {row['backdoor_asr']:.3f}")
     )
 
 
@@ -256,26 +278,33 @@ def run_sensitivity_bench(
 
 
 def _table(rows: list[dict], params: Params) -> pd.DataFrame:
-    """Per setting, knob and value (each knob's default from the `centre` runs; TRU as
-    configured under knob `default`): mean over seeds of the forget gap to that seed's Retrain
-    and of retain as a % of the original's."""
+    """Per setting, knob and value (each knob's default from the `centre` runs, or from TRU as
+    configured for a knob that acts before the reverse epochs; TRU as configured under knob
+    `default`): mean over seeds of the forget gap to that seed's Retrain, of retain as a % of
+    the original's, and of the backdoor's attack success rate minus Retrain's (where measured)."""
     df = pd.DataFrame(rows)
+    if "backdoor_asr" not in df:
+        df["backdoor_asr"] = np.nan
+    df["backdoor_asr"] = pd.to_numeric(df["backdoor_asr"], errors="coerce")
     setting = ["backbone", "regime", "seed"]
     ref = df[df.knob.isin(REFERENCES)].pivot_table(
-        index=setting, columns="knob", values=["retain_recall@20", "forget_recall@20"]
+        index=setting, columns="knob", values=["retain_recall@20", "forget_recall@20", "backdoor_asr"], dropna=False
     )
     runs = df[~df.knob.isin(REFERENCES)].copy()
     runs.loc[runs.knob == CONFIGURED, "value"] = 0.0  # one row per setting: the value is a placeholder
-    centres = runs[runs.knob == CENTRE]
     expanded = [runs[runs.knob != CENTRE]]
-    for backbone, g in centres.groupby("backbone"):
+    for (backbone, _), g in runs.groupby(["backbone", "regime"]):
         pb = with_backbone(params, backbone)
-        for knob in sorted(set(runs.knob) - {CENTRE, CONFIGURED}):
-            d = g.copy()
+        for knob in sorted(set(g.knob) - {CENTRE, CONFIGURED}):
+            d = g[g.knob == (CONFIGURED if knob in BEFORE_REVERSE else CENTRE)].copy()
             d["knob"], d["value"] = knob, knob_default(pb, knob)
             expanded.append(d)
     runs = pd.concat(expanded, ignore_index=True)
     idx = pd.MultiIndex.from_frame(runs[setting])
+    retrain_asr = ref[("backdoor_asr", "retrain")] if ("backdoor_asr", "retrain") in ref else None
+    runs["asr_gap"] = (
+        np.nan if retrain_asr is None else runs["backdoor_asr"].to_numpy() - retrain_asr.reindex(idx).to_numpy()
+    )
     runs["forget_gap"] = (
         runs["forget_recall@20"].to_numpy() - ref[("forget_recall@20", "retrain")].reindex(idx).to_numpy()
     )
@@ -292,11 +321,16 @@ def _table(rows: list[dict], params: Params) -> pd.DataFrame:
         forget_gap=("forget_gap", "mean"),
         retain_pct=("retain_pct", "mean"),
         retain_min=("retain_pct", "min"),
+        asr_gap=("asr_gap", "mean"),
         epochs=("epochs", "mean"),
         seconds=("seconds", "mean"),
         seeds=("seed", "nunique"),
     ).reset_index()
     return table
+
+
+def _signed(v: float) -> str:
+    return "–" if v != v else f"{v:+.4f}"
 
 
 def _recipes(params: Params, df: pd.DataFrame) -> dict[str, str]:
@@ -331,17 +365,21 @@ def write_sensitivity_report(rows: list[dict], out: Path, params: Params) -> Pat
         "moved alone, the others at their defaults (the backbone's recipe, marked *), with TRU's check "
         "before the first reverse epoch off, so that the reverse step the knobs act in runs at least once. "
         "The first row per setting is TRU as configured (the pre-check on): where its epochs are 0, the "
-        "stop rule held after the exact step and the re-fit, and no knob below acts in the configured "
-        "method. |gap|: the distance of TRU's forget Recall@20 from the same deletion's exact Retrain (mean "
+        "stop rule held after the exact step and the re-fit, and no reverse-epoch knob acts in the configured "
+        "method. The item re-fit's knobs (refit_steps, refit_lr) act before any reverse epoch: they are moved "
+        "with the pre-check on, TRU as configured is their default's point. |gap|: the distance of TRU's "
+        "forget Recall@20 from the same deletion's exact Retrain (mean "
         "over seeds, min-max; nearer is better, over-forgetting counts as much as residue); gap: its sign "
         "(above 0: residue); retain: Recall@20 as a % of the untouched original's. Epochs: the loop's "
-        "epochs run (reverse, or repair only once the erasure checks hold).",
+        "epochs run (reverse, or repair only once the erasure checks hold). ASR gap: at user level, where the "
+        "deletion takes the backdoor canary's fake users, the target's attack success rate minus the same "
+        "deletion's Retrain's (below 0: the target is buried deeper than a retrain leaves it; – not measured).",
         "",
         "The defaults the knobs move around (`recipe` in the CSV; after #, a digest of the rest of TRU's "
         "recipe): " + "; ".join(f"{b}: `{r}`" for b, r in sorted(_recipes(params, df).items())) + ".",
         "",
-        "| setting | knob | value | \\|gap\\| (min-max) | gap | retain % (min) | epochs | seconds | seeds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| setting | knob | value | \\|gap\\| (min-max) | gap | retain % (min) | ASR gap | epochs | seconds | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     t["order"] = (t["knob"] != CONFIGURED).astype(int)
     t = t.sort_values(["backbone", "regime", "order"], kind="stable")
@@ -351,7 +389,7 @@ def write_sensitivity_report(rows: list[dict], out: Path, params: Params) -> Pat
             lines.append(
                 f"| {backbone} · {regime} | **as configured** (pre-check on) | – | {r.abs_gap:.4f} ({r.gap_min:.4f}-"
                 f"{r.gap_max:.4f}) | {r.forget_gap:+.4f} | {r.retain_pct:.1f} ({r.retain_min:.1f}) | "
-                f"{r.epochs:.1f} | {r.seconds:.1f} | {r.seeds} |"
+                f"{_signed(r.asr_gap)} | {r.epochs:.1f} | {r.seconds:.1f} | {r.seeds} |"
             )
             continue
         default = knob_default(with_backbone(params, backbone), knob)
@@ -360,7 +398,7 @@ def write_sensitivity_report(rows: list[dict], out: Path, params: Params) -> Pat
             lines.append(
                 f"| {backbone} · {regime} | {knob} | {r.value:g}{star} | {r.abs_gap:.4f} ({r.gap_min:.4f}-"
                 f"{r.gap_max:.4f}) | {r.forget_gap:+.4f} | {r.retain_pct:.1f} ({r.retain_min:.1f}) | "
-                f"{r.epochs:.1f} | {r.seconds:.1f} | {r.seeds} |"
+                f"{_signed(r.asr_gap)} | {r.epochs:.1f} | {r.seconds:.1f} | {r.seeds} |"
             )
     lines += ["", f"![sensitivity per knob]({out.with_suffix('.png').name})", ""]
     md.write_text("\n".join(lines))

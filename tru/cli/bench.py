@@ -247,7 +247,8 @@ def bench_sensitivity_cmd(
     settings: str = typer.Option("mgcn:interaction,miggt:user", help="comma-separated backbone:regime settings"),
     seeds: str = typer.Option("1,2,3", help="comma-separated development seeds (evaluation seeds are refused)"),
     knobs: str = typer.Option(
-        "capacity_rho,scale_gamma,gate_lambda,lr,max_epochs", help="comma-separated knobs, each moved alone"
+        "capacity_rho,scale_gamma,gate_lambda,lr,max_epochs",
+        help="comma-separated knobs, each moved alone; also refit_steps, refit_lr (the item re-fit)",
     ),
     report_only: bool = typer.Option(False, "--report-only", help="rewrite the table and plot from the CSV"),
 ) -> None:
