@@ -121,16 +121,18 @@ def test_sensitivity_moves_one_knob_at_a_time_on_development_seeds_and_resumes(b
     assert df.loc[df.knob.isin(["original", "retrain"]), "recipe"].isna().all()
     assert (df.loc[~df.knob.isin(["original", "retrain"]), "recipe"] == recipe(params)).all()
     assert f"mgcn: `{recipe(params)}`" in md
-    # a default changed: the runs around the old one are left out of the report, then run again
+    # a default changed: the runs around the old one move to a table of their own, then run again
     moved = params.model_copy(
         update={"unlearn": params.unlearn.model_copy(update={"max_epochs": params.unlearn.max_epochs + 1})}
     )
     assert recipe(moved) != recipe(params) and "max_epochs=" in recipe(moved)
     rows = pd.read_csv(out).to_dict("records")
     write_sensitivity_report(rows, out, moved)
-    n_tru = expect - 2
-    assert f"{n_tru} recorded run(s) ran around other defaults than today's and are left out" in md_text(out)
-    assert "No setting has its references and a default run yet." in md_text(out)
+    text = md_text(out)
+    assert "No run around today's defaults yet" in text and "## Around earlier defaults" in text
+    earlier = text.split("## Around earlier defaults")[1]
+    assert f"mgcn, around `{recipe(params)}`:" in earlier
+    assert f"| mgcn · interaction | max_epochs | {default_epochs:g}* |" in earlier
     again = run_sensitivity_bench(moved, out, grid, [("mgcn", "interaction")], [1], ["scale_gamma"], echo=print)
     df2 = pd.read_csv(out)
     assert len(again) == len(df2) == 4 + len(knob_values(moved, "scale_gamma")) - 1  # the old max_epochs runs gone
@@ -138,7 +140,7 @@ def test_sensitivity_moves_one_knob_at_a_time_on_development_seeds_and_resumes(b
     # the references did not run again
     kept = df.loc[df.knob.isin(["original", "retrain"])].reset_index(drop=True)
     pd.testing.assert_frame_equal(df2.loc[df2.knob.isin(["original", "retrain"])].reset_index(drop=True), kept)
-    assert "left out" not in md_text(out)
+    assert "Around earlier defaults" not in md_text(out) and f"mgcn: `{recipe(moved)}`" in md_text(out)
 
 
 def md_text(out):

@@ -156,11 +156,12 @@ def refit_items(
     everything else fixed.
 
     Such an item's row was trained beside the neighbours the batch removed: with the graph
-    rebuilt from the retain set, it lands below where a retrain puts it (ML-100k, MGCN: the
-    backdoor canary's target, 33% of its interactions from fake users, fell from median rank
-    51 to 140 for normal users after the exact step alone; a retrain put it at 99). Measured
-    there (user-level 5% + canary, seeds 1-3): lr 0.005 x 30 steps put it at rank 93-96,
-    attack success 9.2-9.4% (retrain 8.5-11.3%); lr 0.01 overshot to 16.8% (the original's).
+    rebuilt from the retain set, it lands below where a retrain puts it (ML-100k, MGCN: after
+    the exact step alone the backdoor canary's target is served to 0.1% of normal users, where
+    a retrain serves it to 2-6%). How far the re-fit moves such a row is steps x lr: the
+    target's attack success rises steeply with it, and the step is chosen on development
+    seeds with `tru bench sensitivity --knobs refit_steps,refit_lr` (its report has the
+    figures).
 
     Only losses to deleted users count: an item that lost a few of its interactions to
     interaction requests kept its neighbours, and re-fitting it on the few pairs it has left
