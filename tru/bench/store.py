@@ -49,6 +49,8 @@ class ResultsStore:
 
     def read(self) -> list[dict]:
         """The rows recorded so far, one dict per row (none while the file does not exist)."""
+        if not self.path.is_file():  # nothing to lock, and reading creates nothing (`--list`)
+            return []
         with file_lock(self.path):
             return self._read()
 
