@@ -19,7 +19,8 @@ file names as an evaluation seed of the dataset is refused. Resumable (one CSV r
 a fresh child process); the table and one plot panel per knob are generated from the CSV.
 Every TRU run records the recipe it ran around (`recipe`: each knob's default and a digest of
 the rest of TRU's recipe): once a default changes, the runs around the old ones no longer
-count as done, are run again, and are left out of the report until they are.
+count as done; the report shows them apart, under the defaults they ran around (the evidence
+for the change), until the setting is run again around today's.
 """
 
 from __future__ import annotations
@@ -174,15 +175,10 @@ def sensitivity_cell(
     m = batch_metrics(model, ctx)
     asr = None
     if canary and regime == "user":
-        from tru.audit.canary import backdoor_metrics
+        from tru.bench.unlearn import canary_backdoor
 
-        fake = np.asarray(canary["fake_users"], np.int64)
-        normal = np.setdiff1d(np.unique(ctx.data.train[:, 0]), fake)
         model.eval()
-        bd = backdoor_metrics(
-            model, canary, normal, ctx.data.train, ctx.data.n_users, params.audit.k, candidates=ctx.data.candidates
-        )
-        asr = bd.get("asr")
+        asr = canary_backdoor(model, ctx, canary, params.audit.k).get("asr")
     return {
         "retain_recall@20": m["retain"]["recall@20"],
         "forget_recall@20": m["forget"]["recall@20"],
@@ -279,11 +275,11 @@ def run_sensitivity_bench(
 
 
 def _table(rows: list[dict], defaults: dict[str, dict[str, float]]) -> pd.DataFrame:
-    """Per setting, knob and value (each knob's default, from `defaults` (backbone -> knob ->
-    value), measured by the `centre` runs, or by TRU as configured for a knob that acts before
-    the reverse epochs; TRU as configured under knob
-    `default`): mean over seeds of the forget gap to that seed's Retrain, of retain as a % of
-    the original's, and of the backdoor's attack success rate minus Retrain's (where measured)."""
+    """Per setting, knob and value (a knob's default value, from `defaults`: backbone -> knob ->
+    value, is measured by the `centre` runs, or by TRU as configured for a knob that acts before
+    the reverse epochs; TRU as configured is knob `default`): mean over seeds of the forget gap
+    to that seed's Retrain, of retain as a % of the original's, and of the backdoor's attack
+    success rate minus Retrain's (where measured)."""
     df = pd.DataFrame(rows)
     if "backdoor_asr" not in df:
         df["backdoor_asr"] = np.nan

@@ -148,6 +148,16 @@ def regime_context(
     )
 
 
+def canary_backdoor(model, ctx: UnlearnContext, canary: dict, k: int) -> dict:
+    """The backdoor canary's measures on `model` (tru.audit.canary.backdoor_metrics) for the
+    normal users, every training user but the canary's fake users."""
+    from tru.audit.canary import backdoor_metrics
+
+    fake = np.asarray(canary["fake_users"], np.int64)
+    normal = np.setdiff1d(np.unique(ctx.data.train[:, 0]), fake)
+    return backdoor_metrics(model, canary, normal, ctx.data.train, ctx.data.n_users, k, candidates=ctx.data.candidates)
+
+
 def variant_params(params: Params, variant: str) -> tuple[str, Params]:
     """The method of a benchmark variant and the params it runs with: the backbone's recipe
     (unlearn_for), then the variant's switches."""

@@ -28,7 +28,7 @@ from tru.bench.grid.report import write_report
 from tru.bench.grid.spec import DatasetSpec, Grid, pending, results_store, timings_path, validation_reasons
 from tru.bench.process import in_child, peak_rss_mb
 from tru.bench.store import file_lock
-from tru.bench.unlearn import bench_base_model, erase_variant, regime_context
+from tru.bench.unlearn import bench_base_model, canary_backdoor, erase_variant, regime_context
 from tru.config import Params, TrainParams, with_backbone
 from tru.data.synth import SCALES
 from tru.errors import ConfigError, DataError
@@ -198,11 +198,7 @@ def _grid_cell(
         )["mean_per_user"]
     bd = {}
     if canary and regime == "user" and method != "popularity":
-        fake = np.asarray(canary["fake_users"], np.int64)
-        normal = np.setdiff1d(np.unique(ctx.data.train[:, 0]), fake)
-        bd = canary_mod.backdoor_metrics(
-            model, canary, normal, ctx.data.train, ctx.data.n_users, ap.k, candidates=ctx.data.candidates
-        )
+        bd = canary_backdoor(model, ctx, canary, ap.k)
     row = {
         "dataset": dataset,
         "backbone": params.model.backbone,
