@@ -6,10 +6,18 @@ import json
 import os
 
 import pandas as pd
+import pytest
 import yaml
 
 from tests.conftest import HELD_FOR_REVIEW, copy_repo
-from tru.bench.stream import draw_requests, night_plan, run_stream_bench, stream_store, write_stream_report
+from tru.bench.stream import (
+    checkpoints,
+    draw_requests,
+    night_plan,
+    run_stream_bench,
+    stream_store,
+    write_stream_report,
+)
 from tru.config import load_params
 
 
@@ -94,6 +102,9 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     assert df.loc[("tru", 2), "retrain_seconds"] == df.loc[("exact", 2), "retrain_seconds"]
     md = write_stream_report(stream_store(out).read(), out).read_text()
     assert "| mgcn | exact | 1 | 3 |" in md and out.with_suffix(".png").is_file()
+    # each stream's seconds, summed over its resumed runs, in the timings file beside the CSV
+    timings = json.loads(out.with_suffix(".timings.json").read_text())
+    assert set(timings) == {"mgcn-exact-1", "mgcn-tru-1"} and min(timings.values()) > 0
 
 
 def test_a_refused_night_is_cleared_by_a_retrain_and_the_stream_goes_on(base_repo, tmp_path, monkeypatch):
@@ -142,3 +153,33 @@ def test_first_departure_names_the_night_and_why():
     later = inside + [row(1, 10, 0.30, 0.24, verdict="pass"), row(2, 10, 0.25, 0.26)]
     assert first_departure(pd.DataFrame(later)) == {("mgcn", "tru"): "10: forget above (seed 1), gate miss (seed 1)"}
     assert first_departure(pd.DataFrame(inside[:1])) == {}  # one seed: no range
+
+
+def test_with_retrains_replicate_a_chain_is_judged_against_where_another_retrain_lands():
+    from scipy import stats
+
+    from tru.bench.stream import first_departure, retrain_band
+
+    def row(seed, night, chain_forget, verdict="inconclusive"):
+        # two retrains 0.02 apart on forget (ratios 0.48 and 0.52 of the original's 0.5), level on retain
+        return {"backbone": "mgcn", "method": "tru", "seed": seed, "night": night, "verdict": verdict,
+                "retrain_seconds": 1.0, "chain_retain_recall@20": 0.18, "retrain_retain_recall@20": 0.18,
+                "retrain_r2_retain_recall@20": 0.18, "original_retain_recall@20": 0.18,
+                "chain_forget_recall@20": chain_forget, "retrain_forget_recall@20": 0.24,
+                "retrain_r2_forget_recall@20": 0.26, "original_forget_recall@20": 0.5}  # fmt: skip
+
+    near = [row(s, n, 0.28) for s in (1, 2) for n in (5, 10)]
+    band = retrain_band(checkpoints(pd.DataFrame(near)))["mgcn"]
+    # pooled over the 4 seed-nights: each pair's variance (0.04^2 / 2), one more retrain around their mean
+    assert band["pairs"] == 4 and band["retain"] == 0
+    assert band["forget"] == pytest.approx(stats.t.ppf(0.975, 4) * (0.04**2 / 2 * 1.5) ** 0.5)
+    # 0.56 of the original: 0.06 above the retrains' mean, within the 0.096 another retrain may land
+    # (outside the two retrains' range over seeds, which alone would call it a departure)
+    assert first_departure(pd.DataFrame(near)) == {("mgcn", "tru"): None}
+    far = near[:3] + [row(2, 10, 0.31, verdict="pass")]
+    assert first_departure(pd.DataFrame(far)) == {("mgcn", "tru"): "10: forget above (seed 2), gate miss (seed 2)"}
+    # one seed is judged too: the band comes from its own nights
+    alone = [row(1, 5, 0.25), row(1, 10, 0.25), row(1, 15, 0.40)]
+    assert first_departure(pd.DataFrame(alone)) == {("mgcn", "tru"): "15: forget above (seed 1)"}
+    # a chain that forgets much more than a retrain leaves below
+    assert first_departure(pd.DataFrame(near[:2] + [row(2, 5, 0.15)])) == {("mgcn", "tru"): "5: forget below (seed 2)"}

@@ -49,7 +49,7 @@ import pandas as pd
 
 from tru import paths
 from tru.bench.process import peak_rss_mb
-from tru.bench.store import ResultsStore
+from tru.bench.store import ResultsStore, file_lock
 from tru.config import Params
 from tru.errors import ConfigError
 from tru.io import read_json, write_json
@@ -229,6 +229,9 @@ def _batch_id(t: datetime) -> str:
     return new_batch_id(t)
 
 
+REPLICATE = "retrain_r2"  # the retrain again with another training seed: Retrain's noise floor
+
+
 def top_k(model, data, users: np.ndarray, k: int = TOP_K) -> np.ndarray:
     """Each user's top-k items (their training items and deleted items masked)."""
     import torch
@@ -284,22 +287,80 @@ def _files_digest(folder: Path) -> dict[str, str]:
     return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.iterdir()) if f.is_file()}
 
 
-def shared_retrain(batch_id: str, siblings: Sequence[Path]) -> Path | None:
+def shared_retrain(batch_id: str, siblings: Sequence[Path], name: str = "retrain") -> Path | None:
     """A sibling stream's retrain of the same batch on byte-identical sets (the same backbone and
     seed under another method: the traffic and the retained data do not depend on the method,
     and the retrain is deterministic), or None. Its `bench_seconds.json` carries the seconds it
-    took to train."""
+    took to train. `name`: the retrain's folder in the batch (`retrain`, or `retrain_r2`, the
+    replicate)."""
     mine = _files_digest(paths.batch_dir(batch_id) / "sets")
     for other in siblings:
         ref = other / paths.batch_dir(batch_id)
-        if (ref / "retrain" / "bench_seconds.json").is_file() and _files_digest(ref / "sets") == mine:
-            return ref / "retrain"
+        if (ref / name / "bench_seconds.json").is_file() and _files_digest(ref / "sets") == mine:
+            return ref / name
     return None
 
 
-def compare_with_retrain(params: Params, batch_id: str, sample_users: int = 500, siblings: Sequence[Path] = ()) -> dict:
+def _adopt(shared: Path, here: Path) -> None:
+    """A sibling's retrain copied in whole (a partial copy never looks done)."""
+    tmp = here.with_name(here.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(shared, tmp)
+    tmp.rename(here)
+
+
+def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = ()) -> dict:
+    """Retrain's noise floor on a checkpoint night: the same cumulative retain set trained again
+    with another training seed (params.seed + 1, as the grid's `retrain_r2`), in
+    `data/batches/<B>/retrain_r2` (a sibling stream's reused, as the retrain is), measured as
+    the retrain is: its retained and cumulative forget Recall@20, and the share of each sampled
+    user's top-20 it agrees on with the retrain (what two exact retrains agree on: the scale for
+    the chain's agreement). Needs the night's retrain (compare_with_retrain)."""
+    from tru.checkpoint import load_checkpoint
+    from tru.stages.context import load_context
+    from tru.stages.erase import erase_stage
+    from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval
+
+    here = paths.batch_dir(batch_id) / REPLICATE
+    if not (here / "checkpoint.json").is_file():
+        shared = shared_retrain(batch_id, siblings, REPLICATE)
+        if shared is not None:
+            _adopt(shared, here)
+        else:
+            t0 = time.perf_counter()
+            erase_stage(params.model_copy(update={"seed": params.seed + 1}), batch_id, "retrain", out_dir=here)
+            write_json(here / "bench_seconds.json", {"seconds": round(time.perf_counter() - t0, 2)})
+    ctx, _ = load_context(params, batch_id)
+    data = ctx.data
+    orig, _ = load_checkpoint(paths.BASE_MODEL, data.features)
+    models = [load_checkpoint(paths.batch_dir(batch_id) / f, data.features)[0] for f in ("retrain", REPLICATE)]
+    for m in (*models, orig):
+        m.set_graph(data.train, data.active_items)
+        m.eval()
+    ref, rep = models
+    cum = cumulative_context(ctx, orig, params.data.dataset_dir).forget
+    users = _sample_users(ctx)
+    return {
+        f"{REPLICATE}_seconds": read_json(here / "bench_seconds.json")["seconds"],
+        f"{REPLICATE}_retain_recall@20": rank_metrics_of(rep, retain_eval(data, "test"))["recall@20"],
+        f"{REPLICATE}_forget_recall@20": rank_metrics_of(rep, forget_eval(data, cum))["recall@20"],
+        f"{REPLICATE}_top20_agreement": agreement(top_k(rep, data, users), top_k(ref, data, users)),
+    }
+
+
+def _sample_users(ctx, sample_users: int = 500) -> np.ndarray:
+    """The retained users whose top-20 lists are compared (the same on every call)."""
+    rng = np.random.default_rng(0)
+    users = ctx.normal_users
+    return np.sort(rng.choice(users, size=min(sample_users, len(users)), replace=False))
+
+
+def compare_with_retrain(
+    params: Params, batch_id: str, sample_users: int = 500, siblings: Sequence[Path] = (), replicate: bool = True
+) -> dict:
     """The checkpoint night's comparison (module docstring). `siblings`: other streams' folders
-    whose retrain of this batch is reused when its retained data is the same (shared_retrain)."""
+    whose retrain of this batch is reused when its retained data is the same (shared_retrain).
+    `replicate`: Retrain's noise floor as well (replicate_retrain)."""
     from tru import batches
     from tru.audit import canary as canary_mod
     from tru.bench.gate import judge
@@ -320,13 +381,10 @@ def compare_with_retrain(params: Params, batch_id: str, sample_users: int = 500,
             erase_stage(params, batch_id, method="retrain")
             write_json(here / "bench_seconds.json", {"seconds": round(time.perf_counter() - t0, 2)})
         else:
-            tmp = here.with_name("retrain.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(shared, tmp)
+            _adopt(shared, here)
             if own:
                 took = read_json(paths.report_dir(batch_id) / "timings" / "update.json")
-                write_json(tmp / "bench_seconds.json", {"seconds": took.get("total_seconds", took.get("seconds"))})
-            tmp.rename(here)
+                write_json(here / "bench_seconds.json", {"seconds": took.get("total_seconds", took.get("seconds"))})
     timed = here / "bench_seconds.json"
     seconds = json.loads(timed.read_text())["seconds"] if timed.is_file() else time.perf_counter() - t0
     ctx, _ = load_context(params, batch_id)
@@ -348,9 +406,7 @@ def compare_with_retrain(params: Params, batch_id: str, sample_users: int = 500,
     for name, m in (("chain", chain), ("retrain", ref), ("original", orig)):
         out[f"{name}_retain_recall@20"] = rank_metrics_of(m, retain_es)["recall@20"]
         out[f"{name}_forget_recall@20"] = rank_metrics_of(m, forget_es)["recall@20"]
-    rng = np.random.default_rng(0)
-    users = ctx.normal_users
-    users = np.sort(rng.choice(users, size=min(sample_users, len(users)), replace=False))
+    users = _sample_users(ctx, sample_users)
     ref_top = top_k(ref, data, users)
     out["chain_top20_agreement"] = agreement(top_k(chain, data, users), ref_top)
     out["original_top20_agreement"] = agreement(top_k(orig, data, users), ref_top)
@@ -366,6 +422,8 @@ def compare_with_retrain(params: Params, batch_id: str, sample_users: int = 500,
     delete = bool(len(ctx.targets))
     judged = judge(params, ctx, ref, canary, delete)
     out["retrain_gate"] = judged["result"]["verdict"]
+    if replicate:
+        out |= replicate_retrain(params, batch_id, siblings)
     return out
 
 
@@ -411,6 +469,38 @@ def fill_parameter_distances(rows: list[dict], root: Path, dataset_dir: str) -> 
     return filled
 
 
+def fill_replicates(
+    params: Params, store: ResultsStore, done: list[dict], root: Path, backbone: str, echo=print
+) -> int:
+    """Checkpoint rows of `backbone` recorded before the replicate was measured: it is trained
+    once per seed and night, in any stream folder under `root` that kept that night's batch
+    (the traffic and the retained data do not depend on the method), and its measures go to
+    every method's row of that night, each recorded as it is filled. The number of rows filled."""
+    col = f"{REPLICATE}_forget_recall@20"
+    todo: dict[tuple, list[dict]] = {}
+    for row in done:
+        if row["backbone"] == backbone and not pd.isna(row.get("retrain_seconds")) and pd.isna(row.get(col, np.nan)):
+            todo.setdefault((int(row["seed"]), row["batch"]), []).append(row)
+    filled = 0
+    for (seed, batch), rows in sorted(todo.items()):
+        kept = [
+            f.resolve()
+            for f in sorted(root.glob(f"{backbone}-*-{seed}"))
+            if f.name.rsplit("-", 1)[-1] == str(seed)
+            and (f / paths.batch_dir(batch) / "retrain" / "checkpoint.json").is_file()
+        ]
+        if not kept:
+            continue
+        echo(f"  {backbone} seed {seed}, batch {batch}: Retrain's replicate for {len(rows)} row(s)")
+        with chdir(kept[0]):
+            measured = replicate_retrain(params, batch, siblings=kept[1:])
+        for row in rows:
+            row |= measured
+            store.record(done, row)
+        filled += len(rows)
+    return filled
+
+
 def run_stream(
     params: Params,
     folder: Path,
@@ -420,8 +510,10 @@ def run_stream(
     nights: int,
     every: int,
     canary_night: int,
+    replicate: bool = True,
 ) -> None:
-    """Every night of one stream not yet in `done`, in `folder` (prepared)."""
+    """Every night of one stream not yet in `done`, in `folder` (prepared); `replicate`:
+    Retrain's replicate on checkpoint nights as well."""
     seen = {int(r["night"]) for r in done if all(r[k] == v for k, v in key.items())}
     seed = int(key["seed"])
     siblings = [
@@ -461,7 +553,7 @@ def run_stream(
                 "load_average": round(os.getloadavg()[0], 2),  # the host's 1-minute load: contended seconds show
             }
             if night % every == 0 or night == nights:
-                row |= compare_with_retrain(params, res["batch"], siblings=siblings)
+                row |= compare_with_retrain(params, res["batch"], siblings=siblings, replicate=replicate)
             store.record(done, row)
 
 
@@ -475,9 +567,12 @@ def run_stream_bench(
     every: int = 5,
     canary_night: int = 12,
     root: str | Path = paths.BENCH_SCRATCH / "stream",
+    replicate: bool = True,
     echo=print,
 ) -> list[dict]:
-    """Every stream (backbone x method x seed) to `nights` nights, resuming; then the report."""
+    """Every stream (backbone x method x seed) to `nights` nights, resuming; then the report.
+    `replicate`: Retrain's replicate on every checkpoint night (replicate_retrain), and on the
+    rows recorded without it where a stream kept the night (fill_replicates)."""
     from tru.bench.gate import _dataset
     from tru.unlearning import METHODS
 
@@ -505,10 +600,13 @@ def run_stream_bench(
                 mp = p.model_copy(update={"unlearn": p.unlearn.model_copy(update={"method": method})})
                 echo(f"stream {name}: {nights} night(s), a retrain every {every}")
                 t0 = time.perf_counter()
-                run_stream(mp, folder, store, done, key, nights, every, canary_night)
-                timings = json.loads(log.read_text()) if log.is_file() else {}
-                timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 1)
-                write_json(log, timings)
+                run_stream(mp, folder, store, done, key, nights, every, canary_night, replicate)
+                with file_lock(log):  # a stream of another seed may finish beside this one
+                    timings = read_json(log) if log.is_file() else {}
+                    timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 1)
+                    write_json(log, timings)
+        if replicate:  # rows recorded without Retrain's replicate: measured where a stream kept the night
+            fill_replicates(p, store, done, root, backbone, echo)
     refresh_report(params, out, root)
     return done
 
@@ -527,18 +625,56 @@ def refresh_report(params: Params, out: str | Path, root: str | Path = paths.BEN
 # --------------------------------------------------------------------------- report
 
 
+def retrain_band(ck: pd.DataFrame) -> dict[str, dict]:
+    """Per backbone, how far from the retrain another exact retrain lands: Retrain's noise floor,
+    from the checkpoint rows `ck` that measured the replicate (the same retain set trained with
+    another training seed). Each model's Recall@20 is taken relative to the untouched
+    original's on the same pairs (as first_departure judges); per seed and night the two
+    retrains' ratios give a sample variance, pooled over every seed and night measured (the
+    traffic does not depend on the method, so each seed's night counts once). The half-width is
+    the 95% prediction interval of one more retrain around the pair's mean: t(0.975, n) x the
+    pooled std x sqrt(1 + 1/2), with n seed-nights (each pair one degree of freedom). Pooling
+    over nights assumes the floor does not grow with the nights; early nights, with few pairs
+    erased, are the noisier, so the band is cautious later on. Each value: {"retain",
+    "forget" (half-widths), "pairs"}; a backbone with fewer than two measured pairs is left out."""
+    from scipy import stats
+
+    col = f"{REPLICATE}_forget_recall@20"
+    if ck.empty or col not in ck:
+        return {}
+    out = {}
+    for backbone, g in ck[ck[col].notna()].drop_duplicates(["backbone", "seed", "night"]).groupby("backbone"):
+        if len(g) < 2:
+            continue
+        band: dict = {"pairs": len(g)}
+        for m in ("retain", "forget"):
+            a = g[f"retrain_{m}_recall@20"] / g[f"original_{m}_recall@20"]
+            b = g[f"{REPLICATE}_{m}_recall@20"] / g[f"original_{m}_recall@20"]
+            pooled = float(np.mean((a - b) ** 2 / 2))
+            band[m] = float(stats.t.ppf(0.975, len(g)) * np.sqrt(pooled * 1.5))
+        out[backbone] = band
+    return out
+
+
 def first_departure(df: pd.DataFrame) -> dict:
-    """Per (backbone, method): the first checkpoint night where a seed's chain leaves the
-    retrains' range, with why. Each seed draws its own traffic, so each model's Recall@20 is
-    taken relative to the untouched original's on the same pairs (forget: every pair erased so
-    far; retain: retained users' test rows), and the range is [min, max] of that night's
-    retrains' ratios over the seeds. A chain leaves it when its ratio is below or above, or on a
-    gate miss (forget above the range on a night the gate said PASS); None when it never does.
-    Absent with fewer than two seeds (one retrain has no range)."""
+    """Per (backbone, method): the first checkpoint night where a seed's chain leaves Retrain's
+    range, with why; None when it never does. Each seed draws its own traffic, so each model's
+    Recall@20 is taken relative to the untouched original's on the same pairs (forget: every
+    pair erased so far; retain: retained users' test rows).
+
+    Where the replicate was measured (retrain_band), the range is the seed's own retrains (the
+    mean of the two ratios) +- the band: where another exact retrain of the same data would
+    land. Without it, an earlier version's rows: [min, max] of that night's retrains' ratios
+    over the seeds, absent with fewer than two seeds (a strict range: with n seeds another
+    retrain falls outside it with probability 2/(n+1)). A chain leaves when its ratio is below
+    or above, or on a gate miss (forget above the range on a night the gate said PASS)."""
     out = {}
     ck = checkpoints(df)
+    bands = retrain_band(ck)
+    rep = f"{REPLICATE}_forget_recall@20"
     for (backbone, method), g in ck.groupby(["backbone", "method"]):
-        if g["seed"].nunique() < 2:
+        band = bands.get(backbone)
+        if band is None and g["seed"].nunique() < 2:
             continue
         first = None
         for night, n in g.groupby("night"):
@@ -546,7 +682,13 @@ def first_departure(df: pd.DataFrame) -> dict:
             for m in ("retain", "forget"):
                 ref = n[f"retrain_{m}_recall@20"] / n[f"original_{m}_recall@20"]
                 chain = n[f"chain_{m}_recall@20"] / n[f"original_{m}_recall@20"]
-                lo, hi = ref.min(), ref.max()
+                if band is not None:
+                    if rep in n:
+                        again = n[f"{REPLICATE}_{m}_recall@20"] / n[f"original_{m}_recall@20"]
+                        ref = pd.concat([ref, again], axis=1).mean(axis=1)
+                    lo, hi = ref - band[m], ref + band[m]
+                else:
+                    lo, hi = ref.min(), ref.max()
                 why += [f"{m} below (seed {int(r.seed)})" for r in n[chain < lo].itertuples()]
                 why += [f"{m} above (seed {int(r.seed)})" for r in n[chain > hi].itertuples()]
                 if m == "forget":
@@ -588,6 +730,19 @@ def _distances(n: pd.DataFrame) -> str:
     return f"{n[cols[0]].mean():.3f} / {n[cols[1]].mean():.3f} ({n[cols[2]].mean():.3f})"
 
 
+def _replicate(n: pd.DataFrame) -> str:
+    """The replicate's retain / forget Recall@20 (means over seeds), or – before it was measured."""
+    cols = [f"{REPLICATE}_{m}_recall@20" for m in ("retain", "forget")]
+    if not all(c in n for c in cols) or n[cols[1]].isna().all():
+        return "–"
+    return " / ".join(f"{n[c].mean():.4f}" for c in cols)
+
+
+def _agreement(n: pd.DataFrame) -> str:
+    col = f"{REPLICATE}_top20_agreement"
+    return "" if col not in n or n[col].isna().all() else f" ({n[col].mean():.3f})"
+
+
 def write_stream_report(rows: list[dict], out: Path) -> Path:
     """The README section (`out` with .md) and the plot (`out` with .png) from the CSV rows."""
     md = out.with_suffix(".md")
@@ -598,14 +753,31 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
         return md
     ck = checkpoints(df)
     departures = first_departure(df)
+    bands = retrain_band(ck)
     lines += [
         "Each stream erases one batch a night, through the batch stages, from the model the night before left; "
-        "every few nights an exact retrain on the same retained data is the reference. *Forget* is Recall@20 on "
-        "every pair erased so far (lower: less remembered), *retain* Recall@20 on retained users' test rows. A "
-        "chain leaves the retrains' range where one of them, as a ratio to the untouched original's on the same "
-        "pairs (each seed draws its own traffic), falls outside the retrains' ratios over seeds, or where its "
-        "forget is above that range on a night the gate said PASS (a gate miss); with one seed there is no "
-        "spread, and the column says so.",
+        "every few nights an exact retrain on the same retained data is the reference, and a second one with "
+        "another training seed (the replicate) says how far apart two exact retrains land: Retrain's noise "
+        "floor. *Forget* is Recall@20 on every pair erased so far (lower: less remembered), *retain* Recall@20 "
+        "on retained users' test rows, each taken as a ratio to the untouched original's on the same pairs (each "
+        "seed draws its own traffic). A chain leaves Retrain's range where one of them is farther from its own "
+        "seed's two retrains (their mean) than another retrain would land, or where its forget is above that "
+        "range on a night the gate said PASS (a gate miss). *Another retrain would land* is the 95% prediction "
+        "interval of one more retrain, from the two retrains' differences pooled over seeds and nights:",
+        "",
+    ]
+    for backbone, band in bands.items():
+        lines.append(
+            f"* {backbone}: +-{band['retain']:.3f} of the original's retain Recall@20 and +-{band['forget']:.3f} "
+            f"of its forget Recall@20 ({band['pairs']} seed-nights with both retrains)"
+        )
+    if not bands:
+        lines.append("* no replicate measured yet")
+    lines += [
+        "",
+        "Rows recorded before the replicate existed are judged by the retrains' range over seeds instead (a "
+        "strict range: another retrain falls outside the range of n others with probability 2/(n+1)); with one "
+        "seed and no replicate there is no range, and the column says so.",
         "",
         "| backbone | method | seeds | nights | gate FAIL (cleared by a retrain) | retrain judged FAIL (false alarms) "
         "| erase+repair s, all nights (per night) | one retrain's s (mean) | first night out of range |",
@@ -634,10 +806,10 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
         "a retrain does not show.",
         "",
         "| backbone | method | night | pairs erased so far | retain R@20 | forget R@20 | forget excess removed "
-        "| top-20 agreement with the retrain: chain / original | membership AUC of everything erased so far "
-        "(threshold) | parameter distance to the retrain: chain / original (chain from the original) "
-        "| gate on the retrain |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| another retrain: retain / forget R@20 | top-20 agreement with the retrain: chain / original "
+        "(another retrain) | membership AUC of everything erased so far (threshold) | parameter distance to the "
+        "retrain: chain / original (chain from the original) | gate on the retrain |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (backbone, method, night), n in ck.groupby(["backbone", "method", "night"]):
 
@@ -646,8 +818,8 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
 
         lines.append(
             f"| {backbone} | {method} | {int(night)} | {n['forget_pairs_cumulative'].mean():.0f} | {trio('retain')} "
-            f"| {trio('forget')} | {gap_closed(n):.0%} "
-            f"| {n['chain_top20_agreement'].mean():.3f} / {n['original_top20_agreement'].mean():.3f} "
+            f"| {trio('forget')} | {gap_closed(n):.0%} | {_replicate(n)} "
+            f"| {n['chain_top20_agreement'].mean():.3f} / {n['original_top20_agreement'].mean():.3f}{_agreement(n)} "
             f"| {_auc(n)} | {_distances(n)} | {', '.join(n['retrain_gate'].astype(str))} |"
         )
     lines += ["", f"![drift over nights]({out.with_suffix('.png').name})", ""]
@@ -670,6 +842,18 @@ def _plot(ck: pd.DataFrame, path: Path) -> None:
             gap = by.apply(lambda n, col=col: (n[f"chain_{col}_recall@20"] - n[f"retrain_{col}_recall@20"]).mean())
             ax.plot(gap.index, gap.values, marker="o", label=label)
         axes[2].plot(by["chain_top20_agreement"].mean(), marker="o", label=label)
+    rep = ck.drop_duplicates(["backbone", "seed", "night"])
+    if f"{REPLICATE}_forget_recall@20" in rep and rep[f"{REPLICATE}_forget_recall@20"].notna().any():
+        # where another exact retrain lands: the scale each chain's gap is read against
+        for backbone, g in rep[rep[f"{REPLICATE}_forget_recall@20"].notna()].groupby("backbone"):
+            by = g.groupby("night")
+            label = f"another retrain ({backbone})"
+            for ax, col in zip(axes[:2], ("retain", "forget"), strict=True):
+                gap = by.apply(
+                    lambda n, col=col: (n[f"{REPLICATE}_{col}_recall@20"] - n[f"retrain_{col}_recall@20"]).mean()
+                )
+                ax.plot(gap.index, gap.values, color="black", ls="--", label=label)
+            axes[2].plot(by[f"{REPLICATE}_top20_agreement"].mean(), color="black", ls="--", label=label)
     for ax, title in zip(
         axes,
         (

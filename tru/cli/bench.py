@@ -175,6 +175,12 @@ def bench_stream_cmd(
     nights: int = typer.Option(30, help="nights per stream"),
     every: int = typer.Option(5, help="an exact retrain as the reference every this many nights (and the last)"),
     canary_night: int = typer.Option(12, help="the night the canary's fake accounts are erased"),
+    replicate: bool = typer.Option(
+        True,
+        "--replicate/--no-replicate",
+        help="on checkpoint nights, a second retrain with another training seed (Retrain's noise floor, which "
+        "judges each chain); with it on, rows recorded without it get it where a stream kept the night",
+    ),
     report_only: bool = typer.Option(
         False, "--report-only", help="rewrite the report from the CSV and exit (distances filled from kept models)"
     ),
@@ -199,6 +205,7 @@ def bench_stream_cmd(
         nights,
         every,
         canary_night,
+        replicate=replicate,
         echo=typer.echo,
     )
     typer.echo(f"{len(rows)} night(s) in {out}; table in {out.with_suffix('.md')}")
