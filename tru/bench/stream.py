@@ -23,7 +23,12 @@ from what an exact retrain on the same data would give. This benchmark runs the 
   Recall@20 on every pair erased so far (cumulative forget), the share of each retained user's
   top-20 both models agree on (the untouched original's agreement with the retrain beside it,
   for scale), the parameters' distance to the retrain, and the gate's verdict on the retrain
-  as if it were the night's erasure (a FAIL is a false alarm).
+  as if it were the night's erasure (a FAIL is a false alarm);
+- **Retrain's noise floor on the same nights**: the retrain again with another training seed
+  (`data/batches/<B>/retrain_r2`, shared as the retrain is), measured the same way. How far
+  apart two exact retrains land is what a chain's distance from the retrain is judged
+  against (first_departure): nearer than another retrain would land is as near as an exact
+  retrain gets.
 
 Each night is one CSV row (checkpoint nights carry the comparison), written when the night is
 done: a killed run resumes at the next night of each stream (a night killed half-way is run
@@ -301,11 +306,14 @@ def shared_retrain(batch_id: str, siblings: Sequence[Path], name: str = "retrain
     return None
 
 
-def _adopt(shared: Path, here: Path) -> None:
-    """A sibling's retrain copied in whole (a partial copy never looks done)."""
+def _adopt(shared: Path, here: Path, seconds: float | None = None) -> None:
+    """A retrain copied in whole (a partial copy never looks done), with `seconds` as the time
+    it took to train when given (else the copy's own record)."""
     tmp = here.with_name(here.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(shared, tmp)
+    if seconds is not None:
+        write_json(tmp / "bench_seconds.json", {"seconds": seconds})
     tmp.rename(here)
 
 
@@ -381,10 +389,8 @@ def compare_with_retrain(
             erase_stage(params, batch_id, method="retrain")
             write_json(here / "bench_seconds.json", {"seconds": round(time.perf_counter() - t0, 2)})
         else:
-            _adopt(shared, here)
-            if own:
-                took = read_json(paths.report_dir(batch_id) / "timings" / "update.json")
-                write_json(here / "bench_seconds.json", {"seconds": took.get("total_seconds", took.get("seconds"))})
+            took = read_json(paths.report_dir(batch_id) / "timings" / "update.json") if own else {}
+            _adopt(shared, here, took.get("total_seconds", took.get("seconds")) if own else None)
     timed = here / "bench_seconds.json"
     seconds = json.loads(timed.read_text())["seconds"] if timed.is_file() else time.perf_counter() - t0
     ctx, _ = load_context(params, batch_id)
