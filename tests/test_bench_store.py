@@ -1,6 +1,6 @@
 """The benchmarks' results store: runs that share one CSV (two `--only` parts side by side)
-lose none of each other's rows, an empty key field is one cell however it was read, and a
-rewrite replaces the file."""
+lose none of each other's rows nor each other's updates of a row, an empty key field is one
+cell however it was read, and a rewrite replaces the file."""
 
 import multiprocessing
 
@@ -41,6 +41,14 @@ def test_two_runs_sharing_a_file_keep_each_others_rows(tmp_path):
     s.record(a, row(2, "retrain", x=0.7))
     df = pd.read_csv(path)
     assert len(df) == 5 and df.loc[(df.seed == 2) & (df.knob == "retrain"), "x"].tolist() == [0.7]
+    # a row filled in by one run (a measure added after the fact) survives another run's
+    # recording with its older copy of that row
+    filled = dict(b[0], x=0.9)
+    s.record(b, filled)
+    s.record(a, row(4, "retrain"))
+    df = pd.read_csv(path)
+    assert df.loc[(df.seed == filled["seed"]) & (df.knob == filled["knob"]), "x"].tolist() == [0.9]
+    assert len(df) == 6 and len(a) == 6
     # a rewrite replaces the file
     s.rewrite([row(9, "retrain")])
     assert pd.read_csv(path).seed.tolist() == [9]

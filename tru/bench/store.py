@@ -3,7 +3,9 @@ atomically after each, so that a killed benchmark resumes after its last finishe
 
 Several runs may share one file (two `--only` parts of the grid side by side): each write
 holds an OS file lock beside the CSV (`<name>.lock`, released by the kernel if its holder
-dies) and first takes in the rows the others recorded since, so no run's rows are lost."""
+dies) and takes the file as it finds it for every cell but the one it records, so no run's rows
+are lost, and no run's copy of a row overwrites what another recorded for it since (a row
+filled in after the fact by one run while another goes on recording)."""
 
 from __future__ import annotations
 
@@ -74,16 +76,16 @@ class ResultsStore:
         return tuple(int(row[k]) if k == "seed" else None if _blank(row[k]) else row[k] for k in self.key)
 
     def record(self, done: list[dict], row: dict) -> None:
-        """Append a finished cell's `row` to `done` (the rows so far), print its progress line and
-        write every row of `done` to the file at once: a killed run resumes after it. Rows that
-        another run recorded in the file meanwhile (cells `done` lacks) join `done` first; a row
-        of the same cell already there is replaced."""
+        """Record a finished cell's `row`: `done` (the rows so far) becomes the file as it is now
+        with `row` in its cell's place, is written at once (a killed run resumes after it) and
+        the progress line is printed. The file's rows win over `done`'s for every other cell
+        (another run may have recorded or filled them in meanwhile); cells of `done` the file
+        lacks are kept."""
         cell = self._cell(row)
         with file_lock(self.path):
-            done[:] = [r for r in done if self._cell(r) != cell]
-            mine = self.finished(done) | {cell}
-            done.extend(r for r in self._read() if self._cell(r) not in mine)
-            done.append(row)
+            on_file = [r for r in self._read() if self._cell(r) != cell]
+            filed = self.finished(on_file)
+            done[:] = on_file + [r for r in done if self._cell(r) != cell and self._cell(r) not in filed] + [row]
             self._write(done)
         print(self.line(row), flush=True)
 
