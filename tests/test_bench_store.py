@@ -49,6 +49,7 @@ def test_two_runs_sharing_a_file_keep_each_others_rows(tmp_path):
     df = pd.read_csv(path)
     assert df.loc[(df.seed == filled["seed"]) & (df.knob == filled["knob"]), "x"].tolist() == [0.9]
     assert len(df) == 6 and len(a) == 6
+    assert list(zip(df.seed, df.knob, strict=True))[:2] == [(1, "retrain"), (2, "retrain")]  # in its place
     # a rewrite replaces the file
     s.rewrite([row(9, "retrain")])
     assert pd.read_csv(path).seed.tolist() == [9]

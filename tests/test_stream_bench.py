@@ -48,12 +48,14 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     monkeypatch.delenv("TRU_PSEUDONYM_KEY", raising=False)
     params = load_params("params.yaml")
     out = tmp_path / "stream.csv"
-    run_stream_bench(params, out, ["mgcn"], ["exact"], [1], nights=2, every=2, canary_night=2)
+    run_stream_bench(params, out, ["mgcn"], ["exact"], [1], nights=2, every=2, canary_night=2, replicate=False)
     assert os.getcwd() == str(repo)
-    # killed after night 2: the rerun runs night 3 only
+    assert "retrain_r2_forget_recall@20" not in pd.read_csv(out)
+    # killed after night 2: the rerun runs night 3 only, and fills in night 2's replicate
     rows = run_stream_bench(params, out, ["mgcn"], ["exact"], [1], nights=3, every=2, canary_night=2)
     df = pd.read_csv(out)
     assert list(df["night"]) == [1, 2, 3] and len(rows) == 3
+    assert df["retrain_r2_forget_recall@20"].notna().tolist() == [False, True, True]
     folder = repo / "data/bench/stream/mgcn-exact-1"
     chain = yaml.safe_load((folder / "batches.yaml").read_text())["batches"]
     assert [b["id"] for b in chain] == list(df["batch"])
@@ -99,6 +101,16 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
         folder / "data/batches" / chain[1]["id"] / "retrain/model.safetensors"
     ).read_bytes()
     assert df.loc[("tru", 2), "retrain_shared"] and not df.loc[("exact", 2), "retrain_shared"]
+    # Retrain's replicate (another training seed) on the same nights: reused the same way, a
+    # different model from the retrain, measured on every checkpoint row
+    night = folder / "data/batches" / chain[1]["id"]
+    replicate = (night / "retrain_r2/model.safetensors").read_bytes()
+    assert (other / "retrain_r2/model.safetensors").read_bytes() == replicate
+    assert replicate != (night / "retrain/model.safetensors").read_bytes()
+    measured = df[df["retrain_seconds"].notna()]
+    assert measured["retrain_r2_forget_recall@20"].between(0, 1).all()
+    assert measured["retrain_r2_top20_agreement"].between(0, 1).all()
+    assert df.loc[("tru", 2), "retrain_r2_forget_recall@20"] == df.loc[("exact", 2), "retrain_r2_forget_recall@20"]
     assert df.loc[("tru", 2), "retrain_seconds"] == df.loc[("exact", 2), "retrain_seconds"]
     md = write_stream_report(stream_store(out).read(), out).read_text()
     assert "| mgcn | exact | 1 | 3 |" in md and out.with_suffix(".png").is_file()

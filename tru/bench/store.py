@@ -80,12 +80,14 @@ class ResultsStore:
         with `row` in its cell's place, is written at once (a killed run resumes after it) and
         the progress line is printed. The file's rows win over `done`'s for every other cell
         (another run may have recorded or filled them in meanwhile); cells of `done` the file
-        lacks are kept."""
+        lacks are kept. A cell recorded again keeps its place in the file."""
         cell = self._cell(row)
         with file_lock(self.path):
-            on_file = [r for r in self._read() if self._cell(r) != cell]
+            on_file = self._read()
             filed = self.finished(on_file)
-            done[:] = on_file + [r for r in done if self._cell(r) != cell and self._cell(r) not in filed] + [row]
+            rows = [row if self._cell(r) == cell else r for r in on_file]
+            rows += [r for r in done if self._cell(r) != cell and self._cell(r) not in filed]
+            done[:] = rows if cell in filed else [*rows, row]
             self._write(done)
         print(self.line(row), flush=True)
 
