@@ -850,16 +850,19 @@ def _plot(ck: pd.DataFrame, path: Path) -> None:
         axes[2].plot(by["chain_top20_agreement"].mean(), marker="o", label=label)
     rep = ck.drop_duplicates(["backbone", "seed", "night"])
     if f"{REPLICATE}_forget_recall@20" in rep and rep[f"{REPLICATE}_forget_recall@20"].notna().any():
-        # where another exact retrain lands: the scale each chain's gap is read against
+        # where another exact retrain lands: the scale each chain's gap is read against (the
+        # sign of one retrain's gap to the other is arbitrary: shaded both ways)
         for backbone, g in rep[rep[f"{REPLICATE}_forget_recall@20"].notna()].groupby("backbone"):
             by = g.groupby("night")
-            label = f"another retrain ({backbone})"
+            label = f"another retrain's distance ({backbone})"
             for ax, col in zip(axes[:2], ("retain", "forget"), strict=True):
                 gap = by.apply(
-                    lambda n, col=col: (n[f"{REPLICATE}_{col}_recall@20"] - n[f"retrain_{col}_recall@20"]).mean()
+                    lambda n, col=col: (n[f"{REPLICATE}_{col}_recall@20"] - n[f"retrain_{col}_recall@20"]).abs().mean()
                 )
-                ax.plot(gap.index, gap.values, color="black", ls="--", label=label)
-            axes[2].plot(by[f"{REPLICATE}_top20_agreement"].mean(), color="black", ls="--", label=label)
+                ax.fill_between(gap.index, -gap.values, gap.values, color="grey", alpha=0.25, label=label)
+            axes[2].plot(
+                by[f"{REPLICATE}_top20_agreement"].mean(), color="black", ls="--", label=f"another retrain ({backbone})"
+            )
     for ax, title in zip(
         axes,
         (
