@@ -4,6 +4,7 @@ and the report generated from the CSV."""
 
 import json
 import os
+import re
 
 import pandas as pd
 import pytest
@@ -114,6 +115,8 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     assert df.loc[("tru", 2), "retrain_seconds"] == df.loc[("exact", 2), "retrain_seconds"]
     md = write_stream_report(stream_store(out).read(), out).read_text()
     assert "| mgcn | exact | 1 | 3 |" in md and out.with_suffix(".png").is_file()
+    # one seed with the replicate is judged: of its two checkpoint nights, how many are out of range
+    assert re.search(r"\| mgcn \| exact \| 1 \| 3 \|.* \| [0-2] of 2[ |]", md)
     # each stream's seconds, summed over its resumed runs, in the timings file beside the CSV
     timings = json.loads(out.with_suffix(".timings.json").read_text())
     assert set(timings) == {"mgcn-exact-1", "mgcn-tru-1"} and min(timings.values()) > 0
@@ -170,7 +173,7 @@ def test_first_departure_names_the_night_and_why():
 def test_with_retrains_replicate_a_chain_is_judged_against_where_another_retrain_lands():
     from scipy import stats
 
-    from tru.bench.stream import first_departure, retrain_band
+    from tru.bench.stream import first_departure, out_of_range, retrain_band
 
     def row(seed, night, chain_forget, verdict="inconclusive"):
         # two retrains 0.02 apart on forget (ratios 0.48 and 0.52 of the original's 0.5), level on retain
@@ -195,3 +198,8 @@ def test_with_retrains_replicate_a_chain_is_judged_against_where_another_retrain
     assert first_departure(pd.DataFrame(alone)) == {("mgcn", "tru"): "15: forget above (seed 1)"}
     # a chain that forgets much more than a retrain leaves below
     assert first_departure(pd.DataFrame(near[:2] + [row(2, 5, 0.15)])) == {("mgcn", "tru"): "5: forget below (seed 2)"}
+    # every night out of range, not only the first: back inside on night 10
+    back = [row(1, 5, 0.15), row(1, 10, 0.26), row(2, 5, 0.25), row(2, 10, 0.40)]
+    assert out_of_range(pd.DataFrame(back)) == {
+        ("mgcn", "tru"): ["5: forget below (seed 1)", "10: forget above (seed 2)"]
+    }

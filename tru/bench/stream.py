@@ -674,6 +674,12 @@ def first_departure(df: pd.DataFrame) -> dict:
     over the seeds, absent with fewer than two seeds (a strict range: with n seeds another
     retrain falls outside it with probability 2/(n+1)). A chain leaves when its ratio is below
     or above, or on a gate miss (forget above the range on a night the gate said PASS)."""
+    return {k: (nights[0] if nights else None) for k, nights in out_of_range(df).items()}
+
+
+def out_of_range(df: pd.DataFrame) -> dict:
+    """Per (backbone, method): every checkpoint night where a seed's chain leaves Retrain's
+    range, as "night: why" (first_departure's rule), in night order."""
     out = {}
     ck = checkpoints(df)
     bands = retrain_band(ck)
@@ -682,7 +688,7 @@ def first_departure(df: pd.DataFrame) -> dict:
         band = bands.get(backbone)
         if band is None and g["seed"].nunique() < 2:
             continue
-        first = None
+        nights = []
         for night, n in g.groupby("night"):
             why = []
             for m in ("retain", "forget"):
@@ -701,9 +707,8 @@ def first_departure(df: pd.DataFrame) -> dict:
                     missed = n[(chain > hi) & (n["verdict"] == "pass")]
                     why += [f"gate miss (seed {int(r.seed)})" for r in missed.itertuples()]
             if why:
-                first = f"{int(night)}: {', '.join(why)}"
-                break
-        out[(backbone, method)] = first
+                nights.append(f"{int(night)}: {', '.join(why)}")
+        out[(backbone, method)] = nights
     return out
 
 
@@ -736,6 +741,14 @@ def _distances(n: pd.DataFrame) -> str:
     return f"{n[cols[0]].mean():.3f} / {n[cols[1]].mean():.3f} ({n[cols[2]].mean():.3f})"
 
 
+def _outside(nights: list[str] | None, c: pd.DataFrame) -> str:
+    """How many of a chain's checkpoint nights are out of Retrain's range, and which (– unjudged)."""
+    if nights is None:
+        return "–"
+    which = ", ".join(n.split(":")[0] for n in nights)
+    return f"{len(nights)} of {c['night'].nunique()}" + (f" ({which})" if nights else "")
+
+
 def _replicate(n: pd.DataFrame) -> str:
     """The replicate's retain / forget Recall@20 (means over seeds), or – before it was measured."""
     cols = [f"{REPLICATE}_{m}_recall@20" for m in ("retain", "forget")]
@@ -759,6 +772,7 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
         return md
     ck = checkpoints(df)
     departures = first_departure(df)
+    outside = out_of_range(df)
     bands = retrain_band(ck)
     lines += [
         "Each stream erases one batch a night, through the batch stages, from the model the night before left; "
@@ -786,8 +800,9 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
         "seed and no replicate there is no range, and the column says so.",
         "",
         "| backbone | method | seeds | nights | gate FAIL (cleared by a retrain) | retrain judged FAIL (false alarms) "
-        "| erase+repair s, all nights (per night) | one retrain's s (mean) | first night out of range |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| erase+repair s, all nights (per night) | one retrain's s (mean) | first night out of range "
+        "| checkpoint nights out of range |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (backbone, method), g in df.groupby(["backbone", "method"]):
         c = ck[(ck["backbone"] == backbone) & (ck["method"] == method)]
@@ -802,7 +817,8 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
             f"| {int((g['verdict'] == 'fail').sum())} ({int(g['cleared_by_retrain'].astype(bool).sum())}) "
             f"| {int((c['retrain_gate'] == 'fail').sum())} of {len(c)} "
             f"| {per_seed:.0f} ({g['erase_repair_s'].mean():.1f}) "
-            f"| {c['retrain_seconds'].mean():.0f} | {'never' if first is None else first} |"
+            f"| {c['retrain_seconds'].mean():.0f} | {'never' if first is None else first} "
+            f"| {_outside(outside.get((backbone, method)), c)} |"
         )
     lines += [
         "",
