@@ -317,7 +317,7 @@ def _adopt(shared: Path, here: Path, seconds: float | None = None) -> None:
     tmp.rename(here)
 
 
-def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = ()) -> dict:
+def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = (), sample_users: int = 500) -> dict:
     """Retrain's noise floor on a checkpoint night: the same cumulative retain set trained again
     with another training seed (params.seed + 1, as the grid's `retrain_r2`), in
     `data/batches/<B>/retrain_r2` (a sibling stream's reused, as the retrain is), measured as
@@ -347,7 +347,7 @@ def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = 
         m.eval()
     ref, rep = models
     cum = cumulative_context(ctx, orig, params.data.dataset_dir).forget
-    users = _sample_users(ctx)
+    users = _sample_users(ctx, sample_users)  # the users compare_with_retrain's agreement is measured on
     return {
         f"{REPLICATE}_seconds": read_json(here / "bench_seconds.json")["seconds"],
         f"{REPLICATE}_retain_recall@20": rank_metrics_of(rep, retain_eval(data, "test"))["recall@20"],
@@ -356,7 +356,7 @@ def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = 
     }
 
 
-def _sample_users(ctx, sample_users: int = 500) -> np.ndarray:
+def _sample_users(ctx, sample_users: int) -> np.ndarray:
     """The retained users whose top-20 lists are compared (the same on every call)."""
     rng = np.random.default_rng(0)
     users = ctx.normal_users
@@ -429,7 +429,7 @@ def compare_with_retrain(
     judged = judge(params, ctx, ref, canary, delete)
     out["retrain_gate"] = judged["result"]["verdict"]
     if replicate:
-        out |= replicate_retrain(params, batch_id, siblings)
+        out |= replicate_retrain(params, batch_id, siblings, sample_users)
     return out
 
 
