@@ -319,11 +319,12 @@ def _adopt(shared: Path, here: Path, seconds: float | None = None) -> None:
 
 def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = (), sample_users: int = 500) -> dict:
     """Retrain's noise floor on a checkpoint night: the same cumulative retain set trained again
-    with another training seed (params.seed + 1, as the grid's `retrain_r2`), in
+    with another training seed (the grid's `retrain_r2` offset from params.seed), in
     `data/batches/<B>/retrain_r2` (a sibling stream's reused, as the retrain is), measured as
     the retrain is: its retained and cumulative forget Recall@20, and the share of each sampled
     user's top-20 it agrees on with the retrain (what two exact retrains agree on: the scale for
     the chain's agreement). Needs the night's retrain (compare_with_retrain)."""
+    from tru.bench.unlearn import REPLICATES
     from tru.checkpoint import load_checkpoint
     from tru.stages.context import load_context
     from tru.stages.erase import erase_stage
@@ -336,7 +337,8 @@ def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = 
             _adopt(shared, here)
         else:
             t0 = time.perf_counter()
-            erase_stage(params.model_copy(update={"seed": params.seed + 1}), batch_id, "retrain", out_dir=here)
+            offset = REPLICATES[REPLICATE]  # the grid's training-seed offset for its own retrain_r2
+            erase_stage(params.model_copy(update={"seed": params.seed + offset}), batch_id, "retrain", out_dir=here)
             write_json(here / "bench_seconds.json", {"seconds": round(time.perf_counter() - t0, 2)})
     ctx, _ = load_context(params, batch_id)
     data = ctx.data
