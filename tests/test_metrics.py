@@ -97,6 +97,10 @@ def test_top_k_order_is_the_head_of_a_stable_descending_sort():
     scores = torch.randint(0, 6, (64, 40), generator=g).float()  # many ties
     scores[3] = float("-inf")  # a row with nothing eligible
     scores[5, 7:] = float("-inf")  # fewer eligible items than k
-    for k in (1, 5, 20, 40):
-        full = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+    # real-valued rows (no tie at the k-th score: the fast path) beside tied ones (the slow path)
+    scores[32:] = torch.randn(32, 40, generator=g)
+    scores[40, 10:] = scores[40, 0]  # a run of ties across every cut-off
+    scores[41, ::2] = float("-inf")  # masked items among real values
+    for k in (1, 5, 20, 39, 40, 45):
+        full = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, : min(k, 40)]
         assert torch.equal(top_k_order(scores, k), full)

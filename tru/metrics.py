@@ -29,12 +29,36 @@ def _row_index(rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:
 
 def top_k_order(scores: torch.Tensor, k: int) -> torch.Tensor:
     """The first k columns of each row's stable descending sort (ties: lower index first),
-    without sorting whole rows: top-k finds each row's k-th score, and only the items at or
-    above it (k of them unless there are ties) are sorted."""
+    without sorting whole rows. Top-(k+1) finds each row's k-th score: where the next one is
+    strictly lower, the row's top k are exactly those k items, put in order by score, then
+    index. Only rows with a tie at the k-th score (rare with real-valued scores; every masked
+    row with fewer than k unmasked items) take the slower path: every item at or above it,
+    sorted stably."""
     n_rows, n_items = scores.shape
     k = min(k, n_items)
     if n_rows == 0 or k == 0:
         return torch.zeros(n_rows, k, dtype=torch.long)
+    if k < n_items:
+        top = torch.topk(scores, k + 1, dim=1)
+        vals, idx = top.values[:, :k], top.indices[:, :k]
+        tied = ~(top.values[:, k] < top.values[:, k - 1])  # NaN counts as a tie: the slow path
+    else:
+        vals, idx = scores, torch.arange(n_items).expand(n_rows, -1)
+        tied = torch.zeros(n_rows, dtype=torch.bool)
+    # by index, then stably by score: descending score, ties by the lower index
+    by_index = torch.sort(idx, dim=1).indices
+    vals, idx = torch.gather(vals, 1, by_index), torch.gather(idx, 1, by_index)
+    out = torch.gather(idx, 1, torch.sort(vals, dim=1, descending=True, stable=True).indices)
+    if bool(tied.any()):
+        rows = torch.nonzero(tied).squeeze(1)
+        out[rows] = _top_k_with_ties(scores[rows], k)
+    return out
+
+
+def _top_k_with_ties(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """top_k_order of rows that have a tie at their k-th score: every item at or above it,
+    sorted stably (k of them unless there are ties)."""
+    n_rows, _ = scores.shape
     threshold = torch.topk(scores, k, dim=1).values[:, -1:]
     cand = scores >= threshold
     counts = cand.sum(1)
@@ -72,19 +96,26 @@ class RankAccumulator:
         n_rows, n_items = scores.shape
         scores = scores.detach().to(torch.float32).clone()
         pos_mask = torch.zeros(n_rows, n_items, dtype=torch.bool)
-        r, c = _row_index(positives)
-        pos_mask[r, c] = True
+        rp, cp = _row_index(positives)
+        pos_mask[rp, cp] = True
         if exclude is not None:
             if len(exclude) != n_rows:
                 raise ValueError("exclude needs one list per row")
             r, c = _row_index(exclude)
             scores[r, c] = float("-inf")
             pos_mask[r, c] = False
-        n_pos = pos_mask.sum(1)
+        # each row's positives left after the mask, counted at their own cells (not over the
+        # whole [rows, items] mask: on a large catalogue that reduction was most of the time)
+        cells = torch.unique(rp * n_items + cp)
+        n_pos = torch.zeros(n_rows, dtype=torch.long).index_add_(
+            0, cells // n_items, pos_mask.view(-1)[cells].long()
+        )
         keep = n_pos > 0
         if not bool(keep.any()):
             return
-        scores, pos_mask, n_pos = scores[keep], pos_mask[keep], n_pos[keep].to(torch.float64)
+        n_pos = n_pos.to(torch.float64)
+        if not bool(keep.all()):
+            scores, pos_mask, n_pos = scores[keep], pos_mask[keep], n_pos[keep]
         k_max = min(max(self.ks), n_items)
         order = top_k_order(scores, k_max)
         hits = torch.gather(pos_mask, 1, order).to(torch.float64)
