@@ -737,3 +737,35 @@ def test_the_final_repair_never_keeps_an_epoch_that_undoes_the_erasure(world, mo
     else:  # none does: the input comes back, whatever utility the epochs reached
         assert all(torch.equal(before[k], v) for k, v in out.state_dict().items())
         assert log["end_retain_valid_recall@20"] == log["start_retain_valid_recall@20"]
+
+
+def test_retain_checks_rank_a_fixed_sample_once_there_are_more_users_than_retain_users(world):
+    """unlearn.stop.retain_users: the stop rule's and the final repair's retain checks rank
+    that many retained users (the same ones on every call) once there are more; all below it."""
+    from tru.unlearning.probes import retain_sample
+    from tru.unlearning.repair import final_repair
+
+    p, prior, base = world
+    ctx = user_batch(prior, base, list(range(0, 80, 10)))
+    shadow = retain_eval(ctx.data, "shadow")
+    assert retain_sample(shadow, len(shadow.users), 1) is shadow and retain_sample(shadow, 0, 1) is shadow
+    few = retain_sample(shadow, 20, ctx.seed)
+    again = retain_sample(shadow, 20, ctx.seed)
+    assert len(few.users) == 20 and np.array_equal(few.users, again.users)
+    at = {u: j for j, u in enumerate(shadow.users)}
+    for u, pos, exc in zip(few.users, few.positives, few.exclude, strict=True):  # rows stay with their user
+        assert np.array_equal(pos, shadow.positives[at[u]]) and np.array_equal(exc, shadow.exclude[at[u]])
+
+    up = p.unlearn.model_copy(update={"stop": p.unlearn.stop.model_copy(update={"retain_users": 20})})
+    result = run_method("tru", ctx, p.model_copy(update={"unlearn": up}))
+    assert ctx.retain_users == 20 and len(ctx.probes[1].users) == 20 and len(ctx.residue_users) == 20
+    assert result.log["base_retain_shadow_recall@20"] == rank_metrics_of(base, few)["recall@20"]
+    whole = rank_metrics_of(base, shadow)["recall@20"]
+    _, log = final_repair(result.model, ctx, p.repair, 0.01, 256, 0, 1)
+    valid = retain_sample(retain_eval(ctx.data, "valid"), 20, ctx.seed)
+    assert log["base_retain_valid_recall@20"] == rank_metrics_of(base, valid)["recall@20"]
+
+    fresh = user_batch(prior, base, list(range(0, 80, 10)))  # the default: more than these users, so all
+    result = run_method("tru", fresh, p)
+    assert len(fresh.probes[1].users) == len(shadow.users)
+    assert result.log["base_retain_shadow_recall@20"] == whole

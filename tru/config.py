@@ -284,6 +284,10 @@ class StopParams(Section):
     test and item-side check are the gate's, `audit.gate`)."""
 
     retain_tolerance: float = Field(ge=0, lt=1)
+    # retained users the retain checks rank (this rule's and the final repair's): every one while
+    # there are at most this many, else a fixed sample of this many (0: always every one). The
+    # check compares two models on the same users, so its cost stops growing with the dataset.
+    retain_users: int = Field(default=2048, ge=0)
 
 
 class UnlearnOverride(Section):

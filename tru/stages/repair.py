@@ -17,6 +17,7 @@ def repair_stage(params: Params, batch_id: str, batches_file: str | Path | None 
     utility is within tolerance). Returns the checkpoint's path, weights hash and epochs run."""
     params = unlearn_for(params)
     ctx, entry = load_context(params, batch_id, batches_file)
+    ctx.retain_users = params.unlearn.stop.retain_users
     src = paths.batch_dir(batch_id) / "unlearned"
     model, meta = load_checkpoint(src, ctx.data.features)
     if params.unlearn.rebuild_graphs:

@@ -18,7 +18,7 @@ from tru.config import Params
 from tru.data.dataset import InteractionData
 from tru.errors import ConfigError
 from tru.models.base import Recommender
-from tru.unlearning.probes import forget_eval, retain_eval
+from tru.unlearning.probes import forget_eval, retain_eval, retain_sample
 
 METHODS: dict[str, Callable[[UnlearnContext, Params], UnlearnResult]] = {}
 
@@ -62,6 +62,9 @@ class UnlearnContext:
     # backdoor targets the item-side check always judges (by its declared threshold): the
     # canary's target when this batch deletes the canary's fake users
     targets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # how many retained users the retain checks rank (unlearn.stop.retain_users; 0: all), set
+    # from the params by run_method and the repair stage (retain_sample)
+    retain_users: int = 0
 
     def resume_folder(self, name: str) -> Path | None:
         """The snapshot folder of the training run `name`, or None without `resume`."""
@@ -82,6 +85,16 @@ class UnlearnContext:
         """The retained users the item-side residue check ranks items for: all but the canary's
         fake users."""
         return np.setdiff1d(np.unique(self.data.train[:, 0]), self.fake_users)
+
+    @cached_property
+    def residue_users(self) -> np.ndarray:
+        """The users the stop rule's item-side check ranks items for: `normal_users`, or a fixed
+        sample of `retain_users` of them when there are more (the gate's own check ranks them
+        all; the stop rule's z's and its threshold come from the same sample)."""
+        users = self.normal_users
+        if self.retain_users <= 0 or len(users) <= self.retain_users:
+            return users
+        return np.sort(np.random.default_rng(self.seed).choice(users, size=self.retain_users, replace=False))
 
     def pair_users(self) -> np.ndarray:
         """Retained users who lost interactions to this batch's pair-level deletions: a forgotten
@@ -108,7 +121,8 @@ class UnlearnContext:
         """What `probe_metrics` ranks after every epoch (it depends on the batch only, so it is
         built once): the forget and retain-shadow rankings' ground truth and exclusions, and the
         membership pairs with their strata."""
-        return forget_eval(self.data, self.forget), retain_eval(self.data, "shadow"), *self.membership_strata()
+        shadow = retain_sample(retain_eval(self.data, "shadow"), self.retain_users, self.seed)
+        return forget_eval(self.data, self.forget), shadow, *self.membership_strata()
 
     def membership_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """Members (forgotten pairs) and non-members (never-trained shadow pairs) of the same
@@ -159,6 +173,7 @@ def run_method(name: str, ctx: UnlearnContext, params: Params) -> UnlearnResult:
     # read a context (evaluate, audit) never pay it
     import torch._dynamo  # noqa: F401
 
+    ctx.retain_users = params.unlearn.stop.retain_users
     t0 = time.perf_counter()
     result = METHODS[name](ctx, params)
     # work that belongs to base training, not to the erasure (UltraRE's ensemble of theta_0's

@@ -13,7 +13,7 @@ import torch
 from tru.config import RepairParams
 from tru.models.base import Recommender
 from tru.train import NegativeSampler, seed_everything
-from tru.unlearning.probes import rank_metrics_of, retain_eval
+from tru.unlearning.probes import rank_metrics_of, retain_eval, retain_sample
 from tru.unlearning.registry import UnlearnContext
 from tru.unlearning.steps import is_forgotten, neighbourhood_sample, probe_metrics, repair_pass
 
@@ -34,10 +34,13 @@ def final_repair(
 
     `checks` (audit.gate's params): a repair must not undo the erasure. When the input model
     passes the gate's erasure checks (the stop rule's, tru.unlearning.steps.is_forgotten), an
-    epoch whose model no longer passes them is never kept, however good its utility."""
+    epoch whose model no longer passes them is never kept, however good its utility.
+
+    Retain-validation Recall@20 is read on `ctx.retain_users` retained users at most (all of
+    them up to that many; tru.unlearning.probes.retain_sample)."""
     seed_everything(seed, threads)
     t0 = time.perf_counter()
-    valid_set = retain_eval(ctx.data, "valid")
+    valid_set = retain_sample(retain_eval(ctx.data, "valid"), ctx.retain_users, ctx.seed)
     target = rank_metrics_of(ctx.base, valid_set)["recall@20"]
     floor = (1 - params.tolerance) * target
     current = rank_metrics_of(model, valid_set)["recall@20"]

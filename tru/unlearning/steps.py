@@ -104,7 +104,9 @@ def probe_metrics(model: Recommender, ctx: UnlearnContext, gate) -> dict:
     """Forget Recall@20, retain Recall@20 on retained users' shadow pairs, the calibrated
     membership test against shadow pairs and the item-side residue check (`gate`: the audit
     gate's params, whose checks these are), from one forward pass (leaves the model in eval
-    mode). No valid or test row is read."""
+    mode). No valid or test row is read. Both retain-side rankings read at most
+    `ctx.retain_users` retained users (unlearn.stop.retain_users): the shadow pairs' and the
+    item-side check's."""
     from tru.audit.residue import item_residue, residue_items  # why: the audit's check, the same code
 
     model.eval()
@@ -127,7 +129,7 @@ def probe_metrics(model: Recommender, ctx: UnlearnContext, gate) -> dict:
         res = item_residue(
             model,
             ctx.data.train,
-            ctx.normal_users,
+            ctx.residue_users,
             ctx.data.candidates,
             checked,
             declared,
