@@ -31,4 +31,5 @@ def test_cost_grows_per_batch_size_and_resumes(base_repo, tmp_path, monkeypatch)
     rows = run_cost_bench(params, out, grid, ["tiny"], ["mgcn"], [1, 8], ["exact"], echo=said.append)
     assert len(rows) == 2 and len(pd.read_csv(out)) == 2
     md = out.with_suffix(".md").read_text()
-    assert "| Tiny (" in md and "| mgcn | exact |" in md and out.with_suffix(".png").is_file()
+    assert (df["threads"] == params.train.threads).all()
+    assert "| Tiny (" in md and f"| mgcn | exact | {params.train.threads} |" in md and out.with_suffix(".png").is_file()

@@ -107,9 +107,7 @@ class RankAccumulator:
         # each row's positives left after the mask, counted at their own cells (not over the
         # whole [rows, items] mask: on a large catalogue that reduction was most of the time)
         cells = torch.unique(rp * n_items + cp)
-        n_pos = torch.zeros(n_rows, dtype=torch.long).index_add_(
-            0, cells // n_items, pos_mask.view(-1)[cells].long()
-        )
+        n_pos = torch.zeros(n_rows, dtype=torch.long).index_add_(0, cells // n_items, pos_mask.view(-1)[cells].long())
         keep = n_pos > 0
         if not bool(keep.any()):
             return

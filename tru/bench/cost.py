@@ -60,6 +60,7 @@ def cost_cell(params_json: str, split_dir: str, checkpoint: str, n_users: int, m
         "dataset_users": int(prior.n_users),
         "dataset_items": int(prior.n_items),
         "train_pairs": int(len(prior.train)),
+        "threads": int(params.train.threads),
     }
 
 
@@ -139,12 +140,13 @@ def write_cost_report(rows: list[dict], out: Path, grid=None) -> Path:
         "Seconds of the erasure (the method and its final repair) and the process's peak resident memory, "
         "per batch of erased users; *loaded* is the memory with the data and the model loaded, before the "
         "erasure. A cost that grows with the deletion and not with the dataset keeps a row flat across "
-        "datasets for the same batch size. A dash: the dataset has fewer real users than the batch.",
+        "datasets for the same batch size. A dash: the dataset has fewer real users than the batch. "
+        "*Threads*: the torch threads the cells ran with (params.yaml's train.threads).",
         "",
-        "| dataset (users / items / training pairs) | backbone | method | "
+        "| dataset (users / items / training pairs) | backbone | method | threads | "
         + " | ".join(f"{n} user{'s' if n > 1 else ''}: s (peak MB)" for n in sizes)
         + " | loaded MB |",
-        "|---|---|---|" + "---|" * len(sizes) + "---|",
+        "|---|---|---|---|" + "---|" * len(sizes) + "---|",
     ]
     for (dataset, backbone, method), g in df.groupby(["dataset", "backbone", "method"], sort=False):
         by = g.set_index("users")
@@ -155,12 +157,21 @@ def write_cost_report(rows: list[dict], out: Path, grid=None) -> Path:
         ]
         lines.append(
             f"| {label} ({first['dataset_users']:,} / {first['dataset_items']:,} / {first['train_pairs']:,}) "
-            f"| {backbone} | {method} | " + " | ".join(cells) + f" | {g['loaded_rss_mb'].median():.0f} |"
+            f"| {backbone} | {method} | {_threads(g)} | "
+            + " | ".join(cells)
+            + f" | {g['loaded_rss_mb'].median():.0f} |"
         )
     lines += ["", f"![cost by batch size]({out.with_suffix('.png').name})", ""]
     md.write_text("\n".join(lines))
     _plot(df, out.with_suffix(".png"))
     return md
+
+
+def _threads(g: pd.DataFrame) -> str:
+    """The threads a row's cells ran with ("?" for cells recorded before the column existed)."""
+    if "threads" not in g or g["threads"].isna().all():
+        return "?"
+    return ", ".join(str(int(t)) for t in sorted(g["threads"].dropna().unique()))
 
 
 def _plot(df: pd.DataFrame, path: Path) -> None:
