@@ -115,3 +115,35 @@ def test_the_user_rows_loss_equals_the_loss_while_only_those_rows_move(params, t
         assert float(g_short[others].abs().max()) == 0.0
         with torch.no_grad():  # the rows move (a step of the fit): still the same loss
             model.user_embedding[torch.as_tensor(rows)] += 0.1 * torch.randn(len(rows), 16)
+
+
+def test_the_item_rows_loss_equals_the_loss_while_only_those_rows_move(params, tiny_data):
+    """The item re-fit's shortcut (Recommender.item_rows_loss): the same loss and the same
+    gradient on the re-fitted items' rows as the whole forward pass (the content view and
+    every modality view read them), before and after those rows move; other rows get none."""
+    d = tiny_data
+    torch.manual_seed(0)
+    model = build_backbone("mgcn", small_params(params), d.n_users, d.n_items, d.features)
+    model.set_graph(d.train)
+    rows = np.array([1, 4, 9])
+    local = model.item_rows_loss(rows)
+    assert local is not None
+    pick = np.flatnonzero(np.isin(d.train[:, 1], rows))[:40]
+    users, pos = torch.as_tensor(d.train[pick, 0]), torch.as_tensor(d.train[pick, 1])
+    neg = torch.as_tensor((d.train[pick, 1] * 7 + 3) % d.n_items)
+    for _ in range(2):
+        model.zero_grad(set_to_none=True)
+        full, parts = model.loss(users, pos, neg)
+        full.backward()
+        g_full = model.item_embedding.grad.clone()
+        model.zero_grad(set_to_none=True)
+        short, short_parts = local(users, pos, neg)
+        short.backward()
+        g_short = model.item_embedding.grad.clone()
+        assert torch.allclose(full, short, atol=1e-6) and parts.keys() == short_parts.keys()
+        assert float(g_full[rows].abs().max()) > 0
+        assert torch.allclose(g_full[rows], g_short[rows], atol=1e-6)
+        others = np.setdiff1d(np.arange(d.n_items), rows)
+        assert float(g_short[others].abs().max()) == 0.0
+        with torch.no_grad():  # the rows move (a step of the fit): still the same loss
+            model.item_embedding[torch.as_tensor(rows)] += 0.1 * torch.randn(len(rows), 16)

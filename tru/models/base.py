@@ -130,6 +130,12 @@ class Recommender(nn.Module):
         backbone has no such shortcut, and the caller uses `loss`."""
         return None
 
+    def item_rows_loss(self, items: np.ndarray) -> Callable[..., tuple[torch.Tensor, dict[str, float]]] | None:
+        """`loss` for a fit that moves only `items`' rows of `item_tables()`, everything else
+        fixed (the item re-fit), as user_rows_loss is for users. None: the backbone has no such
+        shortcut, and the caller uses `loss`."""
+        return None
+
     def erase_rows(self, users: np.ndarray, items: np.ndarray, generator: torch.Generator) -> list[str]:
         """Exact erasure of parameters private to deleted entities: set the rows that belong to
         `users` and `items` alone to what a retrain leaves for an entity without interactions

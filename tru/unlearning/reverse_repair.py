@@ -181,8 +181,16 @@ def refit_items(
         return {"items": 0, "steps": 0}
     if reinit:
         model.erase_rows(np.zeros(0, np.int64), items, torch.Generator().manual_seed(ctx.seed + 1))
-    _refit_rows(model, tables, items, pairs, steps, lr, sampler, rng, batch_size)
-    return {"items": int(len(items)), "pairs": int(len(pairs)), "steps": steps, "share": share, "reinit": reinit}
+    local = model.item_rows_loss(items)  # everything but these rows is fixed from here on
+    _refit_rows(model, tables, items, pairs, steps, lr, sampler, rng, batch_size, loss_fn=local)
+    return {
+        "items": int(len(items)),
+        "pairs": int(len(pairs)),
+        "steps": steps,
+        "share": share,
+        "reinit": reinit,
+        "local": local is not None,
+    }
 
 
 def refit_users(
