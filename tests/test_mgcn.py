@@ -86,10 +86,31 @@ def test_graph_rebuilt_from_given_pairs(params, tiny_data):
     assert float(before[0].abs().sum()) > 0 and float(after[0].abs().sum()) == 0
 
 
+def _local_loss_matches(model, table: str, local, rows, users, pos, neg, n_rows: int) -> None:
+    """`local` (a rows loss) against `model.loss`: the same loss and gradient on `rows` of
+    `table`, none on its other rows, before and after those rows move."""
+    param = getattr(model, table)
+    for _ in range(2):
+        model.zero_grad(set_to_none=True)
+        full, parts = model.loss(users, pos, neg)
+        full.backward()
+        g_full = param.grad.clone()
+        model.zero_grad(set_to_none=True)
+        short, short_parts = local(users, pos, neg)
+        short.backward()
+        g_short = param.grad.clone()
+        assert torch.allclose(full, short, atol=1e-6) and parts.keys() == short_parts.keys()
+        assert float(g_full[rows].abs().max()) > 0
+        assert torch.allclose(g_full[rows], g_short[rows], atol=1e-6)
+        assert float(g_short[np.setdiff1d(np.arange(n_rows), rows)].abs().max()) == 0.0
+        with torch.no_grad():  # the rows move (a step of the fit): still the same loss
+            param[torch.as_tensor(rows)] += 0.1 * torch.randn(len(rows), param.shape[1])
+
+
 def test_the_user_rows_loss_equals_the_loss_while_only_those_rows_move(params, tiny_data):
-    """The re-fit's shortcut (Recommender.user_rows_loss): the same loss and the same gradient
-    on the re-fitted users' rows as the whole forward pass, before and after those rows move;
-    the other rows get no gradient."""
+    """The user re-fit's shortcut (Recommender.user_rows_loss): the same loss and the same
+    gradient on the re-fitted users' rows as the whole forward pass, before and after those
+    rows move; the other rows get no gradient."""
     d = tiny_data
     torch.manual_seed(0)
     model = build_backbone("mgcn", small_params(params), d.n_users, d.n_items, d.features)
@@ -100,21 +121,7 @@ def test_the_user_rows_loss_equals_the_loss_while_only_those_rows_move(params, t
     pick = np.flatnonzero(np.isin(d.train[:, 0], rows))[:40]
     users, pos = torch.as_tensor(d.train[pick, 0]), torch.as_tensor(d.train[pick, 1])
     neg = torch.as_tensor((d.train[pick, 1] * 7 + 3) % d.n_items)
-    for _ in range(2):
-        model.zero_grad(set_to_none=True)
-        full, parts = model.loss(users, pos, neg)
-        full.backward()
-        g_full = model.user_embedding.grad.clone()
-        model.zero_grad(set_to_none=True)
-        short, short_parts = local(users, pos, neg)
-        short.backward()
-        g_short = model.user_embedding.grad.clone()
-        assert torch.allclose(full, short, atol=1e-6) and parts.keys() == short_parts.keys()
-        assert torch.allclose(g_full[rows], g_short[rows], atol=1e-6)
-        others = np.setdiff1d(np.arange(d.n_users), rows)
-        assert float(g_short[others].abs().max()) == 0.0
-        with torch.no_grad():  # the rows move (a step of the fit): still the same loss
-            model.user_embedding[torch.as_tensor(rows)] += 0.1 * torch.randn(len(rows), 16)
+    _local_loss_matches(model, "user_embedding", local, rows, users, pos, neg, d.n_users)
 
 
 def test_the_item_rows_loss_equals_the_loss_while_only_those_rows_move(params, tiny_data):
@@ -131,19 +138,4 @@ def test_the_item_rows_loss_equals_the_loss_while_only_those_rows_move(params, t
     pick = np.flatnonzero(np.isin(d.train[:, 1], rows))[:40]
     users, pos = torch.as_tensor(d.train[pick, 0]), torch.as_tensor(d.train[pick, 1])
     neg = torch.as_tensor((d.train[pick, 1] * 7 + 3) % d.n_items)
-    for _ in range(2):
-        model.zero_grad(set_to_none=True)
-        full, parts = model.loss(users, pos, neg)
-        full.backward()
-        g_full = model.item_embedding.grad.clone()
-        model.zero_grad(set_to_none=True)
-        short, short_parts = local(users, pos, neg)
-        short.backward()
-        g_short = model.item_embedding.grad.clone()
-        assert torch.allclose(full, short, atol=1e-6) and parts.keys() == short_parts.keys()
-        assert float(g_full[rows].abs().max()) > 0
-        assert torch.allclose(g_full[rows], g_short[rows], atol=1e-6)
-        others = np.setdiff1d(np.arange(d.n_items), rows)
-        assert float(g_short[others].abs().max()) == 0.0
-        with torch.no_grad():  # the rows move (a step of the fit): still the same loss
-            model.item_embedding[torch.as_tensor(rows)] += 0.1 * torch.randn(len(rows), 16)
+    _local_loss_matches(model, "item_embedding", local, rows, users, pos, neg, d.n_items)

@@ -165,20 +165,10 @@ class MGCN(Recommender):
         if self.norm_adj is None or self.R is None:
             raise RuntimeError("call set_graph(train_pairs) before using the model")
         rows = torch.as_tensor(np.unique(np.asarray(users, dtype=np.int64)))
-        n = self.n_users + self.n_items
-        if len(rows) == 0 or n * len(rows) > 50_000_000:
+        if len(rows) == 0 or (self.n_users + self.n_items) * len(rows) > 50_000_000:
             return None
         with torch.no_grad():
-            ego = torch.cat([self.user_embedding, self.item_embedding], dim=0).clone()
-            ego[rows] = 0
-            unit = torch.zeros(n, len(rows))
-            unit[rows, torch.arange(len(rows))] = 1.0
-            base_layers, unit_layers = [ego], [unit]
-            for _ in range(self.n_ui_layers):
-                base_layers.append(self.norm_adj @ base_layers[-1])
-                unit_layers.append(self.norm_adj @ unit_layers[-1])
-            base = torch.stack(base_layers, dim=1).mean(dim=1)
-            spread = torch.stack(unit_layers, dim=1).mean(dim=1)
+            base, spread = self._content_split(rows)
             _, _, _, views = self._forward_views()
             att = torch.softmax(torch.cat([self.query_common(v) for v in views], dim=-1), dim=-1)
             common = cast(torch.Tensor, sum(att[:, j : j + 1] * v for j, v in enumerate(views)))
@@ -197,20 +187,10 @@ class MGCN(Recommender):
         if self.norm_adj is None or self.R is None:
             raise RuntimeError("call set_graph(train_pairs) before using the model")
         rows = torch.as_tensor(np.unique(np.asarray(items, dtype=np.int64)))
-        n = self.n_users + self.n_items
-        if len(rows) == 0 or n * len(rows) > 50_000_000:
+        if len(rows) == 0 or (self.n_users + self.n_items) * len(rows) > 50_000_000:
             return None
         with torch.no_grad():
-            ego = torch.cat([self.user_embedding, self.item_embedding], dim=0).clone()
-            ego[self.n_users + rows] = 0
-            unit = torch.zeros(n, len(rows))
-            unit[self.n_users + rows, torch.arange(len(rows))] = 1.0
-            base_layers, unit_layers = [ego], [unit]
-            for _ in range(self.n_ui_layers):
-                base_layers.append(self.norm_adj @ base_layers[-1])
-                unit_layers.append(self.norm_adj @ unit_layers[-1])
-            base = torch.stack(base_layers, dim=1).mean(dim=1)
-            spread = torch.stack(unit_layers, dim=1).mean(dim=1)
+            base, spread = self._content_split(self.n_users + rows)
             item_id = self.item_embedding.detach().clone()
             item_id[rows] = 0
             fixed, moving, gates = [], [], []
@@ -229,6 +209,23 @@ class MGCN(Recommender):
             return [v[nodes] + n_[nodes] @ (x * g) for v, n_, g in zip(fixed, moving, gates, strict=True)]
 
         return self._local_loss(lambda nodes: base[nodes] + spread[nodes] @ self.item_embedding[rows], views, None)
+
+    def _content_split(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The content view as C + M X in the ID rows X of `nodes` (graph node indices): C, the
+        propagation with those rows at zero, and M, that of their unit rows ([all nodes,
+        len(nodes)]); no gradient."""
+        adj = self.norm_adj
+        assert adj is not None  # the callers checked set_graph
+        n = self.n_users + self.n_items
+        ego = torch.cat([self.user_embedding, self.item_embedding], dim=0).detach().clone()
+        ego[nodes] = 0
+        unit = torch.zeros(n, len(nodes))
+        unit[nodes, torch.arange(len(nodes))] = 1.0
+        base_layers, unit_layers = [ego], [unit]
+        for _ in range(self.n_ui_layers):
+            base_layers.append(adj @ base_layers[-1])
+            unit_layers.append(adj @ unit_layers[-1])
+        return torch.stack(base_layers, dim=1).mean(dim=1), torch.stack(unit_layers, dim=1).mean(dim=1)
 
     def _local_loss(self, content_at, views, common) -> Callable[..., tuple[torch.Tensor, dict[str, float]]]:
         """`loss` of a batch from its nodes' rows alone: `content_at(nodes)`, the content view of
