@@ -118,6 +118,16 @@ def test_a_deletion_batch_through_ingest_sets_and_map(repo, demo_batch):
     assert shadow["members"] > 0 and shadow["non_members"] > 0
     assert checks["membership_vs_shadow"]["judged"] and checks["membership_vs_shadow"]["value"] == shadow["auc"]
     assert checks["membership_vs_shadow"]["original"] == shadow["original_auc"]
+    # the chain's membership check (not part of the gate): on the first batch, the interactions
+    # it erased for users and items still in service, against those users' shadow pairs
+    from tru.data.dataset import load_split, read_pairs
+
+    sets_data = load_split(repo / f"data/batches/{b}/sets", repo / sets["dataset_dir"])
+    forget = read_pairs(repo / f"data/batches/{b}/sets/forget.parquet")
+    own = ~np.isin(forget[:, 0], sets_data.deleted_users) & ~np.isin(forget[:, 1], sets_data.deleted_items)
+    chain = audit["chain"]
+    assert chain["pairs"] == int(own.sum()) > 0 and chain["members"] <= chain["pairs"]
+    assert chain["verdict"] in {"residue", "clean", "no power"} and chain["flagged"] == (chain["verdict"] == "residue")
     # the batch deletes the canary: its lift is judged, the original's beside it
     assert checks["backdoor_lift"]["judged"] and checks["backdoor_lift"]["original"] is not None
     assert audit["backdoor"]["enabled"] and audit["backdoor"]["deleted_by_this_batch"]

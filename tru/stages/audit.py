@@ -10,9 +10,12 @@ import pyarrow.parquet as pq
 
 from tru import batches, paths
 from tru.audit import canary as canary_mod
+from tru.audit.chain import chain_membership
 from tru.audit.gate import exact_retrain_verdict, failure_message, inconclusive_message, promoted
 from tru.audit.run import audit_batch
+from tru.checkpoint import load_checkpoint
 from tru.config import Params
+from tru.data.dataset import load_split
 from tru.errors import AuditGateFailed, DataError
 from tru.io import read_json, write_json
 from tru.requests.backdoors import declared_backdoors
@@ -21,6 +24,20 @@ from tru.requests.schema import ACCEPTED, ERASED, NEEDS_REVIEW
 from tru.stages.context import batch_models, load_context
 from tru.stages.plotdata import write_audit_plots
 from tru.train import seed_everything
+
+
+def chain_check(params: Params, ctx, model) -> dict:
+    """The chain's membership check (tru.audit.chain) of the batch's model: every interaction
+    erased since the generation's base split (data/split) against its users' shadow pairs, the
+    generation's base model (data/models/base) as the power reference. Not part of the gate:
+    `lifecycle.consolidate_when.interaction_residue` reads it."""
+    if not (paths.SPLIT / "train.parquet").is_file() or not (paths.BASE_MODEL / "checkpoint.json").is_file():
+        return {"flagged": False, "verdict": "nothing to test", "why": "no base split or base model"}
+    base = load_split(paths.SPLIT, params.data.dataset_dir)
+    original, _ = load_checkpoint(paths.BASE_MODEL, base.features)
+    original.set_graph(base.train, base.active_items)
+    original.eval()
+    return chain_membership(model, original, base, ctx.data, params.audit.gate, ctx.seed)
 
 
 def audit_stage(params: Params, batch_id: str, batches_file: str | Path | None = None) -> dict:
@@ -55,6 +72,7 @@ def audit_stage(params: Params, batch_id: str, batches_file: str | Path | None =
         "current_model": batches.promoted_model(batch_id) if passed else entry["base_model"],
         **{k: v for k, v in result.items() if k != "verdict"},
         "metrics": metrics,
+        "chain": chain_check(params, ctx, models["unlearned"]),
     }
     path = paths.report_dir(batch_id) / "audit.json"
     write_json(path, audit)
