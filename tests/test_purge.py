@@ -317,13 +317,18 @@ def test_an_object_a_remote_refuses_to_delete_is_recorded_not_hidden(project, mo
 
 def test_the_nightly_flow_consolidates_when_its_policy_says_so(project):
     """Each trigger of lifecycle.consolidate_when on its own, over the batches whose gate passed."""
-    from tru.lifecycle.policy import consolidation_due
+    from tru.lifecycle.policy import consolidation_due, policy_line
 
     b2, b3 = "b20261102T020000Z", "b20261103T020000Z"
     (project / "batches.yaml").write_text(yaml.safe_dump({"batches": [{"id": b} for b in (B1, b2, b3)]}))
     for b, verdict, ratio in ((B1, "pass", 0.98), (b2, "inconclusive", 0.96), (b3, "fail", 0.5)):
         (project / "reports" / b).mkdir(parents=True)
         audit = {"verdict": verdict, "promoted": verdict == "inconclusive"}
+        if b == b2:  # the last batch served: the chain's membership check it recorded (tru.audit.chain)
+            audit["chain"] = {"flagged": True, "verdict": "residue", "auc": 0.571, "threshold": 0.557,
+                              "members": 345, "original_auc": 0.563}  # fmt: skip
+        if b == B1:
+            audit["chain"] = {"flagged": False, "verdict": "no power", "auc": 0.6, "threshold": 0.65, "members": 12}
         (project / "reports" / b / "audit.json").write_text(json.dumps(audit))
         metrics = {
             "original": {"retain_valid": {"recall@20": 0.2}},
@@ -346,7 +351,8 @@ def test_the_nightly_flow_consolidates_when_its_policy_says_so(project):
     base["data"]["dataset_dir"] = "data/datasets/tiny"
 
     def due(**when):
-        base["lifecycle"]["consolidate_when"] = {"batches": 0, "erased_user_share": 0.0, "retain_drop": 0.0} | when
+        off = {"batches": 0, "erased_user_share": 0.0, "retain_drop": 0.0, "interaction_residue": False}
+        base["lifecycle"]["consolidate_when"] = off | when
         (project / "params.yaml").write_text(yaml.safe_dump(base))
         return consolidation_due(load_params(project / "params.yaml"), project)
 
@@ -358,4 +364,11 @@ def test_the_nightly_flow_consolidates_when_its_policy_says_so(project):
     (reason,) = due(retain_drop=0.05)  # 0.98 * 0.96 = 94.1%: the refused batch's model is not served
     assert "94.1%" in reason
     assert due(retain_drop=0.06) == []
+    (reason,) = due(interaction_residue=True)  # read from the last batch served (b2), not the refused b3
+    assert "flags residue" in reason and "AUC 0.571 against the threshold 0.557 on 345 interactions" in reason
+    line = policy_line(load_params(project / "params.yaml"), project)  # `tru status`
+    assert "residue on the interactions erased so far (now residue: AUC 0.571" in line
+    audit2 = project / "reports" / b2 / "audit.json"
+    audit2.write_text(json.dumps({"verdict": "inconclusive", "promoted": True}))  # an audit without the check
+    assert due(interaction_residue=True) == []
     assert len(due(batches=1, erased_user_share=0.01, retain_drop=0.01)) == 3

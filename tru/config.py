@@ -393,6 +393,7 @@ class ConsolidateWhen(Section):
     batches: int = Field(default=0, ge=0)  # batches since the last consolidation
     erased_user_share: float = Field(default=0.0, ge=0.0, le=1.0)  # real users erased / users in service
     retain_drop: float = Field(default=0.0, ge=0.0, lt=1.0)  # chained retain Recall@20 fallen this much
+    interaction_residue: bool = False  # the chain's membership check (tru.audit.chain) flags residue
 
 
 class LifecycleParams(Section):

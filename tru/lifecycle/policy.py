@@ -1,7 +1,7 @@
 """When the nightly flow starts a consolidation by itself (`lifecycle.consolidate_when` in
 params.yaml): after a batch it finished and recorded, the flow asks `consolidation_due`, and
 when one of the triggers holds it runs the consolidation (tru.lifecycle.runs) at once, under
-its own run lock. A trigger set to 0 is off; all three off: consolidations only run when
+its own run lock. A trigger set to 0 (or false) is off; all off: consolidations only run when
 started (`tru consolidate`, the `data-consolidation/weekly` deployment).
 
 The triggers, over the batches since the last consolidation whose gate passed:
@@ -11,7 +11,10 @@ The triggers, over the batches since the last consolidation whose gate passed:
   of the users of the data in service;
 - `retain_drop`: the served model's drift, read without a retrain: the product over those
   batches of each batch's Recall@20 on its retained users' validation rows, unlearned over
-  original (metrics.json, `retain_valid`), fallen below 1 - `retain_drop`.
+  original (metrics.json, `retain_valid`), fallen below 1 - `retain_drop`;
+- `interaction_residue` (on or off): the chain's membership check (tru.audit.chain) on the
+  model in service, as the last of those batches' audit recorded it (audit.json, `chain`),
+  flags residue on the interactions erased since the generation began.
 
 Each is a reason in plain words (logged, and returned with the flow's result)."""
 
@@ -65,10 +68,19 @@ def retain_ratio(batch_ids: list[str], root: Path) -> float | None:
     return ratio if seen else None
 
 
+def last_chain_check(batch_ids: list[str], root: Path) -> dict | None:
+    """The chain's membership check (tru.audit.chain) the last of the batches' audits
+    recorded (audit.json, `chain`); None when it recorded none."""
+    if not batch_ids:
+        return None
+    path = root / paths.report_dir(batch_ids[-1]) / "audit.json"
+    return json.loads(path.read_text()).get("chain") if path.is_file() else None
+
+
 def chain_state(params: Params, root: Path = Path(".")) -> dict:
     """Where the batches since the last consolidation stand on each trigger: `batches` (those
-    whose gate passed), `erased_users`, `users` (real ones in service) and `retain_ratio`
-    (None without metrics)."""
+    whose gate passed), `erased_users`, `users` (real ones in service), `retain_ratio` (None
+    without metrics) and `chain_check` (None when the last batch's audit has none)."""
     done = [
         b["id"]
         for b in batches.read_batches(root / batches.BATCHES_FILE)
@@ -79,7 +91,19 @@ def chain_state(params: Params, root: Path = Path(".")) -> dict:
         "erased_users": len(_erased_users(done, root)),
         "users": _users_in_service(params, root),
         "retain_ratio": retain_ratio(done, root),
+        "chain_check": last_chain_check(done, root),
     }
+
+
+def _check_words(check: dict) -> str:
+    """The chain check's reading in words (its AUC, threshold and the base model's AUC)."""
+    if check.get("auc") is None:
+        return str(check.get("verdict", "nothing to test"))
+    return (
+        f"{check['verdict']}: AUC {check['auc']:.3f} against the threshold {check['threshold']:.3f} "
+        f"on {check['members']} interactions erased since the last consolidation "
+        f"(the base model's {check.get('original_auc') or 0:.3f})"
+    )
 
 
 def consolidation_due(params: Params, root: Path = Path(".")) -> list[str]:
@@ -106,6 +130,12 @@ def consolidation_due(params: Params, root: Path = Path(".")) -> list[str]:
             f"the served model's Recall@20 on retained users is {ratio:.1%} of the last consolidated "
             f"model's, chained over the batches (lifecycle.consolidate_when.retain_drop: {when.retain_drop:.1%})"
         )
+    check = st["chain_check"]
+    if when.interaction_residue and check is not None and check.get("flagged"):
+        reasons.append(
+            "the chain's membership check flags residue on the interactions erased since the last "
+            f"consolidation ({_check_words(check)}; lifecycle.consolidate_when.interaction_residue)"
+        )
     return reasons
 
 
@@ -122,6 +152,10 @@ def policy_line(params: Params, root: Path = Path(".")) -> str:
     if when.retain_drop:
         now = "no metrics yet" if st["retain_ratio"] is None else f"{1 - st['retain_ratio']:.1%}"
         parts.append(f"retained users' Recall@20 down {when.retain_drop:.1%} (now {now})")
+    if when.interaction_residue:
+        check = st["chain_check"]
+        now = "not checked yet" if check is None else _check_words(check)
+        parts.append(f"residue on the interactions erased so far (now {now})")
     if not parts:
         return "next consolidation: when started (lifecycle.consolidate_when: every trigger off)"
     return "next consolidation: the nightly flow starts one at " + ", or ".join(parts)
