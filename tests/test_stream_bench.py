@@ -80,6 +80,10 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     for col in ("chain", "retrain", "original"):
         assert ck[f"{col}_cumulative_membership_auc"].between(0, 1).all()
     assert (ck["cumulative_membership_pairs"] > 0).all()
+    # the audit's own check of the chain (tru.audit.chain) on every night, and on the retrain of checkpoint nights
+    assert df["chain_check_flagged"].notna().all() and ck["retrain_check_flagged"].notna().all()
+    audits = [json.loads((folder / "reports" / b["id"] / "audit.json").read_text())["chain"] for b in chain]
+    assert [a["flagged"] for a in audits] == df["chain_check_flagged"].tolist()
     assert ck["chain_top20_agreement"].between(0, 1).all() and set(ck["retrain_gate"]) <= {
         "pass",
         "fail",
@@ -117,6 +121,8 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     assert "| mgcn | exact | 1 | 3 |" in md and out.with_suffix(".png").is_file()
     # one seed with the replicate is judged: of its two checkpoint nights, how many are out of range
     assert re.search(r"\| mgcn \| exact \| 1 \| 3 \|.* \| [0-2] of 2[ |]", md)
+    # the chain check's column: the first night it flagged the chain, and its flags on the retrain
+    assert re.search(r"\| mgcn \| exact \| 1 \| 3 \|.* \| 1: (never|[1-3]) \([0-2] of 2\) \|", md)
     # each stream's seconds, summed over its resumed runs, in the timings file beside the CSV
     timings = json.loads(out.with_suffix(".timings.json").read_text())
     assert set(timings) == {"mgcn-exact-1", "mgcn-tru-1"} and min(timings.values()) > 0

@@ -375,6 +375,7 @@ def compare_with_retrain(
     from tru.audit import canary as canary_mod
     from tru.bench.gate import judge
     from tru.checkpoint import load_checkpoint
+    from tru.stages.audit import chain_check
     from tru.stages.context import load_context
     from tru.stages.erase import erase_stage
     from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval, shadow_membership
@@ -430,9 +431,25 @@ def compare_with_retrain(
     delete = bool(len(ctx.targets))
     judged = judge(params, ctx, ref, canary, delete)
     out["retrain_gate"] = judged["result"]["verdict"]
+    # the chain's check on the retrain (which saw none of the erased pairs): its false alarms
+    out |= check_columns("retrain", chain_check(params, ctx, ref))
     if replicate:
         out |= replicate_retrain(params, batch_id, siblings, sample_users)
     return out
+
+
+def check_columns(who: str, check: dict | None) -> dict:
+    """The chain's membership check (tru.audit.chain) as row columns `<who>_check_*`: the pairs
+    it tested, its AUC, threshold and the base model's AUC, and whether it flagged residue
+    (None throughout when it was not recorded)."""
+    check = check or {}
+    return {
+        f"{who}_check_pairs": check.get("members"),
+        f"{who}_check_auc": check.get("auc"),
+        f"{who}_check_threshold": check.get("threshold"),
+        f"{who}_check_original_auc": check.get("original_auc"),
+        f"{who}_check_flagged": check.get("flagged"),
+    }
 
 
 def parameter_distances(chain, retrain, original) -> dict:
@@ -543,6 +560,7 @@ def run_stream(
             res = run_night(params, night, rows)
             wall = time.perf_counter() - t0
             ratio = batch_retain_ratio(json.loads((paths.report_dir(res["batch"]) / "metrics.json").read_text()))
+            audit = json.loads((paths.report_dir(res["batch"]) / "audit.json").read_text())
             row = {
                 **key,
                 "night": night,
@@ -559,6 +577,7 @@ def run_stream(
                 "retain_valid_ratio": None if ratio is None else round(ratio, 6),
                 "peak_rss_mb": round(peak_rss_mb()),
                 "load_average": round(os.getloadavg()[0], 2),  # the host's 1-minute load: contended seconds show
+                **check_columns("chain", audit.get("chain")),  # the audit's reference-free check of the chain
             }
             if night % every == 0 or night == nights:
                 row |= compare_with_retrain(params, res["batch"], siblings=siblings, replicate=replicate)
@@ -751,6 +770,21 @@ def _outside(nights: list[str] | None, c: pd.DataFrame) -> str:
     return f"{len(nights)} of {c['night'].nunique()}" + (f" ({which})" if nights else "")
 
 
+def _check_flags(g: pd.DataFrame, c: pd.DataFrame) -> str:
+    """The first night the chain's membership check flagged residue, per seed ("never" where it
+    did not), and on how many checkpoint nights it flagged the retrain (its false alarms); – for
+    rows recorded before the check."""
+    if "chain_check_flagged" not in g or g["chain_check_flagged"].isna().all():
+        return "–"
+    firsts = []
+    for seed, s in g.sort_values("night").groupby("seed"):
+        hit = s[s["chain_check_flagged"].fillna(False).astype(bool)]
+        firsts.append(f"{int(seed)}: {int(hit['night'].iloc[0]) if len(hit) else 'never'}")
+    measured = c["retrain_check_flagged"].notna() if "retrain_check_flagged" in c else c["night"].isna()
+    on_retrain = int(c.loc[measured, "retrain_check_flagged"].astype(bool).sum()) if measured.any() else 0
+    return ", ".join(firsts) + f" ({on_retrain} of {int(measured.sum())})"
+
+
 def _replicate(n: pd.DataFrame) -> str:
     """The replicate's retain / forget Recall@20 (means over seeds), or – before it was measured."""
     cols = [f"{REPLICATE}_{m}_recall@20" for m in ("retain", "forget")]
@@ -803,8 +837,8 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
         "",
         "| backbone | method | seeds | nights | gate FAIL (cleared by a retrain) | retrain judged FAIL (false alarms) "
         "| erase+repair s, all nights (per night) | one retrain's s (mean) | first night out of range "
-        "| checkpoint nights out of range |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| checkpoint nights out of range | chain check: first night it flags, per seed (on the retrain) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (backbone, method), g in df.groupby(["backbone", "method"]):
         c = ck[(ck["backbone"] == backbone) & (ck["method"] == method)]
@@ -820,7 +854,7 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
             f"| {int((c['retrain_gate'] == 'fail').sum())} of {len(c)} "
             f"| {per_seed:.0f} ({g['erase_repair_s'].mean():.1f}) "
             f"| {c['retrain_seconds'].mean():.0f} | {'never' if first is None else first} "
-            f"| {_outside(outside.get((backbone, method)), c)} |"
+            f"| {_outside(outside.get((backbone, method)), c)} | {_check_flags(g, c)} |"
         )
     lines += [
         "",
