@@ -522,6 +522,23 @@ def test_a_batch_cleared_by_an_exact_retrain_says_why_it_passes(tmp_path):
     assert "would fail its limit" in html and "a false alarm of the check, not residue" in html
 
 
+def test_the_chains_check_is_shown_beside_the_verdict_when_the_audit_recorded_it(tmp_path):
+    """The chain's membership check (tru/audit/chain.py) in the summary, in words, apart from
+    the batch's verdict; an audit without it (an earlier version's) shows no such row."""
+    root = make_batch(tmp_path)
+    ev = collect(B, root)
+    assert "the chain since the last consolidation" not in render_html(ev)
+    check = {"verdict": "residue", "flagged": True, "auc": 0.5712, "threshold": 0.5571, "original_auc": 0.5926,
+             "members": 345, "pairs": 351, "power": True}  # fmt: skip
+    ev["audit"] = {**ev["audit"], "chain": check}
+    html = render_html(ev)
+    assert "<b>residue</b>: the membership test on the 345 interactions erased since the last consolidation" in html
+    assert "AUC 0.571 against the threshold 0.557 (the base model: 0.593)" in html
+    assert "interaction_residue" in html and "Not part of this batch’s verdict" in html
+    ev["audit"]["chain"] = {**check, "verdict": "no power", "flagged": False, "original_auc": 0.55, "power": False}
+    assert "the base model is below the threshold too" in render_html(ev)
+
+
 def test_the_document_is_in_two_parts_people_first(rendered):
     """What a person reads comes first (summary, requests, what the checks found, limits); the
     engineers' appendix starts on a page of its own."""

@@ -189,6 +189,8 @@ def summary(ev: dict) -> dict:
             k: comp.get(k) for k in ("affected_users", "target_items", "forget_interactions", "retain_interactions")
         },
         "erased_rows": get(ev, "update_log", "erased_rows"),
+        # the chain's membership check (tru/audit/chain.py): not part of the verdict
+        "chain": audit.get("chain"),
         "metric_rows": [
             (
                 label,
