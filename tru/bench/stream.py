@@ -835,6 +835,12 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
         "strict range: another retrain falls outside the range of n others with probability 2/(n+1)); with one "
         "seed and no replicate there is no range, and the column says so.",
         "",
+        "*Chain check*: the audit's own reference-free check of the chain (tru/audit/chain.py), the membership "
+        "test on every interaction erased so far for users who stay, against their shadow pairs; the first night "
+        "it flags residue on each seed's chain (`lifecycle.consolidate_when.interaction_residue` consolidates "
+        "then), and in brackets on how many checkpoint nights it flagged the exact retrain (a false alarm). – : "
+        "rows recorded before the check existed.",
+        "",
         "| backbone | method | seeds | nights | gate FAIL (cleared by a retrain) | retrain judged FAIL (false alarms) "
         "| erase+repair s, all nights (per night) | one retrain's s (mean) | first night out of range "
         "| checkpoint nights out of range | chain check: first night it flags, per seed (on the retrain) |",
