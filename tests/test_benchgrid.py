@@ -2,6 +2,7 @@
 --only, the report). Figures are recorded by the benchmark, not asserted here."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -399,6 +400,12 @@ def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkey
     assert all(p["seconds"] >= 0 and p["threads"] == tiny_grid_params.train.threads for p in parts)
     readme = (tmp_path / "out/README.md").read_text()
     assert "## How long each part took" in readme and "| `seed=2,regime=user` | 4 |" in readme
+    # a note written into an entry by hand (a part run beside other jobs) is shown beside it
+    parts[1]["note"] = "beside other jobs"
+    (tmp_path / "out/results.timings.json").write_text(json.dumps(parts))
+    grid_run.run_grid(tiny_grid_params, g2, parse_only("seed=2,regime=user"), run_cells=grid_cells_runner("thread", 2))
+    readme = (tmp_path / "out/README.md").read_text()
+    assert re.search(r"\| `seed=2,regime=user` \| 4 \| [0-9.]+ min \| [0-9]+ \| beside other jobs \|", readme)
 
 
 def test_cooccurring_items_are_each_deleted_items_closest_by_shared_users():

@@ -190,7 +190,8 @@ def report_markdown(rows: list[dict], grid: Grid | None = None, parts: list[dict
 
 def parts_markdown(parts: list[dict]) -> list[str]:
     """The report's "How long each part took" (the grid's timings file: one entry per run that
-    ran cells, in order); no lines without any."""
+    ran cells, in order; an entry's optional `note`, written by hand into the file, says what a
+    bare wall time cannot, e.g. that the part ran beside other jobs); no lines without any."""
     if not parts:
         return []
     lines = [
@@ -200,11 +201,14 @@ def parts_markdown(parts: list[dict]) -> list[str]:
         "wall time, data and base-model preparation included (on this machine, with the training threads "
         "shown; a part run beside other jobs takes longer). Runs before this record existed are not listed.",
         "",
-        "| part | cells | wall time | threads |",
-        "|---|---|---|---|",
+        "| part | cells | wall time | threads | note |",
+        "|---|---|---|---|---|",
     ]
     for p in parts:
-        lines.append(f"| `{p['part']}` | {p['cells']} | {p['seconds'] / 60:.1f} min | {p.get('threads', '–')} |")
+        lines.append(
+            f"| `{p['part']}` | {p['cells']} | {p['seconds'] / 60:.1f} min | {p.get('threads', '–')} "
+            f"| {p.get('note', '')} |"
+        )
     return lines + [""]
 
 
