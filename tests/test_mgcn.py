@@ -107,35 +107,22 @@ def _local_loss_matches(model, table: str, local, rows, users, pos, neg, n_rows:
             param[torch.as_tensor(rows)] += 0.1 * torch.randn(len(rows), param.shape[1])
 
 
-def test_the_user_rows_loss_equals_the_loss_while_only_those_rows_move(params, tiny_data):
-    """The user re-fit's shortcut (Recommender.user_rows_loss): the same loss and the same
-    gradient on the re-fitted users' rows as the whole forward pass, before and after those
-    rows move; the other rows get no gradient."""
+@pytest.mark.parametrize(("side", "rows"), [("user", [0, 3, 7]), ("item", [1, 4, 9])])
+def test_the_rows_loss_equals_the_loss_while_only_those_rows_move(params, tiny_data, side, rows):
+    """The re-fits' shortcuts (Recommender.user_rows_loss, item_rows_loss): the same loss and
+    the same gradient on the re-fitted rows as the whole forward pass (for items: the content
+    view and every modality view read them), before and after those rows move; the other rows
+    get no gradient."""
     d = tiny_data
     torch.manual_seed(0)
     model = build_backbone("mgcn", small_params(params), d.n_users, d.n_items, d.features)
     model.set_graph(d.train)
-    rows = np.array([0, 3, 7])
-    local = model.user_rows_loss(rows)
+    rows = np.array(rows)
+    col = 0 if side == "user" else 1
+    local = model.user_rows_loss(rows) if side == "user" else model.item_rows_loss(rows)
     assert local is not None
-    pick = np.flatnonzero(np.isin(d.train[:, 0], rows))[:40]
+    pick = np.flatnonzero(np.isin(d.train[:, col], rows))[:40]
     users, pos = torch.as_tensor(d.train[pick, 0]), torch.as_tensor(d.train[pick, 1])
     neg = torch.as_tensor((d.train[pick, 1] * 7 + 3) % d.n_items)
-    _local_loss_matches(model, "user_embedding", local, rows, users, pos, neg, d.n_users)
-
-
-def test_the_item_rows_loss_equals_the_loss_while_only_those_rows_move(params, tiny_data):
-    """The item re-fit's shortcut (Recommender.item_rows_loss): the same loss and the same
-    gradient on the re-fitted items' rows as the whole forward pass (the content view and
-    every modality view read them), before and after those rows move; other rows get none."""
-    d = tiny_data
-    torch.manual_seed(0)
-    model = build_backbone("mgcn", small_params(params), d.n_users, d.n_items, d.features)
-    model.set_graph(d.train)
-    rows = np.array([1, 4, 9])
-    local = model.item_rows_loss(rows)
-    assert local is not None
-    pick = np.flatnonzero(np.isin(d.train[:, 1], rows))[:40]
-    users, pos = torch.as_tensor(d.train[pick, 0]), torch.as_tensor(d.train[pick, 1])
-    neg = torch.as_tensor((d.train[pick, 1] * 7 + 3) % d.n_items)
-    _local_loss_matches(model, "item_embedding", local, rows, users, pos, neg, d.n_items)
+    n = d.n_users if side == "user" else d.n_items
+    _local_loss_matches(model, f"{side}_embedding", local, rows, users, pos, neg, n)
