@@ -438,16 +438,7 @@ def test_gate_scope_decides_which_parameters_the_gate_pushes(world, scope):
     p, prior, base = world
     forget = prior.train[::5]
     data = replace(prior, train=np.delete(prior.train, np.s_[::5], axis=0))
-    ctx = UnlearnContext(
-        base=base,
-        prior=prior,
-        data=data,
-        forget=forget,
-        heldout=np.zeros((0, 2), np.int64),
-        new_users=np.zeros(0, np.int64),
-        new_items=np.zeros(0, np.int64),
-        seed=5,
-    )
+    ctx = UnlearnContext.of_pairs(base, prior, data, forget, seed=5)
     moved = {}
     for gate in (True, False):
         mech = p.unlearn.tru.model_copy(
@@ -477,16 +468,7 @@ def test_multidelete_decouples_forgotten_pairs_and_keeps_retained_embeddings(wor
     p, prior, base = world
     forget = prior.train[::5]  # interaction level: every user keeps most of their items
     data = replace(prior, train=np.delete(prior.train, np.s_[::5], axis=0))
-    ctx = UnlearnContext(
-        base=base,
-        prior=prior,
-        data=data,
-        forget=forget,
-        heldout=np.zeros((0, 2), np.int64),
-        new_users=np.zeros(0, np.int64),
-        new_items=np.zeros(0, np.int64),
-        seed=5,
-    )
+    ctx = UnlearnContext.of_pairs(base, prior, data, forget, seed=5)
     before_forget = rank_metrics_of(base, forget_eval(ctx.data, ctx.forget))["recall@20"]
     before_retain = rank_metrics_of(base, retain_eval(ctx.data, "test"))["recall@20"]
     res = run_method("multidelete", ctx, p)

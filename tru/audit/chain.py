@@ -60,17 +60,7 @@ def chain_membership(
     from tru.unlearning.probes import shadow_membership
 
     pairs = erased_interactions(base, data)
-    empty = np.zeros(0, np.int64)
-    ctx = UnlearnContext(
-        base=original,
-        prior=base,
-        data=data,
-        forget=pairs,
-        heldout=np.zeros((0, 2), np.int64),
-        new_users=empty,
-        new_items=empty,
-        seed=seed,
-    )
+    ctx = UnlearnContext.of_pairs(original, base, data, pairs, seed)
     test = shadow_membership(model, ctx, gate, reference=original)
     flagged = bool(test.get("exceeds") and test.get("power"))
     if test.get("auc") is None:

@@ -66,6 +66,16 @@ class UnlearnContext:
     # from the params by run_method and the repair stage (retain_sample)
     retain_users: int = 0
 
+    @classmethod
+    def of_pairs(
+        cls, base: Recommender, prior: InteractionData, data: InteractionData, forget: np.ndarray, seed: int
+    ) -> UnlearnContext:
+        """A deletion of the pairs `forget` alone: no user or item deleted by it, nothing held
+        out (interaction requests; the chain's check pools those of many batches)."""
+        empty = np.zeros(0, np.int64)
+        heldout = np.zeros((0, 2), np.int64)
+        return cls(base, prior, data, forget, heldout, new_users=empty, new_items=empty, seed=seed)
+
     def resume_folder(self, name: str) -> Path | None:
         """The snapshot folder of the training run `name`, or None without `resume`."""
         return None if self.resume is None else Path(self.resume) / name
