@@ -14,6 +14,7 @@ from conftest import BIN, ROOT, copy_repo, ledger_status, run, tiny_params, tool
 from typer.testing import CliRunner
 
 from tru.cli import app
+from tru.data.dataset import load_split, read_pairs
 from tru.io import read_json, sha256_file
 
 
@@ -120,8 +121,6 @@ def test_a_deletion_batch_through_ingest_sets_and_map(repo, demo_batch):
     assert checks["membership_vs_shadow"]["original"] == shadow["original_auc"]
     # the chain's membership check (not part of the gate): on the first batch, the interactions
     # it erased for users and items still in service, against those users' shadow pairs
-    from tru.data.dataset import load_split, read_pairs
-
     sets_data = load_split(repo / f"data/batches/{b}/sets", repo / sets["dataset_dir"])
     forget = read_pairs(repo / f"data/batches/{b}/sets/forget.parquet")
     own = ~np.isin(forget[:, 0], sets_data.deleted_users) & ~np.isin(forget[:, 1], sets_data.deleted_items)
