@@ -35,13 +35,17 @@ if TYPE_CHECKING:  # annotations only: the audit package imports no unlearning c
     from tru.models.base import Recommender
 
 
+def pairs_gone(before: np.ndarray, after: np.ndarray, n_items: int) -> np.ndarray:
+    """The (user, item) rows of `before` that `after` no longer has, in `before`'s order."""
+    kept = np.isin(before[:, 0] * n_items + before[:, 1], after[:, 0] * n_items + after[:, 1])
+    return before[~kept]
+
+
 def erased_interactions(base: InteractionData, data: InteractionData) -> np.ndarray:
     """The training pairs of `base` (the generation's split) gone from `data` (the data in
     service) whose user and item are both still in service: the interaction requests erased
     since the generation began, sorted."""
-    n = max(base.n_items, data.n_items)
-    kept = np.isin(base.train[:, 0] * n + base.train[:, 1], data.train[:, 0] * n + data.train[:, 1])
-    gone = base.train[~kept]
+    gone = pairs_gone(base.train, data.train, max(base.n_items, data.n_items))
     own = ~np.isin(gone[:, 0], data.deleted_users) & ~np.isin(gone[:, 1], data.deleted_items)
     out = gone[own]
     return out[np.lexsort((out[:, 1], out[:, 0]))]

@@ -264,15 +264,15 @@ def cumulative_context(ctx, original, dataset_dir: str):
     training pairs gone from the night's retain set, the users and items deleted so far, and
     the shadow pairs that left with them. Its membership test reads the residue no single
     night's batch is large enough to show."""
+    from tru.audit.chain import pairs_gone
     from tru.data.dataset import load_split
     from tru.unlearning import UnlearnContext
 
     base = load_split(paths.SPLIT, dataset_dir)
-    data, n = ctx.data, ctx.data.n_items
+    data = ctx.data
 
     def gone(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        kept = set((after[:, 0] * n + after[:, 1]).tolist())
-        return before[[k not in kept for k in (before[:, 0] * n + before[:, 1]).tolist()]]
+        return pairs_gone(before, after, data.n_items)
 
     return UnlearnContext(
         base=original,
