@@ -303,7 +303,7 @@ def test_tru_reverse_pass_is_bounded_by_reverse_sample(world, monkeypatch):
     import tru.unlearning.reverse_repair as rr
 
     # every epoch reverses: the erasure checks never hold (once they do, epochs repair only)
-    monkeypatch.setattr(rr, "is_forgotten", lambda row: (False, ""))
+    monkeypatch.setattr(rr, "is_forgotten", lambda row, evidence=False: (False, ""))
     p, prior, base = world
     ctx = user_batch(prior, base, list(range(0, 80, 10)))
     assert len(ctx.forget) > 40
@@ -359,10 +359,15 @@ def test_once_the_erasure_checks_hold_an_epoch_repairs_without_reversing(world):
     assert all(e["reverse"].startswith("skipped") and e["repair_pairs"] > 0 for e in epochs[1:])
 
 
-def test_tru_reverses_nothing_when_the_stop_rule_already_holds(world):
+def test_tru_reverses_nothing_when_the_stop_rule_already_holds(world, monkeypatch):
     """Reverse only where the deletion survives: checked on the model the epochs would start
-    from (exact step, rebuilt graphs, refit). A rule that holds at once runs no epoch, and the
-    model is that starting model; without the check the same rule stops after epoch 1."""
+    from (exact step, rebuilt graphs, refit). A rule that holds at once, by a check with power,
+    runs no epoch, and the model is that starting model; without the check the same rule stops
+    after epoch 1."""
+    import tru.unlearning.reverse_repair as rr
+
+    # a threshold of AUC 1.0 that theta_0 exceeded: power, as the gate judges it, granted here
+    monkeypatch.setattr(rr, "original_power", lambda ctx, gate: {"membership_power": True, "residue_power": False})
     p, prior, base = world
     ctx = user_batch(prior, base, list(range(0, 80, 10)))
     met = _stop_rule(p, 0.5, 0.99, residue_share=1.0)  # any AUC is <= 1.0, any retain utility within 99%
@@ -376,6 +381,8 @@ def test_tru_reverses_nothing_when_the_stop_rule_already_holds(world):
         "membership_threshold",
         "residue_checked",
         "residue_flagged",
+        "membership_power",
+        "residue_power",
     }
     start = run_method("tru", ctx, met.model_copy(update={"unlearn": met.unlearn.model_copy(update={"max_epochs": 0})}))
     for (name, a), b in zip(res.model.named_parameters(), start.model.parameters()):
@@ -385,6 +392,43 @@ def test_tru_reverses_nothing_when_the_stop_rule_already_holds(world):
     assert "stop" not in unchecked.log and "probe_start" not in unchecked.log
     # the uniform baseline always reverses: the check is TRU's
     assert len(run_method("reverse_repair", ctx, met).log["epochs"]) == 1
+
+
+def test_without_a_check_with_power_the_pre_check_asks_the_top_20_comparison(world, monkeypatch):
+    """A check that theta_0 passes too is no evidence that the exact step removed anything:
+    the pre-check then skips the reverse pass only where the forgotten pairs reach their users'
+    top-20 no more often than shadow pairs; the loop after an epoch stops as before."""
+    import tru.unlearning.reverse_repair as rr
+
+    p, prior, base = world
+    met = _stop_rule(p, 0.5, 0.99, residue_share=1.0)  # threshold AUC 1.0: no model exceeds it, theta_0 neither
+    ctx = user_batch(prior, base, list(range(0, 80, 10)))
+    res = run_method("tru", ctx, met)
+    start = res.log["probe_start"]
+    assert start["membership_power"] is False and start["residue_power"] is False
+    assert start["forget_recall@20"] <= start["retain_shadow_recall@20"]  # the tiny world's erased users
+    assert res.log["epochs"] == [] and "no erasure check has power on this batch" in res.log["stop"]
+    # the same batch, its forgotten pairs seen above their users' shadow pairs: one reverse epoch,
+    # after which the loop's rule (its checks hold, powerless or not) stops
+    probe = rr.probe_metrics
+    monkeypatch.setattr(rr, "probe_metrics", lambda *a: {**probe(*a), "forget_recall@20": 2.0})
+    res = run_method("tru", user_batch(prior, base, list(range(0, 80, 10))), met)
+    assert res.log["probe_start"]["forget_recall@20"] == 2.0 and "stop" not in res.log
+    assert len(res.log["epochs"]) == 1 and res.log["epochs"][0]["reverse_pairs"] > 0 and "stop" in res.log["epochs"][0]
+
+
+def test_the_stop_rules_power_is_the_gates(world):
+    """original_power judges power as the gate does: the membership test on theta_0 exceeds
+    its threshold (tru.audit.shadow's `power`), computed once per batch."""
+    from tru.unlearning.steps import original_power
+
+    p, prior, base = world
+    for gate in (p.audit.gate, p.audit.gate.model_copy(update={"membership_min_effect": 0.5})):
+        ctx = user_batch(prior, base, list(range(0, 80, 10)))
+        power = original_power(ctx, gate)
+        assert power["membership_power"] == shadow_membership(base, ctx, gate, reference=base)["power"]
+        assert original_power(ctx, gate) == power and len(ctx._original_power) == 1
+    assert not power["membership_power"]  # AUC 1.0 is never exceeded
 
 
 def test_tru_reverses_while_the_stop_rule_fails_at_the_start(world):
@@ -545,6 +589,15 @@ def test_an_item_only_batch_compares_the_deleted_items_pairs_with_their_shadow_p
     assert is_forgotten(row)[0]
     assert not is_forgotten({**row, "membership_auc": 0.7})[0]
     assert not is_forgotten({**row, "residue_flagged": 1})[0]
+    # as evidence (the pre-check), a passing check counts only with power; else the fallback
+    top = {"forget_recall@20": 0.3, "retain_shadow_recall@20": 0.2}
+    powerless = {**row, **top, "membership_power": False, "residue_power": False}
+    assert is_forgotten(powerless)[0] and not is_forgotten(powerless, evidence=True)[0]
+    assert is_forgotten({**powerless, "forget_recall@20": 0.1}, evidence=True)[0]
+    assert is_forgotten({**powerless, "membership_power": True}, evidence=True)[0]
+    assert is_forgotten({**powerless, "residue_power": True}, evidence=True)[0]
+    # a check that fails fails, with power or without
+    assert not is_forgotten({**powerless, "forget_recall@20": 0.1, "membership_auc": 0.7}, evidence=True)[0]
 
 
 def test_scalegun_takes_one_newton_step_on_the_linearly_propagated_tables(world):

@@ -36,6 +36,7 @@ from tru.unlearning.steps import (
     erased_row_guard,
     is_forgotten,
     neighbourhood_sample,
+    original_power,
     prepare,
     probe_metrics,
     repair_pass,
@@ -95,10 +96,10 @@ def tru(ctx: UnlearnContext, params: Params) -> UnlearnResult:
     return _reverse_repair_loop(ctx, params, mechanisms=params.unlearn.tru)
 
 
-def _stop_reason(row: dict, stop, base_retain: float) -> str | None:
+def _stop_reason(row: dict, stop, base_retain: float, evidence: bool = False) -> str | None:
     """Why the loop stops at this probe row (forgotten, and retain Recall@20 on shadow pairs
-    within `stop.retain_tolerance` of theta_0's), or None to go on."""
-    forgotten, why = is_forgotten(row)
+    within `stop.retain_tolerance` of theta_0's), or None to go on. `evidence`: see is_forgotten."""
+    forgotten, why = is_forgotten(row, evidence)
     if forgotten and row["retain_shadow_recall@20"] >= (1 - stop.retain_tolerance) * base_retain:
         return f"{why}; retain utility within tolerance"
     return None
@@ -284,8 +285,10 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         # the reverse epochs would start from (after the exact step, the rebuilt graphs and the refit)
         refitted = log.get("refit", {}).get("steps") or log.get("user_refit", {}).get("steps")
         start = probe_metrics(model, ctx, checks) if refitted else log["probe_before"]
-        log["probe_start"] = start
-        stop = _stop_reason(start, up.stop, base_retain)
+        # a check passes as evidence only where it has power (theta_0 fails it): skipping every
+        # reverse epoch claims that the exact step removed the deletion's influence
+        start = log["probe_start"] = {**start, **original_power(ctx, checks)}
+        stop = _stop_reason(start, up.stop, base_retain, evidence=True)
         if stop:
             log["stop"] = f"before the first reverse epoch: {stop}"
             log["reverse_sample"] = up.reverse_sample
@@ -317,7 +320,7 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         # once the erasure checks hold, reversing further only forgets more than a retrain would:
         # the epoch repairs (until retain utility is back within tolerance), it does not reverse
         last = epochs[-1] if epochs else log.get("probe_start")
-        if last is not None and is_forgotten(last)[0]:
+        if last is not None and is_forgotten(last, evidence=not epochs)[0]:
             row["reverse"] = "skipped: the erasure checks hold; repair only"
             row["reverse_pairs"] = 0
             if finish_epoch(row, e0):

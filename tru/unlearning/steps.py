@@ -141,19 +141,46 @@ def probe_metrics(model: Recommender, ctx: UnlearnContext, gate) -> dict:
     return row
 
 
-def is_forgotten(row: dict) -> tuple[bool, str]:
+def original_power(ctx: UnlearnContext, gate) -> dict:
+    """Whether each of the stop rule's erasure checks has power on this batch: it fails the
+    original model theta_0 (`ctx.base`, which trained on everything erased), as the audit gate
+    judges power. {"membership_power": bool, "residue_power": bool}, computed once per context
+    (theta_0 does not change)."""
+    cache = ctx.__dict__.setdefault("_original_power", {})
+    key = (gate.membership_permutations, gate.membership_quantile, gate.membership_min_effect, gate.residue_peers)
+    if key not in cache:
+        row = probe_metrics(ctx.base, ctx, gate)
+        cache[key] = {
+            "membership_power": row["membership_auc"] is not None and row["membership_auc"] > row["membership_threshold"],
+            "residue_power": bool(row["residue_flagged"]),
+        }
+    return dict(cache[key])
+
+
+def is_forgotten(row: dict, evidence: bool = False) -> tuple[bool, str]:
     """The stopping signal, without a retrain reference: the gate's erasure checks on the probe
     row. Forgotten once the forgotten pairs rank no higher than shadow pairs (never trained on)
     of the same users or items, by the calibrated membership test, and no item the batch took
     engagement from ranks above its popularity peers (the item-side residue check). With neither
     (no pair to compare and no item to check), once the forgotten pairs reach their users'
-    top-20 no more often than retained users' shadow pairs reach theirs."""
+    top-20 no more often than retained users' shadow pairs reach theirs.
+
+    `evidence`: a check that passes counts only where it has power on the batch (the row's
+    `membership_power` / `residue_power`, from `original_power`): one that theta_0 passes too
+    says nothing about the erasure. Without a check with power, the top-20 comparison above
+    decides. The pre-check before the first reverse epoch asks for evidence: skipping the
+    reverse pass altogether is a claim that the exact step removed the deletion's influence."""
     auc, flagged = row["membership_auc"], row.get("residue_flagged")
+    top = "forgotten pairs reach their users' top-20 no more often than shadow pairs"
     if auc is None and flagged is None:
-        return (
-            row["forget_recall@20"] <= row["retain_shadow_recall@20"],
-            "forgotten pairs reach their users' top-20 no more often than shadow pairs",
-        )
+        return row["forget_recall@20"] <= row["retain_shadow_recall@20"], top
+    if evidence and not (
+        (auc is not None and row.get("membership_power")) or (flagged is not None and row.get("residue_power"))
+    ):
+        if (auc is not None and auc > row["membership_threshold"]) or (flagged is not None and flagged > 0):
+            return False, ""
+        held = row["forget_recall@20"] <= row["retain_shadow_recall@20"]
+        return held, f"no erasure check has power on this batch (the original passes them too): {top}"
     why = []
     if auc is not None:
         if auc > row["membership_threshold"]:
