@@ -144,6 +144,7 @@ def test_a_refused_night_is_cleared_by_a_retrain_and_the_stream_goes_on(base_rep
     df = pd.read_csv(out)
     assert list(df["night"]) == [1, 2]
     assert (df["verdict"] != "pass").all() and df["cleared_by_retrain"].all()
+    assert df["failed_checks"].isna().all()  # held as inconclusive: refused with no check failed
     # the last night's reference is the night's own retrain (the same data), not trained again
     assert df["retrain_shared"].iloc[-1] and df["retrain_seconds"].iloc[-1] > 0
     folder = repo / "data/bench/stream/mgcn-exact-1"

@@ -225,7 +225,13 @@ def run_night(params: Params, night: int, rows: list[dict]) -> dict:
         for stage in STAGES[2:]:
             functions[stage](params, batch_id)
         seconds["review_retrain"] = time.perf_counter() - t
-    return {"batch": batch_id, "seconds": seconds, "verdict": first["verdict"], "cleared_by_retrain": cleared}
+    return {
+        "batch": batch_id,
+        "seconds": seconds,
+        "verdict": first["verdict"],
+        "failed_checks": " ".join(first.get("failed") or []),  # the refused audit is rewritten by the retrain
+        "cleared_by_retrain": cleared,
+    }
 
 
 def _batch_id(t: datetime) -> str:
@@ -571,6 +577,7 @@ def run_stream(
                 "pairs": plan["pairs"],
                 "canary": plan["canary"],
                 "verdict": res["verdict"],
+                "failed_checks": res["failed_checks"],
                 "cleared_by_retrain": res["cleared_by_retrain"],
                 "erase_repair_s": round(res["seconds"]["erase"] + res["seconds"]["repair"], 2),
                 "night_s": round(wall, 2),
