@@ -150,8 +150,9 @@ def original_power(ctx: UnlearnContext, gate) -> dict:
     key = (gate.membership_permutations, gate.membership_quantile, gate.membership_min_effect, gate.residue_peers)
     if key not in cache:
         row = probe_metrics(ctx.base, ctx, gate)
+        auc = row["membership_auc"]
         cache[key] = {
-            "membership_power": row["membership_auc"] is not None and row["membership_auc"] > row["membership_threshold"],
+            "membership_power": auc is not None and auc > row["membership_threshold"],
             "residue_power": bool(row["residue_flagged"]),
         }
     return dict(cache[key])
