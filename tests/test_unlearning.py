@@ -324,7 +324,8 @@ def test_tru_reverse_pass_is_bounded_by_reverse_sample(world, monkeypatch):
     whole = run_method(
         "tru", ctx, p.model_copy(update={"unlearn": q.unlearn.model_copy(update={"reverse_sample": 4096})})
     )
-    assert [e["reverse_pairs"] for e in whole.log["epochs"]] == [len(ctx.forget)] * 3
+    # a D_f smaller than reverse_sample: TRU's passes take half of it (unlearn.tru.reverse_split)
+    assert [e["reverse_pairs"] for e in whole.log["epochs"]] == [-(-len(ctx.forget) // 2)] * 3
 
 
 def _stop_rule(p, min_effect, tolerance, residue_share=None, **tru):
@@ -397,7 +398,7 @@ def test_tru_reverses_nothing_when_the_stop_rule_already_holds(world, monkeypatc
 def test_without_a_check_with_power_the_pre_check_asks_the_top_20_comparison(world, monkeypatch):
     """A check that theta_0 passes too is no evidence that the exact step removed anything:
     the pre-check then skips the reverse pass only where the forgotten pairs reach their users'
-    top-20 no more often than shadow pairs; the loop after an epoch stops as before."""
+    top-20 no more often than shadow pairs, and TRU's loop after an epoch asks the same."""
     import tru.unlearning.reverse_repair as rr
 
     p, prior, base = world
@@ -408,13 +409,58 @@ def test_without_a_check_with_power_the_pre_check_asks_the_top_20_comparison(wor
     assert start["membership_power"] is False and start["residue_power"] is False
     assert start["forget_recall@20"] <= start["retain_shadow_recall@20"]  # the tiny world's erased users
     assert res.log["epochs"] == [] and "no erasure check has power on this batch" in res.log["stop"]
-    # the same batch, its forgotten pairs seen above their users' shadow pairs: one reverse epoch,
-    # after which the loop's rule (its checks hold, powerless or not) stops
+    # the same batch, its forgotten pairs seen above their users' shadow pairs before and after
+    # every epoch: the powerless membership test passes throughout, and TRU reverses on to
+    # max_epochs; MMRecUn's loop, which asks no evidence, stops on that pass after epoch 1
     probe = rr.probe_metrics
     monkeypatch.setattr(rr, "probe_metrics", lambda *a: {**probe(*a), "forget_recall@20": 2.0})
-    res = run_method("tru", user_batch(prior, base, list(range(0, 80, 10))), met)
+    lifted = met.model_copy(update={"unlearn": met.unlearn.model_copy(update={"max_epochs": 3})})
+    res = run_method("tru", user_batch(prior, base, list(range(0, 80, 10))), lifted)
     assert res.log["probe_start"]["forget_recall@20"] == 2.0 and "stop" not in res.log
-    assert len(res.log["epochs"]) == 1 and res.log["epochs"][0]["reverse_pairs"] > 0 and "stop" in res.log["epochs"][0]
+    epochs = res.log["epochs"]
+    assert len(epochs) == 3 and all(e["reverse_pairs"] > 0 and "stop" not in e for e in epochs)
+    assert all(e["membership_auc"] <= e["membership_threshold"] and e["membership_power"] is False for e in epochs)
+    mmrecun = run_method("reverse_repair", user_batch(prior, base, list(range(0, 80, 10))), lifted).log["epochs"]
+    assert len(mmrecun) == 1 and "forgotten pairs rank like shadow pairs" in mmrecun[0]["stop"]
+    # the lifted probe lowered to its users' shadow pairs' from epoch 2's on: TRU stops there
+    repairs = {"n": 0}
+    repair = rr.repair_pass
+
+    def counted(*a):
+        repairs["n"] += 1
+        return repair(*a)
+
+    def lowered(*a):
+        row = probe(*a)
+        return {**row, "forget_recall@20": 2.0 if repairs["n"] < 2 else row["retain_shadow_recall@20"]}
+
+    monkeypatch.setattr(rr, "repair_pass", counted)
+    monkeypatch.setattr(rr, "probe_metrics", lowered)
+    res = run_method("tru", user_batch(prior, base, list(range(0, 80, 10))), lifted)
+    assert len(res.log["epochs"]) == 2 and "stop" not in res.log["epochs"][0]
+    assert "no erasure check has power" in res.log["epochs"][1]["stop"]
+
+
+def test_tru_reverses_half_the_forget_set_per_pass(world, monkeypatch):
+    """unlearn.tru.reverse_split: each of TRU's reverse passes visits at most 1/reverse_split of
+    D_f (and at most unlearn.reverse_sample pairs); MMRecUn's passes take all of a small D_f."""
+    import tru.unlearning.reverse_repair as rr
+
+    # every epoch reverses: the erasure checks never hold (once they do, epochs repair only)
+    monkeypatch.setattr(rr, "is_forgotten", lambda row, evidence=False: (False, ""))
+    p, prior, base = world
+    ctx = user_batch(prior, base, list(range(0, 80, 10)))
+    n = len(ctx.forget)
+    never = _stop_rule(p, 0.0, -1.0, check_before_reverse=False)  # never met: every epoch reverses
+    never = never.model_copy(update={"unlearn": never.unlearn.model_copy(update={"max_epochs": 2})})
+    assert p.unlearn.tru.reverse_split == 2 and n < p.unlearn.reverse_sample
+    half = run_method("tru", ctx, never)
+    assert half.log["reverse_sample"] == -(-n // 2)
+    assert [e["reverse_pairs"] for e in half.log["epochs"]] == [-(-n // 2)] * 2
+    whole = _stop_rule(p, 0.0, -1.0, check_before_reverse=False, reverse_split=1)
+    whole = whole.model_copy(update={"unlearn": whole.unlearn.model_copy(update={"max_epochs": 1})})
+    assert [e["reverse_pairs"] for e in run_method("tru", ctx, whole).log["epochs"]] == [n]
+    assert [e["reverse_pairs"] for e in run_method("reverse_repair", ctx, never).log["epochs"]] == [n, n]
 
 
 def test_the_stop_rules_power_is_the_gates(world):

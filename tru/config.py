@@ -246,6 +246,9 @@ class TRUParams(Section):
     # check the stop rule on the model the reverse epochs would start from, and run none when it
     # already holds (what the exact step and the refit left is forgotten and useful)
     check_before_reverse: bool
+    # a reverse pass visits at most 1/reverse_split of D_f (and at most unlearn.reverse_sample
+    # pairs): the stop rule is checked at least this often per sweep of D_f (1: whole passes)
+    reverse_split: int = Field(default=1, ge=1)
 
 
 class UltraREParams(Section):

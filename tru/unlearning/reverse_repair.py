@@ -295,8 +295,17 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
             log["epochs"] = []
             model.eval()
             return UnlearnResult(model, log)
-    schedule = ForgetSchedule(len(ctx.forget), up.reverse_sample, rng)
-    log["reverse_sample"] = up.reverse_sample
+    # TRU's passes: at most 1/reverse_split of D_f each, so that a small deletion is not reversed
+    # in one or two whole passes between checks of the stop rule
+    pass_size = up.reverse_sample
+    if mechanisms is not None and mechanisms.reverse_split > 1 and len(ctx.forget):
+        pass_size = min(pass_size, -(-len(ctx.forget) // mechanisms.reverse_split))
+    schedule = ForgetSchedule(len(ctx.forget), pass_size, rng)
+    log["reverse_sample"] = pass_size
+    # TRU asks for evidence throughout: a passing check stops its loop only where it has power
+    # (theta_0 fails it), as before its first reverse epoch; MMRecUn's loop stops on any pass
+    evidence = mechanisms is not None
+    power = original_power(ctx, checks) if evidence else {}
     epochs: list[dict] = []
 
     def finish_epoch(row: dict, e0: float) -> bool:
@@ -307,9 +316,10 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         guard()
         row["repair_pairs"] = int(len(repair_pairs))
         row.update(probe_metrics(model, ctx, checks))
+        row.update(power)
         row["seconds"] = time.perf_counter() - e0
         epochs.append(row)
-        stop = _stop_reason(row, up.stop, base_retain)
+        stop = _stop_reason(row, up.stop, base_retain, evidence=evidence)
         if stop:
             row["stop"] = stop
         return bool(stop)
@@ -320,7 +330,7 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         # once the erasure checks hold, reversing further only forgets more than a retrain would:
         # the epoch repairs (until retain utility is back within tolerance), it does not reverse
         last = epochs[-1] if epochs else log.get("probe_start")
-        if last is not None and is_forgotten(last, evidence=not epochs)[0]:
+        if last is not None and is_forgotten(last, evidence=evidence or not epochs)[0]:
             row["reverse"] = "skipped: the erasure checks hold; repair only"
             row["reverse_pairs"] = 0
             if finish_epoch(row, e0):
