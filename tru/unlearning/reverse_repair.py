@@ -330,7 +330,7 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         # once the erasure checks hold, reversing further only forgets more than a retrain would:
         # the epoch repairs (until retain utility is back within tolerance), it does not reverse
         last = epochs[-1] if epochs else log.get("probe_start")
-        if last is not None and is_forgotten(last, evidence=evidence or not epochs)[0]:
+        if last is not None and is_forgotten(last, evidence=evidence)[0]:
             row["reverse"] = "skipped: the erasure checks hold; repair only"
             row["reverse_pairs"] = 0
             if finish_epoch(row, e0):
