@@ -463,6 +463,40 @@ def test_tru_reverses_half_the_forget_set_per_pass(world, monkeypatch):
     assert [e["reverse_pairs"] for e in run_method("reverse_repair", ctx, never).log["epochs"]] == [n, n]
 
 
+def test_trus_step_grows_while_a_pass_leaves_the_forgotten_pairs_above_the_shadow_line(world, monkeypatch):
+    """unlearn.tru.step_growth_max: a reverse pass after which the forgotten pairs' Recall@20 did
+    not fall, and still lies above retained users' shadow pairs' (the top-20 fallback's line),
+    doubles the next pass's step, up to the cap; at or below that line the step stays (a failing
+    check there is the membership test's), and with the cap at 1 it never grows."""
+    import tru.unlearning.reverse_repair as rr
+
+    monkeypatch.setattr(rr, "is_forgotten", lambda row, evidence=False: (False, ""))  # every epoch reverses
+    p, prior, base = world
+    probe = rr.probe_metrics
+
+    def run(forget: float, cap: float, epochs: int = 4):
+        monkeypatch.setattr(rr, "probe_metrics", lambda *a: {**probe(*a), "forget_recall@20": forget})
+        q = _stop_rule(p, 0.0, -1.0, check_before_reverse=False, step_growth_max=cap)
+        q = q.model_copy(update={"unlearn": q.unlearn.model_copy(update={"max_epochs": epochs})})
+        return run_method("tru", user_batch(prior, base, list(range(0, 80, 10))), q)
+
+    stuck = run(2.0, 4.0)  # never falls, always above the shadow line
+    assert [e["step_growth"] for e in stuck.log["epochs"]] == [1.0, 2.0, 4.0, 4.0]
+    assert all(e["reverse_pairs"] > 0 for e in stuck.log["epochs"])
+    below = run(-1.0, 4.0)  # never falls, but below the shadow line
+    assert [e["step_growth"] for e in below.log["epochs"]] == [1.0] * 4
+    off = run(2.0, 1.0)
+    assert all("step_growth" not in e for e in off.log["epochs"])
+    assert p.unlearn.tru.step_growth_max > 1  # configured on
+    # the grown step is the one taken: epoch 1 alike, epoch 2 (twice the step) apart
+    one, two = run(2.0, 1.0, epochs=2), run(2.0, 4.0, epochs=2)
+    first = run(2.0, 4.0, epochs=1)
+    same = run(2.0, 1.0, epochs=1)
+    for a, b in zip(first.model.parameters(), same.model.parameters()):
+        assert torch.equal(a, b)
+    assert any(not torch.equal(a, b) for a, b in zip(one.model.parameters(), two.model.parameters()))
+
+
 def test_the_stop_rules_power_is_the_gates(world):
     """original_power judges power as the gate does: the membership test on theta_0 exceeds
     its threshold (tru.audit.shadow's `power`), computed once per batch."""
