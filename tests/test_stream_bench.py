@@ -15,6 +15,7 @@ from tru.bench.stream import (
     checkpoints,
     draw_requests,
     night_plan,
+    reported,
     run_stream_bench,
     stream_store,
     write_stream_report,
@@ -154,6 +155,22 @@ def test_a_refused_night_is_cleared_by_a_retrain_and_the_stream_goes_on(base_rep
     for b in chain:  # cleared: the retrained batch's audit promotes it
         audit = json.loads((folder / "reports" / b["id"] / "audit.json").read_text())
         assert audit["promoted"] is True
+
+
+def test_the_report_reads_a_chain_from_evaluation_traffic_wherever_it_has_run_there():
+    """Traffic seeds as the grid's: a chain's development rows (where rules were chosen) are read
+    only until the same backbone and method has run on evaluation traffic, and are marked."""
+    rows = [
+        {"backbone": "mgcn", "method": m, "seed": seed, "night": 1}
+        for m, seeds in (("tru", (1, 2, 11)), ("exact", (1, 2)))
+        for seed in seeds
+    ]
+    df = reported(pd.DataFrame(rows))
+    tru = df[df["method"] == "tru"]
+    assert tru["seed"].tolist() == [11] and set(tru["traffic"]) == {"evaluation"}
+    exact = df[df["method"] == "exact"]
+    assert exact["seed"].tolist() == [1, 2] and set(exact["traffic"]) == {"development"}
+    assert reported(pd.DataFrame()).empty
 
 
 def test_first_departure_names_the_night_and_why():
