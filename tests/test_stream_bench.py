@@ -119,11 +119,11 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     assert df.loc[("tru", 2), "retrain_r2_forget_recall@20"] == df.loc[("exact", 2), "retrain_r2_forget_recall@20"]
     assert df.loc[("tru", 2), "retrain_seconds"] == df.loc[("exact", 2), "retrain_seconds"]
     md = write_stream_report(stream_store(out).read(), out).read_text()
-    assert "| mgcn | exact | 1 | 3 |" in md and out.with_suffix(".png").is_file()
+    assert "| mgcn | exact | development | 1 | 3 |" in md and out.with_suffix(".png").is_file()
     # one seed with the replicate is judged: of its two checkpoint nights, how many are out of range
-    assert re.search(r"\| mgcn \| exact \| 1 \| 3 \|.* \| [0-2] of 2[ |]", md)
+    assert re.search(r"\| mgcn \| exact \| development \| 1 \| 3 \|.* \| [0-2] of 2[ |]", md)
     # the chain check's column: the first night it flagged the chain, and its flags on the retrain
-    assert re.search(r"\| mgcn \| exact \| 1 \| 3 \|.* \| 1: (never|[1-3]) \([0-2] of 2\) \|", md)
+    assert re.search(r"\| mgcn \| exact \| development \| 1 \| 3 \|.* \| 1: (never|[1-3]) \([0-2] of 2\) \|", md)
     # each stream's seconds, summed over its resumed runs, in the timings file beside the CSV
     timings = json.loads(out.with_suffix(".timings.json").read_text())
     assert set(timings) == {"mgcn-exact-1", "mgcn-tru-1"} and min(timings.values()) > 0
