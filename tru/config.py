@@ -249,9 +249,10 @@ class TRUParams(Section):
     # a reverse pass visits at most 1/reverse_split of D_f (and at most unlearn.reverse_sample
     # pairs): the stop rule is checked at least this often per sweep of D_f (1: whole passes)
     reverse_split: int = Field(default=1, ge=1)
-    # a reverse pass after which the forgotten pairs' Recall@20 on the probe did not fall doubles
-    # the reverse step for the next one, up to this many times unlearn.tru.lr (1 = off): the step
-    # that moves a deletion of thousands of pairs moves a nightly batch of tens of them not at all
+    # a reverse pass after which the forgotten pairs' Recall@20 on the probe did not fall, and is
+    # still above retained users' shadow pairs', doubles the reverse step for the next one, up to
+    # this many times unlearn.tru.lr (1 = off): the step that moves a deletion of thousands of
+    # pairs moves a nightly batch of tens of them not at all
     step_growth_max: float = Field(default=1.0, ge=1)
 
 

@@ -416,7 +416,7 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         f = row["forget_recall@20"]
         if last_forget is not None and f >= last_forget and f > row["retain_shadow_recall@20"]:
             growth = min(2 * growth, growth_max)
-        last_forget = row["forget_recall@20"]
+        last_forget = f
     log["epochs"] = epochs
     model.eval()
     return UnlearnResult(model, log)
