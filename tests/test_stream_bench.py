@@ -124,6 +124,8 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     assert re.search(r"\| mgcn \| exact \| development \| 1 \| 3 \|.* \| [0-2] of 2[ |]", md)
     # the chain check's column: the first night it flagged the chain, and its flags on the retrain
     assert re.search(r"\| mgcn \| exact \| development \| 1 \| 3 \|.* \| 1: (never|[1-3]) \([0-2] of 2\) \|", md)
+    # beside it, the chain's forget gap to the retrain and the replicate's on the same nights
+    assert re.search(r"\| [0-2] of 2[^|]* \| \d\.\d{3} \(\d\.\d{3}\) \| 1: (never|[1-3]) ", md)
     # each stream's seconds, summed over its resumed runs, in the timings file beside the CSV
     timings = json.loads(out.with_suffix(".timings.json").read_text())
     assert set(timings) == {"mgcn-exact-1", "mgcn-tru-1"} and min(timings.values()) > 0
@@ -227,3 +229,21 @@ def test_with_retrains_replicate_a_chain_is_judged_against_where_another_retrain
     assert out_of_range(pd.DataFrame(back)) == {
         ("mgcn", "tru"): ["5: forget below (seed 1)", "10: forget above (seed 2)"]
     }
+
+
+def test_the_forget_gap_is_read_against_how_far_another_retrain_lands():
+    from tru.bench.stream import forget_gap
+
+    def row(seed, night, chain, retrain, replicate):
+        return {"seed": seed, "night": night, "chain_forget_recall@20": chain,
+                "retrain_forget_recall@20": retrain, "retrain_r2_forget_recall@20": replicate}  # fmt: skip
+
+    # the chain 0.04 above on one seed-night and 0.02 below on the other; the replicate 0.01 and 0.03 away
+    c = pd.DataFrame([row(11, 5, 0.24, 0.20, 0.21), row(12, 5, 0.18, 0.20, 0.17)])
+    gap, again = forget_gap(c)
+    assert gap == pytest.approx(0.03) and again == pytest.approx(0.02)
+    # rows recorded before the replicate: the chain's gap alone
+    assert forget_gap(c.drop(columns="retrain_r2_forget_recall@20")) == (pytest.approx(0.03), None)
+    # a night without the replicate does not count against it
+    c.loc[1, "retrain_r2_forget_recall@20"] = None
+    assert forget_gap(c)[1] == pytest.approx(0.01)

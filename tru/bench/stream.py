@@ -782,6 +782,23 @@ def _outside(nights: list[str] | None, c: pd.DataFrame) -> str:
     return f"{len(nights)} of {c['night'].nunique()}" + (f" ({which})" if nights else "")
 
 
+def forget_gap(c: pd.DataFrame) -> tuple[float, float | None]:
+    """From a chain's checkpoint rows `c`: the mean over seed-nights of |chain - retrain| on
+    cumulative forget Recall@20, and the same for Retrain's replicate (how far another exact
+    retrain lands on the same nights; None where none was measured)."""
+    gap = float((c["chain_forget_recall@20"] - c["retrain_forget_recall@20"]).abs().mean())
+    col = f"{REPLICATE}_forget_recall@20"
+    if col not in c or c[col].isna().all():
+        return gap, None
+    r = c[c[col].notna()]
+    return gap, float((r[col] - r["retrain_forget_recall@20"]).abs().mean())
+
+
+def _forget_gap(c: pd.DataFrame) -> str:
+    gap, again = forget_gap(c)
+    return f"{gap:.3f}" + ("" if again is None else f" ({again:.3f})")
+
+
 def _check_flags(g: pd.DataFrame, c: pd.DataFrame) -> str:
     """The first night the chain's membership check flagged residue, per seed ("never" where it
     did not), and on how many checkpoint nights it flagged the retrain (its false alarms); – for
@@ -871,11 +888,17 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
         "then), and in brackets on how many checkpoint nights it flagged the exact retrain (a false alarm). – : "
         "rows recorded before the check existed.",
         "",
+        "*Forget R@20: mean |chain - retrain|*: over the checkpoint nights of every seed, how far the chain's "
+        "Recall@20 on everything erased so far is from the retrain's; in brackets, how far Retrain's replicate is "
+        "from it on the same nights (another exact retrain's distance). A chain as near the retrain as another "
+        "retrain has the two level; the residue a chain keeps shows as the first above the second.",
+        "",
         "| backbone | method | traffic | seeds | nights | gate FAIL (cleared by a retrain) "
         "| retrain judged FAIL (false alarms) | erase+repair s, all nights (per night) | one retrain's s (mean) "
         "| first night out of range "
-        "| checkpoint nights out of range | chain check: first night it flags, per seed (on the retrain) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| checkpoint nights out of range | forget R@20: mean \\|chain - retrain\\| (another retrain's) "
+        "| chain check: first night it flags, per seed (on the retrain) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (backbone, method), g in df.groupby(["backbone", "method"]):
         c = ck[(ck["backbone"] == backbone) & (ck["method"] == method)]
@@ -891,7 +914,7 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
             f"| {int((c['retrain_gate'] == 'fail').sum())} of {len(c)} "
             f"| {per_seed:.0f} ({g['erase_repair_s'].mean():.1f}) "
             f"| {c['retrain_seconds'].mean():.0f} | {'never' if first is None else first} "
-            f"| {_outside(outside.get((backbone, method)), c)} | {_check_flags(g, c)} |"
+            f"| {_outside(outside.get((backbone, method)), c)} | {_forget_gap(c)} | {_check_flags(g, c)} |"
         )
     lines += [
         "",
