@@ -953,13 +953,18 @@ def _plot(ck: pd.DataFrame, path: Path) -> None:
     if ck.empty:
         return
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for (backbone, method), g in ck.groupby(["backbone", "method"]):
+    # each chain its own marker and dash: chains that land on the same values (a method whose
+    # update barely moves the model lies on the exact step's line) stay visible
+    styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", (0, (5, 1, 1, 1)))]
+    for i, ((backbone, method), g) in enumerate(ck.groupby(["backbone", "method"])):
         by = g.groupby("night")
         label = f"{method} ({backbone})"
+        marker, dash = styles[i % len(styles)]
+        style = {"marker": marker, "linestyle": dash, "markerfacecolor": "none", "label": label}
         for ax, col in zip(axes[:2], ("retain", "forget"), strict=True):
             gap = by.apply(lambda n, col=col: (n[f"chain_{col}_recall@20"] - n[f"retrain_{col}_recall@20"]).mean())
-            ax.plot(gap.index, gap.values, marker="o", label=label)
-        axes[2].plot(by["chain_top20_agreement"].mean(), marker="o", label=label)
+            ax.plot(gap.index, gap.values, **style)
+        axes[2].plot(by["chain_top20_agreement"].mean(), **style)
     rep = ck.drop_duplicates(["backbone", "seed", "night"])
     if f"{REPLICATE}_forget_recall@20" in rep and rep[f"{REPLICATE}_forget_recall@20"].notna().any():
         # where another exact retrain lands: the scale each chain's gap is read against (the
