@@ -785,7 +785,8 @@ def _outside(nights: list[str] | None, c: pd.DataFrame) -> str:
 def forget_gap(c: pd.DataFrame) -> tuple[float, float | None]:
     """From a chain's checkpoint rows `c`: the mean over seed-nights of |chain - retrain| on
     cumulative forget Recall@20, and the same for Retrain's replicate (how far another exact
-    retrain lands on the same nights; None where none was measured)."""
+    retrain lands, over the nights it was measured on: every checkpoint night since it exists; None
+    where none was measured)."""
     gap = float((c["chain_forget_recall@20"] - c["retrain_forget_recall@20"]).abs().mean())
     col = f"{REPLICATE}_forget_recall@20"
     if col not in c or c[col].isna().all():
@@ -890,8 +891,8 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
         "",
         "*Forget R@20: mean |chain - retrain|*: over the checkpoint nights of every seed, how far the chain's "
         "Recall@20 on everything erased so far is from the retrain's; in brackets, how far Retrain's replicate is "
-        "from it on the same nights (another exact retrain's distance). A chain as near the retrain as another "
-        "retrain has the two level; the residue a chain keeps shows as the first above the second.",
+        "from it on the nights it was measured (another exact retrain's distance). A chain as near the retrain as "
+        "another retrain has the two level; the residue a chain keeps shows as the first above the second.",
         "",
         "| backbone | method | traffic | seeds | nights | gate FAIL (cleared by a retrain) "
         "| retrain judged FAIL (false alarms) | erase+repair s, all nights (per night) | one retrain's s (mean) "
