@@ -212,3 +212,32 @@ def test_a_user_without_interactions_gets_no_gradient(params, tiny_data):
     loss.backward()
     grad = model.user_embedding.grad
     assert float(grad[gone].abs().sum()) == 0 and float(grad.abs().sum()) > 0
+
+
+def test_a_fit_of_the_user_table_alone_takes_the_same_gradient_with_the_rest_frozen(params, tiny_data):
+    """gradients_only_for (the row re-fits' speed-up) may only skip work: under MIG-GT's dropout
+    and sampling, the user table's gradient is the same number with every other parameter
+    frozen, and each parameter's requires_grad comes back afterwards."""
+    from tru.unlearning.steps import gradients_only_for
+
+    d = tiny_data
+    grads = []
+    for frozen in (False, True):
+        model = build(params, d)
+        model.train()
+        torch.manual_seed(7)  # the dropout masks
+        model.zero_grad(set_to_none=True)
+        if frozen:
+            with gradients_only_for(model, ["user_embedding"]):
+                loss, _ = model.loss(*batch(d, n=64))
+                loss.backward()
+                others = [p for n, p in model.named_parameters() if n != "user_embedding"]
+                assert others and not any(p.requires_grad for p in others)
+            assert all(p.grad is None for p in others)  # nothing was spent on them
+        else:
+            loss, _ = model.loss(*batch(d, n=64))
+            loss.backward()
+        grads.append(model.user_embedding.grad.clone())
+        assert all(p.requires_grad for p in model.parameters())
+    assert float(grads[0].abs().sum()) > 0
+    assert torch.equal(grads[0], grads[1])

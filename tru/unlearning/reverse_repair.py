@@ -34,6 +34,7 @@ from tru.unlearning.probes import rank_metrics_of
 from tru.unlearning.registry import UnlearnContext, UnlearnResult, register_method
 from tru.unlearning.steps import (
     erased_row_guard,
+    gradients_only_for,
     is_forgotten,
     neighbourhood_sample,
     original_power,
@@ -127,17 +128,18 @@ def _refit_rows(
     mask[torch.as_tensor(rows)] = True
     opt = torch.optim.Adam(params, lr=lr)
     model.train()
-    for _ in range(steps):
-        b = pairs[rng.choice(len(pairs), size=min(batch_size, len(pairs)), replace=False)]
-        u, i = torch.as_tensor(b[:, 0]), torch.as_tensor(b[:, 1])
-        neg = torch.as_tensor(sampler.sample(b[:, 0], rng))
-        model.zero_grad(set_to_none=True)
-        loss, _ = loss_fn(u, i, neg)
-        loss.backward()
-        for p in params:
-            assert p.grad is not None  # every own-row table is in the loss
-            p.grad = torch.where(mask, p.grad, torch.zeros_like(p.grad))
-        opt.step()
+    with gradients_only_for(model, tables):
+        for _ in range(steps):
+            b = pairs[rng.choice(len(pairs), size=min(batch_size, len(pairs)), replace=False)]
+            u, i = torch.as_tensor(b[:, 0]), torch.as_tensor(b[:, 1])
+            neg = torch.as_tensor(sampler.sample(b[:, 0], rng))
+            model.zero_grad(set_to_none=True)
+            loss, _ = loss_fn(u, i, neg)
+            loss.backward()
+            for p in params:
+                assert p.grad is not None  # every own-row table is in the loss
+                p.grad = torch.where(mask, p.grad, torch.zeros_like(p.grad))
+            opt.step()
     model.zero_grad(set_to_none=True)
 
 

@@ -49,7 +49,13 @@ from tru.config import Params
 from tru.models.base import Recommender
 from tru.train import NegativeSampler, seed_everything
 from tru.unlearning.registry import UnlearnContext, UnlearnResult, register_method
-from tru.unlearning.steps import erased_row_guard, neighbourhood_sample, prepare, probe_metrics
+from tru.unlearning.steps import (
+    erased_row_guard,
+    gradients_only_for,
+    neighbourhood_sample,
+    prepare,
+    probe_metrics,
+)
 
 
 def _mean_loss(model: Recommender, pairs: np.ndarray, negs: np.ndarray) -> torch.Tensor:
@@ -126,51 +132,46 @@ def scalegun(ctx: UnlearnContext, params: Params) -> UnlearnResult:
     model.eval()
     theta_old = [dict(old.named_parameters())[n] for n in names]
     theta = [dict(model.named_parameters())[n] for n in names]
-    frozen = [p for n, p in model.named_parameters() if n not in names]
-    for p in frozen:
-        p.requires_grad_(False)
+    with gradients_only_for(model, names):  # theta moves; every other parameter is a constant
+        near = neighbourhood_sample(ctx, sp.sample, rng)
+        near_negs = NegativeSampler(ctx.data.train, model.n_items, ctx.data.candidates).sample(near[:, 0], rng)
+        n_r, n_f = max(len(ctx.data.train), 1), len(ctx.forget)
+        zeros = [torch.zeros_like(t) for t in theta]
+        # the constant part of the retain objective's gradient estimate: theta*'s gradient on S
+        # under G, and the forgotten pairs' (theta*'s own rows, before the exact erasure)
+        const = [-c * (len(near) / n_r) for c in _grad(old, theta_old, near, near_negs)] if len(near) else zeros
+        if n_f:
+            f_negs = NegativeSampler(ctx.prior.train, model.n_items, ctx.data.candidates).sample(ctx.forget[:, 0], rng)
+            const = [a - c * (n_f / n_r) for a, c in zip(const, _grad(old, theta_old, ctx.forget, f_negs))]
 
-    near = neighbourhood_sample(ctx, sp.sample, rng)
-    near_negs = NegativeSampler(ctx.data.train, model.n_items, ctx.data.candidates).sample(near[:, 0], rng)
-    n_r, n_f = max(len(ctx.data.train), 1), len(ctx.forget)
-    zeros = [torch.zeros_like(t) for t in theta]
-    # the constant part of the retain objective's gradient estimate: theta*'s gradient on S
-    # under G, and the forgotten pairs' (theta*'s own rows, before the exact erasure)
-    const = [-c * (len(near) / n_r) for c in _grad(old, theta_old, near, near_negs)] if len(near) else zeros
-    if n_f:
-        f_negs = NegativeSampler(ctx.prior.train, model.n_items, ctx.data.candidates).sample(ctx.forget[:, 0], rng)
-        const = [a - c * (n_f / n_r) for a, c in zip(const, _grad(old, theta_old, ctx.forget, f_negs))]
+        def retain_gradient() -> list[torch.Tensor]:
+            """grad L(theta; D_r, G_r), estimated as in the module docstring, at the current theta."""
+            if not len(near):
+                return const
+            return [a * (len(near) / n_r) + c for a, c in zip(_grad(model, theta, near, near_negs), const)]
 
-    def retain_gradient() -> list[torch.Tensor]:
-        """grad L(theta; D_r, G_r), estimated as in the module docstring, at the current theta."""
-        if not len(near):
-            return const
-        return [a * (len(near) / n_r) + c for a, c in zip(_grad(model, theta, near, near_negs), const)]
+        grad = retain_gradient()
+        grad_norm = _norm(grad)
 
-    grad = retain_gradient()
-    grad_norm = _norm(grad)
+        def hvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
+            """(H + damping I) v, H the Hessian of the retain objective (the estimate above)."""
+            g = _grad(model, theta, near, near_negs, create_graph=True)
+            gv = cast(torch.Tensor, sum((a * c).sum() for a, c in zip(g, v)))  # a tensor: theta is not empty
+            hv = torch.autograd.grad(gv, theta)
+            return [h * (len(near) / n_r) + sp.damping * a for h, a in zip(hv, v)]
 
-    def hvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
-        """(H + damping I) v, H the Hessian of the retain objective (the estimate above)."""
-        g = _grad(model, theta, near, near_negs, create_graph=True)
-        gv = cast(torch.Tensor, sum((a * c).sum() for a, c in zip(g, v)))  # a tensor: theta is not empty
-        hv = torch.autograd.grad(gv, theta)
-        return [h * (len(near) / n_r) + sp.damping * a for h, a in zip(hv, v)]
-
-    step, cg = (
-        conjugate_gradient(hvp, grad, sp.cg_iters)
-        if len(near) and grad_norm > 0
-        else (zeros, {"iterations": 0, "relative_residual": 0.0})
-    )
-    with torch.no_grad():
-        for t, s in zip(theta, step):
-            t.sub_(s)
-    guard()
-    residual = _norm(retain_gradient())
-    bound = residual / sp.damping
-    sigma = bound * math.sqrt(2 * math.log(1.25 / sp.delta)) / sp.epsilon
-    for p in frozen:
-        p.requires_grad_(True)
+        step, cg = (
+            conjugate_gradient(hvp, grad, sp.cg_iters)
+            if len(near) and grad_norm > 0
+            else (zeros, {"iterations": 0, "relative_residual": 0.0})
+        )
+        with torch.no_grad():
+            for t, s in zip(theta, step):
+                t.sub_(s)
+        guard()
+        residual = _norm(retain_gradient())
+        bound = residual / sp.damping
+        sigma = bound * math.sqrt(2 * math.log(1.25 / sp.delta)) / sp.epsilon
     log.update(
         {
             "retain_pairs_in_hessian": int(len(near)),
