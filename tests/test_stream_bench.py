@@ -21,6 +21,7 @@ from tru.bench.stream import (
     write_stream_report,
 )
 from tru.config import load_params
+from tru.errors import ConfigError
 
 
 def test_traffic_is_mostly_small_with_a_large_night_and_the_canary_once():
@@ -129,6 +130,59 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     # each stream's seconds, summed over its resumed runs, in the timings file beside the CSV
     timings = json.loads(out.with_suffix(".timings.json").read_text())
     assert set(timings) == {"mgcn-exact-1", "mgcn-tru-1"} and min(timings.values()) > 0
+
+
+def test_a_stream_on_another_dataset_of_the_grid_starts_from_its_prepared_split_and_base_model(
+    base_repo, tmp_path, monkeypatch
+):
+    """`--dataset` (ML-1M in production): the grid file's dataset is prepared and its base model
+    trained where the grid keeps them, and the stream starts from those, in a folder of its own;
+    a dataset the grid file lacks is refused with the ones it has."""
+    from typer.testing import CliRunner
+
+    from tru.cli import app
+    from tru.data.dataset import load_split
+
+    repo = copy_repo(base_repo, tmp_path / "repo")
+    (repo / ".tru-secret").write_text("00112233445566778899aabbccddeeff\n")
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("TRU_PSEUDONYM_KEY", raising=False)
+    grid = repo / "grid.yaml"
+    grid.write_text(
+        "root: data/bench/grid\nout: results.csv\n"
+        "datasets:\n  syn: {label: Synthetic-200, source: synthetic, scale: tiny, canary: true}\n"
+        "blocks:\n  - {datasets: [syn], backbones: [mgcn], regimes: [user], methods: [tru], seeds: [1]}\n"
+    )
+    params = load_params("params.yaml")
+    out = tmp_path / "stream_syn.csv"
+    with pytest.raises(ConfigError, match=r"'nope' is not in .*choose from syn \(tiny: the pipeline's own\)"):
+        run_stream_bench(params, out, ["mgcn"], ["exact"], [1], nights=1, dataset="nope", grid_file=grid)
+    run_stream_bench(
+        params, out, ["mgcn"], ["exact"], [1], nights=2, every=2, canary_night=2, replicate=False,
+        dataset="syn", grid_file=grid,
+    )  # fmt: skip
+    df = pd.read_csv(out)
+    assert list(df["night"]) == [1, 2] and df["retrain_seconds"].notna().tolist() == [False, True]
+    folder = repo / "data/bench/stream/syn/mgcn-exact-1"
+    assert not (repo / "data/bench/stream/mgcn-exact-1").exists()
+    prepared = repo / "data/bench/grid/syn"
+    # the grid's split (200 users and the canary's, not the pipeline's 80), base model and id maps
+    ours = load_split(folder / "data/split", folder / params.data.dataset_dir)
+    assert ours.n_users == load_split(prepared / "split", prepared / "dataset").n_users > 200
+    assert ours.n_users > load_split("data/split", params.data.dataset_dir).n_users
+    base = folder / "data/models/base/model.safetensors"
+    assert base.read_bytes() == (prepared / "base-mgcn/model.safetensors").read_bytes()
+    for name in ("user_map.tsv", "item_map.tsv"):
+        assert (folder / params.data.dataset_dir / name).read_bytes() == (prepared / "dataset" / name).read_bytes()
+    assert out.with_suffix(".md").read_text().startswith("# Many nights in a row: Synthetic-200 (generated")
+    # the report alone, from the CLI: the same folder, the default CSV named after the dataset
+    res = CliRunner().invoke(
+        app, ["bench", "stream", "--dataset", "syn", "--grid", str(grid), "--out", str(out), "--report-only"]
+    )
+    assert res.exit_code == 0, res.output
+    assert out.with_suffix(".md").read_text().startswith("# Many nights in a row: Synthetic-200 (generated")
+    res = CliRunner().invoke(app, ["bench", "stream", "--dataset", "syn", "--grid", str(grid), "--report-only"])
+    assert res.exit_code == 0 and "stream_synthetic200.md" in res.output, res.output
 
 
 def test_a_refused_night_is_cleared_by_a_retrain_and_the_stream_goes_on(base_repo, tmp_path, monkeypatch):
@@ -247,3 +301,18 @@ def test_the_forget_gap_is_read_against_how_far_another_retrain_lands():
     # a night without the replicate does not count against it
     c.loc[1, "retrain_r2_forget_recall@20"] = None
     assert forget_gap(c)[1] == pytest.approx(0.01)
+
+
+def test_a_retrain_resumed_from_its_snapshot_counts_the_seconds_before_it(tmp_path):
+    """An ML-1M retrain killed half-way resumes from its snapshot: its cost is both parts."""
+    import time
+
+    from tru.bench.stream import _trained_seconds
+
+    timings = tmp_path / "retrain.json"
+    t0 = time.perf_counter()
+    assert 0 <= _trained_seconds(t0, timings) < 60  # no timings file: this process's seconds
+    timings.write_text(json.dumps({"total_seconds": 12.0, "resumed_seconds": 3600.0}))
+    assert 3600 <= _trained_seconds(t0, timings) < 3660
+    timings.write_text(json.dumps({"total_seconds": 12.0, "resumed_seconds": 0.0}))
+    assert _trained_seconds(t0, timings) < 60

@@ -42,10 +42,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Sequence
 from contextlib import chdir
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -160,9 +162,13 @@ def draw_requests(
 # --------------------------------------------------------------------------- one stream
 
 
-def prepare_stream(folder: Path, split: Path, checkpoint: Path, dataset_dir: Path, key_file: Path | None) -> None:
-    """A stream's project folder: the split, the base model and the dataset's id maps, copied
-    (the chain writes batches, ledger and reports beside them)."""
+def prepare_stream(
+    folder: Path, split: Path, checkpoint: Path, dataset_dir: Path, key_file: Path | None, source: Path | None = None
+) -> None:
+    """A stream's project folder: the split, the base model and the dataset folder's files (its
+    features and id maps), copied (the chain writes batches, ledger and reports beside them).
+    The dataset folder goes to `dataset_dir` in the stream's folder (params' data.dataset_dir,
+    where the stages read it), from `source` (default: the same path here)."""
     if (folder / paths.SPLIT).is_dir():
         return
     tmp = folder.with_name(folder.name + ".tmp")
@@ -170,7 +176,7 @@ def prepare_stream(folder: Path, split: Path, checkpoint: Path, dataset_dir: Pat
     shutil.copytree(split, tmp / paths.SPLIT)
     shutil.copytree(checkpoint, tmp / paths.BASE_MODEL)
     (tmp / dataset_dir).mkdir(parents=True)
-    for f in dataset_dir.iterdir():
+    for f in (source or dataset_dir).iterdir():
         if f.is_file():
             shutil.copy2(f, tmp / dataset_dir / f.name)
     if key_file is not None and key_file.is_file():
@@ -328,6 +334,14 @@ def _adopt(shared: Path, here: Path, seconds: float | None = None) -> None:
     tmp.rename(here)
 
 
+def _trained_seconds(t0: float, timings: Path) -> float:
+    """A retrain's seconds since `t0`, plus what the snapshot it resumed from had recorded (the
+    `resumed_seconds` of its timings file, erase_stage's): an ML-1M retrain killed half-way
+    costs both parts."""
+    before = read_json(timings).get("resumed_seconds", 0.0) if timings.is_file() else 0.0
+    return round(time.perf_counter() - t0 + float(before or 0.0), 2)
+
+
 def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = (), sample_users: int = 500) -> dict:
     """Retrain's noise floor on a checkpoint night: the same cumulative retain set trained again
     with another training seed (the grid's `retrain_r2` offset from params.seed), in
@@ -350,7 +364,7 @@ def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = 
             t0 = time.perf_counter()
             offset = REPLICATES[REPLICATE]  # the grid's training-seed offset for its own retrain_r2
             erase_stage(params.model_copy(update={"seed": params.seed + offset}), batch_id, "retrain", out_dir=here)
-            write_json(here / "bench_seconds.json", {"seconds": round(time.perf_counter() - t0, 2)})
+            write_json(here / "bench_seconds.json", {"seconds": _trained_seconds(t0, here / "timings.json")})
     ctx, _ = load_context(params, batch_id)
     data = ctx.data
     orig, _ = load_checkpoint(paths.BASE_MODEL, data.features)
@@ -401,7 +415,8 @@ def compare_with_retrain(
             shared = paths.batch_dir(batch_id) / "unlearned"
         if shared is None:
             erase_stage(params, batch_id, method="retrain")
-            write_json(here / "bench_seconds.json", {"seconds": round(time.perf_counter() - t0, 2)})
+            took = _trained_seconds(t0, paths.report_dir(batch_id) / "timings" / "retrain.json")
+            write_json(here / "bench_seconds.json", {"seconds": took})
         else:
             took = read_json(paths.report_dir(batch_id) / "timings" / "update.json") if own else {}
             _adopt(shared, here, took.get("total_seconds", took.get("seconds")) if own else None)
@@ -596,6 +611,74 @@ def run_stream(
             store.record(done, row)
 
 
+def report_name(label: str) -> str:
+    """The report files' stem for a grid dataset's label: `MovieLens-1M` -> `stream_movielens1m`."""
+    return "stream_" + re.sub(r"[^a-z0-9]", "", label.split(" (")[0].lower())
+
+
+@dataclass(frozen=True)
+class StreamDataset:
+    params: Params  # the dataset's params, with the backbone and its recipe there
+    split: Path
+    checkpoint: str  # the base model every stream of this backbone starts from
+    root: Path  # the folder the streams live in
+    label: str  # the name the report prints
+    dataset_dir: Path  # the dataset folder (features, id maps) a stream's folder gets a copy of
+
+
+def stream_dataset(
+    params: Params, grid_file: str | Path, dataset: str | None, backbone: str, root: Path
+) -> StreamDataset:
+    """A dataset's params, split and base model for `backbone`, and the folder its streams live
+    in. The pipeline's own (`dataset` None or params' data.name, ml100k) is the warm-canary split
+    every ML-100k stream has run on, its streams directly under `root`; another dataset of the
+    grid file is prepared and its base model trained as the grid does it, under the grid's
+    root (so both share them), its streams under `root`/<dataset>."""
+    from tru.bench.gate import _dataset
+    from tru.bench.grid.run import base_checkpoint, prepare_dataset, with_train
+    from tru.config import with_backbone
+
+    dataset = dataset or params.data.name
+    grid_root, spec = grid_dataset(params, grid_file, dataset)
+    if grid_root is None:
+        p, split, checkpoint = _dataset(params, "warm", backbone, root.parent / "gate")
+        return StreamDataset(p, Path(split), checkpoint, root, spec.label, Path(p.data.dataset_dir))
+    p, split = prepare_dataset(params, dataset, spec, grid_root)
+    p = with_train(with_backbone(p, backbone), spec)
+    checkpoint = base_checkpoint(p, dataset, spec, split, grid_root, params.model.backbone)
+    return StreamDataset(
+        p, split, checkpoint, streams_root(root, grid_root, dataset), spec.label, grid_root / dataset / "dataset"
+    )
+
+
+def grid_dataset(params: Params, grid_file: str | Path, dataset: str | None):
+    """(the grid's root, the dataset's spec) for a dataset of the grid file; (None, a pipeline
+    spec) for the pipeline's own dataset (None, or params' data.name), which needs no grid file
+    (its label is the grid file's where it names it). Another dataset the grid file lacks is a
+    ConfigError."""
+    from tru.bench.grid.spec import DatasetSpec, load_grid
+
+    dataset = dataset or params.data.name
+    grid_file = Path(grid_file)
+    grid = load_grid(grid_file) if grid_file.is_file() or dataset != params.data.name else None
+    if dataset == params.data.name:
+        label = grid.datasets[dataset].label if grid is not None and dataset in grid.datasets else dataset
+        return None, DatasetSpec(label=label, source="pipeline", canary=True)
+    assert grid is not None  # load_grid raises on a missing file
+    if dataset not in grid.datasets:
+        raise ConfigError(
+            f"--dataset: {dataset!r} is not in {grid_file}; choose from {', '.join(grid.datasets)} "
+            f"({params.data.name}: the pipeline's own)"
+        )
+    return Path(grid.root), grid.datasets[dataset]
+
+
+def streams_root(root: Path, grid_root: Path | None, dataset: str | None = None) -> Path:
+    """Where a dataset's streams live: the pipeline's directly under `root` (as every ML-100k
+    stream has), a grid dataset's under `root`/<dataset>."""
+    return root if grid_root is None or not dataset else root / dataset
+
+
 def run_stream_bench(
     params: Params,
     out: str | Path,
@@ -608,11 +691,13 @@ def run_stream_bench(
     root: str | Path = paths.BENCH_SCRATCH / "stream",
     replicate: bool = True,
     echo=print,
+    dataset: str | None = None,
+    grid_file: str | Path = paths.BENCH_REPORTS / "grid.yaml",
 ) -> list[dict]:
-    """Every stream (backbone x method x seed) to `nights` nights, resuming; then the report.
-    `replicate`: Retrain's replicate on every checkpoint night (replicate_retrain), and on the
-    rows recorded without it where a stream kept the night (fill_replicates)."""
-    from tru.bench.gate import _dataset
+    """Every stream (backbone x method x seed) to `nights` nights on `dataset` (a dataset of the
+    grid file: stream_dataset), resuming; then the report. `replicate`: Retrain's replicate on
+    every checkpoint night (replicate_retrain), and on the rows recorded without it where a
+    stream kept the night (fill_replicates)."""
     from tru.unlearning import METHODS
 
     unknown = sorted(set(methods) - set(METHODS))
@@ -623,18 +708,25 @@ def run_stream_bench(
     out = Path(out).resolve()
     store = stream_store(out)
     done = store.read()
-    root = Path(root).resolve()
+    base_root = Path(root).resolve()
     key_file = Path(".tru-secret").resolve()
     log = out.with_suffix(".timings.json")
+    ds = None
     for backbone in backbones:
-        p, split, checkpoint = _dataset(params, "warm", backbone, root.parent / "gate")
+        ds = stream_dataset(params, grid_file, dataset, backbone, base_root)
+        p, split, checkpoint, root = ds.params, ds.split, ds.checkpoint, ds.root
         for method in methods:
             for seed in seeds:
                 key = {"backbone": backbone, "method": method, "seed": seed}
                 name = f"{backbone}-{method}-{seed}"
                 folder = root / name
                 prepare_stream(
-                    folder, Path(split).resolve(), Path(checkpoint).resolve(), Path(p.data.dataset_dir), key_file
+                    folder,
+                    Path(split).resolve(),
+                    Path(checkpoint).resolve(),
+                    Path(p.data.dataset_dir),
+                    key_file,
+                    ds.dataset_dir.resolve(),
                 )
                 mp = p.model_copy(update={"unlearn": p.unlearn.model_copy(update={"method": method})})
                 echo(f"stream {name}: {nights} night(s), a retrain every {every}")
@@ -646,19 +738,26 @@ def run_stream_bench(
                     write_json(log, timings)
         if replicate:  # rows recorded without Retrain's replicate: measured where a stream kept the night
             fill_replicates(p, store, done, root, backbone, echo)
-    refresh_report(params, out, root)
+    assert ds is not None  # at least one backbone
+    refresh_report(ds.params, out, ds.root, ds.label)
     return done
 
 
-def refresh_report(params: Params, out: str | Path, root: str | Path = paths.BENCH_SCRATCH / "stream") -> Path:
+def refresh_report(
+    params: Params,
+    out: str | Path,
+    root: str | Path = paths.BENCH_SCRATCH / "stream",
+    label: str | None = None,
+) -> Path:
     """The report from the CSV at `out`, after filling the checkpoint rows' parameter distances
-    from the streams' kept models under `root` where an earlier version did not measure them."""
+    from the streams' kept models under `root` where an earlier version did not measure them.
+    `params`: the dataset's (its data.dataset_dir); `label`: the dataset's name, in the title."""
     out = Path(out).resolve()
     store = stream_store(out)
     rows = store.read()
     if fill_parameter_distances(rows, Path(root).resolve(), params.data.dataset_dir):
         store.rewrite(rows)
-    return write_stream_report(rows, out)
+    return write_stream_report(rows, out, label)
 
 
 # --------------------------------------------------------------------------- report
@@ -841,11 +940,14 @@ def reported(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts).sort_index()
 
 
-def write_stream_report(rows: list[dict], out: Path) -> Path:
-    """The README section (`out` with .md) and the plot (`out` with .png) from the CSV rows."""
+def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -> Path:
+    """The README section (`out` with .md) and the plot (`out` with .png) from the CSV rows;
+    `label`: the dataset's name."""
     md = out.with_suffix(".md")
+    md.parent.mkdir(parents=True, exist_ok=True)
     df = reported(pd.DataFrame(rows))
-    lines = ["# Many nights in a row (generated by `tru bench stream`)", ""]
+    on = f": {label}" if label else ""
+    lines = [f"# Many nights in a row{on} (generated by `tru bench stream`)", ""]
     if df.empty:
         md.write_text("\n".join(lines + ["No stream has been run yet.", ""]))
         return md
@@ -948,52 +1050,62 @@ def write_stream_report(rows: list[dict], out: Path) -> Path:
 
 
 def _plot(ck: pd.DataFrame, path: Path) -> None:
+    """One row of panels per backbone (each its own methods, retrains and scale), one legend."""
     from tru.bench.process import pyplot
 
     plt = pyplot()
     if ck.empty:
         return
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    # each chain its own marker and dash: chains that land on the same values (a method whose
-    # update barely moves the model lies on the exact step's line) stay visible
+    backbones = sorted(ck["backbone"].unique())
+    fig, grid = plt.subplots(len(backbones), 3, figsize=(13, 3.3 * len(backbones)), squeeze=False)
+    # each method its own colour, marker and dash, the same in every row: chains that land on the
+    # same values (a method whose update barely moves the model lies on the exact step's line)
+    # stay visible
     styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", (0, (5, 1, 1, 1)))]
-    for i, ((backbone, method), g) in enumerate(ck.groupby(["backbone", "method"])):
-        by = g.groupby("night")
-        label = f"{method} ({backbone})"
-        marker, dash = styles[i % len(styles)]
-        style = {"marker": marker, "linestyle": dash, "markerfacecolor": "none", "label": label}
-        for ax, col in zip(axes[:2], ("retain", "forget"), strict=True):
-            gap = by.apply(lambda n, col=col: (n[f"chain_{col}_recall@20"] - n[f"retrain_{col}_recall@20"]).mean())
-            ax.plot(gap.index, gap.values, **style)
-        axes[2].plot(by["chain_top20_agreement"].mean(), **style)
-    rep = ck.drop_duplicates(["backbone", "seed", "night"])
-    if f"{REPLICATE}_forget_recall@20" in rep and rep[f"{REPLICATE}_forget_recall@20"].notna().any():
-        # where another exact retrain lands: the scale each chain's gap is read against (the
-        # sign of one retrain's gap to the other is arbitrary: shaded both ways)
-        for backbone, g in rep[rep[f"{REPLICATE}_forget_recall@20"].notna()].groupby("backbone"):
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    methods = sorted(ck["method"].unique())
+    handles: dict[str, object] = {}
+    rep_all = ck.drop_duplicates(["backbone", "seed", "night"])
+    for row, (axes, backbone) in enumerate(zip(grid, backbones, strict=True)):
+        for method, g in ck[ck["backbone"] == backbone].groupby("method"):
+            k = methods.index(method)
+            marker, dash = styles[k % len(styles)]
+            style = {"marker": marker, "linestyle": dash, "markerfacecolor": "none", "color": colours[k % len(colours)]}
             by = g.groupby("night")
-            label = f"another retrain's distance ({backbone})"
+            for ax, col in zip(axes[:2], ("retain", "forget"), strict=True):
+                gap = by.apply(lambda n, col=col: (n[f"chain_{col}_recall@20"] - n[f"retrain_{col}_recall@20"]).mean())
+                ax.plot(gap.index, gap.values, **style)
+            (line,) = axes[2].plot(by["chain_top20_agreement"].mean(), **style)
+            handles[method] = line
+        rep = rep_all[rep_all["backbone"] == backbone]
+        if f"{REPLICATE}_forget_recall@20" in rep and rep[f"{REPLICATE}_forget_recall@20"].notna().any():
+            # where another exact retrain lands: the scale each chain's gap is read against (the
+            # sign of one retrain's gap to the other is arbitrary: shaded both ways)
+            by = rep[rep[f"{REPLICATE}_forget_recall@20"].notna()].groupby("night")
             for ax, col in zip(axes[:2], ("retain", "forget"), strict=True):
                 gap = by.apply(
                     lambda n, col=col: (n[f"{REPLICATE}_{col}_recall@20"] - n[f"retrain_{col}_recall@20"]).abs().mean()
                 )
-                ax.fill_between(gap.index, -gap.values, gap.values, color="grey", alpha=0.25, label=label)
-            axes[2].plot(
-                by[f"{REPLICATE}_top20_agreement"].mean(), color="black", ls="--", label=f"another retrain ({backbone})"
-            )
-    for ax, title in zip(
-        axes,
-        (
-            "retain Recall@20: chain - retrain",
-            "cumulative forget Recall@20: chain - retrain",
-            "top-20 agreement with the retrain",
-        ),
-        strict=True,
-    ):
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("night")
-        ax.axhline(0, color="grey", lw=0.5) if "chain" in title else None
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+                band = ax.fill_between(gap.index, -gap.values, gap.values, color="grey", alpha=0.25)
+            handles["another retrain's distance"] = band
+            (line,) = axes[2].plot(by[f"{REPLICATE}_top20_agreement"].mean(), color="black", ls="--")
+            handles["another retrain"] = line
+        seeds = sorted(ck.loc[ck["backbone"] == backbone, "seed"].unique())
+        axes[0].set_ylabel(f"{backbone}: {'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, seeds))}")
+        for ax, title in zip(
+            axes,
+            (
+                "retain Recall@20: chain - retrain",
+                "cumulative forget Recall@20: chain - retrain",
+                "top-20 agreement with the retrain",
+            ),
+            strict=True,
+        ):
+            if row == 0:
+                ax.set_title(title, fontsize=9)
+            ax.set_xlabel("night")
+            ax.axhline(0, color="grey", lw=0.5) if "chain" in title else None
+    fig.legend(list(handles.values()), list(handles), loc="center right", fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)

@@ -168,7 +168,15 @@ def bench_gate_cmd(
 @stage
 def bench_stream_cmd(
     params: Path = ParamsOpt,
-    out: Path = typer.Option(paths.BENCH_REPORTS / "stream_movielens100k.csv"),
+    dataset: str | None = typer.Option(
+        None,
+        help="a dataset of the grid file (ml1m: prepared and its base model trained first, as the grid does); "
+        "default: the pipeline's own (params' data.name, ml100k)",
+    ),
+    grid: Path = typer.Option(paths.BENCH_REPORTS / "grid.yaml", help="the grid file naming the datasets"),
+    out: Path | None = typer.Option(
+        None, help="the CSV (default: reports/bench/stream_<dataset>.csv, e.g. stream_movielens100k.csv)"
+    ),
     backbones: str = typer.Option("mgcn", help="comma-separated backbones"),
     methods: str = typer.Option("tru,exact", help="comma-separated unlearning methods, one chain each"),
     seeds: str = typer.Option(
@@ -187,19 +195,24 @@ def bench_stream_cmd(
         False, "--report-only", help="rewrite the report from the CSV and exit (distances filled from kept models)"
     ),
 ) -> None:
-    """Many nights in a row on ML-100k: each night's deletions through the batch stages from the
-    model the night before left, and every few nights an exact retrain on the same retained
-    data as the reference (drift, gate false alarms, cost). Resumable night by night; the
-    table in stream_movielens100k.md, the drift plot beside it. Run it in a project after
-    `make run`'s base stages (it reads data/split and the base model; its chains live under
-    data/bench/stream/)."""
-    from tru.bench.stream import refresh_report, run_stream_bench
+    """Many nights in a row: each night's deletions through the batch stages from the model the
+    night before left, and every few nights an exact retrain on the same retained data as the
+    reference (drift, gate false alarms, cost). Resumable night by night; the table in the
+    CSV's .md (stream_movielens100k.md on ML-100k), the drift plot beside it. Run it in a
+    project after `make run`'s base stages (on ML-100k it reads data/split and the base model;
+    another dataset is prepared and its base model trained under the grid's root, as `tru
+    bench grid` does; its chains live under data/bench/stream/)."""
+    from tru.bench.stream import grid_dataset, refresh_report, report_name, run_stream_bench, streams_root
 
+    p = load(params)
+    grid_root, spec = grid_dataset(p, grid, dataset)
+    out = out or paths.BENCH_REPORTS / f"{report_name(spec.label)}.csv"
     if report_only:
-        typer.echo(f"wrote {refresh_report(load(params), out)}")
+        root = streams_root(paths.BENCH_SCRATCH / "stream", grid_root, dataset)
+        typer.echo(f"wrote {refresh_report(p, out, root, spec.label)}")
         return
     rows = run_stream_bench(
-        load(params),
+        p,
         out,
         comma_list(backbones),
         comma_list(methods),
@@ -209,6 +222,8 @@ def bench_stream_cmd(
         canary_night,
         replicate=replicate,
         echo=typer.echo,
+        dataset=dataset,
+        grid_file=grid,
     )
     typer.echo(f"{len(rows)} night(s) in {out}; table in {out.with_suffix('.md')}")
 
