@@ -884,3 +884,40 @@ def test_retain_checks_rank_a_fixed_sample_once_there_are_more_users_than_retain
     result = run_method("tru", fresh, p)
     assert len(fresh.probes[1].users) == len(shadow.users)
     assert result.log["base_retain_shadow_recall@20"] == whole
+
+
+def test_a_loop_that_never_meets_its_stop_rule_hands_over_its_state_failing_fewest_checks(world, monkeypatch):
+    """unlearn.tru.keep_best: of the state before the first reverse epoch and each epoch's, TRU
+    hands over the one failing fewest of the stop rule's checks, the latest of those; the last
+    epoch's when nothing earlier failed fewer, and always the last with keep_best off."""
+    import tru.unlearning.reverse_repair as rr
+
+    monkeypatch.setattr(rr, "is_forgotten", lambda row, evidence=False: (False, ""))  # the rule is never met
+    p, prior, base = world
+    ctx = user_batch(prior, base, list(range(0, 80, 10)))
+
+    def run(passing: set[int], epochs: int = 3, keep: bool = True):
+        # the states that pass every check: 0 is the one the reverse epochs start from
+        monkeypatch.setattr(rr, "probe_failures", lambda row, *a: [] if row.get("epoch", 0) in passing else ["retain"])
+        q = _stop_rule(p, 0.0, 0.03, keep_best=keep)
+        q = q.model_copy(update={"unlearn": q.unlearn.model_copy(update={"max_epochs": epochs})})
+        return run_method("tru", ctx, q)
+
+    def same(a, b) -> bool:
+        return all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+
+    after_one = run(set(), epochs=1, keep=False)
+    kept = run({1})
+    assert len(kept.log["epochs"]) == 3 and same(kept, after_one)
+    assert kept.log["kept_state"] == {"epoch": 1, "failed": [], "last_epoch_failed": ["retain"]}
+    assert same(run({1, 2}, epochs=2), run(set(), epochs=2, keep=False))  # the latest of the best
+    last = run({1, 2, 3})
+    assert "kept_state" not in last.log and same(last, run(set(), keep=False))
+    assert same(run({1}, keep=False), run(set(), keep=False))
+    # the state the epochs start from: what the pre-check would hand over had it held
+    start = run({0})
+    assert start.log["kept_state"]["epoch"] == 0
+    monkeypatch.setattr(rr, "_stop_reason", lambda row, *a, **k: None if "epoch" in row else "held")
+    held = run(set())
+    assert held.log["epochs"] == [] and same(start, held)
+    assert not same(start, after_one)  # an epoch moved the model: the start state is not the first epoch's

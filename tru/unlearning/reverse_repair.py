@@ -106,6 +106,56 @@ def _stop_reason(row: dict, stop, base_retain: float, evidence: bool = False) ->
     return None
 
 
+def probe_failures(row: dict, stop, base_retain: float) -> list[str]:
+    """The stop rule's checks this probe row fails, with or without power: `retain` (retained
+    users' Recall@20 on shadow pairs more than `stop.retain_tolerance` below theta_0's),
+    `membership` (the forgotten pairs rank above shadow pairs) and `residue` (an item the batch
+    took engagement from ranks above its popularity peers)."""
+    failed = []
+    if row["retain_shadow_recall@20"] < (1 - stop.retain_tolerance) * base_retain:
+        failed.append("retain")
+    if row["membership_auc"] is not None and row["membership_auc"] > row["membership_threshold"]:
+        failed.append("membership")
+    if row.get("residue_flagged"):
+        failed.append("residue")
+    return failed
+
+
+class BestState:
+    """The state a loop that ends without meeting its stop rule hands over: of the state the
+    reverse epochs started from and each epoch's, the one failing fewest of the stop rule's checks
+    (probe_failures), the latest of those. The last epoch's is kept unless an earlier state failed
+    fewer: reversing further is what the stop rule asked for, but not at the price of a check an
+    earlier state passed (ML-100k MIG-GT, a nightly batch: the state before the first epoch kept
+    retain utility within tolerance and five reverse epochs at a growing step did not, and the
+    gate refused the night for it)."""
+
+    def __init__(self, model: Recommender, row: dict, stop, base_retain: float):
+        self.stop, self.base_retain = stop, base_retain
+        self.failed: list[str] = []
+        self.epoch, self.state = -1, None
+        self.offer(model, row, 0)
+
+    def offer(self, model: Recommender, row: dict, epoch: int) -> None:
+        """The state after `epoch` (0: before the first), its probe row `row`."""
+        failed = probe_failures(row, self.stop, self.base_retain)
+        if self.state is None or len(failed) <= len(self.failed):
+            self.failed, self.epoch = failed, epoch
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def restore(self, model: Recommender, last: dict) -> dict | None:
+        """Load the kept state into `model` where it is not the last epoch's (`last`: that
+        epoch's probe row); what was kept and why, for the log, else None."""
+        if self.epoch == last["epoch"]:
+            return None
+        model.load_state_dict(self.state)
+        return {
+            "epoch": self.epoch,
+            "failed": self.failed,
+            "last_epoch_failed": probe_failures(last, self.stop, self.base_retain),
+        }
+
+
 def _refit_rows(
     model: Recommender,
     tables: list[str],
@@ -314,6 +364,11 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
     # gets one step per pass where the deletions the step was chosen on got several
     growth, growth_max = 1.0, mechanisms.step_growth_max if mechanisms is not None else 1.0
     last_forget = (log.get("probe_start") or log["probe_before"])["forget_recall@20"]
+    best = None
+    if mechanisms is not None and mechanisms.keep_best:
+        refitted = log.get("refit", {}).get("steps") or log.get("user_refit", {}).get("steps")
+        start = log.get("probe_start") or (probe_metrics(model, ctx, checks) if refitted else log["probe_before"])
+        best = BestState(model, start, up.stop, base_retain)
 
     def finish_epoch(row: dict, e0: float) -> bool:
         """The epoch's repair pass on (a neighbourhood of) D_r, its probe and the stop rule;
@@ -329,6 +384,8 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
         stop = _stop_reason(row, up.stop, base_retain, evidence=evidence)
         if stop:
             row["stop"] = stop
+        elif best is not None:
+            best.offer(model, row, row["epoch"])
         return bool(stop)
 
     for epoch in range(1, up.max_epochs + 1):
@@ -420,5 +477,9 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
             growth = min(2 * growth, growth_max)
         last_forget = f
     log["epochs"] = epochs
+    if best is not None and epochs and "stop" not in epochs[-1]:
+        kept = best.restore(model, epochs[-1])
+        if kept:
+            log["kept_state"] = kept
     model.eval()
     return UnlearnResult(model, log)
