@@ -921,3 +921,37 @@ def test_a_loop_that_never_meets_its_stop_rule_hands_over_its_state_failing_fewe
     held = run(set())
     assert held.log["epochs"] == [] and same(start, held)
     assert not same(start, after_one)  # an epoch moved the model: the start state is not the first epoch's
+
+
+def test_a_state_fails_none_of_the_stop_rules_conditions_exactly_when_the_rule_holds(params):
+    """probe_failures counts what keep_best weighs: the erasure checks as the stop rule reads
+    them (with evidence: only with power, else the top-20 comparison) and retain utility. A
+    state whose forgotten pairs still sit far above the shadow pairs' line, with no check that
+    has power, fails the erasure condition even though no check fails."""
+    from tru.unlearning.reverse_repair import _stop_reason, probe_failures
+
+    stop = params.unlearn.stop
+    base = 0.40
+    rows = []
+    for forget in (0.2, 0.54):
+        for retain in (0.30, 0.39):
+            for auc, power in ((0.9, True), (0.5, True), (0.5, False)):
+                rows.append(
+                    {
+                        "forget_recall@20": forget,
+                        "retain_shadow_recall@20": retain,
+                        "membership_auc": auc,
+                        "membership_threshold": 0.6,
+                        "residue_flagged": None,
+                        "membership_power": power,
+                        "residue_power": False,
+                    }
+                )
+    for evidence in (False, True):
+        for row in rows:
+            failed = probe_failures(row, stop, base, evidence)
+            assert (_stop_reason(row, stop, base, evidence) is not None) == (failed == [])
+    unreversed = {**rows[-1], "forget_recall@20": 0.54, "retain_shadow_recall@20": 0.39}  # no power, above the line
+    assert probe_failures(unreversed, stop, base, evidence=True) == ["erasure"]
+    assert probe_failures(unreversed, stop, base, evidence=False) == []  # the membership test passes
+    assert probe_failures({**unreversed, "retain_shadow_recall@20": 0.30}, stop, base, True) == ["erasure", "retain"]

@@ -255,7 +255,7 @@ class TRUParams(Section):
     # pairs moves a nightly batch of tens of them not at all
     step_growth_max: float = Field(default=1.0, ge=1)
     # a loop that ends without meeting its stop rule hands over the state (before the first epoch
-    # or after one) failing fewest of the rule's checks, the latest of those, not simply the last
+    # or after one) failing fewest of the rule's two conditions, the latest of those, not the last
     # (reverse_repair.BestState); false: the last epoch's
     keep_best: bool = False
 

@@ -106,39 +106,40 @@ def _stop_reason(row: dict, stop, base_retain: float, evidence: bool = False) ->
     return None
 
 
-def probe_failures(row: dict, stop, base_retain: float) -> list[str]:
-    """The stop rule's checks this probe row fails, with or without power: `retain` (retained
-    users' Recall@20 on shadow pairs more than `stop.retain_tolerance` below theta_0's),
-    `membership` (the forgotten pairs rank above shadow pairs) and `residue` (an item the batch
-    took engagement from ranks above its popularity peers)."""
+def probe_failures(row: dict, stop, base_retain: float, evidence: bool = False) -> list[str]:
+    """The stop rule's conditions this probe row fails (none: the rule holds, _stop_reason):
+    `erasure` (is_forgotten: the erasure checks, counted only with power where `evidence`, else
+    the top-20 comparison) and `retain` (retained users' Recall@20 on shadow pairs more than
+    `stop.retain_tolerance` below theta_0's)."""
     failed = []
+    if not is_forgotten(row, evidence)[0]:
+        failed.append("erasure")
     if row["retain_shadow_recall@20"] < (1 - stop.retain_tolerance) * base_retain:
         failed.append("retain")
-    if row["membership_auc"] is not None and row["membership_auc"] > row["membership_threshold"]:
-        failed.append("membership")
-    if row.get("residue_flagged"):
-        failed.append("residue")
     return failed
 
 
 class BestState:
     """The state a loop that ends without meeting its stop rule hands over: of the state the
-    reverse epochs started from and each epoch's, the one failing fewest of the stop rule's checks
-    (probe_failures), the latest of those. The last epoch's is kept unless an earlier state failed
-    fewer: reversing further is what the stop rule asked for, but not at the price of a check an
-    earlier state passed (ML-100k MIG-GT, a nightly batch: the state before the first epoch kept
-    retain utility within tolerance and five reverse epochs at a growing step did not, and the
-    gate refused the night for it)."""
+    reverse epochs started from and each epoch's, the one failing fewest of the rule's two
+    conditions (probe_failures), the latest of those. The last epoch's is kept unless an earlier
+    state failed fewer: reversing further is what the rule asked for, but not at the price of a
+    condition an earlier state met (ML-100k MIG-GT, a nightly batch: the state before the first
+    epoch kept retain utility within tolerance, five reverse epochs at a growing step neither
+    kept it nor held the erasure checks, and the gate refused the night)."""
 
-    def __init__(self, model: Recommender, row: dict, stop, base_retain: float):
-        self.stop, self.base_retain = stop, base_retain
+    def __init__(self, model: Recommender, row: dict, stop, base_retain: float, evidence: bool):
+        self.stop, self.base_retain, self.evidence = stop, base_retain, evidence
         self.failed: list[str] = []
         self.epoch, self.state = -1, None
         self.offer(model, row, 0)
 
+    def failures(self, row: dict) -> list[str]:
+        return probe_failures(row, self.stop, self.base_retain, self.evidence)
+
     def offer(self, model: Recommender, row: dict, epoch: int) -> None:
         """The state after `epoch` (0: before the first), its probe row `row`."""
-        failed = probe_failures(row, self.stop, self.base_retain)
+        failed = self.failures(row)
         if self.state is None or len(failed) <= len(self.failed):
             self.failed, self.epoch = failed, epoch
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -149,11 +150,7 @@ class BestState:
         if self.epoch == last["epoch"]:
             return None
         model.load_state_dict(self.state)
-        return {
-            "epoch": self.epoch,
-            "failed": self.failed,
-            "last_epoch_failed": probe_failures(last, self.stop, self.base_retain),
-        }
+        return {"epoch": self.epoch, "failed": self.failed, "last_epoch_failed": self.failures(last)}
 
 
 def _refit_rows(
@@ -368,7 +365,7 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
     if mechanisms is not None and mechanisms.keep_best:
         refitted = log.get("refit", {}).get("steps") or log.get("user_refit", {}).get("steps")
         start = log.get("probe_start") or (probe_metrics(model, ctx, checks) if refitted else log["probe_before"])
-        best = BestState(model, start, up.stop, base_retain)
+        best = BestState(model, {**start, **power}, up.stop, base_retain, evidence)
 
     def finish_epoch(row: dict, e0: float) -> bool:
         """The epoch's repair pass on (a neighbourhood of) D_r, its probe and the stop rule;
