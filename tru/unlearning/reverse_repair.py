@@ -130,19 +130,20 @@ class BestState:
 
     def __init__(self, model: Recommender, row: dict, stop, base_retain: float, evidence: bool):
         self.stop, self.base_retain, self.evidence = stop, base_retain, evidence
-        self.failed: list[str] = []
-        self.epoch, self.state = -1, None
-        self.offer(model, row, 0)
+        self.failed, self.epoch, self.state = self.failures(row), 0, self._copy(model)  # `row`: the start's
 
     def failures(self, row: dict) -> list[str]:
         return probe_failures(row, self.stop, self.base_retain, self.evidence)
 
+    @staticmethod
+    def _copy(model: Recommender) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
     def offer(self, model: Recommender, row: dict, epoch: int) -> None:
-        """The state after `epoch` (0: before the first), its probe row `row`."""
+        """The state after `epoch`, its probe row `row`."""
         failed = self.failures(row)
-        if self.state is None or len(failed) <= len(self.failed):
-            self.failed, self.epoch = failed, epoch
-            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if len(failed) <= len(self.failed):
+            self.failed, self.epoch, self.state = failed, epoch, self._copy(model)
 
     def restore(self, model: Recommender, last: dict) -> dict | None:
         """Load the kept state into `model` where it is not the last epoch's (`last`: that
