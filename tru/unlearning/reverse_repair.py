@@ -125,8 +125,8 @@ class BestState:
     conditions (probe_failures), the latest of those. The last epoch's is kept unless an earlier
     state failed fewer: reversing further is what the rule asked for, but not at the price of a
     condition an earlier state met (ML-100k MIG-GT, a nightly batch: the state before the first
-    epoch kept retain utility within tolerance, five reverse epochs at a growing step neither
-    kept it nor held the erasure checks, and the gate refused the night)."""
+    epoch kept retain utility within tolerance, none of five reverse epochs at a growing step
+    did, the last three failed the erasure condition too, and the gate refused the night)."""
 
     def __init__(self, model: Recommender, row: dict, stop, base_retain: float, evidence: bool):
         self.stop, self.base_retain, self.evidence = stop, base_retain, evidence
