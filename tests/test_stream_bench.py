@@ -211,6 +211,10 @@ def test_a_refused_night_is_cleared_by_a_retrain_and_the_stream_goes_on(base_rep
     for b in chain:  # cleared: the retrained batch's audit promotes it
         audit = json.loads((folder / "reports" / b["id"] / "audit.json").read_text())
         assert audit["promoted"] is True
+        # the refused attempt's reports are kept beside the chain, as that attempt left them
+        refused = folder / "refused" / b["id"]
+        assert json.loads((refused / "audit.json").read_text())["promoted"] is False
+        assert json.loads((refused / "update_log.json").read_text())["method"] == "exact"
 
 
 def test_the_report_reads_a_chain_from_evaluation_traffic_wherever_it_has_run_there():

@@ -13,7 +13,8 @@ from what an exact retrain on the same data would give. This benchmark runs the 
   map, erase, repair, evaluate_batch, audit, in the project folder, cumulative as in
   production: each batch starts from the previous one's sets and promoted model). A batch the
   gate refuses is cleared as `tru review` clears it (an exact retrain of that batch), and the
-  chain goes on from there. The evidence PDF is not written (it measures nothing here);
+  chain goes on from there; the refused attempt's reports stay under `refused/<B>/` in the
+  chain's folder. The evidence PDF is not written (it measures nothing here);
   Prefect and DVC are left out (their cost is in `tru bench nightly`);
 - **every `every`-th night, and the last**, an exact retrain on the cumulative retain set
   (the erase stage's reference retrain, `data/batches/<B>/retrain`; another method's stream
@@ -231,6 +232,9 @@ def run_night(params: Params, night: int, rows: list[dict]) -> dict:
     first = json.loads((paths.report_dir(batch_id) / "audit.json").read_text())
     cleared = batches.gate_verdict(batch_id) != "pass"
     if cleared:  # as `tru review` clears it: an exact retrain of this batch, then its stages again
+        # the retrain rewrites the batch's reports: the refused attempt's (its update log, its
+        # audit) are kept beside the chain, so that a refusal can still be diagnosed
+        shutil.copytree(paths.report_dir(batch_id), REFUSED / batch_id, dirs_exist_ok=True)
         batches.set_method(batch_id, "retrain")
         t = time.perf_counter()
         for stage in STAGES[2:]:
@@ -251,6 +255,7 @@ def _batch_id(t: datetime) -> str:
     return new_batch_id(t)
 
 
+REFUSED = Path("refused")  # in a chain's folder: each refused night's reports, as the refused attempt left them
 REPLICATE = "retrain_r2"  # the retrain again with another training seed: Retrain's noise floor
 
 
