@@ -241,3 +241,40 @@ def test_a_fit_of_the_user_table_alone_takes_the_same_gradient_with_the_rest_fro
         assert all(p.requires_grad for p in model.parameters())
     assert float(grads[0].abs().sum()) > 0
     assert torch.equal(grads[0], grads[1])
+
+
+def test_the_approximate_user_rows_loss_is_the_loss_in_eval_mode_and_noisy_in_training(params, tiny_data):
+    """MIG-GT's user_rows_loss: none unless asked for the approximation (its training loss has
+    no exact shortcut); in eval mode (no dropout, fixed memory samples) the same loss and the
+    same gradient on the re-fitted rows as the whole forward pass, before and after those rows
+    move, and none on other rows; in training mode the rows' dropout and the memory samples
+    still change it from step to step."""
+    d = tiny_data
+    model = build(params, d)
+    rows = np.array([0, 3, 7])
+    assert model.user_rows_loss(rows) is None
+    model.eval()
+    local = model.user_rows_loss(rows, approximate=True)
+    assert local is not None and not model.training
+    pick = np.flatnonzero(np.isin(d.train[:, 0], rows))[:40]
+    users, pos = torch.as_tensor(d.train[pick, 0]), torch.as_tensor(d.train[pick, 1])
+    neg = torch.as_tensor((d.train[pick, 1] * 7 + 3) % d.n_items)
+    param = model.user_embedding
+    others = np.setdiff1d(np.arange(d.n_users), rows)
+    for _ in range(2):
+        model.zero_grad(set_to_none=True)
+        full, parts = model.loss(users, pos, neg)
+        full.backward()
+        g_full = param.grad.clone()
+        model.zero_grad(set_to_none=True)
+        short, short_parts = local(users, pos, neg)
+        short.backward()
+        assert torch.allclose(full, short, atol=1e-5) and parts.keys() == short_parts.keys()
+        assert float(g_full[rows].abs().max()) > 0
+        assert torch.allclose(g_full[rows], param.grad[rows], atol=1e-5)
+        assert float(param.grad[others].abs().max()) == 0.0
+        with torch.no_grad():  # the rows move (a step of the fit): still the same loss
+            param[torch.as_tensor(rows)] += 0.1 * torch.randn(len(rows), param.shape[1])
+    model.train()
+    a, b = (float(local(users, pos, neg)[0].detach()) for _ in range(2))
+    assert a != b

@@ -14,7 +14,7 @@ from tru.unlearning import UnlearnContext, run_method
 from tru.unlearning.energy import gradient_energies
 from tru.unlearning.mechanisms import branch_scales, gate_penalty, ranking_gate, select_modules, uniform_scales
 from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval, shadow_membership
-from tru.unlearning.reverse_repair import ForgetSchedule, is_forgotten, refit_items
+from tru.unlearning.reverse_repair import ForgetSchedule, is_forgotten, refit_items, refit_users
 from tru.unlearning.scalegun import conjugate_gradient
 from tru.unlearning.steps import prepare
 from tru.unlearning.ultrare import balanced_partition, fit_aggregator, original_ensemble, shard_embeddings, train_shard
@@ -813,6 +813,50 @@ def test_refit_moves_only_the_rows_of_items_that_lost_a_large_share(world):
     assert moved[item] and log["items"] == int(expected.sum())
     assert np.array_equal(moved, expected)  # no other row, and nothing else in the model, moved
     assert torch.equal(model.user_embedding, prepare(ctx, p)[0].user_embedding)
+
+
+def pair_batch(prior, base, pick, seed=11):
+    """A batch of interaction requests: the training pairs at `pick` (their users and items stay)."""
+    forget = prior.train[pick]
+    keep = np.ones(len(prior.train), bool)
+    keep[pick] = False
+    data = replace(prior, train=prior.train[keep])
+    empty = np.zeros((0, 2), np.int64)
+    return UnlearnContext(
+        base=base,
+        prior=prior,
+        data=data,
+        forget=forget,
+        heldout=empty,
+        heldout_shadow=empty,
+        new_users=np.zeros(0, np.int64),
+        new_items=np.zeros(0, np.int64),
+        seed=seed,
+    )
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_the_user_refit_moves_only_the_rows_of_users_who_lost_pairs(world, approximate):
+    """refit_users, through the whole forward pass or (`approximate`) the backbone's rows loss:
+    the rows of users who lost pairs are re-drawn and fitted; no other parameter moves (MGCN's
+    rows loss is exact either way; MIG-GT's exists only as the approximation)."""
+    p, prior, base = world
+    users = np.array([1, 5, 9])
+    pick = np.flatnonzero(np.isin(prior.train[:, 0], users))[::3]
+    ctx = pair_batch(prior, base, pick)
+    assert np.array_equal(ctx.pair_users(), users)
+    model, _ = prepare(ctx, p)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    log = refit_users(
+        model, ctx, 5, 0.01, NegativeSampler(ctx.data.train, model.n_items), np.random.default_rng(0), 256, approximate
+    )
+    miggt = p.model.backbone == "miggt"
+    assert log["users"] == 3 and log["steps"] == 5 and log["local"] == (approximate or not miggt)
+    assert log.get("approximate", False) == approximate
+    moved = (model.user_embedding.detach() != before.pop("user_embedding")).any(dim=1).numpy()
+    assert np.array_equal(np.flatnonzero(moved), users)
+    named = dict(model.named_parameters())
+    assert all(torch.equal(named[name].detach(), value) for name, value in before.items())
 
 
 @pytest.mark.parametrize("holds_after", [False, True])

@@ -243,6 +243,9 @@ class TRUParams(Section):
     # pairs they kept, before the items' refit (0 steps = off); reverse_repair.refit_users
     user_refit_steps: int = Field(ge=0)
     user_refit_lr: float = Field(gt=0)
+    # the re-fit through the backbone's documented approximation of its training loss where it has
+    # no exact shortcut (MIG-GT: Recommender.user_rows_loss); false: through the whole forward pass
+    user_refit_approximate: bool = False
     # check the stop rule on the model the reverse epochs would start from, and run none when it
     # already holds (what the exact step and the refit left is forgotten and useful)
     check_before_reverse: bool

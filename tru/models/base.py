@@ -122,12 +122,16 @@ class Recommender(nn.Module):
         backbone encodes items from their features only."""
         return []
 
-    def user_rows_loss(self, users: np.ndarray) -> Callable[..., tuple[torch.Tensor, dict[str, float]]] | None:
+    def user_rows_loss(
+        self, users: np.ndarray, approximate: bool = False
+    ) -> Callable[..., tuple[torch.Tensor, dict[str, float]]] | None:
         """`loss` for a fit that moves only `users`' rows of the user tables, everything else
         fixed (a re-fit), computed without a whole forward pass per step where the backbone can:
         a function of (users, pos, neg) equal to `loss` while only those rows change (the
         other parameters, the graphs and the rows of other users as they are now). None: the
-        backbone has no such shortcut, and the caller uses `loss`."""
+        backbone has no such shortcut, and the caller uses `loss`. `approximate`: a backbone
+        whose training loss is random in the fixed part too (dropout) may return an
+        approximation it documents instead (MIG-GT); one with an exact shortcut ignores it."""
         return None
 
     def item_rows_loss(self, items: np.ndarray) -> Callable[..., tuple[torch.Tensor, dict[str, float]]] | None:

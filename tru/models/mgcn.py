@@ -154,14 +154,16 @@ class MGCN(Recommender):
             total = total + self.cl_weight * cl
         return total, {"bpr": float(bpr.detach()), "reg": float(reg.detach()), "cl": float(cl.detach())}
 
-    def user_rows_loss(self, users: np.ndarray) -> Callable[..., tuple[torch.Tensor, dict[str, float]]] | None:
-        """See Recommender.user_rows_loss. The user-item view is linear in the ID rows: with X
-        the rows of `users`, content = C + M X, where C is the propagation with those rows at
-        zero and M = mean_k A^k P the propagation of their unit rows (P), both computed once.
-        The modality views and their attention do not read user rows, and the preference gates
-        act row by row, so the loss of a batch needs the rows of its users and items only. Per
-        step: a few hundred rows instead of the whole graph (ML-100k, MGCN: a user re-fit's 100
-        steps took 20 s through `loss`). None when M would hold more than 50 million numbers."""
+    def user_rows_loss(
+        self, users: np.ndarray, approximate: bool = False
+    ) -> Callable[..., tuple[torch.Tensor, dict[str, float]]] | None:
+        """See Recommender.user_rows_loss (exact, whatever `approximate` says). The user-item view is
+        linear in the ID rows: with X the rows of `users`, content = C + M X, where C is the propagation
+        with those rows at zero and M = mean_k A^k P the propagation of their unit rows (P), both
+        computed once. The modality views and their attention do not read user rows, and the preference
+        gates act row by row, so the loss of a batch needs the rows of its users and items only. Per
+        step: a few hundred rows instead of the whole graph (ML-100k, MGCN: a user re-fit's 100 steps
+        took 20 s through `loss`). None when M would hold more than 50 million numbers."""
         if self.norm_adj is None or self.R is None:
             raise RuntimeError("call set_graph(train_pairs) before using the model")
         rows = torch.as_tensor(np.unique(np.asarray(users, dtype=np.int64)))

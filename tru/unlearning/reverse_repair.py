@@ -252,6 +252,7 @@ def refit_users(
     sampler: NegativeSampler,
     rng: np.random.Generator,
     batch_size: int,
+    approximate: bool = False,
 ) -> dict:
     """Re-draw the own rows of the users who lost pairs to interaction requests (they stay,
     and so do the items: `ctx.pair_users`) from the initialisation, as a retrain starts them,
@@ -271,9 +272,11 @@ def refit_users(
     tables = model.erase_rows(users, np.zeros(0, np.int64), torch.Generator().manual_seed(ctx.seed + 2))
     if not len(pairs):
         return {"users": int(len(users)), "pairs": 0, "steps": 0}
-    local = model.user_rows_loss(users)  # everything but these rows is fixed from here on
+    # everything but these rows is fixed from here on; `approximate`: unlearn.tru.user_refit_approximate
+    local = model.user_rows_loss(users, approximate=approximate)
     _refit_rows(model, tables, users, pairs, steps, lr, sampler, rng, batch_size, loss_fn=local)
-    return {"users": int(len(users)), "pairs": int(len(pairs)), "steps": steps, "local": local is not None}
+    out = {"users": int(len(users)), "pairs": int(len(pairs)), "steps": steps, "local": local is not None}
+    return out | ({"approximate": True} if approximate else {})
 
 
 def reverse_lr(up, mechanisms=None) -> float:
@@ -316,7 +319,14 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
     if mechanisms is not None and mechanisms.user_refit_steps > 0:
         # first the users, so that the items re-fit below against rows that never saw a forgotten pair
         log["user_refit"] = refit_users(
-            model, ctx, mechanisms.user_refit_steps, mechanisms.user_refit_lr, retain_sampler, rng, up.repair_batch_size
+            model,
+            ctx,
+            mechanisms.user_refit_steps,
+            mechanisms.user_refit_lr,
+            retain_sampler,
+            rng,
+            up.repair_batch_size,
+            approximate=mechanisms.user_refit_approximate,
         )
     if mechanisms is not None and mechanisms.refit_share > 0:
         log["refit"] = refit_items(
