@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from tru.config import load_params
@@ -237,3 +238,24 @@ def pytest_collection_modifyitems(items):
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the order inside each file stays as written
+
+
+def assert_rows_loss_matches(model, table: str, local, rows, users, pos, neg, n_rows: int, atol: float = 1e-6) -> None:
+    """`local` (a rows loss) against `model.loss`: the same loss and gradient on `rows` of
+    `table`, none on its other rows, before and after those rows move."""
+    param = getattr(model, table)
+    for _ in range(2):
+        model.zero_grad(set_to_none=True)
+        full, parts = model.loss(users, pos, neg)
+        full.backward()
+        g_full = param.grad.clone()
+        model.zero_grad(set_to_none=True)
+        short, short_parts = local(users, pos, neg)
+        short.backward()
+        g_short = param.grad.clone()
+        assert torch.allclose(full, short, atol=atol) and parts.keys() == short_parts.keys()
+        assert float(g_full[rows].abs().max()) > 0
+        assert torch.allclose(g_full[rows], g_short[rows], atol=atol)
+        assert float(g_short[np.setdiff1d(np.arange(n_rows), rows)].abs().max()) == 0.0
+        with torch.no_grad():  # the rows move (a step of the fit): still the same loss
+            param[torch.as_tensor(rows)] += 0.1 * torch.randn(len(rows), param.shape[1])

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import assert_rows_loss_matches
 
 from tru.models import build_backbone
 from tru.models.graph import knn_graph, normalized_bipartite
@@ -86,27 +87,6 @@ def test_graph_rebuilt_from_given_pairs(params, tiny_data):
     assert float(before[0].abs().sum()) > 0 and float(after[0].abs().sum()) == 0
 
 
-def _local_loss_matches(model, table: str, local, rows, users, pos, neg, n_rows: int) -> None:
-    """`local` (a rows loss) against `model.loss`: the same loss and gradient on `rows` of
-    `table`, none on its other rows, before and after those rows move."""
-    param = getattr(model, table)
-    for _ in range(2):
-        model.zero_grad(set_to_none=True)
-        full, parts = model.loss(users, pos, neg)
-        full.backward()
-        g_full = param.grad.clone()
-        model.zero_grad(set_to_none=True)
-        short, short_parts = local(users, pos, neg)
-        short.backward()
-        g_short = param.grad.clone()
-        assert torch.allclose(full, short, atol=1e-6) and parts.keys() == short_parts.keys()
-        assert float(g_full[rows].abs().max()) > 0
-        assert torch.allclose(g_full[rows], g_short[rows], atol=1e-6)
-        assert float(g_short[np.setdiff1d(np.arange(n_rows), rows)].abs().max()) == 0.0
-        with torch.no_grad():  # the rows move (a step of the fit): still the same loss
-            param[torch.as_tensor(rows)] += 0.1 * torch.randn(len(rows), param.shape[1])
-
-
 @pytest.mark.parametrize(("side", "rows"), [("user", [0, 3, 7]), ("item", [1, 4, 9])])
 def test_the_rows_loss_equals_the_loss_while_only_those_rows_move(params, tiny_data, side, rows):
     """The re-fits' shortcuts (Recommender.user_rows_loss, item_rows_loss): the same loss and
@@ -125,4 +105,4 @@ def test_the_rows_loss_equals_the_loss_while_only_those_rows_move(params, tiny_d
     users, pos = torch.as_tensor(d.train[pick, 0]), torch.as_tensor(d.train[pick, 1])
     neg = torch.as_tensor((d.train[pick, 1] * 7 + 3) % d.n_items)
     n = d.n_users if side == "user" else d.n_items
-    _local_loss_matches(model, f"{side}_embedding", local, rows, users, pos, neg, n)
+    assert_rows_loss_matches(model, f"{side}_embedding", local, rows, users, pos, neg, n)

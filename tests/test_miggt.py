@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import assert_rows_loss_matches
 
 from tru.checkpoint import load_checkpoint, save_checkpoint
 from tru.errors import ConfigError
@@ -259,22 +260,7 @@ def test_the_approximate_user_rows_loss_is_the_loss_in_eval_mode_and_noisy_in_tr
     pick = np.flatnonzero(np.isin(d.train[:, 0], rows))[:40]
     users, pos = torch.as_tensor(d.train[pick, 0]), torch.as_tensor(d.train[pick, 1])
     neg = torch.as_tensor((d.train[pick, 1] * 7 + 3) % d.n_items)
-    param = model.user_embedding
-    others = np.setdiff1d(np.arange(d.n_users), rows)
-    for _ in range(2):
-        model.zero_grad(set_to_none=True)
-        full, parts = model.loss(users, pos, neg)
-        full.backward()
-        g_full = param.grad.clone()
-        model.zero_grad(set_to_none=True)
-        short, short_parts = local(users, pos, neg)
-        short.backward()
-        assert torch.allclose(full, short, atol=1e-5) and parts.keys() == short_parts.keys()
-        assert float(g_full[rows].abs().max()) > 0
-        assert torch.allclose(g_full[rows], param.grad[rows], atol=1e-5)
-        assert float(param.grad[others].abs().max()) == 0.0
-        with torch.no_grad():  # the rows move (a step of the fit): still the same loss
-            param[torch.as_tensor(rows)] += 0.1 * torch.randn(len(rows), param.shape[1])
+    assert_rows_loss_matches(model, "user_embedding", local, rows, users, pos, neg, d.n_users, atol=1e-5)
     model.train()
     a, b = (float(local(users, pos, neg)[0].detach()) for _ in range(2))
     assert a != b
