@@ -272,11 +272,14 @@ def refit_users(
     tables = model.erase_rows(users, np.zeros(0, np.int64), torch.Generator().manual_seed(ctx.seed + 2))
     if not len(pairs):
         return {"users": int(len(users)), "pairs": 0, "steps": 0}
-    # everything but these rows is fixed from here on; `approximate`: unlearn.tru.user_refit_approximate
-    local = model.user_rows_loss(users, approximate=approximate)
+    local = model.user_rows_loss(users)  # everything but these rows is fixed from here on
+    # unlearn.tru.user_refit_approximate: the backbone's approximation where it has no exact shortcut
+    approximated = local is None and approximate
+    if approximated:
+        local = model.user_rows_loss(users, approximate=True)
     _refit_rows(model, tables, users, pairs, steps, lr, sampler, rng, batch_size, loss_fn=local)
     out = {"users": int(len(users)), "pairs": int(len(pairs)), "steps": steps, "local": local is not None}
-    return out | ({"approximate": True} if approximate else {})
+    return out | ({"approximate": True} if approximated and local is not None else {})
 
 
 def reverse_lr(up, mechanisms=None) -> float:
