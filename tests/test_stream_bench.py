@@ -12,6 +12,7 @@ import yaml
 
 from tests.conftest import HELD_FOR_REVIEW, copy_repo
 from tru.bench.stream import (
+    FORGET_KINDS,
     checkpoints,
     draw_requests,
     night_plan,
@@ -96,10 +97,33 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     # earlier version's) is filled from the models the stream kept, to the same values
     distances = ["chain_retrain_param_distance", "original_retrain_param_distance", "chain_original_param_distance"]
     assert (ck[distances] > 0).all().all()
-    df.drop(columns=distances).to_csv(out, index=False)
+    # the cumulative forget Recall@20 split by what erased each pair: every pair in one kind, the
+    # canary's fake users (night 2) among the deleted users, each kind's Recall@20 measured where it has users
+    kinds = [f"forget_{n}_{k}" for n in ("pairs", "users") for k in FORGET_KINDS]
+    kinds += [f"{w}_forget_recall@20_{k}" for w in ("chain", "retrain", "original") for k in FORGET_KINDS]
+    assert (ck[[f"forget_pairs_{k}" for k in FORGET_KINDS]].sum(axis=1) == ck["forget_pairs_cumulative"]).all()
+    assert (ck["forget_users_users"] >= 4).all()
+    for k in FORGET_KINDS:
+        has = ck[f"forget_users_{k}"] > 0
+        assert ck.loc[has, f"chain_forget_recall@20_{k}"].between(0, 1).all()
+        assert ck.loc[~has, f"chain_forget_recall@20_{k}"].isna().all()
+    # a CSV without them (an earlier version's) is filled from the models the stream kept, to the same values
+    df.drop(columns=distances + kinds).to_csv(out, index=False)
     run_stream_bench(params, out, ["mgcn"], ["exact"], [1], nights=3, every=2, canary_night=2)
     refilled = pd.read_csv(out)
     assert refilled.loc[ck.index, distances].round(6).equals(ck[distances].round(6))
+    assert refilled.loc[ck.index, kinds].round(9).equals(ck[kinds].round(9))
+    # ... where the kept chain model gives the row's recorded forget Recall@20 again, and only there
+    changed = refilled.drop(columns=kinds)
+    changed.loc[ck.index[0], "chain_forget_recall@20"] += 0.5
+    changed.to_csv(out, index=False)
+    run_stream_bench(params, out, ["mgcn"], ["exact"], [1], nights=3, every=2, canary_night=2)
+    refilled = pd.read_csv(out)
+    assert refilled.loc[ck.index[1:], kinds].round(9).equals(ck.loc[ck.index[1:], kinds].round(9))
+    assert refilled.loc[ck.index[0], kinds].isna().all()
+    refilled.loc[ck.index[0], "chain_forget_recall@20"] -= 0.5
+    refilled.drop(columns=kinds).to_csv(out, index=False)
+    run_stream_bench(params, out, ["mgcn"], ["exact"], [1], nights=3, every=2, canary_night=2)
     # another method on the same seed: the same traffic and retained data, so the retrain is reused, not re-run
     run_stream_bench(params, out, ["mgcn"], ["tru"], [1], nights=2, every=2, canary_night=2)
     df = pd.read_csv(out).set_index(["method", "night"])
@@ -116,6 +140,7 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     assert replicate != (night / "retrain/model.safetensors").read_bytes()
     measured = df[df["retrain_seconds"].notna()]
     assert measured["retrain_r2_forget_recall@20"].between(0, 1).all()
+    assert measured["retrain_r2_forget_recall@20_users"].between(0, 1).all()
     assert measured["retrain_r2_top20_agreement"].between(0, 1).all()
     assert df.loc[("tru", 2), "retrain_r2_forget_recall@20"] == df.loc[("exact", 2), "retrain_r2_forget_recall@20"]
     assert df.loc[("tru", 2), "retrain_seconds"] == df.loc[("exact", 2), "retrain_seconds"]
@@ -127,6 +152,8 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     assert re.search(r"\| mgcn \| exact \| development \| 1 \| 3 \|.* \| 1: (never|[1-3]) \([0-2] of 2\) \|", md)
     # beside it, the chain's forget gap to the retrain and the replicate's on the same nights
     assert re.search(r"\| [0-2] of 2[^|]* \| \d\.\d{3} \(\d\.\d{3}\) \| 1: (never|[1-3]) ", md)
+    # where the forget gap lives: per kind of erased pair, the chain's distance and another retrain's
+    assert re.search(r"\| mgcn \| exact \| development \| \d\.\d{3} \(\d\.\d{3}\), \d+ users \|", md)
     # each stream's seconds, summed over its resumed runs, in the timings file beside the CSV
     timings = json.loads(out.with_suffix(".timings.json").read_text())
     assert set(timings) == {"mgcn-exact-1", "mgcn-tru-1"} and min(timings.values()) > 0
@@ -305,6 +332,36 @@ def test_the_forget_gap_is_read_against_how_far_another_retrain_lands():
     # a night without the replicate does not count against it
     c.loc[1, "retrain_r2_forget_recall@20"] = None
     assert forget_gap(c)[1] == pytest.approx(0.01)
+
+
+def test_the_forget_gap_is_split_by_what_erased_each_pair():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from tru.bench.stream import forget_kinds, kind_gap
+
+    # user 0 deleted (its pair of the deleted item 5 is a deleted user's), item 5 deleted, users 1-2 stay
+    data = SimpleNamespace(deleted_users=np.array([0]), deleted_items=np.array([5]))
+    cum = np.array([[0, 1], [0, 5], [1, 5], [2, 5], [1, 3], [2, 4]])
+    kinds = forget_kinds(data, cum)
+    assert list(kinds) == list(FORGET_KINDS)
+    assert kinds["users"].tolist() == [[0, 1], [0, 5]]
+    assert kinds["items"].tolist() == [[1, 5], [2, 5]]
+    assert kinds["interactions"].tolist() == [[1, 3], [2, 4]]
+
+    def row(chain, retrain, replicate, users):
+        return {"chain_forget_recall@20_items": chain, "retrain_forget_recall@20_items": retrain,
+                "retrain_r2_forget_recall@20_items": replicate, "forget_users_items": users}  # fmt: skip
+
+    # the chain 0.3 below on one seed-night and 0.1 above on the other; the replicate 0.2 and 0 away
+    c = pd.DataFrame([row(0.6, 0.9, 0.7, 20), row(0.5, 0.4, 0.4, 30)])
+    gap, again, users = kind_gap(c, "items")
+    assert (gap, again, users) == (pytest.approx(0.2), pytest.approx(0.1), 25)
+    # a night without a deleted item does not count; rows recorded before the split say so
+    c.loc[2] = row(None, None, None, 0)
+    assert kind_gap(c, "items")[0] == pytest.approx(0.2)
+    assert kind_gap(c.drop(columns="chain_forget_recall@20_items"), "items") is None
 
 
 def test_a_retrain_resumed_from_its_snapshot_counts_the_seconds_before_it(tmp_path):

@@ -21,10 +21,12 @@ from what an exact retrain on the same data would give. This benchmark runs the 
   of the same backbone and seed has the same traffic and retained data, so its retrain is
   reused when the night's sets are byte-identical, and a night cleared by a retrain is its own
   reference), and the chain's model compared with it: Recall@20 on retained users' test rows,
-  Recall@20 on every pair erased so far (cumulative forget), the share of each retained user's
-  top-20 both models agree on (the untouched original's agreement with the retrain beside it,
-  for scale), the parameters' distance to the retrain, and the gate's verdict on the retrain
-  as if it were the night's erasure (a FAIL is a false alarm);
+  Recall@20 on every pair erased so far (cumulative forget, and the same on each kind of pair
+  alone: a deleted user's, a deleted item's, an interaction erased from a user and item that
+  stay; forget_kinds), the share of each retained user's top-20 both models agree on (the
+  untouched original's agreement with the retrain beside it, for scale), the parameters'
+  distance to the retrain, and the gate's verdict on the retrain as if it were the night's
+  erasure (a FAIL is a false alarm);
 - **Retrain's noise floor on the same nights**: the retrain again with another training seed
   (`data/batches/<B>/retrain_r2`, shared as the retrain is), measured the same way. How far
   apart two exact retrains land is what a chain's distance from the retrain is judged
@@ -276,6 +278,42 @@ def top_k(model, data, users: np.ndarray, k: int = TOP_K) -> np.ndarray:
         return torch.topk(scores, k, dim=1).indices.numpy()
 
 
+# what the pairs erased so far were erased with (forget_kinds): whose gap is whose
+FORGET_KINDS = ("users", "items", "interactions")
+
+
+def forget_kinds(data, cum: np.ndarray) -> dict[str, np.ndarray]:
+    """The pairs erased so far (`cum`) by what erased them: `users`, every pair of a deleted user
+    (the canary's fake users among them); `items`, the pairs of a deleted item whose users stay;
+    `interactions`, the rest: interactions erased from a user and an item that both stay. A
+    backbone recovers each differently (a deleted user's row is re-drawn, a deleted item's
+    score comes from its features where it owns no row), so a chain's distance from the retrain
+    can live in one kind alone."""
+    by_user = np.isin(cum[:, 0], data.deleted_users)
+    by_item = ~by_user & np.isin(cum[:, 1], data.deleted_items)
+    return {"users": cum[by_user], "items": cum[by_item], "interactions": cum[~by_user & ~by_item]}
+
+
+def forget_by_kind(models: dict, data, cum: np.ndarray, counts: bool = True) -> dict:
+    """Cumulative forget Recall@20 of each of `models` ({who: model}, in eval mode) on each kind
+    of erased pair (forget_kinds), as `<who>_forget_recall@20_<kind>` (None for a kind with no
+    pair), and with `counts` each kind's pairs and users (`forget_pairs_<kind>`,
+    `forget_users_<kind>`)."""
+    from tru.unlearning.probes import forget_eval, rank_metrics_of
+
+    scores = {who: m.score_fn() for who, m in models.items()}
+    out: dict = {}
+    for kind, pairs in forget_kinds(data, cum).items():
+        es = forget_eval(data, pairs)
+        if counts:
+            out[f"forget_pairs_{kind}"] = len(pairs)
+            out[f"forget_users_{kind}"] = len(es.users)
+        for who, m in models.items():
+            value = rank_metrics_of(m, es, score=scores[who])["recall@20"] if len(es.users) else None
+            out[f"{who}_forget_recall@20_{kind}"] = value
+    return out
+
+
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Mean share of each row's top-k that two rankings share."""
     return float(np.mean([len(np.intersect1d(x, y)) / len(x) for x, y in zip(a, b, strict=True)]))
@@ -385,6 +423,7 @@ def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = 
         f"{REPLICATE}_retain_recall@20": rank_metrics_of(rep, retain_eval(data, "test"))["recall@20"],
         f"{REPLICATE}_forget_recall@20": rank_metrics_of(rep, forget_eval(data, cum))["recall@20"],
         f"{REPLICATE}_top20_agreement": agreement(top_k(rep, data, users), top_k(ref, data, users)),
+        **forget_by_kind({REPLICATE: rep}, data, cum, counts=False),
     }
 
 
@@ -446,6 +485,7 @@ def compare_with_retrain(
     for name, m in (("chain", chain), ("retrain", ref), ("original", orig)):
         out[f"{name}_retain_recall@20"] = rank_metrics_of(m, retain_es)["recall@20"]
         out[f"{name}_forget_recall@20"] = rank_metrics_of(m, forget_es)["recall@20"]
+    out |= forget_by_kind({"chain": chain, "retrain": ref, "original": orig}, data, cum)
     users = _sample_users(ctx, sample_users)
     ref_top = top_k(ref, data, users)
     out["chain_top20_agreement"] = agreement(top_k(chain, data, users), ref_top)
@@ -521,6 +561,43 @@ def fill_parameter_distances(rows: list[dict], root: Path, dataset_dir: str) -> 
         kept = (batch / "model", batch / "retrain", folder / paths.BASE_MODEL)
         models = [load_checkpoint(f, features)[0] for f in kept]
         row |= parameter_distances(*models)
+        filled += 1
+    return filled
+
+
+def fill_forget_kinds(rows: list[dict], root: Path, dataset_dir: str) -> int:
+    """Checkpoint rows recorded before the forget Recall@20 was split by kind (forget_by_kind),
+    filled from the models their stream folder kept (the replicate's where it was measured),
+    only where the kept chain model gives the row's recorded cumulative forget Recall@20 again (a
+    folder a later run of the same stream replaced keeps other models); returns how many rows
+    were filled."""
+    from tru.audit.chain import pairs_gone
+    from tru.checkpoint import load_checkpoint
+    from tru.data.dataset import load_split
+    from tru.unlearning.probes import forget_eval, rank_metrics_of
+
+    filled = 0
+    for row in rows:
+        if pd.isna(row.get("retrain_seconds")) or not pd.isna(row.get("forget_pairs_interactions", np.nan)):
+            continue
+        folder = root / f"{row['backbone']}-{row['method']}-{int(row['seed'])}"
+        batch = folder / paths.batch_dir(row["batch"])
+        if not (batch / "retrain" / "checkpoint.json").is_file():
+            continue
+        data = load_split(folder / paths.sets_dir(row["batch"]), folder / dataset_dir)
+        base = load_split(folder / paths.SPLIT, folder / dataset_dir)
+        cum = pairs_gone(base.train, data.train, data.n_items)
+        kept = {"chain": batch / "model", "retrain": batch / "retrain", "original": folder / paths.BASE_MODEL}
+        if not pd.isna(row.get(f"{REPLICATE}_forget_recall@20", np.nan)) and (batch / REPLICATE).is_dir():
+            kept[REPLICATE] = batch / REPLICATE
+        models = {who: load_checkpoint(f, data.features)[0] for who, f in kept.items()}
+        for m in models.values():
+            m.set_graph(data.train, data.active_items)
+            m.eval()
+        again = rank_metrics_of(models["chain"], forget_eval(data, cum))["recall@20"]
+        if not np.isclose(again, float(row["chain_forget_recall@20"]), rtol=0, atol=1e-9):
+            continue
+        row |= forget_by_kind(models, data, cum)
         filled += 1
     return filled
 
@@ -755,12 +832,15 @@ def refresh_report(
     label: str | None = None,
 ) -> Path:
     """The report from the CSV at `out`, after filling the checkpoint rows' parameter distances
-    from the streams' kept models under `root` where an earlier version did not measure them.
+    and forget Recall@20 by kind from the streams' kept models under `root` where an earlier
+    version did not measure them.
     `params`: the dataset's (its data.dataset_dir); `label`: the dataset's name, in the title."""
     out = Path(out).resolve()
     store = stream_store(out)
     rows = store.read()
-    if fill_parameter_distances(rows, Path(root).resolve(), params.data.dataset_dir):
+    filled = fill_parameter_distances(rows, Path(root).resolve(), params.data.dataset_dir)
+    filled += fill_forget_kinds(rows, Path(root).resolve(), params.data.dataset_dir)
+    if filled:
         store.rewrite(rows)
     return write_stream_report(rows, out, label)
 
@@ -919,6 +999,32 @@ def _check_flags(g: pd.DataFrame, c: pd.DataFrame) -> str:
     return ", ".join(firsts) + f" ({on_retrain} of {int(measured.sum())})"
 
 
+def kind_gap(c: pd.DataFrame, kind: str) -> tuple[float, float | None, float] | None:
+    """From a chain's checkpoint rows `c`: on the pairs of one kind (forget_kinds), the mean over
+    seed-nights of |chain - retrain| cumulative forget Recall@20, the same for Retrain's
+    replicate where it was measured (None where not), and the mean number of users the kind's
+    Recall@20 averages over; None where no row measured the kind."""
+    col = f"chain_forget_recall@20_{kind}"
+    if col not in c or c[col].isna().all():
+        return None
+    r = c[c[col].notna()]
+    gap = float((r[col] - r[f"retrain_forget_recall@20_{kind}"]).abs().mean())
+    rep = f"{REPLICATE}_forget_recall@20_{kind}"
+    again = None
+    if rep in r and r[rep].notna().any():
+        m = r[r[rep].notna()]
+        again = float((m[rep] - m[f"retrain_forget_recall@20_{kind}"]).abs().mean())
+    return gap, again, float(r[f"forget_users_{kind}"].mean())
+
+
+def _kind_gap(c: pd.DataFrame, kind: str) -> str:
+    got = kind_gap(c, kind)
+    if got is None:
+        return "–"
+    gap, again, users = got
+    return f"{gap:.3f}" + ("" if again is None else f" ({again:.3f})") + f", {users:.0f} users"
+
+
 def _replicate(n: pd.DataFrame) -> str:
     """The replicate's retain / forget Recall@20 (means over seeds), or – before it was measured."""
     cols = [f"{REPLICATE}_{m}_recall@20" for m in ("retain", "forget")]
@@ -1024,6 +1130,24 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
             f"| {c['retrain_seconds'].mean():.0f} | {'never' if first is None else first} "
             f"| {_outside(outside.get((backbone, method)), c)} | {_forget_gap(c)} | {_check_flags(g, c)} |"
         )
+    lines += [
+        "",
+        "Where the forget gap lives: the same distance, |chain - retrain| on cumulative forget Recall@20 (in "
+        "brackets another retrain's), on each kind of erased pair alone: every pair of a **deleted user** (the "
+        "canary's fake users among them; the row is re-drawn), the pairs of a **deleted item** whose users stay "
+        "(a backbone whose items own no row, MIG-GT, scores a deleted item from its features alone), and the "
+        "**interactions** erased from users and items that both stay; each a mean over the checkpoint nights of "
+        "every seed, with the users its Recall@20 averages over (a mean per night). – : rows recorded before the "
+        "split and not kept to fill it from.",
+        "",
+        "| backbone | method | traffic | deleted users' pairs | deleted items' pairs (users stay) "
+        "| interactions erased from users who stay |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (backbone, method), g in df.groupby(["backbone", "method"]):
+        c = ck[(ck["backbone"] == backbone) & (ck["method"] == method)]
+        cells = " | ".join(_kind_gap(c, kind) for kind in FORGET_KINDS)
+        lines.append(f"| {backbone} | {method} | {g['traffic'].iloc[0]} | {cells} |")
     lines += [
         "",
         "Per checkpoint night (means over seeds): chain / retrain / untouched original, and the share of the "
