@@ -339,7 +339,7 @@ def test_the_forget_gap_is_split_by_what_erased_each_pair():
 
     import numpy as np
 
-    from tru.bench.stream import forget_kinds, kind_gap
+    from tru.bench.stream import _kind_gap, forget_kinds, kind_gap
 
     # user 0 deleted (its pair of the deleted item 5 is a deleted user's), item 5 deleted, users 1-2 stay
     data = SimpleNamespace(deleted_users=np.array([0]), deleted_items=np.array([5]))
@@ -356,11 +356,14 @@ def test_the_forget_gap_is_split_by_what_erased_each_pair():
 
     # the chain 0.3 below on one seed-night and 0.1 above on the other; the replicate 0.2 and 0 away
     c = pd.DataFrame([row(0.6, 0.9, 0.7, 20), row(0.5, 0.4, 0.4, 30)])
-    gap, again, users = kind_gap(c, "items")
-    assert (gap, again, users) == (pytest.approx(0.2), pytest.approx(0.1), 25)
-    # a night without a deleted item does not count; rows recorded before the split say so
+    gap, again, users, measured = kind_gap(c, "items")
+    assert (gap, again, users, measured) == (pytest.approx(0.2), pytest.approx(0.1), 25, 2)
+    # a night without a deleted item does not count in the gap, yet was measured; a row recorded
+    # before the split was not; a chain with no row measured says so
     c.loc[2] = row(None, None, None, 0)
-    assert kind_gap(c, "items")[0] == pytest.approx(0.2)
+    c.loc[3] = row(None, None, None, None)
+    assert kind_gap(c, "items")[0] == pytest.approx(0.2) and kind_gap(c, "items")[3] == 3
+    assert _kind_gap(c, "items") == "0.200 (0.100), 25 users, 3 of 4 seed-nights"
     assert kind_gap(c.drop(columns="chain_forget_recall@20_items"), "items") is None
 
 

@@ -1002,8 +1002,9 @@ def _check_flags(g: pd.DataFrame, c: pd.DataFrame) -> str:
 def kind_gap(c: pd.DataFrame, kind: str) -> tuple[float, float | None, float] | None:
     """From a chain's checkpoint rows `c`: on the pairs of one kind (forget_kinds), the mean over
     seed-nights of |chain - retrain| cumulative forget Recall@20, the same for Retrain's
-    replicate where it was measured (None where not), and the mean number of users the kind's
-    Recall@20 averages over; None where no row measured the kind."""
+    replicate where it was measured (None where not), the mean number of users the kind's
+    Recall@20 averages over and the number of seed-nights it was measured on (rows of a kind
+    with no pair count as measured); None where no row measured the kind."""
     col = f"chain_forget_recall@20_{kind}"
     if col not in c or c[col].isna().all():
         return None
@@ -1014,15 +1015,16 @@ def kind_gap(c: pd.DataFrame, kind: str) -> tuple[float, float | None, float] | 
     if rep in r and r[rep].notna().any():
         m = r[r[rep].notna()]
         again = float((m[rep] - m[f"retrain_forget_recall@20_{kind}"]).abs().mean())
-    return gap, again, float(r[f"forget_users_{kind}"].mean())
+    return gap, again, float(r[f"forget_users_{kind}"].mean()), int(c[f"forget_users_{kind}"].notna().sum())
 
 
 def _kind_gap(c: pd.DataFrame, kind: str) -> str:
     got = kind_gap(c, kind)
     if got is None:
         return "–"
-    gap, again, users = got
-    return f"{gap:.3f}" + ("" if again is None else f" ({again:.3f})") + f", {users:.0f} users"
+    gap, again, users, measured = got
+    out = f"{gap:.3f}" + ("" if again is None else f" ({again:.3f})") + f", {users:.0f} users"
+    return out + (f", {measured} of {len(c)} seed-nights" if measured < len(c) else "")
 
 
 def _replicate(n: pd.DataFrame) -> str:
@@ -1137,8 +1139,8 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
         "canary's fake users among them; the row is re-drawn), the pairs of a **deleted item** whose users stay "
         "(a backbone whose items own no row, MIG-GT, scores a deleted item from its features alone), and the "
         "**interactions** erased from users and items that both stay; each a mean over the checkpoint nights of "
-        "every seed, with the users its Recall@20 averages over (a mean per night). – : rows recorded before the "
-        "split and not kept to fill it from.",
+        "every seed, with the users its Recall@20 averages over (a mean per night), and how many of the chain's "
+        "seed-nights it covers where some were recorded before the split and not kept to fill it from (– : none).",
         "",
         "| backbone | method | traffic | deleted users' pairs | deleted items' pairs (users stay) "
         "| interactions erased from users who stay |",
