@@ -12,6 +12,7 @@ import yaml
 
 from tests.conftest import ROOT
 from tru.config import load_params
+from tru.errors import ConfigError
 from tru.lifecycle import consolidate as cons
 from tru.lifecycle import purge as pg
 from tru.lifecycle.suppression import read_suppression
@@ -341,7 +342,9 @@ def test_the_nightly_flow_consolidates_when_its_policy_says_so(project):
         B1,
         [("user", "7", None, "erased"), ("user", "canary-0001", None, "erased"), ("user", "8", None, "rejected")],
     )
-    ledger(project, b3, [("user", str(u), None, "accepted") for u in range(10, 15)])
+    refused = [("user", str(u), None, "accepted") for u in range(10, 15)] + [("item", None, "i9", "accepted")]
+    ledger(project, b3, refused)
+    ledger(project, b2, [("item", None, "i4", "erased"), ("item", None, "i5", "rejected")])
     users = ["raw_id"] + [str(u) for u in range(20)] + ["canary-0000", "canary-0001"]
     (project / "data/datasets/tiny").mkdir(parents=True)
     (project / "data/datasets/tiny/user_map.tsv").write_text(
@@ -351,7 +354,8 @@ def test_the_nightly_flow_consolidates_when_its_policy_says_so(project):
     base["data"]["dataset_dir"] = "data/datasets/tiny"
 
     def due(**when):
-        off = {"batches": 0, "erased_user_share": 0.0, "retain_drop": 0.0, "interaction_residue": False}
+        off = {"batches": 0, "erased_user_share": 0.0, "retain_drop": 0.0, "interaction_residue": False,
+               "erased_items": {}}  # fmt: skip
         base["lifecycle"]["consolidate_when"] = off | when
         (project / "params.yaml").write_text(yaml.safe_dump(base))
         return consolidation_due(load_params(project / "params.yaml"), project)
@@ -372,3 +376,12 @@ def test_the_nightly_flow_consolidates_when_its_policy_says_so(project):
     audit2.write_text(json.dumps({"verdict": "inconclusive", "promoted": True}))  # an audit without the check
     assert due(interaction_residue=True) == []
     assert len(due(batches=1, erased_user_share=0.01, retain_drop=0.01)) == 3
+    # items erased, counted for the backbone in service only: b2 erased i4 (i5 was rejected, b3's i9 refused)
+    base["model"]["backbone"] = "miggt"
+    (reason,) = due(erased_items={"miggt": 1})
+    assert "1 item(s) erased since the last consolidation" in reason and "erased_items.miggt: 1" in reason
+    assert "1 item(s) erased (now 1)" in policy_line(load_params(project / "params.yaml"), project)
+    assert due(erased_items={"miggt": 2}) == [] and due(erased_items={"miggt": 0}) == []
+    assert due(erased_items={"mgcn": 1}) == []  # another backbone's count
+    with pytest.raises(ConfigError, match="erased_items"):
+        due(erased_items={"miggt": -1})

@@ -409,6 +409,16 @@ class ConsolidateWhen(Section):
     erased_user_share: float = Field(default=0.0, ge=0.0, le=1.0)  # real users erased / users in service
     retain_drop: float = Field(default=0.0, ge=0.0, lt=1.0)  # chained retain Recall@20 fallen this much
     interaction_residue: bool = False  # the chain's membership check (tru.audit.chain) flags residue
+    # per backbone: items erased since the last consolidation (absent or 0: off)
+    erased_items: dict[Literal["mgcn", "miggt"], int] = Field(default_factory=dict)
+
+    @field_validator("erased_items")
+    @classmethod
+    def _counts(cls, v: dict) -> dict:
+        bad = {k: n for k, n in v.items() if n < 0}
+        if bad:
+            raise ValueError(f"erased_items: counts must be 0 (off) or more, not {bad}")
+        return v
 
 
 class LifecycleParams(Section):

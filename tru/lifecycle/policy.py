@@ -14,7 +14,12 @@ The triggers, over the batches since the last consolidation whose gate passed:
   original (metrics.json, `retain_valid`), fallen below 1 - `retain_drop`;
 - `interaction_residue` (on or off): the chain's membership check (tru.audit.chain) on the
   model in service, as the last of those batches' audit recorded it (audit.json, `chain`),
-  flags residue on the interactions erased since the generation began.
+  flags residue on the interactions erased since the generation began;
+- `erased_items` (per backbone): that many items erased, for the backbone in service. On a
+  backbone whose items own no parameter row (MIG-GT: the shared encoders score an item from
+  its features), no chain puts a deleted item where an exact retrain does (the many-nights
+  benchmark, docs: Data lifecycle), so params.yaml consolidates after each night that erased
+  one there.
 
 Each is a reason in plain words (logged, and returned with the flow's result)."""
 
@@ -39,6 +44,17 @@ def _erased_users(batch_ids: list[str], root: Path) -> set[str]:
     led = read_ledger(root / paths.LEDGER, columns=["batch_id", "kind", "user_id", "status"])
     led = led[led["batch_id"].isin(batch_ids) & (led["kind"] == "user") & (led["status"] != "rejected")]
     return {u for u in led["user_id"].dropna().astype(str) if not u.startswith(RAW_PREFIX)}
+
+
+def _erased_items(batch_ids: list[str], root: Path) -> set[str]:
+    """The raw ids of the items the batches erased (their ledger's accepted item requests)."""
+    from tru.requests.ledger import read_ledger
+
+    if not batch_ids or not (root / paths.LEDGER).is_dir():
+        return set()
+    led = read_ledger(root / paths.LEDGER, columns=["batch_id", "kind", "item_id", "status"])
+    led = led[led["batch_id"].isin(batch_ids) & (led["kind"] == "item") & (led["status"] != "rejected")]
+    return set(led["item_id"].dropna().astype(str))
 
 
 def _users_in_service(params: Params, root: Path) -> int:
@@ -79,8 +95,9 @@ def last_chain_check(batch_ids: list[str], root: Path) -> dict | None:
 
 def chain_state(params: Params, root: Path = Path(".")) -> dict:
     """Where the batches since the last consolidation stand on each trigger: `batches` (those
-    whose gate passed), `erased_users`, `users` (real ones in service), `retain_ratio` (None
-    without metrics) and `chain_check` (None when the last batch's audit has none)."""
+    whose gate passed), `erased_users`, `users` (real ones in service), `erased_items`,
+    `retain_ratio` (None without metrics) and `chain_check` (None when the last batch's audit
+    has none)."""
     done = [
         b["id"]
         for b in batches.read_batches(root / batches.BATCHES_FILE)
@@ -90,6 +107,7 @@ def chain_state(params: Params, root: Path = Path(".")) -> dict:
         "batches": len(done),
         "erased_users": len(_erased_users(done, root)),
         "users": _users_in_service(params, root),
+        "erased_items": len(_erased_items(done, root)),
         "retain_ratio": retain_ratio(done, root),
         "chain_check": last_chain_check(done, root),
     }
@@ -136,6 +154,13 @@ def consolidation_due(params: Params, root: Path = Path(".")) -> list[str]:
             "the chain's membership check flags residue on the interactions erased since the last "
             f"consolidation ({_check_words(check)}; lifecycle.consolidate_when.interaction_residue)"
         )
+    backbone = params.model.backbone
+    items = when.erased_items.get(backbone, 0)
+    if items and st["erased_items"] >= items:
+        reasons.append(
+            f"{st['erased_items']} item(s) erased since the last consolidation "
+            f"(lifecycle.consolidate_when.erased_items.{backbone}: {items})"
+        )
     return reasons
 
 
@@ -156,6 +181,9 @@ def policy_line(params: Params, root: Path = Path(".")) -> str:
         check = st["chain_check"]
         now = "not checked yet" if check is None else _check_words(check)
         parts.append(f"residue on the interactions erased so far (now {now})")
+    items = when.erased_items.get(params.model.backbone, 0)
+    if items:
+        parts.append(f"{items} item(s) erased (now {st['erased_items']})")
     if not parts:
         return "next consolidation: when started (lifecycle.consolidate_when: every trigger off)"
     return "next consolidation: the nightly flow starts one at " + ", or ".join(parts)
