@@ -999,7 +999,7 @@ def _check_flags(g: pd.DataFrame, c: pd.DataFrame) -> str:
     return ", ".join(firsts) + f" ({on_retrain} of {int(measured.sum())})"
 
 
-def kind_gap(c: pd.DataFrame, kind: str) -> tuple[float, float | None, float] | None:
+def kind_gap(c: pd.DataFrame, kind: str) -> tuple[float, float | None, float, int] | None:
     """From a chain's checkpoint rows `c`: on the pairs of one kind (forget_kinds), the mean over
     seed-nights of |chain - retrain| cumulative forget Recall@20, the same for Retrain's
     replicate where it was measured (None where not), the mean number of users the kind's
