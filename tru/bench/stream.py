@@ -543,6 +543,19 @@ def parameter_distances(chain, retrain, original) -> dict:
     }
 
 
+def _unmeasured_kept(rows: list[dict], root: Path, column: str):
+    """(row, its stream folder, its batch folder) for each checkpoint row without `column` whose
+    stream folder under `root` kept that night's retrain: what an earlier version did not
+    measure and can be measured now."""
+    for row in rows:
+        if pd.isna(row.get("retrain_seconds")) or not pd.isna(row.get(column, np.nan)):
+            continue
+        folder = root / f"{row['backbone']}-{row['method']}-{int(row['seed'])}"
+        batch = folder / paths.batch_dir(row["batch"])
+        if (batch / "retrain" / "checkpoint.json").is_file():
+            yield row, folder, batch
+
+
 def fill_parameter_distances(rows: list[dict], root: Path, dataset_dir: str) -> int:
     """Checkpoint rows recorded before the parameter distances were measured, filled from the
     models their stream folder kept; returns how many rows were filled."""
@@ -550,13 +563,7 @@ def fill_parameter_distances(rows: list[dict], root: Path, dataset_dir: str) -> 
     from tru.data.dataset import load_split
 
     filled = 0
-    for row in rows:
-        if pd.isna(row.get("retrain_seconds")) or not pd.isna(row.get("chain_retrain_param_distance", np.nan)):
-            continue
-        folder = root / f"{row['backbone']}-{row['method']}-{int(row['seed'])}"
-        batch = folder / paths.batch_dir(row["batch"])
-        if not (batch / "retrain" / "checkpoint.json").is_file():
-            continue
+    for row, folder, batch in _unmeasured_kept(rows, root, "chain_retrain_param_distance"):
         features = load_split(folder / paths.sets_dir(row["batch"]), folder / dataset_dir).features
         kept = (batch / "model", batch / "retrain", folder / paths.BASE_MODEL)
         models = [load_checkpoint(f, features)[0] for f in kept]
@@ -577,13 +584,7 @@ def fill_forget_kinds(rows: list[dict], root: Path, dataset_dir: str) -> int:
     from tru.unlearning.probes import forget_eval, rank_metrics_of
 
     filled = 0
-    for row in rows:
-        if pd.isna(row.get("retrain_seconds")) or not pd.isna(row.get("forget_pairs_interactions", np.nan)):
-            continue
-        folder = root / f"{row['backbone']}-{row['method']}-{int(row['seed'])}"
-        batch = folder / paths.batch_dir(row["batch"])
-        if not (batch / "retrain" / "checkpoint.json").is_file():
-            continue
+    for row, folder, batch in _unmeasured_kept(rows, root, "forget_pairs_interactions"):
         data = load_split(folder / paths.sets_dir(row["batch"]), folder / dataset_dir)
         base = load_split(folder / paths.SPLIT, folder / dataset_dir)
         cum = pairs_gone(base.train, data.train, data.n_items)
