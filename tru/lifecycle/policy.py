@@ -35,26 +35,22 @@ from tru.audit.canary import RAW_PREFIX
 from tru.config import Params
 
 
+def _erased(batch_ids: list[str], root: Path, kind: str) -> set[str]:
+    """The raw ids the batches erased of one `kind` ("user" or "item"): their ledger's accepted
+    requests of that kind."""
+    from tru.requests.ledger import read_ledger
+
+    if not batch_ids or not (root / paths.LEDGER).is_dir():
+        return set()
+    column = f"{kind}_id"
+    led = read_ledger(root / paths.LEDGER, columns=["batch_id", "kind", column, "status"])
+    led = led[led["batch_id"].isin(batch_ids) & (led["kind"] == kind) & (led["status"] != "rejected")]
+    return set(led[column].dropna().astype(str))
+
+
 def _erased_users(batch_ids: list[str], root: Path) -> set[str]:
-    """The raw ids of the real users the batches erased (their ledger's accepted user requests)."""
-    from tru.requests.ledger import read_ledger
-
-    if not batch_ids or not (root / paths.LEDGER).is_dir():
-        return set()
-    led = read_ledger(root / paths.LEDGER, columns=["batch_id", "kind", "user_id", "status"])
-    led = led[led["batch_id"].isin(batch_ids) & (led["kind"] == "user") & (led["status"] != "rejected")]
-    return {u for u in led["user_id"].dropna().astype(str) if not u.startswith(RAW_PREFIX)}
-
-
-def _erased_items(batch_ids: list[str], root: Path) -> set[str]:
-    """The raw ids of the items the batches erased (their ledger's accepted item requests)."""
-    from tru.requests.ledger import read_ledger
-
-    if not batch_ids or not (root / paths.LEDGER).is_dir():
-        return set()
-    led = read_ledger(root / paths.LEDGER, columns=["batch_id", "kind", "item_id", "status"])
-    led = led[led["batch_id"].isin(batch_ids) & (led["kind"] == "item") & (led["status"] != "rejected")]
-    return set(led["item_id"].dropna().astype(str))
+    """The raw ids of the real users the batches erased (the canary's fake accounts left out)."""
+    return {u for u in _erased(batch_ids, root, "user") if not u.startswith(RAW_PREFIX)}
 
 
 def _users_in_service(params: Params, root: Path) -> int:
@@ -107,7 +103,7 @@ def chain_state(params: Params, root: Path = Path(".")) -> dict:
         "batches": len(done),
         "erased_users": len(_erased_users(done, root)),
         "users": _users_in_service(params, root),
-        "erased_items": len(_erased_items(done, root)),
+        "erased_items": len(_erased(done, root, "item")),
         "retain_ratio": retain_ratio(done, root),
         "chain_check": last_chain_check(done, root),
     }
