@@ -33,3 +33,9 @@ def test_cost_grows_per_batch_size_and_resumes(base_repo, tmp_path, monkeypatch)
     md = out.with_suffix(".md").read_text()
     assert (df["threads"] == params.train.threads).all()
     assert "| Tiny (" in md and f"| mgcn | exact | {params.train.threads} |" in md and out.with_suffix(".png").is_file()
+    # the sections the docs include: the table, and the pairs each batch held
+    table = md.split("[start:table] -->")[1].split("[end:table]")[0]
+    assert "| Tiny (" in table
+    pairs = md.split("[start:pairs] -->")[1].split("<!--")[0].strip()
+    held = df.set_index("users")["forget_pairs"]
+    assert pairs.startswith(f"* Tiny: 1, 8 users held {held[1]:,}, {held[8]:,} training pairs (")

@@ -380,3 +380,31 @@ def test_a_retrain_resumed_from_its_snapshot_counts_the_seconds_before_it(tmp_pa
     assert 3600 <= _trained_seconds(t0, timings) < 3660
     timings.write_text(json.dumps({"total_seconds": 12.0, "resumed_seconds": 0.0}))
     assert _trained_seconds(t0, timings) < 60
+
+
+def test_the_report_marks_the_sections_the_docs_include_and_says_the_cost_against_a_retrain(tmp_path):
+    """The docs quote no figure by hand: they include the report's named sections. The cost
+    section puts each method's nights against one retrain, TRU first, on the nights it ran."""
+    recalls = {f"{w}_{m}_recall@20": 0.2 for w in ("chain", "retrain", "original") for m in ("retain", "forget")}
+
+    def row(method, seed, night, seconds, retrain=None):
+        return {"backbone": "mgcn", "method": method, "seed": seed, "night": night, "verdict": "pass",
+                "cleared_by_retrain": False, "erase_repair_s": seconds, "retrain_seconds": retrain,
+                "retrain_gate": "pass", "forget_pairs_cumulative": 10,
+                "chain_top20_agreement": 0.8, "original_top20_agreement": 0.7, **recalls}  # fmt: skip
+
+    # TRU: two seeds of two nights (3 s and 5 s a seed: a mean of 4 s); the exact step one seed,
+    # one night so far; the retrains 40 s and 60 s (a mean of 50 s)
+    rows = [row("tru", s, n, 1.0 + s - 11 + (n == 2), 40.0 if n == 2 and s == 11 else (60.0 if n == 2 else None))
+            for s in (11, 12) for n in (1, 2)] + [row("exact", 11, 1, 2.0, None)]  # fmt: skip
+    md = write_stream_report(rows, tmp_path / "stream").read_text()
+    for name in ("band", "summary", "cost", "kinds"):
+        assert md.count(f"[start:{name}]") == 1 and md.count(f"[end:{name}]") == 1
+    cost = md.split("[start:cost] -->")[1].split("<!--")[0].strip()
+    assert cost == (
+        "* mgcn, one retrain 50 s; erase + repair a seed: tru 4 s over 2 nights (0.08 of a retrain), "
+        "exact 2 s over 1 night (0.04 of a retrain)."
+    )
+    # the summary table's rows sit inside its section
+    summary = md.split("[start:summary] -->")[1].split("[end:summary]")[0]
+    assert "| mgcn | tru | evaluation | 2 | 2 |" in summary and "| mgcn | exact |" in summary

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tru.bench.markdown import section
 from tru.bench.store import ResultsStore
 from tru.config import Params, with_backbone
 from tru.errors import ConfigError
@@ -143,6 +144,8 @@ def write_cost_report(rows: list[dict], out: Path, grid=None) -> Path:
         "datasets for the same batch size. A dash: the dataset has fewer real users than the batch. "
         "*Threads*: the torch threads the cells ran with (params.yaml's train.threads).",
         "",
+    ]
+    table = [
         "| dataset (users / items / training pairs) | backbone | method | threads | "
         + " | ".join(f"{n} user{'s' if n > 1 else ''}: s (peak MB)" for n in sizes)
         + " | loaded MB |",
@@ -155,16 +158,38 @@ def write_cost_report(rows: list[dict], out: Path, grid=None) -> Path:
         cells = [
             f"{by.loc[n, 'seconds']:.1f} ({by.loc[n, 'peak_rss_mb']:.0f})" if n in by.index else "–" for n in sizes
         ]
-        lines.append(
+        table.append(
             f"| {label} ({first['dataset_users']:,} / {first['dataset_items']:,} / {first['train_pairs']:,}) "
             f"| {backbone} | {method} | {_threads(g)} | "
             + " | ".join(cells)
             + f" | {g['loaded_rss_mb'].median():.0f} |"
         )
+    lines += section("table", table)
+    lines += ["", "The training pairs each batch of users held (what the erasure removes):", ""]
+    lines += section("pairs", pair_lines(df, sizes, grid))
     lines += ["", f"![cost by batch size]({out.with_suffix('.png').name})", ""]
     md.write_text("\n".join(lines))
     _plot(df, out.with_suffix(".png"))
     return md
+
+
+def pair_lines(df: pd.DataFrame, sizes: list, grid=None) -> list[str]:
+    """Per dataset, the training pairs its batches of users held (the same users for every
+    method), and the largest batch's share of the dataset's training pairs."""
+    out = []
+    for dataset, g in df.groupby("dataset", sort=False):
+        label = grid.datasets[dataset].label if grid is not None and dataset in grid.datasets else dataset
+        by = g.groupby("users")["forget_pairs"].max()
+        got = [n for n in sizes if n in by.index]
+        if not got:
+            continue
+        counts = ", ".join(f"{int(by[n]):,}" for n in got)
+        share = by[got[-1]] / g["train_pairs"].iloc[0]
+        out.append(
+            f"* {label}: {', '.join(f'{n:,}' for n in got)} users held {counts} training pairs "
+            f"({share:.0%} of the dataset's at {got[-1]:,} users)"
+        )
+    return out
 
 
 def _threads(g: pd.DataFrame) -> str:

@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from tru import paths
+from tru.bench.markdown import section
 from tru.bench.process import peak_rss_mb
 from tru.bench.store import ResultsStore, file_lock
 from tru.config import Params
@@ -967,6 +968,34 @@ def _outside(nights: list[str] | None, c: pd.DataFrame) -> str:
     return f"{len(nights)} of {c['night'].nunique()}" + (f" ({which})" if nights else "")
 
 
+def cost_lines(df: pd.DataFrame, ck: pd.DataFrame) -> list[str]:
+    """One line per backbone: each method's erase + repair seconds over its nights (a mean over
+    seeds), TRU first, and as a share of one exact retrain's (the mean over the backbone's
+    checkpoint retrains, every method's: they retrain the same data)."""
+    out = []
+    for backbone, g in df.groupby("backbone"):
+        retrain = float(ck.loc[ck["backbone"] == backbone, "retrain_seconds"].mean())
+        spans = {}
+        for method, m in g.groupby("method"):
+            nights = m.groupby("seed")["night"].max()
+            lo, hi = int(nights.min()), int(nights.max())
+            spans[method] = (m.groupby("seed")["erase_repair_s"].sum().mean(), f"{lo}" if lo == hi else f"{lo}-{hi}")
+        one_span = len({span for _, span in spans.values()}) == 1
+        parts = []
+        for method in sorted(spans, key=lambda m: (m != "tru", m)):
+            seconds, span = spans[method]
+            share = f" ({seconds / retrain:.2f} of a retrain)" if retrain > 0 else ""
+            parts.append(f"{method} {seconds:.0f} s" + ("" if one_span else f" over {_nights(span)}") + share)
+        head = f"over {_nights(next(iter(spans.values()))[1])}, " if one_span else ""
+        retrain_s = f"{retrain:.0f} s" if retrain == retrain else "not measured yet"
+        out.append(f"* {backbone}, one retrain {retrain_s}; erase + repair {head}a seed: {', '.join(parts)}.")
+    return out
+
+
+def _nights(span: str) -> str:
+    return f"{span} night" + ("" if span == "1" else "s")
+
+
 def forget_gap(c: pd.DataFrame) -> tuple[float, float | None]:
     """From a chain's checkpoint rows `c`: the mean over seed-nights of |chain - retrain| on
     cumulative forget Recall@20, and the same for Retrain's replicate (how far another exact
@@ -1081,13 +1110,12 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
         "interval of one more retrain, from the two retrains' differences pooled over seeds and nights:",
         "",
     ]
-    for backbone, band in bands.items():
-        lines.append(
-            f"* {backbone}: +-{band['retain']:.3f} of the original's retain Recall@20 and +-{band['forget']:.3f} "
-            f"of its forget Recall@20 ({band['pairs']} seed-nights with both retrains)"
-        )
-    if not bands:
-        lines.append("* no replicate measured yet")
+    band_lines = [
+        f"* {backbone}: +-{band['retain']:.3f} of the original's retain Recall@20 and +-{band['forget']:.3f} "
+        f"of its forget Recall@20 ({band['pairs']} seed-nights with both retrains)"
+        for backbone, band in bands.items()
+    ]
+    lines += section("band", band_lines or ["* no replicate measured yet"])
     lines += [
         "",
         f"Traffic seeds: **evaluation** {', '.join(map(str, EVALUATION_SEEDS))} (nothing was chosen on them) and "
@@ -1110,6 +1138,8 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
         "from it on the nights it was measured (another exact retrain's distance). A chain as near the retrain as "
         "another retrain has the two level; the residue a chain keeps shows as the first above the second.",
         "",
+    ]
+    summary = [
         "| backbone | method | traffic | seeds | nights | gate FAIL (cleared by a retrain) "
         "| retrain judged FAIL (false alarms) | erase+repair s, all nights (per night) | one retrain's s (mean) "
         "| first night out of range "
@@ -1125,7 +1155,7 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
             if (backbone, method) in departures
             else "– (one seed: no spread)"
         )
-        lines.append(
+        summary.append(
             f"| {backbone} | {method} | {g['traffic'].iloc[0]} | {g['seed'].nunique()} | {int(g['night'].max())} "
             f"| {int((g['verdict'] == 'fail').sum())} ({int(g['cleared_by_retrain'].astype(bool).sum())}) "
             f"| {int((c['retrain_gate'] == 'fail').sum())} of {len(c)} "
@@ -1133,6 +1163,7 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
             f"| {c['retrain_seconds'].mean():.0f} | {'never' if first is None else first} "
             f"| {_outside(outside.get((backbone, method)), c)} | {_forget_gap(c)} | {_check_flags(g, c)} |"
         )
+    lines += [*section("summary", summary), "", *section("cost", cost_lines(df, ck))]
     lines += [
         "",
         "Where the forget gap lives: the same distance, |chain - retrain| on cumulative forget Recall@20 (in "
@@ -1143,6 +1174,8 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
         "every seed, with the users its Recall@20 averages over (a mean per night), and how many of the chain's "
         "seed-nights it covers where some were recorded before the split and not kept to fill it from (– : none).",
         "",
+    ]
+    kinds = [
         "| backbone | method | traffic | deleted users' pairs | deleted items' pairs (users stay) "
         "| interactions erased from users who stay |",
         "|---|---|---|---|---|---|",
@@ -1150,7 +1183,8 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
     for (backbone, method), g in df.groupby(["backbone", "method"]):
         c = ck[(ck["backbone"] == backbone) & (ck["method"] == method)]
         cells = " | ".join(_kind_gap(c, kind) for kind in FORGET_KINDS)
-        lines.append(f"| {backbone} | {method} | {g['traffic'].iloc[0]} | {cells} |")
+        kinds.append(f"| {backbone} | {method} | {g['traffic'].iloc[0]} | {cells} |")
+    lines += section("kinds", kinds)
     lines += [
         "",
         "Per checkpoint night (means over seeds): chain / retrain / untouched original, and the share of the "

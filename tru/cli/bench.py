@@ -239,13 +239,18 @@ def bench_cost_cmd(
     sizes: str = typer.Option("1,10,100,1000", help="comma-separated batch sizes, in users"),
     methods: str = typer.Option("tru", help="comma-separated benchmark variants (tru, exact, retrain, ...)"),
     seed: int = typer.Option(1, help="the seed the users are drawn with"),
+    report_only: bool = typer.Option(False, "--report-only", help="rewrite the table and plot from the CSV"),
 ) -> None:
     """How an erasure's cost grows with the batch (users erased) and with the dataset: seconds and
     peak memory per cell, each in a fresh process; resumable, the table in cost.md and the plot
     beside it. Datasets other than ml100k are prepared and their base models trained first, as
     `tru bench grid` does (long on ml1m and baby)."""
-    from tru.bench.cost import run_cost_bench
+    from tru.bench.cost import cost_store, run_cost_bench, write_cost_report
+    from tru.bench.grid.spec import load_grid
 
+    if report_only:
+        typer.echo(f"wrote {write_cost_report(cost_store(out).read(), Path(out), load_grid(grid))}")
+        return
     rows = run_cost_bench(
         load(params),
         out,
