@@ -859,6 +859,51 @@ def test_the_user_refit_moves_only_the_rows_of_users_who_lost_pairs(world, appro
     assert all(torch.equal(named[name].detach(), value) for name, value in before.items())
 
 
+def test_the_users_of_a_deleted_item_are_re_fitted_where_the_backbone_still_scores_it(world):
+    """`unlearn.tru.user_refit_item_users`: the users who lost a pair to a deleted item (they
+    stay) are re-fitted too, on a backbone whose items own no row (MIG-GT scores the item from
+    its features, and their rows were fitted to rank it); on one whose item rows are erased with
+    the item (MGCN) the option changes nothing. Off, they are not re-fitted."""
+    p, prior, base = world
+    item = int(np.bincount(prior.train[:, 1], minlength=prior.n_items).argmax())
+
+    def hit(a):
+        return a[:, 1] == item
+
+    data = replace(
+        prior,
+        train=prior.train[~hit(prior.train)],
+        valid=prior.valid[~hit(prior.valid)],
+        test=prior.test[~hit(prior.test)],
+        shadow=prior.shadow[~hit(prior.shadow)],
+        deleted_items=np.array([item]),
+    )
+    ctx = UnlearnContext(
+        base=base,
+        prior=prior,
+        data=data,
+        forget=prior.train[hit(prior.train)],
+        heldout=np.zeros((0, 2), np.int64),
+        heldout_shadow=prior.shadow[hit(prior.shadow)],
+        new_users=np.zeros(0, np.int64),
+        new_items=np.array([item]),
+        seed=5,
+    )
+    its_users = np.unique(prior.train[hit(prior.train), 0])
+    assert len(ctx.pair_users()) == 0 and np.array_equal(ctx.pair_users(item_users=True), its_users)
+
+    def moved_rows(item_users: bool) -> np.ndarray:
+        model, _ = prepare(ctx, p)
+        before = model.user_embedding.detach().clone()
+        sampler = NegativeSampler(ctx.data.train, model.n_items)
+        refit_users(model, ctx, 3, 0.01, sampler, np.random.default_rng(0), 256, True, item_users=item_users)
+        return np.flatnonzero((model.user_embedding.detach() != before).any(dim=1).numpy())
+
+    assert len(moved_rows(False)) == 0
+    expected = its_users if not base.item_tables() else np.zeros(0, np.int64)
+    assert np.array_equal(moved_rows(True), expected)
+
+
 @pytest.mark.parametrize("holds_after", [False, True])
 def test_the_final_repair_never_keeps_an_epoch_that_undoes_the_erasure(world, monkeypatch, holds_after):
     """The final repair restores utility on retained pairs; an epoch after which the gate's

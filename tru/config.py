@@ -246,6 +246,9 @@ class TRUParams(Section):
     # the re-fit through the backbone's documented approximation of its training loss where it has
     # no exact shortcut (MIG-GT: Recommender.user_rows_loss); false: through the whole forward pass
     user_refit_approximate: bool = False
+    # also the users who lost a pair to a deleted item, on a backbone whose items own no row
+    # (MIG-GT scores a deleted item from its features; MGCN's item rows are erased with it)
+    user_refit_item_users: bool = False
     # check the stop rule on the model the reverse epochs would start from, and run none when it
     # already holds (what the exact step and the refit left is forgotten and useful)
     check_before_reverse: bool

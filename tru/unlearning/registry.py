@@ -106,13 +106,16 @@ class UnlearnContext:
             return users
         return np.sort(np.random.default_rng(self.seed).choice(users, size=self.retain_users, replace=False))
 
-    def pair_users(self) -> np.ndarray:
+    def pair_users(self, item_users: bool = False) -> np.ndarray:
         """Retained users who lost interactions to this batch's pair-level deletions: a forgotten
-        pair of a user who stays, with an item that stays (the interaction requests)."""
+        pair of a user who stays, with an item that stays (the interaction requests); with
+        `item_users`, also those who lost a pair to a deleted item."""
         if not len(self.forget):
             return np.zeros(0, np.int64)
         f = self.forget
-        own = ~np.isin(f[:, 0], self.data.deleted_users) & ~np.isin(f[:, 1], self.data.deleted_items)
+        own = ~np.isin(f[:, 0], self.data.deleted_users)
+        if not item_users:
+            own &= ~np.isin(f[:, 1], self.data.deleted_items)
         return np.unique(f[own, 0])
 
     def items_losing(self, share: float, to_deleted_users: bool = False, at_least: int = 1) -> np.ndarray:

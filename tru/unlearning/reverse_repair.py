@@ -253,10 +253,14 @@ def refit_users(
     rng: np.random.Generator,
     batch_size: int,
     approximate: bool = False,
+    item_users: bool = False,
 ) -> dict:
     """Re-draw the own rows of the users who lost pairs to interaction requests (they stay,
     and so do the items: `ctx.pair_users`) from the initialisation, as a retrain starts them,
-    and fit them on the pairs they kept, everything else fixed.
+    and fit them on the pairs they kept, everything else fixed. With `item_users`, on a
+    backbone whose items own no row (`item_tables()` empty: MIG-GT scores a deleted item from
+    its features), also the users who lost a pair to a deleted item: their rows were fitted to
+    rank it, and it is still scored, where a backbone with item rows erases the item's.
 
     A user's own row is where a trained pair is remembered most: it was fitted to rank the
     user's items, the forgotten ones among them. Reverse epochs pushed the forgotten pairs
@@ -265,7 +269,7 @@ def refit_users(
     and cost 10-12% of retained users' Recall@20 on shadow pairs); a row that never saw the
     pair cannot remember it. Measured there (seed 1, development): 200 steps at lr 0.005 gave
     AUC 0.524, forget Recall@20 0.385 (retrain 0.390), the gate's PASS."""
-    users = ctx.pair_users()
+    users = ctx.pair_users(item_users=item_users and not model.item_tables())
     if not len(users) or steps <= 0:
         return {"users": 0, "steps": 0}
     pairs = ctx.data.train[np.isin(ctx.data.train[:, 0], users)]
@@ -330,6 +334,7 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
             rng,
             up.repair_batch_size,
             approximate=mechanisms.user_refit_approximate,
+            item_users=mechanisms.user_refit_item_users,
         )
     if mechanisms is not None and mechanisms.refit_share > 0:
         log["refit"] = refit_items(
