@@ -397,13 +397,14 @@ def test_the_report_marks_the_sections_the_docs_include_and_says_the_cost_agains
     # one night so far; the retrains 40 s and 60 s (a mean of 50 s)
     rows = [row("tru", s, n, 1.0 + s - 11 + (n == 2), 40.0 if n == 2 and s == 11 else (60.0 if n == 2 else None))
             for s in (11, 12) for n in (1, 2)] + [row("exact", 11, 1, 2.0, None)]  # fmt: skip
+    rows[-1]["cleared_by_retrain"] = True  # the exact step's night was refused and cleared by a retrain
     md = write_stream_report(rows, tmp_path / "stream").read_text()
     for name in ("band", "summary", "cost", "kinds"):
         assert md.count(f"[start:{name}]") == 1 and md.count(f"[end:{name}]") == 1
     cost = md.split("[start:cost] -->")[1].split("<!--")[0].strip()
     assert cost == (
         "* mgcn, one retrain 50 s; erase + repair a seed: tru 4 s over 2 nights (0.08 of a retrain), "
-        "exact 2 s over 1 night (0.04 of a retrain)."
+        "exact 2 s over 1 night (0.04 of a retrain) + 1 review retrain."
     )
     # the summary table's rows sit inside its section
     summary = md.split("[start:summary] -->")[1].split("[end:summary]")[0]

@@ -971,7 +971,8 @@ def _outside(nights: list[str] | None, c: pd.DataFrame) -> str:
 def cost_lines(df: pd.DataFrame, ck: pd.DataFrame) -> list[str]:
     """One line per backbone: each method's erase + repair seconds over its nights (a mean over
     seeds), TRU first, and as a share of one exact retrain's (the mean over the backbone's
-    checkpoint retrains, every method's: they retrain the same data)."""
+    checkpoint retrains, every method's: they retrain the same data); and the retrains that
+    cleared its refused nights, which come on top (a mean over seeds)."""
     out = []
     for backbone, g in df.groupby("backbone"):
         retrain = float(ck.loc[ck["backbone"] == backbone, "retrain_seconds"].mean())
@@ -979,13 +980,16 @@ def cost_lines(df: pd.DataFrame, ck: pd.DataFrame) -> list[str]:
         for method, m in g.groupby("method"):
             nights = m.groupby("seed")["night"].max()
             lo, hi = int(nights.min()), int(nights.max())
-            spans[method] = (m.groupby("seed")["erase_repair_s"].sum().mean(), f"{lo}" if lo == hi else f"{lo}-{hi}")
-        one_span = len({span for _, span in spans.values()}) == 1
+            per_seed = m.groupby("seed")
+            cleared = float(per_seed["cleared_by_retrain"].apply(lambda c: c.astype(bool).sum()).mean())
+            spans[method] = (per_seed["erase_repair_s"].sum().mean(), f"{lo}" if lo == hi else f"{lo}-{hi}", cleared)
+        one_span = len({span for _, span, _ in spans.values()}) == 1
         parts = []
         for method in sorted(spans, key=lambda m: (m != "tru", m)):
-            seconds, span = spans[method]
+            seconds, span, cleared = spans[method]
             share = f" ({seconds / retrain:.2f} of a retrain)" if retrain > 0 else ""
-            parts.append(f"{method} {seconds:.0f} s" + ("" if one_span else f" over {_nights(span)}") + share)
+            review = f" + {cleared:.2g} review retrain{'' if cleared == 1 else 's'}" if cleared else ""
+            parts.append(f"{method} {seconds:.0f} s" + ("" if one_span else f" over {_nights(span)}") + share + review)
         head = f"over {_nights(next(iter(spans.values()))[1])}, " if one_span else ""
         retrain_s = f"{retrain:.0f} s" if retrain == retrain else "not measured yet"
         out.append(f"* {backbone}, one retrain {retrain_s}; erase + repair {head}a seed: {', '.join(parts)}.")
