@@ -87,6 +87,34 @@ def user_batch(prior, base, users, seed=11):
     )
 
 
+def item_batch(prior, base, items, seed=5):
+    """A batch of item deletions: every pair of `items` is forgotten, their users stay."""
+    items = np.asarray(items)
+
+    def hit(a):
+        return np.isin(a[:, 1], items)
+
+    data = replace(
+        prior,
+        train=prior.train[~hit(prior.train)],
+        valid=prior.valid[~hit(prior.valid)],
+        test=prior.test[~hit(prior.test)],
+        shadow=prior.shadow[~hit(prior.shadow)],
+        deleted_items=items,
+    )
+    return UnlearnContext(
+        base=base,
+        prior=prior,
+        data=data,
+        forget=prior.train[hit(prior.train)],
+        heldout=np.zeros((0, 2), np.int64),
+        heldout_shadow=prior.shadow[hit(prior.shadow)],
+        new_users=np.zeros(0, np.int64),
+        new_items=items,
+        seed=seed,
+    )
+
+
 def test_branch_scales_follow_the_energy_ratio():
     e = {
         "id": {"forget_energy": 1.0, "retain_energy": 1.0, "ratio": 1.0, "params": 10},
@@ -632,28 +660,7 @@ def test_an_item_only_batch_compares_the_deleted_items_pairs_with_their_shadow_p
     items = np.flatnonzero(counts >= 2)[:2]
     assert len(items) == 2
 
-    def hit(a):
-        return np.isin(a[:, 1], items)
-
-    data = replace(
-        prior,
-        train=prior.train[~hit(prior.train)],
-        valid=prior.valid[~hit(prior.valid)],
-        test=prior.test[~hit(prior.test)],
-        shadow=prior.shadow[~hit(prior.shadow)],
-        deleted_items=items,
-    )
-    ctx = UnlearnContext(
-        base=base,
-        prior=prior,
-        data=data,
-        forget=prior.train[hit(prior.train)],
-        heldout=np.zeros((0, 2), np.int64),
-        heldout_shadow=prior.shadow[hit(prior.shadow)],
-        new_users=np.zeros(0, np.int64),
-        new_items=items,
-        seed=5,
-    )
+    ctx = item_batch(prior, base, items)
     members, non, sm, sn = ctx.membership_strata()
     assert len(members) == len(ctx.forget) and set(sm) == set(sn) == set((-1 - items).tolist())
     original = shadow_membership(base, ctx, p.audit.gate)
@@ -867,29 +874,8 @@ def test_the_users_of_a_deleted_item_are_re_fitted_where_the_backbone_still_scor
     p, prior, base = world
     item = int(np.bincount(prior.train[:, 1], minlength=prior.n_items).argmax())
 
-    def hit(a):
-        return a[:, 1] == item
-
-    data = replace(
-        prior,
-        train=prior.train[~hit(prior.train)],
-        valid=prior.valid[~hit(prior.valid)],
-        test=prior.test[~hit(prior.test)],
-        shadow=prior.shadow[~hit(prior.shadow)],
-        deleted_items=np.array([item]),
-    )
-    ctx = UnlearnContext(
-        base=base,
-        prior=prior,
-        data=data,
-        forget=prior.train[hit(prior.train)],
-        heldout=np.zeros((0, 2), np.int64),
-        heldout_shadow=prior.shadow[hit(prior.shadow)],
-        new_users=np.zeros(0, np.int64),
-        new_items=np.array([item]),
-        seed=5,
-    )
-    its_users = np.unique(prior.train[hit(prior.train), 0])
+    ctx = item_batch(prior, base, [item])
+    its_users = np.unique(ctx.forget[:, 0])
     assert len(ctx.pair_users()) == 0 and np.array_equal(ctx.pair_users(item_users=True), its_users)
 
     def moved_rows(item_users: bool) -> np.ndarray:
