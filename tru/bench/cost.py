@@ -154,7 +154,7 @@ def write_cost_report(rows: list[dict], out: Path, grid=None) -> Path:
     for (dataset, backbone, method), g in df.groupby(["dataset", "backbone", "method"], sort=False):
         by = g.set_index("users")
         first = g.iloc[0]
-        label = grid.datasets[dataset].label if grid is not None and dataset in grid.datasets else dataset
+        label = _label(dataset, grid)
         cells = [
             f"{by.loc[n, 'seconds']:.1f} ({by.loc[n, 'peak_rss_mb']:.0f})" if n in by.index else "–" for n in sizes
         ]
@@ -173,12 +173,17 @@ def write_cost_report(rows: list[dict], out: Path, grid=None) -> Path:
     return md
 
 
+def _label(dataset: str, grid=None) -> str:
+    """The dataset's label in the grid file (its name where the grid does not know it)."""
+    return grid.datasets[dataset].label if grid is not None and dataset in grid.datasets else dataset
+
+
 def pair_lines(df: pd.DataFrame, sizes: list, grid=None) -> list[str]:
     """Per dataset, the training pairs its batches of users held (the same users for every
     method), and the largest batch's share of the dataset's training pairs."""
     out = []
     for dataset, g in df.groupby("dataset", sort=False):
-        label = grid.datasets[dataset].label if grid is not None and dataset in grid.datasets else dataset
+        label = _label(dataset, grid)
         by = g.groupby("users")["forget_pairs"].max()
         got = [n for n in sizes if n in by.index]
         if not got:

@@ -980,9 +980,9 @@ def cost_lines(df: pd.DataFrame, ck: pd.DataFrame) -> list[str]:
         for method, m in g.groupby("method"):
             nights = m.groupby("seed")["night"].max()
             lo, hi = int(nights.min()), int(nights.max())
-            per_seed = m.groupby("seed")
-            cleared = float(per_seed["cleared_by_retrain"].apply(lambda c: c.astype(bool).sum()).mean())
-            spans[method] = (per_seed["erase_repair_s"].sum().mean(), f"{lo}" if lo == hi else f"{lo}-{hi}", cleared)
+            cleared = float(m["cleared_by_retrain"].astype(bool).groupby(m["seed"]).sum().mean())
+            seconds = m.groupby("seed")["erase_repair_s"].sum().mean()
+            spans[method] = (seconds, f"{lo}" if lo == hi else f"{lo}-{hi}", cleared)
         one_span = len({span for _, span, _ in spans.values()}) == 1
         parts = []
         for method in sorted(spans, key=lambda m: (m != "tru", m)):
