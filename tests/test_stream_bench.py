@@ -52,7 +52,21 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     monkeypatch.delenv("TRU_PSEUDONYM_KEY", raising=False)
     params = load_params("params.yaml")
     out = tmp_path / "stream.csv"
+    # killed in night 2's comparison: night 1 stays recorded, with its seconds in the timings file
+    import tru.bench.stream as stream
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(stream, "compare_with_retrain", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_stream_bench(params, out, ["mgcn"], ["exact"], [1], nights=2, every=2, canary_night=2, replicate=False)
+    assert list(pd.read_csv(out)["night"]) == [1]
+    first = json.loads(out.with_suffix(".timings.json").read_text())["mgcn-exact-1"]
+    assert first > 0
     run_stream_bench(params, out, ["mgcn"], ["exact"], [1], nights=2, every=2, canary_night=2, replicate=False)
+    assert json.loads(out.with_suffix(".timings.json").read_text())["mgcn-exact-1"] > first
     assert os.getcwd() == str(repo)
     assert "retrain_r2_forget_recall@20" not in pd.read_csv(out)
     # killed after night 2: the rerun runs night 3 only, and fills in night 2's replicate

@@ -646,9 +646,12 @@ def run_stream(
     every: int,
     canary_night: int,
     replicate: bool = True,
+    timings: Path | None = None,
 ) -> None:
     """Every night of one stream not yet in `done`, in `folder` (prepared); `replicate`:
-    Retrain's replicate on checkpoint nights as well."""
+    Retrain's replicate on checkpoint nights as well. `timings`: the JSON file whose entry for
+    this stream (its folder's name) gains each night's seconds, comparison included, as the
+    night is recorded (a killed run keeps the seconds of the nights it finished)."""
     seen = {int(r["night"]) for r in done if all(r[k] == v for k, v in key.items())}
     seed = int(key["seed"])
     siblings = [
@@ -693,6 +696,17 @@ def run_stream(
             if night % every == 0 or night == nights:
                 row |= compare_with_retrain(params, res["batch"], siblings=siblings, replicate=replicate)
             store.record(done, row)
+            if timings is not None:
+                add_seconds(timings, folder.name, time.perf_counter() - t0)
+
+
+def add_seconds(timings: Path, name: str, seconds: float) -> None:
+    """`seconds` added to the entry `name` of the timings file (streams of other seeds may write
+    it beside this one)."""
+    with file_lock(timings):
+        spent = read_json(timings) if timings.is_file() else {}
+        spent[name] = round(spent.get(name, 0.0) + seconds, 1)
+        write_json(timings, spent)
 
 
 def report_name(label: str) -> str:
@@ -814,12 +828,7 @@ def run_stream_bench(
                 )
                 mp = p.model_copy(update={"unlearn": p.unlearn.model_copy(update={"method": method})})
                 echo(f"stream {name}: {nights} night(s), a retrain every {every}")
-                t0 = time.perf_counter()
-                run_stream(mp, folder, store, done, key, nights, every, canary_night, replicate)
-                with file_lock(log):  # a stream of another seed may finish beside this one
-                    timings = read_json(log) if log.is_file() else {}
-                    timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 1)
-                    write_json(log, timings)
+                run_stream(mp, folder, store, done, key, nights, every, canary_night, replicate, log)
         if replicate:  # rows recorded without Retrain's replicate: measured where a stream kept the night
             fill_replicates(p, store, done, root, backbone, echo)
     assert ds is not None  # at least one backbone
