@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+import tru.bench.stream as stream
 from tests.conftest import HELD_FOR_REVIEW, copy_repo
 from tru.bench.stream import (
     FORGET_KINDS,
@@ -52,9 +53,8 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     monkeypatch.delenv("TRU_PSEUDONYM_KEY", raising=False)
     params = load_params("params.yaml")
     out = tmp_path / "stream.csv"
-    # killed in night 2's comparison: night 1 stays recorded, with its seconds in the timings file
-    import tru.bench.stream as stream
 
+    # killed in night 2's comparison: night 1 stays recorded, with its seconds in the timings file
     def killed(*a, **k):
         raise KeyboardInterrupt
 
