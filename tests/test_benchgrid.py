@@ -22,6 +22,7 @@ from tru.bench.grid.spec import (
     DatasetSpec,
     cell_matches,
     load_grid,
+    measured_seconds,
     parse_only,
     pending,
     pending_table,
@@ -193,16 +194,46 @@ def test_pending_skips_finished_cells_and_refuses_an_only_value_the_grid_lacks(t
         ("tiny", "mgcn", "interaction", 1, "tru"),
     ]
     assert pending(g, done, parse_only("regime=user,method=tru")) == [("tiny", "mgcn", "user", 1, "tru")]
-    table = pending_table(todo).splitlines()
-    assert table == [
-        "6 cell(s) to run",
-        "  tiny mgcn user seed 1: popularity, tru",
-        "  tiny mgcn interaction seed 1: original, popularity, retrain, tru",
+    table = pending_table(todo).splitlines()  # nothing measured: no estimate
+    assert table[0] == "6 cell(s) to run (none of them measured on another seed yet)"
+    assert table[1:3] == [
+        "  tiny mgcn user seed 1: popularity, tru (popularity, tru never measured)",
+        "  tiny mgcn interaction seed 1: original, popularity, retrain, tru"
+        " (original, popularity, retrain, tru never measured)",
     ]
+    assert "come on top" in table[3] and pending_table([]) == "0 cell(s) to run"
     with pytest.raises(ConfigError, match="the grid has no method 'trv'.*retrain"):
         pending(g, done, parse_only("method=tru+trv"))
     with pytest.raises(ConfigError, match="no seed '2'"):
         pending(g, done, parse_only("seed=2"))
+
+
+def test_the_list_sizes_each_part_by_the_seconds_measured_on_other_seeds():
+    def row(seed, method, seconds, regime="user"):
+        return dict(dataset="d", backbone="mgcn", regime=regime, seed=seed, method=method, seconds=seconds)
+
+    done = [
+        row(1, "retrain", 600.0),
+        row(2, "retrain", 1200.0),
+        row(3, "retrain", 900.0),  # median 900
+        row(1, "tru", 30.0),
+        row(1, "tru", None),  # a row without seconds counts for nothing
+        row(1, "scalegun", 5000.0, regime="item"),  # another regime: not scalegun's user-level time
+    ]
+    assert measured_seconds(done)[("d", "mgcn", "user", "retrain")] == 900.0
+    todo = [("d", "mgcn", "user", 4, m) for m in ("retrain", "retrain_r2", "tru_no_gate", "scalegun")]
+    head, line, foot = pending_table(todo, done).splitlines()
+    # 900 + 900 (the replicate at Retrain's) + 30 (the ablation at TRU's) = 1830 s
+    assert head == (
+        "4 cell(s) to run: about 30 min of cell time by the seconds measured on other seeds (1 cell(s) never measured)"
+    )
+    assert line == (
+        "  d mgcn user seed 4: retrain, retrain_r2, tru_no_gate, scalegun "
+        "(about 30 min; retrain_r2 at retrain's seconds; tru_no_gate at tru's seconds; scalegun never measured)"
+    )
+    assert "base models" in foot and "UltraRE's shards" in foot
+    many = [("d", "mgcn", "user", s, "retrain") for s in range(4, 10)]  # 6 x 900 s = 1.5 h
+    assert pending_table(many, done).startswith("6 cell(s) to run: about 1.5 h of cell time")
 
 
 def test_grid_list_prints_what_is_left_and_runs_nothing(tmp_path, monkeypatch):

@@ -348,7 +348,8 @@ def bench_grid_cmd(
 
     g = load_grid(grid)
     if list_only:
-        typer.echo(pending_table(pending(g, read_results(g.out), parse_only(only))))
+        done = read_results(g.out)
+        typer.echo(pending_table(pending(g, done, parse_only(only)), done))
         return
     if report_only:
         write_report(read_results(g.out), g, Path(g.out).parent)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -259,14 +260,63 @@ def pending(grid: Grid, done: list[dict], only: dict[str, list[str]] | None = No
     return [c for c in cells if c not in finished and cell_matches(c, only)]
 
 
-def pending_table(todo: list[tuple]) -> str:
-    """What is left to run, one line per dataset x backbone x regime x seed: the methods."""
+def measured_seconds(done: list[dict]) -> dict[tuple, float]:
+    """Per dataset x backbone x regime x method: the median of its cells' recorded seconds over
+    the seeds that ran (rows without seconds left out); what a cell of it is expected to take."""
+    seen: dict[tuple, list[float]] = {}
+    for r in done:
+        if r.get("seconds") is not None:
+            seen.setdefault((r["dataset"], r["backbone"], r["regime"], r["method"]), []).append(float(r["seconds"]))
+    return {k: float(np.median(v)) for k, v in seen.items()}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
+def pending_table(todo: list[tuple], done: list[dict] = ()) -> str:
+    """What is left to run, one line per dataset x backbone x regime x seed: the methods, and
+    what they are expected to take by the seconds `done` recorded for the same dataset, backbone,
+    regime and method on other seeds (measured_seconds). A variant never measured there counts
+    at the seconds of the method it varies (a Retrain replicate at Retrain's, an ablation at
+    TRU's), and says so; a method with neither is named as never measured. The seconds are each
+    cell's own: data preparation and base models (once per dataset and backbone on a machine),
+    UltraRE's shards (trained once, before its first cell) and the evaluation around each cell
+    come on top, as the last line says."""
+    measured = measured_seconds(list(done))
     groups: dict[tuple, list[str]] = {}
     for c in todo:
         groups.setdefault(c[:4], []).append(c[4])
-    lines = [f"{len(todo)} cell(s) to run"]
-    lines += [f"  {d} {bb} {r} seed {seed}: {', '.join(ms)}" for (d, bb, r, seed), ms in groups.items()]
-    return "\n".join(lines)
+    total, unmeasured, lines = 0.0, 0, []
+    for (d, bb, r, seed), ms in groups.items():
+        seconds, stand_in, missing = 0.0, {}, []
+        for m in ms:
+            base = VARIANTS.get(m, (m,))[0]
+            if (d, bb, r, m) in measured:
+                seconds += measured[(d, bb, r, m)]
+            elif (d, bb, r, base) in measured:
+                seconds += measured[(d, bb, r, base)]
+                stand_in.setdefault(base, []).append(m)
+            else:
+                missing.append(m)
+        total, unmeasured = total + seconds, unmeasured + len(missing)
+        notes = [f"about {_minutes(seconds)}"] if len(missing) < len(ms) else []
+        notes += [f"{', '.join(v)} at {base}'s seconds" for base, v in stand_in.items()]
+        notes += [f"{', '.join(missing)} never measured"] if missing else []
+        lines.append(f"  {d} {bb} {r} seed {seed}: {', '.join(ms)} ({'; '.join(notes)})")
+    if not todo:
+        return "0 cell(s) to run"
+    if unmeasured == len(todo):
+        head = f"{len(todo)} cell(s) to run (none of them measured on another seed yet)"
+    else:
+        head = f"{len(todo)} cell(s) to run: about {_minutes(total)} of cell time"
+        head += " by the seconds measured on other seeds"
+        head += f" ({unmeasured} cell(s) never measured)" if unmeasured else ""
+    foot = (
+        "  (cell seconds only: preparing a dataset and training its base models, UltraRE's shards "
+        "and each cell's evaluation come on top)"
+    )
+    return "\n".join([head, *lines, foot])
 
 
 def cell_matches(cell: tuple, only: dict[str, list[str]] | None) -> bool:
