@@ -18,6 +18,7 @@ from tru.bench.stream import (
     draw_requests,
     night_plan,
     reported,
+    retain_indicator,
     run_stream_bench,
     stream_store,
     write_stream_report,
@@ -413,7 +414,7 @@ def test_the_report_marks_the_sections_the_docs_include_and_says_the_cost_agains
             for s in (11, 12) for n in (1, 2)] + [row("exact", 11, 1, 2.0, None)]  # fmt: skip
     rows[-1]["cleared_by_retrain"] = True  # the exact step's night was refused and cleared by a retrain
     md = write_stream_report(rows, tmp_path / "stream").read_text()
-    for name in ("band", "summary", "cost", "kinds"):
+    for name in ("band", "summary", "cost", "kinds", "indicator"):
         assert md.count(f"[start:{name}]") == 1 and md.count(f"[end:{name}]") == 1
     cost = md.split("[start:cost] -->")[1].split("<!--")[0].strip()
     assert cost == (
@@ -423,3 +424,43 @@ def test_the_report_marks_the_sections_the_docs_include_and_says_the_cost_agains
     # the summary table's rows sit inside its section
     summary = md.split("[start:summary] -->")[1].split("[end:summary]")[0]
     assert "| mgcn | tru | evaluation | 2 | 2 |" in summary and "| mgcn | exact |" in summary
+
+
+def test_the_retain_indicator_is_set_beside_the_retain_it_stands_for_on_checkpoint_nights(tmp_path):
+    """`retain_drop` reads each night's validation ratio multiplied along the chain (a night
+    without one counts as 1, as the policy skips it); on checkpoint nights the report puts it
+    beside the chain's and the retrain's test Recall@20 over the original's."""
+
+    def row(seed, night, ratio, chain=None, retrain=None):
+        ck = {} if chain is None else {"retrain_seconds": 9.0, "chain_retain_recall@20": chain,
+              "retrain_retain_recall@20": retrain, "original_retain_recall@20": 0.2, "retrain_gate": "pass",
+              "forget_pairs_cumulative": 10, "chain_top20_agreement": 0.8, "original_top20_agreement": 0.7,
+              **{f"{w}_forget_recall@20": 0.1 for w in ("chain", "retrain", "original")}}  # fmt: skip
+        return {"backbone": "mgcn", "method": "tru", "seed": seed, "night": night, "retain_valid_ratio": ratio,
+                "verdict": "pass", "cleared_by_retrain": False, "erase_repair_s": 1.0, **ck}  # fmt: skip
+
+    rows = [
+        row(11, 2, 0.9, 0.19, 0.21),  # out of order on purpose: the chain is multiplied in night order
+        row(11, 1, 0.5),
+        row(11, 3, None),
+        row(11, 4, 2.0, 0.16, 0.2),
+        row(12, 1, 1.0),
+        row(12, 2, 0.95, 0.2, 0.2),
+        row(12, 4, 1.0, 0.2, 0.22),
+    ]
+    ind = retain_indicator(pd.DataFrame(rows)).sort_values(["seed", "night"])
+    assert ind[["seed", "night"]].values.tolist() == [[11, 2], [11, 4], [12, 2], [12, 4]]
+    assert ind["indicator"].round(6).tolist() == [0.45, 0.9, 0.95, 0.95]  # 0.5*0.9; *1 (no ratio) *2.0
+    assert ind["measured"].round(6).tolist() == [0.95, 0.8, 1.0, 1.0]
+    assert ind["retrain"].round(6).tolist() == [1.05, 1.0, 1.0, 1.1]
+    md = write_stream_report(rows, tmp_path / "stream").read_text()
+    table = md.split("[start:indicator] -->")[1].split("<!--")[0]
+    # last night (4): indicator (0.9+0.95)/2, measured (0.8+1.0)/2, retrain (1.0+1.1)/2; lowest
+    # over the nights' means: night 2's 0.7 and 0.9; indicator - measured: -0.5, 0.1, -0.05, -0.05
+    assert "| mgcn | tru | evaluation | 4 | 0.925 (0.700) | 0.900 (0.900) | 1.050 | -0.125 (0.175) |" in table
+    assert (
+        "* no checkpoint night with both measures yet"
+        in write_stream_report(
+            [{k: v for k, v in r.items() if k != "retain_valid_ratio"} for r in rows], tmp_path / "bare"
+        ).read_text()
+    )
