@@ -671,3 +671,8 @@ def test_the_report_rests_on_evaluation_seeds_and_marks_a_setting_shown_from_dev
     assert shown_rows(partial, g)[1] == {("tiny", "mgcn", "interaction")}
     done = partial + [row("interaction", 11, m, 0.2) for m in ("tru", "scalegun")]
     assert shown_rows(done, g)[1] == set()
+    # a method that has run on fewer of the shown seeds says so beside its name
+    later = rows + [row("user", 13, m, 0.1) for m in ("original", "retrain", "tru")]
+    g.blocks[0].seeds.append(13)
+    user = report_markdown(later, g).split("user-level (3 seeds)")[1].split("##")[0]
+    assert "| **TRU** | 0.2000 ± 0.0000 |" in user and "| ScaleGUN (2 of 3 seeds) | 0.2000 ± 0.0000 |" in user

@@ -173,8 +173,10 @@ def report_markdown(rows: list[dict], grid: Grid | None = None, parts: list[dict
             extra = (f" {c('forget_real_recall@20')} | {c('forget_fake_recall@20')} |" if split else "") + (
                 f" {c('served_exposure@20', 3)} |" if served else ""
             )
+            # a method that has run on fewer of the setting's seeds so far says so: its mean is not the others'
+            fewer = f" ({k} of {n} seeds)" if k < n else ""
             lines.append(
-                f"| {LABELS.get(m, m)} | {c('retain_recall@20')} | {c('retain_ndcg@20')} | "
+                f"| {LABELS.get(m, m)}{fewer} | {c('retain_recall@20')} | {c('retain_ndcg@20')} | "
                 f"{c('forget_recall@20')} | {c('forget_ndcg@20')} |{extra} {c('mia_balanced_accuracy', 3)} | "
                 f"{c('backdoor_asr', 3)} | {c('backdoor_lift', 3)} | {c('retain_pct_of_original', 1)} | "
                 f"{'–' if m in REFERENCE + RETRAINS else c('time_pct_of_retrain', 1)} |"
