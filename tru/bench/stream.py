@@ -1086,7 +1086,7 @@ def _agreement(n: pd.DataFrame) -> str:
 def retain_indicator(df: pd.DataFrame) -> pd.DataFrame:
     """On every checkpoint seed-night, the reference-free retain indicator the consolidation
     policy reads (`lifecycle.consolidate_when.retain_drop`: each night's Recall@20 on retained
-    users' validation rows, unlearned over original, multiplied along the chain; a night
+    users' validation rows, its model over the one it started from, multiplied along the chain; a night
     without the ratio counts as 1, as tru.lifecycle.policy.retain_ratio skips it) beside what it
     stands for: the chain's Recall@20 on retained users' test rows over the untouched
     original's (`measured`), and the retrain's (`retrain`). One row per backbone, method, seed
@@ -1258,8 +1258,8 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
     lines += [
         "",
         "*Retain drop, read without a retrain*: `lifecycle.consolidate_when.retain_drop` starts a consolidation "
-        "when the chain's Recall@20 on retained users' validation rows, each night's unlearned over original "
-        "multiplied along the chain (the *indicator*), has fallen by its threshold. On the checkpoint nights it "
+        "when the chain's Recall@20 on retained users' validation rows, each night's model over the one it started "
+        "from, multiplied along the chain (the *indicator*), has fallen by its threshold. On the checkpoint nights it "
         "is set beside what it stands for, measured: the chain's Recall@20 on retained users' test rows over the "
         "untouched original's, and the retrain's the same way (1: as the original). Means over seeds; the last "
         "column over every checkpoint seed-night: how far the indicator strays from the measure, signed (above 0: "
