@@ -16,6 +16,7 @@ from tru.bench.stream import (
     FORGET_KINDS,
     checkpoints,
     draw_requests,
+    loop_activity,
     night_plan,
     reported,
     retain_indicator,
@@ -172,6 +173,14 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     # each stream's seconds, summed over its resumed runs, in the timings file beside the CSV
     timings = json.loads(out.with_suffix(".timings.json").read_text())
     assert set(timings) == {"mgcn-exact-1", "mgcn-tru-1"} and min(timings.values()) > 0
+    # what each night's loop did, from its own logs: the exact step has no loop; TRU's reverse
+    # epochs as its update log counts them, shown in the report per seed
+    assert df.xs("exact")["reverse_epochs"].isna().all()
+    tru_folder = repo / "data/bench/stream/mgcn-tru-1"
+    for night, b in zip((1, 2), chain, strict=False):
+        log = json.loads((tru_folder / "reports" / b["id"] / "update_log.json").read_text())
+        assert df.loc[("tru", night), "reverse_epochs"] == sum(1 for e in log["epochs"] if e.get("reverse_pairs"))
+    assert re.search(r"\| mgcn \| tru \| development \| 1 \|[^\n]*\| \d of 2(, step up to \d+x)? \|", md)
 
 
 def test_a_stream_on_another_dataset_of_the_grid_starts_from_its_prepared_split_and_base_model(
@@ -464,3 +473,30 @@ def test_the_retain_indicator_is_set_beside_the_retain_it_stands_for_on_checkpoi
             [{k: v for k, v in r.items() if k != "retain_valid_ratio"} for r in rows], tmp_path / "bare"
         ).read_text()
     )
+
+
+def test_a_nights_loop_activity_is_read_from_its_update_and_repair_logs(tmp_path):
+    def logs(update, repair=None):
+        d = tmp_path / str(len(list(tmp_path.iterdir())))
+        d.mkdir()
+        (d / "update_log.json").write_text(json.dumps(update))
+        if repair is not None:
+            (d / "repair_log.json").write_text(json.dumps(repair))
+        return loop_activity(d)
+
+    # TRU stopped before its first reverse epoch: a loop that reversed nothing
+    assert logs({"stop": "before the first reverse epoch: ...", "epochs": []}, {"epochs_run": 0}) == {
+        "reverse_epochs": 0,
+        "step_growth_max": None,
+        "repair_epochs": 0,
+    }
+    # four reverse epochs at a growing step, then a repair-only epoch (reverse_pairs 0)
+    epochs = [{"epoch": k + 1, "reverse_pairs": 9, "step_growth": 2.0**k} for k in range(4)]
+    epochs.append({"epoch": 5, "reverse_pairs": 0, "reverse": "skipped: the erasure checks hold; repair only"})
+    assert logs({"epochs": epochs}, {"epochs_run": 1}) == {
+        "reverse_epochs": 4,
+        "step_growth_max": 8.0,
+        "repair_epochs": 1,
+    }
+    # a method without a reverse loop (the exact step), and no repair log
+    assert logs({"epochs": []}) == {"reverse_epochs": None, "step_growth_max": None, "repair_epochs": None}

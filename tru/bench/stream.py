@@ -205,6 +205,23 @@ def _current_train() -> np.ndarray:
     return load_split(where).train
 
 
+def loop_activity(report_dir: Path) -> dict:
+    """What a night's erasure loop did, from its update and repair logs in `report_dir`: the
+    reverse epochs it ran (epochs that reversed any pair; None for a method whose log has no
+    such loop), the largest step growth they used (TRU's growing step; None without it) and
+    the final repair's epochs (None without a repair log)."""
+    update = read_json(report_dir / "update_log.json") if (report_dir / "update_log.json").is_file() else {}
+    repair = read_json(report_dir / "repair_log.json") if (report_dir / "repair_log.json").is_file() else {}
+    epochs = update.get("epochs") or []
+    looped = "stop" in update or any("reverse_pairs" in e for e in epochs)  # a reverse loop's log
+    growth = [e["step_growth"] for e in epochs if e.get("reverse_pairs") and "step_growth" in e]
+    return {
+        "reverse_epochs": sum(1 for e in epochs if e.get("reverse_pairs")) if looped else None,
+        "step_growth_max": max(growth) if growth else None,
+        "repair_epochs": repair.get("epochs_run"),
+    }
+
+
 def run_night(params: Params, night: int, rows: list[dict]) -> dict:
     """Ingest the night's requests and run the batch's stages; a refused batch is cleared by an
     exact retrain. Returns the night's measures (seconds per stage, the verdict)."""
@@ -233,6 +250,7 @@ def run_night(params: Params, night: int, rows: list[dict]) -> dict:
                 raise
         seconds[stage] = time.perf_counter() - t
     first = json.loads((paths.report_dir(batch_id) / "audit.json").read_text())
+    activity = loop_activity(paths.report_dir(batch_id))  # the night's own loop, before a retrain rewrites its logs
     cleared = batches.gate_verdict(batch_id) != "pass"
     if cleared:  # as `tru review` clears it: an exact retrain of this batch, then its stages again
         # the retrain rewrites the batch's reports: the refused attempt's (its update log, its
@@ -249,6 +267,7 @@ def run_night(params: Params, night: int, rows: list[dict]) -> dict:
         "verdict": first["verdict"],
         "failed_checks": " ".join(first.get("failed") or []),  # the refused audit is rewritten by the retrain
         "cleared_by_retrain": cleared,
+        "activity": activity,
     }
 
 
@@ -689,6 +708,7 @@ def run_stream(
                 "erase_repair_s": round(res["seconds"]["erase"] + res["seconds"]["repair"], 2),
                 "night_s": round(wall, 2),
                 "retain_valid_ratio": None if ratio is None else round(ratio, 6),
+                **res["activity"],  # what the night's loop did: reverse epochs, step growth, repair epochs
                 "peak_rss_mb": round(peak_rss_mb()),
                 "load_average": round(os.getloadavg()[0], 2),  # the host's 1-minute load: contended seconds show
                 **check_columns("chain", audit.get("chain")),  # the audit's reference-free check of the chain
@@ -1116,6 +1136,22 @@ def retain_indicator(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols)
 
 
+def _reversed_nights(rows: pd.DataFrame) -> str:
+    """On how many of its nights a chain's loop reversed any pair (a mean over seeds, of the
+    nights recorded with the count), and the largest step growth used; – where no night
+    recorded it (a method without a reverse loop, or rows from before the count)."""
+    if "reverse_epochs" not in rows:
+        return "–"
+    known = rows[rows["reverse_epochs"].notna()]
+    if known.empty:
+        return "–"
+    per_seed = (known["reverse_epochs"] > 0).groupby(known["seed"]).sum().mean()
+    nights = known.groupby("seed")["night"].count().mean()
+    growth = known["step_growth_max"].max() if "step_growth_max" in known else None
+    grown = f", step up to {growth:g}x" if growth is not None and growth == growth else ""
+    return f"{per_seed:.3g} of {nights:.3g}{grown}"
+
+
 def indicator_lines(df: pd.DataFrame) -> list[str]:
     """The table of retain_indicator per backbone and method: the means over seeds at the last
     checkpoint night (in brackets the lowest checkpoint night's mean), and over every checkpoint
@@ -1125,17 +1161,19 @@ def indicator_lines(df: pd.DataFrame) -> list[str]:
     lines = [
         "| backbone | method | traffic | checkpoint seed-nights | indicator: last night (lowest) "
         "| measured on test rows: last night (lowest) | the retrain's, measured: last night "
-        "| indicator - measured: mean (mean absolute) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| indicator - measured: mean (mean absolute) | nights the loop reversed, a seed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (backbone, method), g in ind.groupby(["backbone", "method"]):
         by = g.groupby("night")[["indicator", "measured", "retrain"]].mean()
         last = by.iloc[-1]
-        traffic = df.loc[(df["backbone"] == backbone) & (df["method"] == method), "traffic"].iloc[0]
+        rows = df[(df["backbone"] == backbone) & (df["method"] == method)]
+        traffic = rows["traffic"].iloc[0]
         lines.append(
             f"| {backbone} | {method} | {traffic} | {len(g)} | {last['indicator']:.3f} ({by['indicator'].min():.3f}) "
             f"| {last['measured']:.3f} ({by['measured'].min():.3f}) | {last['retrain']:.3f} "
-            f"| {(g['indicator'] - g['measured']).mean():+.3f} ({(g['indicator'] - g['measured']).abs().mean():.3f}) |"
+            f"| {(g['indicator'] - g['measured']).mean():+.3f} ({(g['indicator'] - g['measured']).abs().mean():.3f}) "
+            f"| {_reversed_nights(rows)} |"
         )
     return lines if len(lines) > 2 else ["* no checkpoint night with both measures yet"]
 
@@ -1261,9 +1299,11 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
         "when the chain's Recall@20 on retained users' validation rows, each night's model over the one it started "
         "from, multiplied along the chain (the *indicator*), has fallen by its threshold. On the checkpoint nights it "
         "is set beside what it stands for, measured: the chain's Recall@20 on retained users' test rows over the "
-        "untouched original's, and the retrain's the same way (1: as the original). Means over seeds; the last "
-        "column over every checkpoint seed-night: how far the indicator strays from the measure, signed (above 0: "
-        "it reads better than the measure) and in brackets either way.",
+        "untouched original's, and the retrain's the same way (1: as the original). Means over seeds; over every "
+        "checkpoint seed-night, how far the indicator strays from the measure, signed (above 0: it reads better "
+        "than the measure) and in brackets either way; and on how many nights the chain's loop reversed any pair, "
+        "with the largest step it grew to (from each night's update log; – for a method without such a loop, or "
+        "rows recorded before the count).",
         "",
     ]
     lines += section("indicator", indicator_lines(df))
