@@ -4,6 +4,7 @@ left to run (`--only`, `--list`), and the methods' order and labels in the repor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -274,7 +275,7 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
 
 
-def pending_table(todo: list[tuple], done: list[dict] = ()) -> str:
+def pending_table(todo: list[tuple], done: Sequence[dict] = ()) -> str:
     """What is left to run, one line per dataset x backbone x regime x seed: the methods, and
     what they are expected to take by the seconds `done` recorded for the same dataset, backbone,
     regime and method on other seeds (measured_seconds). A variant never measured there counts
@@ -289,7 +290,8 @@ def pending_table(todo: list[tuple], done: list[dict] = ()) -> str:
         groups.setdefault(c[:4], []).append(c[4])
     total, unmeasured, lines = 0.0, 0, []
     for (d, bb, r, seed), ms in groups.items():
-        seconds, stand_in, missing = 0.0, {}, []
+        seconds, missing = 0.0, []
+        stand_in: dict[str, list[str]] = {}
         for m in ms:
             base = VARIANTS.get(m, (m,))[0]
             if (d, bb, r, m) in measured:
