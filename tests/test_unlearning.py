@@ -423,6 +423,53 @@ def test_tru_reverses_nothing_when_the_stop_rule_already_holds(world, monkeypatc
     assert len(run_method("reverse_repair", ctx, met).log["epochs"]) == 1
 
 
+def test_tru_holds_retain_utility_to_the_chains_start_as_well(world, monkeypatch, tmp_path):
+    """unlearn.tru.retain_from_chain_start: a night may lose up to the tolerance against its
+    input, and nights of such losses add up. Where the chain's start ranks the night's shadow
+    pairs better than theta_0 by more than the tolerance, the rule's retain condition fails
+    before the first epoch (the loop runs), where against theta_0 alone it held (no epoch)."""
+    import tru.unlearning.reverse_repair as rr
+    from tru.checkpoint import save_checkpoint
+
+    monkeypatch.setattr(rr, "original_power", lambda ctx, gate: {"membership_power": True, "residue_power": False})
+    p, prior, base = world
+    save_checkpoint(tmp_path / "start", base, {"seed": 0})
+    rule = _stop_rule(p, 0.5, 0.4, residue_share=1.0)  # the checks hold; 40% retain tolerance
+
+    def knob(on: bool):
+        tru = rule.unlearn.tru.model_copy(update={"retain_from_chain_start": on})
+        return rule.model_copy(update={"unlearn": rule.unlearn.model_copy(update={"tru": tru})})
+
+    met, anchored = knob(False), knob(True)
+    # the chain's start (theta_0's weights, loaded again) ranks shadow pairs twice as well as theta_0
+    real = rr.rank_metrics_of
+
+    def ranked(model, es, *a, **k):
+        out = real(model, es, *a, **k)
+        start = getattr(ranked, "start", None)
+        return {**out, "recall@20": out["recall@20"] * 2} if model is start else out
+
+    monkeypatch.setattr(rr, "rank_metrics_of", ranked)
+    runs = {}
+    runs_of = (("theta_0", anchored, None), ("off", met, tmp_path / "start"), ("on", anchored, tmp_path / "start"))
+    for name, q, start in runs_of:
+        ctx = user_batch(prior, base, list(range(0, 80, 10)))
+        ctx.chain_start_path = start
+        ranked.start = ctx.chain_start
+        runs[name] = run_method("tru", ctx, q).log
+    for name in ("theta_0", "off"):  # no chain start, or the knob off: theta_0's utility is the reference
+        log = runs[name]
+        assert log["epochs"] == [] and log["retain_reference_shadow_recall@20"] == log["base_retain_shadow_recall@20"]
+        assert "chain_start_retain_shadow_recall@20" not in log
+    on = runs["on"]
+    assert on["chain_start_retain_shadow_recall@20"] == pytest.approx(2 * on["base_retain_shadow_recall@20"])
+    assert on["retain_reference_shadow_recall@20"] == on["chain_start_retain_shadow_recall@20"]
+    assert "stop" not in on or not on["stop"].startswith("before the first reverse epoch")
+    assert len(on["epochs"]) >= 1
+    # the checks hold from the start: the epochs repair, they do not reverse
+    assert all(e["reverse_pairs"] == 0 for e in on["epochs"])
+
+
 def test_without_a_check_with_power_the_pre_check_asks_the_top_20_comparison(world, monkeypatch):
     """A check that theta_0 passes too is no evidence that the exact step removed anything:
     the pre-check then skips the reverse pass only where the forgotten pairs reach their users'

@@ -264,6 +264,10 @@ class TRUParams(Section):
     # or after one) failing fewest of the rule's two conditions, the latest of those, not the last
     # (reverse_repair.BestState); false: the last epoch's
     keep_best: bool = False
+    # the stop rule's retain condition holds retained users' Recall@20 on shadow pairs within
+    # unlearn.stop.retain_tolerance of the chain's start (the generation's base model) as well as
+    # of theta_0 (the night's input): losses each within tolerance cannot add up over the nights
+    retain_from_chain_start: bool = False
 
 
 class UltraREParams(Section):

@@ -60,6 +60,9 @@ def load_context(params: Params, batch_id: str, batches_file: str | Path | None 
     fake = np.asarray(canary.get("fake_users", []), np.int64)
     new_users = np.setdiff1d(data.deleted_users, prior.deleted_users)
     deletes_canary = bool(len(fake)) and bool(np.isin(fake, new_users).all())
+    # the chain's start: the generation's base model, where this batch starts from a later one
+    start = Path(paths.BASE_MODEL)
+    chained = Path(entry["base_model"]).resolve() != start.resolve() and (start / "checkpoint.json").is_file()
     return UnlearnContext(
         base=base,
         prior=prior,
@@ -74,6 +77,7 @@ def load_context(params: Params, batch_id: str, batches_file: str | Path | None 
         seed=batch_seed(params.seed, batch_id),
         fake_users=fake,
         targets=np.asarray([int(canary["target_item"])] if deletes_canary else [], np.int64),
+        chain_start_path=start if chained else None,
     ), entry
 
 

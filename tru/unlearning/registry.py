@@ -65,6 +65,23 @@ class UnlearnContext:
     # how many retained users the retain checks rank (unlearn.stop.retain_users; 0: all), set
     # from the params by run_method and the repair stage (retain_sample)
     retain_users: int = 0
+    # the checkpoint the chain of batches began from (the generation's base model, paths.BASE_MODEL)
+    # where it is not theta_0 itself: TRU's stop rule holds retained users' utility to it as well
+    # as to theta_0 (unlearn.tru.retain_from_chain_start), so that nightly losses each within
+    # tolerance cannot add up over a chain. None: theta_0 is the chain's start, or none is known
+    chain_start_path: Path | None = None
+
+    @cached_property
+    def chain_start(self) -> Recommender | None:
+        """The model at `chain_start_path` on theta_0's graph, in eval mode (None without one)."""
+        from tru.checkpoint import load_checkpoint  # why: the registry stays importable without the I/O layer
+
+        if self.chain_start_path is None:
+            return None
+        model, _ = load_checkpoint(self.chain_start_path, self.prior.features)
+        model.set_graph(self.prior.train, self.prior.active_items)
+        model.eval()
+        return model
 
     @classmethod
     def of_pairs(

@@ -322,6 +322,13 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
     checks = params.audit.gate  # the gate's erasure checks: the stop rule's
     base_retain = rank_metrics_of(ctx.base, ctx.probes[1])["recall@20"]
     log["base_retain_shadow_recall@20"] = base_retain
+    if mechanisms is not None and mechanisms.retain_from_chain_start and ctx.chain_start is not None:
+        # the chain's start too, on the same shadow pairs: a night may lose up to the tolerance
+        # against its input, and nights of such losses add up (ML-1M, docs/lifecycle.md)
+        start_retain = rank_metrics_of(ctx.chain_start, ctx.probes[1])["recall@20"]
+        log["chain_start_retain_shadow_recall@20"] = start_retain
+        base_retain = max(base_retain, start_retain)
+    log["retain_reference_shadow_recall@20"] = base_retain
     log["probe_before"] = probe_metrics(model, ctx, checks)
     if mechanisms is not None and mechanisms.user_refit_steps > 0:
         # first the users, so that the items re-fit below against rows that never saw a forgotten pair
