@@ -5,6 +5,8 @@ and the report generated from the CSV."""
 import json
 import os
 import re
+from contextlib import chdir
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,10 +14,12 @@ import yaml
 
 import tru.bench.stream as stream
 from tests.conftest import HELD_FOR_REVIEW, copy_repo
+from tru import paths
 from tru.bench.stream import (
     FORGET_KINDS,
     checkpoints,
     draw_requests,
+    is_reference_column,
     loop_activity,
     night_plan,
     reported,
@@ -26,6 +30,7 @@ from tru.bench.stream import (
 )
 from tru.config import load_params
 from tru.errors import ConfigError
+from tru.stages.context import load_context
 
 
 def test_traffic_is_mostly_small_with_a_large_night_and_the_canary_once():
@@ -48,12 +53,62 @@ def test_traffic_is_mostly_small_with_a_large_night_and_the_canary_once():
     assert all(u != gone for u, _ in pairs) and len(pairs) == 5
 
 
-def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_path, monkeypatch):
+def stream_project(base_repo, tmp_path, monkeypatch):
+    """A copy of the pipeline's project with its key, as the working directory; (its path, params)."""
     repo = copy_repo(base_repo, tmp_path / "repo")
     (repo / ".tru-secret").write_text("00112233445566778899aabbccddeeff\n")
     monkeypatch.chdir(repo)
     monkeypatch.delenv("TRU_PSEUDONYM_KEY", raising=False)
-    params = load_params("params.yaml")
+    return repo, load_params("params.yaml")
+
+
+def test_a_chain_without_its_retrain_reads_the_recorded_one_of_the_same_traffic(base_repo, tmp_path, monkeypatch):
+    """A method's chain re-run where no retrain of the night is kept (its own folder, no sibling
+    stream beside it) reads the retrain's measures from another method's recorded row of the same
+    traffic and night, where that row measured the same retained data: the same exact retrain,
+    not trained again. A row of other data (its digest differs) is not read; a row recorded
+    before the digest is read where its counts of erased pairs agree."""
+    repo, params = stream_project(base_repo, tmp_path, monkeypatch)
+    out = tmp_path / "stream.csv"
+    run = dict(nights=2, every=2, canary_night=2, replicate=False)
+    run_stream_bench(params, out, ["mgcn"], ["exact"], [1], **run)
+
+    def tru_in(root: str) -> pd.Series:
+        run_stream_bench(params, out, ["mgcn"], ["tru"], [1], root=repo / "data/bench" / root, **run)
+        df = pd.read_csv(out)
+        row = df[(df["method"] == "tru") & (df["night"] == 2)].iloc[0]
+        has_retrain = (repo / "data/bench" / root / "mgcn-tru-1/data/batches" / row["batch"] / "retrain").is_dir()
+        return row, has_retrain
+
+    ex = pd.read_csv(out).query("night == 2").iloc[0]
+    tr, trained = tru_in("stream-a")
+    assert tr["reference_recorded"] == "exact" and not trained
+    assert tr["retain_sha256"] == ex["retain_sha256"]
+    assert tr["forget_pairs_cumulative"] == ex["forget_pairs_cumulative"] > 0
+    copied = [c for c in ex.index if is_reference_column(c)]
+    assert "retrain_forget_recall@20" in copied and "retrain_gate" in copied
+    assert all(tr[c] == ex[c] or (pd.isna(tr[c]) and pd.isna(ex[c])) for c in copied)
+    # the chain's own side is measured: the original the same, the chain its own
+    assert tr["original_forget_recall@20"] == pytest.approx(ex["original_forget_recall@20"])
+    assert 0 <= tr["chain_forget_recall@20"] <= 1 and pd.notna(tr["chain_cumulative_membership_auc"])
+    assert pd.isna(tr["chain_top20_agreement"]) and pd.isna(tr["chain_retrain_param_distance"])
+    report = out.with_suffix(".md").read_text()
+    assert "mgcn tru: 1 of its checkpoint seed-nights" in report
+    # a recorded row of other retained data is not read: the chain trains its own retrain
+    df = pd.read_csv(out)
+    df = df[df["method"] == "exact"]
+    df.assign(retain_sha256="f" * 64).to_csv(out, index=False)
+    tr, trained = tru_in("stream-b")
+    assert pd.isna(tr["reference_recorded"]) and trained
+    assert tr["retrain_forget_recall@20"] == pytest.approx(ex["retrain_forget_recall@20"])  # deterministic
+    # a row recorded before the digest: read where its counts of erased pairs agree
+    df.drop(columns=["retain_sha256"]).to_csv(out, index=False)
+    tr, trained = tru_in("stream-c")
+    assert tr["reference_recorded"] == "exact" and not trained
+
+
+def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_path, monkeypatch):
+    repo, params = stream_project(base_repo, tmp_path, monkeypatch)
     out = tmp_path / "stream.csv"
 
     # killed in night 2's comparison: night 1 stays recorded, with its seconds in the timings file
@@ -83,6 +138,11 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     for before, after in zip(chain, chain[1:], strict=False):
         assert after["prior"] == f"data/batches/{before['id']}/sets"
         assert after["base_model"] in (f"data/batches/{before['id']}/model", before["base_model"])
+    # the chain's start, the generation's base model, is known to every batch that starts from a later model
+    with chdir(folder):
+        starts = [load_context(params, b["id"])[0].chain_start_path for b in chain]
+    assert starts == [None if Path(b["base_model"]) == paths.BASE_MODEL else paths.BASE_MODEL for b in chain]
+    assert any(s is not None for s in starts)
     # exact: no reverse epoch on any night
     for b in chain:
         assert json.loads((folder / "reports" / b["id"] / "update_log.json").read_text())["epochs"] == []

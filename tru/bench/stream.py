@@ -454,12 +454,76 @@ def _sample_users(ctx, sample_users: int) -> np.ndarray:
     return np.sort(rng.choice(users, size=min(sample_users, len(users)), replace=False))
 
 
+def retain_digest(data) -> str:
+    """sha256 of a night's retained training pairs (in the sets' order): two chains of the same
+    traffic whose digests agree have one and the same exact retrain."""
+    return hashlib.sha256(np.ascontiguousarray(data.train, dtype=np.int64).tobytes()).hexdigest()
+
+
+def is_reference_column(column: str) -> bool:
+    """A checkpoint row's column that the night's retrain (and its replicate) alone determine,
+    the same for every method's chain of the same traffic: the retrain's own measures, the
+    replicate's, and the original's distance and agreement to the retrain."""
+    if column == "retrain_shared":  # how this row came by its retrain, not a measure of it
+        return False
+    return column.startswith(("retrain_", f"{REPLICATE}_")) or column in (
+        "original_top20_agreement",
+        "original_retrain_param_distance",
+    )
+
+
+def recorded_reference(done: list[dict], key: dict, night: int, replicate: bool) -> list[dict]:
+    """Other methods' recorded checkpoint rows of the same backbone, traffic seed and night
+    (same traffic, so the same retained data and the same exact retrain; compare_with_retrain
+    checks it and reads the first that passes), those with the replicate first where
+    `replicate`, then those with the digest."""
+    rows = [
+        r
+        for r in done
+        if r["backbone"] == key["backbone"]
+        and int(r["seed"]) == int(key["seed"])
+        and int(r["night"]) == night
+        and r["method"] != key["method"]
+        and pd.notna(r.get("retrain_retain_recall@20"))
+        and not isinstance(r.get("reference_recorded"), str)  # measured from a retrain, not copied from a row
+    ]
+
+    def order(r: dict) -> tuple[bool, bool]:
+        return bool(replicate and pd.isna(r.get(f"{REPLICATE}_retain_recall@20"))), bool(
+            pd.isna(r.get("retain_sha256"))
+        )
+
+    return sorted(rows, key=order)
+
+
+def _same_retained(ctx_digest: str, counts: dict, recorded: dict) -> bool:
+    """Whether a recorded row measured the same retained data: its digest where it has one
+    (retain_digest), else its counts of pairs erased so far, in all and of each kind."""
+    digest = recorded.get("retain_sha256")
+    if digest is not None and not pd.isna(digest):
+        return str(digest) == ctx_digest
+    return all(k in recorded and pd.notna(recorded[k]) and int(recorded[k]) == v for k, v in counts.items())
+
+
 def compare_with_retrain(
-    params: Params, batch_id: str, sample_users: int = 500, siblings: Sequence[Path] = (), replicate: bool = True
+    params: Params,
+    batch_id: str,
+    sample_users: int = 500,
+    siblings: Sequence[Path] = (),
+    replicate: bool = True,
+    recorded: Sequence[dict] = (),
 ) -> dict:
     """The checkpoint night's comparison (module docstring). `siblings`: other streams' folders
     whose retrain of this batch is reused when its retained data is the same (shared_retrain).
-    `replicate`: Retrain's noise floor as well (replicate_retrain)."""
+    `replicate`: Retrain's noise floor as well (replicate_retrain).
+
+    `recorded` (recorded_reference): other methods' recorded rows of the same traffic and
+    night, read where no retrain of this night is at hand (neither kept here nor in a sibling):
+    the first that measured the same retained data (its digest, or for a row recorded before the
+    digest its counts of erased pairs) has its retrain's measures copied instead of training
+    the retrain again (it is deterministic: the same data and seed give the same model), and
+    the row says so (`reference_recorded`: that row's method). What needs the retrain's
+    parameters (the chain's top-20 agreement and parameter distance to it) is left empty."""
     from tru import batches
     from tru.audit import canary as canary_mod
     from tru.bench.gate import judge
@@ -477,6 +541,10 @@ def compare_with_retrain(
         own = shared is None and batches.batch_entry(batch_id).get("method") == "retrain"
         if own:  # a night cleared by a retrain: its own model is the exact retrain of the same data
             shared = paths.batch_dir(batch_id) / "unlearned"
+        if shared is None and recorded:
+            read = compare_with_recorded(params, batch_id, recorded)
+            if read is not None:
+                return read
         if shared is None:
             erase_stage(params, batch_id, method="retrain")
             took = _trained_seconds(t0, paths.report_dir(batch_id) / "timings" / "retrain.json")
@@ -501,6 +569,7 @@ def compare_with_retrain(
         "retrain_seconds": round(seconds, 2),
         "retrain_shared": shared is not None,
         "forget_pairs_cumulative": len(cum),
+        "retain_sha256": retain_digest(data),
     }
     for name, m in (("chain", chain), ("retrain", ref), ("original", orig)):
         out[f"{name}_retain_recall@20"] = rank_metrics_of(m, retain_es)["recall@20"]
@@ -526,6 +595,47 @@ def compare_with_retrain(
     out |= check_columns("retrain", chain_check(params, ctx, ref))
     if replicate:
         out |= replicate_retrain(params, batch_id, siblings, sample_users)
+    return out
+
+
+def compare_with_recorded(params: Params, batch_id: str, recorded: Sequence[dict]) -> dict | None:
+    """compare_with_retrain's row from the chain's side alone, the retrain's columns copied from
+    the first of `recorded` that measured the same retained data; None where none did (then the
+    retrain is trained)."""
+    from tru.checkpoint import load_checkpoint
+    from tru.stages.context import load_context
+    from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval, shadow_membership
+
+    ctx, _ = load_context(params, batch_id)
+    data = ctx.data
+    orig, _ = load_checkpoint(paths.BASE_MODEL, data.features)
+    orig.set_graph(data.train, data.active_items)
+    orig.eval()
+    cctx = cumulative_context(ctx, orig, params.data.dataset_dir)
+    cum = cctx.forget
+    counts = {"forget_pairs_cumulative": len(cum)}
+    counts |= {f"forget_pairs_{kind}": len(pairs) for kind, pairs in forget_kinds(data, cum).items()}
+    digest = retain_digest(data)
+    same = next((r for r in recorded if _same_retained(digest, counts, r)), None)
+    if same is None:
+        return None
+    chain, _ = load_checkpoint(paths.batch_dir(batch_id) / "model", data.features)
+    chain.set_graph(data.train, data.active_items)
+    chain.eval()
+    out: dict = {k: v for k, v in same.items() if is_reference_column(k)}
+    out |= {"retrain_shared": True, "reference_recorded": same["method"], "retain_sha256": digest, **counts}
+    retain_es, forget_es = retain_eval(data, "test"), forget_eval(data, cum)
+    for name, m in (("chain", chain), ("original", orig)):
+        out[f"{name}_retain_recall@20"] = rank_metrics_of(m, retain_es)["recall@20"]
+        out[f"{name}_forget_recall@20"] = rank_metrics_of(m, forget_es)["recall@20"]
+    out |= forget_by_kind({"chain": chain, "original": orig}, data, cum)
+    test = shadow_membership(chain, cctx, params.audit.gate, reference=orig)
+    out["chain_cumulative_membership_auc"] = test.get("auc")
+    out["original_cumulative_membership_auc"] = test.get("original_auc")
+    out["cumulative_membership_threshold"] = test.get("threshold")
+    out["cumulative_membership_pairs"] = test.get("members")
+    out |= {"chain_top20_agreement": None, "chain_retrain_param_distance": None}
+    out["chain_original_param_distance"] = parameter_distances(chain, orig, orig)["chain_retrain_param_distance"]
     return out
 
 
@@ -666,6 +776,7 @@ def run_stream(
     canary_night: int,
     replicate: bool = True,
     timings: Path | None = None,
+    echo=print,
 ) -> None:
     """Every night of one stream not yet in `done`, in `folder` (prepared); `replicate`:
     Retrain's replicate on checkpoint nights as well. `timings`: the JSON file whose entry for
@@ -714,7 +825,13 @@ def run_stream(
                 **check_columns("chain", audit.get("chain")),  # the audit's reference-free check of the chain
             }
             if night % every == 0 or night == nights:
-                row |= compare_with_retrain(params, res["batch"], siblings=siblings, replicate=replicate)
+                recorded = recorded_reference(done, key, night, replicate)
+                row |= compare_with_retrain(
+                    params, res["batch"], siblings=siblings, replicate=replicate, recorded=recorded
+                )
+                if row.get("reference_recorded"):
+                    who = row["reference_recorded"]
+                    echo(f"  night {night}: the retrain's measures read from the {who} chain's row (same data)")
             store.record(done, row)
             if timings is not None:
                 add_seconds(timings, folder.name, time.perf_counter() - t0)
@@ -848,7 +965,7 @@ def run_stream_bench(
                 )
                 mp = p.model_copy(update={"unlearn": p.unlearn.model_copy(update={"method": method})})
                 echo(f"stream {name}: {nights} night(s), a retrain every {every}")
-                run_stream(mp, folder, store, done, key, nights, every, canary_night, replicate, log)
+                run_stream(mp, folder, store, done, key, nights, every, canary_night, replicate, log, echo)
         if replicate:  # rows recorded without Retrain's replicate: measured where a stream kept the night
             fill_replicates(p, store, done, root, backbone, echo)
     assert ds is not None  # at least one backbone
@@ -1098,6 +1215,31 @@ def _replicate(n: pd.DataFrame) -> str:
     return " / ".join(f"{n[c].mean():.4f}" for c in cols)
 
 
+def _recorded_note(ck: pd.DataFrame) -> list[str]:
+    """A sentence on the checkpoint rows whose retrain's measures were read from another chain's
+    row (compare_with_retrain's `recorded`), naming the chains; none without such rows."""
+    if "reference_recorded" not in ck or not ck["reference_recorded"].notna().any():
+        return []
+    read = ck[ck["reference_recorded"].notna()]
+    chains = ", ".join(sorted({f"{b} {m}" for b, m in zip(read["backbone"], read["method"], strict=True)}))
+    return [
+        "",
+        f"Where a chain's own retrain was not at hand ({chains}: {len(read)} of its checkpoint seed-nights), the "
+        "retrain's measures (and its replicate's) are read from another method's row of the same traffic and night, "
+        "which measured the same retained data (checked by a digest of the retained pairs, or on rows recorded "
+        "before the digest by the counts of pairs erased so far): an exact retrain of the same data and seed is the "
+        "same model. What needs the retrain's parameters, the chain's top-20 agreement and parameter distance to it, "
+        "is not measured there (–).",
+    ]
+
+
+def _chain_agreement(n: pd.DataFrame) -> str:
+    """The chain's top-20 agreement with the retrain (mean over seeds), or – where no seed measured
+    it (a row whose retrain's measures were read from another chain's row: reference_recorded)."""
+    a = n["chain_top20_agreement"]
+    return "–" if a.isna().all() else f"{a.mean():.3f}"
+
+
 def _agreement(n: pd.DataFrame) -> str:
     col = f"{REPLICATE}_top20_agreement"
     return "" if col not in n or n[col].isna().all() else f" ({n[col].mean():.3f})"
@@ -1313,6 +1455,7 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
         "original's excess forget Recall@20 the chain removed; the calibrated membership test (the gate's) on every "
         "pair erased so far against the shadow pairs that left with them: an AUC above the threshold is residue "
         "a retrain does not show.",
+        *_recorded_note(ck),
         "",
         "| backbone | method | night | pairs erased so far | retain R@20 | forget R@20 | forget excess removed "
         "| another retrain: retain / forget R@20 | top-20 agreement with the retrain: chain / original "
@@ -1328,7 +1471,7 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
         lines.append(
             f"| {backbone} | {method} | {int(night)} | {n['forget_pairs_cumulative'].mean():.0f} | {trio('retain')} "
             f"| {trio('forget')} | {gap_closed(n):.0%} | {_replicate(n)} "
-            f"| {n['chain_top20_agreement'].mean():.3f} / {n['original_top20_agreement'].mean():.3f}{_agreement(n)} "
+            f"| {_chain_agreement(n)} / {n['original_top20_agreement'].mean():.3f}{_agreement(n)} "
             f"| {_auc(n)} | {_distances(n)} | {', '.join(n['retrain_gate'].astype(str))} |"
         )
     lines += ["", f"![drift over nights]({out.with_suffix('.png').name})", ""]
