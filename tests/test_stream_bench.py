@@ -86,7 +86,8 @@ def test_a_chain_without_its_retrain_reads_the_recorded_one_of_the_same_traffic(
     assert tr["retain_sha256"] == ex["retain_sha256"]
     assert tr["forget_pairs_cumulative"] == ex["forget_pairs_cumulative"] > 0
     copied = [c for c in ex.index if is_reference_column(c)]
-    assert "retrain_forget_recall@20" in copied and "retrain_gate" in copied
+    assert "retrain_forget_recall@20" in copied and "retrain_check_flagged" in copied
+    assert "retrain_gate" not in copied and pd.isna(tr["retrain_gate"])  # judged against the chain's own input
     assert all(tr[c] == ex[c] or (pd.isna(tr[c]) and pd.isna(ex[c])) for c in copied)
     # the chain's own side is measured: the original the same, the chain its own
     assert tr["original_forget_recall@20"] == pytest.approx(ex["original_forget_recall@20"])
@@ -240,7 +241,7 @@ def test_a_stream_chains_the_batches_and_compares_with_a_retrain(base_repo, tmp_
     for night, b in zip((1, 2), chain, strict=False):
         log = json.loads((tru_folder / "reports" / b["id"] / "update_log.json").read_text())
         assert df.loc[("tru", night), "reverse_epochs"] == sum(1 for e in log["epochs"] if e.get("reverse_pairs"))
-    assert re.search(r"\| mgcn \| tru \| development \| 1 \|[^\n]*\| \d of 2(, step up to \d+x)? \|", md)
+    assert re.search(r"\| mgcn \| tru \| development \| 1 \|[^\n]*\| 1: \d of 2(, step up to \d+x)? \|", md)
 
 
 def test_a_stream_on_another_dataset_of_the_grid_starts_from_its_prepared_split_and_base_model(

@@ -88,8 +88,8 @@ def _line(row: dict) -> str:
     if row.get("retrain_seconds") is not None:
         line += (
             f"; vs retrain: retain R@20 {row['chain_retain_recall@20']:.4f}/{row['retrain_retain_recall@20']:.4f}, "
-            f"forget R@20 {row['chain_forget_recall@20']:.4f}/{row['retrain_forget_recall@20']:.4f}, "
-            f"retrain gate {row['retrain_gate']}"
+            f"forget R@20 {row['chain_forget_recall@20']:.4f}/{row['retrain_forget_recall@20']:.4f}"
+            + (f", retrain gate {row['retrain_gate']}" if row.get("retrain_gate") else "")
         )
     return line
 
@@ -466,6 +466,8 @@ def is_reference_column(column: str) -> bool:
     replicate's, and the original's distance and agreement to the retrain."""
     if column == "retrain_shared":  # how this row came by its retrain, not a measure of it
         return False
+    if column == "retrain_gate":  # the gate judges the retrain against the chain's own input model
+        return False
     return column.startswith(("retrain_", f"{REPLICATE}_")) or column in (
         "original_top20_agreement",
         "original_retrain_param_distance",
@@ -523,7 +525,8 @@ def compare_with_retrain(
     digest its counts of erased pairs) has its retrain's measures copied instead of training
     the retrain again (it is deterministic: the same data and seed give the same model), and
     the row says so (`reference_recorded`: that row's method). What needs the retrain's
-    parameters (the chain's top-20 agreement and parameter distance to it) is left empty."""
+    parameters (the chain's top-20 agreement and parameter distance to it) is left empty, and so
+    is the gate's verdict on the retrain, which judges it against the chain's own input model."""
     from tru import batches
     from tru.audit import canary as canary_mod
     from tru.bench.gate import judge
@@ -1229,7 +1232,8 @@ def _recorded_note(ck: pd.DataFrame) -> list[str]:
         "which measured the same retained data (checked by a digest of the retained pairs, or on rows recorded "
         "before the digest by the counts of pairs erased so far): an exact retrain of the same data and seed is the "
         "same model. What needs the retrain's parameters, the chain's top-20 agreement and parameter distance to it, "
-        "is not measured there (–).",
+        "is not measured there (–), nor is the gate's verdict on the retrain, which judges it against the chain's "
+        "own input model (the false-alarm column counts the nights it was measured on).",
     ]
 
 
@@ -1279,19 +1283,19 @@ def retain_indicator(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _reversed_nights(rows: pd.DataFrame) -> str:
-    """On how many of its nights a chain's loop reversed any pair (a mean over seeds, of the
-    nights recorded with the count), and the largest step growth used; – where no night
+    """On how many of its nights a chain's loop reversed any pair, per seed (of the nights
+    recorded with the count), and the largest step growth used; – where no night
     recorded it (a method without a reverse loop, or rows from before the count)."""
     if "reverse_epochs" not in rows:
         return "–"
     known = rows[rows["reverse_epochs"].notna()]
     if known.empty:
         return "–"
-    per_seed = (known["reverse_epochs"] > 0).groupby(known["seed"]).sum().mean()
-    nights = known.groupby("seed")["night"].count().mean()
+    reversed_ = (known["reverse_epochs"] > 0).groupby(known["seed"]).sum()
+    nights = known.groupby("seed")["night"].count()
     growth = known["step_growth_max"].max() if "step_growth_max" in known else None
     grown = f", step up to {growth:g}x" if growth is not None and growth == growth else ""
-    return f"{per_seed:.3g} of {nights:.3g}{grown}"
+    return ", ".join(f"{int(seed)}: {int(reversed_[seed])} of {int(nights[seed])}" for seed in nights.index) + grown
 
 
 def indicator_lines(df: pd.DataFrame) -> list[str]:
@@ -1303,7 +1307,7 @@ def indicator_lines(df: pd.DataFrame) -> list[str]:
     lines = [
         "| backbone | method | traffic | checkpoint seed-nights | indicator: last night (lowest) "
         "| measured on test rows: last night (lowest) | the retrain's, measured: last night "
-        "| indicator - measured: mean (mean absolute) | nights the loop reversed, a seed |",
+        "| indicator - measured: mean (mean absolute) | nights the loop reversed, per seed |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for (backbone, method), g in ind.groupby(["backbone", "method"]):
@@ -1408,7 +1412,7 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
         summary.append(
             f"| {backbone} | {method} | {g['traffic'].iloc[0]} | {g['seed'].nunique()} | {int(g['night'].max())} "
             f"| {int((g['verdict'] == 'fail').sum())} ({int(g['cleared_by_retrain'].astype(bool).sum())}) "
-            f"| {int((c['retrain_gate'] == 'fail').sum())} of {len(c)} "
+            f"| {int((c['retrain_gate'] == 'fail').sum())} of {int(c['retrain_gate'].notna().sum())} "
             f"| {per_seed:.0f} ({g['erase_repair_s'].mean():.1f}) "
             f"| {c['retrain_seconds'].mean():.0f} | {'never' if first is None else first} "
             f"| {_outside(outside.get((backbone, method)), c)} | {_forget_gap(c)} | {_check_flags(g, c)} |"
@@ -1472,7 +1476,7 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
             f"| {backbone} | {method} | {int(night)} | {n['forget_pairs_cumulative'].mean():.0f} | {trio('retain')} "
             f"| {trio('forget')} | {gap_closed(n):.0%} | {_replicate(n)} "
             f"| {_chain_agreement(n)} / {n['original_top20_agreement'].mean():.3f}{_agreement(n)} "
-            f"| {_auc(n)} | {_distances(n)} | {', '.join(n['retrain_gate'].astype(str))} |"
+            f"| {_auc(n)} | {_distances(n)} | {', '.join(n['retrain_gate'].fillna('–').astype(str))} |"
         )
     lines += ["", f"![drift over nights]({out.with_suffix('.png').name})", ""]
     md.write_text("\n".join(lines))
