@@ -106,6 +106,13 @@ def test_unlearn_recipe_per_backbone_lays_its_values_over_the_shared_ones():
     assert (got.lr, got.tru.lr, p.unlearn.tru.lr) == (0.0005, 0.0004, 0.00075)
     assert got.tru.gate_k == p.unlearn.tru.gate_k  # the rest of unlearn.tru as shared
     assert unlearn_for(unlearn_for(mig)).unlearn == got
+    # ... and whether its retain condition is held to the chain's start: tru_retain_from_chain_start
+    r["unlearn"]["tru"]["retain_from_chain_start"] = True
+    r["unlearn"]["backbones"] = {"miggt": {"tru_retain_from_chain_start": False}}
+    p = parse_params(r)
+    mig = p.model_copy(update={"model": p.model.model_copy(update={"backbone": "miggt"})})
+    assert unlearn_for(mig).unlearn.tru.retain_from_chain_start is False
+    assert unlearn_for(p) is p and p.unlearn.tru.retain_from_chain_start is True
     r["unlearn"]["backbones"] = {"lightgcn": {"lr": 0.1}}
     with pytest.raises(ConfigError, match=r"unlearn.backbones"):
         parse_params(r)

@@ -324,6 +324,7 @@ class UnlearnOverride(Section):
     repair_batch_size: int | None = Field(default=None, gt=0)
     ascent_epochs: int | None = Field(default=None, ge=0)
     tru_lr: float | None = Field(default=None, gt=0)  # unlearn.tru.lr for this backbone
+    tru_retain_from_chain_start: bool | None = None  # unlearn.tru.retain_from_chain_start for this backbone
 
 
 class UnlearnParams(Section):
@@ -472,12 +473,14 @@ def unlearn_for(params: Params) -> Params:
     if over is None:
         return params
     changes = over.model_dump(exclude_none=True)
-    tru_lr = changes.pop("tru_lr", None)
-    if all(getattr(params.unlearn, k) == v for k, v in changes.items()) and tru_lr in (None, params.unlearn.tru.lr):
+    # tru_<knob>: unlearn.tru.<knob> for this backbone
+    tru = {k.removeprefix("tru_"): changes.pop(k) for k in [k for k in changes if k.startswith("tru_")]}
+    same_tru = all(getattr(params.unlearn.tru, k) == v for k, v in tru.items())
+    if all(getattr(params.unlearn, k) == v for k, v in changes.items()) and same_tru:
         return params
     unlearn = params.unlearn.model_copy(update=changes)
-    if tru_lr is not None:
-        unlearn = unlearn.model_copy(update={"tru": unlearn.tru.model_copy(update={"lr": tru_lr})})
+    if tru:
+        unlearn = unlearn.model_copy(update={"tru": unlearn.tru.model_copy(update=tru)})
     return params.model_copy(update={"unlearn": unlearn})
 
 
