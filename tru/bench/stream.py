@@ -638,7 +638,7 @@ def compare_with_recorded(params: Params, batch_id: str, recorded: Sequence[dict
     out["cumulative_membership_threshold"] = test.get("threshold")
     out["cumulative_membership_pairs"] = test.get("members")
     out |= {"chain_top20_agreement": None, "chain_retrain_param_distance": None}
-    out["chain_original_param_distance"] = parameter_distances(chain, orig, orig)["chain_retrain_param_distance"]
+    out["chain_original_param_distance"] = relative_distance(chain, orig)
     return out
 
 
@@ -656,19 +656,22 @@ def check_columns(who: str, check: dict | None) -> dict:
     }
 
 
+def relative_distance(a, b) -> float:
+    """||a - b|| / ||b|| over every parameter of two models of the same architecture (6 decimals)."""
+    import torch
+
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    with torch.no_grad():
+        diff = sum(float((pa[n] - pb[n]).pow(2).sum()) for n in pb)
+        norm = sum(float(pb[n].pow(2).sum()) for n in pb)
+    return round(float(np.sqrt(diff / max(norm, 1e-24))), 6)
+
+
 def parameter_distances(chain, retrain, original) -> dict:
     """How far the chain's parameters are from the retrain's, relative to the retrain's norm,
     with the untouched original's distance beside it for scale (a retrain trains anew, so the
     original is far from it too), and how far the chain has moved from the original."""
-    import torch
-
-    def dist(a, b) -> float:
-        pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
-        with torch.no_grad():
-            diff = sum(float((pa[n] - pb[n]).pow(2).sum()) for n in pb)
-            norm = sum(float(pb[n].pow(2).sum()) for n in pb)
-        return round(float(np.sqrt(diff / max(norm, 1e-24))), 6)
-
+    dist = relative_distance
     return {
         "chain_retrain_param_distance": dist(chain, retrain),
         "original_retrain_param_distance": dist(original, retrain),
