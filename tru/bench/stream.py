@@ -405,6 +405,17 @@ def _trained_seconds(t0: float, timings: Path) -> float:
     return round(time.perf_counter() - t0 + float(before or 0.0), 2)
 
 
+def night_model(path: str | Path, data):
+    """The checkpoint at `path` on the night's retained graph (`data`: its InteractionData), in
+    eval mode: how every model a night is measured on is loaded."""
+    from tru.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(path, data.features)
+    model.set_graph(data.train, data.active_items)
+    model.eval()
+    return model
+
+
 def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = (), sample_users: int = 500) -> dict:
     """Retrain's noise floor on a checkpoint night: the same cumulative retain set trained again
     with another training seed (the grid's `retrain_r2` offset from params.seed), in
@@ -413,7 +424,6 @@ def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = 
     user's top-20 it agrees on with the retrain (what two exact retrains agree on: the scale for
     the chain's agreement). Needs the night's retrain (compare_with_retrain)."""
     from tru.bench.unlearn import REPLICATES
-    from tru.checkpoint import load_checkpoint
     from tru.stages.context import load_context
     from tru.stages.erase import erase_stage
     from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval
@@ -430,12 +440,8 @@ def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = 
             write_json(here / "bench_seconds.json", {"seconds": _trained_seconds(t0, here / "timings.json")})
     ctx, _ = load_context(params, batch_id)
     data = ctx.data
-    orig, _ = load_checkpoint(paths.BASE_MODEL, data.features)
-    models = [load_checkpoint(paths.batch_dir(batch_id) / f, data.features)[0] for f in ("retrain", REPLICATE)]
-    for m in (*models, orig):
-        m.set_graph(data.train, data.active_items)
-        m.eval()
-    ref, rep = models
+    orig = night_model(paths.BASE_MODEL, data)
+    ref, rep = (night_model(paths.batch_dir(batch_id) / f, data) for f in ("retrain", REPLICATE))
     cum = cumulative_context(ctx, orig, params.data.dataset_dir).forget
     users = _sample_users(ctx, sample_users)  # the users compare_with_retrain's agreement is measured on
     return {
@@ -530,7 +536,6 @@ def compare_with_retrain(
     from tru import batches
     from tru.audit import canary as canary_mod
     from tru.bench.gate import judge
-    from tru.checkpoint import load_checkpoint
     from tru.stages.audit import chain_check
     from tru.stages.context import load_context
     from tru.stages.erase import erase_stage
@@ -559,12 +564,8 @@ def compare_with_retrain(
     seconds = json.loads(timed.read_text())["seconds"] if timed.is_file() else time.perf_counter() - t0
     ctx, _ = load_context(params, batch_id)
     data = ctx.data
-    chain, _ = load_checkpoint(paths.batch_dir(batch_id) / "model", data.features)
-    ref, _ = load_checkpoint(paths.batch_dir(batch_id) / "retrain", data.features)
-    orig, _ = load_checkpoint(paths.BASE_MODEL, data.features)
-    for m in (chain, ref, orig):
-        m.set_graph(data.train, data.active_items)
-        m.eval()
+    chain, ref = (night_model(paths.batch_dir(batch_id) / f, data) for f in ("model", "retrain"))
+    orig = night_model(paths.BASE_MODEL, data)
     cctx = cumulative_context(ctx, orig, params.data.dataset_dir)
     cum = cctx.forget
     retain_es, forget_es = retain_eval(data, "test"), forget_eval(data, cum)
@@ -605,15 +606,12 @@ def compare_with_recorded(params: Params, batch_id: str, recorded: Sequence[dict
     """compare_with_retrain's row from the chain's side alone, the retrain's columns copied from
     the first of `recorded` that measured the same retained data; None where none did (then the
     retrain is trained)."""
-    from tru.checkpoint import load_checkpoint
     from tru.stages.context import load_context
     from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval, shadow_membership
 
     ctx, _ = load_context(params, batch_id)
     data = ctx.data
-    orig, _ = load_checkpoint(paths.BASE_MODEL, data.features)
-    orig.set_graph(data.train, data.active_items)
-    orig.eval()
+    orig = night_model(paths.BASE_MODEL, data)
     cctx = cumulative_context(ctx, orig, params.data.dataset_dir)
     cum = cctx.forget
     counts = {"forget_pairs_cumulative": len(cum)}
@@ -622,9 +620,7 @@ def compare_with_recorded(params: Params, batch_id: str, recorded: Sequence[dict
     same = next((r for r in recorded if _same_retained(digest, counts, r)), None)
     if same is None:
         return None
-    chain, _ = load_checkpoint(paths.batch_dir(batch_id) / "model", data.features)
-    chain.set_graph(data.train, data.active_items)
-    chain.eval()
+    chain = night_model(paths.batch_dir(batch_id) / "model", data)
     out: dict = {k: v for k, v in same.items() if is_reference_column(k)}
     out |= {"retrain_shared": True, "reference_recorded": same["method"], "retain_sha256": digest, **counts}
     retain_es, forget_es = retain_eval(data, "test"), forget_eval(data, cum)
@@ -715,7 +711,6 @@ def fill_forget_kinds(rows: list[dict], root: Path, dataset_dir: str) -> int:
     folder a later run of the same stream replaced keeps other models); returns how many rows
     were filled."""
     from tru.audit.chain import pairs_gone
-    from tru.checkpoint import load_checkpoint
     from tru.data.dataset import load_split
     from tru.unlearning.probes import forget_eval, rank_metrics_of
 
@@ -727,10 +722,7 @@ def fill_forget_kinds(rows: list[dict], root: Path, dataset_dir: str) -> int:
         kept = {"chain": batch / "model", "retrain": batch / "retrain", "original": folder / paths.BASE_MODEL}
         if not pd.isna(row.get(f"{REPLICATE}_forget_recall@20", np.nan)) and (batch / REPLICATE).is_dir():
             kept[REPLICATE] = batch / REPLICATE
-        models = {who: load_checkpoint(f, data.features)[0] for who, f in kept.items()}
-        for m in models.values():
-            m.set_graph(data.train, data.active_items)
-            m.eval()
+        models = {who: night_model(f, data) for who, f in kept.items()}
         again = rank_metrics_of(models["chain"], forget_eval(data, cum))["recall@20"]
         if not np.isclose(again, float(row["chain_forget_recall@20"]), rtol=0, atol=1e-9):
             continue
