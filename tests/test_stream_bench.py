@@ -95,6 +95,22 @@ def test_a_chain_without_its_retrain_reads_the_recorded_one_of_the_same_traffic(
     assert pd.isna(tr["chain_top20_agreement"]) and pd.isna(tr["chain_retrain_param_distance"])
     report = out.with_suffix(".md").read_text()
     assert "mgcn tru: 1 of its checkpoint seed-nights" in report
+    # Retrain's replicate filled in afterwards where no stream kept the night's retrain (stream-a
+    # holds only the tru chain, which read its retrain's measures): trained in that folder, its
+    # agreement with the retrain left empty (none to agree with), and given to the rows of the
+    # night that measured the same retained data, not to a row of other data
+    df = pd.read_csv(out)
+    df.loc[(df["method"] == "exact") & (df["night"] == 2), "retain_sha256"] = "f" * 64
+    df.to_csv(out, index=False)
+    store = stream_store(out)
+    assert stream.fill_replicates(params, store, store.read(), repo / "data/bench/stream-a", "mgcn") == 1
+    filled = pd.read_csv(out).set_index(["method", "night"])
+    assert 0 <= filled.loc[("tru", 2), "retrain_r2_forget_recall@20"] <= 1
+    assert 0 <= filled.loc[("tru", 2), "retrain_r2_retain_recall@20"] <= 1
+    assert pd.isna(filled.loc[("tru", 2), "retrain_r2_top20_agreement"])
+    assert pd.isna(filled.loc[("exact", 2), "retrain_r2_forget_recall@20"])
+    kept = repo / "data/bench/stream-a/mgcn-tru-1" / paths.batch_dir(tr["batch"])
+    assert (kept / "retrain_r2/checkpoint.json").is_file() and not (kept / "retrain").exists()
     # a recorded row of other retained data is not read: the chain trains its own retrain
     df = pd.read_csv(out)
     df = df[df["method"] == "exact"]

@@ -422,7 +422,8 @@ def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = 
     `data/batches/<B>/retrain_r2` (a sibling stream's reused, as the retrain is), measured as
     the retrain is: its retained and cumulative forget Recall@20, and the share of each sampled
     user's top-20 it agrees on with the retrain (what two exact retrains agree on: the scale for
-    the chain's agreement). Needs the night's retrain (compare_with_retrain)."""
+    the chain's agreement), where the night's retrain is at hand (kept here or by a sibling):
+    a night whose retrain's measures were read from a recorded row leaves the agreement empty."""
     from tru.bench.unlearn import REPLICATES
     from tru.stages.context import load_context
     from tru.stages.erase import erase_stage
@@ -441,16 +442,39 @@ def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = 
     ctx, _ = load_context(params, batch_id)
     data = ctx.data
     orig = night_model(paths.BASE_MODEL, data)
-    ref, rep = (night_model(paths.batch_dir(batch_id) / f, data) for f in ("retrain", REPLICATE))
+    rep = night_model(here, data)
+    retrain: Path | None = paths.batch_dir(batch_id) / "retrain"
+    if not (retrain / "checkpoint.json").is_file():
+        retrain = shared_retrain(batch_id, siblings)
     cum = cumulative_context(ctx, orig, params.data.dataset_dir).forget
     users = _sample_users(ctx, sample_users)  # the users compare_with_retrain's agreement is measured on
+    together = None
+    if retrain is not None:
+        together = agreement(top_k(rep, data, users), top_k(night_model(retrain, data), data, users))
     return {
         f"{REPLICATE}_seconds": read_json(here / "bench_seconds.json")["seconds"],
         f"{REPLICATE}_retain_recall@20": rank_metrics_of(rep, retain_eval(data, "test"))["recall@20"],
         f"{REPLICATE}_forget_recall@20": rank_metrics_of(rep, forget_eval(data, cum))["recall@20"],
-        f"{REPLICATE}_top20_agreement": agreement(top_k(rep, data, users), top_k(ref, data, users)),
+        f"{REPLICATE}_top20_agreement": together,
         **forget_by_kind({REPLICATE: rep}, data, cum, counts=False),
     }
+
+
+def retained_identity(params: Params, batch_id: str) -> tuple[str, dict]:
+    """What says two rows of a night measured the same retained data (_same_retained): the
+    digest of its retained pairs (retain_digest) and its counts of pairs erased so far, in all
+    and of each kind."""
+    from tru.stages.context import load_context
+
+    ctx, _ = load_context(params, batch_id)
+    orig = night_model(paths.BASE_MODEL, ctx.data)
+    return _identity(ctx.data, cumulative_context(ctx, orig, params.data.dataset_dir).forget)
+
+
+def _identity(data, cum: np.ndarray) -> tuple[str, dict]:
+    counts = {"forget_pairs_cumulative": len(cum)}
+    counts |= {f"forget_pairs_{kind}": len(pairs) for kind, pairs in forget_kinds(data, cum).items()}
+    return retain_digest(data), counts
 
 
 def _sample_users(ctx, sample_users: int) -> np.ndarray:
@@ -614,9 +638,7 @@ def compare_with_recorded(params: Params, batch_id: str, recorded: Sequence[dict
     orig = night_model(paths.BASE_MODEL, data)
     cctx = cumulative_context(ctx, orig, params.data.dataset_dir)
     cum = cctx.forget
-    counts = {"forget_pairs_cumulative": len(cum)}
-    counts |= {f"forget_pairs_{kind}": len(pairs) for kind, pairs in forget_kinds(data, cum).items()}
-    digest = retain_digest(data)
+    digest, counts = _identity(data, cum)
     same = next((r for r in recorded if _same_retained(digest, counts, r)), None)
     if same is None:
         return None
@@ -735,31 +757,38 @@ def fill_replicates(
     params: Params, store: ResultsStore, done: list[dict], root: Path, backbone: str, echo=print
 ) -> int:
     """Checkpoint rows of `backbone` recorded before the replicate was measured: it is trained
-    once per seed and night, in any stream folder under `root` that kept that night's batch
-    (the traffic and the retained data do not depend on the method), and its measures go to
-    every method's row of that night, each recorded as it is filled. The number of rows filled."""
+    once per seed and night, in a stream folder under `root` that kept that night's batch (the
+    traffic and the retained data do not depend on the method; one that kept the night's
+    retrain first, so the replicate's agreement with it is measured too), and its measures go to
+    every method's row of that night that measured the same retained data (_same_retained),
+    each recorded as it is filled. The last night first: a fill stopped part-way has judged the
+    chains where drift has had longest to build. The number of rows filled."""
     col = f"{REPLICATE}_forget_recall@20"
     todo: dict[tuple, list[dict]] = {}
     for row in done:
         if row["backbone"] == backbone and not pd.isna(row.get("retrain_seconds")) and pd.isna(row.get(col, np.nan)):
             todo.setdefault((int(row["seed"]), row["batch"]), []).append(row)
     filled = 0
-    for (seed, batch), rows in sorted(todo.items()):
-        kept = [
+    for (seed, batch), rows in sorted(todo.items(), key=lambda kv: (kv[0][1], -kv[0][0]), reverse=True):
+        folders = [
             f.resolve()
             for f in sorted(root.glob(f"{backbone}-*-{seed}"))
-            if f.name.rsplit("-", 1)[-1] == str(seed)
-            and (f / paths.batch_dir(batch) / "retrain" / "checkpoint.json").is_file()
+            if f.name.rsplit("-", 1)[-1] == str(seed) and (f / paths.sets_dir(batch)).is_dir()
         ]
+        kept = sorted(folders, key=lambda f: not (f / paths.batch_dir(batch) / "retrain" / "checkpoint.json").is_file())
         if not kept:
             continue
         echo(f"  {backbone} seed {seed}, batch {batch}: Retrain's replicate for {len(rows)} row(s)")
         with chdir(kept[0]):
             measured = replicate_retrain(params, batch, siblings=kept[1:])
+            digest, counts = retained_identity(params, batch)
         for row in rows:
+            if not _same_retained(digest, counts, row):
+                echo(f"    not the {row['method']} row: it measured other retained data")
+                continue
             row |= measured
             store.record(done, row)
-        filled += len(rows)
+            filled += 1
     return filled
 
 
