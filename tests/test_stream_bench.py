@@ -410,6 +410,18 @@ def test_with_retrains_replicate_a_chain_is_judged_against_where_another_retrain
     assert first_departure(pd.DataFrame(alone)) == {("mgcn", "tru"): "15: forget above (seed 1)"}
     # a chain that forgets much more than a retrain leaves below
     assert first_departure(pd.DataFrame(near[:2] + [row(2, 5, 0.15)])) == {("mgcn", "tru"): "5: forget below (seed 2)"}
+    # one seed with the replicate on a single night: no band yet, and the report says how far it has got
+    from tru.bench.stream import _unjudged, band_lines
+
+    single = pd.DataFrame([row(1, 5, 0.25), {**row(1, 10, 0.25), "retrain_r2_forget_recall@20": None}])
+    assert retrain_band(checkpoints(single)) == {} and first_departure(single) == {}
+    assert band_lines(checkpoints(single), {}) == [
+        "* mgcn: the replicate measured on 1 seed-night so far; a band needs two"
+    ]
+    assert _unjudged(checkpoints(single), "mgcn") == "– (one seed; the replicate on 1 seed-night, a band needs two)"
+    none = single.drop(columns=[c for c in single if c.startswith("retrain_r2_")])
+    assert band_lines(checkpoints(none), {}) == ["* no replicate measured yet"]
+    assert _unjudged(checkpoints(none), "mgcn") == "– (one seed: no spread)"
     # every night out of range, not only the first: back inside on night 10
     back = [row(1, 5, 0.15), row(1, 10, 0.26), row(2, 5, 0.25), row(2, 10, 0.40)]
     assert out_of_range(pd.DataFrame(back)) == {

@@ -1054,6 +1054,38 @@ def retrain_band(ck: pd.DataFrame) -> dict[str, dict]:
     return out
 
 
+def replicate_nights(ck: pd.DataFrame, backbone: str) -> int:
+    """The seed-nights of `backbone` whose checkpoint rows measured Retrain's replicate."""
+    col = f"{REPLICATE}_forget_recall@20"
+    if col not in ck:
+        return 0
+    g = ck[(ck["backbone"] == backbone) & ck[col].notna()]
+    return len(g.drop_duplicates(["seed", "night"]))
+
+
+def band_lines(ck: pd.DataFrame, bands: dict[str, dict]) -> list[str]:
+    """The report's band section: per backbone, how far another retrain would land
+    (retrain_band), or how many seed-nights have the replicate so far where that is too few for
+    a band."""
+    lines = [
+        f"* {backbone}: +-{band['retain']:.3f} of the original's retain Recall@20 and +-{band['forget']:.3f} "
+        f"of its forget Recall@20 ({band['pairs']} seed-nights with both retrains)"
+        for backbone, band in bands.items()
+    ]
+    for backbone in sorted(set(ck["backbone"]) - set(bands)):
+        n = replicate_nights(ck, backbone)
+        if n:
+            lines.append(f"* {backbone}: the replicate measured on {n} seed-night so far; a band needs two")
+    return lines or ["* no replicate measured yet"]
+
+
+def _unjudged(ck: pd.DataFrame, backbone: str) -> str:
+    """The first-departure cell of a backbone with no range: one seed, and the replicate on too
+    few seed-nights for a band (band_lines)."""
+    n = replicate_nights(ck, backbone)
+    return "– (one seed: no spread)" if not n else f"– (one seed; the replicate on {n} seed-night, a band needs two)"
+
+
 def first_departure(df: pd.DataFrame) -> dict:
     """Per (backbone, method): the first checkpoint night where a seed's chain leaves Retrain's
     range, with why; None when it never does. Each seed draws its own traffic, so each model's
@@ -1388,12 +1420,7 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
         "interval of one more retrain, from the two retrains' differences pooled over seeds and nights:",
         "",
     ]
-    band_lines = [
-        f"* {backbone}: +-{band['retain']:.3f} of the original's retain Recall@20 and +-{band['forget']:.3f} "
-        f"of its forget Recall@20 ({band['pairs']} seed-nights with both retrains)"
-        for backbone, band in bands.items()
-    ]
-    lines += section("band", band_lines or ["* no replicate measured yet"])
+    lines += section("band", band_lines(ck, bands))
     lines += [
         "",
         f"Traffic seeds: **evaluation** {', '.join(map(str, EVALUATION_SEEDS))} (nothing was chosen on them) and "
@@ -1429,9 +1456,7 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
         c = ck[(ck["backbone"] == backbone) & (ck["method"] == method)]
         per_seed = g.groupby("seed")["erase_repair_s"].sum().mean()
         first = (
-            departures.get((backbone, method), "never")
-            if (backbone, method) in departures
-            else "– (one seed: no spread)"
+            departures.get((backbone, method), "never") if (backbone, method) in departures else _unjudged(ck, backbone)
         )
         summary.append(
             f"| {backbone} | {method} | {g['traffic'].iloc[0]} | {g['seed'].nunique()} | {int(g['night'].max())} "
