@@ -443,9 +443,8 @@ def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = 
     data = ctx.data
     orig = night_model(paths.BASE_MODEL, data)
     rep = night_model(here, data)
-    retrain: Path | None = paths.batch_dir(batch_id) / "retrain"
-    if not (retrain / "checkpoint.json").is_file():
-        retrain = shared_retrain(batch_id, siblings)
+    kept = paths.batch_dir(batch_id) / "retrain"
+    retrain = kept if (kept / "checkpoint.json").is_file() else shared_retrain(batch_id, siblings)
     cum = cumulative_context(ctx, orig, params.data.dataset_dir).forget
     users = _sample_users(ctx, sample_users)  # the users compare_with_retrain's agreement is measured on
     together = None
