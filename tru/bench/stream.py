@@ -423,7 +423,9 @@ def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = 
     the retrain is: its retained and cumulative forget Recall@20, and the share of each sampled
     user's top-20 it agrees on with the retrain (what two exact retrains agree on: the scale for
     the chain's agreement), where the night's retrain is at hand (kept here or by a sibling):
-    a night whose retrain's measures were read from a recorded row leaves the agreement empty."""
+    a night whose retrain's measures were read from a recorded row leaves the agreement empty.
+    With them, what says which retained data it was trained on (_identity: the digest and the
+    counts of pairs erased so far)."""
     from tru.bench.unlearn import REPLICATES
     from tru.stages.context import load_context
     from tru.stages.erase import erase_stage
@@ -450,7 +452,10 @@ def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = 
     together = None
     if retrain is not None:
         together = agreement(top_k(rep, data, users), top_k(night_model(retrain, data), data, users))
+    digest, counts = _identity(data, cum)
     return {
+        "retain_sha256": digest,
+        **counts,
         f"{REPLICATE}_seconds": read_json(here / "bench_seconds.json")["seconds"],
         f"{REPLICATE}_retain_recall@20": rank_metrics_of(rep, retain_eval(data, "test"))["recall@20"],
         f"{REPLICATE}_forget_recall@20": rank_metrics_of(rep, forget_eval(data, cum))["recall@20"],
@@ -459,18 +464,10 @@ def replicate_retrain(params: Params, batch_id: str, siblings: Sequence[Path] = 
     }
 
 
-def retained_identity(params: Params, batch_id: str) -> tuple[str, dict]:
+def _identity(data, cum: np.ndarray) -> tuple[str, dict]:
     """What says two rows of a night measured the same retained data (_same_retained): the
     digest of its retained pairs (retain_digest) and its counts of pairs erased so far, in all
     and of each kind."""
-    from tru.stages.context import load_context
-
-    ctx, _ = load_context(params, batch_id)
-    orig = night_model(paths.BASE_MODEL, ctx.data)
-    return _identity(ctx.data, cumulative_context(ctx, orig, params.data.dataset_dir).forget)
-
-
-def _identity(data, cum: np.ndarray) -> tuple[str, dict]:
     counts = {"forget_pairs_cumulative": len(cum)}
     counts |= {f"forget_pairs_{kind}": len(pairs) for kind, pairs in forget_kinds(data, cum).items()}
     return retain_digest(data), counts
@@ -780,7 +777,8 @@ def fill_replicates(
         echo(f"  {backbone} seed {seed}, batch {batch}: Retrain's replicate for {len(rows)} row(s)")
         with chdir(kept[0]):
             measured = replicate_retrain(params, batch, siblings=kept[1:])
-            digest, counts = retained_identity(params, batch)
+        digest = measured["retain_sha256"]
+        counts = {k: v for k, v in measured.items() if k.startswith("forget_pairs_")}
         for row in rows:
             if not _same_retained(digest, counts, row):
                 echo(f"    not the {row['method']} row: it measured other retained data")
