@@ -98,6 +98,38 @@ def test_lock_holds_the_extras_of_extras(lock):
             assert "mkdocstrings-python" in lock, "mkdocstrings[python] needs mkdocstrings-python in requirements.lock"
 
 
+def _extras_asked(lock) -> dict[str, set[str]]:
+    """name -> the extras that locked packages (and the project) ask of it, from the installed metadata."""
+    asked: dict[str, set[str]] = {}
+    reqs = list(_project_requirements())
+    for other in lock:
+        try:
+            reqs += [Requirement(r) for r in importlib.metadata.requires(other) or []]
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    for req in reqs:
+        # a requirement under an extra nobody installs (`extra == "..."` marker) does not count
+        if not req.extras or (req.marker and "extra" in str(req.marker)):
+            continue
+        asked.setdefault(canonicalize_name(req.name), set()).update(canonicalize_name(e) for e in req.extras)
+    return asked
+
+
+def test_lock_lines_name_the_extras_their_dependents_ask_for(lock):
+    """weasyprint asks for fonttools[woff]: the lock line must read fonttools[woff]==..., or pip
+    (23.x, what a fresh Python 3.11 venv has) refuses the whole install in --require-hashes mode,
+    taking the extra's requirement as unpinned ('all requirements must have their versions pinned
+    with =='). tools/lock.sh keeps extras on (--no-strip-extras)."""
+    missing = []
+    asked = _extras_asked(lock)
+    for name, (spec, _) in lock.items():
+        have = {canonicalize_name(e) for e in Requirement(spec).extras}
+        if lacking := asked.get(name, set()) - have:
+            missing.append(f"{name}[{','.join(sorted(lacking))}]")
+    assert not missing, f"requirements.lock lines without the extras asked of them (tools/lock.sh --no-strip-extras): {', '.join(missing)}"
+    assert "fonttools[woff]" in lock["fonttools"][0]
+
+
 def test_lock_has_no_cuda_package_and_torch_is_the_cpu_build(lock):
     cuda = sorted(n for n in lock if CUDA.match(n))
     assert not cuda, f"CUDA packages in requirements.lock: {', '.join(cuda)}"

@@ -39,7 +39,7 @@ echo "$TORCH_PIN" > "$work/torch-cpu.txt"
 # the hashes say which files are acceptable.
 CUSTOM_COMPILE_COMMAND="tools/lock.sh" "$TOOLS_VENV/bin/pip-compile" \
   --quiet --resolver=backtracking \
-  --generate-hashes --allow-unsafe --strip-extras \
+  --generate-hashes --allow-unsafe --no-strip-extras \
   --extra test --extra docs \
   --constraint "$work/torch-cpu.txt" \
   --no-emit-index-url --no-emit-trusted-host --no-emit-find-links \
