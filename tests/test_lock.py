@@ -126,7 +126,10 @@ def test_lock_lines_name_the_extras_their_dependents_ask_for(lock):
         have = {canonicalize_name(e) for e in Requirement(spec).extras}
         if lacking := asked.get(name, set()) - have:
             missing.append(f"{name}[{','.join(sorted(lacking))}]")
-    assert not missing, f"requirements.lock lines without the extras asked of them (tools/lock.sh --no-strip-extras): {', '.join(missing)}"
+    assert not missing, (
+        "requirements.lock lines without the extras asked of them (tools/lock.sh --no-strip-extras): "
+        + ", ".join(missing)
+    )
     assert "fonttools[woff]" in lock["fonttools"][0]
 
 
