@@ -429,6 +429,35 @@ def test_with_retrains_replicate_a_chain_is_judged_against_where_another_retrain
     }
 
 
+def test_the_plot_shades_the_range_the_summary_judges_by():
+    """The stream plot's band is out_of_range's bound on the plot's scale (chain - retrain): a
+    chain just inside it is not counted out of range, one just outside it is; on a night
+    without the replicate the range is centred on the retrain alone."""
+    from tru.bench.stream import out_of_range, range_offsets, retrain_band
+
+    def row(night, chain_forget, r2=0.26):
+        return {"backbone": "mgcn", "method": "tru", "seed": 11, "night": night, "verdict": "inconclusive",
+                "retrain_seconds": 1.0, "chain_retain_recall@20": 0.18, "retrain_retain_recall@20": 0.18,
+                "retrain_r2_retain_recall@20": 0.18, "original_retain_recall@20": 0.18,
+                "chain_forget_recall@20": chain_forget, "retrain_forget_recall@20": 0.24,
+                "retrain_r2_forget_recall@20": r2, "original_forget_recall@20": 0.5}  # fmt: skip
+
+    rows = [row(10, 0.24), row(20, 0.24), row(30, 0.24, r2=None)]
+    ck = checkpoints(pd.DataFrame(rows))
+    band = retrain_band(ck)["mgcn"]
+    lo, hi = range_offsets(ck, band, "forget")
+    half = band["forget"] * 0.5
+    # the retrains' mean (0.25) +- the band, less the retrain (0.24)
+    assert lo[10] == pytest.approx(0.01 - half) and hi[10] == pytest.approx(0.01 + half)
+    assert lo[30] == pytest.approx(-half) and hi[30] == pytest.approx(half)  # no replicate that night
+    assert range_offsets(ck, band, "retain")[0].tolist() == [0.0, 0.0, 0.0]  # two retrains level: no width
+    for night, at in ((10, hi[10]), (30, lo[30])):
+        inside = [r if r["night"] != night else {**r, "chain_forget_recall@20": 0.24 + at * 0.999} for r in rows]
+        outside = [r if r["night"] != night else {**r, "chain_forget_recall@20": 0.24 + at * 1.001} for r in rows]
+        assert out_of_range(pd.DataFrame(inside)) == {("mgcn", "tru"): []}
+        assert [n.split(":")[0] for n in out_of_range(pd.DataFrame(outside))[("mgcn", "tru")]] == [str(night)]
+
+
 def test_the_forget_gap_is_read_against_how_far_another_retrain_lands():
     from tru.bench.stream import forget_gap
 

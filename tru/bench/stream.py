@@ -1524,14 +1524,40 @@ def write_stream_report(rows: list[dict], out: Path, label: str | None = None) -
             f"| {_chain_agreement(n)} / {n['original_top20_agreement'].mean():.3f}{_agreement(n)} "
             f"| {_auc(n)} | {_distances(n)} | {', '.join(n['retrain_gate'].fillna('–').astype(str))} |"
         )
-    lines += ["", f"![drift over nights]({out.with_suffix('.png').name})", ""]
+    lines += [
+        "",
+        "The plot: each chain's Recall@20 less the retrain's, a mean over seeds, per checkpoint night; the "
+        "shaded band is Retrain's range (where another retrain would land, 95%) on the same scale, also a mean "
+        "over seeds. The summary judges each seed against its own range, so with several seeds a mean line "
+        "inside the band can hide a seed outside it on either side.",
+        "",
+        f"![drift over nights]({out.with_suffix('.png').name})",
+        "",
+    ]
     md.write_text("\n".join(lines))
     _plot(ck, out.with_suffix(".png"))
     return md
 
 
+def range_offsets(rep: pd.DataFrame, band: dict, m: str) -> tuple[pd.Series, pd.Series]:
+    """Retrain's range on the stream plot's scale (chain - retrain Recall@20), per checkpoint
+    night, from one backbone's checkpoint rows `rep` (a row per seed and night) and its
+    retrain_band: out_of_range's bounds, (the mean of the seed's retrains) +- band x the
+    original's Recall@20, less the retrain's Recall@20; a mean over seeds where several ran
+    (each seed is judged against its own). `m`: "retain" or "forget"."""
+    retrain = rep[f"retrain_{m}_recall@20"]
+    mid = retrain
+    if f"{REPLICATE}_{m}_recall@20" in rep:
+        mid = pd.concat([retrain, rep[f"{REPLICATE}_{m}_recall@20"]], axis=1).mean(axis=1)
+    half = band[m] * rep[f"original_{m}_recall@20"]
+    by = rep.assign(_lo=mid - half - retrain, _hi=mid + half - retrain).groupby("night")
+    return by["_lo"].mean(), by["_hi"].mean()
+
+
 def _plot(ck: pd.DataFrame, path: Path) -> None:
-    """One row of panels per backbone (each its own methods, retrains and scale), one legend."""
+    """One row of panels per backbone (each its own methods, retrains and scale), one legend.
+    Where the backbone has a band (retrain_band), Retrain's range is shaded; else, where a
+    replicate ran, how far it landed from the retrain."""
     from tru.bench.process import pyplot
 
     plt = pyplot()
@@ -1547,6 +1573,7 @@ def _plot(ck: pd.DataFrame, path: Path) -> None:
     methods = sorted(ck["method"].unique())
     handles: dict[str, object] = {}
     rep_all = ck.drop_duplicates(["backbone", "seed", "night"])
+    bands = retrain_band(ck)
     for row, (axes, backbone) in enumerate(zip(grid, backbones, strict=True)):
         for method, g in ck[ck["backbone"] == backbone].groupby("method"):
             k = methods.index(method)
@@ -1559,7 +1586,14 @@ def _plot(ck: pd.DataFrame, path: Path) -> None:
             (line,) = axes[2].plot(by["chain_top20_agreement"].mean(), **style)
             handles[method] = line
         rep = rep_all[rep_all["backbone"] == backbone]
-        if f"{REPLICATE}_forget_recall@20" in rep and rep[f"{REPLICATE}_forget_recall@20"].notna().any():
+        if backbone in bands:
+            # the range first_departure judges by, on the panels' scale: a chain's line outside
+            # the shaded band is a night the summary counts out of range
+            for ax, col in zip(axes[:2], ("retain", "forget"), strict=True):
+                lo, hi = range_offsets(rep, bands[backbone], col)
+                shade = ax.fill_between(lo.index, lo.values, hi.values, color="tab:blue", alpha=0.12, lw=0)
+            handles["Retrain's range (95%)"] = shade
+        elif f"{REPLICATE}_forget_recall@20" in rep and rep[f"{REPLICATE}_forget_recall@20"].notna().any():
             # where another exact retrain lands: the scale each chain's gap is read against (the
             # sign of one retrain's gap to the other is arbitrary: shaded both ways)
             by = rep[rep[f"{REPLICATE}_forget_recall@20"].notna()].groupby("night")
@@ -1569,7 +1603,10 @@ def _plot(ck: pd.DataFrame, path: Path) -> None:
                 )
                 band = ax.fill_between(gap.index, -gap.values, gap.values, color="grey", alpha=0.25)
             handles["another retrain's distance"] = band
-            (line,) = axes[2].plot(by[f"{REPLICATE}_top20_agreement"].mean(), color="black", ls="--")
+        agreement = f"{REPLICATE}_top20_agreement"
+        if agreement in rep and rep[agreement].notna().any():
+            again = rep[rep[agreement].notna()].groupby("night")[agreement].mean()
+            (line,) = axes[2].plot(again, color="black", ls="--")
             handles["another retrain"] = line
         seeds = sorted(ck.loc[ck["backbone"] == backbone, "seed"].unique())
         axes[0].set_ylabel(f"{backbone}: {'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, seeds))}")
