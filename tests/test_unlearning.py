@@ -413,6 +413,13 @@ def test_tru_reverses_nothing_when_the_stop_rule_already_holds(world, monkeypatc
         "membership_power",
         "residue_power",
     }
+    # where the night's seconds went, phase by phase: timings (split off the log, which stays byte-identical)
+    from tru.stages.context import split_timings
+
+    phases = {"exact_step", "retain_reference", "probe_before", "user_refit", "refit", "probe_start"}
+    log, timings = split_timings(res.log)
+    assert {f"{phase}_seconds" for phase in phases} <= set(timings)
+    assert all(t >= 0 for t in timings.values()) and not any(k.endswith("seconds") for k in log)
     start = run_method("tru", ctx, met.model_copy(update={"unlearn": met.unlearn.model_copy(update={"max_epochs": 0})}))
     for (name, a), b in zip(res.model.named_parameters(), start.model.parameters()):
         assert torch.equal(a, b), name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from tru import paths
@@ -36,7 +37,9 @@ def erase_stage(
     Returns the checkpoint's path and weights hash, the method, its seconds and where its log
     and timings went."""
     params = unlearn_for(params)
+    t = time.perf_counter()
     ctx, entry = load_context(params, batch_id, batches_file)
+    context_seconds = time.perf_counter() - t
     own = entry.get("method", params.unlearn.method)
     method = method or own
     if out_dir is None and method != own and method != "retrain":
@@ -54,6 +57,7 @@ def erase_stage(
     out = Path(out_dir) if out_dir else default_out
     ctx.resume = resume_folder(out)  # a killed retrain continues from its snapshots
     result = run_method(method, ctx, params)
+    t = time.perf_counter()
     digest = save_checkpoint(
         out,
         result.model,
@@ -65,6 +69,7 @@ def erase_stage(
             "unlearn": params.unlearn.model_dump(),
         },
     )
+    save_seconds = time.perf_counter() - t
     shutil.rmtree(ctx.resume, ignore_errors=True)
     log, timings = split_timings(result.log)
     if out.resolve() == default_out.resolve():
@@ -74,6 +79,9 @@ def erase_stage(
     else:  # a run into a folder of its own: its log stays with it
         log_path, timings_path = out / "update_log.json", out / "timings.json"
     write_json(log_path, {"batch": batch_id, "method": method, **log})
+    # the method's seconds (total), and the stage's own around it: reading the batch's data and
+    # models, writing the checkpoint
+    timings |= {"context_seconds": context_seconds, "save_seconds": save_seconds}
     write_json(timings_path, {"total_seconds": result.seconds, **timings})
     return {
         "checkpoint": str(out),
