@@ -12,7 +12,9 @@ Both run after the exact erasure and graph rebuild every approximate method star
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -298,14 +300,23 @@ def _module_branch(model: Recommender) -> dict[str, str]:
     return {m: owner[names[0]] for m, names in model.selection_modules().items()}
 
 
+@contextlib.contextmanager
+def _timed(log: dict, phase: str) -> Iterator[None]:
+    """Record the block's wall-clock seconds as log[f"{phase}_seconds"]: where a night's seconds
+    go, phase by phase. split_timings moves every *_seconds key to the batch's
+    timings/update.json, so the log itself stays byte-identical across runs."""
+    t = time.perf_counter()
+    yield
+    log[f"{phase}_seconds"] = time.perf_counter() - t
+
+
 def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> UnlearnResult:
     up = params.unlearn
     seed_everything(ctx.seed, params.train.threads)
-    t = time.perf_counter()
-    model, log = prepare(ctx, params)
-    # where a night's seconds go, phase by phase (split_timings moves every *_seconds key to the
-    # batch's timings/update.json: the log itself stays byte-identical across runs)
-    log["exact_step_seconds"] = time.perf_counter() - t
+    phases: dict = {}
+    with _timed(phases, "exact_step"):
+        model, log = prepare(ctx, params)
+    log |= phases
     guard = erased_row_guard(model, ctx.base)
     original = original_users(ctx) if params.unlearn.exact_erasure else None
     log["method"] = "tru" if mechanisms is not None else "reverse_repair"
@@ -324,59 +335,54 @@ def _reverse_repair_loop(ctx: UnlearnContext, params: Params, mechanisms) -> Unl
     fusion = set(model.branches().get("fusion", []))
     per_user_retained = group_by_user(ctx.data.train, ctx.data.n_users)
     checks = params.audit.gate  # the gate's erasure checks: the stop rule's
-    t = time.perf_counter()
-    base_retain = rank_metrics_of(ctx.base, ctx.probes[1])["recall@20"]
-    log["base_retain_shadow_recall@20"] = base_retain
-    if mechanisms is not None and mechanisms.retain_from_chain_start and ctx.chain_start is not None:
-        # the chain's start too, on the same shadow pairs: a night may lose up to the tolerance
-        # against its input, and nights of such losses add up (ML-1M, docs/lifecycle.md)
-        start_retain = rank_metrics_of(ctx.chain_start, ctx.probes[1])["recall@20"]
-        log["chain_start_retain_shadow_recall@20"] = start_retain
-        base_retain = max(base_retain, start_retain)
+    with _timed(log, "retain_reference"):
+        base_retain = rank_metrics_of(ctx.base, ctx.probes[1])["recall@20"]
+        log["base_retain_shadow_recall@20"] = base_retain
+        if mechanisms is not None and mechanisms.retain_from_chain_start and ctx.chain_start is not None:
+            # the chain's start too, on the same shadow pairs: a night may lose up to the tolerance
+            # against its input, and nights of such losses add up (ML-1M, docs/lifecycle.md)
+            start_retain = rank_metrics_of(ctx.chain_start, ctx.probes[1])["recall@20"]
+            log["chain_start_retain_shadow_recall@20"] = start_retain
+            base_retain = max(base_retain, start_retain)
     log["retain_reference_shadow_recall@20"] = base_retain
-    log["retain_reference_seconds"] = time.perf_counter() - t
-    t = time.perf_counter()
-    log["probe_before"] = probe_metrics(model, ctx, checks)
-    log["probe_before_seconds"] = time.perf_counter() - t
-    t = time.perf_counter()
+    with _timed(log, "probe_before"):
+        log["probe_before"] = probe_metrics(model, ctx, checks)
     if mechanisms is not None and mechanisms.user_refit_steps > 0:
         # first the users, so that the items re-fit below against rows that never saw a forgotten pair
-        log["user_refit"] = refit_users(
-            model,
-            ctx,
-            mechanisms.user_refit_steps,
-            mechanisms.user_refit_lr,
-            retain_sampler,
-            rng,
-            up.repair_batch_size,
-            approximate=mechanisms.user_refit_approximate,
-            item_users=mechanisms.user_refit_item_users,
-        )
-        log["user_refit_seconds"] = time.perf_counter() - t
-    t = time.perf_counter()
+        with _timed(log, "user_refit"):
+            log["user_refit"] = refit_users(
+                model,
+                ctx,
+                mechanisms.user_refit_steps,
+                mechanisms.user_refit_lr,
+                retain_sampler,
+                rng,
+                up.repair_batch_size,
+                approximate=mechanisms.user_refit_approximate,
+                item_users=mechanisms.user_refit_item_users,
+            )
     if mechanisms is not None and mechanisms.refit_share > 0:
-        log["refit"] = refit_items(
-            model,
-            ctx,
-            mechanisms.refit_share,
-            mechanisms.refit_steps,
-            mechanisms.refit_lr,
-            retain_sampler,
-            rng,
-            up.repair_batch_size,
-            reinit=mechanisms.refit_from == "reinit",
-        )
-        log["refit_seconds"] = time.perf_counter() - t
+        with _timed(log, "refit"):
+            log["refit"] = refit_items(
+                model,
+                ctx,
+                mechanisms.refit_share,
+                mechanisms.refit_steps,
+                mechanisms.refit_lr,
+                retain_sampler,
+                rng,
+                up.repair_batch_size,
+                reinit=mechanisms.refit_from == "reinit",
+            )
     if mechanisms is not None and mechanisms.check_before_reverse:
         # reverse only where the deletion's influence survives: the stop rule, checked on the model
         # the reverse epochs would start from (after the exact step, the rebuilt graphs and the refit)
         refitted = log.get("refit", {}).get("steps") or log.get("user_refit", {}).get("steps")
-        t = time.perf_counter()
-        start = probe_metrics(model, ctx, checks) if refitted else log["probe_before"]
-        # a check passes as evidence only where it has power (theta_0 fails it): skipping every
-        # reverse epoch claims that the exact step removed the deletion's influence
-        start = log["probe_start"] = {**start, **original_power(ctx, checks)}
-        log["probe_start_seconds"] = time.perf_counter() - t
+        with _timed(log, "probe_start"):
+            start = probe_metrics(model, ctx, checks) if refitted else log["probe_before"]
+            # a check passes as evidence only where it has power (theta_0 fails it): skipping every
+            # reverse epoch claims that the exact step removed the deletion's influence
+            start = log["probe_start"] = {**start, **original_power(ctx, checks)}
         stop = _stop_reason(start, up.stop, base_retain, evidence=True)
         if stop:
             log["stop"] = f"before the first reverse epoch: {stop}"
