@@ -4,7 +4,7 @@ import torch
 from conftest import assert_rows_loss_matches
 
 from tru.models import build_backbone
-from tru.models.graph import knn_graph, normalized_bipartite
+from tru.models.graph import clear_graph_cache, knn_graph, normalized_bipartite, unique_pairs
 
 
 def small_params(params):
@@ -64,6 +64,66 @@ def test_knn_graph_rows_and_deleted_items():
     active[[3, 7]] = False
     g2 = knn_graph(x, k=4, active=active).to_dense()
     assert float(g2[:, [3, 7]].abs().sum()) == 0 and float(g2[[3, 7]].abs().sum()) == 0
+
+
+def _knn_by_stable_sort(x: np.ndarray, k: int, active: np.ndarray) -> np.ndarray:
+    """The kNN graph's neighbour sets by definition: each active row's k most similar usable
+    items by cosine, itself first, ties to the lower index (a stable sort of the whole row)."""
+    norms = np.linalg.norm(x, axis=1)
+    usable = active & (norms > 1e-12)
+    xn = x / np.maximum(norms, 1e-12)[:, None]
+    k_eff = max(1, min(k, int(usable.sum())))
+    out = np.zeros((len(x), len(x)), bool)
+    for r in np.flatnonzero(active):
+        sim = (xn @ xn[r]).astype(np.float64)
+        sim[~usable] = -np.inf
+        sim[r] = np.inf
+        top = np.argsort(-sim, kind="stable")[:k_eff]
+        out[r, top[np.isfinite(sim[top]) | (top == r)]] = True
+        if not usable[r]:
+            out[r] = False
+            out[r, r] = True
+    return out
+
+
+def test_knn_graph_keeps_the_stable_sorts_neighbours_ties_to_the_lower_index():
+    # duplicated rows tie exactly: which of them a row keeps is decided by index, in every block
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(9, 4)).astype(np.float32)
+    x = np.concatenate([base, base, base[:5], np.zeros((2, 4), np.float32)])  # 25 items, 2 without content
+    active = np.ones(len(x), dtype=bool)
+    active[[4, 20]] = False
+    for k in (1, 3, 5, 40):
+        g = knn_graph(x, k=k, active=active, block=7).to_dense().numpy() != 0
+        assert (g == _knn_by_stable_sort(x.astype(np.float64), k, active)).all(), k
+    # the graph is the same whatever the block size
+    a = knn_graph(x, k=3, active=active, block=7).to_dense()
+    assert torch.equal(a, knn_graph(x, k=3, active=active).to_dense())
+
+
+def test_knn_graphs_are_built_once_per_inputs():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(20, 3)).astype(np.float32)
+    active = np.ones(20, dtype=bool)
+    active[5] = False
+    clear_graph_cache()
+    g = knn_graph(x, k=3, active=active)
+    assert knn_graph(x.copy(), k=3, active=active.copy()) is g  # same inputs, equal bytes: the same graph
+    assert knn_graph(x.astype(np.float64), k=3, active=active) is g  # computed in float32 either way
+    others = [knn_graph(x, k=4, active=active), knn_graph(x, k=3), knn_graph(x + 1, k=3, active=active)]
+    assert all(o is not g for o in others)
+    assert not torch.equal(others[0].to_dense(), g.to_dense())
+    clear_graph_cache()
+    fresh = knn_graph(x, k=3, active=active)
+    assert fresh is not g and torch.equal(fresh.to_dense(), g.to_dense())
+
+
+def test_unique_pairs_is_numpys_row_unique():
+    rng = np.random.default_rng(0)
+    pairs = rng.integers(0, 6, size=(200, 2))
+    assert np.array_equal(unique_pairs(pairs, n_items=6), np.unique(pairs, axis=0))
+    with pytest.raises(ValueError):
+        unique_pairs(np.array([[0, 6]]), n_items=6)
 
 
 def test_bipartite_normalisation_symmetric_and_isolated_nodes_finite():

@@ -227,9 +227,12 @@ def run_night(params: Params, night: int, rows: list[dict]) -> dict:
     exact retrain. Returns the night's measures (seconds per stage, the verdict)."""
     from tru import batches
     from tru.errors import AuditGateFailed
+    from tru.models.graph import clear_graph_cache
     from tru.nightly import stage_functions
     from tru.stages.ingest import ingest_stage
 
+    # every night builds its graphs afresh, as a nightly run in a process of its own does
+    clear_graph_cache()
     t0 = time.perf_counter()
     inbox = Path(paths.INBOX)
     inbox.mkdir(parents=True, exist_ok=True)
