@@ -6,6 +6,7 @@ retain set so that forgotten edges stop flowing through message passing.
 from __future__ import annotations
 
 import hashlib
+import threading
 import warnings
 from collections import OrderedDict
 
@@ -123,13 +124,15 @@ def user_item_block(pairs: np.ndarray, n_users: int, n_items: int) -> SparseOp:
 # kNN graphs by their inputs (knn_graph): every model a batch stage loads builds the same few
 _KNN_GRAPHS: OrderedDict[tuple, SparseOp] = OrderedDict()
 _KNN_GRAPHS_KEPT = 16
+_KNN_LOCK = threading.Lock()  # the portal serves requests from threads
 
 
 def clear_graph_cache() -> None:
     """Forget the kNN graphs built so far (knn_graph): the next model builds its own, as a
     fresh process would. The stream benchmark clears it every night, so that a night's seconds
     are those of a nightly run in a process of its own."""
-    _KNN_GRAPHS.clear()
+    with _KNN_LOCK:
+        _KNN_GRAPHS.clear()
 
 
 def knn_graph(
@@ -151,13 +154,15 @@ def knn_graph(
     x_np = np.ascontiguousarray(np.asarray(features), dtype=np.float32)
     act_key = None if active is None else np.asarray(active, dtype=bool).tobytes()
     key = (hashlib.blake2b(x_np.tobytes(), digest_size=16).digest(), x_np.shape, k, act_key)
-    if key in _KNN_GRAPHS:
-        _KNN_GRAPHS.move_to_end(key)
-        return _KNN_GRAPHS[key]
+    with _KNN_LOCK:
+        if key in _KNN_GRAPHS:
+            _KNN_GRAPHS.move_to_end(key)
+            return _KNN_GRAPHS[key]
     graph = _knn_graph(torch.as_tensor(x_np), k, active, block)
-    _KNN_GRAPHS[key] = graph
-    while len(_KNN_GRAPHS) > _KNN_GRAPHS_KEPT:
-        _KNN_GRAPHS.popitem(last=False)
+    with _KNN_LOCK:
+        _KNN_GRAPHS[key] = graph
+        while len(_KNN_GRAPHS) > _KNN_GRAPHS_KEPT:
+            _KNN_GRAPHS.popitem(last=False)
     return graph
 
 
