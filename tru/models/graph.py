@@ -124,7 +124,7 @@ def user_item_block(pairs: np.ndarray, n_users: int, n_items: int) -> SparseOp:
 # kNN graphs by their inputs (knn_graph): every model a batch stage loads builds the same few
 _KNN_GRAPHS: OrderedDict[tuple, SparseOp] = OrderedDict()
 _KNN_GRAPHS_KEPT = 16
-_KNN_LOCK = threading.Lock()  # the portal serves requests from threads
+_KNN_LOCK = threading.Lock()  # the bench flow runs cells from a thread pool (flows/bench.py)
 
 
 def clear_graph_cache() -> None:
