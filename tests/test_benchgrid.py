@@ -585,6 +585,9 @@ def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval(tm
     assert inter["retain_diff"] == pytest.approx(-0.004) and inter["verdict"] == "nearer"
     assert user["loop_seeds"] == 0 and user["same_model_seeds"] == 4
     assert user["gap_diff"] == pytest.approx(0.0) and user["verdict"] == "no measurable difference"
+    # which way each seed went: TRU nearer on all four interaction seeds; level on every user seed
+    assert (inter["nearer_seeds"], inter["farther_seeds"]) == (4, 0)
+    assert (user["nearer_seeds"], user["farther_seeds"]) == (0, 0)
     # a difference whose interval excludes 0 but stays within Retrain's floor is no difference
     assert over_exact(rows, {("d", "mgcn", "interaction"): {"floor": 0.05}})[0]["verdict"] == "no measurable difference"
     # the report says it plainly, per setting
@@ -596,6 +599,23 @@ def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval(tm
         "baseline's) brings forget Recall@20 nearer the retrain's than the exact step does, beyond the retrain's "
         "own noise; retain Recall@20 falls by 0.0040 against it." in text
     )
+    # every seed nearer, the mean past the floor, but one seed's gain dwarfs the others' so the
+    # interval reaches 0: no measurable difference, and the report says which way the seeds went
+    uneven = [
+        r | {"forget_recall@20": r["forget_recall@20"] + (0.25 if r["method"] == "exact_refit" else -0.01)}
+        if (r["regime"], r["seed"]) == ("interaction", 4) and r["method"] in ("exact_refit", "tru")
+        else r
+        for r in rows
+    ]
+    got = {r["regime"]: r for r in over_exact(uneven, retrain_floors(uneven))}["interaction"]
+    assert got["gap_diff_low"] < 0 < got["gap_diff_high"] and got["beyond_floor"]
+    assert (got["nearer_seeds"], got["farther_seeds"]) == (4, 0) and got["verdict"] == "no measurable difference"
+    assert (
+        "can tell apart (nearer on 4 of 4 seeds, farther on 0): every seed moved the same way, by "
+        f"{abs(got['gap_diff']):.4f} on average, beyond the retrain's own noise, but the seeds vary too much for "
+        "the interval to exclude 0, so more seeds would have to tell" in report_markdown(uneven)
+    )
+    assert "| 4 of 4 (0) | 4 / 0 | " in text
     # the other way round (the loop over-forgets past the retrain): farther, and said so
     swapped = [r | {"forget_recall@20": r["forget_recall@20"] - 0.09} if r["method"] == "tru" else r for r in rows]
     assert {r["regime"]: r["verdict"] for r in over_exact(swapped, retrain_floors(rows))}["interaction"] == "farther"

@@ -276,7 +276,9 @@ def over_exact(rows: list[dict], floors: dict[tuple, dict] | None = None) -> lis
     and of their retain Recall@20 (TRU minus the baseline, on the seeds both have it), each as a
     mean with its 95% t interval over seeds; on how many seeds TRU's loop ran an epoch (a reverse
     epoch, or a repair-only one once the checks held: the grid counts both), and on how many its
-    model scored exactly as the baseline's. `verdict`: "nearer" / "farther" when the interval
+    model scored exactly as the baseline's, and on how many TRU landed nearer the retrain and
+    on how many farther (the rest: level to the last bit); `beyond_floor`: whether the mean
+    distance difference exceeds Retrain's noise floor. `verdict`: "nearer" / "farther" when the interval
     excludes 0 and the mean is beyond Retrain's noise floor (`floors`), "not judged (one seed)"
     with a single seed, else "no measurable difference"."""
     if not rows:
@@ -309,10 +311,10 @@ def over_exact(rows: list[dict], floors: dict[tuple, dict] | None = None) -> lis
         floor = (floors or {}).get(setting, {}).get("floor")
         g_mean, g_low, g_high = _t_interval(gap)
         r_mean, r_low, r_high = _t_interval(retain) if len(retain) else (float("nan"),) * 3
-        tol = max(5e-4, floor or 0.0)
+        beyond = abs(g_mean) > max(5e-4, floor or 0.0)  # the mean difference, past Retrain's noise
         if ok.sum() < 2:
             verdict = "not judged (one seed)"
-        elif (g_high < 0 or g_low > 0) and abs(g_mean) > tol:
+        elif (g_high < 0 or g_low > 0) and beyond:
             verdict = "nearer" if g_mean < 0 else "farther"
         else:
             verdict = "no measurable difference"
@@ -326,6 +328,9 @@ def over_exact(rows: list[dict], floors: dict[tuple, dict] | None = None) -> lis
                 "seeds": int(ok.sum()),
                 "loop_seeds": int((wide["epochs"]["tru"][ok] > 0).sum()),
                 "same_model_seeds": int(same.sum()),
+                "nearer_seeds": int((gap < 0).sum()),
+                "farther_seeds": int((gap > 0).sum()),
+                "beyond_floor": beyond,
                 "gap_diff": g_mean,
                 "gap_diff_low": g_low,
                 "gap_diff_high": g_high,
@@ -365,9 +370,9 @@ def over_exact_markdown(
         "TRU's loop epochs are reverse epochs, or repair-only ones once the erasure checks held (the grid counts "
         "both); where its model scored exactly as the baseline's, the loop changed nothing that is measured.",
         "",
-        "| Setting | vs | seeds TRU's loop ran (model = baseline's) | Δ gap to Retrain [95% CI] | Retrain's floor | "
-        "Δ retain R@20 [95% CI] | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "| Setting | vs | seeds TRU's loop ran (model = baseline's) | seeds TRU nearer / farther | "
+        "Δ gap to Retrain [95% CI] | Retrain's floor | Δ retain R@20 [95% CI] | verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     plain = []
     for r in found:
@@ -378,6 +383,7 @@ def over_exact_markdown(
         n, ran, same = r["seeds"], r["loop_seeds"], r["same_model_seeds"]
         lines.append(
             f"| {name} ({n}){dev} | {LABELS[r['baseline']]} | {ran} of {n} ({same}) | "
+            f"{r['nearer_seeds']} / {r['farther_seeds']} | "
             f"{_interval(r['gap_diff'], r['gap_diff_low'], r['gap_diff_high'])} | {floor} | "
             f"{_interval(r['retain_diff'], r['retain_diff_low'], r['retain_diff_high'])} | {r['verdict']} |"
         )
@@ -404,6 +410,15 @@ def over_exact_markdown(
                 f"{loop} makes no difference to the distance from the retrain that the seeds and the retrain's "
                 "own noise can tell apart"
             )
+            near, far = r["nearer_seeds"], r["farther_seeds"]
+            if near or far:
+                says += f" (nearer on {near} of {n} seeds, farther on {far})"
+            if n in (near, far) and r["beyond_floor"]:
+                says += (
+                    f": every seed moved the same way, by {abs(r['gap_diff']):.4f} on average, beyond the retrain's "
+                    "own noise, but the seeds vary too much for the interval to exclude 0, so more seeds would "
+                    "have to tell"
+                )
         low, high = r["retain_diff_low"], r["retain_diff_high"]
         if ran and (high < 0 or low > 0):  # False with NaN bounds
             says += f"; retain Recall@20 {'falls' if high < 0 else 'rises'} by {abs(r['retain_diff']):.4f} against it"
