@@ -405,20 +405,20 @@ def over_exact_markdown(
             )
         elif r["verdict"].startswith("not judged"):
             says = f"{loop}: one seed, so no interval; the difference is not judged"
+        elif n in (r["nearer_seeds"], r["farther_seeds"]) and r["beyond_floor"]:
+            way = "nearer the retrain's than" if r["nearer_seeds"] == n else "farther from the retrain's than"
+            says = (
+                f"{loop} leaves forget Recall@20 {way} the exact step does on every seed, by "
+                f"{abs(r['gap_diff']):.4f} on average (beyond the retrain's own noise), but the seeds vary too much "
+                "for the interval to exclude 0: not measured yet, more seeds would have to tell"
+            )
         else:
             says = (
                 f"{loop} makes no difference to the distance from the retrain that the seeds and the retrain's "
                 "own noise can tell apart"
             )
-            near, far = r["nearer_seeds"], r["farther_seeds"]
-            if near or far:
-                says += f" (nearer on {near} of {n} seeds, farther on {far})"
-            if n in (near, far) and r["beyond_floor"]:
-                says += (
-                    f": every seed moved the same way, by {abs(r['gap_diff']):.4f} on average, beyond the retrain's "
-                    "own noise, but the seeds vary too much for the interval to exclude 0, so more seeds would "
-                    "have to tell"
-                )
+            if r["nearer_seeds"] or r["farther_seeds"]:
+                says += f" (nearer on {r['nearer_seeds']} of {n} seeds, farther on {r['farther_seeds']})"
         low, high = r["retain_diff_low"], r["retain_diff_high"]
         if ran and (high < 0 or low > 0):  # False with NaN bounds
             says += f"; retain Recall@20 {'falls' if high < 0 else 'rises'} by {abs(r['retain_diff']):.4f} against it"
