@@ -4,7 +4,7 @@ the dataset's real users skipped, resumed without re-running a cell, the report 
 import pandas as pd
 
 from tests.conftest import copy_repo
-from tru.bench.cost import run_cost_bench
+from tru.bench.cost import run_cost_bench, write_cost_report
 from tru.config import load_params
 
 
@@ -39,3 +39,30 @@ def test_cost_grows_per_batch_size_and_resumes(base_repo, tmp_path, monkeypatch)
     pairs = md.split("[start:pairs] -->")[1].split("<!--")[0].strip()
     held = df.set_index("users")["forget_pairs"]
     assert pairs.startswith(f"* Tiny: 1, 8 users held {held[1]:,}, {held[8]:,} training pairs (")
+
+
+def test_the_cost_table_orders_rows_by_dataset_size_then_backbone_whatever_order_they_ran(tmp_path):
+    base = {"users": 1, "seed": 1, "users_erased": 1, "forget_pairs": 3, "seconds": 0.5, "wall_seconds": 1.0}
+    base |= {"epochs": 0, "peak_rss_mb": 600, "loaded_rss_mb": 500, "dataset_users": 90, "dataset_items": 40}
+    base |= {"threads": 2}
+    # in the order a resumed run appends them: the small dataset's second backbone last
+    ran = [("small", "mgcn", 100), ("large", "mgcn", 900), ("small", "miggt", 100)]
+    rows = [
+        base | {"dataset": d, "backbone": b, "method": m, "train_pairs": n} for d, b, n in ran for m in ("tru", "exact")
+    ]
+    md = write_cost_report(rows, tmp_path / "cost.csv").read_text()
+    table = md.split("[start:table] -->")[1].split("<!--")[0]
+    shown = [
+        (cells[0].removeprefix("| ").split(" (")[0], cells[1], cells[2])
+        for cells in (
+            line.split(" | ") for line in table.splitlines() if line.startswith("| small") or line.startswith("| large")
+        )
+    ]
+    assert shown == [
+        ("small", "mgcn", "tru"),
+        ("small", "mgcn", "exact"),
+        ("small", "miggt", "tru"),
+        ("small", "miggt", "exact"),
+        ("large", "mgcn", "tru"),
+        ("large", "mgcn", "exact"),
+    ]

@@ -151,7 +151,7 @@ def write_cost_report(rows: list[dict], out: Path, grid=None) -> Path:
         + " | loaded MB |",
         "|---|---|---|---|" + "---|" * len(sizes) + "---|",
     ]
-    for (dataset, backbone, method), g in df.groupby(["dataset", "backbone", "method"], sort=False):
+    for (dataset, backbone, method), g in _rows_in_order(df):
         by = g.set_index("users")
         first = g.iloc[0]
         label = _label(dataset, grid)
@@ -171,6 +171,16 @@ def write_cost_report(rows: list[dict], out: Path, grid=None) -> Path:
     md.write_text("\n".join(lines))
     _plot(df, out.with_suffix(".png"))
     return md
+
+
+def _rows_in_order(df: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    """The table's rows, one per dataset, backbone and method: datasets from the fewest training
+    pairs to the most, then backbones by name, then methods in the order they were first run (the
+    CSV's order alone depends on which runs were resumed)."""
+    pairs = df.groupby("dataset", sort=False)["train_pairs"].max()
+    first = {m: i for i, m in enumerate(dict.fromkeys(df["method"]))}
+    groups = list(df.groupby(["dataset", "backbone", "method"], sort=False))
+    return sorted(groups, key=lambda kv: (pairs[kv[0][0]], kv[0][0], kv[0][1], first[kv[0][2]]))
 
 
 def _label(dataset: str, grid=None) -> str:
@@ -209,7 +219,7 @@ def _plot(df: pd.DataFrame, path: Path) -> None:
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for (dataset, backbone, method), g in df.groupby(["dataset", "backbone", "method"], sort=False):
+    for (dataset, backbone, method), g in _rows_in_order(df):
         g = g.sort_values("users")
         label = f"{method}, {dataset} ({backbone})"
         axes[0].plot(g["users"], g["seconds"], marker="o", label=label)
