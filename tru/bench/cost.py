@@ -218,19 +218,28 @@ def _plot(df: pd.DataFrame, path: Path) -> None:
     from tru.bench.process import pyplot
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for (dataset, backbone, method), g in _rows_in_order(df):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    # one colour per dataset and backbone, one line style per method: TRU solid, the others dashed
+    groups = _rows_in_order(df)
+    colour = {key: f"C{i}" for i, key in enumerate(dict.fromkeys((d, b) for (d, b, _), _ in groups))}
+    methods = list(dict.fromkeys(m for (_, _, m), _ in groups))
+    styles = ("-", "--", ":", "-.")
+    for (dataset, backbone, method), g in groups:
         g = g.sort_values("users")
+        look = {"marker": "o", "color": colour[dataset, backbone], "linestyle": styles[methods.index(method) % 4]}
         label = f"{method}, {dataset} ({backbone})"
-        axes[0].plot(g["users"], g["seconds"], marker="o", label=label)
-        axes[1].plot(g["users"], g["peak_rss_mb"] - g["loaded_rss_mb"], marker="o", label=label)
+        axes[0].plot(g["users"], g["seconds"], label=label, **look)
+        axes[1].plot(g["users"], g["peak_rss_mb"] - g["loaded_rss_mb"], label=label, **look)
     titles = ("erasure seconds (method + final repair)", "peak memory above the loaded data and model (MB)")
     for ax, title in zip(axes, titles, strict=True):
         ax.set_xscale("log")
         ax.set_xlabel("users erased in the batch")
         ax.set_title(title, fontsize=9)
     axes[0].set_yscale("log")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(0.82, 0.5), frameon=False, handlelength=3
+    )
+    fig.tight_layout(rect=(0, 0, 0.82, 1))
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
