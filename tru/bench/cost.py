@@ -222,11 +222,11 @@ def _plot(df: pd.DataFrame, path: Path) -> None:
     # one colour per dataset and backbone, one line style per method: TRU solid, the others dashed
     groups = _rows_in_order(df)
     colour = {key: f"C{i}" for i, key in enumerate(dict.fromkeys((d, b) for (d, b, _), _ in groups))}
-    methods = list(dict.fromkeys(m for (_, _, m), _ in groups))
-    styles = ("-", "--", ":", "-.")
+    others = list(dict.fromkeys(m for (_, _, m), _ in groups if m != "tru"))
     for (dataset, backbone, method), g in groups:
         g = g.sort_values("users")
-        look = {"marker": "o", "color": colour[dataset, backbone], "linestyle": styles[methods.index(method) % 4]}
+        style = "-" if method == "tru" else ("--", ":", "-.")[others.index(method) % 3]
+        look = {"marker": "o", "color": colour[dataset, backbone], "linestyle": style}
         label = f"{method}, {dataset} ({backbone})"
         axes[0].plot(g["users"], g["seconds"], label=label, **look)
         axes[1].plot(g["users"], g["peak_rss_mb"] - g["loaded_rss_mb"], label=label, **look)
