@@ -1,5 +1,6 @@
 """TRU's mechanisms in isolation and the methods end to end, on tiny synthetic data."""
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -779,7 +780,7 @@ def test_balanced_partition_keeps_shards_within_capacity_and_clusters_together()
     assert np.bincount(balanced_partition(skewed, 3, seed=1)).max() <= 20  # capacity ceil(60 / 3)
 
 
-def test_ultrare_retrains_exactly_the_shards_a_deletion_touches(world, tmp_path):
+def test_ultrare_retrains_exactly_the_shards_a_deletion_touches(world, tmp_path, capsys):
     p, prior, base = world
     p = p.model_copy(
         update={
@@ -792,11 +793,20 @@ def test_ultrare_retrains_exactly_the_shards_a_deletion_touches(world, tmp_path)
     ctx = user_batch(prior, base, [5])
     first = run_method("ultrare", ctx, p)
     assert first.log["ensemble"]["cached"] is False and first.log["setup_seconds"] > 0
+    said = capsys.readouterr().out
     again = run_method("ultrare", ctx, p)  # the ensemble of theta_0's data is trained once
     assert again.log["ensemble"]["cached"] is True and again.log["setup_seconds"] == 0.0
     assign = first.model.user_shard.numpy()
     k = int(assign[5])
     assert first.log["touched_shards"] == [k]
+    # progress on a long run (a shard trains for minutes on ML-1M): which shards, then each
+    # shard's epochs (lines, not a bar: the output is not a terminal here)
+    assert "training the original data's ensemble of 3 shards once" in said
+    for j in range(3):
+        assert re.search(rf"^ultrare shard {j} \({j + 1} of 3\): epoch \d+/4, loss ", said, re.M), said
+    assert "retraining the 1 of 3 shards the deletion touches" in said
+    assert re.search(rf"^ultrare retrain shard {k} \(1 of 1\): epoch \d+/4, loss ", said, re.M), said
+    assert "original data's ensemble" not in capsys.readouterr().out  # the second run used the cache
     ens, _ = original_ensemble(ctx, p)
     for j in range(3):  # untouched shards: as trained on theta_0's data, bit for bit
         same = all(

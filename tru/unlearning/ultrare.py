@@ -225,8 +225,9 @@ def train_shard(
 ) -> tuple[Recommender, int, float]:
     """A shard's sub-model trained with the training recipe on `pairs_k` (validation on the
     shard's users `users_k`); with `resume`, fit snapshots it there (a finished shard's last
-    snapshot replays at most checkpoint_every epochs). Returns (model, best epoch, the
-    training seconds earlier processes had recorded)."""
+    snapshot replays at most checkpoint_every epochs). Progress as the training recipe's (a
+    bar on a terminal, else a line every checkpoint_every epochs), named by `desc`. Returns
+    (model, best epoch, the training seconds earlier processes had recorded)."""
     seed_everything(seed, params.train.threads)
     model = backbone_for(params.model, data)
     valid = data.valid[np.isin(data.valid[:, 0], users_k)]
@@ -237,7 +238,6 @@ def train_shard(
         params.train,
         seed,
         candidates=candidates,
-        progress=False,
         desc=desc,
         resume=resume,
     )
@@ -277,17 +277,18 @@ def original_ensemble(ctx: UnlearnContext, params: Params) -> tuple[ShardEnsembl
     with torch.no_grad():
         user_emb = ctx.base.embeddings()[0].detach().numpy()
     assign = balanced_partition(user_emb, up.shards, params.seed, up.partition_iters)
+    n_shards = int(assign.max()) + 1
+    print(f"ultrare: training the original data's ensemble of {n_shards} shards once (cached in {folder})", flush=True)
     shards = []
-    for k in range(int(assign.max()) + 1):
+    for k in range(n_shards):
         users_k = np.flatnonzero(assign == k)
         pairs_k = ctx.prior.train[np.isin(ctx.prior.train[:, 0], users_k)]
         if (folder / f"shard-{k}" / "checkpoint.json").is_file():  # a killed run had trained it
             shards.append(load_checkpoint(folder / f"shard-{k}", ctx.prior.features)[0])
             continue
         resume = folder / f"shard-{k}.resume"
-        model, _, _ = train_shard(
-            params, ctx.prior, pairs_k, users_k, params.seed + k, None, f"ultrare shard {k}", resume
-        )
+        desc = f"ultrare shard {k} ({k + 1} of {n_shards})"
+        model, _, _ = train_shard(params, ctx.prior, pairs_k, users_k, params.seed + k, None, desc, resume)
         save_checkpoint(folder / f"shard-{k}", model, {"shard": k, "users": int(len(users_k))})
         Resume(resume).clear()
         shards.append(model)
@@ -308,7 +309,8 @@ def ultrare(ctx: UnlearnContext, params: Params) -> UnlearnResult:
     assign = ens.user_shard.numpy()
     touched = sorted(set(assign[ctx.forget[:, 0]].tolist()) | set(assign[np.asarray(ctx.new_users, np.int64)].tolist()))
     shards, best, resumed = ens._models(), {}, 0.0
-    for k in touched:
+    print(f"ultrare: retraining the {len(touched)} of {len(shards)} shards the deletion touches", flush=True)
+    for i, k in enumerate(touched, 1):
         users_k = np.flatnonzero(assign == k)
         pairs_k = ctx.data.train[np.isin(ctx.data.train[:, 0], users_k)]
         shards[k], best[k], before = train_shard(
@@ -318,7 +320,7 @@ def ultrare(ctx: UnlearnContext, params: Params) -> UnlearnResult:
             users_k,
             params.seed + k,
             ctx.data.candidates,
-            f"ultrare retrain shard {k}",
+            f"ultrare retrain shard {k} ({i} of {len(touched)})",
             ctx.resume_folder(f"ultrare-shard-{k}"),
         )
         resumed += before
