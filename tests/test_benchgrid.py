@@ -689,6 +689,7 @@ def test_the_report_rests_on_evaluation_seeds_and_marks_a_setting_shown_from_dev
     assert dev == {("tiny", "mgcn", "interaction")}
     text = report_markdown(rows, g)
     assert "* Tiny (synthetic): evaluation 11, 12; development 1" in text
+    assert "shown from them until its evaluation seeds have a row for every method its development" in text
     assert "## Tiny (synthetic) · MGCN · user-level (2 seeds)" in text
     assert "## Tiny (synthetic) · MGCN · interaction-level (1 development seed)" in text
     assert text.count("Development seeds only: knobs were tuned on these rows") == 1

@@ -102,8 +102,8 @@ def _seed_lines(grid: Grid | None) -> list[str]:
 
     lines = [
         "Seeds, per dataset: **evaluation** (the tables and the claims; no knob was ever tuned on them) and "
-        "development (where knobs are tuned; a setting is shown from them only while it has no evaluation "
-        "rows, and its heading says so):",
+        "development (where knobs are tuned; a setting is shown from them until its evaluation seeds have "
+        "a row for every method its development seeds have, and its heading says so):",
         "",
     ]
     for d, roles in grid.seeds_by_role().items():

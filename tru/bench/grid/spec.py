@@ -103,7 +103,8 @@ class Block(Section):
     # evaluation seeds: the report's tables and claims rest on these, and no knob is ever tuned on them
     seeds: list[int] = Field(min_length=1)
     # development seeds: where knobs may be tuned (any method's, any setting's); the report shows
-    # a setting's development rows only while it has no evaluation rows, and says so
+    # a setting's development rows until its evaluation seeds have a row for every method its
+    # development seeds have (report.shown_rows), and says so
     development_seeds: list[int] = []
 
     @model_validator(mode="after")
