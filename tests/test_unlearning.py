@@ -247,10 +247,13 @@ def test_gate_is_zero_outside_top_k():
     assert float(user_emb.grad[2].abs().sum()) == 0  # user 2's only pair is outside its top-K
 
 
-def test_retrain_equals_training_from_scratch_on_the_retain_set(world, tmp_path):
+def test_retrain_equals_training_from_scratch_on_the_retain_set(world, tmp_path, capsys):
     p, prior, base = world
     ctx = user_batch(prior, base, [4, 5, 6])
     a = run_method("retrain", ctx, p)
+    # its progress names the training seed (the grid's replicates differ only in it)
+    said = capsys.readouterr().out
+    assert re.search(rf"^retrain \(training seed {p.seed}\): epoch \d+/{p.train.max_epochs}, loss ", said, re.M), said
     seed_everything(p.seed, p.train.threads)
     fresh = build_backbone(p.model.backbone, section(p), prior.n_users, prior.n_items, prior.features)
     fit(

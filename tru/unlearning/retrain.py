@@ -23,7 +23,7 @@ def retrain(ctx: UnlearnContext, params: Params) -> UnlearnResult:
         params.train,
         params.seed,
         candidates=ctx.data.candidates,
-        desc="retrain",
+        desc=f"retrain (training seed {params.seed})",  # a log of replicates tells them apart
         resume=ctx.resume_folder("retrain"),
     )
     return UnlearnResult(
