@@ -2,6 +2,7 @@
 --only, the report). Figures are recorded by the benchmark, not asserted here."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from conftest import ROOT
 import tru.bench.grid.run as grid_run
 from tru.bench.grid.claims import claim_check, claim_verdicts, over_exact, retrain_floors
 from tru.bench.grid.methods import REFERENCE
-from tru.bench.grid.report import report_markdown, shown_rows, summarise, write_report
+from tru.bench.grid.report import parts_markdown, report_markdown, shown_rows, summarise, write_report
 from tru.bench.grid.run import cooccurring_items
 from tru.bench.grid.spec import (
     COLUMNS,
@@ -27,6 +28,7 @@ from tru.bench.grid.spec import (
     pending,
     pending_table,
 )
+from tru.bench.process import host_cpu
 from tru.config import parse_params
 from tru.errors import ConfigError
 from tru.io import read_json, sha256_tree
@@ -429,6 +431,8 @@ def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkey
     parts = json.loads((tmp_path / "out/results.timings.json").read_text())
     assert [(p["part"], p["cells"]) for p in parts] == [("(all)", 12), ("seed=2,regime=user", 4)]
     assert all(p["seconds"] >= 0 and p["threads"] == tiny_grid_params.train.threads for p in parts)
+    # the host each part ran on (wall times compare only on the same kind of CPU)
+    assert all(p["host"] == host_cpu() and p["host"].endswith(f", {os.cpu_count()} CPUs") for p in parts)
     readme = (tmp_path / "out/README.md").read_text()
     assert "## How long each part took" in readme and "| `seed=2,regime=user` | 4 |" in readme
     # a note written into an entry by hand (a part run beside other jobs) is shown beside it
@@ -436,7 +440,12 @@ def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkey
     (tmp_path / "out/results.timings.json").write_text(json.dumps(parts))
     grid_run.run_grid(tiny_grid_params, g2, parse_only("seed=2,regime=user"), run_cells=grid_cells_runner("thread", 2))
     readme = (tmp_path / "out/README.md").read_text()
-    assert re.search(r"\| `seed=2,regime=user` \| 4 \| [0-9.]+ min \| [0-9]+ \| beside other jobs \|", readme)
+    host = re.escape(host_cpu())
+    row = rf"\| `seed=2,regime=user` \| 4 \| [0-9.]+ min \| [0-9]+ \| {host} \| beside other jobs \|"
+    assert re.search(row, readme)
+    # a part recorded before the host was: a dash, not a guess
+    del parts[0]["host"]
+    assert re.search(r"\| `\(all\)` \| 12 \| [0-9.]+ min \| [0-9]+ \| – \|", "\n".join(parts_markdown(parts)))
 
 
 def test_cooccurring_items_are_each_deleted_items_closest_by_shared_users():

@@ -4,8 +4,10 @@ its own), that process's peak RSS, and the host's matrix-multiply speed."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import platform
 import resource
 import time
+from pathlib import Path
 
 import torch
 
@@ -34,6 +36,22 @@ def host_gemm_gflops(threads: int, size: int = 1024, seconds: float = 2.0) -> fl
         a @ b
         n += 1
     return round(2 * size**3 * n / (time.perf_counter() - t0) / 1e9, 1)
+
+
+def host_cpu() -> str:
+    """The host's CPU model and how many CPUs this process sees, e.g. "AMD EPYC, 2 CPUs": what a
+    benchmark's seconds (and, across kinds of CPU, a model's last bits) depend on. The model
+    name from /proc/cpuinfo on Linux, else what the platform module knows."""
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    name = " ".join(name.split()) or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{name}, {mp.cpu_count()} CPUs"
 
 
 def pyplot():

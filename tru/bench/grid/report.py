@@ -200,16 +200,17 @@ def parts_markdown(parts: list[dict]) -> list[str]:
         "## How long each part took",
         "",
         "Each run of `tru bench grid` that ran cells, in order: its `--only` filter, the cells it ran and its "
-        "wall time, data and base-model preparation included (on this machine, with the training threads "
-        "shown; a part run beside other jobs takes longer). Runs before this record existed are not listed.",
+        "wall time, data and base-model preparation included, with the training threads and the host's CPU "
+        "(– where the part predates that record); a part run beside other jobs takes longer. Wall times "
+        "compare only on the same kind of CPU. Runs before this record existed are not listed.",
         "",
-        "| part | cells | wall time | threads | note |",
-        "|---|---|---|---|---|",
+        "| part | cells | wall time | threads | host | note |",
+        "|---|---|---|---|---|---|",
     ]
     for p in parts:
         lines.append(
             f"| `{p['part']}` | {p['cells']} | {p['seconds'] / 60:.1f} min | {p.get('threads', '–')} "
-            f"| {p.get('note', '')} |"
+            f"| {p.get('host', '–')} | {p.get('note', '')} |"
         )
     return lines + [""]
 

@@ -26,7 +26,7 @@ from tru import paths
 from tru.audit import canary as canary_mod
 from tru.bench.grid.report import write_report
 from tru.bench.grid.spec import DatasetSpec, Grid, pending, results_store, timings_path, validation_reasons
-from tru.bench.process import in_child, peak_rss_mb
+from tru.bench.process import host_cpu, in_child, peak_rss_mb
 from tru.bench.store import file_lock
 from tru.bench.unlearn import bench_base_model, canary_backdoor, erase_variant, regime_context
 from tru.config import Params, TrainParams, with_backbone
@@ -239,12 +239,16 @@ def grid_cell(params_json: str, split_dir: str, checkpoint: str, cell: tuple, re
 
 def record_part(out: str | Path, only: dict[str, list[str]] | None, cells: int, seconds: float, threads: int) -> None:
     """Append one part of the grid (a run's `--only` filter, the cells it ran, its wall seconds
-    including data and base-model preparation, the training threads) to the timings file."""
+    including data and base-model preparation, the training threads, the host's CPU) to the
+    timings file. Parts of one grid may run on different hosts: their seconds compare only on
+    the same kind of CPU."""
     path = timings_path(out)
     part = ",".join(f"{k}={'+'.join(map(str, v))}" for k, v in (only or {}).items()) or "(all)"
     with file_lock(path):  # another part may finish beside this one
         parts = read_json(path) if path.is_file() else []
-        parts.append({"part": part, "cells": cells, "seconds": round(seconds, 1), "threads": threads})
+        parts.append(
+            {"part": part, "cells": cells, "seconds": round(seconds, 1), "threads": threads, "host": host_cpu()}
+        )
         write_json(path, parts)
 
 
