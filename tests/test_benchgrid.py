@@ -431,8 +431,10 @@ def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkey
     parts = json.loads((tmp_path / "out/results.timings.json").read_text())
     assert [(p["part"], p["cells"]) for p in parts] == [("(all)", 12), ("seed=2,regime=user", 4)]
     assert all(p["seconds"] >= 0 and p["threads"] == tiny_grid_params.train.threads for p in parts)
-    # the host each part ran on (wall times compare only on the same kind of CPU)
+    # the host each part ran on (wall times compare only on the same kind of CPU), and the time
+    # it took before its cells preparing the dataset and base model (the first part trained it)
     assert all(p["host"] == host_cpu() and p["host"].endswith(f", {os.cpu_count()} CPUs") for p in parts)
+    assert parts[0]["prepare_seconds"] > 0 and parts[1]["prepare_seconds"] >= 0
     readme = (tmp_path / "out/README.md").read_text()
     assert "## How long each part took" in readme and "| `seed=2,regime=user` | 4 |" in readme
     # a note written into an entry by hand (a part run beside other jobs) is shown beside it
@@ -441,11 +443,11 @@ def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkey
     grid_run.run_grid(tiny_grid_params, g2, parse_only("seed=2,regime=user"), run_cells=grid_cells_runner("thread", 2))
     readme = (tmp_path / "out/README.md").read_text()
     host = re.escape(host_cpu())
-    row = rf"\| `seed=2,regime=user` \| 4 \| [0-9.]+ min \| [0-9]+ \| {host} \| beside other jobs \|"
+    row = rf"\| `seed=2,regime=user` \| 4 \| [0-9.]+ min \| [0-9.]+ min \| [0-9]+ \| {host} \| beside other jobs \|"
     assert re.search(row, readme)
     # a part recorded before the host was: a dash, not a guess
-    del parts[0]["host"]
-    assert re.search(r"\| `\(all\)` \| 12 \| [0-9.]+ min \| [0-9]+ \| – \|", "\n".join(parts_markdown(parts)))
+    del parts[0]["host"], parts[0]["prepare_seconds"]
+    assert re.search(r"\| `\(all\)` \| 12 \| [0-9.]+ min \| – \| [0-9]+ \| – \|", "\n".join(parts_markdown(parts)))
 
 
 def test_cooccurring_items_are_each_deleted_items_closest_by_shared_users():

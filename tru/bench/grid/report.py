@@ -199,17 +199,20 @@ def parts_markdown(parts: list[dict]) -> list[str]:
     lines = [
         "## How long each part took",
         "",
-        "Each run of `tru bench grid` that ran cells, in order: its `--only` filter, the cells it ran and its "
-        "wall time, data and base-model preparation included, with the training threads and the host's CPU "
-        "(– where the part predates that record); a part run beside other jobs takes longer. Wall times "
-        "compare only on the same kind of CPU. Runs before this record existed are not listed.",
+        "Each run of `tru bench grid` that ran cells, in order: its `--only` filter, the cells it ran, the "
+        "wall time running them (their evaluation and UltraRE's shard ensembles included), the time before "
+        "them preparing datasets and base models (once per host; near 0 where it had them already), the "
+        "training threads and the host's CPU; – where a part predates that record. A part run beside "
+        "other jobs takes longer, and wall times compare only on the same kind of CPU. Runs before this "
+        "record existed are not listed.",
         "",
-        "| part | cells | wall time | threads | host | note |",
-        "|---|---|---|---|---|---|",
+        "| part | cells | wall time | preparing | threads | host | note |",
+        "|---|---|---|---|---|---|---|",
     ]
     for p in parts:
+        prep = f"{p['prepare_seconds'] / 60:.1f} min" if "prepare_seconds" in p else "–"
         lines.append(
-            f"| `{p['part']}` | {p['cells']} | {p['seconds'] / 60:.1f} min | {p.get('threads', '–')} "
+            f"| `{p['part']}` | {p['cells']} | {p['seconds'] / 60:.1f} min | {prep} | {p.get('threads', '–')} "
             f"| {p.get('host', '–')} | {p.get('note', '')} |"
         )
     return lines + [""]

@@ -237,17 +237,26 @@ def grid_cell(params_json: str, split_dir: str, checkpoint: str, cell: tuple, re
     return in_child(_grid_cell, params_json, split_dir, checkpoint, dataset, regime, int(seed), method, resume)
 
 
-def record_part(out: str | Path, only: dict[str, list[str]] | None, cells: int, seconds: float, threads: int) -> None:
-    """Append one part of the grid (a run's `--only` filter, the cells it ran, its wall seconds
-    including data and base-model preparation, the training threads, the host's CPU) to the
-    timings file. Parts of one grid may run on different hosts: their seconds compare only on
-    the same kind of CPU."""
+def record_part(
+    out: str | Path,
+    only: dict[str, list[str]] | None,
+    cells: int,
+    seconds: float,
+    threads: int,
+    prepare_seconds: float | None = None,
+) -> None:
+    """Append one part of the grid to the timings file: a run's `--only` filter, the cells it
+    ran, the wall seconds running them (their evaluation and UltraRE's shard ensembles
+    included), the seconds before them preparing datasets and base models (near 0 where this
+    host had them already), the training threads and the host's CPU. Parts of one grid may
+    run on different hosts: their seconds compare only on the same kind of CPU."""
     path = timings_path(out)
     part = ",".join(f"{k}={'+'.join(map(str, v))}" for k, v in (only or {}).items()) or "(all)"
     with file_lock(path):  # another part may finish beside this one
         parts = read_json(path) if path.is_file() else []
         parts.append(
             {"part": part, "cells": cells, "seconds": round(seconds, 1), "threads": threads, "host": host_cpu()}
+            | ({} if prepare_seconds is None else {"prepare_seconds": round(prepare_seconds, 1)})
         )
         write_json(path, parts)
 
@@ -279,6 +288,7 @@ def run_grid(
     for c in todo:
         by_setup.setdefault((c[0], c[1]), []).append(c)
     jobs = []
+    t_prepare = time.perf_counter()
     for (dataset, backbone), cells in by_setup.items():
         spec = grid.datasets[dataset]
         p, split = prepare_dataset(params, dataset, spec, grid.root)
@@ -286,13 +296,14 @@ def run_grid(
         checkpoint = base_checkpoint(p, dataset, spec, split, grid.root, params.model.backbone)
         jobs += [(p.model_dump_json(), str(split), checkpoint, c, resume_folder(grid.root, c)) for c in cells]
     t0 = time.perf_counter()
+    prepare_seconds = t0 - t_prepare
     if run_cells is None:
         for pj, split_dir, ck, c, resume in jobs:
             store.record(done, grid_cell(pj, split_dir, ck, c, resume))
     else:
         run_cells(jobs, out, done)
     if jobs:
-        record_part(out, only, len(jobs), time.perf_counter() - t0, params.train.threads)
+        record_part(out, only, len(jobs), time.perf_counter() - t0, params.train.threads, prepare_seconds)
     if report:
         write_report(store.read(), grid, out.parent)
     return done
