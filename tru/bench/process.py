@@ -1,5 +1,5 @@
 """Where a benchmark measures: a fresh child process per measured run (so that its peak RSS is
-its own), that process's peak RSS, and the host's matrix-multiply speed."""
+its own), that process's peak RSS, and the host: its CPU and its matrix-multiply speed."""
 
 from __future__ import annotations
 
