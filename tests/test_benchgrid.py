@@ -71,6 +71,13 @@ def test_the_repo_grid_is_valid_and_every_setting_starts_with_its_reference():
         "tru_uniform_lr",
     }
     assert {c[4] for c in cells} >= {"original", "popularity", "retrain", "reverse_repair", "multidelete", "tru"}
+    # every setting offers TRU's re-fit and pre-check to the exact step and to MMRecUn's loop,
+    # so the report can tell the re-fit from the reverse loop everywhere
+    methods_by_setting = {}
+    for c in cells:
+        methods_by_setting.setdefault(c[:3], set()).add(c[4])
+    for setting, methods in methods_by_setting.items():
+        assert {"exact", "exact_refit", "reverse_repair_refit", "retrain_r2", "retrain_r3"} <= methods, setting
     heads = {}
     for c in cells:
         heads.setdefault(c[:4], []).append(c[4])
@@ -604,7 +611,11 @@ def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval(tm
     # the report says it plainly, per setting
     text = report_markdown(rows)
     assert "## What TRU adds over the exact step (paired by seed)" in text
-    assert "* **d · mgcn · user**: TRU ran no reverse epoch on any seed" in text
+    assert (
+        "* **d · mgcn · user**: TRU ran no reverse epoch on any seed (its stop rule held after the exact step and the "
+        "re-fit): there it is the exact step with its re-fit (the same model as `exact_refit` on every seed), and "
+        "its gate, scaling and selection add nothing" in text
+    )
     assert (
         "* **d · mgcn · interaction**: TRU's loop (on 4 of 4 seeds; on 0 its model scored exactly as the "
         "baseline's) brings forget Recall@20 nearer the retrain's than the exact step does, beyond the retrain's "
@@ -662,6 +673,13 @@ def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval(tm
         "the re-fit), so its reverse loop adds nothing there; what differs from the exact step is TRU's re-fit, "
         "which this setting has no `exact_refit` row to show on its own: with it TRU lands nearer the retrain than "
         "the exact step alone, beyond the retrain's own noise." in report_markdown(no_refit)
+    )
+    # no reverse epoch, the exact step alone to compare with, and TRU's re-fit changed nothing measured
+    level = [r for r in rows if r["method"] != "exact_refit"]
+    level += [row("user", seed, "exact", ref + 0.02) for seed, ref in ((1, 0.30), (2, 0.40), (3, 0.35), (4, 0.32))]
+    assert (
+        "there it is the exact step (the same model on every seed: its re-fit changed nothing measured), and its "
+        "gate, scaling and selection add nothing" in report_markdown(level)
     )
     assert "![what TRU adds over the exact step](results_over_exact.png)" in text
     write_report(rows, None, tmp_path)

@@ -401,9 +401,14 @@ def over_exact_markdown(
                 f"this setting has no `exact_refit` row to show on its own: {what}"
             )
         elif ran == 0:
+            said = (
+                "the exact step with its re-fit (the same model as `exact_refit` on every seed)"
+                if r["baseline"] == "exact_refit"
+                else "the exact step (the same model on every seed: its re-fit changed nothing measured)"
+            )
             says = (
                 "TRU ran no reverse epoch on any seed (its stop rule held after the exact step and the re-fit): "
-                "there it is the exact step, and its mechanisms add nothing"
+                f"there it is {said}, and its gate, scaling and selection add nothing"
             )
         elif r["verdict"] == "nearer":
             says = (
