@@ -681,6 +681,20 @@ def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval(tm
         "there it is the exact step (the same model on every seed: its re-fit changed nothing measured), and its "
         "gate, scaling and selection add nothing" in report_markdown(level)
     )
+    # no reverse epoch, yet TRU's model differs from exact_refit's (the same computation, run on
+    # another host): the report does not credit TRU, nor say the setting lacks the re-fit row
+    drift = [
+        r | {"forget_recall@20": r["forget_recall@20"] + 1e-4}
+        if (r["method"], r["regime"], r["seed"]) == ("exact_refit", "user", 2)
+        else r
+        for r in rows
+    ]
+    said = report_markdown(drift)
+    assert (
+        "TRU ran no reverse epoch on any seed, so it is the same computation as `exact_refit`, yet their models "
+        "scored differently on 1 of 4 seeds" in said
+    )
+    assert "has no `exact_refit` row" not in said
     assert "![what TRU adds over the exact step](results_over_exact.png)" in text
     write_report(rows, None, tmp_path)
     assert (tmp_path / "results_over_exact.png").stat().st_size > 0

@@ -388,7 +388,16 @@ def over_exact_markdown(
             f"{_interval(r['retain_diff'], r['retain_diff_low'], r['retain_diff_high'])} | {r['verdict']} |"
         )
         loop = f"TRU's loop (on {ran} of {n} seeds; on {same} its model scored exactly as the baseline's)"
-        if ran == 0 and same < n:  # only against the exact step without TRU's re-fit
+        if ran == 0 and same < n and r["baseline"] == "exact_refit":
+            # the same computation, scored differently: cells run on two kinds of host (or
+            # before and after a change), not anything TRU did
+            says = (
+                f"TRU ran no reverse epoch on any seed, so it is the same computation as `exact_refit`, yet their "
+                f"models scored differently on {n - same} of {n} seeds: their cells ran on different hosts or "
+                "software (see the part table), so the difference is not TRU's, and its gate, scaling and "
+                "selection add nothing there"
+            )
+        elif ran == 0 and same < n:  # against the exact step without TRU's re-fit
             what = {
                 "nearer": (
                     "with it TRU lands nearer the retrain than the exact step alone, beyond the retrain's own noise"
