@@ -13,7 +13,7 @@ import yaml
 from conftest import ROOT
 
 import tru.bench.grid.run as grid_run
-from tru.bench.grid.claims import claim_check, claim_verdicts, over_exact, retrain_floors
+from tru.bench.grid.claims import claim_check, claim_verdicts, common_seed_rows, over_exact, retrain_floors
 from tru.bench.grid.methods import REFERENCE
 from tru.bench.grid.report import parts_markdown, report_markdown, shown_rows, summarise, write_report
 from tru.bench.grid.run import cooccurring_items
@@ -571,6 +571,44 @@ def test_the_report_says_where_tru_beats_the_other_approximate_methods_and_where
     c = claim_check(summarise(rows), retrain_floors(rows))[0]
     assert c["exact_baseline"] == "exact_refit" and c["exact_gap"] == pytest.approx(0.030)
     assert claim_verdicts(c)["over_exact"] == "yes"
+
+
+def test_the_claim_compares_means_only_over_the_seeds_every_compared_method_has_run():
+    # a grid part-way through seed 3: TRU and ScaleGUN ran on it, Retrain not yet
+    def row(seed, method, forget, retain=0.2):
+        return {
+            **dict(zip(KEY, ("d", "mgcn", "user", seed, method))),
+            **{c: 0.0 for c in COLUMNS[5:]},
+            "retain_recall@20": retain,
+            "forget_recall@20": forget,
+            "seconds": 1.0,
+        }
+
+    rows = []
+    for seed in (1, 2):
+        rows += [row(seed, "original", 0.8), row(seed, "popularity", 0.3), row(seed, "retrain", 0.05)]
+        rows += [row(seed, "tru", 0.06), row(seed, "scalegun", 0.07)]
+    complete = claim_check(summarise(rows))[0]
+    partial = rows + [row(3, "original", 0.8), row(3, "popularity", 0.3), row(3, "tru", 0.50), row(3, "scalegun", 0.5)]
+    # summarised over every seed, TRU's mean would take in seed 3's 0.50 while Retrain's has no seed 3
+    assert claim_check(summarise(partial))[0]["retrain_gap_tru"] == pytest.approx((0.06 + 0.06 + 0.50) / 3 - 0.05)
+    common = common_seed_rows(partial)
+    assert {r["seed"] for r in common} == {1, 2} and len(common) == len(rows)
+    assert claim_check(summarise(common))[0] == complete
+    text = report_markdown(partial)
+    assert "| Retrain (2 of 3 seeds) |" in text  # the table shows every seed, and says so
+    line = next(x for x in text.splitlines() if x.startswith("| d · mgcn · user (2 of 3 seeds"))
+    assert line.startswith("| d · mgcn · user (2 of 3 seeds: those every compared method has run) |")
+    assert line.split("|")[6].strip() == "0.0600 / 0.0500 / 0.3000"  # TRU / Retrain / Popularity: seeds 1-2
+    # once every compared method has run on seed 3, the claim takes it in
+    text = report_markdown(partial + [row(3, "retrain", 0.45)])
+    assert "| d · mgcn · user (3) |" in text
+    # a method of the tables that is not compared (gradient ascent) does not hold a seed back
+    assert {r["seed"] for r in common_seed_rows(partial + [row(3, "retrain", 0.45), row(1, "gradient_ascent", 0)])} == {
+        1,
+        2,
+        3,
+    }
 
 
 def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval(tmp_path):

@@ -17,6 +17,25 @@ from tru.bench.grid.spec import LABELS
 # MultiDelete, ScaleGUN, MMRecUn): the tables report it, the claim is not judged against it
 # (on MIG-GT user level it forgets by wrecking the model: 62-79% of Original's retain).
 APPROXIMATE = ("reverse_repair", "multidelete", "scalegun")
+# the methods a claim row compares: TRU, those others, the retrains it is measured against, the
+# exact step it is judged over and popularity
+COMPARED = ("tru", *APPROXIMATE, *RETRAINS, "exact_refit", "exact", "popularity")
+
+
+def common_seed_rows(rows: list[dict]) -> list[dict]:
+    """The grid's `rows` restricted, per setting (dataset, backbone, regime), to the seeds on which
+    every method of COMPARED that the setting has run at all has a row. The claim compares means
+    over seeds; a grid part-way through a seed would otherwise set TRU's mean over two seeds
+    against Retrain's over one, that is against other deletions. A setting with no such seed is
+    left out."""
+    runs: dict[tuple, dict[str, set]] = {}
+    for r in rows:
+        if r["method"] in COMPARED:
+            runs.setdefault((r["dataset"], r["backbone"], r["regime"]), {}).setdefault(r["method"], set()).add(
+                int(r["seed"])
+            )
+    common = {k: set.intersection(*v.values()) for k, v in runs.items()}
+    return [r for r in rows if int(r["seed"]) in common.get((r["dataset"], r["backbone"], r["regime"]), set())]
 
 
 def retrain_floors(rows: list[dict]) -> dict[tuple, dict]:
@@ -196,11 +215,17 @@ def _plus_minus(v: float) -> str:
 
 
 def claim_markdown(
-    s, labels: dict, development: Collection[tuple] = frozenset(), floors: dict | None = None
+    s,
+    labels: dict,
+    development: Collection[tuple] = frozenset(),
+    floors: dict | None = None,
+    table_seeds: dict[tuple, int] | None = None,
 ) -> list[str]:
     """The claim's section of the report, from the summary `s` (`labels`: dataset -> printed
     name; `development`: settings shown from development seeds; `floors`: retrain_floors):
-    a table per setting, then the tally; no lines when no setting is judged."""
+    a table per setting, then the tally; no lines when no setting is judged. `s` summarises the
+    seeds every compared method has run (common_seed_rows); `table_seeds`, the seeds of each
+    setting's table, for the settings judged on fewer to say so."""
     rows = claim_check(s, floors)
     if not rows:
         return []
@@ -211,7 +236,8 @@ def claim_markdown(
         "",
         "Per setting, TRU against the best of "
         + ", ".join(LABELS[m] for m in APPROXIMATE)
-        + " on each axis (means over seeds; margin = TRU minus that method; spread = the larger sample std "
+        + " on each axis (means over the seeds on which every one of them, Retrain and the exact step have run; "
+        "margin = TRU minus that method; spread = the larger sample std "
         "over seeds of the two, – with one seed). Forget R@20 below Retrain's is over-forgetting, not a win: "
         "Retrain's value is shown beside it (the mean of its replicates where the grid trained several), and "
         "the last two columns ask whose forget R@20 lands nearest it, against the best other method and "
@@ -227,7 +253,11 @@ def claim_markdown(
     ]
     for r in rows:
         dev = " · development seeds" if (r["dataset"], r["backbone"], r["regime"]) in development else ""
-        name = f"{labels.get(r['dataset'], r['dataset'])} · {r['backbone']} · {r['regime']} ({r['seeds']}){dev}"
+        n = (table_seeds or {}).get((r["dataset"], r["backbone"], r["regime"]), r["seeds"])
+        seeds = (
+            f"{r['seeds']}" if r["seeds"] >= n else f"{r['seeds']} of {n} seeds: those every compared method has run"
+        )
+        name = f"{labels.get(r['dataset'], r['dataset'])} · {r['backbone']} · {r['regime']} ({seeds}){dev}"
         ret = "–" if r["forget_retrain"] is None else f"{r['forget_retrain']:.4f}"
         pop = "–" if r.get("forget_popularity") is None else f"{r['forget_popularity']:.4f}"
         floor = "–" if r.get("retrain_floor") is None else f"{r['retrain_floor']:.4f}"
