@@ -573,7 +573,7 @@ def test_the_report_says_where_tru_beats_the_other_approximate_methods_and_where
     assert claim_verdicts(c)["over_exact"] == "yes"
 
 
-def test_the_claim_compares_means_only_over_the_seeds_every_compared_method_has_run():
+def test_the_claim_compares_means_only_over_the_seeds_every_compared_method_has_run(tmp_path, monkeypatch):
     # a grid part-way through seed 3: TRU and ScaleGUN ran on it, Retrain not yet
     def row(seed, method, forget, retain=0.2):
         return {
@@ -600,6 +600,12 @@ def test_the_claim_compares_means_only_over_the_seeds_every_compared_method_has_
     line = next(x for x in text.splitlines() if x.startswith("| d · mgcn · user (2 of 3 seeds"))
     assert line.startswith("| d · mgcn · user (2 of 3 seeds: those every compared method has run) |")
     assert line.split("|")[6].strip() == "0.0600 / 0.0500 / 0.3000"  # TRU / Retrain / Popularity: seeds 1-2
+    # so do the plots that set the methods' means side by side
+    plotted = {}
+    monkeypatch.setattr("tru.bench.grid.report.plot_frontier", lambda s, path: plotted.setdefault("s", s))
+    write_report(partial, None, tmp_path)
+    tru = plotted["s"].set_index("method").loc["tru"]
+    assert tru["seeds"] == 2 and tru["forget_recall@20_mean"] == pytest.approx(0.06)
     # once every compared method has run on seed 3, the claim takes it in
     text = report_markdown(partial + [row(3, "retrain", 0.45)])
     assert "| d · mgcn · user (3) |" in text

@@ -223,15 +223,17 @@ def parts_markdown(parts: list[dict]) -> list[str]:
 
 def write_report(rows: list[dict], grid: Grid | None, folder: str | Path) -> None:
     """Write the report of the grid's `rows` to `folder`: README.md (with how long each part took,
-    from the grid's timings file) and, with rows, the plots (retain vs forget, time, and what TRU
-    adds over the exact step where a setting has that baseline)."""
+    from the grid's timings file) and, with rows, the plots (retain vs forget and time, over the
+    seeds every compared method has run; what TRU adds over the exact step, paired by seed, where
+    a setting has that baseline)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     timings = timings_path(grid.out) if grid else None
     parts = read_json(timings) if timings and timings.is_file() else []
     (folder / "README.md").write_text(report_markdown(rows, grid, parts))
     shown = shown_rows(rows, grid)[0]
-    s = summarise(shown)
+    # the plots set methods' means side by side: over the seeds every compared method has run, as the claim
+    s = summarise(common_seed_rows(shown))
     if not s.empty:
         plot_frontier(s, folder / "results_frontier.png")
         plot_time(s, folder / "results_time.png")
