@@ -591,7 +591,7 @@ def test_the_claim_compares_means_only_over_the_seeds_every_compared_method_has_
     complete = claim_check(summarise(rows))[0]
     partial = rows + [row(3, "original", 0.8), row(3, "popularity", 0.3), row(3, "tru", 0.50), row(3, "scalegun", 0.5)]
     # summarised over every seed, TRU's mean would take in seed 3's 0.50 while Retrain's has no seed 3
-    assert claim_check(summarise(partial))[0]["retrain_gap_tru"] == pytest.approx((0.06 + 0.06 + 0.50) / 3 - 0.05)
+    assert claim_check(summarise(partial))[0]["forget_tru"] == pytest.approx((0.06 + 0.06 + 0.50) / 3)
     common = common_seed_rows(partial)
     assert {r["seed"] for r in common} == {1, 2} and len(common) == len(rows)
     assert claim_check(summarise(common))[0] == complete
@@ -615,6 +615,37 @@ def test_the_claim_compares_means_only_over_the_seeds_every_compared_method_has_
         2,
         3,
     }
+
+
+def test_the_gap_to_retrain_is_measured_per_seed_so_misses_either_side_do_not_cancel():
+    # two deletions with their retrains at 0.30 and 0.40: TRU lands 0.03 above the first and 0.03
+    # below the second (its mean over seeds equals Retrain's: 0.35); ScaleGUN 0.01 above both
+    def row(seed, method, forget):
+        return {
+            **dict(zip(KEY, ("d", "mgcn", "user", seed, method))),
+            **{c: 0.0 for c in COLUMNS[5:]},
+            "retain_recall@20": 0.2,
+            "forget_recall@20": forget,
+            "seconds": 1.0,
+        }
+
+    rows = []
+    for seed, ref, miss in ((1, 0.30, +0.03), (2, 0.40, -0.03)):
+        rows += [row(seed, "original", 0.8), row(seed, "retrain", ref), row(seed, "retrain_r2", ref + 0.002)]
+        rows += [row(seed, "tru", ref + 0.001 + miss), row(seed, "scalegun", ref + 0.011)]
+        rows += [row(seed, "exact", ref + 0.001 - miss)]
+    s = summarise(rows).set_index("method")
+    assert s.loc["tru", "forget_recall@20_mean"] == pytest.approx(0.351)  # 0.001 from Retrain's mean 0.351
+    assert s.loc["tru", "retrain_distance_mean"] == pytest.approx(0.03)
+    assert s.loc["scalegun", "retrain_distance_mean"] == pytest.approx(0.01)
+    c = claim_check(summarise(rows), retrain_floors(rows))[0]
+    assert c["forget_retrain"] == pytest.approx(0.351)
+    assert c["retrain_gap_tru"] == pytest.approx(0.03) and c["exact_gap"] == pytest.approx(0.03)
+    assert c["retrain_gap_closest_other"] == "scalegun" and c["retrain_gap_best_other"] == pytest.approx(0.01)
+    # ScaleGUN nearer by 0.02, beyond the retrains' floor (about 0.0014): TRU is not the nearest
+    assert claim_verdicts(c)["nearest"] == "no"
+    line = next(x for x in report_markdown(rows).splitlines() if x.startswith("| d · mgcn · user (2)"))
+    assert line.split("|")[8].strip() == "**no** (gap 0.0300 vs 0.0100, ScaleGUN)"
 
 
 def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval(tmp_path):

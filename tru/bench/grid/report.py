@@ -18,8 +18,11 @@ from tru.io import read_json
 
 def summarise(rows: list[dict]) -> pd.DataFrame:
     """Mean and spread over seeds per (dataset, backbone, regime, method) of the grid's `rows`,
-    with retain as a share of the original's and seconds as a share of the retrain's (per seed,
-    then averaged): one row per group, `<metric>_mean`, `<metric>_std` and `seeds`."""
+    with retain as a share of the original's, seconds as a share of the retrain's and
+    `retrain_distance`, forget Recall@20's distance to the mean of the same seed's retrains
+    (Retrain and its replicates) (each per seed, then averaged: a method that lands above the
+    retrain on one deletion and below it on another is not near it on average): one row per
+    group, `<metric>_mean`, `<metric>_std` and `seeds`."""
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     if df.empty:
         return df
@@ -28,10 +31,12 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
     setting = ["dataset", "backbone", "regime", "seed"]
     orig = df[df.method == "original"].set_index(setting)["retain_recall@20"]
     ret = df[df.method == "retrain"].set_index(setting)["seconds"]
+    reference = df[df.method.isin(RETRAINS)].groupby(setting)["forget_recall@20"].mean()
     idx = pd.MultiIndex.from_frame(df[setting])
     with np.errstate(divide="ignore", invalid="ignore"):  # a reference of 0 or missing: no share (NaN, shown as –)
         df["retain_pct_of_original"] = 100 * df["retain_recall@20"].to_numpy() / orig.reindex(idx).to_numpy()
         df["time_pct_of_retrain"] = 100 * df["seconds"].to_numpy() / ret.reindex(idx).to_numpy()
+    df["retrain_distance"] = np.abs(df["forget_recall@20"].to_numpy() - reference.reindex(idx).to_numpy())
     df = df.replace([np.inf, -np.inf], np.nan)
     metrics = [
         "retain_recall@20",
@@ -47,6 +52,7 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
         "seconds",
         "retain_pct_of_original",
         "time_pct_of_retrain",
+        "retrain_distance",
     ]
     g = df.groupby(["dataset", "backbone", "regime", "method"], sort=False)[metrics]
     # the sample spread (ddof=1): the seeds are a sample of the deletions a night could bring
