@@ -618,8 +618,8 @@ def test_the_claim_compares_means_only_over_the_seeds_every_compared_method_has_
 
 
 def test_the_gap_to_retrain_is_measured_per_seed_so_misses_either_side_do_not_cancel():
-    # two deletions with their retrains at 0.30 and 0.40: TRU lands 0.03 above the first and 0.03
-    # below the second (its mean over seeds equals Retrain's: 0.35); ScaleGUN 0.01 above both
+    # two deletions, their two retrains' means at 0.301 and 0.401: TRU lands 0.03 above the first and 0.03
+    # below the second (its mean over seeds equals Retrain's: 0.351); ScaleGUN 0.01 above both
     def row(seed, method, forget):
         return {
             **dict(zip(KEY, ("d", "mgcn", "user", seed, method))),
@@ -635,7 +635,7 @@ def test_the_gap_to_retrain_is_measured_per_seed_so_misses_either_side_do_not_ca
         rows += [row(seed, "tru", ref + 0.001 + miss), row(seed, "scalegun", ref + 0.011)]
         rows += [row(seed, "exact", ref + 0.001 - miss)]
     s = summarise(rows).set_index("method")
-    assert s.loc["tru", "forget_recall@20_mean"] == pytest.approx(0.351)  # 0.001 from Retrain's mean 0.351
+    assert s.loc["tru", "forget_recall@20_mean"] == pytest.approx(0.351)  # = Retrain's mean: the gap of the means is 0
     assert s.loc["tru", "retrain_distance_mean"] == pytest.approx(0.03)
     assert s.loc["scalegun", "retrain_distance_mean"] == pytest.approx(0.01)
     c = claim_check(summarise(rows), retrain_floors(rows))[0]
