@@ -79,7 +79,26 @@ def _retrain_gap(sub, m: str) -> float:
     return float(sub.loc[m, "retrain_distance_mean"])
 
 
-def claim_check(s, floors: dict[tuple, dict] | None = None) -> list[dict]:
+def _distance_diff(f: pd.DataFrame, a: str, b: str) -> pd.Series:
+    """Per deletion seed (`f`: forget Recall@20, seed x method), method `a`'s distance to the
+    mean of that seed's retrains minus method `b`'s (< 0: `a` lands nearer); NaN on a seed
+    without both or without a retrain."""
+    ref = f[[m for m in RETRAINS if m in f]].mean(axis=1)
+    return (f[a] - ref).abs() - (f[b] - ref).abs()
+
+
+def _forget_by_seed(rows: list[dict]) -> dict[tuple, pd.DataFrame]:
+    """The grid's raw `rows` as forget Recall@20 per setting (dataset, backbone, regime): seed x
+    method."""
+    df = pd.DataFrame(rows).reindex(columns=["dataset", "backbone", "regime", "seed", "method", "forget_recall@20"])
+    df["forget_recall@20"] = pd.to_numeric(df["forget_recall@20"], errors="coerce")
+    return {
+        setting: sub.pivot_table(index="seed", columns="method", values="forget_recall@20", dropna=False)
+        for setting, sub in df.groupby(["dataset", "backbone", "regime"], sort=False)
+    }
+
+
+def claim_check(s, floors: dict[tuple, dict] | None = None, rows: list[dict] | None = None) -> list[dict]:
     """The article's claim per setting, from the summary `s` (tru.bench.grid.report.summarise:
     means over seeds): does TRU keep retain Recall@20 higher (closer to Original) and forget
     Recall@20 lower than every other approximate method in the setting? One dict per setting;
@@ -90,8 +109,21 @@ def claim_check(s, floors: dict[tuple, dict] | None = None) -> list[dict]:
     is the mean of the retrains' forget Recall@20. A method's gap to Retrain is its distance per
     seed, averaged (`_retrain_gap`). `exact_gap`: the gap to it of `exact_baseline`,
     the exact step with TRU's re-fit (`exact_refit`) where the grid has it, else the exact step
-    alone: what TRU's reverse epochs are judged against."""
+    alone: what TRU's reverse epochs are judged against. With the raw `rows` the summary was
+    made from, `nearest_interval` and `over_exact_interval` pair TRU with the closest other
+    method and with the exact baseline seed by seed: the mean of the per-seed differences of
+    their distances to Retrain (TRU's minus the other's) and its 95% t interval (NaN bounds
+    with one seed), for claim_verdicts to tell a gap the seeds agree on from one they do not."""
     out = []
+    by_seed = _forget_by_seed(rows) if rows else {}
+
+    def paired(setting: tuple, other: str | None) -> tuple[float, float, float] | None:
+        f = by_seed.get(setting)
+        if other is None or f is None or "tru" not in f or other not in f:
+            return None
+        d = _distance_diff(f, "tru", other).dropna().to_numpy()
+        return _t_interval(d) if len(d) else None
+
     for (dataset, backbone, regime), sub in s.groupby(["dataset", "backbone", "regime"], sort=False):
         sub = sub.set_index("method")
         others = [m for m in APPROXIMATE if m in sub.index]
@@ -109,6 +141,7 @@ def claim_check(s, floors: dict[tuple, dict] | None = None) -> list[dict]:
             # a method with no seed beside a retrain has no distance: never the nearest
             closest = min(others, key=lambda m: np.nan_to_num(_retrain_gap(sub, m), nan=np.inf))
             closest_gap = _retrain_gap(sub, closest)
+        exact_baseline = next((m for m in ("exact_refit", "exact") if m in sub.index), None)
         out.append(
             {
                 "dataset": dataset,
@@ -131,11 +164,10 @@ def claim_check(s, floors: dict[tuple, dict] | None = None) -> list[dict]:
                 "retrain_floor": floor,
                 # the exact step with TRU's re-fit where the grid has it (then TRU against it is
                 # what its reverse epochs add), else the exact step alone
-                "exact_baseline": next((m for m in ("exact_refit", "exact") if m in sub.index), None),
-                "exact_gap": next(
-                    (_retrain_gap(sub, m) for m in ("exact_refit", "exact") if m in sub.index and ref is not None),
-                    None,
-                ),
+                "exact_baseline": exact_baseline,
+                "exact_gap": None if exact_baseline is None or ref is None else _retrain_gap(sub, exact_baseline),
+                "nearest_interval": paired((dataset, backbone, regime), closest),
+                "over_exact_interval": paired((dataset, backbone, regime), exact_baseline),
             }
         )
     return out
@@ -148,7 +180,9 @@ def claim_verdicts(r: dict) -> dict[str, str]:
     against the closest other's, a tie within Retrain's noise floor when there is one (or below
     5e-4); `over_exact`: is TRU nearer Retrain's forget Recall@20 than the exact step with no
     reverse epoch (`exact_baseline`), judged the same way (a tie: TRU's reverse epochs add
-    nothing measurable there)."""
+    nothing measurable there). A difference beyond the floor is a "yes" or a "no" only where the
+    seeds settle it: where the row pairs the two by seed (`nearest_interval`, `over_exact_interval`)
+    and the 95% interval of the per-seed difference reaches 0, it is a tie (interval_reaches_zero)."""
 
     def margin(m: float, spread: float, better_up: bool) -> str:
         """A margin judged against the spread: "yes", "tie" or "no"."""
@@ -156,15 +190,16 @@ def claim_verdicts(r: dict) -> dict[str, str]:
             return "tie"
         return "yes" if (m > 0 if better_up else m < 0) else "no"
 
-    floor = r.get("retrain_floor")
-    tol = max(5e-4, floor or 0.0)
+    tol = _tolerance(r)
 
-    def nearer(gap: float, other: float | None) -> str:
+    def nearer(gap: float, other: float | None, interval) -> str:
         """TRU's gap to Retrain against another's: "yes", "tie" or "no" ("–": no other)."""
         if other is None:
             return "–"
         d = gap - other
-        return "tie" if abs(d) <= tol else "yes" if d < 0 else "no"
+        if abs(d) <= tol or interval_reaches_zero(interval):
+            return "tie"
+        return "yes" if d < 0 else "no"
 
     out = {
         "retain": margin(r["retain_margin"], r["retain_spread"], True),
@@ -173,9 +208,25 @@ def claim_verdicts(r: dict) -> dict[str, str]:
         "over_exact": "–",
     }
     if r["retrain_gap_tru"] is not None:
-        out["nearest"] = nearer(r["retrain_gap_tru"], r["retrain_gap_best_other"])
-        out["over_exact"] = nearer(r["retrain_gap_tru"], r.get("exact_gap"))
+        out["nearest"] = nearer(r["retrain_gap_tru"], r["retrain_gap_best_other"], r.get("nearest_interval"))
+        out["over_exact"] = nearer(r["retrain_gap_tru"], r.get("exact_gap"), r.get("over_exact_interval"))
     return out
+
+
+def _tolerance(r: dict) -> float:
+    """How far apart two gaps to Retrain may be and still tie, in claim row `r`: Retrain's noise
+    floor where the grid has replicates, else 5e-4 (equal to the printed digits)."""
+    return max(5e-4, r.get("retrain_floor") or 0.0)
+
+
+def interval_reaches_zero(interval: tuple[float, float, float] | None) -> bool:
+    """Whether a per-seed difference's 95% interval (mean, low, high) reaches 0: the seeds do
+    not settle which way the difference goes, whether they point both ways or one way by amounts
+    too varied for their number (False with no interval, or one seed)."""
+    if interval is None:
+        return False
+    _, low, high = interval
+    return bool(low == low and low <= 0 <= high)
 
 
 def claim_tally(rows: list[dict], labels: dict, development: Collection[tuple] = frozenset()) -> list[str]:
@@ -225,13 +276,15 @@ def claim_markdown(
     development: Collection[tuple] = frozenset(),
     floors: dict | None = None,
     table_seeds: dict[tuple, int] | None = None,
+    seed_rows: list[dict] | None = None,
 ) -> list[str]:
     """The claim's section of the report, from the summary `s` (`labels`: dataset -> printed
     name; `development`: settings shown from development seeds; `floors`: retrain_floors):
     a table per setting, then the tally; no lines when no setting is judged. `s` summarises the
-    seeds every compared method has run (common_seed_rows); `table_seeds`, the seeds of each
-    setting's table, for the settings judged on fewer to say so."""
-    rows = claim_check(s, floors)
+    seeds every compared method has run (common_seed_rows), `seed_rows` (those rows) pair the
+    gaps to Retrain by seed; `table_seeds`, the seeds of each setting's table, for the settings
+    judged on fewer to say so."""
+    rows = claim_check(s, floors, seed_rows)
     if not rows:
         return []
     shown = {"yes": "yes", "tie": "tie (within spread)", "no": "**no**"}
@@ -252,7 +305,10 @@ def claim_markdown(
         "does not cancel out. Gaps within Retrain's noise floor (the pooled std "
         "of its replicates' forget R@20, other training seeds on the same retain set) are ties: another "
         "retrain would land that far. The floor is one retrain's spread, not that of a mean over seeds: "
-        "a deliberately cautious tie.",
+        "a deliberately cautious tie. A difference of gaps beyond the floor counts only where the seeds "
+        "settle it: where the 95% t interval of the per-seed difference of the two distances reaches 0, it "
+        "is a tie too, and the cell gives that difference and its interval (the pairing the next section "
+        "makes for the exact step).",
         "",
         "| Setting | Retain higher? | margin (vs) | Forget lower? | margin (vs) | "
         "TRU / Retrain / Popularity forget | Retrain's floor | Forget closest to Retrain's? | Nearer than exact? |",
@@ -269,19 +325,11 @@ def claim_markdown(
         pop = "–" if r.get("forget_popularity") is None else f"{r['forget_popularity']:.4f}"
         floor = "–" if r.get("retrain_floor") is None else f"{r['retrain_floor']:.4f}"
         v = claim_verdicts(r)
-        near = (
-            "–"
-            if v["nearest"] == "–"
-            else (
-                {"no": "**no**"}.get(v["nearest"], v["nearest"]) + f" (gap {r['retrain_gap_tru']:.4f} vs "
-                f"{r['retrain_gap_best_other']:.4f}, {LABELS[r['retrain_gap_closest_other']]})"
-            )
+        near = _nearer_cell(
+            v["nearest"], r, r["retrain_gap_best_other"], r["retrain_gap_closest_other"], r.get("nearest_interval")
         )
-        over = (
-            "–"
-            if v["over_exact"] == "–"
-            else {"no": "**no**"}.get(v["over_exact"], v["over_exact"])
-            + f" (gap {r['retrain_gap_tru']:.4f} vs {r['exact_gap']:.4f}, {LABELS[r['exact_baseline']]})"
+        over = _nearer_cell(
+            v["over_exact"], r, r.get("exact_gap"), r.get("exact_baseline"), r.get("over_exact_interval")
         )
         lines.append(
             f"| {name} | {shown[v['retain']]} | "
@@ -291,6 +339,19 @@ def claim_markdown(
             f"{r['forget_tru']:.4f} / {ret} / {pop} | {floor} | {near} | {over} |"
         )
     return lines + [""] + claim_tally(rows, labels, development)
+
+
+def _nearer_cell(verdict: str, r: dict, other_gap: float | None, other: str | None, interval) -> str:
+    """A claim table cell on whose forget Recall@20 lands nearer Retrain's, TRU's or `other`'s:
+    the verdict and both gaps, and, where the gaps differ by more than Retrain's noise floor but
+    the seeds do not settle it, the per-seed difference with its interval that made it a tie."""
+    if verdict == "–" or other is None or other_gap is None:
+        return "–"
+    shown = {"no": "**no**"}.get(verdict, verdict)
+    cell = f"{shown} (gap {r['retrain_gap_tru']:.4f} vs {other_gap:.4f}, {LABELS[other]}"
+    if verdict == "tie" and abs(r["retrain_gap_tru"] - other_gap) > _tolerance(r) and interval_reaches_zero(interval):
+        cell += f"; per seed {_interval(*interval)}, an interval that reaches 0"
+    return cell + ")"
 
 
 def _t_interval(d: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -342,7 +403,7 @@ def over_exact(rows: list[dict], floors: dict[tuple, dict] | None = None) -> lis
         ok = f["tru"].notna() & f[base].notna() & ref.notna()
         if not ok.any():
             continue
-        gap = ((f["tru"] - ref).abs() - (f[base] - ref).abs())[ok].to_numpy()
+        gap = _distance_diff(f, "tru", base)[ok].to_numpy()
         both = ok & r["tru"].notna() & r[base].notna()
         retain = (r["tru"] - r[base])[both].to_numpy()
         floor = (floors or {}).get(setting, {}).get("floor")
@@ -403,7 +464,7 @@ def over_exact_markdown(
         "Retrain's forget Recall@20 minus the baseline's (below 0: TRU lands nearer the retrain), Δ retain is "
         "TRU's retain Recall@20 minus the baseline's; means over seeds with 95% t intervals. TRU adds something "
         "where the interval excludes 0 and the mean exceeds Retrain's noise floor. The claim table's last column "
-        "compares the means of the two distances; this section pairs them seed by seed, the sharper test. "
+        "judges by the same rule over the seeds every compared method has run; this section shows the pairs. "
         "TRU's loop epochs are reverse epochs, or repair-only ones once the erasure checks held (the grid counts "
         "both); where its model scored exactly as the baseline's, the loop changed nothing that is measured.",
         "",

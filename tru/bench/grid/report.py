@@ -192,7 +192,8 @@ def report_markdown(rows: list[dict], grid: Grid | None = None, parts: list[dict
     # the claim compares means, so only over the seeds every compared method has run
     by_setting = s.groupby(["dataset", "backbone", "regime"], sort=False)["seeds"].max()
     table_seeds = {k: int(v) for k, v in by_setting.items()}
-    lines += claim_markdown(summarise(common_seed_rows(rows)), labels, development, floors, table_seeds)
+    common = common_seed_rows(rows)
+    lines += claim_markdown(summarise(common), labels, development, floors, table_seeds, common)
     lines += over_exact_markdown(rows, labels, development, floors)
     lines += ["![retain vs forget](results_frontier.png)", "", "![time vs retrain](results_time.png)", ""]
     lines += parts_markdown(parts or [])
