@@ -30,8 +30,8 @@ from tru.bench.grid.spec import (
 )
 from tru.bench.process import host_cpu
 from tru.config import parse_params
-from tru.errors import ConfigError
-from tru.io import read_json, sha256_tree
+from tru.errors import ConfigError, DataError
+from tru.io import read_json, sha256_file, sha256_tree
 
 
 def write_grid(path, **changes):
@@ -337,6 +337,55 @@ def test_a_bad_train_override_value_names_the_key(tiny_grid_params, tmp_path):
     spec = DatasetSpec(label="x", source="synthetic", train={"mgcn": {"batch_size": 0}})
     with pytest.raises(ConfigError, match="train.mgcn: batch_size"):
         grid_run.with_train(tiny_grid_params, spec)
+
+
+def test_cells_are_never_added_to_a_seed_whose_recorded_cells_came_from_another_base_model(
+    tiny_grid_params, tmp_path, monkeypatch
+):
+    from safetensors.torch import load_file, save_file
+
+    monkeypatch.chdir(tmp_path)
+
+    def grid(methods):
+        blocks = [{"datasets": ["tiny"], "backbones": ["mgcn"], "regimes": ["user"], "methods": methods, "seeds": [1]}]
+        return load_grid(write_grid(tmp_path / "grid.yaml", blocks=blocks))
+
+    grid_run.run_grid(tiny_grid_params, grid(["exact"]), report=False)
+    bases = read_json(tmp_path / "out/results.bases.json")
+    weights = Path("grid/tiny/base-mgcn/model.safetensors")
+    assert bases == {"tiny/mgcn/user/1": sha256_file(weights)[:16]}
+    # the base model trained again elsewhere: another model under the same folder and recipe
+    meta_path = weights.with_name("checkpoint.json")
+    original, meta = weights.read_bytes(), meta_path.read_text()
+    tensors = load_file(weights)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 0.5
+
+    def retrained() -> None:
+        save_file(tensors, weights)
+        meta_path.write_text(json.dumps(json.loads(meta) | {"weights_sha256": sha256_file(weights)}))
+
+    retrained()
+    rows_before = (tmp_path / "out/results.csv").read_text()
+    with pytest.raises(DataError, match="tiny/mgcn/user/1: the base model .* is not the one this seed's recorded"):
+        grid_run.run_grid(tiny_grid_params, grid(["exact", "tru"]), report=False)
+    # rows recorded before the record of bases existed: the seed's original is scored again
+    (tmp_path / "out/results.bases.json").unlink()
+    with pytest.raises(DataError, match=r"its original re-scored: retain_recall@20 \d\.\d{4} against"):
+        grid_run.run_grid(tiny_grid_params, grid(["exact", "tru"]), report=False)
+    # nothing was run or recorded from the other model
+    assert (tmp_path / "out/results.csv").read_text() == rows_before
+    assert not (tmp_path / "out/results.bases.json").exists()
+    # with the model the rows came from, the check passes, records it and the new cell runs
+    weights.write_bytes(original)
+    meta_path.write_text(meta)
+    rows = grid_run.run_grid(tiny_grid_params, grid(["exact", "tru"]), report=False)
+    assert {r["method"] for r in rows} == {"original", "popularity", "exact", "tru"}
+    assert read_json(tmp_path / "out/results.bases.json") == bases
+    # cells that start from no base model (here Retrain) are not held to it
+    retrained()
+    rows = grid_run.run_grid(tiny_grid_params, grid(["exact", "tru", "retrain"]), report=False)
+    assert "retrain" in {r["method"] for r in rows}
 
 
 def test_a_tiny_grid_runs_resumes_and_reports(tiny_grid_params, tmp_path, monkeypatch, harness):

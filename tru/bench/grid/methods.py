@@ -31,3 +31,6 @@ REPLICATES = ("retrain_r2", "retrain_r3")
 RETRAINS = ("retrain", *REPLICATES)  # the reference's mean and its noise floor (tru.bench.grid.claims)
 # every erasure method and ablation: what `tru bench unlearn --methods` runs by default
 UNLEARN_METHODS = tuple(m for m in METHOD_ORDER if m not in REFERENCE + REPLICATES)
+# the cells that do not start from the setting's base model (trained from scratch, or no model):
+# every other cell of a seed is compared with the seed's others only if they share that model
+BASE_FREE = (*RETRAINS, "ultrare", "popularity")

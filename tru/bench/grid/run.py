@@ -24,8 +24,17 @@ from pydantic import ValidationError
 
 from tru import paths
 from tru.audit import canary as canary_mod
+from tru.bench.grid.methods import BASE_FREE
 from tru.bench.grid.report import write_report
-from tru.bench.grid.spec import DatasetSpec, Grid, pending, results_store, timings_path, validation_reasons
+from tru.bench.grid.spec import (
+    DatasetSpec,
+    Grid,
+    bases_path,
+    pending,
+    results_store,
+    timings_path,
+    validation_reasons,
+)
 from tru.bench.process import host_cpu, in_child, peak_rss_mb
 from tru.bench.store import file_lock
 from tru.bench.unlearn import bench_base_model, canary_backdoor, erase_variant, regime_context
@@ -261,6 +270,57 @@ def record_part(
         write_json(path, parts)
 
 
+# the measures an `original` cell re-scored must repeat for its base model to be the one recorded
+SAME_BASE_COLUMNS = ("retain_recall@20", "retain_ndcg@20", "forget_recall@20", "forget_ndcg@20")
+
+
+def check_bases(
+    out: str | Path, done: list[dict], params_json: str, split_dir: str, checkpoint: str, cells: list[tuple]
+) -> None:
+    """Refuse to add cells to a seed whose recorded cells started from another base model: the
+    grid compares a seed's methods with one another, and a base model trained again (on another
+    host, or after its recipe changed) scores apart by as much as Retrain's own noise. The grid
+    records, beside its CSV (bases_path), the base model's digest per dataset, backbone, regime
+    and seed once cells of it ran; a seed recorded before that record existed is checked once by
+    scoring its `original` cell again from `checkpoint`. Cells that start from no base model
+    (BASE_FREE) are left out. Raises DataError naming the seed, the two models' scores and the
+    ways out; else records the digest for `cells`' seeds."""
+    path = bases_path(out)
+    bases = read_json(path) if path.is_file() else {}
+    # the weights' sha256 its checkpoint.json records (loading the checkpoint checks it)
+    digest = str(read_json(Path(checkpoint) / "checkpoint.json")["weights_sha256"])[:16]
+    recorded = {tuple(str(r[k]) for k in ("dataset", "backbone", "regime", "seed", "method")): r for r in done}
+    seeds = sorted({c[:4] for c in cells if c[4] not in BASE_FREE}, key=str)
+    for dataset, backbone, regime, seed in seeds:
+        key = f"{dataset}/{backbone}/{regime}/{seed}"
+        if key in bases:
+            if bases[key] != digest:
+                raise DataError(
+                    f"{key}: the base model at {checkpoint} (digest {digest}) is not the one this seed's "
+                    f"recorded cells started from ({bases[key]}): new cells would be compared with cells of "
+                    "another model. Restore that base model, or remove the seed's rows of every method that "
+                    f"starts from it (all but {', '.join(BASE_FREE)}) from {out} and {path} and run them again"
+                )
+            continue
+        before = recorded.get(tuple(map(str, (dataset, backbone, regime, seed, "original"))))
+        if before is not None:
+            print(f"{key}: checking that the base model is the one its recorded cells used", flush=True)
+            now = grid_cell(params_json, split_dir, checkpoint, (dataset, backbone, regime, seed, "original"))
+            apart = [c for c in SAME_BASE_COLUMNS if abs(float(now[c]) - float(before[c])) > 1e-4]
+            if apart:
+                scores = "; ".join(f"{c} {float(now[c]):.4f} against {float(before[c]):.4f} recorded" for c in apart)
+                raise DataError(
+                    f"{key}: the base model at {checkpoint} is not the one this seed's recorded cells started "
+                    f"from (its original re-scored: {scores}): new cells would be compared with cells of another "
+                    "model. Restore that base model (on the host that trained it), or remove the seed's rows of "
+                    f"every method that starts from it (all but {', '.join(BASE_FREE)}) from {out} and run them "
+                    "again"
+                )
+        bases[key] = digest
+    if seeds:
+        write_json(path, bases)
+
+
 def resume_folder(root: str | Path, cell: tuple) -> str:
     """Where a cell's exact methods keep their resume snapshots (under the grid's root)."""
     return str(Path(root) / "resume" / "-".join(str(v) for v in cell))
@@ -294,6 +354,7 @@ def run_grid(
         p, split = prepare_dataset(params, dataset, spec, grid.root)
         p = with_train(with_backbone(p, backbone), spec)
         checkpoint = base_checkpoint(p, dataset, spec, split, grid.root, params.model.backbone)
+        check_bases(out, done, p.model_dump_json(), str(split), checkpoint, cells)
         jobs += [(p.model_dump_json(), str(split), checkpoint, c, resume_folder(grid.root, c)) for c in cells]
     t0 = time.perf_counter()
     prepare_seconds = t0 - t_prepare

@@ -241,6 +241,12 @@ def timings_path(out: str | Path) -> Path:
     return Path(out).with_suffix(".timings.json")
 
 
+def bases_path(out: str | Path) -> Path:
+    """Where the grid records which base model each seed's cells started from: beside its CSV,
+    `<out>.bases.json` (tru.bench.grid.run.check_bases)."""
+    return Path(out).with_suffix(".bases.json")
+
+
 def read_results(out: str | Path) -> list[dict]:
     """The grid's finished rows in the CSV at `out` (none while it does not exist)."""
     return results_store(out).read()
