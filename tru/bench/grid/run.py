@@ -283,42 +283,44 @@ def check_bases(
     records, beside its CSV (bases_path), the base model's digest per dataset, backbone, regime
     and seed once cells of it ran; a seed recorded before that record existed is checked once by
     scoring its `original` cell again from `checkpoint`. Cells that start from no base model
-    (BASE_FREE) are left out. Raises DataError naming the seed, the two models' scores and the
-    ways out; else records the digest for `cells`' seeds."""
+    (BASE_FREE) are left out, and so is a seed with no recorded cell that started from a base
+    model (its rows removed to run them again). Raises DataError naming the seed, the two
+    models' scores and the ways out; else records the digest for `cells`' seeds."""
     path = bases_path(out)
-    bases = read_json(path) if path.is_file() else {}
     # the weights' sha256 its checkpoint.json records (loading the checkpoint checks it)
     digest = str(read_json(Path(checkpoint) / "checkpoint.json")["weights_sha256"])[:16]
     recorded = {tuple(str(r[k]) for k in ("dataset", "backbone", "regime", "seed", "method")): r for r in done}
     seeds = sorted({c[:4] for c in cells if c[4] not in BASE_FREE}, key=str)
-    for dataset, backbone, regime, seed in seeds:
-        key = f"{dataset}/{backbone}/{regime}/{seed}"
-        if key in bases:
-            if bases[key] != digest:
+    way_out = (
+        f"Restore that base model (on the host that trained it), or remove the seed's rows of every method "
+        f"that starts from it (all but {', '.join(BASE_FREE)}) from {out} and run them again"
+    )
+    with file_lock(path):  # another part may record its seeds beside this one
+        bases = read_json(path) if path.is_file() else {}
+        for setting in seeds:
+            key = "/".join(map(str, setting))
+            started = [r for k, r in recorded.items() if k[:4] == tuple(map(str, setting)) and k[4] not in BASE_FREE]
+            if key in bases and started and bases[key] != digest:
                 raise DataError(
                     f"{key}: the base model at {checkpoint} (digest {digest}) is not the one this seed's "
                     f"recorded cells started from ({bases[key]}): new cells would be compared with cells of "
-                    "another model. Restore that base model, or remove the seed's rows of every method that "
-                    f"starts from it (all but {', '.join(BASE_FREE)}) from {out} and {path} and run them again"
+                    f"another model. {way_out}"
                 )
-            continue
-        before = recorded.get(tuple(map(str, (dataset, backbone, regime, seed, "original"))))
-        if before is not None:
-            print(f"{key}: checking that the base model is the one its recorded cells used", flush=True)
-            now = grid_cell(params_json, split_dir, checkpoint, (dataset, backbone, regime, seed, "original"))
-            apart = [c for c in SAME_BASE_COLUMNS if abs(float(now[c]) - float(before[c])) > 1e-4]
-            if apart:
-                scores = "; ".join(f"{c} {float(now[c]):.4f} against {float(before[c]):.4f} recorded" for c in apart)
-                raise DataError(
-                    f"{key}: the base model at {checkpoint} is not the one this seed's recorded cells started "
-                    f"from (its original re-scored: {scores}): new cells would be compared with cells of another "
-                    "model. Restore that base model (on the host that trained it), or remove the seed's rows of "
-                    f"every method that starts from it (all but {', '.join(BASE_FREE)}) from {out} and run them "
-                    "again"
-                )
-        bases[key] = digest
-    if seeds:
-        write_json(path, bases)
+            before = next((r for r in started if r["method"] == "original"), None)
+            if key not in bases and before is not None:
+                print(f"{key}: checking that the base model is the one its recorded cells used", flush=True)
+                now = grid_cell(params_json, split_dir, checkpoint, (*setting, "original"))
+                apart = [c for c in SAME_BASE_COLUMNS if abs(float(now[c]) - float(before[c])) > 1e-4]
+                if apart:
+                    scores = "; ".join(f"{c} {float(now[c]):.4f} against {float(before[c]):.4f}" for c in apart)
+                    raise DataError(
+                        f"{key}: the base model at {checkpoint} is not the one this seed's recorded cells "
+                        f"started from (its original re-scored against the recorded: {scores}): new cells would "
+                        f"be compared with cells of another model. {way_out}"
+                    )
+            bases[key] = digest
+        if seeds:
+            write_json(path, bases)
 
 
 def resume_folder(root: str | Path, cell: tuple) -> str:
