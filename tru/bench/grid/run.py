@@ -293,7 +293,8 @@ def check_bases(
     seeds = sorted({c[:4] for c in cells if c[4] not in BASE_FREE}, key=str)
     way_out = (
         f"Restore that base model (on the host that trained it), or remove the seed's rows of every method "
-        f"that starts from it (all but {', '.join(BASE_FREE)}) from {out} and run them again"
+        f"that starts from it (all but {', '.join(BASE_FREE)}) from {out}, with no part of the grid running (a "
+        "running part writes back the rows it read), and run them again"
     )
     with file_lock(path):  # another part may record its seeds beside this one
         bases = read_json(path) if path.is_file() else {}
