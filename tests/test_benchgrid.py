@@ -756,6 +756,53 @@ def test_a_gap_beyond_the_floor_is_a_win_or_a_loss_only_where_its_interval_over_
     )
 
 
+def test_with_one_seed_the_claims_margins_are_not_judged_for_want_of_a_spread():
+    def row(regime, seed, method, retain, forget):
+        return {
+            **dict(zip(KEY, ("d", "mgcn", regime, seed, method))),
+            **{c: 0.0 for c in COLUMNS[5:]},
+            "retain_recall@20": retain,
+            "forget_recall@20": forget,
+            "seconds": 1.0,
+        }
+
+    # user level ran one seed, item level two: on both, TRU's retain is 0.003 under ScaleGUN's and its
+    # forget 0.002 over it, with seeds that agree
+    rows = []
+    for regime, seeds in (("user", (1,)), ("item", (1, 2))):
+        for seed in seeds:
+            j = 0.0001 * seed
+            rows += [
+                row(regime, seed, "original", 0.2, 0.8),
+                row(regime, seed, "retrain", 0.2, 0.05),
+                row(regime, seed, "scalegun", 0.200 + j, 0.050 + j),
+                row(regime, seed, "tru", 0.197 + j, 0.052 + j),
+            ]
+    found = {r["regime"]: r for r in claim_check(summarise(rows))}
+    one, two = found["user"], found["item"]
+    assert one["retain_margin"] == pytest.approx(-0.003) and one["forget_margin"] == pytest.approx(0.002)
+    assert one["retain_spread"] != one["retain_spread"]  # NaN: one seed, no spread
+    # one seed says nothing of how far either method moves from one deletion to the next
+    v = claim_verdicts(one)
+    assert v["retain"] == "–" and v["forget"] == "–"
+    # two seeds that agree: the same margins are losses
+    v = claim_verdicts(two)
+    assert v["retain"] == "no" and v["forget"] == "no"
+    text = report_markdown(rows)
+    cells = next(x for x in text.splitlines() if x.startswith("| d · mgcn · user (1)")).split("|")
+    assert cells[2].strip() == "not judged (one seed)" and cells[3].strip() == "-0.0030 (ScaleGUN)"
+    assert cells[4].strip() == "not judged (one seed)" and cells[5].strip() == "+0.0020 (ScaleGUN)"
+    # the tally counts the two-seed setting and says the other one was not judged
+    assert (
+        "* keeps retain Recall@20 higher: ahead in 0, level in 0, behind in 1 (d · mgcn · item), "
+        "not judged in 1 (one seed)." in text
+    )
+    assert (
+        "* has lower forget Recall@20: ahead in 0, level in 0, behind in 1 (d · mgcn · item), "
+        "not judged in 1 (one seed)." in text
+    )
+
+
 def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval(tmp_path):
     def row(regime, seed, method, forget, retain=0.2, epochs=0):
         return {

@@ -176,7 +176,7 @@ def claim_check(s, floors: dict[tuple, dict] | None = None, rows: list[dict] | N
 def claim_verdicts(r: dict) -> dict[str, str]:
     """One claim_check row judged per axis (`retain`, `forget`, `nearest`): "yes", "tie" or "no"
     ("–": not judged). Retain and forget: the margin against the best other method, a tie when it
-    is no more than the spread over seeds (or below 5e-4); nearest Retrain's forget: TRU's gap
+    is no more than the spread over seeds (or below 5e-4), not judged with one seed; nearest Retrain's forget: TRU's gap
     against the closest other's, a tie within Retrain's noise floor when there is one (or below
     5e-4); `over_exact`: is TRU nearer Retrain's forget Recall@20 than the exact step with no
     reverse epoch (`exact_baseline`), judged the same way (a tie: TRU's reverse epochs add
@@ -185,7 +185,10 @@ def claim_verdicts(r: dict) -> dict[str, str]:
     and the 95% interval of the per-seed difference reaches 0, it is a tie (interval_reaches_zero)."""
 
     def margin(m: float, spread: float, better_up: bool) -> str:
-        """A margin judged against the spread: "yes", "tie" or "no"."""
+        """A margin judged against the spread: "yes", "tie" or "no"; "–" with one seed (no spread:
+        how far TRU and the other method move from one deletion to the next is not known)."""
+        if spread != spread:
+            return "–"
         if abs(m) < 5e-4 or (spread == spread and abs(m) <= spread):  # equal, or within the spread
             return "tie"
         return "yes" if (m > 0 if better_up else m < 0) else "no"
@@ -232,7 +235,7 @@ def interval_reaches_zero(interval: tuple[float, float, float] | None) -> bool:
 def claim_tally(rows: list[dict], labels: dict, development: Collection[tuple] = frozenset()) -> list[str]:
     """The claim table (claim_check rows; `labels`: dataset -> printed name) in a few Markdown
     lines: per axis, in how many settings TRU is ahead, level or behind, and which settings it
-    is behind in."""
+    is behind in (and, for the margins, in how many one seed left unjudged)."""
     axes = (
         ("retain", "keeps retain Recall@20 higher"),
         ("forget", "has lower forget Recall@20"),
@@ -257,9 +260,11 @@ def claim_tally(rows: list[dict], labels: dict, development: Collection[tuple] =
             continue
         count = {k: sum(1 for _, x in judged if x == k) for k in ("yes", "tie", "no")}
         behind = [name(r) for r, x in judged if x == "no"]
+        one_seed = len(rows) - len(judged) if axis in ("retain", "forget") else 0
         lines.append(
             f"* {what}: ahead in {count['yes']}, level in {count['tie']}, behind in {count['no']}"
             + (f" ({'; '.join(behind)})" if behind else "")
+            + (f", not judged in {one_seed} (one seed)" if one_seed else "")
             + "."
         )
     return lines + [""]
@@ -287,7 +292,7 @@ def claim_markdown(
     rows = claim_check(s, floors, seed_rows)
     if not rows:
         return []
-    shown = {"yes": "yes", "tie": "tie (within spread)", "no": "**no**"}
+    shown = {"yes": "yes", "tie": "tie (within spread)", "no": "**no**", "–": "not judged (one seed)"}
 
     lines = [
         "## Does TRU beat the other approximate methods? (the article's claim)",
@@ -296,7 +301,8 @@ def claim_markdown(
         + ", ".join(LABELS[m] for m in APPROXIMATE)
         + " on each axis (means over the seeds on which every one of them, Retrain and the exact step have run; "
         "margin = TRU minus that method; spread = the larger sample std "
-        "over seeds of the two, – with one seed). Forget R@20 below Retrain's is over-forgetting, not a win: "
+        "over seeds of the two, – with one seed, where a margin is not judged: nothing says how far either "
+        "method moves from one deletion to the next). Forget R@20 below Retrain's is over-forgetting, not a win: "
         "Retrain's value is shown beside it (the mean of its replicates where the grid trained several), and "
         "the last two columns ask whose forget R@20 lands nearest it, against the best other method and "
         "against the exact step with no reverse epoch (with TRU's re-fit where the grid ran it: then the "
