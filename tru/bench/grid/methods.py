@@ -32,5 +32,7 @@ RETRAINS = ("retrain", *REPLICATES)  # the reference's mean and its noise floor 
 # every erasure method and ablation: what `tru bench unlearn --methods` runs by default
 UNLEARN_METHODS = tuple(m for m in METHOD_ORDER if m not in REFERENCE + REPLICATES)
 # the cells that do not start from the setting's base model (trained from scratch, or no model):
-# every other cell of a seed is compared with the seed's others only if they share that model
+# every other cell of a seed is compared with the seed's others only if they share that model.
+# UltraRE's shards are trained from scratch; only its partition of the users into shards is
+# drawn from the base model's user embeddings, so its cell is another draw of its recipe
 BASE_FREE = (*RETRAINS, "ultrare", "popularity")
