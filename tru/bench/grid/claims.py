@@ -189,7 +189,7 @@ def claim_verdicts(r: dict) -> dict[str, str]:
         how far TRU and the other method move from one deletion to the next is not known)."""
         if spread != spread:
             return "–"
-        if abs(m) < 5e-4 or (spread == spread and abs(m) <= spread):  # equal, or within the spread
+        if abs(m) < 5e-4 or abs(m) <= spread:  # equal, or within the spread
             return "tie"
         return "yes" if (m > 0 if better_up else m < 0) else "no"
 
