@@ -176,13 +176,14 @@ def claim_check(s, floors: dict[tuple, dict] | None = None, rows: list[dict] | N
 def claim_verdicts(r: dict) -> dict[str, str]:
     """One claim_check row judged per axis (`retain`, `forget`, `nearest`): "yes", "tie" or "no"
     ("–": not judged). Retain and forget: the margin against the best other method, a tie when it
-    is no more than the spread over seeds (or below 5e-4), not judged with one seed; nearest Retrain's forget: TRU's gap
-    against the closest other's, a tie within Retrain's noise floor when there is one (or below
-    5e-4); `over_exact`: is TRU nearer Retrain's forget Recall@20 than the exact step with no
-    reverse epoch (`exact_baseline`), judged the same way (a tie: TRU's reverse epochs add
-    nothing measurable there). A difference beyond the floor is a "yes" or a "no" only where the
-    seeds settle it: where the row pairs the two by seed (`nearest_interval`, `over_exact_interval`)
-    and the 95% interval of the per-seed difference reaches 0, it is a tie (interval_reaches_zero)."""
+    is no more than the spread over seeds (or below 5e-4), not judged with one seed; nearest
+    Retrain's forget: TRU's gap against the closest other's, a tie within Retrain's noise floor
+    when there is one (or below 5e-4); `over_exact`: is TRU nearer Retrain's forget Recall@20
+    than the exact step with no reverse epoch (`exact_baseline`), judged the same way (a tie:
+    TRU's reverse epochs add nothing measurable there). A difference beyond the floor is a "yes"
+    or a "no" only where the seeds settle it: where the row pairs the two by seed
+    (`nearest_interval`, `over_exact_interval`) and the 95% interval of the per-seed difference
+    reaches 0, it is a tie (interval_reaches_zero)."""
 
     def margin(m: float, spread: float, better_up: bool) -> str:
         """A margin judged against the spread: "yes", "tie" or "no"; "–" with one seed (no spread:
