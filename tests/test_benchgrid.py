@@ -992,3 +992,31 @@ def test_the_report_rests_on_evaluation_seeds_and_marks_a_setting_shown_from_dev
     g.blocks[0].seeds.append(13)
     user = report_markdown(later, g).split("user-level (3 seeds)")[1].split("##")[0]
     assert "| **TRU** | 0.2000 ± 0.0000 |" in user and "| ScaleGUN (2 of 3 seeds) | 0.2000 ± 0.0000 |" in user
+
+
+def test_the_time_plot_grows_in_rows_of_panels_not_in_width(tmp_path):
+    """One small panel per setting, three to a row: ten settings of fourteen methods make a
+    figure as wide as three do (it once grew a bar group per setting to the right, some metres
+    of page at the grid's size), only taller."""
+    from matplotlib.image import imread
+
+    from tru.bench.grid.methods import METHOD_ORDER, RETRAINS
+    from tru.bench.grid.plots import plot_time
+
+    def summary(n_settings: int) -> pd.DataFrame:
+        rows = [
+            {"dataset": f"d{k}", "backbone": "mgcn", "regime": "user", "method": m, "time_pct_of_retrain_mean": 0.1 + j}
+            for k in range(n_settings)
+            for j, m in enumerate(METHOD_ORDER)
+        ]
+        s = pd.DataFrame(rows)
+        s.loc[s.method.isin(REFERENCE + RETRAINS), "time_pct_of_retrain_mean"] = np.nan  # not plotted
+        return s
+
+    sizes = {}
+    for n in (3, 10):
+        plot_time(summary(n), tmp_path / f"time-{n}.png")
+        h, w = imread(tmp_path / f"time-{n}.png").shape[:2]
+        sizes[n] = (w, h)
+    assert sizes[10][0] == sizes[3][0] <= 1400  # three panels of 4.2 in at 110 dpi
+    assert sizes[10][1] > 3 * sizes[3][1]  # four rows of panels against one

@@ -61,8 +61,11 @@ def plot_frontier(s, path: Path) -> None:
 
 
 def plot_time(s, path: Path) -> None:
-    """Seconds of each approximate method as a share of Retrain's, per setting of the summary
-    `s` (log scale): the 10% line is the target of the unlearning benchmark. Written to `path` (PNG)."""
+    """Seconds of each approximate method as a share of Retrain's (log scale), one small panel
+    per setting of the summary `s`, three to a row, one horizontal bar per method with its
+    value, TRU's in colour; the dashed 10% line is the target of the unlearning benchmark. The
+    panels share their axis, so bars compare across settings; the figure's size grows with the
+    number of settings in rows, never in width. Written to `path` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,25 +74,37 @@ def plot_time(s, path: Path) -> None:
     sub = s[~s.method.isin(REFERENCE + RETRAINS)].dropna(subset=["time_pct_of_retrain_mean"])
     settings = _settings(sub)
     methods = [m for m in METHOD_ORDER if m in set(sub["method"])] + sorted(set(sub["method"]) - set(METHOD_ORDER))
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(settings) * max(1, len(methods)) / 3), 3.8), dpi=110)
-    width = 0.8 / max(1, len(methods))
-    for k, m in enumerate(methods):
-        for j, st in enumerate(settings):
-            row = sub[(sub.dataset == st[0]) & (sub.backbone == st[1]) & (sub.regime == st[2]) & (sub.method == m)]
-            if not row.empty:
-                ax.bar(
-                    j + k * width,
-                    row.iloc[0]["time_pct_of_retrain_mean"],
-                    width,
-                    color=f"C{k % 10}",
-                    label=m if j == 0 else None,
-                )
-    ax.axhline(10, color="C3", ls="--", lw=1, label="10% of Retrain")
-    ax.set_yscale("log")
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(settings))], ["\n".join(st) for st in settings], fontsize=7)
-    ax.set_ylabel("seconds, % of Retrain's (log)")
-    ax.legend(fontsize=7, ncol=3, frameon=False)
-    ax.grid(axis="y", alpha=0.3)
+    cols = max(1, min(3, len(settings)))
+    rows = max(1, -(-len(settings) // cols))
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.2 * cols, (0.5 + 0.2 * len(methods)) * rows + 0.4), dpi=110, sharex=True, squeeze=False
+    )
+    for ax, (d, b, r) in zip(axes.flat, settings):
+        here = sub[(sub.dataset == d) & (sub.backbone == b) & (sub.regime == r)].set_index("method")
+        shown = [m for m in methods if m in here.index]
+        values = [float(here.loc[m, "time_pct_of_retrain_mean"]) for m in shown]
+        ax.barh(range(len(shown)), values, color=["C0" if m == "tru" else "0.65" for m in shown], height=0.7)
+        for y, v in enumerate(values):
+            label = f"{v:.1f}" if v >= 1 else f"{v:.2g}"
+            ax.annotate(label, (v, y), xytext=(2, 0), textcoords="offset points", va="center", fontsize=6)
+        ax.axvline(10, color="C3", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_yticks(range(len(shown)), shown, fontsize=7)
+        ax.set_ylim(len(methods) - 0.5, -0.5)  # bars as thick in every panel, the first on top
+        ax.set_title(f"{d} · {b} · {r}", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    values = sub["time_pct_of_retrain_mean"].to_numpy(dtype=float)
+    values = values[values > 0]
+    if len(values):  # room right of the longest bar for its value (the panels share the axis)
+        axes[0, 0].set_xlim(min(values.min(), 10) / 2, max(values.max(), 10) * 6)
+    for ax in list(axes.flat)[len(settings) :]:
+        ax.axis("off")
+    for c in range(cols):  # the lowest panel of each column carries its axis (shared ones hide it)
+        ax = axes[(len(settings) - 1 - c) // cols, c]
+        ax.xaxis.set_tick_params(labelbottom=True)
+        ax.set_xlabel("seconds, % of Retrain's (log)", fontsize=7)
+    fig.suptitle("erase + repair time as a share of Retrain's (dashed: 10%)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
