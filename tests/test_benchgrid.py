@@ -995,7 +995,7 @@ def test_the_report_rests_on_evaluation_seeds_and_marks_a_setting_shown_from_dev
 
 
 def test_the_time_plot_grows_in_rows_of_panels_not_in_width(tmp_path):
-    """One small panel per setting, three to a row: ten settings of fourteen methods make a
+    """One small panel per setting, three to a row: ten settings of fifteen methods make a
     figure as wide as three do (it once grew a bar group per setting to the right, some metres
     of page at the grid's size), only taller."""
     from matplotlib.image import imread

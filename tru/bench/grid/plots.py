@@ -94,10 +94,10 @@ def plot_time(s, path: Path) -> None:
         ax.set_title(f"{d} · {b} · {r}", fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
-    values = sub["time_pct_of_retrain_mean"].to_numpy(dtype=float)
-    values = values[values > 0]
-    if len(values):  # room right of the longest bar for its value (the panels share the axis)
-        axes[0, 0].set_xlim(min(values.min(), 10) / 2, max(values.max(), 10) * 6)
+    every = sub["time_pct_of_retrain_mean"].to_numpy(dtype=float)
+    every = every[every > 0]
+    if len(every):  # room right of the longest bar for its value (the panels share the axis)
+        axes[0, 0].set_xlim(min(every.min(), 10) / 2, max(every.max(), 10) * 6)
     for ax in list(axes.flat)[len(settings) :]:
         ax.axis("off")
     for c in range(cols):  # the lowest panel of each column carries its axis (shared ones hide it)
