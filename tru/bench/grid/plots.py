@@ -13,6 +13,12 @@ def _settings(s) -> list[tuple]:
     return list(dict.fromkeys(zip(s["dataset"], s["backbone"], s["regime"])))
 
 
+def _panel_grid(n: int) -> tuple[int, int]:
+    """Columns and rows of a figure of `n` small panels, three to a row (at least one)."""
+    cols = max(1, min(3, n))
+    return cols, max(1, -(-n // cols))
+
+
 def plot_frontier(s, path: Path) -> None:
     """Retain Recall@20 (up is better) against Forget Recall@20 (left is better), one panel
     per setting of the summary `s`, one marker per method (mean over seeds, bars = spread);
@@ -23,8 +29,7 @@ def plot_frontier(s, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     settings = _settings(s)
-    cols = min(3, len(settings))
-    rows = -(-len(settings) // cols)
+    cols, rows = _panel_grid(len(settings))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), dpi=110, squeeze=False)
     methods = [m for m in METHOD_ORDER if m in set(s["method"])] + sorted(set(s["method"]) - set(METHOD_ORDER))
     markers = dict(zip(methods, "o*sPDv^<>hpXd8H1+x|_"))  # one marker and one colour per method
@@ -74,8 +79,7 @@ def plot_time(s, path: Path) -> None:
     sub = s[~s.method.isin(REFERENCE + RETRAINS)].dropna(subset=["time_pct_of_retrain_mean"])
     settings = _settings(sub)
     methods = [m for m in METHOD_ORDER if m in set(sub["method"])] + sorted(set(sub["method"]) - set(METHOD_ORDER))
-    cols = max(1, min(3, len(settings)))
-    rows = max(1, -(-len(settings) // cols))
+    cols, rows = _panel_grid(len(settings))
     fig, axes = plt.subplots(
         rows, cols, figsize=(4.2 * cols, (0.5 + 0.2 * len(methods)) * rows + 0.4), dpi=110, sharex=True, squeeze=False
     )
