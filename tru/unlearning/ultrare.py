@@ -23,8 +23,10 @@ Here:
   data would have seen the deleted ones; the benchmarks score theta_0 itself, so none is kept).
   `own_shard`: each user ranked by its own shard's sub-model alone, for comparison;
 - the ensemble of theta_0's data is base training, not erasure: it is trained once per
-  (interaction set, backbone params, recipe, shards, seed) and cached under `cache_dir`; its
-  training time is logged as `setup_seconds` and left out of the method's seconds;
+  (interaction set, backbone params, recipe, shards, seed, partition) and cached under
+  `cache_dir` (the partition keys it because theta_0 decides it: another base model of the same
+  data gets its own ensemble); its time (the partition's alone when cached) is logged as
+  `setup_seconds` and left out of the method's seconds;
 - a deletion retrains, from scratch on its retained interactions, every shard holding a deleted
   user or a forgotten interaction; random deletions touch most shards (the known weakness of
   partition-based unlearning), item deletions every shard that rated the item.
@@ -244,9 +246,12 @@ def train_shard(
     return res.model, res.best_epoch, res.resumed_seconds
 
 
-def _ensemble_key(ctx: UnlearnContext, params: Params) -> str:
+def _ensemble_key(ctx: UnlearnContext, params: Params, assign: np.ndarray) -> str:
+    """The cache key of theta_0's ensemble: its data, recipe and seed, and its partition (which
+    theta_0's user embeddings decide: another base model of the same data is another key)."""
     up = params.unlearn.ultrare
     h = hashlib.sha256(np.ascontiguousarray(ctx.prior.train).tobytes())
+    h.update(np.ascontiguousarray(assign, dtype=np.int64).tobytes())
     h.update(
         json.dumps(
             {
@@ -266,17 +271,17 @@ def _ensemble_key(ctx: UnlearnContext, params: Params) -> str:
 def original_ensemble(ctx: UnlearnContext, params: Params) -> tuple[ShardEnsemble, dict]:
     """The shard ensemble of theta_0's data: from the cache, or trained (and cached) now."""
     up = params.unlearn.ultrare
-    folder = Path(up.cache_dir) / _ensemble_key(ctx, params)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        user_emb = ctx.base.embeddings()[0].detach().numpy()
+    assign = balanced_partition(user_emb, up.shards, params.seed, up.partition_iters)
+    folder = Path(up.cache_dir) / _ensemble_key(ctx, params, assign)
     info = folder / "ensemble.json"
     if info.is_file():
         meta = read_json(info)
         shards = [load_checkpoint(folder / f"shard-{k}", ctx.prior.features)[0] for k in range(meta["shards"])]
         ens = ShardEnsemble(shards, np.asarray(meta["user_shard"], dtype=np.int64))
-        return ens, {"cached": True, "setup_seconds": 0.0, "folder": str(folder)}
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        user_emb = ctx.base.embeddings()[0].detach().numpy()
-    assign = balanced_partition(user_emb, up.shards, params.seed, up.partition_iters)
+        return ens, {"cached": True, "setup_seconds": time.perf_counter() - t0, "folder": str(folder)}
     n_shards = int(assign.max()) + 1
     print(f"ultrare: training the original data's ensemble of {n_shards} shards once (cached in {folder})", flush=True)
     shards = []
