@@ -18,7 +18,14 @@ from tru.unlearning.probes import forget_eval, rank_metrics_of, retain_eval, sha
 from tru.unlearning.reverse_repair import ForgetSchedule, is_forgotten, refit_items, refit_users
 from tru.unlearning.scalegun import conjugate_gradient
 from tru.unlearning.steps import prepare
-from tru.unlearning.ultrare import balanced_partition, fit_aggregator, original_ensemble, shard_embeddings, train_shard
+from tru.unlearning.ultrare import (
+    balanced_partition,
+    fit_aggregator,
+    original_ensemble,
+    shard_embeddings,
+    shard_recipe,
+    train_shard,
+)
 
 SMALL = {"mgcn": {"embedding_dim": 16, "knn_k": 5}, "miggt": {"embedding_dim": 16, "hidden_dim": 32}}
 
@@ -772,6 +779,17 @@ def test_conjugate_gradient_solves_a_positive_definite_system():
     assert torch.allclose(h @ x[0], b[0], atol=1e-4) and info["relative_residual"] < 1e-4
 
 
+def test_shard_recipe_gives_a_shard_the_steps_a_model_of_all_the_data_gets(params):
+    t = params.train.model_copy(update={"batch_size": 100, "patience": 20, "max_epochs": 300, "lr_decay_every": 3})
+    # 10 batches per epoch on all the data, 2 on the shard (a partial batch is a step too)
+    r = shard_recipe(t, 1000, 150)
+    assert (r.patience, r.max_epochs, r.lr_decay_every) == (100, 1500, 15)
+    steps = ("patience", "max_epochs", "lr_decay_every")
+    assert all(getattr(r, k) * 2 == getattr(t, k) * 10 for k in steps)  # the same in steps
+    assert r.model_dump(exclude=set(steps)) == t.model_dump(exclude=set(steps))
+    assert shard_recipe(t, 1000, 1000) == t  # one shard: the recipe itself
+
+
 def test_balanced_partition_keeps_shards_within_capacity_and_clusters_together():
     rng = np.random.default_rng(0)
     blobs = np.concatenate([rng.normal(c, 0.1, size=(20, 2)) for c in ((0, 0), (5, 5), (0, 5))])
@@ -803,13 +821,21 @@ def test_ultrare_retrains_exactly_the_shards_a_deletion_touches(world, tmp_path,
     assign = first.model.user_shard.numpy()
     k = int(assign[5])
     assert first.log["touched_shards"] == [k]
+
     # progress on a long run (a shard trains for minutes on ML-1M): which shards, then each
-    # shard's epochs (lines, not a bar: the output is not a terminal here)
+    # shard's epochs (lines, not a bar: the output is not a terminal here), out of the recipe's
+    # max_epochs counted in steps (shard_recipe: a third of the batches, three times the epochs)
+    def most(data, j):
+        n = int(np.isin(data.train[:, 0], np.flatnonzero(assign == j)).sum())
+        return shard_recipe(p.train, len(data.train), n).max_epochs
+
     assert "training the original data's ensemble of 3 shards once" in said
     for j in range(3):
-        assert re.search(rf"^ultrare shard {j} \({j + 1} of 3\): epoch \d+/4, loss ", said, re.M), said
+        assert most(prior, j) > 4
+        assert re.search(rf"^ultrare shard {j} \({j + 1} of 3\): epoch \d+/{most(prior, j)}, loss ", said, re.M), said
     assert "retraining the 1 of 3 shards the deletion touches" in said
-    assert re.search(rf"^ultrare retrain shard {k} \(1 of 1\): epoch \d+/4, loss ", said, re.M), said
+    pattern = rf"^ultrare retrain shard {k} \(1 of 1\): epoch \d+/{most(ctx.data, k)}, loss "
+    assert re.search(pattern, said, re.M), said
     assert "original data's ensemble" not in capsys.readouterr().out  # the second run used the cache
     # another base model of the same data partitions the users otherwise: its own ensemble, not
     # the cached one (whose shards were grouped by the first model's embeddings)

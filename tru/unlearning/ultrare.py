@@ -13,7 +13,9 @@ Here:
   of users to centroids and a capacity-bounded assignment (at most ceil(n / K) users per
   shard), `partition_iters` rounds;
 - sub-models: the backbone (with its own graphs) trained per shard on that shard's users'
-  interactions, with the training recipe (early stopping on the shard users' validation rows);
+  interactions, with the training recipe counted in optimizer steps (a shard with a fifth of
+  the batches gets five times the epochs of patience, at most and between learning-rate decays;
+  early stopping on the shard users' validation rows);
 - aggregation (`combiner`): `attention` is RecEraser's learned aggregator, which UltraRE keeps:
   each shard's final embeddings are mapped into one space by a learned transfer matrix W_k; an
   item is the attention-weighted sum of its mapped embeddings over all shards (every shard
@@ -47,7 +49,7 @@ import torch
 from torch import nn
 
 from tru.checkpoint import load_checkpoint, save_checkpoint
-from tru.config import Params
+from tru.config import Params, TrainParams
 from tru.io import read_json, write_json
 from tru.models import backbone_for
 from tru.models.base import Recommender
@@ -215,6 +217,20 @@ def balanced_partition(emb: np.ndarray, k: int, seed: int, iters: int = 3) -> np
     return assign
 
 
+def shard_recipe(train: TrainParams, n_pairs: int, n_shard: int) -> TrainParams:
+    """The training recipe for a shard of `n_shard` of the data's `n_pairs` pairs, counted in
+    optimizer steps: its patience, max_epochs and lr_decay_every scaled by the data's batches
+    per epoch over the shard's, so a sub-model gets the steps (the steps without a better
+    validation, and the learning rate at each step) that a model of all the data gets. Counted
+    in epochs, a small shard's patience ran out while its loss still sat at the starting
+    plateau (MGCN leaves it after hundreds of steps, a few of the full data's epochs but tens
+    of a small shard's), at a noise peak of its validation: a sub-model that ranked below
+    popularity, and an unfair baseline."""
+    ratio = math.ceil(n_pairs / train.batch_size) / max(1, math.ceil(n_shard / train.batch_size))
+    scaled = ("patience", "max_epochs", "lr_decay_every")
+    return train.model_copy(update={k: math.ceil(getattr(train, k) * ratio) for k in scaled})
+
+
 def train_shard(
     params: Params,
     data,
@@ -225,11 +241,12 @@ def train_shard(
     desc: str,
     resume: Path | None = None,
 ) -> tuple[Recommender, int, float]:
-    """A shard's sub-model trained with the training recipe on `pairs_k` (validation on the
-    shard's users `users_k`); with `resume`, fit snapshots it there (a finished shard's last
-    snapshot replays at most checkpoint_every epochs). Progress as the training recipe's (a
-    bar on a terminal, else a line every checkpoint_every epochs), named by `desc`. Returns
-    (model, best epoch, the training seconds earlier processes had recorded)."""
+    """A shard's sub-model trained on `pairs_k` (validation on the shard's users `users_k`) with
+    the training recipe counted in steps of `data`'s (shard_recipe); with `resume`, fit
+    snapshots it there (a finished shard's last snapshot replays at most checkpoint_every
+    epochs). Progress as the training recipe's (a bar on a terminal, else a line every
+    checkpoint_every epochs), named by `desc`. Returns (model, best epoch, the training seconds
+    earlier processes had recorded)."""
     seed_everything(seed, params.train.threads)
     model = backbone_for(params.model, data)
     valid = data.valid[np.isin(data.valid[:, 0], users_k)]
@@ -237,7 +254,7 @@ def train_shard(
         model,
         pairs_k,
         EvalSet.build(valid, pairs_k, data.n_users),
-        params.train,
+        shard_recipe(params.train, len(data.train), len(pairs_k)),
         seed,
         candidates=candidates,
         desc=desc,
@@ -258,6 +275,7 @@ def _ensemble_key(ctx: UnlearnContext, params: Params, assign: np.ndarray) -> st
                 "backbone": params.model.backbone,
                 "model": getattr(params.model, params.model.backbone).model_dump(),
                 "train": params.train.recipe(),
+                "shard_recipe": "steps",  # shard_recipe's scaling (an ensemble from epoch counts is another)
                 "shards": up.shards,
                 "iters": up.partition_iters,
                 "seed": params.seed,
