@@ -780,11 +780,13 @@ def test_conjugate_gradient_solves_a_positive_definite_system():
 
 
 def test_shard_recipe_gives_a_shard_the_steps_a_model_of_all_the_data_gets(params):
-    t = params.train.model_copy(update={"batch_size": 100, "patience": 20, "max_epochs": 300, "lr_decay_every": 3})
+    update = {"batch_size": 100, "eval_every": 1, "max_epochs": 300, "lr_decay_every": 3, "checkpoint_every": 10}
+    t = params.train.model_copy(update=update)
     # 10 batches per epoch on all the data, 2 on the shard (a partial batch is a step too)
     r = shard_recipe(t, 1000, 150)
-    assert (r.patience, r.max_epochs, r.lr_decay_every) == (100, 1500, 15)
-    steps = ("patience", "max_epochs", "lr_decay_every")
+    assert (r.eval_every, r.max_epochs, r.lr_decay_every, r.checkpoint_every) == (5, 1500, 15, 50)
+    assert r.patience == t.patience  # counted in validations, which come every 5 epochs
+    steps = ("eval_every", "max_epochs", "lr_decay_every", "checkpoint_every")
     assert all(getattr(r, k) * 2 == getattr(t, k) * 10 for k in steps)  # the same in steps
     assert r.model_dump(exclude=set(steps)) == t.model_dump(exclude=set(steps))
     assert shard_recipe(t, 1000, 1000) == t  # one shard: the recipe itself

@@ -14,8 +14,8 @@ Here:
   shard), `partition_iters` rounds;
 - sub-models: the backbone (with its own graphs) trained per shard on that shard's users'
   interactions, with the training recipe counted in optimizer steps (a shard with a fifth of
-  the batches gets five times the epochs of patience, at most and between learning-rate decays;
-  early stopping on the shard users' validation rows);
+  the batches runs five times the epochs between validations, at most and between
+  learning-rate decays; early stopping on the shard users' validation rows);
 - aggregation (`combiner`): `attention` is RecEraser's learned aggregator, which UltraRE keeps:
   each shard's final embeddings are mapped into one space by a learned transfer matrix W_k; an
   item is the attention-weighted sum of its mapped embeddings over all shards (every shard
@@ -217,18 +217,22 @@ def balanced_partition(emb: np.ndarray, k: int, seed: int, iters: int = 3) -> np
     return assign
 
 
+# the recipe's epoch counts a shard scales to steps (shard_recipe)
+STEP_COUNTED = ("eval_every", "max_epochs", "lr_decay_every", "checkpoint_every")
+
+
 def shard_recipe(train: TrainParams, n_pairs: int, n_shard: int) -> TrainParams:
     """The training recipe for a shard of `n_shard` of the data's `n_pairs` pairs, counted in
-    optimizer steps: its patience, max_epochs and lr_decay_every scaled by the data's batches
-    per epoch over the shard's, so a sub-model gets the steps (the steps without a better
-    validation, and the learning rate at each step) that a model of all the data gets. Counted
-    in epochs, a small shard's patience ran out while its loss still sat at the starting
-    plateau (MGCN leaves it after hundreds of steps, a few of the full data's epochs but tens
-    of a small shard's), at a noise peak of its validation: a sub-model that ranked below
-    popularity, and an unfair baseline."""
+    optimizer steps: the epochs between validations (so `patience`, counted in validations, too),
+    max_epochs, lr_decay_every and checkpoint_every scaled by the data's batches per epoch over
+    the shard's, so a sub-model gets the steps, the learning rate at each step and the
+    validations that a model of all the data gets. Counted in epochs, a small shard's patience
+    ran out while its loss still sat at the starting plateau (MGCN leaves it after hundreds of
+    steps, a few of the full data's epochs but tens of a small shard's), at a noise peak of its
+    validation: a sub-model that ranked below popularity, and an unfair baseline; validated
+    every epoch, it spent its time ranking."""
     ratio = math.ceil(n_pairs / train.batch_size) / max(1, math.ceil(n_shard / train.batch_size))
-    scaled = ("patience", "max_epochs", "lr_decay_every")
-    return train.model_copy(update={k: math.ceil(getattr(train, k) * ratio) for k in scaled})
+    return train.model_copy(update={k: math.ceil(getattr(train, k) * ratio) for k in STEP_COUNTED})
 
 
 def train_shard(
@@ -275,7 +279,7 @@ def _ensemble_key(ctx: UnlearnContext, params: Params, assign: np.ndarray) -> st
                 "backbone": params.model.backbone,
                 "model": getattr(params.model, params.model.backbone).model_dump(),
                 "train": params.train.recipe(),
-                "shard_recipe": "steps",  # shard_recipe's scaling (an ensemble from epoch counts is another)
+                "step_counted": STEP_COUNTED,  # shard_recipe's (an ensemble from epoch counts is another)
                 "shards": up.shards,
                 "iters": up.partition_iters,
                 "seed": params.seed,
