@@ -158,3 +158,17 @@ def test_training_recipe_leaves_out_the_snapshot_interval(params):
     b = params.train.model_copy(update={"checkpoint_every": 25})
     assert a.recipe() == b.recipe() and "checkpoint_every" not in a.recipe()
     assert a.recipe() != params.train.model_copy(update={"lr": 0.5}).recipe()
+
+
+def test_validating_every_few_epochs_returns_the_best_validated_epoch(params, tiny_data):
+    """eval_every > 1 (UltraRE's shards count it in steps): an epoch without a validation is
+    never taken for the best one, and the model returned is the best validated epoch's."""
+    seed_everything(7)
+    model = build_backbone("mgcn", mparams(params), tiny_data.n_users, tiny_data.n_items, tiny_data.features)
+    recipe = quick(params, epochs=10).model_copy(update={"eval_every": 3})
+    valid = EvalSet.build(tiny_data.valid, tiny_data.train, tiny_data.n_users)
+    res = fit(model, tiny_data.train, valid, recipe, 7, progress=False)
+    validated = {h["epoch"]: h["valid_recall@20"] for h in res.history if "valid_recall@20" in h}
+    assert sorted(validated) == [3, 6, 9]
+    assert res.best_epoch == max(validated, key=lambda e: (validated[e], -e))  # the first best one
+    assert evaluate(res.model, valid, ks=(20,))["recall@20"] == pytest.approx(validated[res.best_epoch])

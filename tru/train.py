@@ -354,7 +354,8 @@ def fit(
                 bad += 1
             bar.set_postfix(loss=f"{row['loss']:.4f}", valid_r20=f"{metrics['recall@20']:.4f}", best=best_epoch)
         else:
-            best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
+            if valid_set is None:  # no validation: the last epoch is the model
+                best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
             bar.set_postfix(loss=f"{row['loss']:.4f}")
         history.append(row)
         if log_every and (epoch % log_every == 0 or bad >= params.patience or epoch == params.max_epochs):
