@@ -229,8 +229,7 @@ def shard_recipe(train: TrainParams, n_pairs: int, n_shard: int) -> TrainParams:
     validations that a model of all the data gets. Counted in epochs, a small shard's patience
     ran out while its loss still sat at the starting plateau (MGCN leaves it after hundreds of
     steps, a few of the full data's epochs but tens of a small shard's), at a noise peak of its
-    validation: a sub-model that ranked below popularity, and an unfair baseline; validated
-    every epoch, it spent its time ranking."""
+    validation: a sub-model that ranked below popularity, and an unfair baseline."""
     ratio = math.ceil(n_pairs / train.batch_size) / max(1, math.ceil(n_shard / train.batch_size))
     return train.model_copy(update={k: math.ceil(getattr(train, k) * ratio) for k in STEP_COUNTED})
 
