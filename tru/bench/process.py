@@ -18,10 +18,18 @@ def peak_rss_mb() -> float:
 
 
 def in_child(fn, *args):
-    """`fn(*args)` run in a fresh spawned child process; its return value (picklable)."""
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
+    """`fn(*args)` run in a fresh spawned child process; its return value (picklable).
+
+    The pool is closed and joined, not terminated (as leaving a `with Pool` block does): a
+    terminated child skips its exit handlers, so a named semaphore it made (tqdm's write lock,
+    for one) stays registered with multiprocessing's resource tracker, which then warns of
+    "leaked semaphore objects" when the run ends."""
+    pool = mp.get_context("spawn").Pool(1)
+    try:
         return pool.apply(fn, args)
+    finally:
+        pool.close()
+        pool.join()
 
 
 def host_gemm_gflops(threads: int, size: int = 1024, seconds: float = 2.0) -> float:
