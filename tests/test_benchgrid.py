@@ -1020,3 +1020,63 @@ def test_the_time_plot_grows_in_rows_of_panels_not_in_width(tmp_path):
         sizes[n] = (w, h)
     assert sizes[10][0] == sizes[3][0] <= 1400  # three panels of 4.2 in at 110 dpi
     assert sizes[10][1] > 3 * sizes[3][1]  # four rows of panels against one
+
+
+def test_the_report_lists_the_cells_not_run_yet_with_their_expected_time_and_filter(tmp_path):
+    g = load_grid(
+        write_grid(
+            tmp_path / "grid.yaml",
+            blocks=[
+                {
+                    "datasets": ["tiny"],
+                    "backbones": ["mgcn"],
+                    "regimes": ["user", "interaction"],
+                    "methods": ["retrain", "retrain_r2", "tru"],
+                    "seeds": [11, 12],
+                    "development_seeds": [1],
+                }
+            ],
+        )
+    )
+
+    def row(regime, seed, method, seconds):
+        return {
+            **dict(zip(KEY, ("tiny", "mgcn", regime, seed, method))),
+            **{c: 0.0 for c in COLUMNS[5:]},
+            "seconds": seconds,
+        }
+
+    refs = [row(r, s, m, 1.0) for r in ("user", "interaction") for s in (1, 11, 12) for m in REFERENCE]
+    rows = refs + [row(r, s, "tru", 20.0) for r in ("user", "interaction") for s in (1, 11, 12)]
+    # Retrain: 600 s and 1200 s at user level; at interaction level only seed 12 is missing
+    rows += [row("user", 1, "retrain", 600.0), row("user", 11, "retrain", 1200.0)]
+    rows += [row("interaction", s, "retrain", 300.0) for s in (1, 11)]
+    text = report_markdown(rows, g)
+    section = text[text.index("## Cells not run yet") :].splitlines()
+    assert f"The grid file names {len(g.cells())} cells; 8 have no row yet." in section[2]
+    table = [x for x in section if x.startswith("| Tiny")]
+    # one line per method and seed role, in the grid's order; the replicate never measured counts at
+    # Retrain's seconds (the median 900 s at user level, 300 s at interaction level)
+    assert table == [
+        "| Tiny (synthetic) · MGCN | Retrain, 2nd training seed | evaluation 11, 12 | user, interaction | 4 "
+        "| about 40 min | `dataset=tiny,backbone=mgcn,regime=user+interaction,seed=11+12,method=retrain_r2` |",
+        "| Tiny (synthetic) · MGCN | Retrain | evaluation 12 | user, interaction | 2 | about 20 min "
+        "| `dataset=tiny,backbone=mgcn,regime=user+interaction,seed=12,method=retrain` |",
+        "| Tiny (synthetic) · MGCN | Retrain, 2nd training seed | development 1 | user, interaction | 2 "
+        "| about 20 min | `dataset=tiny,backbone=mgcn,regime=user+interaction,seed=1,method=retrain_r2` |",
+    ]
+    # each filter selects exactly the cells of its line
+    for line in table:
+        only = parse_only(line.split("`")[1])
+        assert len(pending(g, rows, only)) == int(line.split("|")[5])
+    # seeds missing different regimes get a line each
+    later = report_markdown(rows + [row("user", 11, "retrain_r2", 700.0)], g)
+    assert [x.split("|")[3:6] for x in later.splitlines() if x.startswith("| Tiny") and "evaluation" in x] == [
+        [" evaluation 11 ", " interaction ", " 1 "],
+        [" evaluation 12 ", " user, interaction ", " 2 "],
+        [" evaluation 12 ", " user, interaction ", " 2 "],
+    ]
+    # with every cell run, or without a grid, there is no such section
+    assert "Cells not run yet" not in report_markdown(rows)
+    finished = rows + [row(c[2], c[3], c[4], 5.0) for c in pending(g, rows)]
+    assert "Cells not run yet" not in report_markdown(finished, g)

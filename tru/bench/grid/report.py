@@ -12,7 +12,16 @@ import pandas as pd
 from tru.bench.grid.claims import claim_markdown, common_seed_rows, over_exact, over_exact_markdown, retrain_floors
 from tru.bench.grid.methods import METHOD_ORDER, REFERENCE, RETRAINS
 from tru.bench.grid.plots import plot_frontier, plot_over_exact, plot_time
-from tru.bench.grid.spec import COLUMNS, LABELS, Grid, timings_path
+from tru.bench.grid.spec import (
+    COLUMNS,
+    LABELS,
+    Grid,
+    expected_seconds,
+    measured_seconds,
+    minutes,
+    pending,
+    timings_path,
+)
 from tru.io import read_json
 
 
@@ -122,6 +131,7 @@ def report_markdown(rows: list[dict], grid: Grid | None = None, parts: list[dict
     """The report (Markdown) of the grid's `rows`: the tables in the article's layout, one per
     (dataset, backbone, regime), methods as rows; Retain and Forget Recall@20/NDCG@20, then the
     audits and the cost; then the claim's section and the plots. `grid` names the datasets."""
+    everything = rows
     rows, development = shown_rows(rows, grid)
     s = summarise(rows)
     lines = [
@@ -196,8 +206,55 @@ def report_markdown(rows: list[dict], grid: Grid | None = None, parts: list[dict
     lines += claim_markdown(summarise(common), labels, development, floors, table_seeds, common)
     lines += over_exact_markdown(rows, labels, development, floors)
     lines += ["![retain vs forget](results_frontier.png)", "", "![time vs retrain](results_time.png)", ""]
+    lines += pending_markdown(everything, grid)
     lines += parts_markdown(parts or [])
     return "\n".join(lines)
+
+
+def pending_markdown(rows: list[dict], grid: Grid | None) -> list[str]:
+    """The report's "Cells not run yet": the cells of `grid` without a row in `rows`, one line per
+    dataset, backbone, method and seed role (seeds missing different regimes apart), with what
+    they are expected to take (spec.expected_seconds) and the `--only` filter that runs them;
+    no lines without a grid or with every cell run. Says why a table lacks a method."""
+    todo = pending(grid, rows) if grid is not None else []
+    if grid is None or not todo:
+        return []
+    measured = measured_seconds(rows)
+    groups: dict[tuple, dict[int, list[str]]] = {}
+    for d, bb, r, seed, m in todo:
+        groups.setdefault((d, bb, m, grid.seed_role(d, seed)), {}).setdefault(int(seed), []).append(r)
+    lines = [
+        "## Cells not run yet",
+        "",
+        f"The grid file names {len(grid.cells())} cells; {len(todo)} have no row yet. A table above leaves out a "
+        "method with no row on the seeds it shows, and marks one that ran on fewer of them. Per dataset, "
+        "backbone and method: the seeds and regimes left, what their cells are expected to take (the median "
+        "seconds of the same dataset, backbone, regime and method on the seeds that ran; a Retrain replicate "
+        "or an ablation never measured at its method's), and the filter that runs them: "
+        "`tru bench grid --only '<filter>'`. Cell seconds only: preparing a dataset, its base models and "
+        "UltraRE's shard ensembles come on top, and the times were measured on the hosts the parts below "
+        "name.",
+        "",
+        "| Setting | Method | Seeds | Regimes | Cells | Expected | Filter |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    labels = {k: v.label for k, v in grid.datasets.items()}
+    for (d, bb, m, role), by_seed in groups.items():
+        same: dict[tuple[str, ...], list[int]] = {}  # seeds missing the same regimes share a line
+        for seed, regimes in by_seed.items():
+            same.setdefault(tuple(regimes), []).append(seed)
+        for regimes, seeds in same.items():
+            cells = [(d, bb, r, seed, m) for seed in seeds for r in regimes]
+            known = [x for x in (expected_seconds(c, measured)[0] for c in cells) if x is not None]
+            expected = f"about {minutes(sum(known))}" if known else "never measured"
+            if known and len(known) < len(cells):
+                expected += f" ({len(cells) - len(known)} never measured)"
+            only = f"dataset={d},backbone={bb},regime={'+'.join(regimes)},seed={'+'.join(map(str, seeds))},method={m}"
+            lines.append(
+                f"| {labels.get(d, d)} · {bb.upper() if bb == 'mgcn' else 'MIG-GT'} | {LABELS.get(m, m)} | "
+                f"{role} {', '.join(map(str, seeds))} | {', '.join(regimes)} | {len(cells)} | {expected} | `{only}` |"
+            )
+    return lines + [""]
 
 
 def parts_markdown(parts: list[dict]) -> list[str]:

@@ -278,7 +278,24 @@ def measured_seconds(done: list[dict]) -> dict[tuple, float]:
     return {k: float(np.median(v)) for k, v in seen.items()}
 
 
-def _minutes(seconds: float) -> str:
+def expected_seconds(cell: tuple, measured: dict[tuple, float]) -> tuple[float | None, str | None]:
+    """What `cell` (a KEY tuple) is expected to take by `measured` (measured_seconds), and the
+    method whose seconds stand in for it: its own method's on the same dataset, backbone and
+    regime (None stands in), else those of the method it varies (a Retrain replicate counts at
+    Retrain's, an ablation at TRU's), else (None, None): never measured."""
+    d, bb, r, _, m = cell
+    base = VARIANTS.get(m, (m,))[0]
+    if (d, bb, r, m) in measured:
+        return measured[(d, bb, r, m)], None
+    if (d, bb, r, base) in measured:
+        return measured[(d, bb, r, base)], base
+    return None, None
+
+
+def minutes(seconds: float) -> str:
+    """`seconds` in seconds below a minute and a half, in hours from an hour and a half on, else in minutes."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
 
 
@@ -300,16 +317,15 @@ def pending_table(todo: list[tuple], done: Sequence[dict] = ()) -> str:
         seconds, missing = 0.0, []
         stand_in: dict[str, list[str]] = {}
         for m in ms:
-            base = VARIANTS.get(m, (m,))[0]
-            if (d, bb, r, m) in measured:
-                seconds += measured[(d, bb, r, m)]
-            elif (d, bb, r, base) in measured:
-                seconds += measured[(d, bb, r, base)]
-                stand_in.setdefault(base, []).append(m)
-            else:
+            expected, base = expected_seconds((d, bb, r, seed, m), measured)
+            if expected is None:
                 missing.append(m)
+                continue
+            seconds += expected
+            if base is not None:
+                stand_in.setdefault(base, []).append(m)
         total, unmeasured = total + seconds, unmeasured + len(missing)
-        notes = [f"about {_minutes(seconds)}"] if len(missing) < len(ms) else []
+        notes = [f"about {minutes(seconds)}"] if len(missing) < len(ms) else []
         notes += [f"{', '.join(v)} at {base}'s seconds" for base, v in stand_in.items()]
         notes += [f"{', '.join(missing)} never measured"] if missing else []
         lines.append(f"  {d} {bb} {r} seed {seed}: {', '.join(ms)} ({'; '.join(notes)})")
@@ -318,7 +334,7 @@ def pending_table(todo: list[tuple], done: Sequence[dict] = ()) -> str:
     if unmeasured == len(todo):
         head = f"{len(todo)} cell(s) to run (none of them measured on another seed yet)"
     else:
-        head = f"{len(todo)} cell(s) to run: about {_minutes(total)} of cell time"
+        head = f"{len(todo)} cell(s) to run: about {minutes(total)} of cell time"
         head += " by the seconds measured on other seeds"
         head += f" ({unmeasured} cell(s) never measured)" if unmeasured else ""
     foot = (
