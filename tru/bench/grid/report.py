@@ -241,8 +241,8 @@ def pending_markdown(rows: list[dict], grid: Grid | None) -> list[str]:
     labels = {k: v.label for k, v in grid.datasets.items()}
     for (d, bb, m, role), by_seed in groups.items():
         same: dict[tuple[str, ...], list[int]] = {}  # seeds missing the same regimes share a line
-        for seed, regimes in by_seed.items():
-            same.setdefault(tuple(regimes), []).append(seed)
+        for seed, missing in by_seed.items():
+            same.setdefault(tuple(missing), []).append(seed)
         for regimes, seeds in same.items():
             cells = [(d, bb, r, seed, m) for seed in seeds for r in regimes]
             known = [x for x in (expected_seconds(c, measured)[0] for c in cells) if x is not None]
