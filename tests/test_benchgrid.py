@@ -936,22 +936,14 @@ def test_what_tru_adds_over_the_exact_step_is_paired_by_seed_with_an_interval(tm
 RETRAIN_JITTER = (("retrain", 0.0), ("retrain_r2", 0.002), ("retrain_r3", -0.002))
 
 
+def seeds_grid(path, methods):
+    """A tiny grid of `methods` at user and interaction level: evaluation seeds 11 and 12, development seed 1."""
+    block = {"datasets": ["tiny"], "backbones": ["mgcn"], "regimes": ["user", "interaction"], "methods": methods}
+    return load_grid(write_grid(path, blocks=[{**block, "seeds": [11, 12], "development_seeds": [1]}]))
+
+
 def test_the_report_rests_on_evaluation_seeds_and_marks_a_setting_shown_from_development_seeds(tmp_path):
-    g = load_grid(
-        write_grid(
-            tmp_path / "grid.yaml",
-            blocks=[
-                {
-                    "datasets": ["tiny"],
-                    "backbones": ["mgcn"],
-                    "regimes": ["user", "interaction"],
-                    "methods": ["retrain", "tru", "scalegun"],
-                    "seeds": [11, 12],
-                    "development_seeds": [1],
-                }
-            ],
-        )
-    )
+    g = seeds_grid(tmp_path / "grid.yaml", ["retrain", "tru", "scalegun"])
     assert {c[3] for c in g.cells()} == {1, 11, 12}
     assert g.seed_role("tiny", 1) == "development" and g.seed_role("tiny", 11) == "evaluation"
 
@@ -1023,21 +1015,7 @@ def test_the_time_plot_grows_in_rows_of_panels_not_in_width(tmp_path):
 
 
 def test_the_report_lists_the_cells_not_run_yet_with_their_expected_time_and_filter(tmp_path):
-    g = load_grid(
-        write_grid(
-            tmp_path / "grid.yaml",
-            blocks=[
-                {
-                    "datasets": ["tiny"],
-                    "backbones": ["mgcn"],
-                    "regimes": ["user", "interaction"],
-                    "methods": ["retrain", "retrain_r2", "tru"],
-                    "seeds": [11, 12],
-                    "development_seeds": [1],
-                }
-            ],
-        )
-    )
+    g = seeds_grid(tmp_path / "grid.yaml", ["retrain", "retrain_r2", "tru"])
 
     def row(regime, seed, method, seconds):
         return {
