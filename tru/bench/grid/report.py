@@ -72,6 +72,11 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
     return out
 
 
+def _backbone(name: str) -> str:
+    """A backbone's name as the report's headings write it."""
+    return {"mgcn": "MGCN", "miggt": "MIG-GT"}.get(name, name)
+
+
 def _cell(mean, std, digits: int, seeds: int) -> str:
     """A table cell: the mean (± the spread over seeds when there are several), "–" for NaN."""
     if mean is None or mean != mean:  # NaN
@@ -168,7 +173,7 @@ def report_markdown(rows: list[dict], grid: Grid | None = None, parts: list[dict
             " Co-item exposure@20 |" if served else ""
         )
         lines += [
-            f"## {labels.get(dataset, dataset)} · {backbone.upper() if backbone == 'mgcn' else 'MIG-GT'} · "
+            f"## {labels.get(dataset, dataset)} · {_backbone(backbone)} · "
             f"{regime}-level ({n} {'development ' if dev else ''}seed{'s' if n > 1 else ''})",
             "",
             "| Method | Retain R@20 | Retain N@20 | Forget R@20 | Forget N@20 |"
@@ -251,7 +256,7 @@ def pending_markdown(rows: list[dict], grid: Grid | None) -> list[str]:
                 expected += f" ({len(cells) - len(known)} never measured)"
             only = f"dataset={d},backbone={bb},regime={'+'.join(regimes)},seed={'+'.join(map(str, seeds))},method={m}"
             lines.append(
-                f"| {labels.get(d, d)} · {bb.upper() if bb == 'mgcn' else 'MIG-GT'} | {LABELS.get(m, m)} | "
+                f"| {labels.get(d, d)} · {_backbone(bb)} | {LABELS.get(m, m)} | "
                 f"{role} {', '.join(map(str, seeds))} | {', '.join(regimes)} | {len(cells)} | {expected} | `{only}` |"
             )
     return lines + [""]
